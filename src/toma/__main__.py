@@ -1,0 +1,3 @@
+from toma.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""``toma check``: every problem in a project, found before anything is sent.
+
+It reads the config, every sequence file and every template, and renders each
+template for each contact that could receive it: a sequence's templates for
+the contacts it reaches (by its tag or by hand), and a template no sequence
+uses for every contact. All problems are collected, not just the first; the
+same problem for many contacts is one entry naming them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toma import addressbook
+from toma.config import Config, load_config
+from toma.contacts import Contact
+from toma.errors import TemplateError, TomaError
+from toma.render import Templates, base_context
+from toma.sequences import Sequence, load_sequences
+from toma.store import ENROLMENTS, Reader, open_store
+
+
+@dataclass
+class CheckReport:
+    problems: list[TomaError] = field(default_factory=list)
+    templates: int = 0
+    sequences: int = 0
+    contacts: int = 0
+    renders: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_project(config_path: Path) -> CheckReport:
+    """Check the project of ``config_path``; its store is only read."""
+    report = CheckReport()
+    try:
+        config = load_config(config_path)
+    except TomaError as exc:
+        report.problems.append(exc)
+        return report
+    store = open_store(config.paths.data)
+    try:
+        check_config_tree(config, store, report)
+    finally:
+        store.close()
+    return report
+
+
+def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> None:
+    sequences, errors = load_sequences(config.paths.sequences, windows=set(config.windows))
+    report.problems.extend(errors)
+    report.sequences = len(sequences)
+
+    templates = Templates(config.paths.templates)
+    names = templates.names()
+    report.templates = len(names)
+    broken: set[str] = set()
+    for name in names:
+        try:
+            templates.check(name)
+        except TemplateError as exc:
+            report.problems.append(exc)
+            broken.add(name)
+
+    used: dict[str, list[Sequence]] = {}
+    for sequence in sequences.values():
+        for template, key in _templates_of(sequence):
+            if template not in names:
+                report.problems.append(
+                    TemplateError(
+                        f"uses the template {template!r}, which does not exist in "
+                        f"{config.paths.templates}",
+                        file=sequence.file,
+                        key=key,
+                    )
+                )
+                broken.add(template)
+            used.setdefault(template, []).append(sequence)
+    for stage_index, stage in enumerate(config.invoices.stages):
+        if stage.template not in names:
+            report.problems.append(
+                TemplateError(
+                    f"the template {stage.template!r} does not exist",
+                    file=config.file,
+                    key=f"invoices.stages[{stage_index}].template",
+                )
+            )
+            broken.add(stage.template)
+
+    contacts = list(addressbook.all_contacts(reader))
+    report.contacts = len(contacts)
+    hand_enrolled: dict[str, set[str]] = {}
+    for _key, doc in reader.all(ENROLMENTS):
+        hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
+
+    for name in names:
+        if name in broken:
+            continue
+        if name in used:
+            audience = [
+                c
+                for c in contacts
+                if any(_reaches(seq, c, hand_enrolled.get(seq.name, set())) for seq in used[name])
+            ]
+        else:
+            audience = contacts
+        _render_all(templates, config, name, audience, report)
+
+
+def _templates_of(sequence: Sequence) -> Iterable[tuple[str, str]]:
+    for index, step in enumerate(sequence.steps):
+        yield step.template, f"steps[{index}].template"
+    if sequence.repeat:
+        yield sequence.repeat.template, "repeat.template"
+
+
+def _reaches(sequence: Sequence, contact: Contact, enrolled: set[str]) -> bool:
+    if contact.email in enrolled:
+        return True
+    return bool(sequence.enroll_tag) and contact.has_tag(sequence.enroll_tag or "")
+
+
+def _render_all(
+    templates: Templates, config: Config, name: str, audience: list[Contact], report: CheckReport
+) -> None:
+    grouped: dict[tuple[str | None, int | None, str], list[str]] = {}
+    first: dict[tuple[str | None, int | None, str], TemplateError] = {}
+    for contact in audience:
+        report.renders += 1
+        try:
+            templates.render(name, base_context(config, contact), contact=contact.email)
+        except TemplateError as exc:
+            key = (exc.file, exc.line, exc.message)
+            grouped.setdefault(key, []).append(contact.email)
+            first.setdefault(key, exc)
+    for key, emails in grouped.items():
+        exc = first[key]
+        if len(emails) > 1:
+            shown = ", ".join(emails[:3]) + (
+                f" and {len(emails) - 3} more" if len(emails) > 3 else ""
+            )
+            exc = TemplateError(
+                f"{exc.message} (for {len(emails)} contacts: {shown})",
+                file=exc.file,
+                line=exc.line,
+                key=exc.key,
+            )
+        report.problems.append(exc)

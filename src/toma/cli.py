@@ -1,0 +1,518 @@
+"""The ``toma`` command line: parse, call the library, print.
+
+Each command is a few lines over a library function. A :class:`TomaError`
+becomes one or two lines on stderr and exit status 1 (2 for usage errors,
+which click handles); lists and reports take ``--json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from toma import addressbook
+from toma.config import Config, find_config, load_config
+from toma.contacts import Contact, Status, make_contact
+from toma.errors import TomaError
+from toma.logs import configure as configure_logging
+from toma.store import Store, open_store
+from toma.timeutil import parse_moment
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What every command may need, loaded on first use."""
+
+    def __init__(self, config_option: str | None) -> None:
+        self.config_path = find_config(config_option)
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        store = open_store(self.config.paths.data)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def now_option(func: F) -> F:
+    return click.option(
+        "--now",
+        "now_text",
+        metavar="ISO",
+        help="Act as if it were this moment (ISO 8601 with a UTC offset).",
+    )(func)
+
+
+def resolve_now(now_text: str | None) -> datetime:
+    return parse_moment(now_text) if now_text else datetime.now(UTC)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def fail_on_toma_error(func: F) -> F:
+    """Turn a TomaError into one or two lines and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TomaError as exc:
+            click.echo(f"toma: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class TomaGroup(click.Group):
+    """A group whose every command reports TomaError briefly."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        decorator = super().command(*args, **kwargs)
+
+        def wrap(func: F) -> click.Command:
+            return decorator(fail_on_toma_error(func))
+
+        return wrap
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", TomaGroup)
+        return super().group(*args, **kwargs)
+
+
+@click.group(cls=TomaGroup)
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    envvar="TOMA_CONFIG",
+    help="The project's config.toml (else $TOMA_CONFIG, else ./config.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+@click.version_option(package_name="toma")
+@click.pass_context
+def main(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
+    """toma keeps you in touch with the people you already know.
+
+    \b
+    Start with:
+        toma init my-project && cd my-project && toma check
+    """
+    configure_logging(verbose=verbose)
+    ctx.obj = Context(config_option)
+
+
+# --- init and check ----------------------------------------------------------
+
+
+@main.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
+@now_option
+def init(folder: Path, now_text: str | None) -> None:
+    """Create a working project in FOLDER: config, sequences, templates, sample contacts.
+
+    \b
+    Example:
+        toma init my-project
+    """
+    from toma.scaffold import init_project
+
+    config = init_project(folder, now=resolve_now(now_text))
+    click.echo(
+        f"Created a project in {folder} ({config.name}, sequences/, templates/, sample contacts)."
+    )
+    click.echo(f"Next: toma --config {folder / 'config.toml'} check")
+
+
+@main.command()
+@pass_context
+def check(ctx: Context) -> None:
+    """Validate the config, sequences and templates, rendering each for every contact.
+
+    Lists every problem with where it is; exits 0 only when all is well.
+    """
+    from toma.checks import check_project
+
+    report = check_project(ctx.config_path)
+    for problem in report.problems:
+        click.echo(f"error: {problem}", err=True)
+    summary = (
+        f"{report.sequences} sequences, {report.templates} templates, "
+        f"{report.contacts} contacts, {report.renders} renders"
+    )
+    if report.ok:
+        click.echo(f"All good: {summary}.")
+        return
+    click.echo(f"{len(report.problems)} problem(s) found ({summary}).", err=True)
+    sys.exit(1)
+
+
+# --- contacts ----------------------------------------------------------------
+
+
+@main.group()
+def contacts() -> None:
+    """Add, import, list and look after contacts."""
+
+
+def _parse_fields(pairs: tuple[str, ...]) -> dict[str, str]:
+    fields = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE", param_hint="--field")
+        fields[key.strip()] = value
+    return fields
+
+
+@contacts.command("add")
+@click.argument("email")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--company", default="")
+@click.option("--timezone", default="", help="IANA zone, such as Europe/Berlin.")
+@click.option("--tag", "tags", multiple=True, help="A tag; repeat for more.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A custom field, such as met_where=…; repeat for more.",
+)
+@now_option
+@pass_context
+def contacts_add(
+    ctx: Context,
+    email: str,
+    first_name: str,
+    last_name: str,
+    company: str,
+    timezone: str,
+    tags: tuple[str, ...],
+    fields: tuple[str, ...],
+    now_text: str | None,
+) -> None:
+    """Add a contact, or update the one with this address.
+
+    \b
+    Example:
+        toma contacts add mira@example.org --first-name Mira --tag met \\
+            --field met_where="the Hamburg summit"
+    """
+    contact = make_contact(
+        email,
+        first_name=first_name,
+        last_name=last_name,
+        company=company,
+        timezone=timezone,
+        tags=tags,
+        fields=_parse_fields(fields),
+    )
+    with ctx.store() as store:
+        stored, created = addressbook.add(store, contact, now=resolve_now(now_text))
+    click.echo(f"{'Added' if created else 'Updated'} {stored.email} ({stored.status.value}).")
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@now_option
+@pass_context
+def contacts_import(ctx: Context, file: Path, now_text: str | None) -> None:
+    """Import contacts from a .csv (with a header row) or a .vcf file.
+
+    Bad rows are reported with their row number and skipped; the rest is
+    imported. Unsubscribed and bounced contacts stay so.
+    """
+    with ctx.store() as store:
+        report = addressbook.import_file(store, file, now=resolve_now(now_text))
+    for problem in report.problems:
+        click.echo(f"skipped: {problem}", err=True)
+    click.echo(
+        f"{file}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.problems)} problem(s)."
+    )
+    if report.problems:
+        sys.exit(1)
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    doc = contact.to_doc()
+    return {"email": doc.pop("email"), "status": doc.pop("status"), "tags": doc.pop("tags"), **doc}
+
+
+@contacts.command("list")
+@click.option("--tag", "tags", multiple=True, help="Only contacts with this tag (repeatable).")
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@json_option
+@pass_context
+def contacts_list(ctx: Context, tags: tuple[str, ...], status: str | None, as_json: bool) -> None:
+    """List contacts."""
+    with ctx.store() as store:
+        found = sorted(addressbook.all_contacts(store), key=lambda c: c.email)
+    found = [
+        c
+        for c in found
+        if all(c.has_tag(t.lower()) for t in tags) and (status is None or c.status.value == status)
+    ]
+    if as_json:
+        print_json([contact_json(c) for c in found])
+        return
+    from toma.tables import print_table
+
+    print_table(
+        ["email", "name", "company", "status", "tags"],
+        [[c.email, c.name, c.company, c.status.value, " ".join(c.tags)] for c in found],
+        empty="No contacts.",
+    )
+
+
+@contacts.command("show")
+@click.argument("email")
+@json_option
+@pass_context
+def contacts_show(ctx: Context, email: str, as_json: bool) -> None:
+    """Show one contact with every field."""
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+    if as_json:
+        print_json(contact_json(contact))
+        return
+    rows = [
+        ("email", contact.email),
+        ("name", contact.name),
+        ("company", contact.company),
+        ("timezone", contact.timezone or "(the owner's)"),
+        ("status", contact.status.value),
+        ("tags", " ".join(contact.tags)),
+        ("added", contact.added_at),
+    ]
+    if contact.status_at:
+        rows.append(("status since", f"{contact.status_at} {contact.status_reason}".strip()))
+    rows.extend((key, value) for key, value in sorted(contact.fields.items()))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@contacts.command("tag")
+@click.argument("email")
+@click.argument("tags", nargs=-1, required=True)
+@pass_context
+def contacts_tag(ctx: Context, email: str, tags: tuple[str, ...]) -> None:
+    """Add tags to a contact."""
+    with ctx.store() as store:
+        contact = addressbook.retag(store, email, tags)
+    click.echo(f"{contact.email}: {' '.join(contact.tags) or '(no tags)'}")
+
+
+@contacts.command("untag")
+@click.argument("email")
+@click.argument("tags", nargs=-1, required=True)
+@pass_context
+def contacts_untag(ctx: Context, email: str, tags: tuple[str, ...]) -> None:
+    """Remove tags from a contact."""
+    with ctx.store() as store:
+        contact = addressbook.retag(store, email, tags, remove=True)
+    click.echo(f"{contact.email}: {' '.join(contact.tags) or '(no tags)'}")
+
+
+def _status_command(name: str, status: Status, doc: str) -> None:
+    @contacts.command(name, help=doc)
+    @click.argument("email")
+    @now_option
+    @pass_context
+    def command(ctx: Context, email: str, now_text: str | None) -> None:
+        with ctx.store() as store:
+            contact = addressbook.set_status(
+                store, email, status, now=resolve_now(now_text), reason=f"toma contacts {name}"
+            )
+        click.echo(f"{contact.email} is {contact.status.value}.")
+
+
+_status_command("pause", Status.PAUSED, "Send nothing to a contact until resumed.")
+_status_command("resume", Status.ACTIVE, "Resume a paused (or fixed bounced) contact.")
+_status_command(
+    "unsubscribe",
+    Status.UNSUBSCRIBED,
+    "Unsubscribe a contact for good: nothing is sent to them again.",
+)
+
+
+@contacts.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def contacts_forget(ctx: Context, email: str, yes: bool) -> None:
+    """Erase a contact and everything stored about them (history included)."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Erase {email} and all their history?", abort=True)
+    with ctx.store() as store:
+        removed = addressbook.forget(store, email)
+    click.echo(f"Forgot {email} ({removed} records removed).")
+
+
+# --- preview -----------------------------------------------------------------
+
+
+@main.command()
+@click.argument("template")
+@click.option("--contact", "email", required=True, help="The contact to render it for.")
+@now_option
+@pass_context
+def preview(ctx: Context, template: str, email: str, now_text: str | None) -> None:
+    """Print the exact message TEMPLATE would send to a contact (RFC 5322).
+
+    \b
+    Example:
+        toma preview acquaintance/nice-to-meet.md --contact mira@example.org
+    """
+    from toma.compose import Composer
+
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+    composer = Composer(ctx.config)
+    built = composer.compose(template, contact, now=resolve_now(now_text))
+    sys.stdout.buffer.write(built.data.replace(b"\r\n", b"\n"))
+    sys.stdout.flush()
+
+
+# --- sequences: enrolment, plan, run, status ---------------------------------
+
+
+@main.command()
+@click.argument("email")
+@click.argument("sequence")
+@now_option
+@pass_context
+def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
+    """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
+    from toma.daemon import enrol
+    from toma.planning import read_sequences
+
+    files = read_sequences(ctx.config)
+    if sequence not in files.sequences:
+        known = ", ".join(sorted(files.sequences)) or "none"
+        raise TomaError(
+            f"no sequence named {sequence!r} (known: {known})", file=ctx.config.paths.sequences
+        )
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+        enrolment = enrol(store, contact.email, sequence, now=resolve_now(now_text))
+    click.echo(f"{enrolment.contact} is enrolled in {sequence} (since {enrolment.enrolled_at}).")
+
+
+@main.command()
+@click.argument("email")
+@click.argument("sequence")
+@pass_context
+def unenroll(ctx: Context, email: str, sequence: str) -> None:
+    """Stop a contact's enrolment in SEQUENCE; its tag will not enrol them again."""
+    from toma.contacts import normalize_address
+    from toma.daemon import unenrol
+
+    with ctx.store() as store:
+        unenrol(store, normalize_address(email), sequence)
+    click.echo(f"{normalize_address(email)} no longer receives {sequence}.")
+
+
+@main.command()
+@click.option("--days", default=14, show_default=True, help="How far ahead to look.")
+@now_option
+@json_option
+@pass_context
+def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
+    """What goes to whom, and when: a calendar of the coming days.
+
+    Times are shown in the contact's zone and in yours. Tag-based enrolments
+    that the next tick would make are included.
+    """
+    from datetime import timedelta
+
+    from toma.calendar import upcoming
+
+    now = resolve_now(now_text)
+    with ctx.store() as store:
+        rows = upcoming(store, ctx.config, now=now, until=now + timedelta(days=days))
+    if as_json:
+        print_json([row.to_json() for row in rows])
+        return
+    from toma.tables import print_table
+
+    print_table(
+        ["when (theirs)", "when (yours)", "contact", "kind", "ref", "note"],
+        [[row.at_theirs, row.at_yours, row.contact, row.kind, row.ref, row.note] for row in rows],
+        empty=f"Nothing planned in the next {days} days.",
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One tick, then exit (for cron).")
+@now_option
+@json_option
+@pass_context
+def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
+    """The daemon: tick on a schedule — plan, send, record.
+
+    SIGTERM or Ctrl-C finishes the messages in flight, records them and exits.
+    With --now (only with --once) the tick acts as if it were that moment.
+    """
+    from toma.daemon import Worker
+    from toma.timeutil import SystemClock
+
+    if as_json:
+        configure_logging(json_lines=True)
+    if now_text and not once:
+        raise click.UsageError("--now goes with --once: the daemon itself follows the clock")
+    config = ctx.config
+    with ctx.store() as store, store.daemon_lock():
+        worker = Worker(ctx.config_path, store)
+        clock = SystemClock()
+        worker.recover(resolve_now(now_text))
+        if once:
+            report = worker.run_once(resolve_now(now_text))
+            for problem in report.problems:
+                click.echo(f"problem: {problem}", err=True)
+            click.echo(f"Tick at {report.now}: {report.summary()}.")
+            return
+        worker.run_forever(clock, config.daemon.tick_every.approx())
+
+
+@main.command()
+@json_option
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """What the daemon did last, what is queued, what failed, what is unknown."""
+    from toma.status import gather
+
+    with ctx.store() as store:
+        report = gather(store)
+    if as_json:
+        print_json(report.to_json())
+        return
+    for line in report.lines():
+        click.echo(line)

@@ -1,0 +1,257 @@
+"""MIME messages: a rendered template made into bytes ready for SMTP or a Maildir.
+
+Built with the compat32 ``email.mime`` classes, ``email.header.Header`` and
+``email.utils.formataddr``: they encode exactly as the modern ``EmailMessage``
+does for what toma sends (a text/plain + text/html alternative, a dozen
+headers), and take a third of the time, because the modern API parses and
+re-folds every header through its registry.
+
+No value can add or alter a header. Every header value and display name is made
+one line (control characters, CR, LF, NUL and Unicode line separators become
+spaces) before it is encoded; an address that is not a plain ``local@domain`` is
+refused. Non-ASCII text goes into RFC 2047 encoded words, which fold, so no line
+of the result exceeds the 998-octet limit of RFC 5322.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.charset import BASE64, QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, make_msgid
+from types import MappingProxyType
+
+from email_validator import EmailNotValidError, validate_email
+
+from toma.render import Rendered
+
+# Serialised for the wire: CRLF line ends, headers folded at 78 columns.
+_POLICY = compat32.clone(linesep="\r\n", max_line_length=78)
+_MAX_LINE = 998
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+# Everything that could end a header line or confuse a reader of one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
+_MSG_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII, no spaces, no angle brackets inside
+_URI = re.compile(r"[!-;=?-~]+")
+# Headers this module writes itself; passing them in `headers` would duplicate or
+# contradict them. Cc/Bcc: a message goes to its one envelope recipient only.
+_RESERVED = frozenset({
+    "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references",
+    "mime-version", "content-type", "content-transfer-encoding", "list-unsubscribe",
+    "list-unsubscribe-post",
+})
+
+
+def _charset(encoding: int) -> Charset:
+    charset = Charset("utf-8")
+    charset.body_encoding = encoding
+    return charset
+
+
+_QUOTED_PRINTABLE = _charset(QP)
+_BASE64 = _charset(BASE64)
+_ASCII_BYTES = bytes(range(128))
+
+
+@dataclass(frozen=True)
+class Built:
+    """A message ready to hand to a transport."""
+
+    message_id: str  # with the angle brackets
+    data: bytes  # RFC 5322, CRLF line ends
+    envelope_sender: str  # MAIL FROM
+    envelope_recipient: str  # RCPT TO
+
+
+def one_line(value: str) -> str:
+    """``value`` as a single header-safe line: no line breaks or controls, spaces collapsed."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _ascii_address(value: str, what: str) -> str:
+    # Checked before stripping: a line break anywhere, even at the end, is refused.
+    address = value if _CONTROL.search(value) else value.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or _CONTROL.search(address) \
+            or any(ch.isspace() or ch in "<>,;" for ch in address):
+        raise ValueError(f"{what} {value!r} is not a plain email address")
+    if address.isascii():
+        return address
+    if not local.isascii():
+        raise ValueError(f"{what} {value!r} has a non-ASCII local part, which needs SMTPUTF8")
+    return f"{local}@{_ascii_domain(domain, what)}"
+
+
+def _ascii_domain(domain: str, what: str) -> str:
+    if domain.isascii():
+        return domain
+    try:
+        checked = validate_email(f"postmaster@{domain}", check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{what} domain {domain!r} is not valid: {exc}") from None
+    return checked.ascii_domain
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` can go as it is: ASCII, foldable, not taken for an encoded word."""
+    return text.isascii() and "=?" not in text and all(len(word) <= 76 for word in text.split())
+
+
+def _text_header(value: str, name: str) -> str | Header:
+    text = one_line(value)
+    if _plain(text):
+        return text
+    # Encoded words: RFC 2047 for non-ASCII, and the one way to fold a long word.
+    return Header(text, "utf-8", header_name=name)
+
+
+def _address_header(name: str, address: str, header: str) -> str | Header:
+    display = one_line(name)
+    if not display:
+        return address
+    if _plain(display):
+        return formataddr((display, address))  # quotes names with specials: "Doe, Jane"
+    value = Header(display, "utf-8", header_name=header)
+    value.append(f"<{address}>", "us-ascii")
+    return value
+
+
+def _set(message: MIMEMultipart, name: str, value: str | Header) -> None:
+    # compat32 folds a Header itself (encoded words included); typeshed knows only str.
+    message[name] = value  # type: ignore[assignment]
+
+
+def _message_id(value: str) -> str | None:
+    text = value.strip()
+    if not text.startswith("<"):
+        text = f"<{text}>"
+    return text if _MSG_ID.fullmatch(text) and len(text) < _MAX_LINE - 100 else None
+
+
+def _unsubscribe(uris: str | Sequence[str]) -> list[str]:
+    found = [uris] if isinstance(uris, str) else list(uris)
+    checked = []
+    for uri in found:
+        text = uri.strip()
+        if text.startswith("<") and text.endswith(">"):
+            text = text[1:-1]
+        if not _URI.fullmatch(text) or len(text) > _MAX_LINE - 100 \
+                or not text.lower().startswith(("mailto:", "https:", "http:")):
+            raise ValueError(f"List-Unsubscribe needs mailto: or https: URIs, got {uri!r}")
+        checked.append(text)
+    return checked
+
+
+def _body(text: str, subtype: str) -> MIMENonMultipart:
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates from a broken input: shown as "?" rather than refusing the message.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        data = text.encode("utf-8")
+    high = len(data.translate(None, _ASCII_BYTES))
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    del part["MIME-Version"]  # said once, at the top
+    if not high and all(len(line) <= _MAX_LINE for line in text.splitlines()):
+        part.set_payload(text)
+        part["Content-Transfer-Encoding"] = "7bit"
+    elif high * 6 < len(data):
+        # Mostly ASCII (Latin text, HTML markup): quoted-printable stays readable
+        # and costs less than base64's third.
+        part.set_payload(text, _QUOTED_PRINTABLE)
+    else:
+        part.set_payload(text, _BASE64)  # mostly non-Latin script: base64 is the smaller
+    return part
+
+
+def build_message(
+    rendered: Rendered,
+    *,
+    sender_name: str,
+    sender_email: str,
+    to_name: str,
+    to_email: str,
+    message_id: str | None = None,
+    date: datetime,
+    domain: str,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    headers: Mapping[str, str] = _NO_HEADERS,
+    list_unsubscribe: str | Sequence[str] | None = None,
+    list_unsubscribe_post: bool = False,
+) -> Built:
+    """``rendered`` as a multipart/alternative message (text, then HTML), serialised.
+
+    ``domain`` names the right-hand side of a new Message-ID. ``in_reply_to`` and
+    ``references`` come from mail someone else wrote: an unusable id is left out
+    rather than failing the reply. ``list_unsubscribe`` is one URI or several
+    (mailto:, https:); ``list_unsubscribe_post`` adds RFC 8058 one-click, which
+    needs an https URI. Raises ValueError for an address, header name, date or
+    URI that cannot be used.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the Date needs an aware datetime: a naive one has no zone to write")
+    sender = _ascii_address(sender_email, "sender")
+    recipient = _ascii_address(to_email, "recipient")
+    if _CONTROL.search(domain) or not domain.strip():
+        raise ValueError(f"{domain!r} cannot be a Message-ID domain")
+    if message_id is None:
+        msgid = make_msgid(domain=_ascii_domain(domain.strip(), "Message-ID"))
+    else:
+        given = _message_id(message_id)
+        if given is None:
+            raise ValueError(f"{message_id!r} cannot be a Message-ID")
+        msgid = given
+
+    message = MIMEMultipart("alternative")
+    # The envelope headers first and the MIME ones last, as a person reading the
+    # source (`toma preview`) expects; MIMEMultipart wrote its own at the top.
+    content_type = message["Content-Type"]
+    del message["Content-Type"], message["MIME-Version"]
+    _set(message, "From", _address_header(sender_name, sender, "From"))
+    _set(message, "To", _address_header(to_name, recipient, "To"))
+    _set(message, "Subject", _text_header(rendered.subject, "Subject"))
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = msgid
+    parent = _message_id(in_reply_to) if in_reply_to else None
+    if parent:
+        message["In-Reply-To"] = parent
+    chain = [found for ref in references if (found := _message_id(ref))]
+    if parent and parent not in chain:
+        chain.append(parent)
+    if chain:
+        message["References"] = " ".join(chain)
+    if list_unsubscribe:
+        uris = _unsubscribe(list_unsubscribe)
+        message["List-Unsubscribe"] = ", ".join(f"<{uri}>" for uri in uris)
+        if list_unsubscribe_post:
+            if not any(uri.lower().startswith("https:") for uri in uris):
+                raise ValueError("one-click unsubscribe (RFC 8058) needs an https: URI")
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    elif list_unsubscribe_post:
+        raise ValueError("List-Unsubscribe-Post needs a List-Unsubscribe URI")
+    for name, value in headers.items():
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _RESERVED:
+            raise ValueError(f"{name!r} cannot be given as an extra header")
+        _set(message, name, _text_header(value, name))
+    message["MIME-Version"] = "1.0"
+    message["Content-Type"] = content_type
+
+    message.attach(_body(rendered.text, "plain"))
+    message.attach(_body(rendered.html, "html"))
+    return Built(
+        message_id=msgid,
+        data=message.as_bytes(policy=_POLICY),
+        envelope_sender=sender,
+        envelope_recipient=recipient,
+    )

@@ -1,0 +1,58 @@
+"""The storage interface: named tables of JSON documents keyed by strings.
+
+The rest of toma sees only this protocol, so that a server database can take
+the embedded store's place. Theory of operation:
+
+- Reads see the state as of the last :meth:`Store.refresh` or transaction.
+- All writes happen inside :meth:`Store.transaction`, which takes the store's
+  write lock, catches up with what other processes wrote, yields a
+  :class:`Transaction`, and on a clean exit makes the whole transaction durable
+  at once (one atomic flush whose cost is proportional to what changed). An
+  exception inside the block discards every change made in it.
+- :meth:`Store.daemon_lock` is held by ``toma run`` for its whole life: one
+  daemon per data directory. Short commands (``toma contacts add``) do not need
+  it and may write while the daemon runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+Document = dict[str, Any]
+
+CONTACTS = "contacts"
+ENROLMENTS = "enrolments"
+MESSAGES = "messages"
+CONVERSATIONS = "conversations"
+INVOICES = "invoices"
+SYNC = "sync"
+META = "meta"
+TABLES = (CONTACTS, ENROLMENTS, MESSAGES, CONVERSATIONS, INVOICES, SYNC, META)
+
+SCHEMA_VERSION = 1
+
+
+class Reader(Protocol):
+    def get(self, table: str, key: str) -> Document | None: ...
+
+    def all(self, table: str) -> Iterator[tuple[str, Document]]: ...
+
+    def count(self, table: str) -> int: ...
+
+
+class Transaction(Reader, Protocol):
+    def put(self, table: str, key: str, doc: Document) -> None: ...
+
+    def delete(self, table: str, key: str) -> None: ...
+
+
+class Store(Reader, Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def refresh(self) -> None: ...
+
+    def daemon_lock(self) -> AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...

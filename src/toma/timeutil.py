@@ -1,0 +1,162 @@
+"""Time: clocks, human durations, ISO moments and zones.
+
+Only the shell (daemon, CLI) reads the clock; everything else is handed an aware
+``datetime``. A :class:`Clock` is what the shell reads, so tests can use a
+:class:`FixedClock` and never sleep.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from toma.errors import TomaError
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class FixedClock:
+    """A clock that says what it is told; ``advance`` moves it."""
+
+    moment: datetime
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, by: timedelta) -> None:
+        self.moment += by
+
+
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "min": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+}
+_MONTH_UNITS = {"mo": 1, "y": 12}
+_PART = re.compile(r"(\d+)\s*(mo|min|sec|[smhdwy])", re.IGNORECASE)
+_WHOLE = re.compile(r"^\s*([+-]?)\s*((?:\d+\s*(?:mo|min|sec|[smhdwy])\s*)+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, order=True)
+class Duration:
+    """A human duration: whole months (calendar arithmetic) plus seconds.
+
+    "1mo" after 31 January is the last day of February, as a person would mean;
+    it cannot be a ``timedelta``. A negative duration ("-3d") comes before.
+    """
+
+    months: int = 0
+    seconds: int = 0
+    text: str = ""
+
+    @property
+    def negative(self) -> bool:
+        return self.months < 0 or self.seconds < 0
+
+    def after(self, moment: datetime) -> datetime:
+        """``moment`` moved by this duration."""
+        return add_months(moment, self.months) + timedelta(seconds=self.seconds)
+
+    def approx(self) -> timedelta:
+        """Length for comparisons where a month may be taken as 30 days."""
+        return timedelta(days=30 * self.months, seconds=self.seconds)
+
+    def __str__(self) -> str:
+        return self.text or f"{self.months}mo{self.seconds}s"
+
+
+def parse_duration(text: str, *, signed: bool = False) -> Duration:
+    """Parse "72h", "3d", "2w", "1mo", "1d12h"; with ``signed``, also "-3d", "+7d".
+
+    Raises ``ValueError`` with a message fit to show the user; callers add where.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f'expected a duration such as "3d", got {text!r}')  # noqa: TRY004 - callers locate ValueErrors
+    match = _WHOLE.match(text)
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit, "
+            'such as "72h", "3d", "2w", "1mo" (units: min, h, d, w, mo, y)'
+        )
+    sign_text, body = match.groups()
+    if sign_text and not signed:
+        raise ValueError(f"{text!r}: a sign is not allowed here")
+    months = seconds = 0
+    for number, unit in _PART.findall(body):
+        unit = unit.lower()
+        if unit in _MONTH_UNITS:
+            months += int(number) * _MONTH_UNITS[unit]
+        else:
+            seconds += int(number) * _UNITS[unit]
+    sign = -1 if sign_text == "-" else 1
+    return Duration(months=sign * months, seconds=sign * seconds, text=text.strip())
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    if not months:
+        return moment
+    index = moment.year * 12 + (moment.month - 1) + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 moment that must carry a UTC offset ("2026-03-02T09:30+01:00")."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise TomaError(
+            f"{text!r} is not an ISO 8601 moment (such as 2026-03-02T09:30:00+01:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise TomaError(f"{text!r} has no UTC offset: add one, such as +01:00 or Z")
+    return moment
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise TomaError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; ``ValueError`` with a useful message if none is."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone: use an IANA name such as Europe/Berlin"
+        ) from None
+
+
+def is_zone(name: str) -> bool:
+    try:
+        zone(name)
+    except ValueError:
+        return False
+    return True
+
+
+def to_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

@@ -1,0 +1,94 @@
+"""`toma contacts …` as a user would type it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import Invoke
+
+
+def rows_csv(tmp_path: Path, bad_row: int) -> Path:
+    lines = ["email,first_name,last_name,tags,met_where"]
+    for number in range(1, 13):
+        address = "bad address" if number == bad_row else f"person{number}@example.org"
+        lines.append(f"{address},First{number},Last{number},met,the fair")
+    path = tmp_path / "people.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def emails(toma: Invoke, *args: str) -> set[str]:
+    return {c["email"] for c in json.loads(toma("contacts", "list", "--json", *args).output)}
+
+
+def test_import_reports_row_7_and_imports_the_rest(tmp_path: Path, toma: Invoke) -> None:
+    result = toma("contacts", "import", str(rows_csv(tmp_path, bad_row=7)))
+    assert result.exit_code == 1  # a problem was reported
+    assert "people.csv:8: row 7: 'bad address' is not an email address" in result.output
+    assert "11 added" in result.output
+    imported = emails(toma, "--tag", "met") - emails(toma, "--tag", "client")
+    assert {f"person{n}@example.org" for n in range(1, 13) if n != 7} <= imported
+    assert "person7@example.org" not in imported
+
+
+def test_reimport_keeps_an_unsubscribed_contact_unsubscribed(tmp_path: Path, toma: Invoke) -> None:
+    path = rows_csv(tmp_path, bad_row=0)
+    toma("contacts", "import", str(path))
+    assert toma("contacts", "unsubscribe", "person3@example.org").exit_code == 0
+    toma("contacts", "import", str(path))
+    shown = json.loads(toma("contacts", "show", "person3@example.org", "--json").output)
+    assert shown["status"] == "unsubscribed"
+    result = toma("contacts", "resume", "person3@example.org")
+    assert result.exit_code == 1
+    assert "only the person can undo that" in result.output
+
+
+def test_add_tag_pause_resume_forget(toma: Invoke) -> None:
+    assert (
+        toma(
+            "contacts",
+            "add",
+            "New@Example.org",
+            "--first-name",
+            "Nia",
+            "--tag",
+            "met",
+            "--field",
+            "met_where=Oslo",
+            "--timezone",
+            "Europe/Oslo",
+        ).exit_code
+        == 0
+    )
+    assert "Updated" in toma("contacts", "add", "new@example.org", "--company", "Nia AS").output
+    shown = json.loads(toma("contacts", "show", "new@example.org", "--json").output)
+    assert (shown["first_name"], shown["company"], shown["fields"]) == (
+        "Nia",
+        "Nia AS",
+        {"met_where": "Oslo"},
+    )
+    toma("contacts", "tag", "new@example.org", "vip", "client")
+    toma("contacts", "untag", "new@example.org", "met")
+    assert json.loads(toma("contacts", "show", "new@example.org", "--json").output)["tags"] == [
+        "vip",
+        "client",
+    ]
+    assert "paused" in toma("contacts", "pause", "new@example.org").output
+    assert "active" in toma("contacts", "resume", "new@example.org").output
+    assert toma("contacts", "forget", "new@example.org", "--yes").exit_code == 0
+    assert "new@example.org" not in emails(toma)
+
+
+def test_add_with_header_injection_in_a_name_is_refused(toma: Invoke) -> None:
+    result = toma(
+        "contacts", "add", "eve@example.org", "--first-name", "Eve\r\nBcc: someone@example.com"
+    )
+    assert result.exit_code == 1
+    assert "single line" in result.output
+
+
+def test_list_on_a_pipe_is_tab_separated(toma: Invoke) -> None:
+    lines = toma("contacts", "list").output.splitlines()
+    assert lines[0].split("\t") == ["email", "name", "company", "status", "tags"]
+    assert len(lines) == 6

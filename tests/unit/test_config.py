@@ -1,0 +1,149 @@
+"""config.toml: every mistake is one located error; good files become typed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toma.config import load_config
+from toma.errors import ConfigError
+
+GOOD = """\
+[owner]
+name = "Alex Example"
+email = "Alex@Example.com"
+timezone = "Europe/Berlin"
+
+[transport]
+kind = "maildir"
+path = "var/outbox"
+
+[windows.default]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "09:01"
+end = "16:59"
+
+[windows.weekend]
+days = ["sat", "sun"]
+start = "10:00"
+end = "12:00"
+
+[pace]
+min_gap = "3d"
+
+[invoices]
+terms = "30d"
+stages = [{ at = "-3d", template = "invoices/soon.md" },
+          { at = "+7d", template = "invoices/late.md" }]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_config_becomes_typed_values(tmp_path: Path) -> None:
+    """Paths are taken relative to the config's folder; addresses are normalised."""
+    config = load_config(write(tmp_path, GOOD))
+    assert config.owner.email == "Alex@example.com"
+    assert config.owner.domain == "example.com"
+    assert config.transport.path == tmp_path / "var/outbox"
+    assert config.paths.data == tmp_path / "var/data"
+    assert config.windows["weekend"].days == frozenset({5, 6})
+    assert config.windows["default"].start.hour == 9
+    assert config.pace.min_gap.seconds == 3 * 86400
+    assert [s.at.seconds for s in config.invoices.stages] == [-3 * 86400, 7 * 86400]
+
+
+def test_default_window_exists_without_being_written(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[owner]\nname = "A"\nemail = "a@example.com"\n'))
+    window = config.windows["default"]
+    assert window.days == frozenset(range(5))
+    assert (window.start.isoformat(), window.end.isoformat()) == ("09:01:00", "16:59:00")
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "key", "words"),
+    [
+        (("min_gap", "min_gapp"), 21, "pace.min_gapp", "did you mean 'min_gap'"),
+        (
+            ('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlln"'),
+            4,
+            "owner.timezone",
+            "not a time zone",
+        ),
+        (('start = "09:01"', 'start = "9am"'), 12, "windows.default.start", "not a time of day"),
+        (('min_gap = "3d"', "min_gap = 3"), 21, "pace.min_gap", "must be a string"),
+        (('kind = "maildir"', 'kind = "carrier-pigeon"'), 7, "transport.kind", "maildir"),
+        (
+            ('email = "Alex@Example.com"', 'email = "not an address"'),
+            3,
+            "owner.email",
+            "not an email address",
+        ),
+        (("[pace]", "[paces]"), 20, "paces", "did you mean [pace]"),
+        (('min_gap = "3d"', 'min_gap = "3 fortnights"'), 21, "pace.min_gap", "not a duration"),
+    ],
+)
+def test_mistake_names_file_line_and_key(
+    tmp_path: Path, change: tuple[str, str], line: int, key: str, words: str
+) -> None:
+    """A typo'd key, a wrong type, a bad zone: one error with file, line and key."""
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = caught.value
+    assert error.file == str(path.resolve())
+    assert error.line == line, str(error)
+    assert error.key == key
+    assert words in str(error)
+    assert str(error).startswith(f"{path.resolve()}:{line}: {key}: ")
+
+
+def test_missing_owner_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[owner\] is missing"):
+        load_config(write(tmp_path, '[pace]\nmin_gap = "3d"\n'))
+
+
+def test_password_in_config_is_refused(tmp_path: Path) -> None:
+    text = GOOD + '\n[smtp]\nhost = "smtp.example.com"\npassword = "hunter2"\n'
+    with pytest.raises(ConfigError, match="do not belong in the config") as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.key == "smtp.password"
+
+
+def test_secret_comes_from_env_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-file\n")
+    text = (
+        GOOD + '\n[smtp]\nhost = "h"\npassword_env = "TOMA_TEST_PW"\n[imap]\n'
+        'host = "h"\npassword_file = "pw"\n'
+    )
+    config = load_config(write(tmp_path, text))
+    monkeypatch.setenv("TOMA_TEST_PW", "from-env")
+    assert config.smtp.password.reveal() == "from-env"
+    assert config.imap.password.reveal() == "from-file"
+    monkeypatch.delenv("TOMA_TEST_PW")
+    with pytest.raises(ConfigError, match="TOMA_TEST_PW is not set"):
+        config.smtp.password.reveal()
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML") as caught:
+        load_config(write(tmp_path, GOOD + "\nthis is not toml\n"))
+    assert caught.value.line == 28
+
+
+def test_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="toma init"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_example_config_loads() -> None:
+    example = Path(__file__).parents[2] / "config.example.toml"
+    config = load_config(example)
+    assert config.transport.kind == "maildir"
+    assert config.inbox.kind == "maildir"
