@@ -416,6 +416,8 @@ def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> Non
 
     files = read_sequences(ctx.config)
     if sequence not in files.sequences:
+        for problem in files.problems:
+            click.echo(f"problem: {problem}", err=True)
         known = ", ".join(sorted(files.sequences)) or "none"
         raise TomaError(
             f"no sequence named {sequence!r} (known: {known})", file=ctx.config.paths.sequences

@@ -493,7 +493,7 @@ class TestLocks:
         finally:
             child.communicate(timeout=CHILD_TIMEOUT)
         with TinyStore(data_dir) as store, store.daemon_lock():
-            assert (data_dir / "daemon.lock").read_text() == f"{os.getpid()}\n"
+            assert (data_dir / "daemon.lock").read_text().strip() == str(os.getpid())
 
     def test_daemon_lock_is_exclusive_and_released_on_exit(self, store: TinyStore):
         """A second holder fails while the first holds it, and succeeds after."""

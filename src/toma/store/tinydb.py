@@ -342,8 +342,9 @@ def _try_flock(fd: int, kind: int, path: Path) -> bool:
 
 
 def _write_pid(fd: int) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # Overwritten in place at a fixed width: truncating first makes ext4 flush the file
+    # on close (its guard for the replace-by-truncate pattern), ~3 ms on every commit.
+    os.pwrite(fd, f"{os.getpid():<19}\n".encode(), 0)
 
 
 def _read_pid(fd: int) -> int | None:
@@ -477,7 +478,7 @@ class TinyStore:
             try:
                 yield
             finally:
-                os.ftruncate(fd, 0)
+                os.pwrite(fd, b" " * 19 + b"\n", 0)
         finally:
             os.close(fd)  # closing the file releases the lock
 

@@ -1,0 +1,75 @@
+"""``toma plan``: the coming sends as rows of a calendar, in both zones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from toma.config import Config
+from toma.planner import PlannedSend, plan
+from toma.planning import plan_state, read_sequences
+from toma.sequences import tag_enrolments
+from toma.store import Reader
+from toma.timeutil import iso
+
+
+@dataclass(frozen=True)
+class Row:
+    contact: str
+    kind: str
+    ref: str
+    at: datetime  # in the contact's zone
+    at_owner: datetime
+    note: str = ""
+
+    @property
+    def at_theirs(self) -> str:
+        return self.at.strftime("%a %Y-%m-%d %H:%M %Z")
+
+    @property
+    def at_yours(self) -> str:
+        return self.at_owner.strftime("%a %Y-%m-%d %H:%M %Z")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contact": self.contact,
+            "kind": self.kind,
+            "ref": self.ref,
+            "at": iso(self.at),
+            "at_owner": iso(self.at_owner),
+            "note": self.note,
+        }
+
+
+def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) -> list[Row]:
+    """Every send from ``now`` to ``until``, as the daemon would make them.
+
+    Contacts whose tag the next tick would enrol are counted as enrolled now.
+    """
+    files = read_sequences(config)
+    state = plan_state(reader, config, files)
+    enrolled = {(e.contact, e.sequence) for e in state.enrolments}
+    coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
+    if coming:
+        state = replace(state, enrolments=[*state.enrolments, *coming])
+    decided = plan(state, now, until=until)
+    owner_zone = ZoneInfo(config.owner.timezone)
+    return [_row(send, now, owner_zone) for send in decided.sends]
+
+
+def _row(send: PlannedSend, now: datetime, owner_zone: ZoneInfo) -> Row:
+    notes = []
+    if send.send_at <= now:
+        notes.append("due now")
+    if send.late_by.total_seconds() >= 86400:
+        notes.append(f"waited {send.late_by.days}d")
+    return Row(
+        contact=send.contact,
+        kind=send.kind,
+        ref=send.ref,
+        at=send.local_send_at(),
+        at_owner=send.send_at.astimezone(owner_zone),
+        note=", ".join(notes),
+    )

@@ -1,0 +1,536 @@
+"""The daemon: every tick reads the files afresh, plans, sends and records.
+
+Theory of operation
+-------------------
+A tick at ``now``:
+
+1. reads config.toml and every sequence file (an edit takes effect without a
+   restart; a broken sequence file is reported and its sequence held, the
+   others go on; a broken config.toml skips the tick: nothing can be trusted);
+2. enrols every active contact carrying a sequence's ``enroll_tag``;
+3. asks the pure planner what is due, and records the steps it judged too late
+   as ``skipped``;
+4. renders and builds each due message (a template error holds that message,
+   reported, and nothing else), then records all of them as ``sending`` in one
+   durable write *before* any is handed to the transport;
+5. sends them, recording each outcome as it comes, in small batches: ``sent``,
+   ``failed`` (a 5xx), ``unknown`` (the connection died after the message was
+   handed over), or ``planned`` again with a retry time (a temporary failure);
+6. writes a summary of the tick for ``toma status``.
+
+At most once follows from step 4: a crash after it leaves ``sending`` records
+behind, which :meth:`Worker.recover` turns into ``unknown`` at the next start
+(the daemon lock guarantees nobody else was sending), and the planner never
+plans a key that was ever attempted.
+
+Only this module and the CLI read the clock; a tick is given its ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import threading
+import time as monotonic
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import schedule
+
+from toma.compose import Composer
+from toma.config import Config, load_config
+from toma.contacts import Contact
+from toma.errors import TemplateError, TomaError
+from toma.logs import fields
+from toma.outbox import MessageState, OutboxRecord, advance
+from toma.planner import PlannedSend, plan
+from toma.planning import plan_state, read_sequences
+from toma.sequences import Enrolment, tag_enrolments
+from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, Store
+from toma.timeutil import Clock, iso
+from toma.transports import Envelope, Outcome, Result, Transport, send_all, transport_for
+
+log = logging.getLogger(__name__)
+
+STATUS_KEY = "daemon"
+# While sending, outcomes are written every RESULT_BATCH results or RESULT_EVERY
+# seconds, and `sending` is marked MARK_AHEAD messages ahead of the transport:
+# what a crash leaves in doubt is bounded by these, and each is one fsync.
+RESULT_BATCH = 50
+RESULT_EVERY = 0.25
+MARK_AHEAD = 20
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before attempt ``attempts + 1``: doubling from a minute, at most half an hour."""
+    return min(LONGEST_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
+
+
+def retried_for(attempts: int) -> timedelta:
+    """How long retrying has taken after ``attempts`` failed attempts (by the schedule above)."""
+    return sum((retry_delay(n) for n in range(1, attempts + 1)), timedelta())
+
+
+@dataclass
+class TickReport:
+    """What one tick did; stored for ``toma status``."""
+
+    now: str
+    enrolled: int = 0
+    due: int = 0
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    held: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
+            f"{self.unknown} unknown, {self.skipped} skipped, {self.enrolled} enrolled"
+        )
+
+
+TransportFactory = Callable[[Config], Transport]
+
+
+class Worker:
+    """The daemon's work on one store: recovery, ticks, and the loop around them."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        store: Store,
+        *,
+        transport_factory: TransportFactory | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        in_tick_retry: timedelta = timedelta(seconds=20),
+    ) -> None:
+        self.config_path = config_path
+        self.store = store
+        self._transport_factory = transport_factory or (
+            lambda config: transport_for(config, ssl_context=ssl_context)
+        )
+        self.in_tick_retry = in_tick_retry
+        self._stop_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = threading.Event()
+
+    # --- recovery ------------------------------------------------------------
+
+    def recover(self, now: datetime) -> int:
+        """Turn every ``sending`` record into ``unknown``: a crash interrupted them."""
+        self.store.refresh()
+        stuck = [
+            OutboxRecord.from_doc(doc)
+            for _key, doc in self.store.all(MESSAGES)
+            if doc.get("state") == MessageState.SENDING
+        ]
+        if not stuck:
+            return 0
+        with self.store.transaction() as tx:
+            for record in stuck:
+                unknown = advance(record, MessageState.UNKNOWN, at=now)
+                tx.put(MESSAGES, unknown.key, unknown.to_doc())
+        for record in stuck:
+            log.warning(
+                "unknown after crash",
+                extra=fields(contact=record.contact, ref=record.ref, message_id=record.message_id),
+            )
+        return len(stuck)
+
+    # --- one tick ------------------------------------------------------------
+
+    async def tick(self, now: datetime) -> TickReport:
+        started = monotonic.monotonic()
+        report = TickReport(now=iso(now))
+        try:
+            await self._tick(now, report)
+        except TomaError as exc:
+            report.problems.append(str(exc))
+            log.error("tick failed", extra=fields(error=str(exc)))
+        report.seconds = round(monotonic.monotonic() - started, 3)
+        self._write_status(report)
+        log.info(
+            "tick done",
+            extra=fields(
+                now=report.now,
+                sent=report.sent,
+                failed=report.failed,
+                retrying=report.retrying,
+                unknown=report.unknown,
+                skipped=report.skipped,
+                seconds=report.seconds,
+            ),
+        )
+        return report
+
+    async def _tick(self, now: datetime, report: TickReport) -> None:
+        config = load_config(self.config_path)
+        files = read_sequences(config)
+        report.held = sorted(files.held)
+        for problem in files.problems:
+            report.problems.append(str(problem))
+            log.error("sequence held", extra=fields(error=str(problem)))
+
+        self.store.refresh()
+        report.enrolled = self._enrol_by_tag(files.sequences, now)
+        state = plan_state(self.store, config, files)
+        decided = plan(state, now)
+        self._record_skipped(decided.skipped, state.history, now)
+        report.skipped = len(decided.skipped)
+        report.due = len(decided.due)
+        if not decided.due:
+            return
+
+        envelopes, records = self._build(
+            config, decided.due, state.contacts, state.history, now, report
+        )
+        if not envelopes:
+            return
+        marker = _Marker(self.store, [e.key for e in envelopes], records)
+        pending: list[Result] = []
+        flushed = monotonic.monotonic()
+
+        def collect(result: Result) -> None:
+            nonlocal flushed
+            pending.append(result)
+            if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
+                self._record_results(pending, marker, now, report)
+                pending.clear()
+                flushed = monotonic.monotonic()
+
+        self._stop_event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.stopping.is_set():
+            self._stop_event.set()
+        try:
+            async with self._transport_factory(config) as transport:
+                await send_all(
+                    _Marking(transport, marker),
+                    envelopes,
+                    on_result=collect,
+                    retry_until=self.in_tick_retry,
+                    stop=self._stop_event,
+                )
+        finally:
+            self._record_results(pending, marker, now, report)
+            self._stop_event = None
+            self._loop = None
+
+    def _enrol_by_tag(self, sequences: dict[str, Any], now: datetime) -> int:
+        contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
+        enrolled = {(doc["contact"], doc["sequence"]) for _key, doc in self.store.all(ENROLMENTS)}
+        new = tag_enrolments(contacts, sequences, enrolled, now=now)
+        if not new:
+            return 0
+        with self.store.transaction() as tx:
+            for enrolment in new:
+                if tx.get(ENROLMENTS, enrolment.key) is None:
+                    tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+        for enrolment in new:
+            log.info(
+                "enrolled",
+                extra=fields(contact=enrolment.contact, sequence=enrolment.sequence, by="tag"),
+            )
+        return len(new)
+
+    def _record_skipped(
+        self, skipped: tuple[PlannedSend, ...], history: Any, now: datetime
+    ) -> None:
+        if not skipped:
+            return
+        with self.store.transaction() as tx:
+            for send in skipped:
+                why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
+                old = history.get(send.key)
+                record = (
+                    advance(old, MessageState.SKIPPED, at=now, detail=why)
+                    if old
+                    else send.to_record(at=now, state=MessageState.SKIPPED, detail=why)
+                )
+                tx.put(MESSAGES, record.key, record.to_doc())
+        for send in skipped:
+            log.warning(
+                "skipped",
+                extra=fields(contact=send.contact, ref=send.ref, late=_days(send.late_by)),
+            )
+
+    def _build(
+        self,
+        config: Config,
+        due: tuple[PlannedSend, ...],
+        contacts: Any,
+        history: Any,
+        now: datetime,
+        report: TickReport,
+    ) -> tuple[list[Envelope], dict[str, OutboxRecord]]:
+        composer = Composer(config)
+        envelopes: list[Envelope] = []
+        records: dict[str, OutboxRecord] = {}
+        reported: set[tuple[str | None, int | None, str]] = set()
+        for send in due:
+            contact = contacts[send.contact]
+            try:
+                built = composer.compose(send.template, contact, now=now)
+            except TemplateError as exc:
+                # Held, not recorded: once the template is fixed it goes.
+                where = (exc.file, exc.line, exc.message)
+                if where not in reported:
+                    reported.add(where)
+                    report.problems.append(str(exc))
+                log.error(
+                    "template error",
+                    extra=fields(contact=send.contact, ref=send.ref, error=str(exc)),
+                )
+                continue
+            old = history.get(send.key)
+            record = (
+                advance(old, MessageState.SENDING, at=now)
+                if old
+                else send.to_record(at=now, state=MessageState.SENDING)
+            )
+            records[send.key] = replace(record, message_id=built.message_id)
+            envelopes.append(
+                Envelope(
+                    key=send.key,
+                    sender=built.envelope_sender,
+                    recipients=(built.envelope_recipient,),
+                    data=built.data,
+                )
+            )
+        return envelopes, records
+
+    def _record_results(
+        self, results: list[Result], marker: _Marker, now: datetime, report: TickReport
+    ) -> None:
+        # A message never marked `sending` was never handed over (a stop came
+        # first): its stored record is as it was, and the next tick plans it.
+        settled = [r for r in results if r.key in marker.marked]
+        if not settled:
+            return
+        updated = [self._settle(marker.records[r.key], r, now, report) for r in settled]
+        with self.store.transaction() as tx:
+            for record in updated:
+                marker.records[record.key] = record
+                tx.put(MESSAGES, record.key, record.to_doc())
+        for record in updated:
+            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
+            log.log(
+                level,
+                record.state.value,
+                extra=fields(
+                    contact=record.contact,
+                    ref=record.ref,
+                    message_id=record.message_id,
+                    code=record.code,
+                    detail=record.detail or None,
+                    retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None,
+                ),
+            )
+
+    def _settle(
+        self, record: OutboxRecord, result: Result, now: datetime, report: TickReport
+    ) -> OutboxRecord:
+        if result.outcome is Outcome.SENT:
+            report.sent += 1
+            return advance(
+                record, MessageState.SENT, at=now, code=result.code, detail=result.detail
+            )
+        if result.outcome is Outcome.PERMANENT:
+            report.failed += 1
+            return advance(
+                record, MessageState.FAILED, at=now, code=result.code, detail=result.detail
+            )
+        if result.outcome is Outcome.UNKNOWN:
+            report.unknown += 1
+            return advance(
+                record, MessageState.UNKNOWN, at=now, code=result.code, detail=result.detail
+            )
+        config_retry = self._retry_for()
+        if retried_for(record.attempts) >= config_retry:
+            report.failed += 1
+            return advance(
+                record,
+                MessageState.FAILED,
+                at=now,
+                code=result.code,
+                detail=f"gave up after {record.attempts} attempts: {result.detail}",
+            )
+        report.retrying += 1
+        return advance(
+            record,
+            MessageState.PLANNED,
+            at=now,
+            code=result.code,
+            detail=result.detail,
+            next_attempt_at=now + retry_delay(record.attempts),
+        )
+
+    def _retry_for(self) -> timedelta:
+        try:
+            return load_config(self.config_path).smtp.retry_for.approx()
+        except TomaError:
+            return timedelta(hours=1)
+
+    def _write_status(self, report: TickReport) -> None:
+        try:
+            with self.store.transaction() as tx:
+                tx.put(SYNC, STATUS_KEY, asdict(report))
+        except TomaError as exc:
+            log.error("cannot record the tick", extra=fields(error=str(exc)))
+
+    # --- the loop ------------------------------------------------------------
+
+    def run_once(self, now: datetime) -> TickReport:
+        with self.signals():
+            return asyncio.run(self.tick(now))
+
+    def run_forever(self, clock: Clock, every: timedelta) -> None:
+        """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight."""
+        scheduler = schedule.Scheduler()
+        job = lambda: self._guarded_tick(clock)  # noqa: E731 - schedule wants a callable
+        scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
+        with self.signals():
+            log.info(
+                "daemon started",
+                extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
+            )
+            job()
+            while not self.stopping.is_set():
+                scheduler.run_pending()
+                idle = scheduler.idle_seconds
+                self.stopping.wait(timeout=min(1.0, max(0.05, idle if idle is not None else 1.0)))
+        log.info("daemon stopped")
+
+    def _guarded_tick(self, clock: Clock) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            asyncio.run(self.tick(clock.now()))
+        except Exception:
+            # The daemon keeps serving: the next tick starts afresh from the files.
+            log.exception("tick crashed")
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop new sends; the ones in flight finish and are recorded."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+            self.request_stop()
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class _Marker:
+    """Writes ``sending`` records a batch ahead of the transport.
+
+    Every message is durably ``sending`` before its first byte goes out, yet a
+    crash in a long tick leaves only about one batch (plus the sends in flight)
+    ``unknown``: the rest are still ``planned`` and go at the next tick.
+    """
+
+    def __init__(self, store: Store, order: list[str], records: dict[str, OutboxRecord]) -> None:
+        self.store = store
+        self.order = order
+        self.records = records
+        self.position = {key: index for index, key in enumerate(order)}
+        self.marked: set[str] = set()
+
+    def ensure(self, key: str) -> None:
+        if key in self.marked:
+            return
+        start = self.position[key]
+        batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
+        with self.store.transaction() as tx:
+            for k in batch:
+                tx.put(MESSAGES, k, self.records[k].to_doc())
+        self.marked.update(batch)
+
+
+class _Marking:
+    """A transport that marks each message ``sending`` (see :class:`_Marker`) before sending it."""
+
+    def __init__(self, inner: Transport, marker: _Marker) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    @property
+    def concurrency(self) -> int:
+        return self.inner.concurrency
+
+    async def __aenter__(self) -> _Marking:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, envelope: Envelope) -> Result:
+        self.marker.ensure(envelope.key)
+        return await self.inner.send(envelope)
+
+
+def _days(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.0f}h"
+
+
+def enrol(store: Store, contact: str, sequence: str, *, now: datetime) -> Enrolment:
+    """Enrol ``contact`` in ``sequence`` by hand (or start again a stopped enrolment)."""
+    from toma.sequences import enrolment_key
+
+    with store.transaction() as tx:
+        if tx.get(CONTACTS, contact) is None:
+            raise TomaError("no such contact (see `toma contacts list`)", contact=contact)
+        old = tx.get(ENROLMENTS, enrolment_key(contact, sequence))
+        if old is not None:
+            enrolment = Enrolment.from_doc(old)
+            if enrolment.state == "active":
+                return enrolment
+            enrolment = enrolment.resumed()
+        else:
+            enrolment = Enrolment(
+                contact=contact, sequence=sequence, enrolled_at=now, source="hand"
+            )
+        tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+    return enrolment
+
+
+def unenrol(store: Store, contact: str, sequence: str) -> Enrolment:
+    """Stop ``contact``'s enrolment in ``sequence`` (kept, so the tag does not enrol again)."""
+    from toma.sequences import enrolment_key
+
+    with store.transaction() as tx:
+        old = tx.get(ENROLMENTS, enrolment_key(contact, sequence))
+        if old is None:
+            raise TomaError(f"is not enrolled in {sequence!r}", contact=contact)
+        enrolment = Enrolment.from_doc(old).stopped("unenrolled by hand")
+        tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+    return enrolment

@@ -1,0 +1,328 @@
+"""The outbox: one record per message toma means to send, and what became of it.
+
+Theory of operation
+-------------------
+
+Every message has a *key* that names what it is, not when it went: a step of a
+sequence for a contact (:func:`sequence_key`), the n-th repeat
+(:func:`repeat_key`), an invoice reminder stage, a newsletter issue. The key is
+what makes sending at most once: once a record for a key has left ``planned``
+(:func:`ever_attempted`), that key is never planned again — not after a crash,
+a restart, a re-import or an edit of the sequence file.
+
+A record moves through the states below, and only along the arrows
+(:data:`TRANSITIONS`; :func:`advance` refuses anything else)::
+
+    from      to         when
+    planned   sending    about to be handed to the transport
+    planned   skipped    too late to be worth sending
+    planned   failed     retries given up
+    planned   planned    a retry rescheduled
+    sending   sent       the server took it
+    sending   planned    a temporary failure, with next_attempt_at
+    sending   failed     a 5xx answer: this message will not go
+    sending   unknown    a crash while sending (recover_after_crash)
+    unknown   sent       the owner's verdict: it went
+    unknown   failed     the owner's verdict: it did not (it is still never resent)
+    sent, failed, skipped are final.
+
+- ``planned`` with ``next_attempt_at`` is a temporary failure waiting for its
+  retry; the planner plans it again at that moment (within the window).
+- ``sending`` is written *before* the message is handed to the transport, so a
+  crash in between leaves ``sending`` behind. :func:`recover_after_crash` turns
+  those into ``unknown``: whether the server took the message cannot be known,
+  and sending it again could send it twice. ``toma status`` shows them.
+- ``skipped`` is a step the planner judged too late to be worth sending.
+
+Records are frozen; every change returns a new one with ``updated_at`` set.
+All moments are aware UTC datetimes; documents carry ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from toma.errors import TomaError
+from toma.timeutil import parse_moment
+
+MessageKind = Literal["sequence", "invoice", "newsletter"]
+KINDS: frozenset[str] = frozenset({"sequence", "invoice", "newsletter"})
+
+
+class MessageState(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+
+
+_P, _SG, _ST, _F, _U, _SK = (
+    MessageState.PLANNED,
+    MessageState.SENDING,
+    MessageState.SENT,
+    MessageState.FAILED,
+    MessageState.UNKNOWN,
+    MessageState.SKIPPED,
+)
+
+TRANSITIONS: Mapping[MessageState, frozenset[MessageState]] = {
+    # A retry may be rescheduled (planned -> planned) before it is tried again.
+    _P: frozenset({_SG, _SK, _F, _P}),
+    # planned again: a temporary failure with a next_attempt_at.
+    _SG: frozenset({_ST, _F, _U, _P}),
+    # Only the owner can say what became of an interrupted send; never "sending".
+    _U: frozenset({_ST, _F}),
+    _ST: frozenset(),
+    _F: frozenset(),
+    _SK: frozenset(),
+}
+
+ATTEMPTED: frozenset[MessageState] = frozenset({_SG, _ST, _F, _U, _SK})
+# Messages that (may) have reached the person, so they count against the pace gap.
+PACED: frozenset[MessageState] = frozenset({_SG, _ST, _U})
+
+REPEAT_PREFIX = "repeat-"
+_REPEAT = re.compile(r"^repeat-(\d+)$")
+
+
+def ever_attempted(state: MessageState) -> bool:
+    """True once a key has left ``planned``: such a key is never planned again."""
+    return state in ATTEMPTED
+
+
+def counts_for_pace(state: MessageState) -> bool:
+    """True for messages that went, or may have gone: sent, sending, unknown."""
+    return state in PACED
+
+
+def sequence_key(contact: str, sequence: str, step_id: str) -> str:
+    """The key of step ``step_id`` of ``sequence`` for ``contact``: stable across edits."""
+    return f"sequence/{sequence}/{step_id}/{contact}"
+
+
+def repeat_step(n: int) -> str:
+    """The step name of the ``n``-th repeat: ``repeat-3``."""
+    return f"{REPEAT_PREFIX}{n}"
+
+
+def repeat_number(step: str | None) -> int | None:
+    """``3`` for ``"repeat-3"``; ``None`` for a step id."""
+    if step is None or not step.startswith(REPEAT_PREFIX):
+        return None
+    found = _REPEAT.match(step)
+    return int(found.group(1)) if found else None
+
+
+def repeat_key(contact: str, sequence: str, n: int) -> str:
+    """The key of the ``n``-th repeat message (1-based) of ``sequence`` for ``contact``."""
+    return sequence_key(contact, sequence, repeat_step(n))
+
+
+class IllegalTransition(TomaError):
+    """A record was asked to move along an arrow that does not exist (sent -> sending)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    key: str
+    contact: str
+    kind: MessageKind
+    ref: str  # "new-acquaintance/nice-to-meet", "INV-7/+7d", "newsletters/2026-03.md"
+    sequence: str | None
+    step: str | None
+    template: str
+    state: MessageState
+    due_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    message_id: str | None = None
+    code: int | None = None
+    detail: str = ""
+    updated_at: datetime | None = None
+
+    @property
+    def is_retry(self) -> bool:
+        """A temporary failure waiting for ``next_attempt_at``."""
+        return self.state is MessageState.PLANNED and self.next_attempt_at is not None
+
+    @property
+    def settled_at(self) -> datetime:
+        """When this message went (or was given up on): what the next step counts from."""
+        return self.sent_at or self.updated_at or self.due_at
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "contact": self.contact,
+            "kind": self.kind,
+            "ref": self.ref,
+            "sequence": self.sequence,
+            "step": self.step,
+            "template": self.template,
+            "state": self.state.value,
+            "due_at": _iso(self.due_at),
+            "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "sent_at": _iso(self.sent_at),
+            "message_id": self.message_id,
+            "code": self.code,
+            "detail": self.detail,
+            "updated_at": _iso(self.updated_at),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> OutboxRecord:
+        kind = doc.get("kind", "sequence")
+        if kind not in KINDS:
+            raise TomaError(f"outbox record {doc.get('key')!r}: unknown kind {kind!r}")
+        try:
+            state = MessageState(doc["state"])
+        except ValueError:
+            raise TomaError(
+                f"outbox record {doc.get('key')!r}: unknown state {doc['state']!r}"
+            ) from None
+        due_at = _moment(doc["due_at"])
+        assert due_at is not None  # noqa: S101 - a required field
+        code = doc.get("code")
+        return cls(
+            key=doc["key"],
+            contact=doc["contact"],
+            kind=kind,
+            ref=doc.get("ref", ""),
+            sequence=doc.get("sequence"),
+            step=doc.get("step"),
+            template=doc.get("template", ""),
+            state=state,
+            due_at=due_at,
+            attempts=int(doc.get("attempts", 0)),
+            next_attempt_at=_moment(doc.get("next_attempt_at")),
+            sent_at=_moment(doc.get("sent_at")),
+            message_id=doc.get("message_id"),
+            code=int(code) if code is not None else None,
+            detail=doc.get("detail", ""),
+            updated_at=_moment(doc.get("updated_at")),
+        )
+
+
+def new_record(
+    *,
+    key: str,
+    contact: str,
+    kind: MessageKind,
+    ref: str,
+    template: str,
+    due_at: datetime,
+    at: datetime,
+    sequence: str | None = None,
+    step: str | None = None,
+    state: MessageState = MessageState.PLANNED,
+    detail: str = "",
+) -> OutboxRecord:
+    """A first record for ``key``: planned, or directly ``sending`` / ``skipped``.
+
+    Starting in ``sending`` counts the attempt, as :func:`advance` would.
+    """
+    if state not in (_P, _SG, _SK):
+        raise IllegalTransition(f"a new record cannot start as {state.value}")
+    return OutboxRecord(
+        key=key,
+        contact=contact,
+        kind=kind,
+        ref=ref,
+        sequence=sequence,
+        step=step,
+        template=template,
+        state=state,
+        due_at=due_at.astimezone(UTC),
+        attempts=1 if state is _SG else 0,
+        detail=detail,
+        updated_at=at.astimezone(UTC),
+    )
+
+
+def check_transition(old: MessageState, new: MessageState) -> None:
+    """Raise :class:`IllegalTransition` unless ``old -> new`` is in :data:`TRANSITIONS`."""
+    if new not in TRANSITIONS[old]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[old])) or "nothing (final)"
+        raise IllegalTransition(
+            f"a {old.value} message cannot become {new.value} (from {old.value}: {allowed})"
+        )
+
+
+def advance(
+    record: OutboxRecord,
+    to: MessageState,
+    *,
+    at: datetime,
+    sent_at: datetime | None = None,
+    message_id: str | None = None,
+    code: int | None = None,
+    detail: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> OutboxRecord:
+    """``record`` moved to state ``to`` at ``at``; illegal moves raise :class:`IllegalTransition`.
+
+    - to ``sending``: counts an attempt, clears ``next_attempt_at``;
+    - to ``sent``: ``sent_at`` (default ``at``), ``message_id``;
+    - to ``planned`` (a temporary failure): ``next_attempt_at`` is required;
+    - to ``failed`` / ``unknown`` / ``skipped``: ``code`` and ``detail`` say why.
+    """
+    check_transition(record.state, to)
+    moment = at.astimezone(UTC)
+    changes: dict[str, Any] = {"state": to, "updated_at": moment}
+    if code is not None:
+        changes["code"] = code
+    if detail is not None:
+        changes["detail"] = detail
+    if to is _SG:
+        changes["attempts"] = record.attempts + 1
+        changes["next_attempt_at"] = None
+    elif to is _ST:
+        changes["sent_at"] = (sent_at or moment).astimezone(UTC)
+        changes["next_attempt_at"] = None
+        if message_id is not None:
+            changes["message_id"] = message_id
+    elif to is _P:
+        if next_attempt_at is None:
+            raise IllegalTransition("a message planned again needs next_attempt_at")
+        changes["next_attempt_at"] = next_attempt_at.astimezone(UTC)
+    else:
+        changes["next_attempt_at"] = None
+        if to is _U and detail is None:
+            changes["detail"] = "interrupted while sending: it may or may not have gone"
+    return replace(record, **changes)
+
+
+def recover_after_crash(
+    records: Iterable[OutboxRecord], *, at: datetime | None = None
+) -> list[OutboxRecord]:
+    """``records`` with every ``sending`` one turned ``unknown`` (never resent on its own).
+
+    Other records are returned as they are (the same objects, so ``new is not
+    old`` finds what to write back). ``at`` is the moment of recovery; without
+    it ``updated_at`` is left as it was.
+    """
+    recovered: list[OutboxRecord] = []
+    for record in records:
+        if record.state is _SG:
+            moment = at or record.updated_at or record.due_at
+            recovered.append(advance(record, _U, at=moment))
+        else:
+            recovered.append(record)
+    return recovered
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return parse_moment(text).astimezone(UTC) if text else None

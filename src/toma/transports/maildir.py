@@ -1,0 +1,175 @@
+"""Delivery into a local Maildir: toma without a mail server, and dry runs.
+
+Each message is delivered by the Maildir protocol, as :mod:`mailbox` does it:
+write it under ``tmp/`` with a name no other delivery can choose, fsync it, link
+it into ``new/`` (rename where the filesystem has no links), remove the ``tmp/``
+name. A reader of ``new/`` therefore never sees half a message, and a crash
+leaves at worst a stray file in ``tmp/``. ``new/`` is fsynced too, so a message
+reported SENT is still there after a power cut.
+
+Messages are stored with LF line endings, the local convention every Maildir
+reader expects; the CRLF of the wire format is restored by whoever sends them
+on. The directories are created owner-only (0700), the files 0600: they hold
+other people's mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from toma.errors import TransportError
+from toma.transports.base import Envelope, Outcome, Result, one_line
+
+log = logging.getLogger(__name__)
+
+_SUBDIRS = ("tmp", "new", "cur")
+# Part of every file name; process-wide because uniqueness must hold across all
+# instances writing into the same directory from this process.
+_SEQUENCE = itertools.count(1)
+_ATTEMPTS = 5
+# Filesystems without hard links (some FUSE and network mounts) answer with these.
+_NO_LINKS = frozenset({errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EPERM})
+
+
+def _host() -> str:
+    # "/" and ":" have meanings in a Maildir name; escape them as mailbox does.
+    return socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
+
+
+def unique_name(host: str) -> str:
+    """``seconds.M<µs>P<pid>Q<n>R<random>.host``: unique per host, process and call."""
+    now = time.time()
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    return (
+        f"{seconds}.M{micros:06d}P{os.getpid()}Q{next(_SEQUENCE)}"
+        f"R{secrets.token_hex(4)}.{host}"
+    )
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MaildirTransport:
+    """Write each envelope's message into the Maildir at ``path`` (created if missing)."""
+
+    def __init__(self, path: Path, *, concurrency: int = 4) -> None:
+        self._path = Path(path)
+        self._concurrency = max(1, concurrency)
+        self._host = _host()
+        self._open = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    async def __aenter__(self) -> Self:
+        try:
+            await asyncio.to_thread(self._create)
+        except OSError as exc:
+            raise TransportError(
+                f"cannot use the Maildir {self._path}: {exc.strerror or exc}", key="transport.path"
+            ) from None
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._open = False
+
+    def _create(self) -> None:
+        self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for sub in _SUBDIRS:
+            (self._path / sub).mkdir(mode=0o700, exist_ok=True)
+
+    async def send(self, envelope: Envelope) -> Result:
+        if not self._open:
+            raise TransportError("the Maildir transport is not open (use `async with`)")
+        return await asyncio.to_thread(self.deliver, envelope)
+
+    def deliver(self, envelope: Envelope) -> Result:
+        """Deliver one message, blocking (``send`` runs this in a thread)."""
+        data = envelope.data.replace(b"\r\n", b"\n")
+        try:
+            name = self._write_tmp(data)
+        except OSError as exc:
+            # Nothing reached new/: safe to try again (disk full, permissions).
+            return Result(envelope.key, Outcome.TEMPORARY, None,
+                          one_line(f"cannot write into {self._path / 'tmp'}: {exc}"))
+        try:
+            self._move_to_new(name)
+        except OSError as exc:
+            self._discard(self._path / "tmp" / name)
+            return Result(envelope.key, Outcome.TEMPORARY, None,
+                          one_line(f"cannot deliver into {self._path / 'new'}: {exc}"))
+        try:
+            _fsync_directory(self._path / "new")
+        except OSError as exc:
+            # The message is in new/ for every reader; only its durability is in doubt.
+            log.warning("maildir fsync failed path=%s error=%s", self._path / "new", exc)
+        return Result(envelope.key, Outcome.SENT, None, f"new/{name}")
+
+    def _write_tmp(self, data: bytes) -> str:
+        for attempt in range(_ATTEMPTS):
+            name = unique_name(self._host)
+            target = self._path / "tmp" / name
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except BaseException:
+                self._discard(target)
+                raise
+            return name
+        raise FileExistsError(f"no unique name in {self._path / 'tmp'}")  # pragma: no cover
+
+    def _move_to_new(self, name: str) -> None:
+        source = self._path / "tmp" / name
+        target = self._path / "new" / name
+        try:
+            # A link fails if the name is taken, where a rename would replace a message.
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            log.debug("maildir link unavailable, renaming path=%s error=%s", self._path, exc)
+            source.rename(target)
+            return
+        self._discard(source)
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.warning("maildir cleanup failed path=%s error=%s", path, exc)

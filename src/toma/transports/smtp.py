@@ -1,0 +1,508 @@
+"""SMTP delivery over a small pool of reused connections (aiosmtplib).
+
+Theory of operation
+-------------------
+
+The pool holds ``concurrency`` slots. A send takes an idle slot, opens its
+connection if it has none (connect, EHLO, STARTTLS or implicit TLS, AUTH),
+waits for the shared rate limiter, runs one mail transaction and gives the slot
+back with its connection still open for the next message. A slot whose last
+transaction was refused half-way is reset (RSET) before it is used again; a
+connection the server dropped while idle is replaced, once, without failing the
+message.
+
+The transaction is written out command by command instead of calling
+``sendmail``, because at-most-once depends on knowing *where* it failed::
+
+    connect / EHLO / STARTTLS / AUTH   failure -> TEMPORARY (nothing was sent)
+    MAIL, RCPT                         4xx -> TEMPORARY, 5xx -> PERMANENT,
+                                       drop or timeout -> TEMPORARY
+    DATA (before 354)                  same as RCPT
+    body written, final answer         250 -> SENT, 4xx -> TEMPORARY, 5xx -> PERMANENT,
+                                       drop, timeout or garbage -> UNKNOWN
+
+Once the body has been handed to the socket the server may hold the whole
+message; if its answer never comes the message may have been delivered, so it
+is UNKNOWN and never retried. Before that point nothing can have been accepted.
+
+A message with several recipients is all or nothing: if any recipient is
+refused, DATA is not sent (PERMANENT if any refusal is 5xx, else TEMPORARY), so
+a later retry cannot deliver twice to the recipients that were accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from toma.config import Smtp
+from toma.errors import TransportError
+from toma.transports.base import Envelope, Outcome, Result, one_line
+
+log = logging.getLogger(__name__)
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+# Whitespace, controls and angle brackets would break out of "<address>" on the
+# command line; such an envelope is refused before anything is sent.
+_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
+_QUIT_TIMEOUT = 5.0
+
+
+class RateLimiter:
+    """At most ``per_minute`` messages a minute, evenly spaced, shared by all connections.
+
+    A token bucket holding one token: each acquisition reserves the next free
+    slot ``60 / per_minute`` seconds after the previous one. Holding a single
+    token means no burst after a quiet spell, so the limit holds over any
+    window, which is what a provider's per-minute quota checks.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self._interval = 60.0 / per_minute
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        # Reserve before sleeping: concurrent callers get successive slots.
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class _Slot:
+    """One pooled connection (mutable on purpose: it is the pool's state)."""
+
+    __slots__ = ("needs_reset", "smtp")
+
+    def __init__(self) -> None:
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.needs_reset = False
+
+    @property
+    def connected(self) -> bool:
+        return self.smtp is not None and self.smtp.is_connected
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+        self.needs_reset = False
+
+
+class _ConnectFailed(Exception):
+    def __init__(self, detail: str, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+
+class _Broken(Exception):
+    """The connection failed under a command (drop, timeout, unreadable answer)."""
+
+    def __init__(self, detail: str, *, dropped: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.dropped = dropped
+
+
+class _Stale(Exception):
+    """A reused connection turned out to be gone before anything was sent."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses, decided without DNS."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def default_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Certificate and host name checks on; only ``ca_file`` trusted when given."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(
+            f"cannot use the CA file {ca_file}: {exc}", key="smtp.ca_file"
+        ) from None
+
+
+def wire_format(data: bytes) -> bytes:
+    """The DATA payload: CRLF line endings, leading dots doubled, the final ``.`` line."""
+    body = _LINE_END.sub(b"\r\n", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+
+
+def _local_hostname() -> str:
+    name = socket.getfqdn()
+    if not name or not name.isascii() or any(c.isspace() or c in "<>[]" for c in name):
+        return "localhost"
+    return name
+
+
+def _reply(response: SMTPResponse) -> str:
+    return one_line(f"{response.code} {response.message}")
+
+
+def _failure(key: str, code: int, detail: str) -> Result:
+    """A refusal before the body went out: 5xx is final, anything else is retryable."""
+    outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
+    return Result(key=key, outcome=outcome, code=code, detail=one_line(detail))
+
+
+class SmtpTransport:
+    """Deliver through an SMTP server: TLS verified, authenticated, pooled, rate limited.
+
+    ``ssl_context`` replaces the default context (certificate and host name
+    checks on, trusting ``config.ca_file`` or the system store). Opening raises
+    :class:`TransportError` for a configuration that must not be used, such as
+    ``security = "none"`` towards a host that is not this machine.
+    """
+
+    def __init__(self, config: Smtp, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._config = config
+        self._given_context = ssl_context
+        self._tls: ssl.SSLContext | None = None
+        self._password: str | None = None
+        self._hostname = "localhost"
+        self._slots: list[_Slot] = []
+        self._idle: asyncio.Queue[_Slot] | None = None
+        self._rate = RateLimiter(config.rate_per_minute)
+
+    @property
+    def concurrency(self) -> int:
+        return max(1, self._config.concurrency)
+
+    async def __aenter__(self) -> Self:
+        config = self._config
+        if config.security not in ("starttls", "tls", "none"):
+            raise TransportError(
+                f'security must be "starttls", "tls" or "none", got {config.security!r}',
+                key="smtp.security",
+            )
+        if config.security == "none":
+            if not is_loopback(config.host):
+                raise TransportError(
+                    f'security = "none" sends mail and passwords in clear text; it is only '
+                    f"allowed for a relay on this machine, not {config.host!r}",
+                    key="smtp.security",
+                )
+            self._tls = None
+        else:
+            self._tls = self._given_context or default_tls_context(config.ca_file)
+        if config.username:
+            # Read once, at open: a missing secret is a configuration error, not a
+            # failure of every message.
+            password = config.password.reveal()
+            if password is None:
+                raise TransportError(
+                    "smtp.username is set but no password: add password_env or password_file",
+                    key="smtp.username",
+                )
+            self._password = password
+        self._hostname = await asyncio.to_thread(_local_hostname)
+        self._slots = [_Slot() for _ in range(self.concurrency)]
+        self._idle = asyncio.Queue()
+        for slot in self._slots:
+            self._idle.put_nowait(slot)
+        self._rate = RateLimiter(config.rate_per_minute)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        idle, self._idle = self._idle, None
+        if idle is None:
+            return
+        # Taking every slot waits for sends in progress to finish.
+        slots = [await idle.get() for _ in self._slots]
+        await asyncio.gather(*(self._quit(slot) for slot in slots))
+        self._password = None
+
+    async def send(self, envelope: Envelope) -> Result:
+        idle = self._idle
+        if idle is None:
+            raise TransportError("the SMTP transport is not open (use `async with`)")
+        problem = _check_envelope(envelope)
+        if problem is not None:
+            return problem
+        slot = await idle.get()
+        try:
+            result = await self._deliver(slot, envelope)
+        except BaseException:
+            # Interrupted in the middle of a conversation: nobody knows where it
+            # stands, so the connection must not be reused.
+            slot.drop()
+            raise
+        finally:
+            idle.put_nowait(slot)
+        log.debug(
+            "smtp send key=%s outcome=%s code=%s detail=%s",
+            result.key, result.outcome, result.code, result.detail,
+        )
+        return result
+
+    async def _deliver(self, slot: _Slot, envelope: Envelope) -> Result:
+        for _ in range(2):
+            fresh = not slot.connected
+            try:
+                await self._ready(slot)
+            except _ConnectFailed as failed:
+                log.info("smtp connect failed host=%s port=%s code=%s error=%s",
+                         self._config.host, self._config.port, failed.code,
+                         one_line(failed.detail))
+                return Result(envelope.key, Outcome.TEMPORARY, failed.code, one_line(failed.detail))
+            await self._rate.acquire()
+            try:
+                return await self._transaction(slot, envelope)
+            except _Stale as stale:
+                if fresh:
+                    return Result(envelope.key, Outcome.TEMPORARY, None, one_line(str(stale)))
+                log.debug("smtp reconnect reason=%s", one_line(str(stale)))
+        return Result(envelope.key, Outcome.TEMPORARY, None, "the connection kept dropping")
+
+    async def _ready(self, slot: _Slot) -> None:
+        if slot.connected and slot.needs_reset:
+            try:
+                reply = await self._command(slot, b"RSET")
+            except _Broken:
+                reply = None
+            if reply is None or reply.code != 250:
+                slot.drop()
+            slot.needs_reset = False
+        if not slot.connected:
+            slot.drop()
+            slot.smtp = await self._connect()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        config = self._config
+        smtp = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            local_hostname=self._hostname,
+            timeout=config.timeout,
+            use_tls=config.security == "tls",
+            start_tls=False,
+            tls_context=self._tls,
+        )
+        try:
+            await smtp.connect()
+            await self._hello(smtp)
+            if config.security == "starttls":
+                await self._upgrade(smtp)
+            if config.username:
+                await smtp.login(config.username, self._password or "")
+        except _ConnectFailed:
+            smtp.close()
+            raise
+        except SMTPAuthenticationError as exc:
+            smtp.close()
+            raise _ConnectFailed(
+                f"authentication as {config.username} failed: {exc.code} {exc.message}", exc.code
+            ) from None
+        except SMTPResponseException as exc:
+            smtp.close()
+            raise _ConnectFailed(f"{exc.code} {exc.message}", exc.code) from None
+        except ssl.SSLError as exc:
+            smtp.close()
+            raise _ConnectFailed(f"TLS with {config.host}:{config.port} failed: {exc}") from None
+        except (SMTPException, OSError) as exc:
+            smtp.close()
+            raise _ConnectFailed(f"{config.host}:{config.port}: {exc}") from None
+        except BaseException:
+            smtp.close()
+            raise
+        log.debug("smtp connected host=%s port=%s security=%s",
+                  config.host, config.port, config.security)
+        return smtp
+
+    async def _upgrade(self, smtp: aiosmtplib.SMTP) -> None:
+        if not smtp.supports_extension("starttls"):
+            raise _ConnectFailed(
+                'the server does not offer STARTTLS and security = "starttls": '
+                "refusing to send in clear text"
+            )
+        await smtp.starttls(server_hostname=self._config.host)
+        await self._hello(smtp)
+
+    @staticmethod
+    async def _hello(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.ehlo()
+        except SMTPHeloError:
+            if not smtp.is_connected:
+                raise
+            await smtp.helo()
+
+    async def _command(self, slot: _Slot, *args: bytes) -> SMTPResponse:
+        """One command and its answer; a broken connection is dropped and reported."""
+        smtp = slot.smtp
+        if smtp is None or not smtp.is_connected:
+            slot.drop()
+            raise _Broken("the connection was closed", dropped=True)
+        try:
+            return await smtp.execute_command(*args)
+        except SMTPServerDisconnected as exc:
+            slot.drop()
+            raise _Broken(f"connection lost: {exc}", dropped=True) from None
+        except SMTPTimeoutError:
+            slot.drop()
+            raise _Broken(f"no answer within {self._config.timeout:g}s", dropped=False) from None
+        except SMTPResponseException as exc:
+            slot.drop()
+            raise _Broken(f"unreadable answer: {exc.message}", dropped=False) from None
+
+    async def _transaction(self, slot: _Slot, envelope: Envelope) -> Result:
+        smtp = slot.smtp
+        assert smtp is not None  # noqa: S101 - _ready leaves a connection or raises
+        key = envelope.key
+        addresses = (envelope.sender, *envelope.recipients)
+        utf8 = not all(address.isascii() for address in addresses)
+        if utf8 and not smtp.supports_extension("smtputf8"):
+            return Result(key, Outcome.PERMANENT, None,
+                          "the server does not accept non-ASCII addresses (no SMTPUTF8)")
+        encoding = "utf-8" if utf8 else "ascii"
+        payload = wire_format(envelope.data)
+        options: list[bytes] = []
+        if smtp.supports_extension("size"):
+            options.append(b"SIZE=%d" % (len(payload) - 3))
+        if not envelope.data.isascii() and smtp.supports_extension("8bitmime"):
+            options.append(b"BODY=8BITMIME")
+        if utf8:
+            options.append(b"SMTPUTF8")
+
+        try:
+            reply = await self._command(
+                slot, b"MAIL", b"FROM:<" + envelope.sender.encode(encoding) + b">", *options
+            )
+        except _Broken as broken:
+            if broken.dropped:
+                raise _Stale(broken.detail) from None
+            return Result(key, Outcome.TEMPORARY, None, broken.detail)
+        if reply.code == 421:  # the server is closing this connection
+            slot.drop()
+            raise _Stale(_reply(reply))
+        if reply.code != 250:
+            slot.needs_reset = slot.connected
+            return _failure(key, reply.code, f"sender {envelope.sender} refused: {_reply(reply)}")
+
+        refused: list[tuple[str, SMTPResponse]] = []
+        for recipient in envelope.recipients:
+            try:
+                reply = await self._command(
+                    slot, b"RCPT", b"TO:<" + recipient.encode(encoding) + b">"
+                )
+            except _Broken as broken:
+                return Result(key, Outcome.TEMPORARY, None, broken.detail)
+            if reply.code not in (250, 251):
+                refused.append((recipient, reply))
+                if not slot.connected:
+                    break
+        if refused:
+            slot.needs_reset = slot.connected
+            final = [item for item in refused if 500 <= item[1].code < 600]
+            recipient, reply = (final or refused)[0]
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            return _failure(
+                key, reply.code, f"recipient {recipient} refused: {_reply(reply)}{more}"
+            )
+
+        try:
+            reply = await self._command(slot, b"DATA")
+        except _Broken as broken:
+            return Result(key, Outcome.TEMPORARY, None, broken.detail)
+        if reply.code != 354:
+            if 400 <= reply.code < 600:
+                slot.needs_reset = slot.connected
+            else:
+                slot.drop()
+            return _failure(key, reply.code, f"DATA refused: {_reply(reply)}")
+
+        protocol = smtp.protocol
+        if protocol is None:
+            slot.drop()
+            return Result(key, Outcome.TEMPORARY, None,
+                          "connection lost before the message was sent")
+        try:
+            protocol.write(payload)
+        except SMTPServerDisconnected:
+            slot.drop()
+            return Result(key, Outcome.TEMPORARY, None,
+                          "connection lost before the message was sent")
+
+        # From here on the server may hold the whole message.
+        try:
+            reply = await protocol.read_response(timeout=self._config.timeout)
+        except SMTPTimeoutError:
+            slot.drop()
+            return Result(key, Outcome.UNKNOWN, None,
+                          f"no answer within {self._config.timeout:g}s after the message "
+                          "was sent; it may have been delivered")
+        except (SMTPServerDisconnected, SMTPResponseException) as exc:
+            slot.drop()
+            return Result(key, Outcome.UNKNOWN, None,
+                          one_line(f"connection lost after the message was sent "
+                                   f"({exc}); it may have been delivered"))
+        if reply.code == 250:
+            return Result(key, Outcome.SENT, 250, _reply(reply))
+        if 400 <= reply.code < 600:
+            if reply.code == 421:
+                slot.drop()
+            return _failure(key, reply.code, f"message refused: {_reply(reply)}")
+        slot.drop()
+        return Result(key, Outcome.UNKNOWN, reply.code,
+                      f"unexpected answer after the message was sent: {_reply(reply)}")
+
+    async def _quit(self, slot: _Slot) -> None:
+        smtp = slot.smtp
+        try:
+            if smtp is not None and smtp.is_connected:
+                await smtp.quit(timeout=min(self._config.timeout, _QUIT_TIMEOUT))
+        except (SMTPException, OSError):
+            pass  # the goodbye is a courtesy; the connection is closed below either way
+        finally:
+            slot.drop()
+
+
+def _check_envelope(envelope: Envelope) -> Result | None:
+    """A PERMANENT result for an envelope no server could take, else None."""
+    if not envelope.recipients:
+        return Result(envelope.key, Outcome.PERMANENT, None, "no recipients")
+    for address in (envelope.sender, *envelope.recipients):
+        if _BAD_ADDRESS.search(address):
+            return Result(envelope.key, Outcome.PERMANENT, None,
+                          f"not a usable address: {address!r}")
+    for address in envelope.recipients:
+        if not address:
+            return Result(envelope.key, Outcome.PERMANENT, None, "an empty recipient")
+    return None

@@ -1,0 +1,209 @@
+"""Sending windows: when mail may arrive, on the recipient's own wall clock.
+
+Theory of operation
+-------------------
+
+A :class:`~toma.config.Window` names weekdays and a time of day range, read on
+the recipient's local wall clock. Both ends are *inclusive at minute
+resolution*: ``start = "09:01"``, ``end = "16:59"`` means a message may go at
+09:01:00 and at any moment of the minute 16:59 (16:59:59 included), and not at
+17:00:00. As an interval of local time it is ``[start, end + 1 minute)``; an
+``end`` of 23:59 therefore runs to midnight. Seconds in ``end`` are ignored: the
+window is configured in minutes, and a tick that wakes at 16:59:30 should still
+send what the owner allowed "until 16:59".
+
+The one question everything else asks is :func:`next_opening`: the earliest
+instant at or after a given instant whose local wall time lies in the window.
+Local wall time is not a monotonic function of real time: on a spring-forward
+day an hour of wall times never happens, on a fall-back day an hour happens
+twice. So the window is worked out per local day as a set of UTC intervals:
+
+- the instants where the wall clock reads ``start`` or the window's end are
+  found with ``fold=0`` and ``fold=1`` (one instant for an ordinary time, two
+  for a repeated time, and for a time in a gap two instants that bracket the
+  jump);
+- when the two folds disagree, the transition between them is found too;
+- between consecutive points of that sorted set, "is this instant in the
+  window" (:func:`in_window`, the ground truth) cannot change, so it is asked
+  once per piece and adjacent open pieces are merged.
+
+A start time that falls in a spring-forward gap thus opens the window at the
+first real instant after the gap; a window that lies wholly in a gap does not
+open that day; a repeated hour is open on both of its passes when its wall
+times are in the window.
+
+Planning asks for thousands of openings in the same few (window, zone) pairs,
+and zoneinfo arithmetic is what costs. :class:`WindowCalendar` computes a run of
+days' intervals once and answers each further question with a bisection over
+UTC datetimes, without touching zoneinfo.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+from toma.config import Window
+
+_DAY = 86400
+# A window has at least one weekday, so it opens within eight local days; the
+# margin covers zones that skipped a date and windows lying in a DST gap.
+_SEARCH_DAYS = 16
+_CHUNK_DAYS = 28
+
+
+def start_seconds(window: Window) -> int:
+    """Where the window opens, in seconds since local midnight."""
+    return window.start.hour * 3600 + window.start.minute * 60 + window.start.second
+
+
+def end_seconds(window: Window) -> int:
+    """Where the window closes (exclusive): the end of the minute ``window.end``."""
+    return window.end.hour * 3600 + window.end.minute * 60 + 60
+
+
+def in_window(moment: datetime, window: Window, tz: ZoneInfo) -> bool:
+    """Whether ``moment`` (aware) is inside ``window`` on the wall clock of ``tz``."""
+    local = _aware(moment).astimezone(tz)
+    if local.weekday() not in window.days:
+        return False
+    seconds = local.hour * 3600 + local.minute * 60 + local.second
+    start = start_seconds(window)
+    end = end_seconds(window)
+    # Microseconds matter only at the closing edge: 16:59:59.5 is still in.
+    return start <= seconds < end
+
+
+def next_opening(moment: datetime, window: Window, tz: ZoneInfo) -> datetime:
+    """The earliest instant at or after ``moment`` inside ``window`` in ``tz``, in UTC.
+
+    ``moment`` itself when it is inside the window. Raises ``ValueError`` for a
+    naive ``moment`` or a window that never opens (no days).
+    """
+    moment = _aware(moment).astimezone(UTC)
+    # A day early, so that the tail of a repeated (fall-back) hour dated the
+    # previous local day is not missed.
+    first = moment.astimezone(tz).date() - timedelta(days=1)
+    for start, end in _intervals_from(first, window, tz, _SEARCH_DAYS + 1):
+        if end > moment:
+            return max(start, moment)
+    raise ValueError(f"window {window.name!r} never opens")
+
+
+def day_intervals(day: date, window: Window, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The UTC intervals ``[open, close)`` in which ``window`` is open on local date ``day``.
+
+    Usually one; none on a day the window does not name (or that a DST gap
+    swallows); two when a repeated hour leaves and re-enters the window.
+    """
+    if day.weekday() not in window.days:
+        return []
+    points: set[datetime] = set()
+    for seconds in (start_seconds(window), end_seconds(window)):
+        early = _resolve(day, seconds, 0, tz)
+        late = _resolve(day, seconds, 1, tz)
+        points.update((early, late))
+        if early != late:
+            points.add(_transition(min(early, late), max(early, late), tz))
+    ordered = sorted(points)
+    intervals: list[tuple[datetime, datetime]] = []
+    for low, high in pairwise(ordered):
+        if not in_window(low, window, tz):
+            continue
+        if intervals and intervals[-1][1] == low:
+            intervals[-1] = (intervals[-1][0], high)
+        else:
+            intervals.append((low, high))
+    return intervals
+
+
+class WindowCalendar:
+    """Openings of one window in one zone, computed once per run of days.
+
+    Not a value: it memoises, and grows as it is asked about later (or earlier)
+    moments. It holds only what the window and zone determine, so sharing one
+    between plans is safe; the planner makes one per (window, zone) per plan.
+    """
+
+    __slots__ = ("_ends", "_guard", "_last", "_starts", "tz", "window")
+
+    def __init__(self, window: Window, tz: ZoneInfo) -> None:
+        if not window.days:
+            raise ValueError(f"window {window.name!r} never opens")
+        self.window = window
+        self.tz = tz
+        self._starts: list[datetime] = []
+        self._ends: list[datetime] = []
+        self._last: date | None = None  # local dates before this one are computed
+        self._guard = datetime.max.replace(tzinfo=UTC)
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """As :func:`next_opening`; ``moment`` should be UTC (any aware value works)."""
+        if moment < self._guard:
+            self._restart(moment)
+        for _ in range(_SEARCH_DAYS):
+            index = bisect_right(self._ends, moment)
+            if index < len(self._ends):
+                start = self._starts[index]
+                return start if start > moment else moment
+            self._extend()
+        raise ValueError(f"window {self.window.name!r} never opens")
+
+    def _restart(self, moment: datetime) -> None:
+        # Two days before the UTC date: local dates can run a day behind UTC.
+        first = moment.astimezone(UTC).date() - timedelta(days=2)
+        self._last = first
+        self._starts = []
+        self._ends = []
+        # Every instant from here on has a local date >= first (offsets > -24h),
+        # so no interval of an earlier local date can matter to it.
+        self._guard = datetime.combine(first + timedelta(days=1), time(), UTC)
+        self._extend()
+
+    def _extend(self) -> None:
+        assert self._last is not None  # noqa: S101 - _restart runs first
+        for start, end in _intervals_from(self._last, self.window, self.tz, _CHUNK_DAYS):
+            if self._ends and start < self._ends[-1]:
+                # Only a zone jumping back across the date line could do this.
+                continue
+            self._starts.append(start)
+            self._ends.append(end)
+        self._last += timedelta(days=_CHUNK_DAYS)
+
+
+def _intervals_from(
+    first: date, window: Window, tz: ZoneInfo, days: int
+) -> Iterator[tuple[datetime, datetime]]:
+    for offset in range(days):
+        yield from day_intervals(first + timedelta(days=offset), window, tz)
+
+
+def _resolve(day: date, seconds: int, fold: int, tz: ZoneInfo) -> datetime:
+    """The UTC instant for local ``day`` + ``seconds`` with the given fold (PEP 495)."""
+    if seconds >= _DAY:
+        day += timedelta(days=seconds // _DAY)
+        seconds %= _DAY
+    local = datetime.combine(day, time(), tz) + timedelta(seconds=seconds)
+    return local.replace(fold=fold).astimezone(UTC)
+
+
+def _transition(low: datetime, high: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant in ``(low, high]`` with ``high``'s UTC offset (to the second)."""
+    target = high.astimezone(tz).utcoffset()
+    lo, hi = 0, int((high - low).total_seconds())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if (low + timedelta(seconds=mid)).astimezone(tz).utcoffset() == target:
+            hi = mid
+        else:
+            lo = mid
+    return low + timedelta(seconds=hi)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} has no time zone: planning needs aware datetimes")
+    return moment

@@ -1,0 +1,150 @@
+"""The Maildir transport: complete messages in new/, owner-only, never half-written."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+import stat
+from collections.abc import Coroutine
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from toma.errors import TransportError
+from toma.transports import Envelope, MaildirTransport, Outcome, Result, send_all
+from toma.transports.maildir import unique_name
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+def envelope(number: int) -> Envelope:
+    key = f"key-{number}"
+    data = (
+        "From: Owner <owner@example.com>\r\n"
+        f"To: person{number}@example.com\r\n"
+        f"Subject: Hello {number}\r\n"
+        f"Message-ID: <{key}@toma.test>\r\n"
+        "\r\n"
+        f"Body of message {number}.\r\n"
+        ".a dot line stays as it is\r\n"
+    ).encode()
+    return Envelope(key=key, sender="owner@example.com",
+                    recipients=(f"person{number}@example.com",), data=data)
+
+
+async def deliver(path: Path, envelopes: list[Envelope]) -> list[Result]:
+    async with MaildirTransport(path) as transport:
+        return await send_all(transport, envelopes)
+
+
+class TestMaildirTransport:
+    def test_creates_an_owner_only_maildir(self, tmp_path: Path) -> None:
+        """tmp, new and cur are created with mode 0700, parents included."""
+        root = tmp_path / "var" / "outbox"
+        run(deliver(root, []))
+        for directory in (root, root / "tmp", root / "new", root / "cur"):
+            assert directory.is_dir()
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+    def test_each_message_lands_once_in_new(self, tmp_path: Path) -> None:
+        """Every envelope is SENT, one file each in new/, nothing left in tmp/."""
+        envelopes = [envelope(n) for n in range(25)]
+        results = run(deliver(tmp_path, envelopes))
+        assert [r.key for r in results] == [e.key for e in envelopes]
+        assert {r.outcome for r in results} == {Outcome.SENT}
+        files = sorted((tmp_path / "new").iterdir())
+        assert len(files) == 25
+        assert list((tmp_path / "tmp").iterdir()) == []
+        assert {f"new/{f.name}" for f in files} == {r.detail for r in results}
+        for file in files:
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600
+
+    def test_messages_are_complete_with_local_line_endings(self, tmp_path: Path) -> None:
+        """The stored message is the sent one, with LF line endings, readable by mailbox."""
+        sent = envelope(7)
+        (result,) = run(deliver(tmp_path, [sent]))
+        stored = (tmp_path / result.detail).read_bytes()
+        assert stored == sent.data.replace(b"\r\n", b"\n")
+        box = mailbox.Maildir(tmp_path, create=False)
+        (message,) = list(box)
+        assert message["Message-ID"] == "<key-7@toma.test>"
+        assert message_from_bytes(stored).get_payload() == message.get_payload()
+
+    def test_names_are_unique(self) -> None:
+        """Names carry time, pid, a counter and randomness: no two deliveries collide."""
+        names = {unique_name("host") for _ in range(10_000)}
+        assert len(names) == 10_000
+        assert all("/" not in name and ":" not in name for name in names)
+
+    def test_an_unusable_path_is_an_error_at_open(self, tmp_path: Path) -> None:
+        """A file where the Maildir should be is reported when the transport opens."""
+        blocker = tmp_path / "outbox"
+        blocker.write_text("not a directory")
+        with pytest.raises(TransportError, match="Maildir"):
+            run(deliver(blocker, [envelope(1)]))
+
+    def test_a_write_failure_is_temporary(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When tmp/ cannot be written the message is TEMPORARY and nothing reaches new/."""
+
+        def full_disk(*args: Any, **kwargs: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+        async def scenario() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                monkeypatch.setattr(os, "open", full_disk)
+                return await transport.send(envelope(1))
+
+        result = run(scenario())
+        assert result.outcome is Outcome.TEMPORARY
+        assert "No space left" in result.detail
+        assert list((tmp_path / "new").iterdir()) == []
+
+    def test_a_failed_link_leaves_nothing_behind(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the move into new/ fails, the tmp/ file is removed and the result is TEMPORARY."""
+
+        def broken_link(source: Any, target: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        async def scenario() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                monkeypatch.setattr(os, "link", broken_link)
+                return await transport.send(envelope(1))
+
+        result = run(scenario())
+        assert result.outcome is Outcome.TEMPORARY
+        assert "No space left" in result.detail
+        assert list((tmp_path / "tmp").iterdir()) == []
+        assert list((tmp_path / "new").iterdir()) == []
+
+    def test_without_hard_links_it_renames(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A filesystem without links (EXDEV, EPERM…) still gets the message, by rename."""
+
+        def no_links(source: Any, target: Any) -> None:
+            raise OSError(1, "Operation not permitted")
+
+        async def scenario() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                monkeypatch.setattr(os, "link", no_links)
+                return await transport.send(envelope(1))
+
+        result = run(scenario())
+        assert result.outcome is Outcome.SENT
+        assert len(list((tmp_path / "new").iterdir())) == 1
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_send_needs_an_open_transport(self, tmp_path: Path) -> None:
+        with pytest.raises(TransportError, match="not open"):
+            run(MaildirTransport(tmp_path).send(envelope(1)))
