@@ -52,10 +52,16 @@ def make_sequences() -> dict[str, Sequence]:
     return {
         s.name: s
         for s in (
-            seq("new-acquaintance", [("nice-to-meet", "1d"), ("article", "2w"), ("coffee", "1mo")],
-                "90d"),
-            seq("client-care", [("thanks", "2d"), ("check-in", "3w"), ("review", "2mo"),
-                                ("referral", "1mo")], "60d"),
+            seq(
+                "new-acquaintance",
+                [("nice-to-meet", "1d"), ("article", "2w"), ("coffee", "1mo")],
+                "90d",
+            ),
+            seq(
+                "client-care",
+                [("thanks", "2d"), ("check-in", "3w"), ("review", "2mo"), ("referral", "1mo")],
+                "60d",
+            ),
             seq("not-yet", [("goodbye", "1h"), ("useful", "6w")], "120d"),
         )
     }
@@ -86,7 +92,9 @@ def make_state(size: int, seed: int = 7) -> PlanState:
             else:
                 assert sequence.repeat is not None
                 while True:
-                    moment = sequence.repeat.every.after(moment) + timedelta(hours=rng.uniform(0, 30))
+                    moment = sequence.repeat.every.after(moment) + timedelta(
+                        hours=rng.uniform(0, 30)
+                    )
                     if moment >= NOW:
                         break
                     count += 1
@@ -154,9 +162,11 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     week = NOW + timedelta(days=7)
 
-    print(f"{'contacts':>9} {'enrol.':>7} {'history':>8} {'tick s':>8} {'week s':>8} "
-          f"{'due':>6} {'later':>6} {'skip':>5} {'plan MB':>8} {'state MB':>9} "
-          f"{'x tick':>7} {'x week':>7}")
+    print(
+        f"{'contacts':>9} {'enrol.':>7} {'history':>8} {'tick s':>8} {'week s':>8} "
+        f"{'due':>6} {'later':>6} {'skip':>5} {'plan MB':>8} {'state MB':>9} "
+        f"{'x tick':>7} {'x week':>7}"
+    )
     previous: tuple[int, float, float] | None = None
     for size in sizes:
         state = make_state(size)
@@ -170,9 +180,15 @@ def main() -> int:
         growth = ("", "")
         if previous is not None:
             factor = size / previous[0]
-            growth = (f"{tick / previous[1] / factor * 10:.1f}", f"{span / previous[2] / factor * 10:.1f}")
-        print(f"{size:>9} {enrolled:>7} {held:>8} {tick:>8.3f} {span:>8.3f} {due:>6} {later:>6} "
-              f"{skipped:>5} {peak / 2**20:>8.1f} {stored / 2**20:>9.1f} {growth[0]:>7} {growth[1]:>7}")
+            growth = (
+                f"{tick / previous[1] / factor * 10:.1f}",
+                f"{span / previous[2] / factor * 10:.1f}",
+            )
+        print(
+            f"{size:>9} {enrolled:>7} {held:>8} {tick:>8.3f} {span:>8.3f} {due:>6} {later:>6} "
+            f"{skipped:>5} {peak / 2**20:>8.1f} {stored / 2**20:>9.1f} "
+            f"{growth[0]:>7} {growth[1]:>7}"
+        )
         previous = (size, tick, span)
     print("x tick / x week: time growth per tenfold size (10 = linear)")
     return 0

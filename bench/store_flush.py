@@ -140,9 +140,9 @@ def phase_use(data_dir: Path, contacts: int, messages: int) -> dict[str, Any]:
             "journal_bytes_per_flush": grown / runs,
         }
     snapshot = next(name for name in sizes_before if name.startswith("snapshot-"))
-    result["snapshot_untouched_by_flushes"] = store_bytes(data_dir)[snapshot] == sizes_before[
-        snapshot
-    ]
+    result["snapshot_untouched_by_flushes"] = (
+        store_bytes(data_dir)[snapshot] == sizes_before[snapshot]
+    )
     result["catch_up_ms"] = catch_up_ms(store, data_dir, (contacts, messages))
     started = time.perf_counter()
     store.compact()
@@ -179,9 +179,21 @@ def catch_up_ms(store: TinyStore, data_dir: Path, size: tuple[int, int]) -> floa
 
 def run_phase(phase: str, data_dir: Path, contacts: int, messages: int) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, "--dir", str(data_dir),
-         "--contacts", str(contacts), "--messages", str(messages)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--dir",
+            str(data_dir),
+            "--contacts",
+            str(contacts),
+            "--messages",
+            str(messages),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result: dict[str, Any] = json.loads(out.splitlines()[-1])
     return result
@@ -199,8 +211,11 @@ def report(contacts: int, messages: int, build: dict[str, Any], use: dict[str, A
     avg = (len(encode_doc(contact(1))) + len(encode_doc(message(1, contacts)))) / 2
     print(f"\n{contacts:,} contacts + {messages:,} messages (documents ~{avg:.0f} B of JSON)")
     rows = [
-        ("build", f"{build['build_s']:.1f} s in {build['transactions']} transactions "
-                  f"of {BATCH:,} documents, compacting as it went"),
+        (
+            "build",
+            f"{build['build_s']:.1f} s in {build['transactions']} transactions "
+            f"of {BATCH:,} documents, compacting as it went",
+        ),
         ("files after build", files_text(build["files_before_compact"])),
         ("compaction after build", f"{build['compact_s']:.2f} s"),
         ("files after compaction", files_text(build["files"])),
@@ -209,9 +224,13 @@ def report(contacts: int, messages: int, build: dict[str, Any], use: dict[str, A
     ]
     for changed in FLUSH_RUNS:
         flush = use[f"flush_{changed}"]
-        rows.append((f"flush changing {changed} doc{'s' if changed > 1 else ''}",
-                     f"median {flush['median_ms']:.2f} ms, max {flush['max_ms']:.2f} ms, "
-                     f"+{flush['journal_bytes_per_flush']:,.0f} B of journal"))
+        rows.append(
+            (
+                f"flush changing {changed} doc{'s' if changed > 1 else ''}",
+                f"median {flush['median_ms']:.2f} ms, max {flush['max_ms']:.2f} ms, "
+                f"+{flush['journal_bytes_per_flush']:,.0f} B of journal",
+            )
+        )
     rows += [
         ("snapshot rewritten by a flush", "no" if use["snapshot_untouched_by_flushes"] else "YES"),
         ("other instance catching up 1 commit", f"median {use['catch_up_ms']:.2f} ms"),
@@ -219,8 +238,10 @@ def report(contacts: int, messages: int, build: dict[str, Any], use: dict[str, A
         ("all(messages), copies", f"{use['iterate_messages_s']:.2f} s"),
         ("compaction (full snapshot rewrite)", f"{use['compact_s']:.2f} s"),
         ("files after", files_text(use["files"])),
-        ("peak memory, load + flushes", f"{use['peak_rss_mb']:,.0f} MB RSS "
-                                         "(includes a second instance for catch-up)"),
+        (
+            "peak memory, load + flushes",
+            f"{use['peak_rss_mb']:,.0f} MB RSS (includes a second instance for catch-up)",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

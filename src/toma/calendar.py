@@ -7,7 +7,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from toma import billing
+from toma.ageing import PlannedReminder
 from toma.config import Config
+from toma.daemon import with_paced
 from toma.planner import PlannedSend, plan
 from toma.planning import plan_state, read_sequences
 from toma.sequences import tag_enrolments
@@ -54,12 +57,16 @@ def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) 
     coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
     if coming:
         state = replace(state, enrolments=[*state.enrolments, *coming])
-    decided = plan(state, now, until=until)
+    reminders = [r for r in billing.reminders(reader, config, contacts=state.contacts,
+                                              history=state.history, now=now, until=until)
+                 if not r.skipped]
+    decided = plan(with_paced(state, reminders, now), now, until=until)
     owner_zone = ZoneInfo(config.owner.timezone)
-    return [_row(send, now, owner_zone) for send in decided.sends]
+    rows = [_row(send, now, owner_zone) for send in (*decided.sends, *reminders)]
+    return sorted(rows, key=lambda row: (row.at_owner, row.contact, row.ref))
 
 
-def _row(send: PlannedSend, now: datetime, owner_zone: ZoneInfo) -> Row:
+def _row(send: PlannedSend | PlannedReminder, now: datetime, owner_zone: ZoneInfo) -> Row:
     notes = []
     if send.send_at <= now:
         notes.append("due now")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
-from toma import addressbook
+from toma import addressbook, billing
 from toma.config import Config, load_config
 from toma.contacts import Contact
 from toma.errors import TemplateError, TomaError
+from toma.invoices import Invoice, invoice_view, make_invoice
 from toma.render import Templates, base_context
 from toma.sequences import Sequence, load_sequences
 from toma.store import ENROLMENTS, Reader, open_store
@@ -81,16 +83,17 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
                 )
                 broken.add(template)
             used.setdefault(template, []).append(sequence)
-    for stage_index, stage in enumerate(config.invoices.stages):
-        if stage.template not in names:
+    invoice_templates = {stage.template: f"invoices.stages[{index}].template"
+                         for index, stage in enumerate(config.invoices.stages)}
+    if config.invoices.thank_you:
+        invoice_templates[config.invoices.thank_you] = "invoices.thank_you"
+    for template, key in invoice_templates.items():
+        if template not in names:
             report.problems.append(
-                TemplateError(
-                    f"the template {stage.template!r} does not exist",
-                    file=config.file,
-                    key=f"invoices.stages[{stage_index}].template",
-                )
+                TemplateError(f"the template {template!r} does not exist", file=config.file,
+                              key=key)
             )
-            broken.add(stage.template)
+            broken.add(template)
 
     contacts = list(addressbook.all_contacts(reader))
     report.contacts = len(contacts)
@@ -98,8 +101,13 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
     for _key, doc in reader.all(ENROLMENTS):
         hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
 
+    by_email = {c.email: c for c in contacts}
+    invoices = list(billing.all_invoices(reader))
     for name in names:
         if name in broken:
+            continue
+        if name in invoice_templates:
+            _render_invoices(templates, config, name, invoices, by_email, report)
             continue
         if name in used:
             audience = [
@@ -125,15 +133,40 @@ def _reaches(sequence: Sequence, contact: Contact, enrolled: set[str]) -> bool:
     return bool(sequence.enroll_tag) and contact.has_tag(sequence.enroll_tag or "")
 
 
+def _render_invoices(
+    templates: Templates,
+    config: Config,
+    name: str,
+    invoices: list[Invoice],
+    contacts: dict[str, Contact],
+    report: CheckReport,
+) -> None:
+    """An invoice template, rendered for every invoice (or an example one if there is none)."""
+    pairs = [(contacts[i.contact], i) for i in invoices if i.contact in contacts]
+    if not pairs and contacts:
+        some = next(iter(contacts.values()))
+        pairs = [(some, make_invoice("EXAMPLE-1", some.email, "100.00", "EUR",
+                                     issued=date(2026, 1, 5), terms=config.invoices.terms,
+                                     delivered=["An example of delivered work"]))]
+    _render_all(templates, config, name, [c for c, _i in pairs], report,
+                extras=[{"invoice": invoice_view(i, today=i.due)} for _c, i in pairs])
+
+
 def _render_all(
-    templates: Templates, config: Config, name: str, audience: list[Contact], report: CheckReport
+    templates: Templates,
+    config: Config,
+    name: str,
+    audience: list[Contact],
+    report: CheckReport,
+    extras: list[dict[str, object]] | None = None,
 ) -> None:
     grouped: dict[tuple[str | None, int | None, str], list[str]] = {}
     first: dict[tuple[str | None, int | None, str], TemplateError] = {}
-    for contact in audience:
+    for index, contact in enumerate(audience):
         report.renders += 1
+        extra = extras[index] if extras else {}
         try:
-            templates.render(name, base_context(config, contact), contact=contact.email)
+            templates.render(name, base_context(config, contact, **extra), contact=contact.email)
         except TemplateError as exc:
             key = (exc.file, exc.line, exc.message)
             grouped.setdefault(key, []).append(contact.email)

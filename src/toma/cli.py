@@ -509,12 +509,314 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """What the daemon did last, what is queued, what failed, what is unknown."""
+    from toma import billing
     from toma.status import gather
 
     with ctx.store() as store:
         report = gather(store)
+        ageing = billing.report(store, ctx.config, now=datetime.now(UTC))
     if as_json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), "invoices": ageing.to_json()})
         return
     for line in report.lines():
         click.echo(line)
+    if ageing.rows:
+        click.echo(f"Open invoices: {len(ageing.rows)} ({len(ageing.overdue)} overdue).")
+        for line in _ageing_lines(ageing):
+            click.echo(f"  {line}")
+
+
+# --- inbox and conversations ---------------------------------------------------
+
+
+@main.group()
+def inbox() -> None:
+    """Read the inbox: replies, auto-replies, bounces, unsubscribe requests."""
+
+
+@inbox.command("sync")
+@now_option
+@pass_context
+def inbox_sync(ctx: Context, now_text: str | None) -> None:
+    """One pass over the inbox: log what came in and act on it."""
+    from toma.inbox.sync import source_for, sync
+
+    with ctx.store() as store:
+        source = source_for(ctx.config)
+        try:
+            report = sync(store, ctx.config, source, now=resolve_now(now_text))
+        finally:
+            source.close()
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
+    click.echo(f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "
+               f"{report.duplicates} already known.")
+
+
+@inbox.command("explain")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@now_option
+@pass_context
+def inbox_explain(ctx: Context, files: tuple[Path, ...], as_json: bool,
+                  now_text: str | None) -> None:
+    """How toma reads the given .eml files, changing nothing.
+
+    \b
+    Example:
+        toma inbox explain ~/Downloads/bounce.eml --json
+    """
+    from toma.explain import explain_files
+
+    config = _optional_config(ctx)
+    with _optional_store(ctx, config) as store:
+        rows = explain_files(files, config=config, reader=store, now=resolve_now(now_text))
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['file']}: {row['class']} ({row['reason']})")
+        if row.get("contact"):
+            click.echo(f"  contact: {row['contact']} (matched by {row['matched_by']})")
+        if row["class"] == "bounce":
+            hard = "hard" if row.get("hard") else "soft"
+            click.echo(f"  {hard} bounce for {', '.join(row.get('recipients') or []) or '?'}")
+        if row.get("back_on"):
+            click.echo(f"  back on {row['back_on']}")
+        if row.get("text"):
+            for line in str(row["text"]).splitlines():
+                click.echo(f"  | {line}")
+        for problem in row.get("problems") or []:
+            click.echo(f"  problem: {problem}")
+
+
+def _optional_config(ctx: Context) -> Config | None:
+    """The config if there is one: explaining a file needs no project."""
+    if not ctx.config_path.exists():
+        return None
+    return ctx.config
+
+
+@contextmanager
+def _optional_store(ctx: Context, config: Config | None) -> Iterator[Store | None]:
+    if config is None or not config.paths.data.exists():
+        yield None
+        return
+    with ctx.store() as store:
+        yield store
+
+
+@main.command("log")
+@click.argument("email")
+@json_option
+@pass_context
+def log_command(ctx: Context, email: str, as_json: bool) -> None:
+    """The whole conversation with one contact, both directions, in time order."""
+    from toma.conversation import conversation
+
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+        entries = conversation(store, contact.email)
+    if as_json:
+        print_json([entry.to_json() for entry in entries])
+        return
+    click.echo(f"{contact.name or contact.email} <{contact.email}> — {contact.status.value}")
+    if not entries:
+        click.echo("Nothing yet.")
+    for entry in entries:
+        click.echo("")
+        for line in entry.lines():
+            click.echo(line)
+
+
+# --- invoices ------------------------------------------------------------------
+
+
+@main.group()
+def invoices() -> None:
+    """Invoices: add, import, list; mark paid or void. Reminders go by themselves."""
+
+
+@invoices.command("add")
+@click.argument("number")
+@click.option("--contact", "email", required=True)
+@click.option("--amount", required=True, help="Such as 1234.50 (a dot for decimals).")
+@click.option("--currency", required=True, help="ISO 4217, such as EUR.")
+@click.option("--issued", help="YYYY-MM-DD (default: today).")
+@click.option("--due", help="YYYY-MM-DD.")
+@click.option("--terms", help="Payment terms such as 30d (default from the config).")
+@click.option("--delivered", multiple=True, help="A line of what was delivered; repeatable.")
+@click.option("--attachment", help="Path of the invoice PDF.")
+@now_option
+@pass_context
+def invoices_add(ctx: Context, number: str, email: str, amount: str, currency: str,
+                 issued: str | None, due: str | None, terms: str | None,
+                 delivered: tuple[str, ...], attachment: str | None,
+                 now_text: str | None) -> None:
+    """Add an invoice; its reminders follow the config's stages.
+
+    \b
+    Example:
+        toma invoices add 2026-031 --contact mira@example.org --amount 1234.50 \\
+            --currency EUR --terms 30d --delivered "Pricing workshop, two days"
+    """
+    from toma import billing
+    from toma.contacts import normalize_address
+    from toma.invoices import make_invoice
+    from toma.timeutil import parse_duration
+
+    if due and terms:
+        raise click.UsageError("give --due or --terms, not both")
+    try:
+        term = parse_duration(terms) if terms else (None if due else ctx.config.invoices.terms)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--terms") from None
+    today = _owner_today(ctx.config, resolve_now(now_text))
+    invoice = make_invoice(number, normalize_address(email), amount, currency,
+                           issued=issued or today, due=due, terms=term, delivered=delivered,
+                           attachment=attachment, today=today)
+    with ctx.store() as store:
+        billing.add(store, invoice)
+    click.echo(f"Added invoice {invoice.number}: {invoice.amount} {invoice.currency} "
+               f"for {invoice.contact}, due {invoice.due}.")
+
+
+def _owner_today(config: Config, now: datetime) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return now.astimezone(ZoneInfo(config.owner.timezone)).date()
+
+
+@invoices.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@now_option
+@pass_context
+def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
+    """Import invoices from a CSV file; bad rows are reported by row and skipped."""
+    from toma import billing
+
+    with ctx.store() as store:
+        report = billing.import_file(store, file, ctx.config,
+                                     today=_owner_today(ctx.config, resolve_now(now_text)))
+    for problem in report.problems:
+        click.echo(f"skipped: {problem}", err=True)
+    click.echo(f"{file}: {report.added} added, {report.existing} already known, "
+               f"{len(report.problems)} problem(s).")
+    if report.problems:
+        sys.exit(1)
+
+
+@invoices.command("list")
+@json_option
+@now_option
+@pass_context
+def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
+    """Open invoices by age, totals per currency, and the next reminder of each."""
+    from toma import billing
+    from toma.money import format_money
+
+    with ctx.store() as store:
+        report = billing.report(store, ctx.config, now=resolve_now(now_text))
+        settled = [i for i in billing.all_invoices(store) if i.status != "open"]
+    if as_json:
+        data = report.to_json()
+        data["settled"] = [i.to_doc() for i in settled]
+        print_json(data)
+        return
+    from toma.tables import print_table
+
+    print_table(
+        ["number", "contact", "amount", "due", "overdue", "bucket", "next reminder"],
+        [[r.number, r.contact, format_money(r.amount, r.currency), r.due.isoformat(),
+          f"{r.days_overdue}d" if r.days_overdue > 0 else "",
+          r.bucket, _next(r)] for r in report.rows],
+        empty="No open invoices.",
+    )
+    for line in _ageing_lines(report):
+        click.echo(line)
+    if settled:
+        click.echo(f"Settled: {', '.join(f'{i.number} ({i.status})' for i in settled)}")
+
+
+def _next(row: Any) -> str:
+    if row.paused_until:
+        return f"paused until {row.paused_until.date().isoformat()}"
+    upcoming = row.next_reminder
+    if upcoming is None:
+        return ""
+    return f"{upcoming.stage} {upcoming.local_send_at().strftime('%Y-%m-%d %H:%M')}"
+
+
+def _ageing_lines(report: Any) -> list[str]:
+    from toma.ageing import BUCKETS
+    from toma.money import format_money
+
+    lines = []
+    for currency in sorted(report.totals):
+        parts = [f"{bucket}: {format_money(report.total(currency, bucket), currency)}"
+                 for bucket in BUCKETS if report.total(currency, bucket)]
+        lines.append(f"Open {currency} {format_money(report.total(currency), currency)} — "
+                     + "; ".join(parts))
+    return lines
+
+
+@invoices.command("show")
+@click.argument("number")
+@json_option
+@pass_context
+def invoices_show(ctx: Context, number: str, as_json: bool) -> None:
+    """One invoice and every message about it."""
+    from toma import billing
+    from toma.invoices import split_key
+    from toma.money import format_money
+    from toma.store import MESSAGES
+
+    with ctx.store() as store:
+        invoice = billing.find(store, number)
+        messages = [doc for key, doc in store.all(MESSAGES)
+                    if doc.get("kind") == "invoice" and (split_key(key) or ("",))[0]
+                    == invoice.number]
+    if as_json:
+        print_json({**invoice.to_doc(), "messages": messages})
+        return
+    click.echo(f"Invoice {invoice.number} — {invoice.status.value}")
+    click.echo(f"  {format_money(invoice.amount, invoice.currency)} for {invoice.contact}, "
+               f"issued {invoice.issued}, due {invoice.due}"
+               + (f", paid {invoice.paid_on}" if invoice.paid_on else ""))
+    for line in invoice.delivered:
+        click.echo(f"  · {line}")
+    for doc in sorted(messages, key=lambda d: d.get("updated_at") or ""):
+        when = (doc.get("sent_at") or doc.get("updated_at") or "")[:16].replace("T", " ")
+        click.echo(f"  {when}  {doc.get('ref')}  {doc.get('state')}  {doc.get('detail') or ''}"
+                   .rstrip())
+
+
+@invoices.command("paid")
+@click.argument("number")
+@click.option("--on", "paid_on", help="YYYY-MM-DD (default: today).")
+@now_option
+@pass_context
+def invoices_paid(ctx: Context, number: str, paid_on: str | None, now_text: str | None) -> None:
+    """Mark an invoice paid: reminders stop at once and a thank-you goes."""
+    from toma import billing
+    from toma.timeutil import parse_date
+
+    now = resolve_now(now_text)
+    day = parse_date(paid_on) if paid_on else _owner_today(ctx.config, now)
+    with ctx.store() as store:
+        invoice = billing.settle(store, number, paid_on=day, now=now)
+    thanks = " A thank-you will go out." if ctx.config.invoices.thank_you else ""
+    click.echo(f"Invoice {invoice.number} is paid ({day}).{thanks}")
+
+
+@invoices.command("void")
+@click.argument("number")
+@now_option
+@pass_context
+def invoices_void(ctx: Context, number: str, now_text: str | None) -> None:
+    """Void an invoice: its reminders stop, silently."""
+    from toma import billing
+
+    with ctx.store() as store:
+        invoice = billing.settle(store, number, paid_on=None, now=resolve_now(now_text))
+    click.echo(f"Invoice {invoice.number} is void.")

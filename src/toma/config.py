@@ -94,6 +94,10 @@ class Smtp:
 class Inbox:
     kind: str = "maildir"  # "maildir" | "imap"
     path: Path | None = None
+    notify: str = "immediately"  # "immediately" | "daily" | "off": telling the owner of replies
+    digest_at: time = time(8, 0)  # with notify = "daily", in the owner's zone
+    soft_bounce_limit: int = 3  # soft bounces in a row that make an address bounced
+    unsubscribe_address: str = ""  # mail to it unsubscribes its sender; "" = none of its own
 
 
 @dataclass(frozen=True)
@@ -437,11 +441,34 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         raise r.error("transport.kind", 'kind = "smtp" needs an [smtp] section (host, port, …)')
 
     # [inbox]
-    t = r.table(raw, "inbox", {"kind", "path"})
+    t = r.table(
+        raw,
+        "inbox",
+        {"kind", "path", "notify", "digest_at", "soft_bounce_limit", "unsubscribe_address"},
+    )
     kind = r.get(t, "inbox", "kind", str, "maildir")
     if kind not in ("maildir", "imap"):
         raise r.error("inbox.kind", f'kind must be "maildir" or "imap", got {kind!r}')
-    inbox = Inbox(kind=kind, path=r.path(r.get(t, "inbox", "path", str, "var/inbox")))
+    notify = r.get(t, "inbox", "notify", str, "immediately")
+    if notify not in ("immediately", "daily", "off"):
+        raise r.error(
+            "inbox.notify", f'notify must be "immediately", "daily" or "off", got {notify!r}'
+        )
+    unsubscribe_address = r.get(t, "inbox", "unsubscribe_address", str, "")
+    inbox = Inbox(
+        kind=kind,
+        path=r.path(r.get(t, "inbox", "path", str, "var/inbox")),
+        notify=notify,
+        digest_at=r.convert(
+            "inbox", "digest_at", r.get(t, "inbox", "digest_at", str, "08:00"), _parse_clock
+        ),
+        soft_bounce_limit=_positive(r, t, "inbox", "soft_bounce_limit", 3),
+        unsubscribe_address=(
+            r.convert("inbox", "unsubscribe_address", unsubscribe_address, _parse_address)
+            if unsubscribe_address
+            else ""
+        ),
+    )
 
     # [imap]
     t = r.table(

@@ -52,6 +52,8 @@ class Contact:
     added_at: str = ""
     status_at: str = ""
     status_reason: str = ""
+    hold_until: str = ""  # ISO moment: no automated mail before it (an out-of-office return)
+    soft_bounces: int = 0  # temporary delivery failures since the last successful reply
 
     @property
     def name(self) -> str:
@@ -92,6 +94,8 @@ class Contact:
             "added_at": self.added_at,
             "status_at": self.status_at,
             "status_reason": self.status_reason,
+            "hold_until": self.hold_until,
+            "soft_bounces": self.soft_bounces,
         }
 
     @classmethod
@@ -108,6 +112,8 @@ class Contact:
             added_at=doc.get("added_at", ""),
             status_at=doc.get("status_at", ""),
             status_reason=doc.get("status_reason", ""),
+            hold_until=doc.get("hold_until", ""),
+            soft_bounces=int(doc.get("soft_bounces", 0)),
         )
 
 

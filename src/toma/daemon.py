@@ -34,26 +34,41 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import schedule
 
+from toma import billing
+from toma.ageing import PlannedReminder
+from toma.building import BuildOutcome, Failure, Job, build_chunks
 from toma.compose import Composer
 from toma.config import Config, load_config
 from toma.contacts import Contact
-from toma.errors import TemplateError, TomaError
+from toma.errors import TomaError
+from toma.invoices import Invoice, invoice_view, number_of_ref, with_thread
 from toma.logs import fields
+from toma.message import Built
 from toma.outbox import MessageState, OutboxRecord, advance
-from toma.planner import PlannedSend, plan
+from toma.planner import PlannedSend, PlanState, plan
 from toma.planning import plan_state, read_sequences
 from toma.sequences import Enrolment, tag_enrolments
-from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, Store
+from toma.store import (
+    CONTACTS,
+    CONVERSATIONS,
+    ENROLMENTS,
+    INVOICES,
+    MESSAGES,
+    SYNC,
+    Store,
+    Transaction,
+)
 from toma.timeutil import Clock, iso
 from toma.transports import Envelope, Outcome, Result, Transport, send_all, transport_for
 
@@ -92,6 +107,7 @@ class TickReport:
     retrying: int = 0
     unknown: int = 0
     skipped: int = 0
+    inbound: int = 0
     held: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -117,7 +133,9 @@ class Worker:
         transport_factory: TransportFactory | None = None,
         ssl_context: ssl.SSLContext | None = None,
         in_tick_retry: timedelta = timedelta(seconds=20),
+        sync_inbox: bool = True,
     ) -> None:
+        self.sync_inbox = sync_inbox
         self.config_path = config_path
         self.store = store
         self._transport_factory = transport_factory or (
@@ -179,6 +197,8 @@ class Worker:
 
     async def _tick(self, now: datetime, report: TickReport) -> None:
         config = load_config(self.config_path)
+        if self.sync_inbox:
+            await self._sync_inbox(config, now, report)
         files = read_sequences(config)
         report.held = sorted(files.held)
         for problem in files.problems:
@@ -188,19 +208,45 @@ class Worker:
         self.store.refresh()
         report.enrolled = self._enrol_by_tag(files.sequences, now)
         state = plan_state(self.store, config, files)
-        decided = plan(state, now)
+        # Invoice reminders first: they wait for nobody, and a keep-in-touch message
+        # must not land on the day of one (the pace counts them, even when planned).
+        invoice_plan = billing.reminders(self.store, config, contacts=state.contacts,
+                                         history=state.history, now=now,
+                                         until=now + timedelta(days=1))
+        decided = plan(with_paced(state, invoice_plan, now), now)
         self._record_skipped(decided.skipped, state.history, now)
         report.skipped = len(decided.skipped)
         report.due = len(decided.due)
-        if not decided.due:
-            return
 
-        envelopes, records = self._build(
-            config, decided.due, state.contacts, state.history, now, report
-        )
-        if not envelopes:
+        outgoing = Outgoing()
+        self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report,
+                                outgoing)
+        self._plan_sequence_jobs(decided.due, state.contacts, state.history, now, outgoing)
+        self._build_notices(config, state.contacts, state.history, now, outgoing)
+        if outgoing.records:
+            await self._send(config, outgoing, now, report)
+
+    async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
+        from toma.inbox.sync import source_for, sync
+
+        try:
+            source = source_for(config)
+            try:
+                inbox = await asyncio.to_thread(sync, self.store, config, source, now=now)
+            finally:
+                source.close()
+        except TomaError as exc:
+            # The inbox being out of reach must not stop the sending.
+            report.problems.append(f"inbox: {exc}")
+            log.error("inbox sync failed", extra=fields(error=str(exc)))
             return
-        marker = _Marker(self.store, [e.key for e in envelopes], records)
+        report.inbound = inbox.recorded
+
+    async def _send(
+        self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
+    ) -> None:
+        """Build the jobs a chunk at a time and send each chunk while the next is built."""
+        marker = _Marker(self.store, outgoing.records)
         pending: list[Result] = []
         flushed = monotonic.monotonic()
 
@@ -212,23 +258,73 @@ class Worker:
                 pending.clear()
                 flushed = monotonic.monotonic()
 
-        self._stop_event = asyncio.Event()
+        self._stop_event = stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self.stopping.is_set():
-            self._stop_event.set()
+            stop.set()
+        sending: set[asyncio.Task[list[Result]]] = set()
         try:
             async with self._transport_factory(config) as transport:
-                await send_all(
-                    _Marking(transport, marker),
-                    envelopes,
-                    on_result=collect,
-                    retry_until=self.in_tick_retry,
-                    stop=self._stop_event,
-                )
+                marking = _Marking(transport, marker)
+
+                async def start(envelopes: list[Envelope]) -> None:
+                    marker.extend(e.key for e in envelopes)
+                    sending.add(asyncio.create_task(send_all(
+                        marking, envelopes, on_result=collect,
+                        retry_until=self.in_tick_retry, stop=stop)))
+                    # Two chunks in flight keep every connection busy; more would
+                    # only hold built messages in memory.
+                    while len(sending) >= 2:
+                        done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                        sending.difference_update(done)
+
+                if outgoing.prebuilt:
+                    await start(outgoing.prebuilt)
+                composer = Composer(config)
+                async for chunk in build_chunks(composer, self.config_path, outgoing.jobs):
+                    if stop.is_set():
+                        break
+                    await start(self._built(chunk, outgoing, report))
+                if sending:
+                    await asyncio.gather(*sending)
         finally:
             self._record_results(pending, marker, now, report)
             self._stop_event = None
             self._loop = None
+
+    def _built(self, chunk: list[BuildOutcome], outgoing: Outgoing,
+               report: TickReport) -> list[Envelope]:
+        envelopes = []
+        for job, result in chunk:
+            if isinstance(result, Failure):
+                # Held, not recorded: once the template is fixed it goes.
+                record = outgoing.records.pop(job.key)
+                error = str(result.error(record.contact))
+                if error not in report.problems:
+                    report.problems.append(error)
+                log.error("template error", extra=fields(contact=record.contact, ref=record.ref,
+                                                         error=error))
+                continue
+            envelopes.append(outgoing.built(job.key, result))
+        return envelopes
+
+    def _build_notices(
+        self,
+        config: Config,
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        outgoing: Outgoing,
+    ) -> None:
+        from toma.notices import compose_notice, pending
+
+        for record in pending(history, now):
+            conversation = self.store.get(CONVERSATIONS, record.ref)
+            about = contacts.get(record.contact) or contacts.get(
+                (conversation or {}).get("contact") or "")
+            built = compose_notice(record, conversation, config, now=now,
+                                   contact_name=about.name if about else "")
+            outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
 
     def _enrol_by_tag(self, sequences: dict[str, Any], now: datetime) -> int:
         contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
@@ -268,50 +364,60 @@ class Worker:
                 extra=fields(contact=send.contact, ref=send.ref, late=_days(send.late_by)),
             )
 
-    def _build(
+    def _plan_invoice_jobs(
         self,
-        config: Config,
-        due: tuple[PlannedSend, ...],
-        contacts: Any,
-        history: Any,
+        planned: list[PlannedReminder],
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
         now: datetime,
         report: TickReport,
-    ) -> tuple[list[Envelope], dict[str, OutboxRecord]]:
-        composer = Composer(config)
-        envelopes: list[Envelope] = []
-        records: dict[str, OutboxRecord] = {}
-        reported: set[tuple[str | None, int | None, str]] = set()
-        for send in due:
-            contact = contacts[send.contact]
-            try:
-                built = composer.compose(send.template, contact, now=now)
-            except TemplateError as exc:
-                # Held, not recorded: once the template is fixed it goes.
-                where = (exc.file, exc.line, exc.message)
-                if where not in reported:
-                    reported.add(where)
-                    report.problems.append(str(exc))
-                log.error(
-                    "template error",
-                    extra=fields(contact=send.contact, ref=send.ref, error=str(exc)),
-                )
+        outgoing: Outgoing,
+    ) -> None:
+        skipped = [p for p in planned if p.skipped]
+        if skipped:
+            with self.store.transaction() as tx:
+                for item in skipped:
+                    old = history.get(item.key)
+                    record = (advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
+                              if old else item.to_record(at=now))
+                    tx.put(MESSAGES, record.key, record.to_doc())
+            for item in skipped:
+                log.info("skipped", extra=fields(contact=item.contact, ref=item.ref,
+                                                 why=item.detail))
+            report.skipped += len(skipped)
+        for item in planned:
+            if item.skipped or item.send_at > now:
                 continue
+            invoice = billing.find(self.store, item.number)
+            contact = contacts[item.contact]
+            today = now.astimezone(ZoneInfo(item.timezone)).date()
+            old = history.get(item.key)
+            record = (advance(old, MessageState.SENDING, at=now) if old
+                      else item.to_record(at=now, state=MessageState.SENDING))
+            thread = invoice.thread_id
+            outgoing.add_job(record, Job(
+                key=item.key, template=item.template, contact=contact.to_doc(), now=now,
+                extra={"invoice": invoice_view(invoice, today=today)},
+                in_reply_to=thread, references=(thread,) if thread else ()))
+            report.due += 1
+
+    def _plan_sequence_jobs(
+        self,
+        due: tuple[PlannedSend, ...],
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        outgoing: Outgoing,
+    ) -> None:
+        for send in due:
             old = history.get(send.key)
             record = (
                 advance(old, MessageState.SENDING, at=now)
                 if old
                 else send.to_record(at=now, state=MessageState.SENDING)
             )
-            records[send.key] = replace(record, message_id=built.message_id)
-            envelopes.append(
-                Envelope(
-                    key=send.key,
-                    sender=built.envelope_sender,
-                    recipients=(built.envelope_recipient,),
-                    data=built.data,
-                )
-            )
-        return envelopes, records
+            outgoing.add_job(record, Job(key=send.key, template=send.template,
+                                         contact=contacts[send.contact].to_doc(), now=now))
 
     def _record_results(
         self, results: list[Result], marker: _Marker, now: datetime, report: TickReport
@@ -326,6 +432,8 @@ class Worker:
             for record in updated:
                 marker.records[record.key] = record
                 tx.put(MESSAGES, record.key, record.to_doc())
+                if record.kind == "invoice" and record.state is MessageState.SENT:
+                    _remember_thread(tx, record)
         for record in updated:
             level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
             log.log(
@@ -449,20 +557,54 @@ class Worker:
                 signal.signal(sig, old)
 
 
-class _Marker:
-    """Writes ``sending`` records a batch ahead of the transport.
+@dataclass
+class Outgoing:
+    """The messages of one tick: jobs still to build, and a few already built.
 
-    Every message is durably ``sending`` before its first byte goes out, yet a
-    crash in a long tick leaves only about one batch (plus the sends in flight)
-    ``unknown``: the rest are still ``planned`` and go at the next tick.
+    ``records`` holds each message's ``sending`` record, written (see
+    :class:`_Marker`) just before the message is handed to the transport.
     """
 
-    def __init__(self, store: Store, order: list[str], records: dict[str, OutboxRecord]) -> None:
+    jobs: list[Job] = field(default_factory=list)
+    prebuilt: list[Envelope] = field(default_factory=list)
+    records: dict[str, OutboxRecord] = field(default_factory=dict)
+
+    def add_job(self, record: OutboxRecord, job: Job) -> None:
+        self.records[record.key] = record
+        self.jobs.append(job)
+
+    def add_built(self, record: OutboxRecord, built: Built) -> None:
+        self.records[record.key] = record
+        self.prebuilt.append(self.built(record.key, built))
+
+    def built(self, key: str, built: Built) -> Envelope:
+        self.records[key] = replace(
+            self.records[key], message_id=built.message_id, subject=built.subject
+        )
+        return Envelope(key=key, sender=built.envelope_sender,
+                        recipients=(built.envelope_recipient,), data=built.data)
+
+
+class _Marker:
+    """Writes ``sending`` records a few messages ahead of the transport.
+
+    Every message is durably ``sending`` before its first byte goes out, yet a
+    crash in a long tick leaves only those marked ahead (plus the sends in
+    flight and the outcomes not yet written) ``unknown``: the rest are still
+    ``planned`` and go at the next tick. Only built messages are marked.
+    """
+
+    def __init__(self, store: Store, records: dict[str, OutboxRecord]) -> None:
         self.store = store
-        self.order = order
         self.records = records
-        self.position = {key: index for index, key in enumerate(order)}
+        self.order: list[str] = []
+        self.position: dict[str, int] = {}
         self.marked: set[str] = set()
+
+    def extend(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.position[key] = len(self.order)
+            self.order.append(key)
 
     def ensure(self, key: str) -> None:
         if key in self.marked:
@@ -495,6 +637,30 @@ class _Marking:
     async def send(self, envelope: Envelope) -> Result:
         self.marker.ensure(envelope.key)
         return await self.inner.send(envelope)
+
+
+def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:
+    """``state`` with the coming reminders counted by the pace as if already sent."""
+    paced = {}
+    for item in invoice_plan:
+        if item.skipped or item.key in state.history:
+            continue
+        record = item.to_record(at=now, state=MessageState.SENDING)
+        paced[item.key] = replace(record, updated_at=max(item.send_at, now))
+    if not paced:
+        return state
+    return replace(state, history={**state.history, **paced})
+
+
+def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
+    """The first message about an invoice starts its thread; later ones answer it."""
+    number = number_of_ref(record.ref)
+    doc = tx.get(INVOICES, number)
+    if doc is None or not record.message_id:
+        return
+    invoice = Invoice.from_doc(doc)
+    if invoice.thread_id is None:
+        tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
 
 
 def _days(delta: timedelta) -> str:

@@ -69,6 +69,7 @@ class Built:
     data: bytes  # RFC 5322, CRLF line ends
     envelope_sender: str  # MAIL FROM
     envelope_recipient: str  # RCPT TO
+    subject: str = ""  # as rendered, for the record of what was sent
 
 
 def one_line(value: str) -> str:
@@ -254,4 +255,5 @@ def build_message(
         data=message.as_bytes(policy=_POLICY),
         envelope_sender=sender,
         envelope_recipient=recipient,
+        subject=rendered.subject,
     )

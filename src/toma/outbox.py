@@ -50,8 +50,10 @@ from typing import Any, Literal
 from toma.errors import TomaError
 from toma.timeutil import parse_moment
 
-MessageKind = Literal["sequence", "invoice", "newsletter"]
-KINDS: frozenset[str] = frozenset({"sequence", "invoice", "newsletter"})
+# A notice is toma's own short message: a reply reported to the owner, an
+# unsubscribe confirmed.
+MessageKind = Literal["sequence", "invoice", "newsletter", "notice"]
+KINDS: frozenset[str] = frozenset({"sequence", "invoice", "newsletter", "notice"})
 
 
 class MessageState(StrEnum):
@@ -147,6 +149,13 @@ class OutboxRecord:
     code: int | None = None
     detail: str = ""
     updated_at: datetime | None = None
+    subject: str = ""  # as sent: what `toma log` shows
+
+    def __post_init__(self) -> None:
+        # The planner tells states apart by identity; a plain "sent" string must
+        # not slip through as "not attempted" and be sent again.
+        if type(self.state) is not MessageState:
+            object.__setattr__(self, "state", MessageState(self.state))
 
     @property
     def is_retry(self) -> bool:
@@ -176,6 +185,7 @@ class OutboxRecord:
             "code": self.code,
             "detail": self.detail,
             "updated_at": _iso(self.updated_at),
+            "subject": self.subject,
         }
 
     @classmethod
@@ -209,6 +219,7 @@ class OutboxRecord:
             code=int(code) if code is not None else None,
             detail=doc.get("detail", ""),
             updated_at=_moment(doc.get("updated_at")),
+            subject=doc.get("subject", ""),
         )
 
 

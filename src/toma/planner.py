@@ -32,8 +32,9 @@ its enrolment's pause, the contact's hold (an out-of-office return date) and,
 for a retry, the retry time. Per contact, the ready steps of all its sequences
 are taken in order of (ready, sequence name, step) and each is given a turn at
 ``max(ready, now, pace gate)``: the pace gate is ``pace.min_gap`` after the
-contact's latest message (history records sent, sending or unknown, of any
-kind, and the sends planned before it in this very plan). ``send_at`` is the
+contact's latest message (history records sent, sending or unknown: sequence
+steps, invoice reminders, newsletters — not notices, which go to the owner — and
+the sends planned before it in this very plan). ``send_at`` is the
 first opening of the sequence's window, in the contact's zone, at or after the
 turn.
 
@@ -73,7 +74,6 @@ from toma.config import Pace, Window
 from toma.contacts import Contact, Status
 from toma.outbox import (
     ATTEMPTED,
-    PACED,
     MessageState,
     OutboxRecord,
     new_record,
@@ -114,9 +114,7 @@ class PlanState:
     windows: Mapping[str, Window] = field(default_factory=lambda: DEFAULT_WINDOWS)
     pace: Pace = field(default_factory=Pace)
     default_tz: str = "UTC"  # the owner's zone, for contacts without one
-    contact_hold_until: Mapping[str, datetime] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    contact_hold_until: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,21 +206,11 @@ def _track(sequence: Sequence, window: Window) -> _Track:
     )
 
 
-class _Progress:
-    """How far one enrolment got, from its history (mutable: internal to one plan call).
-
-    ``last``: the highest file position of an attempted step (-1: none);
-    ``repeats``: the highest repeat number attempted; ``anchor``: when its
-    latest attempted message went; ``retries``: temporary failures by step.
-    """
-
-    __slots__ = ("anchor", "last", "repeats", "retries")
-
-    def __init__(self) -> None:
-        self.last = -1
-        self.repeats = 0
-        self.anchor: datetime | None = None
-        self.retries: dict[str | None, OutboxRecord] | None = None
+# How far one enrolment got, from its history: the highest file position of an
+# attempted step (-1: none), the highest repeat number attempted, when its latest
+# attempted message went, and its temporary failures waiting for a retry, by step.
+_Progress = tuple[int, int, datetime | None, dict[str | None, OutboxRecord] | None]
+_NO_PROGRESS: _Progress = (-1, 0, None, None)
 
 
 @dataclass(slots=True)
@@ -313,43 +301,44 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
         # Identity tests: an enum's hash is a Python call, too slow for this loop.
         if record_state is _SENT or record_state is _SENDING or record_state is _UNKNOWN:
             moment = record.sent_at or record.updated_at or record.due_at
-            contact_email = record.contact
-            previous = latest.get(contact_email)
-            if previous is None or moment > previous:
-                latest[contact_email] = moment
+            # A notice about a contact goes to the owner (or confirms their leaving).
+            if record.kind != "notice":
+                contact_email = record.contact
+                previous = latest.get(contact_email)
+                if previous is None or moment > previous:
+                    latest[contact_email] = moment
         elif record_state is _FAILED or record_state is _SKIPPED:
             moment = record.sent_at or record.updated_at or record.due_at
         elif record.next_attempt_at is None:
             continue  # planned, not yet tried: binds nothing
         else:
             moment = None  # a retry waiting
-        name = record.sequence
-        track = tracks.get(name) if name is not None else None
+        record_sequence = record.sequence
+        track = tracks.get(record_sequence) if record_sequence is not None else None
         if track is None:
             continue
         # A string key: tuples would be garbage-collector work on a big history.
-        group = f"{record.contact}\n{name}"
-        seen = progress.get(group)
-        if seen is None:
-            seen = progress[group] = _Progress()
+        group = f"{record.contact}\n{record_sequence}"
+        last, repeats, anchor, retries = progress.get(group, _NO_PROGRESS)
         step = record.step
         if moment is None:
-            if seen.retries is None:
-                seen.retries = {}
-            seen.retries[step] = record
-            continue
-        if seen.anchor is None or moment > seen.anchor:
-            seen.anchor = moment
-        position = track.position.get(step) if step is not None else None
-        if position is not None:
-            if position > seen.last:
-                seen.last = position
-        elif step is not None:
-            number = repeat_numbers.get(step)
-            if number is None:
-                number = repeat_numbers[step] = repeat_number(step) or 0
-            if number > seen.repeats:
-                seen.repeats = number
+            retries = {**(retries or {}), step: record}
+        else:
+            if anchor is None or moment > anchor:
+                anchor = moment
+            position = track.position.get(step) if step is not None else None
+            if position is not None:
+                if position > last:
+                    last = position
+            elif step is not None:
+                number = repeat_numbers.get(step)
+                if number is None:
+                    number = repeat_numbers[step] = repeat_number(step) or 0
+                if number > repeats:
+                    repeats = number
+        # Tuples of plain values are left alone by the garbage collector; an
+        # object per enrolment would make it walk them all.
+        progress[group] = (last, repeats, anchor, retries)
 
     # One pass over the enrolments: the next message of each, if it can be
     # ready by the horizon.
@@ -358,7 +347,6 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     history = state.history
     done: set[str] = set()
     waiting: dict[str, list[_Candidate]] = {}
-    nothing = _Progress()
     for enrolment in state.enrolments:
         track = tracks.get(enrolment.sequence)
         if track is None or enrolment.state == "stopped":
@@ -380,22 +368,24 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             continue  # a duplicate enrolment: plan it once
         done.add(group)
 
-        seen = progress.get(group, nothing)
-        index = seen.last + 1
+        last, repeats, anchor, retries = progress.get(group, _NO_PROGRESS)
+        index = last + 1
         if index < len(track.floors):
             floor = track.floors[index]
         elif track.sequence.repeat is not None:
             floor = track.repeat_floor
         else:
             continue  # finished, no repeat
-        anchor = seen.anchor or enrolment.enrolled_at
-        if seen.retries is None and anchor + floor > horizon:
-            continue  # cannot be due by the horizon: no zone arithmetic needed
+        anchor = anchor or enrolment.enrolled_at
+        if retries is None and anchor + floor > horizon:
+            # Cannot be due by the horizon: most enrolments leave here, before
+            # any zone arithmetic (a retry, rare, keeps its own due time).
+            continue
 
-        following = _next_step(track, index, seen.repeats)
+        following = _next_step(track, index, repeats)
         assert following is not None  # noqa: S101 - checked above
         step_id, after, template, _, repeats = following
-        retry = seen.retries.get(step_id) if seen.retries is not None else None
+        retry = retries.get(step_id) if retries is not None else None
         if retry is not None and retry.next_attempt_at is not None:
             due_at = retry.due_at
             ready = max(due_at, retry.next_attempt_at)
@@ -477,8 +467,7 @@ def _plan_contact(
     zone_name, tz = zones.of(contact)
     gate = _wall_after(pace.min_gap, last_message, tz) if last_message is not None else None
     heap = [
-        (c.ready, c.track.sequence.name, c.step, counter, c)
-        for counter, c in enumerate(candidates)
+        (c.ready, c.track.sequence.name, c.step, counter, c) for counter, c in enumerate(candidates)
     ]
     heapq.heapify(heap)
     counter = len(heap)

@@ -19,6 +19,7 @@ from toma.outbox import OutboxRecord
 from toma.planner import Plan, PlanState, plan
 from toma.sequences import Enrolment, Sequence, held_sequences, load_sequences
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, Reader
+from toma.timeutil import parse_moment
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ def plan_state(reader: Reader, config: Config, files: Files) -> PlanState:
         windows=config.windows,
         pace=config.pace,
         default_tz=config.owner.timezone,
+        contact_hold_until=MappingProxyType(
+            {
+                email: parse_moment(contact.hold_until)
+                for email, contact in contacts.items()
+                if contact.hold_until
+            }
+        ),
     )
 
 

@@ -51,9 +51,7 @@ EnrolmentSource = Literal["tag", "hand"]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
 
-TOP_KEYS = frozenset(
-    {"name", "description", "enroll_tag", "on_reply", "window", "steps", "repeat"}
-)
+TOP_KEYS = frozenset({"name", "description", "enroll_tag", "on_reply", "window", "steps", "repeat"})
 STEP_KEYS = frozenset({"id", "after", "template"})
 REPEAT_KEYS = frozenset({"every", "template"})
 
@@ -157,9 +155,7 @@ def load_sequences(
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            errors.append(
-                SequenceProblem(f"cannot read: {exc}", file=path, sequence=path.stem)
-            )
+            errors.append(SequenceProblem(f"cannot read: {exc}", file=path, sequence=path.stem))
             continue
         try:
             sequence = parse_sequence(path, text, windows=windows)
@@ -473,9 +469,7 @@ class Enrolment:
         return replace(self, state="stopped", paused_until=None, stopped_reason=reason)
 
     def paused(self, until: datetime | None) -> Enrolment:
-        return replace(
-            self, state="paused", paused_until=until.astimezone(UTC) if until else None
-        )
+        return replace(self, state="paused", paused_until=until.astimezone(UTC) if until else None)
 
     def resumed(self) -> Enrolment:
         return replace(self, state="active", paused_until=None, stopped_reason="")

@@ -123,55 +123,49 @@ def day_intervals(day: date, window: Window, tz: ZoneInfo) -> list[tuple[datetim
 class WindowCalendar:
     """Openings of one window in one zone, computed once per run of days.
 
-    Not a value: it memoises, and grows as it is asked about later (or earlier)
-    moments. It holds only what the window and zone determine, so sharing one
-    between plans is safe; the planner makes one per (window, zone) per plan.
+    Not a value: it memoises. The intervals are kept in chunks of local days,
+    computed when first needed, so questions may come in any order (now, next
+    year, last month) without recomputing. It holds only what the window and
+    zone determine; the planner makes one per (window, zone) per plan.
     """
 
-    __slots__ = ("_ends", "_guard", "_last", "_starts", "tz", "window")
+    __slots__ = ("_chunks", "tz", "window")
 
     def __init__(self, window: Window, tz: ZoneInfo) -> None:
         if not window.days:
             raise ValueError(f"window {window.name!r} never opens")
         self.window = window
         self.tz = tz
-        self._starts: list[datetime] = []
-        self._ends: list[datetime] = []
-        self._last: date | None = None  # local dates before this one are computed
-        self._guard = datetime.max.replace(tzinfo=UTC)
+        self._chunks: dict[int, tuple[list[datetime], list[datetime]]] = {}
 
     def next_opening(self, moment: datetime) -> datetime:
-        """As :func:`next_opening`; ``moment`` should be UTC (any aware value works)."""
-        if moment < self._guard:
-            self._restart(moment)
-        for _ in range(_SEARCH_DAYS):
-            index = bisect_right(self._ends, moment)
-            if index < len(self._ends):
-                start = self._starts[index]
+        """As :func:`next_opening`; UTC ``moment`` values are the fast path."""
+        if moment.tzinfo is not UTC:
+            moment = _aware(moment).astimezone(UTC)
+        # Intervals of local dates before the UTC date's eve all end before
+        # ``moment`` (UTC offsets are under a day), so start from that eve.
+        chunk = (moment.toordinal() - 1) // _CHUNK_DAYS
+        for index in range(chunk, chunk + _SEARCH_DAYS):
+            starts, ends = self._chunk(index)
+            found = bisect_right(ends, moment)
+            if found < len(ends):
+                start = starts[found]
                 return start if start > moment else moment
-            self._extend()
         raise ValueError(f"window {self.window.name!r} never opens")
 
-    def _restart(self, moment: datetime) -> None:
-        # Two days before the UTC date: local dates can run a day behind UTC.
-        first = moment.astimezone(UTC).date() - timedelta(days=2)
-        self._last = first
-        self._starts = []
-        self._ends = []
-        # Every instant from here on has a local date >= first (offsets > -24h),
-        # so no interval of an earlier local date can matter to it.
-        self._guard = datetime.combine(first + timedelta(days=1), time(), UTC)
-        self._extend()
-
-    def _extend(self) -> None:
-        assert self._last is not None  # noqa: S101 - _restart runs first
-        for start, end in _intervals_from(self._last, self.window, self.tz, _CHUNK_DAYS):
-            if self._ends and start < self._ends[-1]:
-                # Only a zone jumping back across the date line could do this.
-                continue
-            self._starts.append(start)
-            self._ends.append(end)
-        self._last += timedelta(days=_CHUNK_DAYS)
+    def _chunk(self, index: int) -> tuple[list[datetime], list[datetime]]:
+        found = self._chunks.get(index)
+        if found is None:
+            starts: list[datetime] = []
+            ends: list[datetime] = []
+            first = date.fromordinal(max(1, index * _CHUNK_DAYS))
+            for start, end in _intervals_from(first, self.window, self.tz, _CHUNK_DAYS):
+                if ends and start < ends[-1]:
+                    continue  # only a zone jumping back across the date line does this
+                starts.append(start)
+                ends.append(end)
+            found = self._chunks[index] = (starts, ends)
+        return found
 
 
 def _intervals_from(

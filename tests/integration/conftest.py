@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,8 +255,35 @@ class RecordingSMTPD(SMTPD):
 
 
 class RecordingController(Controller):
+    """aiosmtpd's threaded controller that also closes live connections when it stops.
+
+    The stock one stops its loop with client connections still open; their
+    sockets are then found unclosed by the garbage collector, in a later test.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: weakref.WeakSet[RecordingSMTPD] = weakref.WeakSet()
+
     def factory(self) -> SMTPD:
-        return RecordingSMTPD(self.handler, **self.SMTP_kwargs)
+        session = RecordingSMTPD(self.handler, **self.SMTP_kwargs)
+        self.sessions.add(session)
+        return session
+
+    async def _hang_up_all(self) -> None:
+        for session in list(self.sessions):
+            for transport in (session.transport, session._original_transport):
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()
+        # connection_lost, which closes each socket, runs on the next iterations.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    def stop(self, no_assert: bool = False) -> None:
+        if self._thread is not None:
+            done = asyncio.run_coroutine_threadsafe(self._hang_up_all(), self.loop)
+            done.result(timeout=5)
+        super().stop(no_assert)
 
 
 def free_port() -> int:

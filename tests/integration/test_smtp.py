@@ -25,7 +25,7 @@ from toma.transports import Backoff, Envelope, Outcome, Result, SmtpTransport, s
 from toma.transports.smtp import RateLimiter, is_loopback, wire_format
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RecordingHandler, SmtpServer
+    from .conftest import RecordingHandler, SmtpServer
 
 T = TypeVar("T")
 
@@ -120,6 +120,18 @@ class TestDelivery:
         assert received.data == sent.data
         assert received.mail_from == sent.sender
         assert received.rcpt_tos == sent.recipients
+
+    def test_international_addresses_and_8bit_bodies(
+        self, smtp_config: Smtp, smtpd_handler: RecordingHandler
+    ) -> None:
+        """Non-ASCII addresses go with SMTPUTF8, an 8-bit body with BODY=8BITMIME, intact."""
+        plain = envelope(1, to="josé@exämple.com")
+        message = dataclasses.replace(plain, data=plain.data + "Grüße, Zoë\r\n".encode())
+        (result,) = run(send_batch(smtp_config, [message]))
+        assert result.outcome is Outcome.SENT
+        (received,) = smtpd_handler.messages
+        assert received.rcpt_tos == ("josé@exämple.com",)
+        assert received.data == message.data
 
     def test_a_message_with_bad_addresses_is_refused_before_the_server(
         self, smtp_config: Smtp, smtpd_handler: RecordingHandler

@@ -10,6 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from toma.config import Pace, Window
 from toma.contacts import Contact, Status
@@ -17,6 +19,7 @@ from toma.outbox import MessageState, OutboxRecord, advance, repeat_number, sequ
 from toma.planner import Plan, PlannedSend, PlanState, plan
 from toma.sequences import Enrolment, OnReply, Repeat, Sequence, Step
 from toma.timeutil import parse_duration
+from toma.windows import in_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -110,16 +113,21 @@ def refs(sends: Iterable[PlannedSend]) -> list[tuple[str, str, datetime]]:
 
 
 def simulate(
-    state: PlanState, start: datetime, end: datetime
+    state: PlanState,
+    start: datetime,
+    end: datetime,
+    *,
+    tick: timedelta = timedelta(hours=1),
 ) -> tuple[PlanState, list[OutboxRecord]]:
-    """Run the daemon's loop: tick hourly and at every planned send; record what it does."""
+    """Run the daemon's loop: tick regularly and at every planned send; record what it does."""
     now = start.astimezone(UTC)
     end = end.astimezone(UTC)
     written: list[OutboxRecord] = []
     while now <= end:
-        result = plan(state, now, until=now + timedelta(hours=1))
+        result = plan(state, now, until=now + tick)
         history = dict(state.history)
         for send in result.skipped:
+            assert send.key not in history, "at most once"
             history[send.key] = send.to_record(at=now, state=MessageState.SKIPPED)
         for send in result.due:
             assert send.key not in history, "at most once"
@@ -128,7 +136,7 @@ def simulate(
         written += [history[s.key] for s in (*result.skipped, *result.due)]
         state = replace(state, history=history)
         upcoming = [s.send_at for s in result.later]
-        now = min([now + timedelta(hours=1), *upcoming])
+        now = min([now + tick, *upcoming])
     return state, written
 
 
@@ -386,6 +394,21 @@ class TestPace:
             result = plan(state, berlin(2026, 3, 2, 8), until=berlin(2026, 3, 10))
             expected = berlin(2026, 3, 4, 12) if gated else berlin(2026, 3, 2, 9, 1)
             assert [s.send_at for s in result.later] == [expected], state_
+
+    def test_notices_about_a_contact_do_not_count(self) -> None:
+        """A notice to the owner about Ada's reply is not a message to Ada."""
+        notice = replace(
+            record(ADA, "x", "y", berlin(2026, 3, 1, 12)),
+            kind="notice",
+            key="notice/reply/1",
+            sequence=None,
+            step=None,
+        )
+        state = make_state(
+            [sequence("s", [("a", "1h")])], [enrol(ADA, "s", berlin(2026, 3, 2, 8))], [notice]
+        )
+        result = plan(state, berlin(2026, 3, 2, 8), until=berlin(2026, 3, 10))
+        assert [s.send_at for s in result.later] == [berlin(2026, 3, 2, 9, 1)]
 
     def test_other_contacts_are_not_gated(self) -> None:
         state = make_state(
@@ -651,3 +674,80 @@ class TestProjection:
         state = make_state([], [])
         with pytest.raises(ValueError, match="aware"):
             plan(state, datetime(2026, 3, 2, 10))
+
+
+# --------------------------------------------------------------------------- properties
+
+ZONE_NAMES = ("", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Pacific/Auckland")
+DELAYS = ("1h", "20h", "1d", "2d", "1w")
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[PlanState, list[Sequence], datetime, datetime, datetime]:
+    start = berlin(2026, 3, 2, 8) + timedelta(hours=draw(st.integers(0, 24 * 220)))
+    seqs = []
+    for n in range(draw(st.integers(1, 3))):
+        ids = [f"s{n}-{i}" for i in range(draw(st.integers(1, 4)))]
+        steps = [(i, draw(st.sampled_from(DELAYS))) for i in ids]
+        repeat = draw(st.sampled_from([None, "10d"]))
+        seqs.append(
+            sequence(
+                f"seq{n}", steps, repeat=repeat, window=draw(st.sampled_from(["default", "always"]))
+            )
+        )
+    people = [
+        Contact(f"p{n}@example.com", timezone=draw(st.sampled_from(ZONE_NAMES)))
+        for n in range(draw(st.integers(1, 3)))
+    ]
+    enrolments = [
+        enrol(p.email, s.name, start + timedelta(hours=draw(st.integers(0, 200))))
+        for p in people
+        for s in seqs
+        if draw(st.booleans())
+    ]
+    edited = []
+    for seq in seqs:
+        steps = list(seq.steps)
+        order = draw(st.permutations(range(len(steps))))
+        steps = [steps[i] for i in order]
+        if len(steps) > 1 and draw(st.booleans()):
+            del steps[draw(st.integers(0, len(steps) - 1))]
+        new = Step(f"{seq.name}-new", parse_duration(draw(st.sampled_from(DELAYS))), "new.md")
+        steps.insert(draw(st.integers(0, len(steps))), new)
+        edited.append(replace(seq, steps=tuple(steps)))
+    state = make_state(seqs, enrolments, contacts=people)
+    edit_at = start + timedelta(days=draw(st.integers(1, 20)))
+    outage = draw(st.integers(0, 30))
+    return state, edited, start, edit_at, edit_at + timedelta(days=outage)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_properties_hold_through_edits_and_outages(
+    scenario: tuple[PlanState, list[Sequence], datetime, datetime, datetime],
+) -> None:
+    """Whatever the edits and outages: each key at most once, pace kept, windows kept."""
+    state, edited, start, edit_at, back_at = scenario
+    state, first = simulate(state, start, edit_at, tick=timedelta(hours=3))
+    # The daemon is down from edit_at to back_at; the file was edited meanwhile.
+    state = replace(state, sequences={s.name: s for s in edited})
+    state, second = simulate(state, back_at, back_at + timedelta(days=40), tick=timedelta(hours=3))
+    written = first + second
+    event(f"messages: {min(len(written) // 5 * 5, 20)}+")
+    event(f"skipped: {any(r.state is MessageState.SKIPPED for r in written)}")
+    keys = [r.key for r in written]
+    assert len(keys) == len(set(keys))
+    for person in state.contacts.values():
+        tz = ZoneInfo(person.timezone or "Europe/Berlin")
+        times = sorted(
+            r.sent_at for r in written if r.contact == person.email and r.sent_at is not None
+        )
+        for earlier, later in pairwise(times):
+            assert later >= state.pace.min_gap.after(earlier.astimezone(tz))
+    for r in written:
+        assert r.sequence is not None
+        window = WINDOWS[next(s.window for s in edited if s.name == r.sequence)]
+        if r.state is MessageState.SENT:
+            assert r.sent_at is not None
+            tz = ZoneInfo(state.contacts[r.contact].timezone or "Europe/Berlin")
+            assert in_window(r.sent_at, window, tz)

@@ -62,7 +62,7 @@ def test_good_file_parses() -> None:
 
 def test_defaults() -> None:
     """No window means "default"; no on_reply means stop; no enroll_tag means by hand."""
-    text = '''name = "s"\n[[steps]]\nid = "a"\nafter = "0h"\ntemplate = "a.md"\n'''
+    text = """name = "s"\n[[steps]]\nid = "a"\nafter = "0h"\ntemplate = "a.md"\n"""
     sequence = parse_sequence(FILE, text, windows=WINDOWS)
     assert sequence.window == "default"
     assert sequence.on_reply == OnReply("stop")
@@ -109,8 +109,14 @@ BAD = [
     ("bad pause", '"pause 30d"', '"pause soon"', "on_reply", 4, "not a duration"),
     ("name not slug", '"new-acquaintance"', '"New Acquaintance"', "name", 1, "slug"),
     ("name not string", '"new-acquaintance"', "7", "name", 1, "must be a string"),
-    ("missing template", 'template = "acquaintance/useful-article.md"', "", "steps[1].template",
-     12, "required"),
+    (
+        "missing template",
+        'template = "acquaintance/useful-article.md"',
+        "",
+        "steps[1].template",
+        12,
+        "required",
+    ),
     ("zero repeat", 'every = "90d"', 'every = "0d"', "repeat.every", 18, "longer than nothing"),
     ("bad tag", 'enroll_tag = "met"', 'enroll_tag = "met up"', "enroll_tag", 3, "not a tag"),
 ]
@@ -217,9 +223,7 @@ def test_tag_enrolments_only_new_active_contacts() -> None:
         Contact("c@example.com", tags=("client",)),
         Contact("d@example.com", tags=("met",)),
     ]
-    found = tag_enrolments(
-        contacts, sequences, {("d@example.com", "new-acquaintance")}, now=now
-    )
+    found = tag_enrolments(contacts, sequences, {("d@example.com", "new-acquaintance")}, now=now)
     assert [(e.contact, e.sequence, e.source, e.enrolled_at) for e in found] == [
         ("a@example.com", "new-acquaintance", "tag", now)
     ]

@@ -86,7 +86,7 @@ class TestDocuments:
         [
             {},
             {"email": "ana@example.com", "tags": ["client", "met"], "paused": False},
-            {"name": "Zoë Ødegård 日本", "quote": "line\nbreak \u2028 and \"quotes\""},
+            {"name": "Zoë Ødegård 日本", "quote": 'line\nbreak \u2028 and "quotes"'},
             {"n": 12, "amount": 1234.5, "none": None, "nested": {"a": [1, {"b": [2, 3]}]}},
         ],
         ids=["empty", "flat", "unicode", "nested"],
@@ -161,8 +161,16 @@ class TestDocuments:
             (CONTACTS, "k", {"amount": math.nan}),
             (CONTACTS, "k", {"bad": "\ud800"}),
         ],
-        ids=["unknown-table", "int-key", "reserved-field", "store-meta", "not-a-dict",
-             "datetime", "nan", "lone-surrogate"],
+        ids=[
+            "unknown-table",
+            "int-key",
+            "reserved-field",
+            "store-meta",
+            "not-a-dict",
+            "datetime",
+            "nan",
+            "lone-surrogate",
+        ],
     )
     def test_bad_put_is_refused_and_the_transaction_writes_nothing(
         self, store: TinyStore, data_dir: Path, table: str, key: Any, doc: Any
@@ -324,8 +332,7 @@ class TestCompaction:
             assert store.generation == 1  # journal still under the minimum
             _fill(store, 30, start=5)
             assert store.generation == 2
-            assert sorted(p.name for p in data_dir.iterdir()) == [
-                "snapshot-2.json", "store.lock"]
+            assert sorted(p.name for p in data_dir.iterdir()) == ["snapshot-2.json", "store.lock"]
             _fill(store, 1, start=35)
             expected = contents(store)
         with TinyStore(data_dir) as reopened:
@@ -376,8 +383,7 @@ class TestCompaction:
             put(store, SYNC, "inbox", {"uid": 1})
         names = sorted(p.name for p in data_dir.iterdir())
         generation = 1 if crash_point == "temp-file-written" else 2
-        assert names == [f"journal-{generation}.jsonl", f"snapshot-{generation}.json",
-                         "store.lock"]
+        assert names == [f"journal-{generation}.jsonl", f"snapshot-{generation}.json", "store.lock"]
 
 
 class TestFiles:
@@ -485,8 +491,11 @@ class TestLocks:
         try:
             assert child.stdout is not None
             assert child.stdout.readline() == "locked\n"
-            with TinyStore(data_dir) as store, pytest.raises(StoreLocked) as caught, \
-                    store.daemon_lock():
+            with (
+                TinyStore(data_dir) as store,
+                pytest.raises(StoreLocked) as caught,
+                store.daemon_lock(),
+            ):
                 pass
             assert str(child.pid) in caught.value.message
             assert caught.value.message == f"another toma run (pid {child.pid}) is using {data_dir}"
@@ -508,8 +517,10 @@ class TestLocks:
         fd = os.open(data_dir / "store.lock", os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            with pytest.raises(StoreLocked, match=f"pid {os.getpid()}") as caught, \
-                    store.transaction():
+            with (
+                pytest.raises(StoreLocked, match=f"pid {os.getpid()}") as caught,
+                store.transaction(),
+            ):
                 pass
             assert caught.value.file == str(data_dir / "store.lock")
         finally:
@@ -536,7 +547,7 @@ WRITE_LOOP_CHILD = """
     store = TinyStore(Path(sys.argv[1]))
     with store.transaction() as tx:
         # A snapshot big enough that writing one takes a while.
-        for n in range(2000):
+        for n in range(1000):
             tx.put("conversations", f"c{n}", {"n": n, "body": "x" * 1000})
     for n in range(3000):
         with store.transaction() as tx:
@@ -588,7 +599,7 @@ def _assert_commits_whole(data_dir: Path, last: int) -> None:
         assert counter["n"] in (last, last + 1)
         assert store.count(MESSAGES) == counter["n"] + 1
         assert all(doc["n"] == int(key[1:]) for key, doc in store.all(MESSAGES))
-        assert store.count(CONVERSATIONS) == 2000
+        assert store.count(CONVERSATIONS) == 1000
         put(store, CONTACTS, "after", {})  # and it can still be written
 
 
@@ -608,7 +619,7 @@ class TestProcesses:
             out, _ = child.communicate("go\n", timeout=CHILD_TIMEOUT)
             assert json.loads(out) == {"v": 2}
 
-    @pytest.mark.parametrize("kill_after", [1, 7, 56])
+    @pytest.mark.parametrize("kill_after", [1, 7, 23])
     def test_sigkill_while_committing_keeps_every_reported_commit(
         self, data_dir: Path, kill_after: int
     ):

@@ -147,12 +147,13 @@ def test_naive_moment_is_refused() -> None:
 
 
 def test_calendar_answers_out_of_order_questions() -> None:
-    """The calendar grows forwards and restarts backwards; answers match next_opening."""
+    """Questions in any order, years apart, get the answers next_opening gives."""
     tz = ZoneInfo(NEW_YORK)
     calendar = WindowCalendar(WEEKDAYS, tz)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     moments = [start + timedelta(hours=7 * i) for i in range(0, 2000, 37)]
     moments += list(reversed(moments))
+    moments += [start + timedelta(days=365 * 4), start, start - timedelta(days=900)]
     for moment in moments:
         assert calendar.next_opening(moment) == next_opening(moment, WEEKDAYS, tz)
 

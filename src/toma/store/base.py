@@ -12,12 +12,16 @@ the embedded store's place. Theory of operation:
 - :meth:`Store.daemon_lock` is held by ``toma run`` for its whole life: one
   daemon per data directory. Short commands (``toma contacts add``) do not need
   it and may write while the daemon runs.
+- :meth:`Store.changes_since` is a change feed: a reader that keeps a decoded
+  model of some tables (the daemon's planner, from tick to tick) learns which
+  keys to read again instead of reading everything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 Document = dict[str, Any]
@@ -48,10 +52,29 @@ class Transaction(Reader, Protocol):
     def delete(self, table: str, key: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeMark:
+    """A point in one store's change feed; only the store that gave it can read it."""
+
+    source: object  # which feed: a feed starts again when the store reloads everything
+    position: int
+
+
 class Store(Reader, Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def refresh(self) -> None: ...
+
+    def changes_since(
+        self, mark: ChangeMark | None
+    ) -> tuple[ChangeMark, dict[str, set[str]] | None]:
+        """The mark of what reads see now, and the keys changed since ``mark``, by table.
+
+        A key listed may have changed more than once, or back; one not listed
+        has not changed. ``None`` instead of the keys means "read everything
+        again": no ``mark``, a mark from another feed, or one too far behind.
+        """
+        ...
 
     def daemon_lock(self) -> AbstractContextManager[None]: ...
 

@@ -9,7 +9,11 @@ A data directory holds the state of one *generation* ``g`` in two files:
     ``TinyDB("snapshot-g.json", access_mode="r")`` opens it for inspection. Each
     stored document carries its store key in the field ``_key``. The ``meta``
     table holds the document ``store`` with the schema version and ``g``.
-    A snapshot is only ever written whole, by :func:`atomic_write`.
+    A snapshot is only ever written whole, by :func:`atomic_write`, one
+    document per line (see :func:`encode_snapshot`), so that it can be read
+    back a few thousand documents at a time instead of as one giant object;
+    any other layout of the same JSON (an older toma's, TinyDB's own) is read
+    whole.
 
 ``journal-g.jsonl``
     What was committed since that snapshot: one line per transaction,
@@ -17,7 +21,9 @@ A data directory holds the state of one *generation* ``g`` in two files:
     A transaction is one ``write`` of its line followed by ``fsync``; it is
     committed once its terminating newline is on disk. A crash during the
     append can therefore only damage the *last* line, which readers ignore and
-    the next writer truncates. A bad line anywhere else is corruption.
+    the next writer truncates. A bad line anywhere else is corruption. Readers
+    take it a line at a time (:func:`read_journal`): a journal may grow as
+    large as the snapshot before compaction.
 
 The current generation is the highest ``g`` with a snapshot file. Compaction
 writes ``snapshot-(g+1).json`` through a temporary file, fsync and rename, so
@@ -38,13 +44,13 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from toma.errors import StoreError
-from toma.store.base import META, SCHEMA_VERSION, Document
+from toma.store.base import SCHEMA_VERSION, Document
 
 KEY_FIELD = "_key"
 STORE_META_KEY = "store"
@@ -53,17 +59,17 @@ FILE_MODE = 0o600
 
 _SNAPSHOT_RE = re.compile(r"snapshot-(\d+)\.json")
 _JOURNAL_RE = re.compile(r"journal-(\d+)\.jsonl")
-# Documents per encoded piece of a snapshot: large enough for the C encoder to
-# do the work, small enough not to hold a second copy of a big table in memory.
-_SNAPSHOT_CHUNK_DOCS = 5000
-_READ_CHUNK = 1 << 20
+# Documents per piece of a snapshot written or read: enough to keep the work
+# in the C encoder and decoder, few enough never to hold a big table twice.
+_SNAPSHOT_CHUNK_DOCS = 2000
+# The lines of encode_snapshot's layout that open a table, and start a document.
+_TABLE_LINE = re.compile(rb'("(?:[^"\\\n]|\\.)*"):\{\n')
+_DOC_LINE = re.compile(rb'"\d+":\{')
 
 # One encoder for every document: json.dumps with options builds a new encoder
 # per call, which costs as much as encoding a small document.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-Tables = dict[str, dict[str, Document]]
-"""TinyDB's layout: table name -> document id (a decimal string) -> stored document."""
+_DECODER = json.JSONDecoder()
 
 Change = tuple[str, str, Document | None]
 """One effect of a transaction: (table, key, new document or None for a delete)."""
@@ -177,28 +183,53 @@ def encode_doc(doc: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(doc).encode()
 
 
-def decode_doc(encoded: bytes) -> Document:
-    doc: Document = json.loads(encoded)
-    return doc
+def normalise_doc(doc: Mapping[str, Any]) -> tuple[bytes, Document]:
+    """The JSON of ``doc`` and the document that JSON reads back as (a deep copy).
+
+    ValueError, TypeError or UnicodeError if ``doc`` cannot be JSON.
+    """
+    text = _ENCODER.encode(doc)
+    copy: Document = _DECODER.decode(text)
+    return text.encode(), copy
 
 
 def _encode_str(text: str) -> bytes:
     return _ENCODER.encode(text).encode()
 
 
-def encode_snapshot(tables: Mapping[str, Mapping[str, Document]]) -> Iterator[bytes]:
-    """TinyDB's JSON, in pieces, so that a large store is never one giant string."""
-    yield b"{"
-    for number, (name, docs) in enumerate(tables.items()):
-        yield (b"," if number else b"") + _encode_str(name) + b":{"
-        items = iter(docs.items())
-        first = True
-        while piece := dict(islice(items, _SNAPSHOT_CHUNK_DOCS)):
-            # Encoding a sub-dict and dropping its braces keeps the work in C.
-            yield (b"" if first else b",") + encode_doc(piece)[1:-1]
-            first = False
-        yield b"}"
-    yield b"}"
+def encode_snapshot(
+    tables: Iterable[tuple[str, Iterable[tuple[str, Document]]]],
+) -> Iterator[bytes]:
+    """TinyDB's JSON for ``(table, [(key, doc), ...])``, one document per line, in pieces.
+
+    Document ids are numbered from 1 in each table, in the order given::
+
+        {
+        "contacts":{
+        "1":{"_key":"ana@example.com",...},
+        "2":{"_key":"bo@example.com",...}
+        },
+        "meta":{
+        "1":{"_key":"store","schema_version":1,"generation":2}
+        }
+        }
+
+    The JSON encoder escapes every control character inside strings, so a
+    newline in the file only ever ends a line of this layout.
+    """
+    yield b"{\n"
+    for number, (name, docs) in enumerate(tables):
+        yield (b",\n" if number else b"") + _encode_str(name) + b":{"
+        doc_id = 0
+        items = iter(docs)
+        while piece := list(islice(items, _SNAPSHOT_CHUNK_DOCS)):
+            lines = []
+            for key, doc in piece:
+                doc_id += 1
+                lines.append(b'"%d":' % doc_id + encode_doc({KEY_FIELD: key, **doc}))
+            yield (b",\n" if doc_id > len(piece) else b"\n") + b",\n".join(lines)
+        yield b"\n}"
+    yield b"\n}\n"
 
 
 def store_meta(generation: int) -> Document:
@@ -206,43 +237,112 @@ def store_meta(generation: int) -> Document:
     return {"schema_version": SCHEMA_VERSION, "generation": generation}
 
 
-@dataclass
-class Snapshot:
-    """A decoded snapshot, with the key index rebuilt from the ``_key`` fields."""
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise StoreError(f"cannot read: {exc.strerror}", file=path) from exc
 
-    tables: Tables
-    ids: dict[str, dict[str, int]] = field(default_factory=dict)
+
+def read_snapshot(path: Path) -> Iterator[tuple[str, str, Document]]:
+    """Every stored document as ``(table, key, doc without _key)``, in file order.
+
+    A snapshot in the layout of :func:`encode_snapshot` is decoded a block of
+    lines at a time, so that only one block is ever held twice; any other
+    layout is decoded whole. Duplicate keys are the caller's to find.
+    """
+    try:
+        with path.open("rb") as src:
+            first, second = src.readline(), src.readline()
+            if first == b"{\n" and (second == b"}\n" or _TABLE_LINE.fullmatch(second)):
+                yield from _read_lines(src, second, path)
+            else:
+                src.seek(0)
+                yield from _read_whole(src.read(), path)
+    except OSError as exc:
+        raise StoreError(f"cannot read: {exc.strerror}", file=path) from exc
 
 
-def decode_snapshot(data: bytes, path: Path, generation: int) -> Snapshot:
+def _read_lines(src: BinaryIO, line: bytes, path: Path) -> Iterator[tuple[str, str, Document]]:
+    number = 2
+    table: str | None = None
+    block: list[bytes] = []
+    after_doc = False  # the previous line was a document of this table
+    more = True  # the previous line ended with a comma (or opened the database)
+    while True:
+        if table is None:
+            if line == b"}\n" and not (more and number > 2):
+                if src.read().strip():
+                    raise StoreError("the snapshot goes on after its end", file=path, line=number)
+                return
+            found = _TABLE_LINE.fullmatch(line)
+            if found is None or not more:
+                raise StoreError(
+                    "the snapshot is not one document per line", file=path, line=number
+                )
+            table, after_doc = json.loads(found.group(1)), False
+        elif _DOC_LINE.match(line):
+            if after_doc and not more:
+                raise StoreError("a comma is missing in the snapshot", file=path, line=number)
+            more, after_doc = line.endswith(b"},\n"), True
+            block.append(line[: -2 if more else -1])
+            if len(block) >= _SNAPSHOT_CHUNK_DOCS:
+                yield from _decode_block(table, block, path, number)
+                block = []
+        elif line in (b"}\n", b"},\n"):
+            if after_doc and more:
+                raise StoreError("the snapshot has a stray comma", file=path, line=number)
+            yield from _decode_block(table, block, path, number)
+            table, block, more = None, [], line == b"},\n"
+        else:
+            raise StoreError("the snapshot is not one document per line", file=path, line=number)
+        line = src.readline()
+        number += 1
+        if not line.endswith(b"\n"):
+            raise StoreError("the snapshot ends early", file=path, line=number)
+
+
+def _decode_block(
+    table: str, block: list[bytes], path: Path, line: int
+) -> Iterator[tuple[str, str, Document]]:
+    if not block:
+        return
+    try:
+        docs = json.loads(b"{" + b",".join(block) + b"}")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path, line=line) from exc
+    if len(docs) != len(block):
+        raise StoreError(f"table {table}: a document id is stored twice", file=path, line=line)
+    for doc_id, doc in docs.items():
+        yield table, _stored_key(table, doc_id, doc, path), doc
+
+
+def _read_whole(data: bytes, path: Path) -> Iterator[tuple[str, str, Document]]:
     try:
         tables = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path) from exc
+    del data
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise StoreError("the snapshot is not a TinyDB database", file=path)
-    snapshot = Snapshot(tables, {name: _index(name, docs, path) for name, docs in tables.items()})
-    _check_meta(snapshot, path, generation)
-    return snapshot
+    for name, docs in tables.items():
+        for doc_id in list(docs):
+            # Popped, so that each document is held once: here or by the caller.
+            doc = docs.pop(doc_id)
+            yield name, _stored_key(name, doc_id, doc, path), doc
 
 
-def _index(table: str, docs: dict[str, Any], path: Path) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    for doc_id, doc in docs.items():
-        key = doc.get(KEY_FIELD) if isinstance(doc, dict) else None
-        if not isinstance(key, str) or not (doc_id.isascii() and doc_id.isdigit()):
-            raise StoreError(
-                f"table {table}: document {doc_id} has no string {KEY_FIELD}", file=path
-            )
-        if key in ids:
-            raise StoreError(f"table {table}: key {key!r} is stored twice", file=path)
-        ids[key] = int(doc_id)
-    return ids
+def _stored_key(table: str, doc_id: str, doc: Any, path: Path) -> str:
+    """The store key of a stored document, taken out of it."""
+    key = doc.pop(KEY_FIELD, None) if isinstance(doc, dict) else None
+    if not isinstance(key, str) or not (doc_id.isascii() and doc_id.isdigit()):
+        raise StoreError(f"table {table}: document {doc_id} has no string {KEY_FIELD}", file=path)
+    return key
 
 
-def _check_meta(snapshot: Snapshot, path: Path, generation: int) -> None:
-    doc_id = snapshot.ids.get(META, {}).get(STORE_META_KEY)
-    meta = snapshot.tables[META][str(doc_id)] if doc_id is not None else {}
+def check_meta(meta: Document | None, path: Path, generation: int) -> None:
+    """Refuse a snapshot whose ``store`` document is missing, too new, or of another generation."""
+    meta = meta or {}
     version = meta.get("schema_version")
     if not isinstance(version, int) or version < 1:
         raise StoreError("the snapshot has no schema version", file=path)
@@ -259,8 +359,32 @@ def _check_meta(snapshot: Snapshot, path: Path, generation: int) -> None:
         )
 
 
-def read_file(path: Path, offset: int = 0) -> bytes:
-    """The bytes of ``path`` from ``offset``; b"" for a missing file at offset 0."""
+# -- the journal -------------------------------------------------------------------------
+
+
+def encode_commit(ops: Iterable[tuple[str, str, bytes | None]]) -> bytes:
+    """One journal line from already encoded documents (None: delete)."""
+    parts = [
+        b"["
+        + _encode_str(table)
+        + b","
+        + _encode_str(key)
+        + b","
+        + (doc if doc is not None else b"null")
+        + b"]"
+        for table, key, doc in ops
+    ]
+    return b'{"ops":[' + b",".join(parts) + b"]}\n"
+
+
+def read_journal(path: Path, *, offset: int, line: int) -> Iterator[tuple[list[Change], int, int]]:
+    """The transactions committed after ``offset`` (just after line number ``line``).
+
+    Yields ``(changes, end, line)`` per transaction, ``end`` being the offset
+    just past its line: a caller that applies each as it comes is always at a
+    commit boundary. A last line without its newline, or a last complete line
+    that is not JSON, is a commit torn by a crash and is left out.
+    """
     try:
         with path.open("rb") as src:
             size = os.fstat(src.fileno()).st_size
@@ -270,57 +394,26 @@ def read_file(path: Path, offset: int = 0) -> bytes:
                     file=path,
                 )
             src.seek(offset)
-            return src.read()
+            text = src.readline()
+            while text.endswith(b"\n"):
+                following = src.readline()
+                try:
+                    record = json.loads(text)
+                except ValueError as exc:  # UnicodeDecodeError included
+                    if not following:
+                        return  # the last line, damaged by a crash during its append
+                    raise StoreError(
+                        f"journal line is not valid JSON: {exc}", file=path, line=line + 1
+                    ) from exc
+                offset += len(text)
+                line += 1
+                yield _changes(record, path, line), offset, line
+                text = following
     except FileNotFoundError:
         if offset:
             raise StoreError("the journal disappeared while in use", file=path) from None
-        return b""
     except OSError as exc:
         raise StoreError(f"cannot read: {exc.strerror}", file=path) from exc
-
-
-# -- the journal -------------------------------------------------------------------------
-
-
-def encode_commit(ops: Iterable[tuple[str, str, bytes | None]]) -> bytes:
-    """One journal line from already encoded documents (None: delete)."""
-    parts = [
-        b"[" + _encode_str(table) + b"," + _encode_str(key) + b","
-        + (doc if doc is not None else b"null") + b"]"
-        for table, key, doc in ops
-    ]
-    return b'{"ops":[' + b",".join(parts) + b"]}\n"
-
-
-@dataclass(frozen=True)
-class JournalRead:
-    """The committed transactions found in a stretch of journal."""
-
-    commits: list[list[Change]]
-    end: int  # offset just past the last committed line
-    lines: int  # line number of that line (1-based), 0 when none yet
-    torn: bool  # whether uncommitted bytes follow ``end``
-
-
-def parse_journal(data: bytes, *, offset: int, line: int, path: Path) -> JournalRead:
-    """Decode journal bytes that start at ``offset``, just after line number ``line``."""
-    commits: list[list[Change]] = []
-    lines = data.split(b"\n")
-    # The piece after the last newline was never committed (b"" when none).
-    complete, torn = lines[:-1], lines[-1] != b""
-    for number, text in enumerate(complete):
-        try:
-            record = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            if number == len(complete) - 1 and not torn:
-                # The last line, damaged by a crash during its append.
-                return JournalRead(commits, offset, line, torn=True)
-            raise StoreError(f"journal line is not valid JSON: {exc}", file=path,
-                             line=line + 1) from exc
-        commits.append(_changes(record, path, line + 1))
-        offset += len(text) + 1
-        line += 1
-    return JournalRead(commits, offset, line, torn)
 
 
 def _changes(record: Any, path: Path, line: int) -> list[Change]:
@@ -329,11 +422,16 @@ def _changes(record: Any, path: Path, line: int) -> list[Change]:
         raise StoreError("journal line has no list of ops", file=path, line=line)
     changes: list[Change] = []
     for op in ops:
-        if not (isinstance(op, list) and len(op) == 3 and isinstance(op[0], str)
-                and isinstance(op[1], str)
-                and (op[2] is None or (isinstance(op[2], dict) and KEY_FIELD not in op[2]))):
-            raise StoreError(f"journal op is not [table, key, doc]: {op!r:.80}", file=path,
-                             line=line)
+        if not (
+            isinstance(op, list)
+            and len(op) == 3
+            and isinstance(op[0], str)
+            and isinstance(op[1], str)
+            and (op[2] is None or (isinstance(op[2], dict) and KEY_FIELD not in op[2]))
+        ):
+            raise StoreError(
+                f"journal op is not [table, key, doc]: {op!r:.80}", file=path, line=line
+            )
         changes.append((op[0], op[1], op[2]))
     return changes
 
@@ -355,8 +453,9 @@ def append_line(path: Path, offset: int, line: bytes) -> int:
     try:
         size = os.fstat(fd).st_size
         if size < offset:
-            raise StoreError(f"the journal is shorter ({size} bytes) than committed ({offset})",
-                             file=path)
+            raise StoreError(
+                f"the journal is shorter ({size} bytes) than committed ({offset})", file=path
+            )
         if size > offset:
             os.ftruncate(fd, offset)
         _write_all(fd, line, offset)

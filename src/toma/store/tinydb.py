@@ -1,15 +1,24 @@
-"""TinyStore: TinyDB tables in memory, kept on disk as a snapshot plus a journal.
+"""TinyStore: every table in memory, kept on disk as a TinyDB snapshot plus a journal.
 
 Theory of operation
 -------------------
-Each :class:`TinyStore` holds the whole store in memory as a TinyDB database
-over ``MemoryStorage``, in exactly the layout of the snapshot file (table ->
-document id -> document carrying its ``_key``), plus an index key -> document
-id per table, so that :meth:`get` is a dict lookup. The files (see
-:mod:`toma.store.journal`) are the truth shared between processes; memory
-remembers how far it has read them: a generation and an offset in its journal.
-Catching up means replaying the journal lines appended since that offset, or,
-when another process has compacted meanwhile, loading the new snapshot.
+The files (see :mod:`toma.store.journal`) are the truth shared between
+processes: a snapshot that is a TinyDB database file (``TinyDB(path)`` opens
+it), and a journal of the transactions committed since. Each
+:class:`TinyStore` holds the whole store in memory, table -> key -> document,
+and remembers how far it has read the files: a generation and an offset in its
+journal. Catching up means replaying the journal lines appended since that
+offset, or, when another process has compacted meanwhile, loading the new
+snapshot.
+
+Documents are held compactly rather than as TinyDB's dicts: a document is a
+tuple of its values followed by its *shape* (its field names, shared by every
+document with the same fields), every string interned, nested dicts and lists
+frozen the same way. A contact, an enrolment or an outbox record then costs
+about a fifth of its dict, and mostly what it shares with the others. Every
+read builds a new dict from the tuple (``dict(zip(fields, values))``, cheaper
+than a deep copy), so callers may change what they get without changing the
+store.
 
 Two ``fcntl.flock`` locks, which vanish with the process holding them:
 
@@ -26,6 +35,14 @@ exception or a failed write leaves both disk and memory as they were. What
 memory gets is the JSON decoded again, which is exactly what another process
 replaying the journal gets.
 
+**The change feed.** Every change applied to memory after it was loaded (a
+commit of this instance, or one replayed from the journal) is noted as
+``(table, key)``, so that :meth:`TinyStore.changes_since` can tell a reader
+that keeps its own decoded model (the daemon's planner) which keys to read
+again, instead of everything. Memory loaded anew (another process compacted)
+starts a new feed: readers of the old one are told to reload everything. So is
+a reader that fell more than ``_FEED_LIMIT`` changes behind.
+
 Compaction writes a new snapshot when the journal has grown larger than the
 snapshot (and than ``compact_min_bytes``), so each rewrite of the snapshot is
 paid for by at least as many bytes of commits: amortised, a flush costs in
@@ -37,26 +54,22 @@ as safe as two processes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
-
-from tinydb import TinyDB
-from tinydb.storages import MemoryStorage
-from tinydb.table import Document as TinyDocument
-from tinydb.table import Table
+from typing import Any, NamedTuple
 
 from toma.errors import StoreError, StoreLocked
 from toma.store import journal
-from toma.store.base import META, TABLES, Document, Transaction
-from toma.store.journal import KEY_FIELD, STORE_META_KEY
+from toma.store.base import META, TABLES, ChangeMark, Document, Transaction
+from toma.store.journal import STORE_META_KEY
 
 log = logging.getLogger(__name__)
 
@@ -65,154 +78,163 @@ DAEMON_LOCK = "daemon.lock"
 DEFAULT_COMPACT_MIN_BYTES = 8 << 20
 DEFAULT_LOCK_TIMEOUT = 30.0
 _DIR_MODE = 0o700
+# Changes remembered for the change feed; a reader further behind reloads everything.
+_FEED_LIMIT = 1 << 17
+
+_intern = sys.intern
 
 
-# -- TinyDB, updated in place ------------------------------------------------------------
+# -- documents in memory -----------------------------------------------------------------
 
 
-class _IdView(MutableMapping[int, Any]):
-    """A stored table (string ids, as TinyDB keeps them) seen with int ids, without a copy."""
+class _Shape:
+    """The field names of a frozen dict, and the positions that hold a frozen dict or list."""
 
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self._raw = raw
+    __slots__ = ("fields", "nested")
 
-    def __getitem__(self, doc_id: int) -> Any:
-        return self._raw[str(doc_id)]
-
-    def __setitem__(self, doc_id: int, doc: Any) -> None:
-        self._raw[str(doc_id)] = doc
-
-    def __delitem__(self, doc_id: int) -> None:
-        del self._raw[str(doc_id)]
-
-    def __iter__(self) -> Iterator[int]:
-        return (int(doc_id) for doc_id in self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
+    def __init__(self, fields: tuple[str, ...], nested: tuple[int, ...]) -> None:
+        self.fields = fields
+        self.nested = nested
 
 
-class _Table(Table):
-    """TinyDB's table, with writes that cost what they change.
+class _List(tuple[Any, ...]):
+    """A frozen list (a plain tuple, in a frozen value, is a frozen dict)."""
 
-    ``Table._update_table`` rebuilds the whole table twice (ids to int and
-    back) on every insert, update or remove: with 500k messages each write
-    would cost ~0.1 s. Handing the updater a view of the stored dict keeps
-    TinyDB's own insert/update/remove logic and makes each write O(1).
-    """
-
-    def _update_table(self, updater: Callable[[dict[int, Mapping[str, Any]]], None]) -> None:
-        tables = self._storage.read() or {}
-        raw = tables.setdefault(self.name, {})
-        # The updaters only use the mapping protocol, which the view provides.
-        updater(cast(dict[int, Mapping[str, Any]], _IdView(raw)))
-        self._storage.write(tables)
-        self.clear_cache()
+    __slots__ = ()
 
 
-class _TinyDB(TinyDB):
-    table_class = _Table
+Frozen = tuple[Any, ...]
+"""A frozen dict: its values (strings interned, dicts and lists frozen), then its _Shape."""
 
 
-# -- documents handed out are copies -----------------------------------------------------
+class _Freezer:
+    """Makes frozen dicts, keeping one :class:`_Shape` per distinct set of fields."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], _Shape] = {}
+
+    def freeze(self, doc: Mapping[str, Any]) -> Frozen:
+        """``doc``, a dict as JSON decodes it, frozen: the caller must not keep using it."""
+        values = [_intern(v) if type(v) is str else v for v in doc.values()]
+        nested = tuple([i for i, v in enumerate(values) if type(v) is dict or type(v) is list])
+        for i in nested:
+            values[i] = self._freeze_nested(values[i])
+        fields = tuple(doc)
+        shape = self._shapes.get((fields, nested))
+        if shape is None:
+            shape = self._shapes[fields, nested] = _Shape(tuple(map(_intern, fields)), nested)
+        values.append(shape)
+        return tuple(values)
+
+    def _freeze_nested(self, value: Any) -> Any:
+        if type(value) is dict:
+            return self.freeze(value)
+        return _List(
+            [
+                self._freeze_nested(v)
+                if type(v) is dict or type(v) is list
+                else _intern(v)
+                if type(v) is str
+                else v
+                for v in value
+            ]
+        )
 
 
-def _deep_copy(value: Any) -> Any:
-    # Stored values come from JSON: dicts and lists are the only mutable ones.
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
-def _detach(stored: Mapping[str, Any]) -> Document:
-    """The caller's copy of a stored document, without the key field."""
-    doc = {k: v for k, v in stored.items() if k != KEY_FIELD}
-    for name, value in doc.items():
-        if isinstance(value, dict | list):
-            doc[name] = _deep_copy(value)
+def _thaw(frozen: Frozen) -> Document:
+    """A new dict (and new nested dicts and lists) from a frozen one."""
+    shape: _Shape = frozen[-1]
+    # zip stops at the last field, before the shape.
+    doc = dict(zip(shape.fields, frozen, strict=False))
+    for i in shape.nested:
+        doc[shape.fields[i]] = _thaw_nested(frozen[i])
     return doc
+
+
+def _thaw_nested(value: Any) -> Any:
+    if type(value) is _List:
+        return [_thaw_nested(v) if type(v) is tuple or type(v) is _List else v for v in value]
+    return _thaw(value)
 
 
 # -- memory ------------------------------------------------------------------------------
 
 
-@dataclass
 class _Memory:
     """The tables as of one point of the files: ``generation``, ``journal_end``."""
 
-    db: TinyDB
-    ids: dict[str, dict[str, int]]
-    next_ids: dict[str, int]
-    generation: int
-    snapshot_size: int
-    journal_end: int = 0
-    journal_lines: int = 0
-
-    @classmethod
-    def from_snapshot(cls, snapshot: journal.Snapshot, generation: int, size: int) -> _Memory:
-        for name in TABLES:
-            snapshot.tables.setdefault(name, {})
-            snapshot.ids.setdefault(name, {})
-        db = _TinyDB(storage=MemoryStorage)
-        db.storage.write(snapshot.tables)
-        next_ids = {name: max(ids.values(), default=0) + 1 for name, ids in snapshot.ids.items()}
-        return cls(db, snapshot.ids, next_ids, generation, size)
+    def __init__(self, generation: int, snapshot_size: int) -> None:
+        self.tables: dict[str, dict[str, Frozen]] = {name: {} for name in TABLES}
+        self.generation = generation
+        self.snapshot_size = snapshot_size
+        self.journal_end = 0
+        self.journal_lines = 0
+        # The change feed (see the module docstring): ``feed[i]`` is change number
+        # ``feed_start + i`` of this memory, whose identity is ``feed_token``.
+        self.feed_token = object()
+        self.feed: list[tuple[str, str]] = []
+        self.feed_start = 0
+        self.feeding = False  # off while loading: a new memory starts a new feed anyway
 
     def has(self, table: str, key: str) -> bool:
-        return key in self.ids.get(table, {})
+        return key in self.tables.get(table, {})
 
     def get(self, table: str, key: str) -> Document | None:
-        doc_id = self.ids.get(table, {}).get(key)
-        if doc_id is None:
-            return None
-        stored = self.db.table(table).get(doc_id=doc_id)
-        return None if stored is None else _detach(stored)
+        frozen = self.tables.get(table, {}).get(key)
+        return None if frozen is None else _thaw(frozen)
 
     def items(self, table: str) -> Iterator[tuple[str, Document]]:
-        # Ids are taken now, so writes during the iteration cannot break it.
-        return self._yield(table, list(self.ids.get(table, {}).values()))
+        docs = self.tables.get(table, {})
+        # Keys are taken now, so writes during the iteration cannot break it.
+        return self._yield(docs, list(docs))
 
-    def _yield(self, table: str, doc_ids: list[int]) -> Iterator[tuple[str, Document]]:
-        tiny = self.db.table(table)
-        for doc_id in doc_ids:
-            stored = tiny.get(doc_id=doc_id)
-            if stored is not None:
-                yield stored[KEY_FIELD], _detach(stored)
+    @staticmethod
+    def _yield(docs: dict[str, Frozen], keys: list[str]) -> Iterator[tuple[str, Document]]:
+        for key in keys:
+            frozen = docs.get(key)
+            if frozen is not None:
+                yield key, _thaw(frozen)
 
     def count(self, table: str) -> int:
-        return len(self.ids.get(table, {}))
+        return len(self.tables.get(table, {}))
 
-    def apply(self, table: str, key: str, doc: Document | None) -> None:
-        ids = self.ids.setdefault(table, {})
-        tiny = self.db.table(table)
-        doc_id = ids.get(key)
-        if doc is None:
-            if doc_id is not None:
-                tiny.remove(doc_ids=[doc_id])
-                del ids[key]
-            return
-        stored = {KEY_FIELD: key, **doc}
-        if doc_id is None:
-            doc_id = self.next_ids.get(table, 1)
-            self.next_ids[table] = doc_id + 1
-            tiny.insert(TinyDocument(stored, doc_id=doc_id))
-            ids[key] = doc_id
+    def apply(self, table: str, key: str, frozen: Frozen | None) -> None:
+        docs = self.tables.setdefault(table, {})
+        if frozen is None:
+            if docs.pop(key, None) is None:
+                return
         else:
             # Replacing in place keeps the document's position in all().
-            tiny.update(_replace_with(stored), doc_ids=[doc_id])
+            docs[_intern(key)] = frozen
+        if self.feeding:
+            feed = self.feed
+            feed.append((table, key))
+            if len(feed) > _FEED_LIMIT:
+                drop = len(feed) // 2
+                del feed[:drop]
+                self.feed_start += drop
 
-    def tables(self) -> journal.Tables:
-        return cast(journal.Tables, self.db.storage.read())
+    def mark(self) -> ChangeMark:
+        return ChangeMark(self.feed_token, self.feed_start + len(self.feed))
 
+    def changed_since(self, mark: ChangeMark) -> dict[str, set[str]] | None:
+        if mark.source is not self.feed_token or mark.position < self.feed_start:
+            return None
+        changed: dict[str, set[str]] = {}
+        for table, key in self.feed[mark.position - self.feed_start :]:
+            keys = changed.get(table)
+            if keys is None:
+                keys = changed[table] = set()
+            keys.add(key)
+        return changed
 
-def _replace_with(stored: Document) -> Callable[[MutableMapping[str, Any]], None]:
-    def replace(old: MutableMapping[str, Any]) -> None:
-        old.clear()
-        old.update(stored)
-
-    return replace
+    def snapshot_docs(self, table: str, meta: Document) -> Iterator[tuple[str, Document]]:
+        """The documents of ``table`` to write to a snapshot whose store document is ``meta``."""
+        for key, frozen in self.tables[table].items():
+            if table == META and key == STORE_META_KEY:
+                yield key, meta
+            else:
+                yield key, _thaw(frozen)
 
 
 # -- checks shared by the store and its transactions -------------------------------------
@@ -234,10 +256,9 @@ def _check_key(table: str, key: str, data_dir: Path) -> None:
 # -- transactions ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
+class _Write(NamedTuple):
     encoded: bytes | None  # None: delete
-    doc: Document | None
+    frozen: Frozen | None
 
 
 _DELETE = _Write(None, None)
@@ -246,8 +267,9 @@ _DELETE = _Write(None, None)
 class _Transaction:
     """Committed state plus this transaction's own writes."""
 
-    def __init__(self, memory: _Memory, data_dir: Path) -> None:
+    def __init__(self, memory: _Memory, freezer: _Freezer, data_dir: Path) -> None:
         self._memory = memory
+        self._freezer = freezer
         self._dir = data_dir
         self._writes: dict[str, dict[str, _Write]] = {}
         self._open = True
@@ -257,7 +279,7 @@ class _Transaction:
         write = self._writes.get(table, {}).get(key)
         if write is None:
             return self._memory.get(table, key)
-        return None if write.doc is None else _deep_copy(write.doc)
+        return None if write.frozen is None else _thaw(write.frozen)
 
     def all(self, table: str) -> Iterator[tuple[str, Document]]:
         self._check(table)
@@ -270,18 +292,18 @@ class _Transaction:
             write = mine.get(key)
             if write is None:
                 yield key, doc
-            elif write.doc is not None:
-                yield key, _deep_copy(write.doc)
+            elif write.frozen is not None:
+                yield key, _thaw(write.frozen)
         for key, write in new:
-            if write.doc is not None:
-                yield key, _deep_copy(write.doc)
+            if write.frozen is not None:
+                yield key, _thaw(write.frozen)
 
     def count(self, table: str) -> int:
         self._check(table)
         count = self._memory.count(table)
         for key, write in self._writes.get(table, {}).items():
             exists = self._memory.has(table, key)
-            count += (write.doc is not None and not exists) - (write.doc is None and exists)
+            count += (write.frozen is not None and not exists) - (write.frozen is None and exists)
         return count
 
     def put(self, table: str, key: str, doc: Document) -> None:
@@ -290,13 +312,13 @@ class _Transaction:
         where = f"{table}/{key}"
         if not isinstance(doc, dict):
             raise StoreError(f"{where}: a document must be a dict", file=self._dir)
-        if KEY_FIELD in doc:
-            raise StoreError(f"{where}: the field {KEY_FIELD} is reserved", file=self._dir)
+        if journal.KEY_FIELD in doc:
+            raise StoreError(f"{where}: the field {journal.KEY_FIELD} is reserved", file=self._dir)
         try:
-            encoded = journal.encode_doc(doc)
+            encoded, copy = journal.normalise_doc(doc)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{where}: the document is not JSON: {exc}", file=self._dir) from exc
-        self._writes.setdefault(table, {})[key] = _Write(encoded, journal.decode_doc(encoded))
+        self._writes.setdefault(table, {})[key] = _Write(encoded, self._freezer.freeze(copy))
 
     def delete(self, table: str, key: str) -> None:
         self._check(table)
@@ -309,7 +331,7 @@ class _Transaction:
             (table, key, write)
             for table, writes in self._writes.items()
             for key, write in writes.items()
-            if write.doc is not None or self._memory.has(table, key)
+            if write.frozen is not None or self._memory.has(table, key)
         ]
 
     def close(self) -> None:
@@ -365,7 +387,8 @@ def _lock_holders(fd: int) -> list[int]:
         fields = line.split()
         # "1: FLOCK ADVISORY WRITE pid maj:min:inode 0 EOF"; waiters have "->" after "1:".
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file_id:
-            pids.append(int(fields[4]))
+            with contextlib.suppress(ValueError):
+                pids.append(int(fields[4]))
     return pids
 
 
@@ -392,7 +415,14 @@ def _make_private_dir(path: Path) -> None:
 
 
 class TinyStore:
-    """The embedded :class:`~toma.store.base.Store` (see the module docstring)."""
+    """The embedded :class:`~toma.store.base.Store` (see the module docstring).
+
+    Opening creates ``data_dir`` (0700) and an empty store if there is none,
+    and loads it. ``compact_min_bytes`` is the journal size below which the
+    snapshot is never rewritten; ``lock_timeout`` bounds the wait for
+    ``store.lock`` before :class:`StoreLocked`. Every failure is a
+    :class:`StoreError` naming the file concerned.
+    """
 
     def __init__(
         self,
@@ -406,6 +436,7 @@ class TinyStore:
         self._lock_timeout = lock_timeout
         self._in_transaction = False
         self._closed = False
+        self._freezer = _Freezer()
         _make_private_dir(self._dir)
         self._memory = self._open()
 
@@ -432,6 +463,14 @@ class TinyStore:
         self._check(table)
         return self._memory.count(table)
 
+    def changes_since(
+        self, mark: ChangeMark | None
+    ) -> tuple[ChangeMark, dict[str, set[str]] | None]:
+        """See :meth:`toma.store.base.Store.changes_since`; the feed is described above."""
+        self._check()
+        memory = self._memory
+        return memory.mark(), None if mark is None else memory.changed_since(mark)
+
     # Store
 
     @contextmanager
@@ -440,13 +479,14 @@ class TinyStore:
         if self._in_transaction:
             raise StoreError(
                 "a transaction is already open on this store; nested transactions are not "
-                "supported", file=self._dir,
+                "supported",
+                file=self._dir,
             )
         self._in_transaction = True
         try:
             with self._locked(exclusive=True):
                 self._catch_up(exclusive=True)
-                tx = _Transaction(self._memory, self._dir)
+                tx = _Transaction(self._memory, self._freezer, self._dir)
                 try:
                     yield tx
                     # Only reached when the block ended without an exception.
@@ -524,33 +564,38 @@ class TinyStore:
             raise StoreError(
                 "journal files but no snapshot: restore the snapshot-N.json file", file=self._dir
             )
-        meta = {KEY_FIELD: STORE_META_KEY, **journal.store_meta(1)}
-        tables: journal.Tables = {name: {} for name in TABLES}
-        tables[META] = {"1": meta}
+        tables = [(name, []) for name in TABLES if name != META]
+        tables.append((META, [(STORE_META_KEY, journal.store_meta(1))]))
         journal.atomic_write(journal.snapshot_path(self._dir, 1), journal.encode_snapshot(tables))
 
     def _load(self, generation: int) -> _Memory:
         path = journal.snapshot_path(self._dir, generation)
-        data = journal.read_file(path)
-        snapshot = journal.decode_snapshot(data, path, generation)
-        memory = _Memory.from_snapshot(snapshot, generation, len(data))
-        del data, snapshot
+        memory = _Memory(generation, journal.file_size(path))
+        freeze = self._freezer.freeze
+        tables = memory.tables
+        for table, key, doc in journal.read_snapshot(path):
+            docs = tables.get(table)
+            if docs is None:
+                docs = tables[table] = {}
+            elif key in docs:
+                raise StoreError(f"table {table}: key {key!r} is stored twice", file=path)
+            docs[_intern(key)] = freeze(doc)
+        journal.check_meta(memory.get(META, STORE_META_KEY), path, generation)
         self._replay(memory)
+        memory.feeding = True
         return memory
 
     def _replay(self, memory: _Memory) -> None:
         """Apply what was appended to the journal since ``memory`` last read it."""
         path = journal.journal_path(self._dir, memory.generation)
-        data = journal.read_file(path, memory.journal_end)
-        if not data:
-            return
-        read = journal.parse_journal(
-            data, offset=memory.journal_end, line=memory.journal_lines, path=path
-        )
-        for commit in read.commits:
-            for table, key, doc in commit:
-                memory.apply(table, key, doc)
-        memory.journal_end, memory.journal_lines = read.end, read.lines
+        freeze = self._freezer.freeze
+        commits = journal.read_journal(path, offset=memory.journal_end, line=memory.journal_lines)
+        # Each commit is applied as it is read, so that memory only ever holds
+        # whole commits, and a huge journal is never in memory at once.
+        for changes, end, lines in commits:
+            for table, key, doc in changes:
+                memory.apply(table, key, None if doc is None else freeze(doc))
+            memory.journal_end, memory.journal_lines = end, lines
 
     def _catch_up(self, *, exclusive: bool) -> None:
         layout = journal.scan(self._dir)
@@ -574,8 +619,13 @@ class TinyStore:
         line = journal.encode_commit((table, key, w.encoded) for table, key, w in changes)
         path = journal.journal_path(self._dir, memory.generation)
         end = journal.append_line(path, memory.journal_end, line)
-        for table, key, write in changes:
-            memory.apply(table, key, write.doc)
+        try:
+            for table, key, write in changes:
+                memory.apply(table, key, write.frozen)
+        except BaseException:
+            # Durable on disk but half applied here: make the next catch-up reload.
+            memory.generation = -1
+            raise
         memory.journal_end = end
         memory.journal_lines += 1
         if end > max(memory.snapshot_size, self._compact_min):
@@ -592,16 +642,16 @@ class TinyStore:
         started = time.monotonic()
         memory = self._memory
         old, new = memory.generation, memory.generation + 1
-        tables = dict(memory.tables())
-        meta_id = str(memory.ids[META][STORE_META_KEY])
-        tables[META] = {**tables[META], meta_id: {KEY_FIELD: STORE_META_KEY,
-                                                  **journal.store_meta(new)}}
+        meta = journal.store_meta(new)
         # A journal for the new generation can only be debris; it must not count as commits.
         journal.remove_files([journal.journal_path(self._dir, new)])
         size = journal.atomic_write(
-            journal.snapshot_path(self._dir, new), journal.encode_snapshot(tables)
+            journal.snapshot_path(self._dir, new),
+            journal.encode_snapshot(
+                (name, memory.snapshot_docs(name, meta)) for name in memory.tables
+            ),
         )
-        memory.apply(META, STORE_META_KEY, journal.store_meta(new))
+        memory.apply(META, STORE_META_KEY, self._freezer.freeze(meta))
         memory.generation, memory.snapshot_size = new, size
         memory.journal_end = memory.journal_lines = 0
         journal.remove_files(
@@ -609,7 +659,10 @@ class TinyStore:
         )
         log.info(
             "store.compacted dir=%s generation=%d bytes=%d seconds=%.3f",
-            self._dir, new, size, time.monotonic() - started,
+            self._dir,
+            new,
+            size,
+            time.monotonic() - started,
         )
 
     @contextmanager
@@ -633,7 +686,8 @@ class TinyStore:
             if remaining <= 0:
                 raise StoreLocked(
                     f"{self._dir} stayed locked by {_describe_holder(fd)} for "
-                    f"{self._lock_timeout:g} s", file=path,
+                    f"{self._lock_timeout:g} s",
+                    file=path,
                 )
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.05)

@@ -52,6 +52,7 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
+from aiosmtplib.protocol import SMTPProtocol
 
 from toma.config import Smtp
 from toma.errors import TransportError
@@ -94,11 +95,14 @@ class RateLimiter:
 class _Slot:
     """One pooled connection (mutable on purpose: it is the pool's state)."""
 
-    __slots__ = ("needs_reset", "smtp")
+    __slots__ = ("closing", "needs_reset", "smtp")
 
     def __init__(self) -> None:
         self.smtp: aiosmtplib.SMTP | None = None
         self.needs_reset = False
+        # Connections closed but perhaps not yet gone (a TLS goodbye takes a round
+        # trip); closing the transport waits for them, so none outlives the loop.
+        self.closing: list[SMTPProtocol] = []
 
     @property
     def connected(self) -> bool:
@@ -106,9 +110,30 @@ class _Slot:
 
     def drop(self) -> None:
         if self.smtp is not None:
+            self.remember(self.smtp.protocol)
             self.smtp.close()
         self.smtp = None
         self.needs_reset = False
+
+    def remember(self, protocol: SMTPProtocol | None) -> None:
+        self.closing = [p for p in self.closing if p.transport is not None]
+        if protocol is not None and protocol.transport is not None:
+            self.closing.append(protocol)
+
+
+async def _settle(protocols: list[SMTPProtocol], timeout: float = 1.0) -> None:
+    """Wait until closed connections are gone; abort those that take too long."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(p.transport is not None for p in protocols) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    aborted = False
+    for protocol in protocols:
+        if isinstance(protocol.transport, asyncio.Transport):
+            protocol.transport.abort()
+            aborted = True
+    if aborted:
+        await asyncio.sleep(0)
 
 
 class _ConnectFailed(Exception):
@@ -229,7 +254,9 @@ class SmtpTransport:
             self._password = password
         self._hostname = await asyncio.to_thread(_local_hostname)
         self._slots = [_Slot() for _ in range(self.concurrency)]
-        self._idle = asyncio.Queue()
+        # Last in, first out: a trickle of messages keeps reusing one warm
+        # connection instead of opening every slot in turn.
+        self._idle = asyncio.LifoQueue()
         for slot in self._slots:
             self._idle.put_nowait(slot)
         self._rate = RateLimiter(config.rate_per_minute)
@@ -247,6 +274,9 @@ class SmtpTransport:
         # Taking every slot waits for sends in progress to finish.
         slots = [await idle.get() for _ in self._slots]
         await asyncio.gather(*(self._quit(slot) for slot in slots))
+        await _settle([protocol for slot in slots for protocol in slot.closing])
+        for slot in slots:
+            slot.closing.clear()
         self._password = None
 
     async def send(self, envelope: Envelope) -> Result:
@@ -302,11 +332,14 @@ class SmtpTransport:
             slot.needs_reset = False
         if not slot.connected:
             slot.drop()
-            slot.smtp = await self._connect()
+            await self._connect(slot)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self, slot: _Slot) -> None:
+        """Give ``slot`` a ready connection (greeted, TLS, logged in) or raise _ConnectFailed."""
         config = self._config
-        smtp = aiosmtplib.SMTP(
+        # Held by the slot from the start, so that a failure half-way (after
+        # STARTTLS, say) closes it through drop() and the close is waited for.
+        slot.smtp = smtp = aiosmtplib.SMTP(
             hostname=config.host,
             port=config.port,
             local_hostname=self._hostname,
@@ -323,28 +356,27 @@ class SmtpTransport:
             if config.username:
                 await smtp.login(config.username, self._password or "")
         except _ConnectFailed:
-            smtp.close()
+            slot.drop()
             raise
         except SMTPAuthenticationError as exc:
-            smtp.close()
+            slot.drop()
             raise _ConnectFailed(
                 f"authentication as {config.username} failed: {exc.code} {exc.message}", exc.code
             ) from None
         except SMTPResponseException as exc:
-            smtp.close()
+            slot.drop()
             raise _ConnectFailed(f"{exc.code} {exc.message}", exc.code) from None
         except ssl.SSLError as exc:
-            smtp.close()
+            slot.drop()
             raise _ConnectFailed(f"TLS with {config.host}:{config.port} failed: {exc}") from None
         except (SMTPException, OSError) as exc:
-            smtp.close()
+            slot.drop()
             raise _ConnectFailed(f"{config.host}:{config.port}: {exc}") from None
         except BaseException:
-            smtp.close()
+            slot.drop()
             raise
         log.debug("smtp connected host=%s port=%s security=%s",
                   config.host, config.port, config.security)
-        return smtp
 
     async def _upgrade(self, smtp: aiosmtplib.SMTP) -> None:
         if not smtp.supports_extension("starttls"):
@@ -485,6 +517,8 @@ class SmtpTransport:
 
     async def _quit(self, slot: _Slot) -> None:
         smtp = slot.smtp
+        # quit() forgets its protocol when it closes; keep it to wait for the close.
+        slot.remember(smtp.protocol if smtp is not None else None)
         try:
             if smtp is not None and smtp.is_connected:
                 await smtp.quit(timeout=min(self._config.timeout, _QUIT_TIMEOUT))

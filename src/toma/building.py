@@ -1,0 +1,104 @@
+"""Rendering and building many messages without starving the send loop.
+
+Rendering (Markdown above all) and MIME building cost about a millisecond a
+message, all of it CPU: done in the event loop's process, they block the
+sends (see bench/tick.py). A big batch is therefore built in a worker
+process, a chunk at a time, while the daemon sends the chunks already built;
+a small batch (the usual tick) is built in-process, which costs no start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from toma.compose import Composer
+from toma.config import load_config
+from toma.contacts import Contact
+from toma.errors import TemplateError
+from toma.message import Built
+
+PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
+CHUNK = 100
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    template: str
+    contact: Mapping[str, Any]  # Contact.to_doc(): plain data crosses processes cheaply
+    now: datetime
+    extra: Mapping[str, Any] | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A template error, as plain data (exceptions with keyword context do not pickle)."""
+
+    message: str
+    file: str | None
+    line: int | None
+    key: str | None
+
+    def error(self, contact: str) -> TemplateError:
+        return TemplateError(self.message, file=self.file, line=self.line, key=self.key,
+                             contact=contact)
+
+
+BuildOutcome = tuple[Job, Built | Failure]
+
+_composer: Composer | None = None  # one per worker process, made by _start_worker
+
+
+def _start_worker(config_path: str) -> None:
+    global _composer
+    _composer = Composer(load_config(Path(config_path)))
+
+
+def _build_chunk(jobs: Sequence[Job]) -> list[BuildOutcome]:
+    assert _composer is not None  # noqa: S101 - set by the pool initializer
+    return build_all(_composer, jobs)
+
+
+def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
+    out: list[BuildOutcome] = []
+    for job in jobs:
+        try:
+            built = composer.compose(job.template, Contact.from_doc(job.contact), now=job.now,
+                                     extra=job.extra, in_reply_to=job.in_reply_to,
+                                     references=job.references)
+        except TemplateError as exc:
+            out.append((job, Failure(exc.message, exc.file, exc.line, exc.key)))
+            continue
+        out.append((job, built))
+    return out
+
+
+async def build_chunks(
+    composer: Composer, config_path: Path, jobs: Sequence[Job]
+) -> AsyncIterator[list[BuildOutcome]]:
+    """The outcomes of ``jobs``, in order, a chunk at a time."""
+    if len(jobs) < PARALLEL_FROM:
+        for start in range(0, len(jobs), CHUNK):
+            yield build_all(composer, jobs[start : start + CHUNK])
+            await asyncio.sleep(0)  # let the sends of the previous chunk go on
+        return
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
+                             initargs=(str(config_path),)) as pool:
+        chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
+        # Two chunks queued ahead keep the worker busy while results are sent.
+        futures = [loop.run_in_executor(pool, _build_chunk, chunk) for chunk in chunks[:2]]
+        for index in range(len(chunks)):
+            if index + 2 < len(chunks):
+                futures.append(loop.run_in_executor(pool, _build_chunk, chunks[index + 2]))
+            yield await futures[index]

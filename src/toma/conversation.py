@@ -1,0 +1,77 @@
+"""``toma log``: one contact's conversation, both directions, in time order."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+from toma.store import CONVERSATIONS, MESSAGES, Reader
+
+_SHOWN_STATES = {"sent", "failed", "unknown", "sending", "skipped"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: str  # ISO 8601
+    direction: str  # "out" | "in"
+    kind: str  # sequence, invoice, newsletter, notice | reply, auto-reply, bounce, …
+    subject: str
+    detail: str = ""  # what became of it (out) or what toma did (in)
+    text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "direction": self.direction, "kind": self.kind,
+                "subject": self.subject, "detail": self.detail, "text": self.text, **self.extra}
+
+    def lines(self) -> list[str]:
+        arrow = "→" if self.direction == "out" else "←"
+        head = f"{self.at[:16].replace('T', ' ')}  {arrow} {self.kind}: {self.subject}"
+        out = [head.rstrip()]
+        if self.detail:
+            out.append(f"    {self.detail}")
+        for paragraph in self.text.strip().splitlines():
+            wrapped = textwrap.wrap(paragraph, width=76) or [""]
+            out.extend(f"    | {line}" for line in wrapped)
+        return out
+
+
+def conversation(reader: Reader, email: str) -> list[Entry]:
+    entries: list[Entry] = []
+    for _key, doc in reader.all(MESSAGES):
+        if doc.get("contact") != email or doc.get("state") not in _SHOWN_STATES:
+            continue
+        state = doc["state"]
+        detail = state if state == "sent" else f"{state}: {doc.get('detail', '')}".strip(": ")
+        entries.append(Entry(
+            at=doc.get("sent_at") or doc.get("updated_at") or doc["due_at"],
+            direction="out",
+            kind=doc.get("kind", ""),
+            subject=doc.get("subject") or doc.get("ref", ""),
+            detail=f"{doc.get('ref', '')} — {detail}",
+            extra={"ref": doc.get("ref"), "state": state, "message_id": doc.get("message_id")},
+        ))
+    for _key, doc in reader.all(CONVERSATIONS):
+        if doc.get("contact") != email:
+            continue
+        actions = "; ".join(doc.get("actions") or [])
+        entries.append(Entry(
+            at=doc.get("date") or doc.get("received_at") or "",
+            direction="in",
+            kind=doc.get("kind", ""),
+            subject=doc.get("subject", ""),
+            detail=f"toma: {actions}" if actions else "",
+            text=doc.get("text") or "",
+            extra={"message_id": doc.get("message_id"), "answers": doc.get("answers_ref")},
+        ))
+    return sorted(entries, key=lambda entry: _utc(entry.at))
+
+
+def _utc(moment: str) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromisoformat(moment).astimezone(UTC).isoformat()
+    except ValueError:
+        return moment

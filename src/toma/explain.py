@@ -1,0 +1,55 @@
+"""``toma inbox explain``: how toma reads given messages, changing nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from toma.config import Config
+from toma.inbox.classify import read_message
+from toma.inbox.match import Sent, match, sent_index
+from toma.inbox.sync import unsubscribe_addresses
+from toma.store import CONTACTS, MESSAGES, Reader
+
+
+def explain_files(
+    files: Iterable[Path], *, config: Config | None, reader: Reader | None, now: datetime
+) -> list[dict[str, Any]]:
+    """One object per file: the shape DESIGN.md gives for ``--json``, plus the details."""
+    unsubscribe = unsubscribe_addresses(config) if config else ()
+    sent: dict[str, Sent] = {}
+    contacts: set[str] = set()
+    if reader is not None:
+        sent = sent_index([
+            (doc.get("message_id"), Sent(key=key, contact=doc["contact"],
+                                         kind=doc.get("kind", ""), ref=doc.get("ref", "")))
+            for key, doc in reader.all(MESSAGES)
+        ])
+        contacts = {key for key, _doc in reader.all(CONTACTS)}
+    rows = []
+    for path in files:
+        reading = read_message(path.read_bytes(), unsubscribe_addresses=unsubscribe, now=now)
+        found = match(reading, sent=sent, contacts=contacts)
+        row: dict[str, Any] = {
+            "file": str(path),
+            "class": reading.kind,
+            "reason": reading.reason,
+            "contact": found.contact,
+            "matched_by": found.via if found.contact else None,
+            "answers": found.answers.ref if found.answers else None,
+            "sender": reading.sender,
+            "subject": reading.subject,
+        }
+        if reading.kind == "bounce":
+            row["hard"] = bool(reading.hard)
+            row["recipients"] = list(reading.recipients)
+        if reading.kind in ("reply", "unsubscribe"):
+            row["text"] = reading.text
+        if reading.kind == "auto-reply":
+            row["back_on"] = reading.back_on.isoformat() if reading.back_on else None
+        if reading.problems:
+            row["problems"] = list(reading.problems)
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Reading the inbox: fetching, classifying and acting on inbound mail."""

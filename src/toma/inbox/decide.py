@@ -1,0 +1,150 @@
+"""What toma does about one inbound message. Pure: a reading in, a decision out.
+
+- A human reply: each of the contact's enrolments follows its sequence's
+  ``on_reply`` (stop, pause for a while, or continue), a reply on an invoice
+  thread pauses that invoice's reminders, and the owner is told.
+- An auto-reply is only logged; if it names the day the person is back, their
+  next automated message waits until the day after.
+- A hard bounce marks the address bounced; soft bounces do after
+  ``inbox.soft_bounce_limit`` in a row.
+- An unsubscribe request unsubscribes at once and for good, with one polite
+  confirmation, and the owner is told.
+
+toma never answers an auto-reply or a bounce, so two robots cannot talk to
+each other for ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from toma.config import Config
+from toma.contacts import Contact, Status, with_status
+from toma.inbox.classify import Reading
+from toma.inbox.match import Match
+from toma.invoices import number_of_ref
+from toma.sequences import Enrolment
+from toma.sequences import Sequence as SequenceFile
+from toma.timeutil import iso
+
+
+@dataclass(frozen=True)
+class Decision:
+    contact: Contact | None = None  # the contact as it must now be stored (None: unchanged)
+    enrolments: tuple[Enrolment, ...] = ()  # changed enrolments
+    invoice_paused_until: datetime | None = None  # for the invoice whose thread this answers
+    actions: tuple[str, ...] = ()  # what was done, in words, for the log and `toma log`
+    notify_owner: bool = False
+    confirm_unsubscribe: bool = False
+
+
+def decide(
+    reading: Reading,
+    found: Match,
+    *,
+    contact: Contact | None,
+    enrolments: Sequence[Enrolment],
+    sequences: Mapping[str, SequenceFile],
+    config: Config,
+    now: datetime,
+) -> Decision:
+    if contact is None:
+        return Decision(actions=("kept aside: no contact matches",))
+    if reading.kind == "reply":
+        return _reply(reading, found, contact, enrolments, sequences, config, now)
+    if reading.kind == "auto-reply":
+        return _auto_reply(reading, contact, config)
+    if reading.kind == "bounce":
+        return _bounce(reading, contact, config, now)
+    if reading.kind == "unsubscribe":
+        return _unsubscribe(contact, now)
+    return Decision(actions=("logged",))
+
+
+def _reply(
+    reading: Reading,
+    found: Match,
+    contact: Contact,
+    enrolments: Sequence[Enrolment],
+    sequences: Mapping[str, SequenceFile],
+    config: Config,
+    now: datetime,
+) -> Decision:
+    actions: list[str] = []
+    changed: list[Enrolment] = []
+    for enrolment in enrolments:
+        if enrolment.state == "stopped":
+            continue
+        sequence = sequences.get(enrolment.sequence)
+        if sequence is None:
+            # The file is broken or gone: stepping back is the safe reading.
+            changed.append(enrolment.paused(None))
+            actions.append(f"paused {enrolment.sequence} (its file cannot be read)")
+            continue
+        rule = sequence.on_reply
+        if rule.action == "stop":
+            changed.append(enrolment.stopped("replied"))
+            actions.append(f"stopped {enrolment.sequence}")
+        elif rule.action == "pause" and rule.pause is not None:
+            until = rule.pause.after(now)
+            changed.append(enrolment.paused(until))
+            actions.append(f"paused {enrolment.sequence} until {until.date().isoformat()}")
+    invoice_until = None
+    if found.answers is not None and found.answers.kind == "invoice":
+        invoice_until = config.invoices.pause_on_reply.after(now)
+        actions.append(f"paused reminders of {number_of_ref(found.answers.ref)} until "
+                       f"{invoice_until.date().isoformat()}")
+    updated = replace(contact, soft_bounces=0) if contact.soft_bounces else None
+    if not actions:
+        actions.append("logged")
+    return Decision(
+        contact=updated,
+        enrolments=tuple(changed),
+        invoice_paused_until=invoice_until,
+        actions=tuple(actions),
+        notify_owner=config.inbox.notify != "off",
+    )
+
+
+def _auto_reply(reading: Reading, contact: Contact, config: Config) -> Decision:
+    if reading.back_on is None:
+        return Decision(actions=("logged (auto-reply)",))
+    zone = ZoneInfo(contact.timezone or config.owner.timezone)
+    # Not on their first morning back, with a full inbox: the day after.
+    hold = datetime.combine(reading.back_on + timedelta(days=1), time(0), zone)
+    if contact.hold_until and contact.hold_until >= iso(hold):
+        return Decision(actions=(f"logged (auto-reply, back on {reading.back_on})",))
+    return Decision(
+        contact=replace(contact, hold_until=iso(hold)),
+        actions=(f"held automated mail until {hold.date().isoformat()} "
+                 f"(back on {reading.back_on.isoformat()})",),
+    )
+
+
+def _bounce(reading: Reading, contact: Contact, config: Config, now: datetime) -> Decision:
+    if contact.status.final:
+        return Decision(actions=(f"logged (bounce; already {contact.status.value})",))
+    if reading.hard:
+        bounced = with_status(contact, Status.BOUNCED, at=iso(now),
+                              reason=f"hard bounce: {reading.reason}")
+        return Decision(contact=bounced, actions=("marked bounced (hard)",),
+                        notify_owner=config.inbox.notify != "off")
+    count = contact.soft_bounces + 1
+    if count >= config.inbox.soft_bounce_limit:
+        bounced = with_status(replace(contact, soft_bounces=count), Status.BOUNCED, at=iso(now),
+                              reason=f"{count} soft bounces: {reading.reason}")
+        return Decision(contact=bounced, actions=(f"marked bounced ({count} soft bounces)",),
+                        notify_owner=config.inbox.notify != "off")
+    return Decision(contact=replace(contact, soft_bounces=count),
+                    actions=(f"soft bounce {count} of {config.inbox.soft_bounce_limit}",))
+
+
+def _unsubscribe(contact: Contact, now: datetime) -> Decision:
+    if contact.status is Status.UNSUBSCRIBED:
+        return Decision(actions=("logged (already unsubscribed)",))
+    gone = with_status(contact, Status.UNSUBSCRIBED, at=iso(now), reason="asked by email")
+    return Decision(contact=gone, actions=("unsubscribed",), notify_owner=True,
+                    confirm_unsubscribe=True)
