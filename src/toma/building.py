@@ -37,6 +37,8 @@ class Job:
     extra: Mapping[str, Any] | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    list_unsubscribe: bool = False
+    newsletter: bool = False  # the template is an issue in the newsletters folder
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,11 @@ def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
     out: list[BuildOutcome] = []
     for job in jobs:
         try:
-            built = composer.compose(job.template, Contact.from_doc(job.contact), now=job.now,
-                                     extra=job.extra, in_reply_to=job.in_reply_to,
-                                     references=job.references)
+            built = composer.compose(
+                job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
+                in_reply_to=job.in_reply_to, references=job.references,
+                list_unsubscribe=job.list_unsubscribe,
+                templates=composer.newsletters if job.newsletter else None)
         except TemplateError as exc:
             out.append((job, Failure(exc.message, exc.file, exc.line, exc.key)))
             continue

@@ -19,9 +19,11 @@ from toma.config import Config, load_config
 from toma.contacts import Contact
 from toma.errors import TemplateError, TomaError
 from toma.invoices import Invoice, invoice_view, make_invoice
+from toma.newsletters import load_newsletters, newsletter_templates, recipients
 from toma.render import Templates, base_context
 from toma.sequences import Sequence, load_sequences
 from toma.store import ENROLMENTS, Reader, open_store
+from toma.unsubscribe import Unsubscribe
 
 
 @dataclass
@@ -31,6 +33,7 @@ class CheckReport:
     sequences: int = 0
     contacts: int = 0
     renders: int = 0
+    newsletters: int = 0
 
     @property
     def ok(self) -> bool:
@@ -101,6 +104,7 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
     for _key, doc in reader.all(ENROLMENTS):
         hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
 
+    _check_newsletters(config, contacts, report)
     by_email = {c.email: c for c in contacts}
     invoices = list(billing.all_invoices(reader))
     for name in names:
@@ -131,6 +135,26 @@ def _reaches(sequence: Sequence, contact: Contact, enrolled: set[str]) -> bool:
     if contact.email in enrolled:
         return True
     return bool(sequence.enroll_tag) and contact.has_tag(sequence.enroll_tag or "")
+
+
+def _check_newsletters(config: Config, contacts: list[Contact], report: CheckReport) -> None:
+    """Every issue loads (a purpose, an audience that parses) and renders for its audience."""
+    folder = config.paths.newsletters
+    if not folder.is_dir():
+        return
+    issues, problems = load_newsletters(folder, templates_layouts=config.paths.templates /
+                                        "layouts")
+    report.problems.extend(problems)
+    report.newsletters = len(issues) + len(problems)
+    # A throwaway secret: checking writes nothing; the links only need to exist.
+    links = Unsubscribe(secret=bytes(32), base_url=config.unsubscribe.base_url or None,
+                        mailto=config.inbox.unsubscribe_address or config.owner.email)
+    for issue in issues:
+        templates = newsletter_templates(folder, templates_layouts=config.paths.templates /
+                                         "layouts")
+        audience = recipients(issue, contacts)
+        _render_all(templates, config, issue.name, audience, report,
+                    extras=[{**links.context(c), "newsletter": issue.view()} for c in audience])
 
 
 def _render_invoices(

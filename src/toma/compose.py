@@ -16,12 +16,31 @@ from toma.contacts import Contact
 from toma.errors import TemplateError
 from toma.message import Built, build_message
 from toma.render import Templates, base_context
+from toma.unsubscribe import Unsubscribe
 
 
 class Composer:
-    def __init__(self, config: Config, templates: Templates | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        templates: Templates | None = None,
+        unsubscribe: Unsubscribe | None = None,
+    ) -> None:
         self.config = config
         self.templates = templates or Templates(config.paths.templates)
+        self.unsubscribe = unsubscribe
+        self._newsletters: Templates | None = None
+
+    @property
+    def newsletters(self) -> Templates:
+        """The issues of the newsletters folder, framed by the templates' layouts."""
+        if self._newsletters is None:
+            from toma.newsletters import newsletter_templates
+
+            paths = self.config.paths
+            self._newsletters = newsletter_templates(
+                paths.newsletters, templates_layouts=paths.templates / "layouts")
+        return self._newsletters
 
     def compose(
         self,
@@ -33,14 +52,25 @@ class Composer:
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        list_unsubscribe: bool = False,
+        templates: Templates | None = None,
     ) -> Built:
         """Render ``template`` for ``contact`` and build the message dated ``now``.
 
+        With ``list_unsubscribe`` (keep-in-touch mail and newsletters, not
+        invoices) the message offers a way out: List-Unsubscribe headers, and
+        ``unsubscribe_url`` / ``unsubscribe_mailto`` for the layout's footer.
         Raises :class:`TemplateError` naming the template, line and contact.
         """
         owner = self.config.owner
-        context = base_context(self.config, contact, **(extra or {}))
-        rendered = self.templates.render(template, context, contact=contact.email)
+        leave: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        if list_unsubscribe and self.unsubscribe is not None:
+            leave = dict(self.unsubscribe.context(contact))
+            options = dict(self.unsubscribe.message_options(contact))
+        context = base_context(self.config, contact, **leave, **(extra or {}))
+        rendered = (templates or self.templates).render(template, context,
+                                                        contact=contact.email)
         try:
             return build_message(
                 rendered,
@@ -53,6 +83,7 @@ class Composer:
                 in_reply_to=in_reply_to,
                 references=references,
                 headers=headers or {},
+                **options,
             )
         except ValueError as exc:
             raise TemplateError(str(exc), file=template, contact=contact.email) from None

@@ -152,6 +152,12 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class Unsubscribing:
+    base_url: str = ""  # the public https address of the one-click endpoint; "" = mailto only
+    listen: tuple[str, int] = ("127.0.0.1", 8025)  # where the daemon serves it
+
+
+@dataclass(frozen=True)
 class Daemon:
     tick_every: Duration = field(default_factory=lambda: parse_duration("1min"))
 
@@ -169,6 +175,7 @@ class Config:
     invoices: Invoices
     paths: Paths
     daemon: Daemon
+    unsubscribe: Unsubscribing = field(default_factory=Unsubscribing)
 
     @property
     def root(self) -> Path:
@@ -334,6 +341,7 @@ def _secret(reader: _Reader, table: Mapping[str, Any], section: str) -> Secret:
 
 
 TOP_LEVEL = {
+    "unsubscribe",
     "owner",
     "transport",
     "smtp",
@@ -592,6 +600,19 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         ),
     )
 
+    # [unsubscribe]
+    t = r.table(raw, "unsubscribe", {"base_url", "listen"})
+    base_url = r.get(t, "unsubscribe", "base_url", str, "")
+    if base_url:
+        from toma.unsubscribe import check_base_url
+
+        base_url = r.convert("unsubscribe", "base_url", base_url, check_base_url)
+    unsubscribing = Unsubscribing(
+        base_url=base_url,
+        listen=r.convert("unsubscribe", "listen",
+                         r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"), _parse_listen),
+    )
+
     return Config(
         file=file,
         owner=owner,
@@ -604,7 +625,15 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         invoices=invoices,
         paths=paths,
         daemon=daemon,
+        unsubscribe=unsubscribing,
     )
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{text!r} is not HOST:PORT (such as "127.0.0.1:8025")')
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _positive(r: _Reader, table: Mapping[str, Any], section: str, key: str, default: int) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import signal
 import ssl
 import threading
@@ -45,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 import schedule
 
-from toma import billing
+from toma import billing, broadcast
 from toma.ageing import PlannedReminder
 from toma.building import BuildOutcome, Failure, Job, build_chunks
 from toma.compose import Composer
@@ -55,9 +56,10 @@ from toma.errors import TomaError
 from toma.invoices import Invoice, invoice_view, number_of_ref, with_thread
 from toma.logs import fields
 from toma.message import Built
+from toma.newsletters import Newsletter
 from toma.outbox import MessageState, OutboxRecord, advance
 from toma.planner import PlannedSend, PlanState, plan
-from toma.planning import plan_state, read_sequences
+from toma.planning import PlanCache, read_sequences
 from toma.sequences import Enrolment, tag_enrolments
 from toma.store import (
     CONTACTS,
@@ -71,6 +73,7 @@ from toma.store import (
 )
 from toma.timeutil import Clock, iso
 from toma.transports import Envelope, Outcome, Result, Transport, send_all, transport_for
+from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +81,10 @@ STATUS_KEY = "daemon"
 # While sending, outcomes are written every RESULT_BATCH results or RESULT_EVERY
 # seconds, and `sending` is marked MARK_AHEAD messages ahead of the transport:
 # what a crash leaves in doubt is bounded by these, and each is one fsync.
-RESULT_BATCH = 50
-RESULT_EVERY = 0.25
-MARK_AHEAD = 20
+RESULT_BATCH = 25
+RESULT_EVERY = 0.1
+MARK_AHEAD = 8
+CHUNKS_IN_FLIGHT = 2
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(minutes=30)
 
@@ -136,8 +140,10 @@ class Worker:
         sync_inbox: bool = True,
     ) -> None:
         self.sync_inbox = sync_inbox
+        self.progress: Callable[[Result], None] | None = None
         self.config_path = config_path
         self.store = store
+        self._plan_cache = PlanCache()  # decoded store, kept from tick to tick
         self._transport_factory = transport_factory or (
             lambda config: transport_for(config, ssl_context=ssl_context)
         )
@@ -207,7 +213,7 @@ class Worker:
 
         self.store.refresh()
         report.enrolled = self._enrol_by_tag(files.sequences, now)
-        state = plan_state(self.store, config, files)
+        state = self._plan_cache.state(self.store, config, files)
         # Invoice reminders first: they wait for nobody, and a keep-in-touch message
         # must not land on the day of one (the pace counts them, even when planned).
         invoice_plan = billing.reminders(self.store, config, contacts=state.contacts,
@@ -222,6 +228,7 @@ class Worker:
         self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report,
                                 outgoing)
         self._plan_sequence_jobs(decided.due, state.contacts, state.history, now, outgoing)
+        self._plan_newsletter_jobs(config, state.contacts, state.history, now, report, outgoing)
         self._build_notices(config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
             await self._send(config, outgoing, now, report)
@@ -252,6 +259,8 @@ class Worker:
 
         def collect(result: Result) -> None:
             nonlocal flushed
+            if self.progress is not None:
+                self.progress(result)
             pending.append(result)
             if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
                 self._record_results(pending, marker, now, report)
@@ -280,7 +289,7 @@ class Worker:
 
                 if outgoing.prebuilt:
                     await start(outgoing.prebuilt)
-                composer = Composer(config)
+                composer = Composer(config, unsubscribe=unsubscriber(config))
                 async for chunk in build_chunks(composer, self.config_path, outgoing.jobs):
                     if stop.is_set():
                         break
@@ -401,6 +410,48 @@ class Worker:
                 in_reply_to=thread, references=(thread,) if thread else ()))
             report.due += 1
 
+    def _plan_newsletter_jobs(
+        self,
+        config: Config,
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        report: TickReport,
+        outgoing: Outgoing,
+    ) -> None:
+        for name in broadcast.scheduled(self.store):
+            try:
+                issue = broadcast.load(config, name)
+            except TomaError as exc:
+                report.problems.append(str(exc))
+                log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
+                continue
+            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now,
+                                             windows=True):
+                outgoing.add_job(item.record, item.job)
+                report.due += 1
+
+    async def send_newsletter(
+        self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None
+    ) -> TickReport:
+        """Send ``issue`` to every recipient who has not had it, now (``toma newsletter send``)."""
+        report = TickReport(now=iso(now))
+        config = load_config(self.config_path)
+        self.store.refresh()
+        contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
+        history = {key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
+                   if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
+        outgoing = Outgoing()
+        for item in broadcast.plan_issue(issue, config, contacts, history, now=now,
+                                         windows=False):
+            outgoing.add_job(item.record, item.job)
+        report.due = len(outgoing.jobs)
+        if on_start is not None:
+            on_start(report.due)
+        if outgoing.jobs:
+            await self._send(config, outgoing, now, report)
+        return report
+
     def _plan_sequence_jobs(
         self,
         due: tuple[PlannedSend, ...],
@@ -417,7 +468,8 @@ class Worker:
                 else send.to_record(at=now, state=MessageState.SENDING)
             )
             outgoing.add_job(record, Job(key=send.key, template=send.template,
-                                         contact=contacts[send.contact].to_doc(), now=now))
+                                         contact=contacts[send.contact].to_doc(), now=now,
+                                         list_unsubscribe=True))
 
     def _record_results(
         self, results: list[Result], marker: _Marker, now: datetime, report: TickReport
@@ -507,11 +559,20 @@ class Worker:
             return asyncio.run(self.tick(now))
 
     def run_forever(self, clock: Clock, every: timedelta) -> None:
-        """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight."""
+        """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight.
+
+        Beside the ticks: an IMAP IDLE watcher (where the inbox is IMAP) wakes
+        an extra tick when mail arrives, and the one-click unsubscribe endpoint
+        (where ``[unsubscribe] base_url`` is set) hands its requests to this
+        thread, which alone touches the store.
+        """
         scheduler = schedule.Scheduler()
         job = lambda: self._guarded_tick(clock)  # noqa: E731 - schedule wants a callable
         scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
-        with self.signals():
+        wake = threading.Event()
+        unsubscribed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        config = load_config(self.config_path)
+        with self.signals(), _watching(config, wake), _serving(config, unsubscribed, wake):
             log.info(
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
@@ -519,9 +580,28 @@ class Worker:
             job()
             while not self.stopping.is_set():
                 scheduler.run_pending()
+                if wake.is_set():
+                    wake.clear()
+                    self._unsubscribe_queued(unsubscribed, clock.now())
+                    job()
                 idle = scheduler.idle_seconds
-                self.stopping.wait(timeout=min(1.0, max(0.05, idle if idle is not None else 1.0)))
+                self.stopping.wait(timeout=min(0.5, max(0.05, idle if idle is not None else 0.5)))
         log.info("daemon stopped")
+
+    def _unsubscribe_queued(self, queued: queue.SimpleQueue[str], now: datetime) -> None:
+        from toma import addressbook
+        from toma.contacts import Status
+
+        while not queued.empty():
+            address = queued.get_nowait()
+            try:
+                addressbook.set_status(self.store, address, Status.UNSUBSCRIBED, now=now,
+                                       reason="one-click unsubscribe")
+            except TomaError as exc:
+                log.warning("unsubscribe not applied", extra=fields(contact=address,
+                                                                    error=str(exc)))
+                continue
+            log.info("unsubscribed", extra=fields(contact=address, by="one-click"))
 
     def _guarded_tick(self, clock: Clock) -> None:
         if self.stopping.is_set():
@@ -637,6 +717,49 @@ class _Marking:
     async def send(self, envelope: Envelope) -> Result:
         self.marker.ensure(envelope.key)
         return await self.inner.send(envelope)
+
+
+@contextmanager
+def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
+    """An IMAP IDLE watcher that sets ``wake`` when mail arrives (IMAP inboxes only)."""
+    if config.inbox.kind != "imap":
+        yield
+        return
+    from toma.inbox.imap import ImapWatcher
+
+    watcher = ImapWatcher(config.imap, wake.set)
+    watcher.start()
+    try:
+        yield
+    finally:
+        watcher.stop()
+
+
+@contextmanager
+def _serving(
+    config: Config, queued: queue.SimpleQueue[str], wake: threading.Event
+) -> Iterator[None]:
+    """The one-click unsubscribe endpoint, when the config gives a public base URL."""
+    if not config.unsubscribe.base_url:
+        yield
+        return
+    from toma.endpoint import UnsubscribeEndpoint
+    from toma.unsubscribing import unsubscriber
+
+    def received(address: str) -> None:
+        queued.put(address)  # the store belongs to the main thread
+        wake.set()
+
+    host, port = config.unsubscribe.listen
+    endpoint = UnsubscribeEndpoint(unsubscriber(config), received, host=host, port=port)
+    endpoint.start()
+    log.info("unsubscribe endpoint listening", extra=fields(
+        address=f"{endpoint.address[0]}:{endpoint.address[1]}",
+        base_url=config.unsubscribe.base_url))
+    try:
+        yield
+    finally:
+        endpoint.stop()
 
 
 def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:

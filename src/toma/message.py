@@ -175,6 +175,18 @@ def _body(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
+def _one_click_uri(uri: str) -> bool:
+    """https, or http to this machine (a local trial, the tests): never clear text abroad."""
+    from urllib.parse import urlsplit
+
+    from toma.unsubscribe import is_loopback
+
+    parts = urlsplit(uri)
+    if parts.scheme.lower() == "https":
+        return True
+    return parts.scheme.lower() == "http" and is_loopback(parts.hostname or "")
+
+
 def build_message(
     rendered: Rendered,
     *,
@@ -236,7 +248,7 @@ def build_message(
         uris = _unsubscribe(list_unsubscribe)
         message["List-Unsubscribe"] = ", ".join(f"<{uri}>" for uri in uris)
         if list_unsubscribe_post:
-            if not any(uri.lower().startswith("https:") for uri in uris):
+            if not any(_one_click_uri(uri) for uri in uris):
                 raise ValueError("one-click unsubscribe (RFC 8058) needs an https: URI")
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     elif list_unsubscribe_post:

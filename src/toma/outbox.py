@@ -86,6 +86,8 @@ TRANSITIONS: Mapping[MessageState, frozenset[MessageState]] = {
     _SK: frozenset(),
 }
 
+_STATES: Mapping[str, MessageState] = {state.value: state for state in MessageState}
+
 ATTEMPTED: frozenset[MessageState] = frozenset({_SG, _ST, _F, _U, _SK})
 # Messages that (may) have reached the person, so they count against the pace gap.
 PACED: frozenset[MessageState] = frozenset({_SG, _ST, _U})
@@ -190,36 +192,39 @@ class OutboxRecord:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> OutboxRecord:
-        kind = doc.get("kind", "sequence")
+        # The planner decodes every record of the outbox: this is kept lean.
+        get = doc.get
+        kind = get("kind", "sequence")
         if kind not in KINDS:
-            raise TomaError(f"outbox record {doc.get('key')!r}: unknown kind {kind!r}")
-        try:
-            state = MessageState(doc["state"])
-        except ValueError:
-            raise TomaError(
-                f"outbox record {doc.get('key')!r}: unknown state {doc['state']!r}"
-            ) from None
+            raise TomaError(f"outbox record {get('key')!r}: unknown kind {kind!r}")
+        value = doc["state"]
+        state = _STATES.get(value) if type(value) is str else None
+        if state is None:
+            try:
+                state = MessageState(value)
+            except ValueError:
+                raise TomaError(f"outbox record {get('key')!r}: unknown state {value!r}") from None
         due_at = _moment(doc["due_at"])
         assert due_at is not None  # noqa: S101 - a required field
-        code = doc.get("code")
+        code = get("code")
         return cls(
             key=doc["key"],
             contact=doc["contact"],
             kind=kind,
-            ref=doc.get("ref", ""),
-            sequence=doc.get("sequence"),
-            step=doc.get("step"),
-            template=doc.get("template", ""),
+            ref=get("ref", ""),
+            sequence=get("sequence"),
+            step=get("step"),
+            template=get("template", ""),
             state=state,
             due_at=due_at,
-            attempts=int(doc.get("attempts", 0)),
-            next_attempt_at=_moment(doc.get("next_attempt_at")),
-            sent_at=_moment(doc.get("sent_at")),
-            message_id=doc.get("message_id"),
+            attempts=int(get("attempts", 0)),
+            next_attempt_at=_moment(get("next_attempt_at")),
+            sent_at=_moment(get("sent_at")),
+            message_id=get("message_id"),
             code=int(code) if code is not None else None,
-            detail=doc.get("detail", ""),
-            updated_at=_moment(doc.get("updated_at")),
-            subject=doc.get("subject", ""),
+            detail=get("detail", ""),
+            updated_at=_moment(get("updated_at")),
+            subject=get("subject", ""),
         )
 
 
@@ -336,4 +341,15 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _moment(text: str | None) -> datetime | None:
-    return parse_moment(text).astimezone(UTC) if text else None
+    if not text:
+        return None
+    if type(text) is str:
+        # What to_doc wrote parses as it is; parse_moment's clean-up is for the rest.
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return moment.astimezone(UTC)
+    return parse_moment(text).astimezone(UTC)

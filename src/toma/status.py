@@ -18,6 +18,7 @@ class Status:
     failed: list[OutboxRecord] = field(default_factory=list)
     unknown: list[OutboxRecord] = field(default_factory=list)
     retrying: list[OutboxRecord] = field(default_factory=list)
+    newsletters: list[str] = field(default_factory=list)  # issues with messages, in order
 
     def to_json(self) -> dict[str, Any]:
         def brief(record: OutboxRecord) -> dict[str, Any]:
@@ -80,8 +81,11 @@ class Status:
 def gather(reader: Reader) -> Status:
     states: Counter[str] = Counter()
     failed, unknown, retrying = [], [], []
+    newsletters: dict[str, None] = {}
     for _key, doc in reader.all(MESSAGES):
         state = doc.get("state", "")
+        if doc.get("kind") == "newsletter":
+            newsletters[doc.get("ref", "")] = None
         states[state] += 1
         if state == MessageState.FAILED:
             failed.append(OutboxRecord.from_doc(doc))
@@ -96,4 +100,5 @@ def gather(reader: Reader) -> Status:
         failed=sorted(failed, key=order),
         unknown=sorted(unknown, key=order),
         retrying=sorted(retrying, key=order),
+        newsletters=sorted(newsletters),
     )

@@ -32,30 +32,37 @@ _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-autogener
                  "x-fc-machinegenerated", "x-autoresponse")
 
 _SUBJECT_PATTERNS = [
-    # English
-    r"out of (?:the )?office", r"\bautomatic (?:reply|response|answer)", r"\bauto[ -]?(?:reply|response|respond)",
-    r"\bautoreply\b", r"\bautoresponse\b", r"^\s*(?:ooo|oof|auto)\s*:", r"\bi am (?:away|out)\b",
-    r"\bi'?m (?:away|out of)\b", r"\baway from (?:the |my )?(?:office|desk)", r"\bon (?:vacation|holiday|leave)\b",
+    # English. "On holiday" and the like only at the start: "Re: questions on leave
+    # policy" is a person writing.
+    r"out of (?:the )?office", r"\bautomatic (?:reply|response|answer)",
+    r"\bauto[ -]?(?:reply|response|respond)", r"\bautoreply\b", r"\bautoresponse\b",
+    r"^\s*(?:ooo|oof|auto)\s*:", r"^\s*i am (?:away|out)\b", r"^\s*i'?m (?:away|out of)\b",
+    r"^\s*(?:i am |i'm )?away from (?:the |my )?(?:office|desk)",
+    r"^\s*(?:on )?(?:vacation|holiday|leave)\b",
     r"\bvacation (?:reply|message|notice)", r"\(automatic response\)", r"\babsence notice\b",
     r"^\s*thank you for your (?:e-?mail|message|enquiry|inquiry)\b",
     # German
-    r"abwesenheit", r"automatische antwort", r"nicht im b(?:ü|ue)ro", r"au(?:ß|ss)er haus",
-    r"^\s*abwesend\b", r"\bim urlaub\b",
+    r"abwesenheitsnotiz", r"abwesenheitsnachricht", r"^\s*abwesenheit", r"automatische antwort",
+    r"nicht im b(?:ü|ue)ro", r"au(?:ß|ss)er haus", r"^\s*abwesend\b", r"^\s*(?:im )?urlaub\b",
     # French
-    r"r(?:é|e)ponse automatique", r"absent(?:e)? du bureau", r"message d'absence", r"^\s*absence\b",
-    r"\bjusqu'au\b.*\babsent", r"^\s*absent(?:e)?\b",
+    r"r(?:é|e)ponse automatique", r"absent(?:e)? du bureau", r"message d'absence",
+    r"^\s*absence\b", r"^\s*absent(?:e)?\b",
     # Spanish, Portuguese, Italian
-    r"respuesta autom(?:á|a)tica", r"fuera de (?:la )?oficina", r"^\s*ausente\b", r"resposta autom(?:á|a)tica",
-    r"fora do escrit(?:ó|o)rio", r"risposta automatica", r"fuori (?:sede|ufficio)", r"^\s*assente\b",
+    r"respuesta autom(?:á|a)tica", r"fuera de (?:la )?oficina", r"^\s*ausente\b",
+    r"resposta autom(?:á|a)tica", r"fora do escrit(?:ó|o)rio", r"risposta automatica",
+    r"fuori (?:sede|ufficio)", r"^\s*assente\b",
     # Dutch, Scandinavian, Finnish
-    r"automatisch antwoord", r"^\s*afwezig", r"afwezigheid", r"niet op kantoor", r"\bautosvar\b",
-    r"automatiskt svar", r"automatisk svar", r"fr(?:å|a)nvaro", r"frav(?:æ|ae)r", r"ikke p(?:å|a) kontoret",
-    r"automaattinen vastaus", r"\bpoissa toimistolta",
+    r"automatisch antwoord", r"^\s*afwezig", r"afwezigheidsbericht", r"niet op kantoor",
+    r"\bautosvar\b", r"automatiskt svar", r"automatisk svar", r"^\s*fr(?:å|a)nvaro",
+    r"^\s*frav(?:æ|ae)r", r"ikke p(?:å|a) kontoret", r"automaattinen vastaus",
+    r"\bpoissa toimistolta",
     # Polish, Czech, Russian, Turkish
-    r"automatyczna odpowied", r"nieobecno(?:ś|s)(?:ć|c)", r"poza biurem", r"automatick(?:á|a) odpov(?:ě|e)(?:ď|d)",
-    r"nep(?:ř|r)(?:í|i)tomnost", r"автоответ", r"автоматический ответ", r"otomatik yan(?:ı|i)t",
+    r"automatyczna odpowied", r"^\s*nieobecno(?:ś|s)(?:ć|c)", r"poza biurem",
+    r"automatick(?:á|a) odpov(?:ě|e)(?:ď|d)", r"^\s*nep(?:ř|r)(?:í|i)tomnost", r"автоответ",
+    r"автоматический ответ", r"otomatik yan(?:ı|i)t",
     # Japanese, Chinese, Korean
-    r"自動応答", r"自動返信", r"不在", r"外出中", r"休暇", r"自动回复", r"自動回覆", r"自動回复", r"자동 ?응답", r"부재",
+    r"自動応答", r"自動返信", r"不在通知", r"不在のお知らせ", r"^\s*不在", r"外出中", r"自动回复",
+    r"自動回覆", r"自動回复", r"자동 ?응답", r"부재중",
 ]
 _SUBJECT = re.compile("|".join(f"(?:{p})" for p in _SUBJECT_PATTERNS), re.IGNORECASE)
 
@@ -91,18 +98,23 @@ def automatic_signal(headers: dict[str, str], subject: str) -> str | None:
 
 _MONTHS: dict[str, int] = {}
 for _number, _names in {
-    1: "january jan januar jänner janvier enero gennaio januari janeiro januar stycznia styczeń leden tammikuu",
-    2: "february feb februar février fevrier febrero febbraio februari fevereiro februar lutego luty únor helmikuu",
-    3: "march mar märz maerz mars marzo maart março marco marts mars marca marzec březen maaliskuu",
-    4: "april apr avril abril aprile april kwietnia kwiecień duben huhtikuu",
+    1: "january jan januar jänner janvier enero gennaio januari janeiro stycznia styczeń "
+       "leden tammikuu",
+    2: "february feb februar février fevrier febrero febbraio februari fevereiro lutego luty "
+       "únor helmikuu",
+    3: "march mar märz maerz mars marzo maart março marco marts marca marzec březen maaliskuu",
+    4: "april apr avril abril aprile kwietnia kwiecień duben huhtikuu",
     5: "may mai mayo maggio mei maio maj maja květen toukokuu",
     6: "june jun juni juin junio giugno junho czerwca czerwiec červen kesäkuu",
     7: "july jul juli juillet julio luglio julho lipca lipiec červenec heinäkuu",
     8: "august aug août aout agosto augustus sierpnia sierpień srpen elokuu",
-    9: "september sep sept septembre septiembre setiembre settembre setembro września wrzesień září syyskuu",
-    10: "october oct oktober octobre octubre ottobre outubro okt października październik říjen lokakuu",
+    9: "september sep sept septembre septiembre setiembre settembre setembro września "
+       "wrzesień září syyskuu",
+    10: "october oct oktober octobre octubre ottobre outubro okt października październik "
+        "říjen lokakuu",
     11: "november nov novembre noviembre novembro listopada listopad marraskuu",
-    12: "december dec dezember décembre decembre diciembre dicembre dezembro grudnia grudzień prosinec joulukuu desember",
+    12: "december dec dezember décembre decembre diciembre dicembre dezembro grudnia grudzień "
+        "prosinec joulukuu desember",
 }.items():
     for _name in _names.split():
         _MONTHS.setdefault(_name, _number)
@@ -111,7 +123,8 @@ _WEEKDAYS: dict[str, int] = {}
 for _number, _names in enumerate([
     "monday montag lundi lunes lunedì lunedi maandag segunda måndag mandag poniedziałek",
     "tuesday dienstag mardi martes martedì martedi dinsdag terça tisdag tirsdag wtorek",
-    "wednesday mittwoch mercredi miércoles miercoles mercoledì mercoledi woensdag quarta onsdag środa",
+    "wednesday mittwoch mercredi miércoles miercoles mercoledì mercoledi woensdag quarta onsdag "
+    "środa",
     "thursday donnerstag jeudi jueves giovedì giovedi donderdag quinta torsdag czwartek",
     "friday freitag vendredi viernes venerdì venerdi vrijdag sexta fredag piątek",
     "saturday samstag samedi sábado sabado sabato zaterdag lördag lørdag sobota",
@@ -139,9 +152,12 @@ _UNTIL_CUES = re.compile(
 )
 
 _ISO = re.compile(r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
-_NUMERIC = re.compile(r"(?<![\d.:/])(\d{1,2})([./-])(\d{1,2})(?:\2(\d{2,4}))?(?![\d/:])(?:\.(?!\d))?")
+_NUMERIC = re.compile(
+    r"(?<![\d.:/])(\d{1,2})([./-])(\d{1,2})(?:\2(\d{2,4}))?(?![\d/:])(?:\.(?!\d))?"
+)
 _DAY_MONTH = re.compile(
-    rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e|\.|º|°)?\s*(?:de\s+|of\s+)?({_MONTH_WORD})\.?(?:\s*(?:de\s+)?,?\s*(\d{{4}}))?\b",
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e|\.|º|°)?\s*(?:de\s+|of\s+)?({_MONTH_WORD})\.?"
+    rf"(?:\s*(?:de\s+)?,?\s*(\d{{4}}))?\b",
     re.IGNORECASE,
 )
 _MONTH_DAY = re.compile(

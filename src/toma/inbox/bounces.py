@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
+from typing import Any
 
 from toma.inbox import mimetext
 
+_Detector = Callable[[Any], tuple[frozenset[bytes], frozenset[bytes]]]
+all_failures: _Detector | None
 try:  # flufl.bounce is optional: without it the notice text is read by our own rules
     from flufl.bounce import all_failures
 except ImportError:  # pragma: no cover - exercised only where the library is absent
@@ -234,7 +238,9 @@ def _signals(sender: str | None, sender_name: str, subject: str, headers: dict[s
     elif _SUBJECT_ANYWHERE.search(subject):
         score += 1
         parts.append(f"subject {subject[:50]!r}")
-    phrase = _NOTICE_PHRASES.search(notice[:5000])
+    unquoted = "\n".join(line for line in notice[:5000].splitlines()
+                          if not line.lstrip().startswith(">"))
+    phrase = _NOTICE_PHRASES.search(unquoted)
     if phrase:
         score += 2
         parts.append("delivery-failure wording")
@@ -275,7 +281,8 @@ def _dsn_blocks(msg: Message, problems: list[str]) -> list[dict[str, str]]:
                 if isinstance(block, Message):
                     fields: dict[str, str] = {}
                     for key, value in block.items():
-                        fields.setdefault(key.lower(), " ".join(mimetext.fix_text(str(value)).split()))
+                        text = " ".join(mimetext.fix_text(str(value)).split())
+                        fields.setdefault(key.lower(), text)
                     blocks.append(fields)
         else:
             blocks.extend(_parse_fields(mimetext.decode_part(part, problems)))
@@ -356,9 +363,7 @@ def _dsn_address(block: dict[str, str]) -> str | None:
 def _hard_from_status(action: str, status: str, diagnostic: str) -> bool:
     if action.startswith("delayed") or status.startswith("4"):
         return False
-    if status.startswith("5.2.2") or _MAILBOX_FULL.search(diagnostic):
-        return False
-    return True
+    return not (status.startswith("5.2.2") or _MAILBOX_FULL.search(diagnostic))
 
 
 # ------------------------------------------------------------- free-text notices
@@ -452,8 +457,6 @@ def _hardness(notice: str, subject: str, status: str, *, fallback: str = "") -> 
         return not _SOFT_WORDS.search(text) or bool(_HARD_WORDS.search(text))
     if "4" in basic:
         return False
-    if _SOFT_WORDS.search(text) and not re.search(
+    return not (_SOFT_WORDS.search(text) and not re.search(
         r"user unknown|unknown user|no such user|does not exist|no mailbox", text, re.IGNORECASE
-    ):
-        return False
-    return True
+    ))

@@ -20,11 +20,11 @@ and is "unknown". Nothing in here raises: whatever cannot be read is listed in
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime
 from email import policy
 from email.message import Message
 from typing import Literal
@@ -49,12 +49,12 @@ class Reading:
     message_id: str | None
     in_reply_to: str | None
     references: tuple[str, ...]
-    date: datetime | None
+    date: dt.datetime | None
     hard: bool | None
     recipients: tuple[str, ...]
     original_message_id: str | None
     text: str | None
-    back_on: date | None
+    back_on: dt.date | None
     problems: tuple[str, ...]
 
 
@@ -62,7 +62,7 @@ def read_message(
     data: bytes,
     *,
     unsubscribe_addresses: Collection[str] = (),
-    now: datetime | None = None,
+    now: dt.datetime | None = None,
 ) -> Reading:
     """Read one raw message (RFC 5322 bytes). Never raises.
 
@@ -84,7 +84,7 @@ def _unknown(reason: str, problems: list[str]) -> Reading:
                    problems=tuple(problems))
 
 
-def _read(data: bytes, unsubscribe_addresses: Collection[str], now: datetime | None,
+def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime | None,
           problems: list[str]) -> Reading:
     if not isinstance(data, bytes | bytearray | memoryview):
         problems.append("not bytes")
@@ -176,7 +176,7 @@ def _first(values: tuple[str, ...]) -> str | None:
 
 def _headers(msg: Message, problems: list[str]) -> dict[str, str]:
     """The top-level headers we use, decoded, by lower-case name (first occurrence)."""
-    names = {key.lower() for key in msg.keys()}
+    names = {key.lower() for key in msg}
     return {name: mimetext.header(msg, name, problems) for name in names}
 
 
@@ -213,10 +213,7 @@ def _original_id(msg: Message, problems: list[str]) -> str | None:
     for part in mimetext.walk(msg):
         ctype = mimetext.content_type(part)
         if ctype == "message/rfc822":
-            try:
-                inner = part.get_payload()
-            except Exception:  # noqa: BLE001 - a broken attachment
-                continue
+            inner = _payload(part)
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 found = _first(mimetext.message_ids(mimetext.header(inner[0], "message-id")))
                 if found:
@@ -227,6 +224,13 @@ def _original_id(msg: Message, problems: list[str]) -> str | None:
                 return found
     body = mimetext.body(msg, problems)
     return _quoted_id(mimetext.readable_text(body, keep_quotes=True))
+
+
+def _payload(part: Message) -> object:
+    try:
+        return part.get_payload()
+    except Exception:  # noqa: BLE001 - a broken attachment has no id to give
+        return None
 
 
 _QUOTED_ID = re.compile(r"^[ \t>|]*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
@@ -253,16 +257,19 @@ _STOP_PATTERNS = [
     r"\bd(?:é|e)sabonne", r"\bd(?:é|e)sinscri", r"\bne plus recevoir\b", r"\bretirez-moi\b",
     r"\bsupprimez-moi\b",
     # Spanish, Portuguese, Italian
-    r"\bdar(?:me|se)? de baja\b", r"\bdenme de baja\b", r"\bno (?:me )?(?:envíen|envien|manden) m(?:á|a)s\b",
+    r"\bdar(?:me|se)? de baja\b", r"\bdenme de baja\b",
+    r"\bno (?:me )?(?:envíen|envien|manden) m(?:á|a)s\b",
     r"\b(?:eliminarme|borrarme|quitarme) de\b", r"\bdescadastr", r"\bcancelar (?:a )?inscri",
-    r"\bn(?:ã|a)o quero (?:mais )?receber\b", r"\bcancellami\b", r"\bdisiscri", r"\bnon voglio pi(?:ù|u) ricevere\b",
+    r"\bn(?:ã|a)o quero (?:mais )?receber\b", r"\bcancellami\b", r"\bdisiscri",
+    r"\bnon voglio pi(?:ù|u) ricevere\b",
     # Dutch, Scandinavian, Polish
     r"\buitschrijven\b", r"\bafmelden\b", r"\bverwijder (?:mij|me)\b", r"\bavregistrer",
     r"\bavsluta prenumeration", r"\bafmeld", r"\bwypisz mnie\b", r"\brezygnuj",
 ]
 _STOP = re.compile("|".join(f"(?:{p})" for p in _STOP_PATTERNS), re.IGNORECASE)
-_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|vs|antw|r|rif|tr|odp)\s*(?:\[\d+\])?\s*:\s*)+",
-                           re.IGNORECASE)
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|vs|antw|r|rif|tr|odp)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE
+)
 
 
 def _stop_request(subject: str, text: str) -> str:

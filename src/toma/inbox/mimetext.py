@@ -44,10 +44,20 @@ def fix_text(value: str) -> str:
         return raw.decode("cp1252", "replace")
 
 
+def _raw_header(msg: Message, name: str) -> object:
+    # raw_items() gives the value as parsed, 8-bit bytes still surrogate-escaped;
+    # get() would already have turned them into U+FFFD.
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
 def header(msg: Message, name: str, problems: list[str] | None = None) -> str:
     """A header decoded from RFC 2047 words into one line of text; "" when absent."""
     try:
-        raw = msg.get(name)
+        raw = _raw_header(msg, name)
     except Exception:  # noqa: BLE001 - a header the parser itself chokes on is just unreadable
         if problems is not None:
             problems.append(f"unreadable {name} header")
@@ -66,7 +76,7 @@ def header(msg: Message, name: str, problems: list[str] | None = None) -> str:
 
 def all_headers(msg: Message, name: str) -> list[str]:
     try:
-        values = msg.get_all(name) or []
+        values = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
     except Exception:  # noqa: BLE001 - see header()
         return []
     return [" ".join(fix_text(str(v)).split()) for v in values]
@@ -113,8 +123,8 @@ def message_ids(value: str) -> tuple[str, ...]:
     if ids:
         return ids
     # Some clients drop the angle brackets; an id still has an "@" in it.
-    bare = tuple(dict.fromkeys(f"<{tok}>" for tok in value.split() if "@" in tok and len(tok) < 998))
-    return bare
+    bare = (f"<{tok}>" for tok in value.split() if "@" in tok and len(tok) < 998)
+    return tuple(dict.fromkeys(bare))
 
 
 def parse_date(value: str, problems: list[str]) -> datetime | None:
@@ -154,10 +164,12 @@ def is_attachment(part: Message) -> bool:
 
 
 def raw_payload(part: Message) -> str:
-    try:
-        payload = part.get_payload()
-    except Exception:  # noqa: BLE001 - a broken part
-        return ""
+    """The payload as parsed, before any decoding.
+
+    Not get_payload(): for 8-bit text it already decodes by the declared charset with
+    "replace", which loses UTF-8 text sent under a wrong label.
+    """
+    payload = getattr(part, "_payload", "")
     return payload if isinstance(payload, str) else ""
 
 
@@ -227,11 +239,7 @@ def walk(msg: Message, *, into_attached: bool = False) -> Iterator[Message]:
         part = stack.pop(0)
         seen += 1
         ctype = content_type(part)
-        try:
-            multipart = part.is_multipart()
-            children = part.get_payload() if multipart else None
-        except Exception:  # noqa: BLE001 - a broken part is skipped
-            continue
+        multipart, children = _children(part)
         if multipart and isinstance(children, list):
             if ctype == "message/rfc822" and not into_attached:
                 yield part
@@ -242,6 +250,14 @@ def walk(msg: Message, *, into_attached: bool = False) -> Iterator[Message]:
             stack[0:0] = [c for c in children if isinstance(c, Message)]
             continue
         yield part
+
+
+def _children(part: Message) -> tuple[bool, object]:
+    try:
+        multipart = part.is_multipart()
+        return multipart, (part.get_payload() if multipart else None)
+    except Exception:  # noqa: BLE001 - a broken part is read as a leaf with nothing in it
+        return False, None
 
 
 @dataclass(frozen=True)
@@ -265,10 +281,12 @@ def body(msg: Message, problems: list[str]) -> Body:
             rich = decode_part(part, problems)
         if plain is not None and rich is not None:
             break
-    if plain is None and rich is None and not msg.is_multipart():
+    media = ("image/", "audio/", "video/", "application/")
+    if plain is None and rich is None and not _children(msg)[0] and not content_type(
+        msg
+    ).startswith(media):
         # No Content-Type at all, or something odd like "text": read it as text anyway.
-        if not content_type(msg).startswith(("image/", "audio/", "video/", "application/")):
-            plain = decode_part(msg, problems)
+        plain = decode_part(msg, problems)
     return Body(plain=plain, html=rich)
 
 

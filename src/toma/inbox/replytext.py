@@ -30,6 +30,12 @@ _ATTRIBUTION = re.compile(
     r")" + _WROTE_END,
     re.IGNORECASE,
 )
+# "Am 20.11.2026 um 10:00 schrieb Bob <bob@x>:" — the verb before the name.
+_ATTRIBUTION_VERB_FIRST = re.compile(
+    r"^\s*(?:am|op|den|le|el|il|em|w dniu|dnia|on)\b.{0,200}\b(?:schrieb|schreef|skrev|skriver|"
+    r"a écrit|escribió|escreveu|ha scritto|napisał|wrote)\b.{0,200}:\s*$",
+    re.IGNORECASE,
+)
 # "On Sun, Jun 9, 2013 at 1:39 PM, eviltrout via Discourse Meta\n<reply@…> wrote:"
 _ATTRIBUTION_START = re.compile(
     r"^\s*(?:-{2,}\s*)?(?:on|am|le|el|il|op|em|den|w dniu|dnia)\s+.{3,}", re.IGNORECASE
@@ -107,7 +113,9 @@ def _history_start(lines: list[str]) -> int:
             return index
         if _OUTLOOK_RULE.match(stripped) and _header_block(lines, index + 1):
             return index
-        if not _quoted(stripped) and _ATTRIBUTION.match(stripped):
+        if not _quoted(stripped) and (
+            _ATTRIBUTION.match(stripped) or _ATTRIBUTION_VERB_FIRST.match(stripped)
+        ):
             return index
         if _folded_attribution(lines, index):
             return index

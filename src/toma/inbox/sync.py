@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,8 @@ from toma.planning import read_sequences
 from toma.sequences import Enrolment
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
 from toma.timeutil import iso
+from toma.unsubscribe import Unsubscribe
+from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
                   key: str, now: datetime, report: SyncReport) -> None:
     files = read_sequences(config)
     owner = config.owner.email.lower()
+    tokens = unsubscriber(config)
     with store.transaction() as tx:
         sent = sent_index([
             (d.get("message_id"), Sent(key=k, contact=d["contact"], kind=d.get("kind", ""),
@@ -120,11 +123,19 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
             if tx.get(CONVERSATIONS, conv_key) is not None:
                 report.duplicates += 1
                 continue
-            if reading.sender == owner:
+            asked_by = _token_owner(tokens, reading)
+            if asked_by is not None:
+                # The List-Unsubscribe mailto: its signed token names the person,
+                # whichever address the request comes from.
+                reading = replace(reading, kind="unsubscribe",
+                                  reason="unsubscribe link (mailto with a valid token)")
+            if reading.sender == owner and asked_by is None:
                 found = Match(contact=None, answers=None, via="none")
                 decision = Decision(actions=("kept aside: from your own address",))
             else:
                 found = match(reading, sent=sent, contacts=contacts)
+                if asked_by is not None and asked_by in contacts:
+                    found = Match(contact=asked_by, answers=found.answers, via="token")
                 contact_doc = tx.get(CONTACTS, found.contact) if found.contact else None
                 contact = Contact.from_doc(contact_doc) if contact_doc else None
                 enrolments = [Enrolment.from_doc(d) for _k, d in tx.all(ENROLMENTS)
@@ -140,6 +151,12 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
                 kind=reading.kind, contact=found.contact, via=found.via,
                 subject=reading.subject[:80], actions="; ".join(decision.actions)))
         tx.put(SYNC, key, {"cursor": cursor.to_doc(), "synced_at": iso(now)})
+
+
+def _token_owner(tokens: Unsubscribe, reading: Reading) -> str | None:
+    if reading.kind in ("bounce", "auto-reply"):
+        return None
+    return tokens.find(reading.subject)
 
 
 def _apply(tx: Any, config: Config, reading: Reading, found: Match, decision: Decision,

@@ -60,19 +60,23 @@ class ChangeMark:
     position: int
 
 
+Changed = tuple[str, str, bool]
+"""One write in a change feed: (table, key, whether it deleted the key)."""
+
+
 class Store(Reader, Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def refresh(self) -> None: ...
 
-    def changes_since(
-        self, mark: ChangeMark | None
-    ) -> tuple[ChangeMark, dict[str, set[str]] | None]:
-        """The mark of what reads see now, and the keys changed since ``mark``, by table.
+    def changes_since(self, mark: ChangeMark | None) -> tuple[ChangeMark, list[Changed] | None]:
+        """The mark of what reads see now, and the writes made visible since ``mark``.
 
-        A key listed may have changed more than once, or back; one not listed
-        has not changed. ``None`` instead of the keys means "read everything
-        again": no ``mark``, a mark from another feed, or one too far behind.
+        The writes come in the order they were made, one entry per put or
+        delete, so that a reader replaying them (then reading each key's
+        document as it is now) can keep even the order of :meth:`all`. ``None``
+        instead of the list means "read everything again": no ``mark``, a mark
+        from another feed, or one too far behind.
         """
         ...
 

@@ -37,7 +37,7 @@ replaying the journal gets.
 
 **The change feed.** Every change applied to memory after it was loaded (a
 commit of this instance, or one replayed from the journal) is noted as
-``(table, key)``, so that :meth:`TinyStore.changes_since` can tell a reader
+``(table, key, deleted)``, so that :meth:`TinyStore.changes_since` can tell a reader
 that keeps its own decoded model (the daemon's planner) which keys to read
 again, instead of everything. Memory loaded anew (another process compacted)
 starts a new feed: readers of the old one are told to reload everything. So is
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import sys
@@ -68,7 +69,7 @@ from typing import Any, NamedTuple
 
 from toma.errors import StoreError, StoreLocked
 from toma.store import journal
-from toma.store.base import META, TABLES, ChangeMark, Document, Transaction
+from toma.store.base import META, TABLES, Changed, ChangeMark, Document, Transaction
 from toma.store.journal import STORE_META_KEY
 
 log = logging.getLogger(__name__)
@@ -87,74 +88,70 @@ _intern = sys.intern
 # -- documents in memory -----------------------------------------------------------------
 
 
-class _Shape:
-    """The field names of a frozen dict, and the positions that hold a frozen dict or list."""
-
-    __slots__ = ("fields", "nested")
-
-    def __init__(self, fields: tuple[str, ...], nested: tuple[int, ...]) -> None:
-        self.fields = fields
-        self.nested = nested
-
-
-class _List(tuple[Any, ...]):
-    """A frozen list (a plain tuple, in a frozen value, is a frozen dict)."""
-
-    __slots__ = ()
-
+Shape = tuple[tuple[str, ...], tuple[int, ...]]
+"""The field names of a frozen dict, and the positions that hold a frozen dict or list."""
 
 Frozen = tuple[Any, ...]
-"""A frozen dict: its values (strings interned, dicts and lists frozen), then its _Shape."""
+"""A frozen dict, ``(*values, shape)``, or a frozen list, ``(*values, None)``.
+
+Values are strings (interned), numbers, booleans, None or frozen dicts and lists.
+Only plain tuples of such values: the garbage collector stops tracking them
+after one look, so a million documents do not slow every collection down.
+"""
 
 
 class _Freezer:
-    """Makes frozen dicts, keeping one :class:`_Shape` per distinct set of fields."""
+    """Makes frozen dicts, keeping one :data:`Shape` per distinct set of fields."""
 
     def __init__(self) -> None:
-        self._shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], _Shape] = {}
+        self._shapes: dict[Shape, Shape] = {}
 
     def freeze(self, doc: Mapping[str, Any]) -> Frozen:
         """``doc``, a dict as JSON decodes it, frozen: the caller must not keep using it."""
         values = [_intern(v) if type(v) is str else v for v in doc.values()]
-        nested = tuple([i for i, v in enumerate(values) if type(v) is dict or type(v) is list])
-        for i in nested:
-            values[i] = self._freeze_nested(values[i])
-        fields = tuple(doc)
-        shape = self._shapes.get((fields, nested))
+        nested: tuple[int, ...] = ()
+        # A dict holding only strings, numbers and None is not tracked by the
+        # garbage collector (see gc.is_tracked): most documents skip the search.
+        if gc.is_tracked(doc):
+            nested = tuple([i for i, v in enumerate(values) if type(v) is dict or type(v) is list])
+            for i in nested:
+                values[i] = self._freeze_nested(values[i])
+        key = (tuple(doc), nested)
+        shape = self._shapes.get(key)
         if shape is None:
-            shape = self._shapes[fields, nested] = _Shape(tuple(map(_intern, fields)), nested)
+            shape = self._shapes[key] = (tuple(map(_intern, key[0])), nested)
         values.append(shape)
         return tuple(values)
 
-    def _freeze_nested(self, value: Any) -> Any:
+    def _freeze_nested(self, value: Any) -> Frozen:
         if type(value) is dict:
             return self.freeze(value)
-        return _List(
-            [
-                self._freeze_nested(v)
-                if type(v) is dict or type(v) is list
-                else _intern(v)
-                if type(v) is str
-                else v
-                for v in value
-            ]
-        )
+        items = [
+            self._freeze_nested(v)
+            if type(v) is dict or type(v) is list
+            else _intern(v)
+            if type(v) is str
+            else v
+            for v in value
+        ]
+        items.append(None)
+        return tuple(items)
 
 
 def _thaw(frozen: Frozen) -> Document:
     """A new dict (and new nested dicts and lists) from a frozen one."""
-    shape: _Shape = frozen[-1]
+    fields, nested = frozen[-1]
     # zip stops at the last field, before the shape.
-    doc = dict(zip(shape.fields, frozen, strict=False))
-    for i in shape.nested:
-        doc[shape.fields[i]] = _thaw_nested(frozen[i])
+    doc = dict(zip(fields, frozen, strict=False))
+    for i in nested:
+        doc[fields[i]] = _thaw_nested(frozen[i])
     return doc
 
 
-def _thaw_nested(value: Any) -> Any:
-    if type(value) is _List:
-        return [_thaw_nested(v) if type(v) is tuple or type(v) is _List else v for v in value]
-    return _thaw(value)
+def _thaw_nested(frozen: Frozen) -> Any:
+    if frozen[-1] is not None:
+        return _thaw(frozen)
+    return [_thaw_nested(v) if type(v) is tuple else v for v in frozen[:-1]]
 
 
 # -- memory ------------------------------------------------------------------------------
@@ -172,7 +169,7 @@ class _Memory:
         # The change feed (see the module docstring): ``feed[i]`` is change number
         # ``feed_start + i`` of this memory, whose identity is ``feed_token``.
         self.feed_token = object()
-        self.feed: list[tuple[str, str]] = []
+        self.feed: list[Changed] = []
         self.feed_start = 0
         self.feeding = False  # off while loading: a new memory starts a new feed anyway
 
@@ -208,7 +205,7 @@ class _Memory:
             docs[_intern(key)] = frozen
         if self.feeding:
             feed = self.feed
-            feed.append((table, key))
+            feed.append((table, key, frozen is None))
             if len(feed) > _FEED_LIMIT:
                 drop = len(feed) // 2
                 del feed[:drop]
@@ -217,16 +214,10 @@ class _Memory:
     def mark(self) -> ChangeMark:
         return ChangeMark(self.feed_token, self.feed_start + len(self.feed))
 
-    def changed_since(self, mark: ChangeMark) -> dict[str, set[str]] | None:
+    def changed_since(self, mark: ChangeMark) -> list[Changed] | None:
         if mark.source is not self.feed_token or mark.position < self.feed_start:
             return None
-        changed: dict[str, set[str]] = {}
-        for table, key in self.feed[mark.position - self.feed_start :]:
-            keys = changed.get(table)
-            if keys is None:
-                keys = changed[table] = set()
-            keys.add(key)
-        return changed
+        return self.feed[mark.position - self.feed_start :]
 
     def snapshot_docs(self, table: str, meta: Document) -> Iterator[tuple[str, Document]]:
         """The documents of ``table`` to write to a snapshot whose store document is ``meta``."""
@@ -463,10 +454,8 @@ class TinyStore:
         self._check(table)
         return self._memory.count(table)
 
-    def changes_since(
-        self, mark: ChangeMark | None
-    ) -> tuple[ChangeMark, dict[str, set[str]] | None]:
-        """See :meth:`toma.store.base.Store.changes_since`; the feed is described above."""
+    def changes_since(self, mark: ChangeMark | None) -> tuple[ChangeMark, list[Changed] | None]:
+        """See :meth:`toma.store.base.Store.changes_since` and the module docstring."""
         self._check()
         memory = self._memory
         return memory.mark(), None if mark is None else memory.changed_since(mark)
