@@ -39,6 +39,7 @@ class Job:
     references: tuple[str, ...] = ()
     list_unsubscribe: bool = False
     newsletter: bool = False  # the template is an issue in the newsletters folder
+    attachments: tuple[str, ...] = ()  # paths of files to attach
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
                 job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
                 in_reply_to=job.in_reply_to, references=job.references,
                 list_unsubscribe=job.list_unsubscribe,
-                templates=composer.newsletters if job.newsletter else None)
+                templates=composer.newsletters if job.newsletter else None,
+                attachments=job.attachments)
         except TemplateError as exc:
             out.append((job, Failure(exc.message, exc.file, exc.line, exc.key)))
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from toma.config import Config
@@ -54,6 +55,7 @@ class Composer:
         headers: Mapping[str, str] | None = None,
         list_unsubscribe: bool = False,
         templates: Templates | None = None,
+        attachments: Sequence[str] = (),
     ) -> Built:
         """Render ``template`` for ``contact`` and build the message dated ``now``.
 
@@ -71,6 +73,7 @@ class Composer:
         context = base_context(self.config, contact, **leave, **(extra or {}))
         rendered = (templates or self.templates).render(template, context,
                                                         contact=contact.email)
+        files = [self._read_attachment(path, template, contact.email) for path in attachments]
         try:
             return build_message(
                 rendered,
@@ -83,7 +86,19 @@ class Composer:
                 in_reply_to=in_reply_to,
                 references=references,
                 headers=headers or {},
+                attachments=files,
                 **options,
             )
         except ValueError as exc:
             raise TemplateError(str(exc), file=template, contact=contact.email) from None
+
+    def _read_attachment(self, path: str, template: str, contact: str) -> tuple[str, bytes]:
+        """A file to attach; a relative path is taken from the config's folder."""
+        file = Path(path).expanduser()
+        if not file.is_absolute():
+            file = self.config.root / file
+        try:
+            return file.name, file.read_bytes()
+        except OSError as exc:
+            raise TemplateError(f"cannot attach {file}: {exc.strerror}", file=template,
+                                contact=contact) from None

@@ -57,7 +57,7 @@ from toma.invoices import Invoice, invoice_view, number_of_ref, with_thread
 from toma.logs import fields
 from toma.message import Built
 from toma.newsletters import Newsletter
-from toma.outbox import MessageState, OutboxRecord, advance
+from toma.outbox import MessageState, OutboxRecord, advance, new_record
 from toma.planner import PlannedSend, PlanState, plan
 from toma.planning import PlanCache, read_sequences
 from toma.sequences import Enrolment, tag_enrolments
@@ -327,13 +327,47 @@ class Worker:
     ) -> None:
         from toma.notices import compose_notice, pending
 
+        self._queue_digest(config, now)
+        history = {**history, **{
+            key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
+            if doc.get("kind") == "notice" and key not in history}}
         for record in pending(history, now):
-            conversation = self.store.get(CONVERSATIONS, record.ref)
+            digest = None
+            if record.template == "notice:digest":
+                digest = [{**doc, "name": _name(contacts, doc.get("contact"))}
+                          for _key, doc in self.store.all(CONVERSATIONS)
+                          if doc.get("digest") == record.ref]
+                conversation = None
+            else:
+                conversation = self.store.get(CONVERSATIONS, record.ref)
             about = contacts.get(record.contact) or contacts.get(
                 (conversation or {}).get("contact") or "")
-            built = compose_notice(record, conversation, config, now=now,
+            built = compose_notice(record, conversation, config, now=now, digest=digest,
                                    contact_name=about.name if about else "")
             outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
+
+    def _queue_digest(self, config: Config, now: datetime) -> None:
+        """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in."""
+        if config.inbox.notify != "daily":
+            return
+        local = now.astimezone(ZoneInfo(config.owner.timezone))
+        if local.time() < config.inbox.digest_at:
+            return
+        day = local.date().isoformat()
+        key = f"notice:digest:{day}"
+        if self.store.get(MESSAGES, key) is not None:
+            return
+        waiting = [(k, d) for k, d in self.store.all(CONVERSATIONS)
+                   if not d.get("notified", True) and d.get("contact")]
+        if not waiting:
+            return
+        record = new_record(key=key, contact=config.owner.email, kind="notice", ref=day,
+                            template="notice:digest", due_at=now, at=now)
+        with self.store.transaction() as tx:
+            for conv_key, doc in waiting:
+                tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
+            tx.put(MESSAGES, key, record.to_doc())
+        log.info("digest queued", extra=fields(day=day, messages=len(waiting)))
 
     def _enrol_by_tag(self, sequences: dict[str, Any], now: datetime) -> int:
         contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
@@ -407,7 +441,9 @@ class Worker:
             outgoing.add_job(record, Job(
                 key=item.key, template=item.template, contact=contact.to_doc(), now=now,
                 extra={"invoice": invoice_view(invoice, today=today)},
-                in_reply_to=thread, references=(thread,) if thread else ()))
+                in_reply_to=thread, references=(thread,) if thread else (),
+                attachments=(invoice.attachment,)
+                if invoice.attachment and not item.thank_you else ()))
             report.due += 1
 
     def _plan_newsletter_jobs(
@@ -784,6 +820,11 @@ def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
     invoice = Invoice.from_doc(doc)
     if invoice.thread_id is None:
         tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
+
+
+def _name(contacts: Mapping[str, Contact], email: str | None) -> str:
+    found = contacts.get(email or "")
+    return found.name if found else ""
 
 
 def _days(delta: timedelta) -> str:

@@ -15,12 +15,15 @@ of the result exceeds the 998-octet limit of RFC 5322.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email import encoders
 from email.charset import BASE64, QP, Charset
 from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
@@ -175,6 +178,17 @@ def _body(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
+def _attachment(name: str, data: bytes) -> MIMEBase:
+    kind, _ = mimetypes.guess_type(name)
+    maintype, _, subtype = (kind or "application/octet-stream").partition("/")
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    # RFC 2231 encoding keeps a non-ASCII file name intact and out of other headers.
+    part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", one_line(name)))
+    return part
+
+
 def _one_click_uri(uri: str) -> bool:
     """https, or http to this machine (a local trial, the tests): never clear text abroad."""
     from urllib.parse import urlsplit
@@ -202,8 +216,12 @@ def build_message(
     headers: Mapping[str, str] = _NO_HEADERS,
     list_unsubscribe: str | Sequence[str] | None = None,
     list_unsubscribe_post: bool = False,
+    attachments: Sequence[tuple[str, bytes]] = (),
 ) -> Built:
     """``rendered`` as a multipart/alternative message (text, then HTML), serialised.
+
+    With ``attachments`` (file name, bytes), the alternative goes inside a
+    multipart/mixed followed by each file (an invoice's PDF).
 
     ``domain`` names the right-hand side of a new Message-ID. ``in_reply_to`` and
     ``references`` come from mail someone else wrote: an unusable id is left out
@@ -226,7 +244,7 @@ def build_message(
             raise ValueError(f"{message_id!r} cannot be a Message-ID")
         msgid = given
 
-    message = MIMEMultipart("alternative")
+    message = MIMEMultipart("mixed" if attachments else "alternative")
     # The envelope headers first and the MIME ones last, as a person reading the
     # source (`toma preview`) expects; MIMEMultipart wrote its own at the top.
     content_type = message["Content-Type"]
@@ -260,8 +278,13 @@ def build_message(
     message["MIME-Version"] = "1.0"
     message["Content-Type"] = content_type
 
-    message.attach(_body(rendered.text, "plain"))
-    message.attach(_body(rendered.html, "html"))
+    body = MIMEMultipart("alternative") if attachments else message
+    body.attach(_body(rendered.text, "plain"))
+    body.attach(_body(rendered.html, "html"))
+    if attachments:
+        message.attach(body)
+        for name, data in attachments:
+            message.attach(_attachment(name, data))
     return Built(
         message_id=msgid,
         data=message.as_bytes(policy=_POLICY),

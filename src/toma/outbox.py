@@ -40,6 +40,7 @@ All moments are aware UTC datetimes; documents carry ISO 8601 strings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -344,12 +345,21 @@ def _moment(text: str | None) -> datetime | None:
     if not text:
         return None
     if type(text) is str:
-        # What to_doc wrote parses as it is; parse_moment's clean-up is for the rest.
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            if moment.tzinfo is not None:
-                return moment.astimezone(UTC)
+        moment = _utc_moment(text)
+        if moment is not None:
+            return moment
     return parse_moment(text).astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_moment(text: str) -> datetime | None:
+    """What to_doc wrote, parsed (parse_moment's clean-up is for the rest), or None.
+
+    Records written in one tick share their moments: the cache makes them
+    share one datetime too, and skips the parsing.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None

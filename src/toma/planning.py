@@ -16,7 +16,9 @@ store's change feed (:meth:`~toma.store.base.Store.changes_since`) names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -66,17 +68,20 @@ class PlanCache:
     store reloaded its snapshot after another process compacted it) read
     everything. A failed decoding forgets the model, so that the next call
     starts afresh rather than from half an update.
+
+    A :class:`PlanState` handed out shares the model's dicts, which are
+    copied before the next change to them (copy on write): a state never
+    changes after it was made, and a quiet table costs no copy.
     """
 
     def __init__(self) -> None:
         self._store: Store | None = None
         self._mark: ChangeMark | None = None
-        self._contacts: dict[str, Contact] = {}
-        self._enrolments: dict[str, Enrolment] = {}
-        self._history: dict[str, OutboxRecord] = {}
+        self._contacts = _Model(Contact.from_doc)
+        self._enrolments = _Model(Enrolment.from_doc)
+        self._history = _Model(OutboxRecord.from_doc)
         self._holds: dict[str, datetime] = {}
-        # What the last state() handed out, reused while its table is unchanged.
-        self._views: dict[str, Any] = {}
+        self._enrolment_list: tuple[Enrolment, ...] | None = None
 
     def state(self, store: Store, config: Config, files: Files) -> PlanState:
         """The planner's input for ``store`` as its readers see it now."""
@@ -90,71 +95,109 @@ class PlanCache:
             self._forget()
             raise
         self._store, self._mark = store, mark
-        views = self._views
-        if CONTACTS not in views:
-            views[CONTACTS] = dict(self._contacts)
-            views["holds"] = dict(self._holds)
-        if ENROLMENTS not in views:
-            views[ENROLMENTS] = tuple(self._enrolments.values())
-        if MESSAGES not in views:
-            views[MESSAGES] = dict(self._history)
+        if self._enrolment_list is None:
+            self._enrolment_list = tuple(self._enrolments.hand_out().values())
         return _state(
-            views[CONTACTS], views[ENROLMENTS], views[MESSAGES], views["holds"], config, files
+            self._contacts.hand_out(),
+            self._enrolment_list,
+            self._history.hand_out(),
+            self._holds,
+            config,
+            files,
         )
 
     def _forget(self) -> None:
         self._store = self._mark = None
-        self._contacts, self._enrolments, self._history, self._holds = {}, {}, {}, {}
-        self._views = {}
+        for model in (self._contacts, self._enrolments, self._history):
+            model.clear()
+        self._holds, self._enrolment_list = {}, None
 
     def _load(self, store: Store) -> None:
         self._forget()
-        self._contacts = _decode_all(store, CONTACTS, Contact.from_doc)
-        self._holds = _holds(self._contacts)
-        self._enrolments = _decode_all(store, ENROLMENTS, Enrolment.from_doc)
-        self._history = _decode_all(store, MESSAGES, OutboxRecord.from_doc)
+        self._contacts.load(store, CONTACTS)
+        self._holds = _holds(self._contacts.decoded)
+        self._enrolments.load(store, ENROLMENTS)
+        self._history.load(store, MESSAGES)
 
     def _update(self, store: Store, changes: list[Changed]) -> None:
-        models: dict[str, tuple[dict[str, Any], Callable[[Document], Any]]] = {
-            CONTACTS: (self._contacts, Contact.from_doc),
-            ENROLMENTS: (self._enrolments, Enrolment.from_doc),
-            MESSAGES: (self._history, OutboxRecord.from_doc),
-        }
+        models = {CONTACTS: self._contacts, ENROLMENTS: self._enrolments, MESSAGES: self._history}
         touched: dict[str, set[str]] = {}
         for table, key, deleted in changes:
             model = models.get(table)
-            if model is None:
-                continue
-            decoded = model[0]
-            if deleted:
-                decoded.pop(key, None)
-            elif key not in decoded:
-                # Holds the key's place (the store appended it) until it is decoded below.
-                decoded[key] = None
-            touched.setdefault(table, set()).add(key)
+            if model is not None:
+                model.replay(key, deleted=deleted)
+                touched.setdefault(table, set()).add(key)
         for table, keys in touched.items():
-            decoded, decode = models[table]
-            self._views.pop(table, None)
-            for key in keys:
-                doc = store.get(table, key)
-                if doc is None:
-                    decoded.pop(key, None)
+            models[table].read(store, table, keys)
+        if CONTACTS in touched:
+            # A new dict: the last state handed out keeps the old one.
+            self._holds = {**self._holds}
+            for key in touched[CONTACTS]:
+                contact = self._contacts.decoded.get(key)
+                if contact is not None and contact.hold_until:
+                    self._holds[key] = parse_moment(contact.hold_until)
                 else:
-                    decoded[key] = decode(doc)
-            if table == CONTACTS:
-                self._update_holds(keys)
+                    self._holds.pop(key, None)
+        if ENROLMENTS in touched:
+            self._enrolment_list = None
 
-    def _update_holds(self, keys: Iterable[str]) -> None:
+
+class _Model:
+    """One table's documents, decoded, in the store's order."""
+
+    def __init__(self, decode: Callable[[Document], Any]) -> None:
+        self.decode = decode
+        self.decoded: dict[str, Any] = {}
+        self._shared = False  # a PlanState holds ``decoded``: copy it before a change
+
+    def clear(self) -> None:
+        self.decoded, self._shared = {}, False
+
+    def load(self, reader: Reader, table: str) -> None:
+        self.decoded, self._shared = _decode_all(reader, table, self.decode), False
+
+    def hand_out(self) -> dict[str, Any]:
+        self._shared = True
+        return self.decoded
+
+    def replay(self, key: str, *, deleted: bool) -> None:
+        """Follow one write of the feed, so that keys stay in the store's order."""
+        if self._shared:
+            self.decoded, self._shared = dict(self.decoded), False
+        if key not in self.decoded:
+            # Holds the key's place (the store appended it) until read() decodes it.
+            self.decoded[key] = None
+
+    def read(self, reader: Reader, table: str, keys: Iterable[str]) -> None:
+        decoded = self.decoded
         for key in keys:
-            contact = self._contacts.get(key)
-            if contact is not None and contact.hold_until:
-                self._holds[key] = parse_moment(contact.hold_until)
+            doc = reader.get(table, key)
+            if doc is None:
+                decoded.pop(key, None)
             else:
-                self._holds.pop(key, None)
+                decoded[key] = self.decode(doc)
 
 
 def _decode_all(reader: Reader, table: str, decode: Callable[[Document], Any]) -> dict[str, Any]:
-    return {key: decode(doc) for key, doc in reader.all(table)}
+    with _collector_paused():
+        return {key: decode(doc) for key, doc in reader.all(table)}
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around the decoding of a whole table.
+
+    Decoding makes hundreds of thousands of long-lived objects, none in a
+    cycle; each time the collector's threshold is crossed meanwhile it would
+    walk every one of them again (a quarter of the time of a cold load).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _holds(contacts: Mapping[str, Contact]) -> dict[str, datetime]:

@@ -171,3 +171,20 @@ def test_example_project_shows_invoice_reminders_in_plan(tmp_path: Path) -> None
     assert any(row["kind"] == "invoice" for row in planned)
     listed = toma(folder, "invoices", "list")
     assert "Open EUR" in listed.output
+
+
+def test_reminder_attaches_the_invoice_pdf(tmp_path: Path) -> None:
+    folder = make(tmp_path)
+    (folder / "invoice-2026-008.pdf").write_bytes(b"%PDF-1.4 a small test invoice\n%%EOF\n")
+    assert toma(folder, "contacts", "add", "jo@example.org", "--first-name", "Jo").exit_code == 0
+    assert toma(folder, "invoices", "add", "2026-008", "--contact", "jo@example.org", "--amount",
+                "1000", "--currency", "JPY", "--issued", "2026-03-02", "--terms", "14d",
+                "--attachment", "invoice-2026-008.pdf").exit_code == 0
+    day_by_day(folder, date(2026, 3, 13), date(2026, 3, 13))
+    (message,) = sent(folder)
+    assert str(message["Subject"]) == "Invoice 2026-008 (¥1,000)"
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "invoice-2026-008.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content().startswith(b"%PDF-1.4")
+    assert "Hi Jo" in message.get_body(("plain",)).get_content()

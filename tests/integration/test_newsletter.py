@@ -119,7 +119,8 @@ def test_one_click_unsubscribe_through_the_daemon(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                page = urllib.request.urlopen(url, timeout=5).read().decode()
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    page = response.read().decode()
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the endpoint did not start"
@@ -131,6 +132,7 @@ def test_one_click_unsubscribe_through_the_daemon(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             post(tampered)
         assert refused.value.code == 400
+        refused.value.close()
 
         post(url)
         deadline = time.monotonic() + 20
@@ -160,7 +162,8 @@ def all_recipients(count: int) -> list[str]:
 def post(url: str) -> None:
     request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
     request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    urllib.request.urlopen(request, timeout=5).read()
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
 
 
 def contact_status(config: Path, address: str) -> str:

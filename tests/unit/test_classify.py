@@ -348,6 +348,11 @@ class TestAutoReplyHeaders:
     def test_header_that_does_not(self, name: str, value: str) -> None:
         assert read_message(raw(**{name.replace("-", "_"): value})).kind == "reply"
 
+    def test_newsletters_are_not_replies(self) -> None:
+        data = raw("Our autumn news.\n", List_Unsubscribe="<mailto:leave@news.example>")
+        reading = read_message(data)
+        assert (reading.kind, reading.reason) == ("auto-reply", "bulk mail (List-Unsubscribe)")
+
     def test_in_reply_to_serves_as_original_message_id(self) -> None:
         reading = read_message(raw(Auto_Submitted="auto-replied", In_Reply_To="<ours@toma>"))
         assert reading.original_message_id == "<ours@toma>"
@@ -664,7 +669,10 @@ def _invariants(reading: Reading) -> None:
 
 
 _SAMPLES = sorted(CORPUS.glob("*/*.eml"))[::6]
-_settings = settings(max_examples=200, deadline=None,
+# Derandomized and without an example database: the same 200 inputs on every run
+# and no files written, so CI never fails on luck; the exploring is done on purpose
+# with more examples (HYPOTHESIS_PROFILE-style runs) when the rules change.
+_settings = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow])
 
 

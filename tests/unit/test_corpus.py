@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from toma.inbox import bounces as bounces_module
 from toma.inbox.classify import Reading, read_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -88,7 +89,10 @@ def test_failed_recipient_accuracy(readings: dict[str, Reading]) -> None:
     ]
     accuracy = 1 - len(wrong) / len(bounces)
     if accuracy < RECIPIENT_TARGET:
-        pytest.fail(f"recipient accuracy {accuracy:.1%} < {RECIPIENT_TARGET:.0%}\n"
+        # Without flufl.bounce the non-DSN formats fall back to our own text
+        # rules alone, which name the recipients of about 89 % of the corpus.
+        hint = "" if bounces_module.all_failures else " (flufl.bounce is not installed)"
+        pytest.fail(f"recipient accuracy {accuracy:.1%} < {RECIPIENT_TARGET:.0%}{hint}\n"
                     + "\n".join(wrong))
 
 

@@ -9,10 +9,11 @@ are the ones mail software sets for exactly this purpose (RFC 3834
 languages. The body alone never makes a message automatic: people write "I will
 be out of the office next week" in real replies too.
 
-``Precedence: bulk`` and ``junk`` count as automatic. They also mark some list
-and newsletter mail, and that is the point: nothing sent in bulk is a person
-answering toma, so none of it may stop a sequence. ``Precedence: list`` alone
-does not count (a person can write through a list).
+``Precedence: bulk`` and ``junk`` count as automatic, and so does a
+``List-Unsubscribe`` header. They also mark list and newsletter mail, and that
+is the point: nothing sent in bulk is a person answering toma, so none of it may
+stop a sequence (a contact's company newsletter is not a reply). ``Precedence:
+list`` alone does not count.
 
 The return date is read only from what the notice says, in its own language:
 "back on 10 December", "bis zum 10.12.", "de retour le 10 décembre". A date without
@@ -88,6 +89,8 @@ def automatic_signal(headers: dict[str, str], subject: str) -> str | None:
             return f"Precedence: {value}"
     if headers.get("x-ms-exchange-generated-message-source", ""):
         return "Exchange-generated message"
+    if headers.get("list-unsubscribe", ""):
+        return "bulk mail (List-Unsubscribe)"
     match = _SUBJECT.search(subject)
     if match:
         return f"auto-reply subject ({match.group(0).strip()!r})"

@@ -40,8 +40,10 @@ try:  # flufl.bounce is optional: without it the notice text is read by our own 
 except ImportError:  # pragma: no cover - exercised only where the library is absent
     all_failures = None
 
-# flufl.bounce logs every detector it runs at INFO level; that is noise for us.
-logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+# flufl.bounce logs every detector it runs at INFO level, and a full traceback
+# whenever a detector trips over malformed mail (it then skips that detector
+# and carries on).  Both are noise for a daemon reading untrusted mail.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer-daemon|mailer_daemon|maildaemon|postmaster|mail-daemon|mdaemon|"
@@ -141,6 +143,7 @@ _HARD_WORDS = re.compile(
 )
 _MAILBOX_FULL = re.compile(
     r"quota|mailbox (?:is )?full|mail ?box space|mailfolder is full|over ?quota|"
+    r"mailbox exceeds|exceeds (?:the )?allowed size|"
     r"too much mail|exceed(?:ed|s|ing)? (?:their|the|its|his|her)? ?(?:quota|storage|size)|"
     r"insufficient (?:storage|space)|disk space",
     re.IGNORECASE,
