@@ -62,7 +62,8 @@ def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) 
                  if not r.skipped]
     decided = plan(with_paced(state, reminders, now), now, until=until)
     owner_zone = ZoneInfo(config.owner.timezone)
-    rows = [_row(send, now, owner_zone) for send in (*decided.sends, *reminders)]
+    sends: list[PlannedSend | PlannedReminder] = [*decided.sends, *reminders]
+    rows = [_row(send, now, owner_zone) for send in sends]
     return sorted(rows, key=lambda row: (row.at_owner, row.contact, row.ref))
 
 

@@ -196,15 +196,15 @@ def _render_all(
             grouped.setdefault(key, []).append(contact.email)
             first.setdefault(key, exc)
     for key, emails in grouped.items():
-        exc = first[key]
+        problem = first[key]
         if len(emails) > 1:
             shown = ", ".join(emails[:3]) + (
                 f" and {len(emails) - 3} more" if len(emails) > 3 else ""
             )
-            exc = TemplateError(
-                f"{exc.message} (for {len(emails)} contacts: {shown})",
-                file=exc.file,
-                line=exc.line,
-                key=exc.key,
+            problem = TemplateError(
+                f"{problem.message} (for {len(emails)} contacts: {shown})",
+                file=problem.file,
+                line=problem.line,
+                key=problem.key,
             )
-        report.problems.append(exc)
+        report.problems.append(problem)

@@ -92,17 +92,23 @@ def fail_on_toma_error(func: F) -> F:
 class TomaGroup(click.Group):
     """A group whose every command reports TomaError briefly."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Any:
+    def command(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Command]:
         decorator = super().command(*args, **kwargs)
 
-        def wrap(func: F) -> click.Command:
-            return decorator(fail_on_toma_error(func))
+        def wrap(func: Callable[..., Any]) -> click.Command:
+            command: click.Command = decorator(fail_on_toma_error(func))
+            return command
 
         return wrap
 
-    def group(self, *args: Any, **kwargs: Any) -> Any:
+    def group(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Group]:
         kwargs.setdefault("cls", TomaGroup)
-        return super().group(*args, **kwargs)
+        decorator: Callable[[Callable[..., Any]], click.Group] = super().group(*args, **kwargs)
+        return decorator
 
 
 @click.group(cls=TomaGroup)

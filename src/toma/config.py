@@ -282,7 +282,7 @@ def _kind_name(kind: Any) -> str:
     }
     if isinstance(kind, tuple):
         return " or ".join(names.get(k, k.__name__) for k in kind)
-    return names.get(kind, kind.__name__)
+    return str(names.get(kind, kind.__name__))
 
 
 def _close(word: str, candidates: set[str]) -> str | None:

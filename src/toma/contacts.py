@@ -297,7 +297,7 @@ def parse_csv(text: str, *, file: str, added_at: str = "") -> ImportResult:
     try:
         dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
+        dialect = csv.excel
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header = next(reader)
     columns = [column_name(name) for name in header]

@@ -91,7 +91,8 @@ LONGEST_RETRY = timedelta(minutes=30)
 
 def retry_delay(attempts: int) -> timedelta:
     """The wait before attempt ``attempts + 1``: doubling from a minute, at most half an hour."""
-    return min(LONGEST_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
+    doubled: timedelta = FIRST_RETRY * 2 ** max(0, attempts - 1)
+    return min(LONGEST_RETRY, doubled)
 
 
 def retried_for(attempts: int) -> timedelta:
@@ -332,7 +333,7 @@ class Worker:
             key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
             if doc.get("kind") == "notice" and key not in history}}
         for record in pending(history, now):
-            digest = None
+            digest: list[Mapping[str, Any]] | None = None
             if record.template == "notice:digest":
                 digest = [{**doc, "name": _name(contacts, doc.get("contact"))}
                           for _key, doc in self.store.all(CONVERSATIONS)
@@ -603,7 +604,10 @@ class Worker:
         thread, which alone touches the store.
         """
         scheduler = schedule.Scheduler()
-        job = lambda: self._guarded_tick(clock)  # noqa: E731 - schedule wants a callable
+
+        def job() -> None:
+            self._guarded_tick(clock)
+
         scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
         wake = threading.Event()
         unsubscribed: queue.SimpleQueue[str] = queue.SimpleQueue()

@@ -34,7 +34,9 @@ are taken in order of (ready, sequence name, step) and each is given a turn at
 ``max(ready, now, pace gate)``: the pace gate is ``pace.min_gap`` after the
 contact's latest message (history records sent, sending or unknown: sequence
 steps, invoice reminders, newsletters — not notices, which go to the owner — and
-the sends planned before it in this very plan). ``send_at`` is the
+the sends planned before it in this very plan). An invoice reminder holds
+keep-in-touch mail back by ``INVOICE_GAP`` (a day) only: not on the reminder's
+day, yet a client with an open invoice still hears from you. ``send_at`` is the
 first opening of the sequence's window, in the contact's zone, at or after the
 turn.
 
@@ -94,6 +96,7 @@ DEFAULT_WINDOWS: Mapping[str, Window] = MappingProxyType(
 _OFFSET_SLACK = timedelta(days=1, hours=1)
 _SHORTEST_MONTH = timedelta(days=28)
 _PLANNED = MessageState.PLANNED
+INVOICE_GAP = timedelta(days=1)  # keep-in-touch mail waits this long after a reminder
 _SENDING = MessageState.SENDING
 _SENT = MessageState.SENT
 _UNKNOWN = MessageState.UNKNOWN
@@ -282,6 +285,8 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     now = now.astimezone(UTC)
     horizon = max(until.astimezone(UTC), now) if until is not None else now
     pace = state.pace
+    gap = pace.min_gap.approx()
+    invoice_shift = gap - INVOICE_GAP if gap > INVOICE_GAP else timedelta(0)
     zones = _Zones(state.default_tz)
 
     tracks: dict[str, _Track] = {}
@@ -304,9 +309,14 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             # A notice about a contact goes to the owner (or confirms their leaving).
             if record.kind != "notice":
                 contact_email = record.contact
+                paced = moment
+                if record.kind == "invoice":
+                    # A reminder keeps keep-in-touch mail off its day, not for the
+                    # whole gap: a client with an open invoice still hears a hello.
+                    paced = moment - invoice_shift
                 previous = latest.get(contact_email)
-                if previous is None or moment > previous:
-                    latest[contact_email] = moment
+                if previous is None or paced > previous:
+                    latest[contact_email] = paced
         elif record_state is _FAILED or record_state is _SKIPPED:
             moment = record.sent_at or record.updated_at or record.due_at
         elif record.next_attempt_at is None:

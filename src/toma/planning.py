@@ -164,7 +164,9 @@ class _Model:
         """Follow one write of the feed, so that keys stay in the store's order."""
         if self._shared:
             self.decoded, self._shared = dict(self.decoded), False
-        if key not in self.decoded:
+        if deleted:
+            self.decoded.pop(key, None)
+        elif key not in self.decoded:
             # Holds the key's place (the store appended it) until read() decodes it.
             self.decoded[key] = None
 

@@ -14,8 +14,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from toma.config import Pace, Window
-from toma.contacts import Contact, Status
-from toma.outbox import MessageState, OutboxRecord, advance, repeat_number, sequence_key
+from toma.contacts import Contact, Status, make_contact
+from toma.outbox import (
+    MessageState,
+    OutboxRecord,
+    advance,
+    new_record,
+    repeat_number,
+    sequence_key,
+)
 from toma.planner import Plan, PlannedSend, PlanState, plan
 from toma.sequences import Enrolment, OnReply, Repeat, Sequence, Step
 from toma.timeutil import parse_duration
@@ -751,3 +758,32 @@ def test_properties_hold_through_edits_and_outages(
             assert r.sent_at is not None
             tz = ZoneInfo(state.contacts[r.contact].timezone or "Europe/Berlin")
             assert in_window(r.sent_at, window, tz)
+
+
+def test_an_invoice_reminder_holds_keep_in_touch_mail_for_a_day_only() -> None:
+    """Not on the reminder's day, but not for the whole pace gap either."""
+    reminder_at = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
+    record = new_record(key="invoice:INV-1:0d", contact="ann@example.org", kind="invoice",
+                        ref="INV-1/0d", template="r.md", due_at=reminder_at, at=reminder_at,
+                        state=MessageState.SENDING)
+    sent = advance(record, MessageState.SENT, at=reminder_at)
+    sequence = _one_step_sequence()
+    state = PlanState(
+        contacts={"ann@example.org": make_contact("ann@example.org", timezone="UTC")},
+        enrolments=[Enrolment(contact="ann@example.org", sequence=sequence.name,
+                              enrolled_at=reminder_at)],
+        history={sent.key: sent},
+        sequences={sequence.name: sequence},
+        windows={"default": Window("default", frozenset(range(7)), time(9, 1), time(16, 59))},
+        pace=Pace(min_gap=parse_duration("3d")),
+    )
+    same_day = plan(state, reminder_at + timedelta(hours=3))
+    assert same_day.due == ()
+    next_day = plan(state, reminder_at + timedelta(days=1, hours=3))
+    assert [send.step for send in next_day.due] == ["only"]
+
+
+def _one_step_sequence() -> Sequence:
+    return Sequence(name="keep", description="", enroll_tag=None, on_reply=OnReply("stop", None),
+                    window="default", steps=(Step("only", parse_duration("0h"), "t.md"),),
+                    repeat=None, file=Path("keep.toml"))

@@ -58,8 +58,16 @@ def message_doc(email: str, sequence: str, version: int = 0) -> tuple[str, dict[
     key = sequence_key(email, sequence, "s0")
     states = (MessageState.PLANNED, MessageState.SENDING, MessageState.SKIPPED)
     record = new_record(
-        key=key, contact=email, kind="sequence", ref=f"{sequence}/s0", template="t.md",
-        due_at=at, at=at, sequence=sequence, step="s0", state=states[version % 3],
+        key=key,
+        contact=email,
+        kind="sequence",
+        ref=f"{sequence}/s0",
+        template="t.md",
+        due_at=at,
+        at=at,
+        sequence=sequence,
+        step="s0",
+        state=states[version % 3],
     )
     return key, record.to_doc()
 
@@ -268,7 +276,7 @@ class CacheMachine(RuleBasedStateMachine):
 
 
 CacheMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=100,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

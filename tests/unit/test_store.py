@@ -31,6 +31,7 @@ from toma.store import (
     TinyStore,
     journal,
     open_store,
+    tinydb,
 )
 
 CHILD_TIMEOUT = 20
@@ -386,6 +387,89 @@ class TestCompaction:
         assert names == [f"journal-{generation}.jsonl", f"snapshot-{generation}.json", "store.lock"]
 
 
+class TestChangeFeed:
+    """changes_since names every write a reader has not seen yet, in order, or says reload."""
+
+    def test_no_mark_means_read_everything(self, store: TinyStore):
+        """A first call gives a mark and no list: the reader must read the whole store."""
+        _mark, changes = store.changes_since(None)
+        assert changes is None
+
+    def test_each_put_and_delete_is_listed_in_order(self, store: TinyStore):
+        """One entry per write that changed something, deletes flagged, in commit order."""
+        mark, _ = store.changes_since(None)
+        put(store, CONTACTS, "a", {"v": 1})
+        with store.transaction() as tx:
+            tx.put(MESSAGES, "m", {"n": 1})
+            tx.delete(CONTACTS, "a")
+            tx.delete(CONTACTS, "nobody")  # changes nothing, so not listed
+        mark2, changes = store.changes_since(mark)
+        assert changes == [
+            (CONTACTS, "a", False),
+            (MESSAGES, "m", False),
+            (CONTACTS, "a", True),
+        ]
+        assert store.changes_since(mark2)[1] == []
+
+    def test_a_failed_transaction_lists_nothing(self, store: TinyStore):
+        """What was never committed was never seen."""
+        mark, _ = store.changes_since(None)
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.put(CONTACTS, "a", {})
+            raise RuntimeError
+        assert store.changes_since(mark)[1] == []
+
+    def test_writes_of_another_instance_are_listed_once_caught_up(self, data_dir: Path):
+        """Another process's commits join the feed when refresh replays them."""
+        with TinyStore(data_dir) as reader, TinyStore(data_dir) as writer:
+            mark, _ = reader.changes_since(None)
+            put(writer, CONTACTS, "a", {"v": 1})
+            assert reader.changes_since(mark)[1] == []
+            reader.refresh()
+            assert reader.changes_since(mark)[1] == [(CONTACTS, "a", False)]
+
+    def test_own_compaction_keeps_the_feed(self, store: TinyStore):
+        """Compacting changes only the store's own meta document; the marks stay good."""
+        mark, _ = store.changes_since(None)
+        put(store, CONTACTS, "a", {"v": 1})
+        store.compact()
+        assert store.changes_since(mark)[1] == [(CONTACTS, "a", False), (META, "store", False)]
+
+    def test_snapshot_loaded_anew_starts_a_new_feed(self, data_dir: Path):
+        """After another instance compacted, catching up reloads: old marks say reload."""
+        with TinyStore(data_dir) as reader, TinyStore(data_dir) as writer:
+            mark, _ = reader.changes_since(None)
+            put(writer, CONTACTS, "a", {"v": 1})
+            writer.compact()
+            reader.refresh()
+            new_mark, changes = reader.changes_since(mark)
+            assert changes is None
+            put(reader, CONTACTS, "b", {})
+            assert reader.changes_since(new_mark)[1] == [(CONTACTS, "b", False)]
+
+    def test_a_reader_too_far_behind_reads_everything(
+        self, store: TinyStore, monkeypatch: pytest.MonkeyPatch
+    ):
+        """The feed keeps a bounded number of writes; an older mark says reload."""
+        monkeypatch.setattr(tinydb, "_FEED_LIMIT", 8)
+        old, _ = store.changes_since(None)
+        with store.transaction() as tx:
+            for n in range(6):
+                tx.put(MESSAGES, f"m{n}", {})
+        recent, _ = store.changes_since(None)
+        with store.transaction() as tx:
+            for n in range(6):
+                tx.put(MESSAGES, f"m{n}", {"n": n})
+        assert store.changes_since(old)[1] is None
+        assert store.changes_since(recent)[1] == [(MESSAGES, f"m{n}", False) for n in range(6)]
+
+    def test_a_mark_of_another_store_says_reload(self, tmp_path: Path):
+        """Marks are only understood by the store that gave them."""
+        with TinyStore(tmp_path / "a") as first, TinyStore(tmp_path / "b") as second:
+            mark, _ = first.changes_since(None)
+            assert second.changes_since(mark)[1] is None
+
+
 class TestFiles:
     """Owner-only files in TinyDB's format, with a schema version that is checked."""
 
@@ -412,6 +496,63 @@ class TestFiles:
             assert db.table(META).all() == [
                 {"_key": "store", "schema_version": SCHEMA_VERSION, "generation": 2}
             ]
+
+    def test_snapshot_holds_one_document_per_line(self, data_dir: Path):
+        """The snapshot is read a block of lines at a time, never as one giant object."""
+        with TinyStore(data_dir) as store:
+            with store.transaction() as tx:
+                for n in range(3):
+                    tx.put(CONTACTS, f"c{n}", {"n": n, "note": "line\nbreak"})
+            store.compact()
+        lines = journal.snapshot_path(data_dir, 2).read_bytes().splitlines()
+        assert lines[:5] == [
+            b"{",
+            b'"contacts":{',
+            b'"1":{"_key":"c0","n":0,"note":"line\\nbreak"},',
+            b'"2":{"_key":"c1","n":1,"note":"line\\nbreak"},',
+            b'"3":{"_key":"c2","n":2,"note":"line\\nbreak"}',
+        ]
+        assert lines[-1] == b"}"
+
+    @pytest.mark.parametrize("indent", [None, 2], ids=["one-line", "indented"])
+    def test_snapshot_in_another_layout_is_read_whole(self, data_dir: Path, indent: int | None):
+        """A snapshot written by TinyDB itself (or an older toma) opens all the same."""
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"tags": ["x"], "fields": {"k": "v"}})
+            put(store, MESSAGES, "m", {"n": 1})
+            store.compact()
+            expected = contents(store)
+        snapshot = journal.snapshot_path(data_dir, 2)
+        snapshot.write_text(json.dumps(json.loads(snapshot.read_bytes()), indent=indent))
+        with TinyStore(data_dir) as reopened:
+            assert contents(reopened) == expected
+            reopened.compact()
+        assert journal.snapshot_path(data_dir, 3).read_bytes().startswith(b'{\n"contacts":{\n')
+
+    @pytest.mark.parametrize(
+        ("line", "replacement"),
+        [
+            (3, b'"1":{"_key":"a","v":1},\n'),  # a stray comma before the table ends
+            (3, b'"1":{"_key":"a","v":\n'),  # a document cut short
+            (3, b'"1":{"_key":"a","v":1}\n"2":{"_key":"b","v":2}\n'),  # a comma missing
+            (4, b"},\n}\n"),  # the database closed after a comma
+        ],
+        ids=["stray-comma", "cut-document", "missing-comma", "close-after-comma"],
+    )
+    def test_damaged_line_layout_is_an_error_naming_the_snapshot(
+        self, data_dir: Path, line: int, replacement: bytes
+    ):
+        """Within the one-document-per-line layout, any damage is reported, not guessed at."""
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"v": 1})
+            store.compact()
+        snapshot = journal.snapshot_path(data_dir, 2)
+        lines = snapshot.read_bytes().splitlines(keepends=True)
+        lines[line - 1] = replacement
+        snapshot.write_bytes(b"".join(lines))
+        with pytest.raises(StoreError) as caught:
+            TinyStore(data_dir)
+        assert caught.value.file == str(snapshot)
 
     def test_schema_version_is_readable(self, store: TinyStore):
         """The meta table tells which schema the store holds."""

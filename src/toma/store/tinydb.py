@@ -553,7 +553,9 @@ class TinyStore:
             raise StoreError(
                 "journal files but no snapshot: restore the snapshot-N.json file", file=self._dir
             )
-        tables = [(name, []) for name in TABLES if name != META]
+        tables: list[tuple[str, list[tuple[str, Document]]]] = [
+            (name, []) for name in TABLES if name != META
+        ]
         tables.append((META, [(STORE_META_KEY, journal.store_meta(1))]))
         journal.atomic_write(journal.snapshot_path(self._dir, 1), journal.encode_snapshot(tables))
 
