@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,7 +60,10 @@ def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) 
     reminders = [r for r in billing.reminders(reader, config, contacts=state.contacts,
                                               history=state.history, now=now, until=until)
                  if not r.skipped]
-    decided = plan(with_paced(state, reminders, now), now, until=until)
+    # As the daemon does: only the reminders of the coming day hold keep-in-touch
+    # mail back (the planner's pace looks at a contact's latest message).
+    soon = [r for r in reminders if r.send_at <= now + timedelta(days=1)]
+    decided = plan(with_paced(state, soon, now), now, until=until)
     owner_zone = ZoneInfo(config.owner.timezone)
     sends: list[PlannedSend | PlannedReminder] = [*decided.sends, *reminders]
     rows = [_row(send, now, owner_zone) for send in sends]
