@@ -1,0 +1,124 @@
+"""toma inbox …, toma log"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from toma import addressbook
+from toma.cli import (
+    Context,
+    json_option,
+    main,
+    now_option,
+    pass_context,
+    print_json,
+    resolve_now,
+)
+from toma.config import Config
+from toma.store import Store
+
+# --- inbox and conversations ---------------------------------------------------
+
+
+@main.group()
+def inbox() -> None:
+    """Read the inbox: replies, auto-replies, bounces, unsubscribe requests."""
+
+
+@inbox.command("sync")
+@now_option
+@pass_context
+def inbox_sync(ctx: Context, now_text: str | None) -> None:
+    """One pass over the inbox: log what came in and act on it."""
+    from toma.inbox.sync import source_for, sync
+
+    with ctx.store() as store:
+        source = source_for(ctx.config)
+        try:
+            report = sync(store, ctx.config, source, now=resolve_now(now_text))
+        finally:
+            source.close()
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
+    click.echo(f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "
+               f"{report.duplicates} already known.")
+
+
+@inbox.command("explain")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@now_option
+@pass_context
+def inbox_explain(ctx: Context, files: tuple[Path, ...], as_json: bool,
+                  now_text: str | None) -> None:
+    """How toma reads the given .eml files, changing nothing.
+
+    \b
+    Example:
+        toma inbox explain ~/Downloads/bounce.eml --json
+    """
+    from toma.explain import explain_files
+
+    config = _optional_config(ctx)
+    with _optional_store(ctx, config) as store:
+        rows = explain_files(files, config=config, reader=store, now=resolve_now(now_text))
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['file']}: {row['class']} ({row['reason']})")
+        if row.get("contact"):
+            click.echo(f"  contact: {row['contact']} (matched by {row['matched_by']})")
+        if row["class"] == "bounce":
+            hard = "hard" if row.get("hard") else "soft"
+            click.echo(f"  {hard} bounce for {', '.join(row.get('recipients') or []) or '?'}")
+        if row.get("back_on"):
+            click.echo(f"  back on {row['back_on']}")
+        if row.get("text"):
+            for line in str(row["text"]).splitlines():
+                click.echo(f"  | {line}")
+        for problem in row.get("problems") or []:
+            click.echo(f"  problem: {problem}")
+
+
+def _optional_config(ctx: Context) -> Config | None:
+    """The config if there is one: explaining a file needs no project."""
+    if not ctx.config_path.exists():
+        return None
+    return ctx.config
+
+
+@contextmanager
+def _optional_store(ctx: Context, config: Config | None) -> Iterator[Store | None]:
+    if config is None or not config.paths.data.exists():
+        yield None
+        return
+    with ctx.store() as store:
+        yield store
+
+
+@main.command("log")
+@click.argument("email")
+@json_option
+@pass_context
+def log_command(ctx: Context, email: str, as_json: bool) -> None:
+    """The whole conversation with one contact, both directions, in time order."""
+    from toma.conversation import conversation
+
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+        entries = conversation(store, contact.email)
+    if as_json:
+        print_json([entry.to_json() for entry in entries])
+        return
+    click.echo(f"{contact.name or contact.email} <{contact.email}> — {contact.status.value}")
+    if not entries:
+        click.echo("Nothing yet.")
+    for entry in entries:
+        click.echo("")
+        for line in entry.lines():
+            click.echo(line)

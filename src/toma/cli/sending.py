@@ -1,0 +1,151 @@
+"""toma enroll, unenroll, plan, run, status"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from toma import addressbook
+from toma.cli import (
+    Context,
+    json_option,
+    main,
+    now_option,
+    pass_context,
+    print_json,
+    resolve_now,
+)
+from toma.cli.invoices import ageing_lines
+from toma.errors import TomaError
+from toma.logs import configure as configure_logging
+
+# --- sequences: enrolment, plan, run, status ---------------------------------
+
+
+@main.command()
+@click.argument("email")
+@click.argument("sequence")
+@now_option
+@pass_context
+def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
+    """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
+    from toma.daemon import enrol
+    from toma.planning import read_sequences
+
+    files = read_sequences(ctx.config)
+    if sequence not in files.sequences:
+        for problem in files.problems:
+            click.echo(f"problem: {problem}", err=True)
+        known = ", ".join(sorted(files.sequences)) or "none"
+        raise TomaError(
+            f"no sequence named {sequence!r} (known: {known})", file=ctx.config.paths.sequences
+        )
+    with ctx.store() as store:
+        contact = addressbook.find(store, email)
+        enrolment = enrol(store, contact.email, sequence, now=resolve_now(now_text))
+    click.echo(f"{enrolment.contact} is enrolled in {sequence} (since {enrolment.enrolled_at}).")
+
+
+@main.command()
+@click.argument("email")
+@click.argument("sequence")
+@pass_context
+def unenroll(ctx: Context, email: str, sequence: str) -> None:
+    """Stop a contact's enrolment in SEQUENCE; its tag will not enrol them again."""
+    from toma.contacts import normalize_address
+    from toma.daemon import unenrol
+
+    with ctx.store() as store:
+        unenrol(store, normalize_address(email), sequence)
+    click.echo(f"{normalize_address(email)} no longer receives {sequence}.")
+
+
+@main.command()
+@click.option("--days", default=14, show_default=True, help="How far ahead to look.")
+@now_option
+@json_option
+@pass_context
+def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
+    """What goes to whom, and when: a calendar of the coming days.
+
+    Times are shown in the contact's zone and in yours. Tag-based enrolments
+    that the next tick would make are included.
+    """
+    from datetime import timedelta
+
+    from toma.calendar import upcoming
+
+    now = resolve_now(now_text)
+    with ctx.store() as store:
+        rows = upcoming(store, ctx.config, now=now, until=now + timedelta(days=days))
+    if as_json:
+        print_json([row.to_json() for row in rows])
+        return
+    from toma.tables import print_table
+
+    print_table(
+        ["when (theirs)", "when (yours)", "contact", "kind", "ref", "note"],
+        [[row.at_theirs, row.at_yours, row.contact, row.kind, row.ref, row.note] for row in rows],
+        empty=f"Nothing planned in the next {days} days.",
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One tick, then exit (for cron).")
+@now_option
+@json_option
+@pass_context
+def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
+    """The daemon: tick on a schedule — plan, send, record.
+
+    SIGTERM or Ctrl-C finishes the messages in flight, records them and exits.
+    With --now (only with --once) the tick acts as if it were that moment.
+    """
+    from toma.daemon import Worker
+    from toma.timeutil import SystemClock
+
+    if as_json:
+        configure_logging(json_lines=True)
+    if now_text and not once:
+        raise click.UsageError("--now goes with --once: the daemon itself follows the clock")
+    config = ctx.config
+    with ctx.store() as store, store.daemon_lock():
+        worker = Worker(ctx.config_path, store)
+        clock = SystemClock()
+        worker.recover(resolve_now(now_text))
+        if once:
+            report = worker.run_once(resolve_now(now_text))
+            for problem in report.problems:
+                click.echo(f"problem: {problem}", err=True)
+            click.echo(f"Tick at {report.now}: {report.summary()}.")
+            return
+        worker.run_forever(clock, config.daemon.tick_every.approx())
+
+
+@main.command()
+@json_option
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """What the daemon did last, what is queued, what failed, what is unknown."""
+    from toma import billing, broadcast
+    from toma.status import gather
+
+    with ctx.store() as store:
+        report = gather(store)
+        ageing = billing.report(store, ctx.config, now=datetime.now(UTC))
+        issues = [broadcast.figures(store, name) for name in report.newsletters]
+    if as_json:
+        print_json({**report.to_json(), "invoices": ageing.to_json(), "newsletters": issues})
+        return
+    for line in report.lines():
+        click.echo(line)
+    for issue in issues:
+        click.echo(f"Newsletter {issue['newsletter']}: {issue['sent']} sent, "
+                   f"{issue['failed']} failed, {issue['unknown']} unknown, "
+                   f"{issue['in_progress']} in progress; {issue['bounced']} bounced, "
+                   f"{issue['replies']} replies, {issue['unsubscribes']} unsubscribed since.")
+    if ageing.rows:
+        click.echo(f"Open invoices: {len(ageing.rows)} ({len(ageing.overdue)} overdue).")
+        for line in ageing_lines(ageing):
+            click.echo(f"  {line}")
