@@ -89,3 +89,24 @@ def test_sync_log_and_daily_digest(tmp_path: Path) -> None:
     assert len(digests) == 1
     assert digests[0]["Auto-Submitted"] == "auto-generated"
     assert "Lovely, thanks Alex!" in digests[0].get_body(("plain",)).get_content()
+
+
+def test_explain_reads_the_real_world_corpus(tmp_path: Path) -> None:
+    """`toma inbox explain --json` over every corpus message: class and failed recipients.
+
+    The corpus (tests/corpus, sources in SOURCES.md) holds real bounces from many
+    MTAs, out-of-office replies and human replies; the bar is 95% on each measure.
+    """
+    corpus = Path(__file__).parents[1] / "corpus"
+    expected = json.loads((corpus / "expected.json").read_text(encoding="utf-8"))
+    files = [str(corpus / name) for name in sorted(expected)]
+    result = toma(None, "inbox", "explain", "--json", *files)
+    assert result.exit_code == 0
+    rows = {Path(row["file"]).relative_to(corpus).as_posix(): row
+            for row in json.loads(result.output)}
+    right = [name for name, want in expected.items() if rows[name]["class"] == want["class"]]
+    bounces = {name: want for name, want in expected.items() if want["class"] == "bounce"}
+    recipients = [name for name, want in bounces.items()
+                  if sorted(rows[name].get("recipients") or []) == sorted(want["recipients"])]
+    assert len(right) / len(expected) >= 0.95, sorted(set(expected) - set(right))
+    assert len(recipients) / len(bounces) >= 0.95, sorted(set(bounces) - set(recipients))

@@ -61,6 +61,14 @@ _SUBJECT_PATTERNS = [
     r"automatyczna odpowied", r"^\s*nieobecno(?:ś|s)(?:ć|c)", r"poza biurem",
     r"automatick(?:á|a) odpov(?:ě|e)(?:ď|d)", r"^\s*nep(?:ř|r)(?:í|i)tomnost", r"автоответ",
     r"автоматический ответ", r"otomatik yan(?:ı|i)t",
+    # What Outlook and webmail put before the subject in other locales; old Outlook
+    # versions wrote them without diacritics ("Arpus biroja ... automatiska atbilde").
+    r"autom(?:ā|a)tisk(?:ā|a) atbilde", r"(?:ā|a)rpus biroja", r"automatinis atsakymas",
+    r"automaat(?:ne )?vastus", r"automatikus v(?:á|a)lasz", r"r(?:ă|a)spuns automat",
+    r"automatski odgovor", r"samodejni odgovor", r"resposta autom(?:à|a)tica",
+    r"sj(?:á|a)lfvirkt svar", r"αυτόματη απάντηση", r"εκτός γραφείου",
+    r"автоматичен отговор", r"автоматична відповідь", r"תשובה אוטומטית", r"رد تلقائي",
+    r"tr(?:ả|a) l(?:ờ|o)i t(?:ự|u) (?:độ|do)ng", r"balasan (?:otomatis|automatik)",
     # Japanese, Chinese, Korean
     r"自動応答", r"自動返信", r"不在通知", r"不在のお知らせ", r"^\s*不在", r"外出中", r"自动回复",
     r"自動回覆", r"自動回复", r"자동 ?응답", r"부재중",

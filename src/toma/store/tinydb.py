@@ -15,7 +15,7 @@ Documents are held compactly rather than as TinyDB's dicts: a document is a
 tuple of its values followed by its *shape* (its field names, shared by every
 document with the same fields), every string interned, nested dicts and lists
 frozen the same way. A contact, an enrolment or an outbox record then costs
-about a fifth of its dict, and mostly what it shares with the others. Every
+about a quarter of its dict, and mostly what it shares with the others. Every
 read builds a new dict from the tuple (``dict(zip(fields, values))``, cheaper
 than a deep copy), so callers may change what they get without changing the
 store.
@@ -80,7 +80,7 @@ DEFAULT_COMPACT_MIN_BYTES = 8 << 20
 DEFAULT_LOCK_TIMEOUT = 30.0
 _DIR_MODE = 0o700
 # Changes remembered for the change feed; a reader further behind reloads everything.
-_FEED_LIMIT = 1 << 17
+_FEED_LIMIT = 1 << 16
 
 _intern = sys.intern
 
@@ -107,7 +107,8 @@ class _Freezer:
         self._shapes: dict[Shape, Shape] = {}
 
     def freeze(self, doc: Mapping[str, Any]) -> Frozen:
-        """``doc``, a dict as JSON decodes it, frozen: the caller must not keep using it."""
+        """``doc`` frozen; it must be a dict of JSON values (str, int, float, bool, None,
+        dict, list), as json decodes them."""
         values = [_intern(v) if type(v) is str else v for v in doc.values()]
         nested: tuple[int, ...] = ()
         # A dict holding only strings, numbers and None is not tracked by the
@@ -197,12 +198,13 @@ class _Memory:
 
     def apply(self, table: str, key: str, frozen: Frozen | None) -> None:
         docs = self.tables.setdefault(table, {})
+        key = _intern(key)
         if frozen is None:
             if docs.pop(key, None) is None:
                 return
         else:
             # Replacing in place keeps the document's position in all().
-            docs[_intern(key)] = frozen
+            docs[key] = frozen
         if self.feeding:
             feed = self.feed
             feed.append((table, key, frozen is None))
