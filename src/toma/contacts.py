@@ -39,7 +39,7 @@ class Status(StrEnum):
         return self in (Status.UNSUBSCRIBED, Status.BOUNCED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     email: str
     first_name: str = ""

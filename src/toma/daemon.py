@@ -29,6 +29,7 @@ Only this module and the CLI read the clock; a tick is given its ``now``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
 import signal
@@ -144,7 +145,8 @@ class Worker:
         self.progress: Callable[[Result], None] | None = None
         self.config_path = config_path
         self.store = store
-        self._plan_cache = PlanCache()  # decoded store, kept from tick to tick
+        self._plan_cache = PlanCache()
+        self._frozen = False  # decoded store, kept from tick to tick
         self._transport_factory = transport_factory or (
             lambda config: transport_for(config, ssl_context=ssl_context)
         )
@@ -213,8 +215,15 @@ class Worker:
             log.error("sequence held", extra=fields(error=str(problem)))
 
         self.store.refresh()
-        report.enrolled = self._enrol_by_tag(files.sequences, now)
         state = self._plan_cache.state(self.store, config, files)
+        report.enrolled = self._enrol_by_tag(state, files.sequences, now)
+        if report.enrolled:
+            state = self._plan_cache.state(self.store, config, files)
+        if not self._frozen:
+            # The decoded store lives as long as the daemon: keep the collector
+            # from walking it again at every collection.
+            gc.freeze()
+            self._frozen = True
         # Invoice reminders first: they wait for nobody, and a keep-in-touch message
         # must not land on the day of one (the pace counts them, even when planned).
         invoice_plan = billing.reminders(self.store, config, contacts=state.contacts,
@@ -328,11 +337,9 @@ class Worker:
     ) -> None:
         from toma.notices import compose_notice, pending
 
-        self._queue_digest(config, now)
-        history = {**history, **{
-            key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
-            if doc.get("kind") == "notice" and key not in history}}
-        for record in pending(history, now):
+        queued = self._queue_digest(config, now)
+        waiting = pending(history, now) + ([queued] if queued else [])
+        for record in waiting:
             digest: list[Mapping[str, Any]] | None = None
             if record.template == "notice:digest":
                 digest = [{**doc, "name": _name(contacts, doc.get("contact"))}
@@ -347,21 +354,21 @@ class Worker:
                                    contact_name=about.name if about else "")
             outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
 
-    def _queue_digest(self, config: Config, now: datetime) -> None:
+    def _queue_digest(self, config: Config, now: datetime) -> OutboxRecord | None:
         """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in."""
         if config.inbox.notify != "daily":
-            return
+            return None
         local = now.astimezone(ZoneInfo(config.owner.timezone))
         if local.time() < config.inbox.digest_at:
-            return
+            return None
         day = local.date().isoformat()
         key = f"notice:digest:{day}"
         if self.store.get(MESSAGES, key) is not None:
-            return
+            return None
         waiting = [(k, d) for k, d in self.store.all(CONVERSATIONS)
                    if not d.get("notified", True) and d.get("contact")]
         if not waiting:
-            return
+            return None
         record = new_record(key=key, contact=config.owner.email, kind="notice", ref=day,
                             template="notice:digest", due_at=now, at=now)
         with self.store.transaction() as tx:
@@ -369,11 +376,11 @@ class Worker:
                 tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
             tx.put(MESSAGES, key, record.to_doc())
         log.info("digest queued", extra=fields(day=day, messages=len(waiting)))
+        return record
 
-    def _enrol_by_tag(self, sequences: dict[str, Any], now: datetime) -> int:
-        contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
-        enrolled = {(doc["contact"], doc["sequence"]) for _key, doc in self.store.all(ENROLMENTS)}
-        new = tag_enrolments(contacts, sequences, enrolled, now=now)
+    def _enrol_by_tag(self, state: PlanState, sequences: dict[str, Any], now: datetime) -> int:
+        enrolled = {(e.contact, e.sequence) for e in state.enrolments}
+        new = tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
         if not new:
             return 0
         with self.store.transaction() as tx:

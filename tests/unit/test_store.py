@@ -89,8 +89,9 @@ class TestDocuments:
             {"email": "ana@example.com", "tags": ["client", "met"], "paused": False},
             {"name": "Zoë Ødegård 日本", "quote": 'line\nbreak \u2028 and "quotes"'},
             {"n": 12, "amount": 1234.5, "none": None, "nested": {"a": [1, {"b": [2, 3]}]}},
+            {"deep": [[1, [2, "x"]], [], {}, [{}], [True, None, 1.5]], "same": [[], []]},
         ],
-        ids=["empty", "flat", "unicode", "nested"],
+        ids=["empty", "flat", "unicode", "nested", "deep"],
     )
     def test_put_doc_reads_back_equal_after_reopen(self, data_dir: Path, doc: dict[str, Any]):
         """A document reads back equal in the writing process and after a reopen."""
@@ -100,6 +101,19 @@ class TestDocuments:
         with TinyStore(data_dir) as reopened:
             assert reopened.get(CONTACTS, "ana@example.com") == doc
             assert list(reopened.all(CONTACTS)) == [("ana@example.com", doc)]
+
+    def test_values_keep_their_json_types(self, data_dir: Path):
+        """true, 1 and 1.0 stay a bool, an int and a float, in memory and after a reopen."""
+        doc = {"flag": True, "one": 1, "real": 1.0, "list": [True, 1, 1.0], "none": None}
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "k", doc)
+            got = store.get(CONTACTS, "k")
+            store.compact()
+        with TinyStore(data_dir) as reopened:
+            for found in (got, reopened.get(CONTACTS, "k")):
+                assert found is not None
+                assert [type(v) for v in found.values()] == [bool, int, float, list, type(None)]
+                assert [type(v) for v in found["list"]] == [bool, int, float]
 
     def test_documents_handed_out_are_copies(self, store: TinyStore):
         """Mutating a document given to put, or got from get/all, does not change the store."""

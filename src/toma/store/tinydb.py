@@ -92,12 +92,18 @@ Shape = tuple[tuple[str, ...], tuple[int, ...]]
 """The field names of a frozen dict, and the positions that hold a frozen dict or list."""
 
 Frozen = tuple[Any, ...]
-"""A frozen dict, ``(*values, shape)``, or a frozen list, ``(*values, None)``.
+"""A frozen dict, ``(*values, shape)``, or a frozen list, ``(*values, _FLAT_LIST)`` or
+``(*values, _DEEP_LIST)`` when it holds dicts or lists itself.
 
 Values are strings (interned), numbers, booleans, None or frozen dicts and lists.
 Only plain tuples of such values: the garbage collector stops tracking them
 after one look, so a million documents do not slow every collection down.
 """
+
+
+# The ends of frozen lists (a frozen dict ends with its shape, a tuple).
+_FLAT_LIST = None
+_DEEP_LIST = False
 
 
 class _Freezer:
@@ -127,15 +133,12 @@ class _Freezer:
     def _freeze_nested(self, value: Any) -> Frozen:
         if type(value) is dict:
             return self.freeze(value)
-        items = [
-            self._freeze_nested(v)
-            if type(v) is dict or type(v) is list
-            else _intern(v)
-            if type(v) is str
-            else v
-            for v in value
-        ]
-        items.append(None)
+        items = [_intern(v) if type(v) is str else v for v in value]
+        end = _FLAT_LIST
+        for i, item in enumerate(items):
+            if type(item) is dict or type(item) is list:
+                items[i], end = self._freeze_nested(item), _DEEP_LIST
+        items.append(end)
         return tuple(items)
 
 
@@ -150,9 +153,12 @@ def _thaw(frozen: Frozen) -> Document:
 
 
 def _thaw_nested(frozen: Frozen) -> Any:
-    if frozen[-1] is not None:
-        return _thaw(frozen)
-    return [_thaw_nested(v) if type(v) is tuple else v for v in frozen[:-1]]
+    end = frozen[-1]
+    if end is _FLAT_LIST:
+        return list(frozen[:-1])
+    if end is _DEEP_LIST:
+        return [_thaw_nested(v) if type(v) is tuple else v for v in frozen[:-1]]
+    return _thaw(frozen)
 
 
 # -- memory ------------------------------------------------------------------------------
