@@ -40,7 +40,6 @@ All moments are aware UTC datetimes; documents carry ISO 8601 strings.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -49,7 +48,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from toma.errors import TomaError
-from toma.timeutil import parse_moment
+from toma.timeutil import stored_moment
 
 # A notice is toma's own short message: a reply reported to the owner, an
 # unsubscribe confirmed.
@@ -205,7 +204,7 @@ class OutboxRecord:
                 state = MessageState(value)
             except ValueError:
                 raise TomaError(f"outbox record {get('key')!r}: unknown state {value!r}") from None
-        due_at = _moment(doc["due_at"])
+        due_at = stored_moment(doc["due_at"])
         assert due_at is not None  # noqa: S101 - a required field
         code = get("code")
         return cls(
@@ -219,12 +218,12 @@ class OutboxRecord:
             state=state,
             due_at=due_at,
             attempts=int(get("attempts", 0)),
-            next_attempt_at=_moment(get("next_attempt_at")),
-            sent_at=_moment(get("sent_at")),
+            next_attempt_at=stored_moment(get("next_attempt_at")),
+            sent_at=stored_moment(get("sent_at")),
             message_id=get("message_id"),
             code=int(code) if code is not None else None,
             detail=get("detail", ""),
-            updated_at=_moment(get("updated_at")),
+            updated_at=stored_moment(get("updated_at")),
             subject=get("subject", ""),
         )
 
@@ -341,25 +340,3 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    if type(text) is str:
-        moment = _utc_moment(text)
-        if moment is not None:
-            return moment
-    return parse_moment(text).astimezone(UTC)
-
-
-@functools.lru_cache(maxsize=4096)
-def _utc_moment(text: str) -> datetime | None:
-    """What to_doc wrote, parsed (parse_moment's clean-up is for the rest), or None.
-
-    Records written in one tick share their moments: the cache makes them
-    share one datetime too, and skips the parsing.
-    """
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None

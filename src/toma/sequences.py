@@ -42,7 +42,7 @@ from typing import Any, Literal
 from toma.config import _close
 from toma.contacts import Contact, Status, clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
-from toma.timeutil import Duration, parse_duration, parse_moment
+from toma.timeutil import Duration, parse_duration, stored_moment
 
 ReplyAction = Literal["stop", "continue", "pause"]
 EnrolmentState = Literal["active", "stopped", "paused"]
@@ -493,13 +493,15 @@ class Enrolment:
         source = doc.get("source", "hand")
         if source not in ("tag", "hand"):
             raise TomaError(f"enrolment source {source!r} is not tag or hand")
-        paused_until = doc.get("paused_until")
+        enrolled_at = stored_moment(doc["enrolled_at"])
+        if enrolled_at is None:
+            raise TomaError(f"enrolment {doc.get('sequence')}/{doc.get('contact')} has no date")
         return cls(
             contact=doc["contact"],
             sequence=doc["sequence"],
-            enrolled_at=parse_moment(doc["enrolled_at"]).astimezone(UTC),
+            enrolled_at=enrolled_at,
             state=state,
-            paused_until=parse_moment(paused_until).astimezone(UTC) if paused_until else None,
+            paused_until=stored_moment(doc.get("paused_until")),
             source=source,
             stopped_reason=doc.get("stopped_reason", ""),
         )

@@ -8,6 +8,7 @@ Only the shell (daemon, CLI) reads the clock; everything else is handed an aware
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -127,6 +128,30 @@ def parse_moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise TomaError(f"{text!r} has no UTC offset: add one, such as +01:00 or Z")
     return moment
+
+
+def stored_moment(text: str | None) -> datetime | None:
+    """A moment as the store holds it (ISO 8601 with an offset), in UTC; None for none.
+
+    Hot: the planner's input decodes hundreds of thousands of them. Moments
+    written in one tick repeat, so parsed ones are cached (and shared).
+    """
+    if not text:
+        return None
+    if type(text) is str:
+        moment = _stored_moment(text)
+        if moment is not None:
+            return moment
+    return parse_moment(text).astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def parse_date(text: str) -> date:
