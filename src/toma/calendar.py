@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo
 from toma import billing
 from toma.ageing import PlannedReminder
 from toma.config import Config
-from toma.daemon import with_paced
 from toma.planner import PlannedSend, plan
-from toma.planning import plan_state, read_sequences
+from toma.planning import plan_state, read_sequences, with_paced
 from toma.sequences import tag_enrolments
 from toma.store import Reader
 from toma.timeutil import iso

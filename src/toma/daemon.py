@@ -4,24 +4,25 @@ Theory of operation
 -------------------
 A tick at ``now``:
 
-1. reads config.toml and every sequence file (an edit takes effect without a
+1. reads the inbox (see :mod:`toma.inbox.sync`): replies, bounces and the like
+   change what is sent next;
+2. reads config.toml and every sequence file (an edit takes effect without a
    restart; a broken sequence file is reported and its sequence held, the
    others go on; a broken config.toml skips the tick: nothing can be trusted);
-2. enrols every active contact carrying a sequence's ``enroll_tag``;
-3. asks the pure planner what is due, and records the steps it judged too late
-   as ``skipped``;
-4. renders and builds each due message (a template error holds that message,
-   reported, and nothing else), then records all of them as ``sending`` in one
-   durable write *before* any is handed to the transport;
-5. sends them, recording each outcome as it comes, in small batches: ``sent``,
-   ``failed`` (a 5xx), ``unknown`` (the connection died after the message was
-   handed over), or ``planned`` again with a retry time (a temporary failure);
+3. enrols every active contact carrying a sequence's ``enroll_tag``;
+4. plans invoice reminders first (they wait for nobody), then asks the pure
+   planner what sequence steps are due, with the coming reminders counted by
+   the pace; records the steps judged too late as ``skipped``; adds the
+   scheduled newsletter issues and the notices waiting to go;
+5. hands all of it to :class:`~toma.sending.Sender`, which writes each
+   message ``sending`` before its first byte goes to the server and records
+   every outcome (a template error holds that message only, reported);
 6. writes a summary of the tick for ``toma status``.
 
-At most once follows from step 4: a crash after it leaves ``sending`` records
-behind, which :meth:`Worker.recover` turns into ``unknown`` at the next start
-(the daemon lock guarantees nobody else was sending), and the planner never
-plans a key that was ever attempted.
+At most once follows from step 5: a crash leaves ``sending`` records behind,
+which :meth:`Worker.recover` turns into ``unknown`` at the next start (the
+daemon lock guarantees nobody else was sending), and the planner never plans a
+key that was ever attempted.
 
 Only this module and the CLI read the clock; a tick is given its ``now``.
 """
@@ -36,9 +37,9 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -49,73 +50,43 @@ import schedule
 
 from toma import billing, broadcast
 from toma.ageing import PlannedReminder
-from toma.building import BuildOutcome, Failure, Job, build_chunks
-from toma.compose import Composer
+from toma.building import Job
 from toma.config import Config, load_config
 from toma.contacts import Contact
 from toma.errors import TomaError
-from toma.invoices import Invoice, invoice_view, number_of_ref, with_thread
+from toma.invoices import invoice_view
 from toma.logs import fields
-from toma.message import Built
 from toma.newsletters import Newsletter
 from toma.outbox import MessageState, OutboxRecord, advance, new_record
 from toma.planner import PlannedSend, PlanState, plan
-from toma.planning import PlanCache, read_sequences
-from toma.sequences import Enrolment, tag_enrolments
+from toma.planning import PlanCache, read_sequences, with_paced
+from toma.sending import Outgoing, Sender, Tally
+from toma.sequences import tag_enrolments
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
     ENROLMENTS,
-    INVOICES,
     MESSAGES,
     SYNC,
     Store,
-    Transaction,
 )
 from toma.timeutil import Clock, iso
-from toma.transports import Envelope, Outcome, Result, Transport, send_all, transport_for
+from toma.transports import Result, Transport, transport_for
 from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
 
 STATUS_KEY = "daemon"
-# While sending, outcomes are written every RESULT_BATCH results or RESULT_EVERY
-# seconds, and `sending` is marked MARK_AHEAD messages ahead of the transport:
-# what a crash leaves in doubt is bounded by these, and each is one fsync.
-RESULT_BATCH = 25
-RESULT_EVERY = 0.1
-MARK_AHEAD = 8
-CHUNKS_IN_FLIGHT = 2
-FIRST_RETRY = timedelta(minutes=1)
-LONGEST_RETRY = timedelta(minutes=30)
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """The wait before attempt ``attempts + 1``: doubling from a minute, at most half an hour."""
-    doubled: timedelta = FIRST_RETRY * 2 ** max(0, attempts - 1)
-    return min(LONGEST_RETRY, doubled)
-
-
-def retried_for(attempts: int) -> timedelta:
-    """How long retrying has taken after ``attempts`` failed attempts (by the schedule above)."""
-    return sum((retry_delay(n) for n in range(1, attempts + 1)), timedelta())
-
-
 @dataclass
-class TickReport:
+class TickReport(Tally):
     """What one tick did; stored for ``toma status``."""
 
-    now: str
+    now: str = ""
     enrolled: int = 0
     due: int = 0
-    sent: int = 0
-    failed: int = 0
-    retrying: int = 0
-    unknown: int = 0
     skipped: int = 0
     inbound: int = 0
     held: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -151,7 +122,7 @@ class Worker:
             lambda config: transport_for(config, ssl_context=ssl_context)
         )
         self.in_tick_retry = in_tick_retry
-        self._stop_event: asyncio.Event | None = None
+        self._sender: Sender | None = None  # while sending: what a stop must reach
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopping = threading.Event()
 
@@ -262,70 +233,16 @@ class Worker:
     async def _send(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
     ) -> None:
-        """Build the jobs a chunk at a time and send each chunk while the next is built."""
-        marker = _Marker(self.store, outgoing.records)
-        pending: list[Result] = []
-        flushed = monotonic.monotonic()
-
-        def collect(result: Result) -> None:
-            nonlocal flushed
-            if self.progress is not None:
-                self.progress(result)
-            pending.append(result)
-            if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
-                self._record_results(pending, marker, now, report)
-                pending.clear()
-                flushed = monotonic.monotonic()
-
-        self._stop_event = stop = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        if self.stopping.is_set():
-            stop.set()
-        sending: set[asyncio.Task[list[Result]]] = set()
-        try:
-            async with self._transport_factory(config) as transport:
-                marking = _Marking(transport, marker)
-
-                async def start(envelopes: list[Envelope]) -> None:
-                    marker.extend(e.key for e in envelopes)
-                    sending.add(asyncio.create_task(send_all(
-                        marking, envelopes, on_result=collect,
-                        retry_until=self.in_tick_retry, stop=stop)))
-                    # Two chunks in flight keep every connection busy; more would
-                    # only hold built messages in memory.
-                    while len(sending) >= 2:
-                        done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-                        sending.difference_update(done)
-
-                if outgoing.prebuilt:
-                    await start(outgoing.prebuilt)
-                composer = Composer(config, unsubscribe=unsubscriber(config))
-                async for chunk in build_chunks(composer, self.config_path, outgoing.jobs):
-                    if stop.is_set():
-                        break
-                    await start(self._built(chunk, outgoing, report))
-                if sending:
-                    await asyncio.gather(*sending)
-        finally:
-            self._record_results(pending, marker, now, report)
-            self._stop_event = None
-            self._loop = None
-
-    def _built(self, chunk: list[BuildOutcome], outgoing: Outgoing,
-               report: TickReport) -> list[Envelope]:
-        envelopes = []
-        for job, result in chunk:
-            if isinstance(result, Failure):
-                # Held, not recorded: once the template is fixed it goes.
-                record = outgoing.records.pop(job.key)
-                error = str(result.error(record.contact))
-                if error not in report.problems:
-                    report.problems.append(error)
-                log.error("template error", extra=fields(contact=record.contact, ref=record.ref,
-                                                         error=error))
-                continue
-            envelopes.append(outgoing.built(job.key, result))
-        return envelopes
+        async with self._transport_factory(config) as transport:
+            sender = Sender(self.store, config, self.config_path, transport,
+                            retry_within=self.in_tick_retry, progress=self.progress)
+            self._sender, self._loop = sender, asyncio.get_running_loop()
+            if self.stopping.is_set():
+                sender.stop.set()
+            try:
+                await sender.send(outgoing, now, report)
+            finally:
+                self._sender = self._loop = None
 
     def _build_notices(
         self,
@@ -515,80 +432,6 @@ class Worker:
                                          contact=contacts[send.contact].to_doc(), now=now,
                                          list_unsubscribe=True))
 
-    def _record_results(
-        self, results: list[Result], marker: _Marker, now: datetime, report: TickReport
-    ) -> None:
-        # A message never marked `sending` was never handed over (a stop came
-        # first): its stored record is as it was, and the next tick plans it.
-        settled = [r for r in results if r.key in marker.marked]
-        if not settled:
-            return
-        updated = [self._settle(marker.records[r.key], r, now, report) for r in settled]
-        with self.store.transaction() as tx:
-            for record in updated:
-                marker.records[record.key] = record
-                tx.put(MESSAGES, record.key, record.to_doc())
-                if record.kind == "invoice" and record.state is MessageState.SENT:
-                    _remember_thread(tx, record)
-        for record in updated:
-            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
-            log.log(
-                level,
-                record.state.value,
-                extra=fields(
-                    contact=record.contact,
-                    ref=record.ref,
-                    message_id=record.message_id,
-                    code=record.code,
-                    detail=record.detail or None,
-                    retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None,
-                ),
-            )
-
-    def _settle(
-        self, record: OutboxRecord, result: Result, now: datetime, report: TickReport
-    ) -> OutboxRecord:
-        if result.outcome is Outcome.SENT:
-            report.sent += 1
-            return advance(
-                record, MessageState.SENT, at=now, code=result.code, detail=result.detail
-            )
-        if result.outcome is Outcome.PERMANENT:
-            report.failed += 1
-            return advance(
-                record, MessageState.FAILED, at=now, code=result.code, detail=result.detail
-            )
-        if result.outcome is Outcome.UNKNOWN:
-            report.unknown += 1
-            return advance(
-                record, MessageState.UNKNOWN, at=now, code=result.code, detail=result.detail
-            )
-        config_retry = self._retry_for()
-        if retried_for(record.attempts) >= config_retry:
-            report.failed += 1
-            return advance(
-                record,
-                MessageState.FAILED,
-                at=now,
-                code=result.code,
-                detail=f"gave up after {record.attempts} attempts: {result.detail}",
-            )
-        report.retrying += 1
-        return advance(
-            record,
-            MessageState.PLANNED,
-            at=now,
-            code=result.code,
-            detail=result.detail,
-            next_attempt_at=now + retry_delay(record.attempts),
-        )
-
-    def _retry_for(self) -> timedelta:
-        try:
-            return load_config(self.config_path).smtp.retry_for.approx()
-        except TomaError:
-            return timedelta(hours=1)
-
     def _write_status(self, report: TickReport) -> None:
         try:
             with self.store.transaction() as tx:
@@ -661,9 +504,9 @@ class Worker:
 
     def request_stop(self) -> None:
         self.stopping.set()
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            loop.call_soon_threadsafe(event.set)
+        loop, sender = self._loop, self._sender
+        if loop is not None and sender is not None:
+            loop.call_soon_threadsafe(sender.stop.set)
 
     @contextmanager
     def signals(self) -> Iterator[None]:
@@ -682,88 +525,6 @@ class Worker:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
-
-
-@dataclass
-class Outgoing:
-    """The messages of one tick: jobs still to build, and a few already built.
-
-    ``records`` holds each message's ``sending`` record, written (see
-    :class:`_Marker`) just before the message is handed to the transport.
-    """
-
-    jobs: list[Job] = field(default_factory=list)
-    prebuilt: list[Envelope] = field(default_factory=list)
-    records: dict[str, OutboxRecord] = field(default_factory=dict)
-
-    def add_job(self, record: OutboxRecord, job: Job) -> None:
-        self.records[record.key] = record
-        self.jobs.append(job)
-
-    def add_built(self, record: OutboxRecord, built: Built) -> None:
-        self.records[record.key] = record
-        self.prebuilt.append(self.built(record.key, built))
-
-    def built(self, key: str, built: Built) -> Envelope:
-        self.records[key] = replace(
-            self.records[key], message_id=built.message_id, subject=built.subject
-        )
-        return Envelope(key=key, sender=built.envelope_sender,
-                        recipients=(built.envelope_recipient,), data=built.data)
-
-
-class _Marker:
-    """Writes ``sending`` records a few messages ahead of the transport.
-
-    Every message is durably ``sending`` before its first byte goes out, yet a
-    crash in a long tick leaves only those marked ahead (plus the sends in
-    flight and the outcomes not yet written) ``unknown``: the rest are still
-    ``planned`` and go at the next tick. Only built messages are marked.
-    """
-
-    def __init__(self, store: Store, records: dict[str, OutboxRecord]) -> None:
-        self.store = store
-        self.records = records
-        self.order: list[str] = []
-        self.position: dict[str, int] = {}
-        self.marked: set[str] = set()
-
-    def extend(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.position[key] = len(self.order)
-            self.order.append(key)
-
-    def ensure(self, key: str) -> None:
-        if key in self.marked:
-            return
-        start = self.position[key]
-        batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
-        with self.store.transaction() as tx:
-            for k in batch:
-                tx.put(MESSAGES, k, self.records[k].to_doc())
-        self.marked.update(batch)
-
-
-class _Marking:
-    """A transport that marks each message ``sending`` (see :class:`_Marker`) before sending it."""
-
-    def __init__(self, inner: Transport, marker: _Marker) -> None:
-        self.inner = inner
-        self.marker = marker
-
-    @property
-    def concurrency(self) -> int:
-        return self.inner.concurrency
-
-    async def __aenter__(self) -> _Marking:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def send(self, envelope: Envelope) -> Result:
-        self.marker.ensure(envelope.key)
-        return await self.inner.send(envelope)
 
 
 @contextmanager
@@ -791,7 +552,6 @@ def _serving(
         yield
         return
     from toma.endpoint import UnsubscribeEndpoint
-    from toma.unsubscribing import unsubscriber
 
     def received(address: str) -> None:
         queued.put(address)  # the store belongs to the main thread
@@ -809,30 +569,6 @@ def _serving(
         endpoint.stop()
 
 
-def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:
-    """``state`` with the coming reminders counted by the pace as if already sent."""
-    paced = {}
-    for item in invoice_plan:
-        if item.skipped or item.key in state.history:
-            continue
-        record = item.to_record(at=now, state=MessageState.SENDING)
-        paced[item.key] = replace(record, updated_at=max(item.send_at, now))
-    if not paced:
-        return state
-    return replace(state, history={**state.history, **paced})
-
-
-def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
-    """The first message about an invoice starts its thread; later ones answer it."""
-    number = number_of_ref(record.ref)
-    doc = tx.get(INVOICES, number)
-    if doc is None or not record.message_id:
-        return
-    invoice = Invoice.from_doc(doc)
-    if invoice.thread_id is None:
-        tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
-
-
 def _name(contacts: Mapping[str, Contact], email: str | None) -> str:
     found = contacts.get(email or "")
     return found.name if found else ""
@@ -841,37 +577,3 @@ def _name(contacts: Mapping[str, Contact], email: str | None) -> str:
 def _days(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.0f}h"
-
-
-def enrol(store: Store, contact: str, sequence: str, *, now: datetime) -> Enrolment:
-    """Enrol ``contact`` in ``sequence`` by hand (or start again a stopped enrolment)."""
-    from toma.sequences import enrolment_key
-
-    with store.transaction() as tx:
-        if tx.get(CONTACTS, contact) is None:
-            raise TomaError("no such contact (see `toma contacts list`)", contact=contact)
-        old = tx.get(ENROLMENTS, enrolment_key(contact, sequence))
-        if old is not None:
-            enrolment = Enrolment.from_doc(old)
-            if enrolment.state == "active":
-                return enrolment
-            enrolment = enrolment.resumed()
-        else:
-            enrolment = Enrolment(
-                contact=contact, sequence=sequence, enrolled_at=now, source="hand"
-            )
-        tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
-    return enrolment
-
-
-def unenrol(store: Store, contact: str, sequence: str) -> Enrolment:
-    """Stop ``contact``'s enrolment in ``sequence`` (kept, so the tag does not enrol again)."""
-    from toma.sequences import enrolment_key
-
-    with store.transaction() as tx:
-        old = tx.get(ENROLMENTS, enrolment_key(contact, sequence))
-        if old is None:
-            raise TomaError(f"is not enrolled in {sequence!r}", contact=contact)
-        enrolment = Enrolment.from_doc(old).stopped("unenrolled by hand")
-        tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
-    return enrolment

@@ -19,15 +19,16 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from toma.ageing import PlannedReminder
 from toma.config import Config
 from toma.contacts import Contact
 from toma.errors import SequenceError
-from toma.outbox import OutboxRecord
+from toma.outbox import MessageState, OutboxRecord
 from toma.planner import Plan, PlanState, plan
 from toma.sequences import Enrolment, Sequence, held_sequences, load_sequences
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, Reader, Store
@@ -238,3 +239,16 @@ def _state(
 def calendar(reader: Reader, config: Config, *, now: datetime, until: datetime) -> Plan:
     """What goes to whom and when, from ``now`` to ``until`` (``toma plan``)."""
     return plan(plan_state(reader, config, read_sequences(config)), now, until=until)
+
+
+def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:
+    """``state`` with the coming reminders counted by the pace as if already sent."""
+    paced = {}
+    for item in invoice_plan:
+        if item.skipped or item.key in state.history:
+            continue
+        record = item.to_record(at=now, state=MessageState.SENDING)
+        paced[item.key] = replace(record, updated_at=max(item.send_at, now))
+    if not paced:
+        return state
+    return replace(state, history={**state.history, **paced})

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from toma.config import Smtp
-from toma.daemon import CHUNKS_IN_FLIGHT, MARK_AHEAD, RESULT_BATCH, Worker
+from toma.daemon import Worker
 from toma.outbox import MessageState
+from toma.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, RESULT_BATCH
 from toma.store import MESSAGES, open_store
 from toma.timeutil import iso
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from toma.config import Smtp, load_config
-from toma.daemon import CHUNKS_IN_FLIGHT, MARK_AHEAD, RESULT_BATCH
+from toma.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, RESULT_BATCH
 from toma.store import CONTACTS, MESSAGES, open_store
 from toma.unsubscribing import unsubscriber
 

@@ -30,7 +30,7 @@ from toma.logs import configure as configure_logging
 @pass_context
 def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
     """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
-    from toma.daemon import enrol
+    from toma.enrolments import enrol
     from toma.planning import read_sequences
 
     files = read_sequences(ctx.config)
@@ -54,7 +54,7 @@ def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> Non
 def unenroll(ctx: Context, email: str, sequence: str) -> None:
     """Stop a contact's enrolment in SEQUENCE; its tag will not enrol them again."""
     from toma.contacts import normalize_address
-    from toma.daemon import unenrol
+    from toma.enrolments import unenrol
 
     with ctx.store() as store:
         unenrol(store, normalize_address(email), sequence)

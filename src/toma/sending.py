@@ -1,0 +1,281 @@
+"""Handing one tick's messages to the transport, recording each before and after.
+
+Theory of operation
+-------------------
+The daemon gathers a tick's messages as :class:`Outgoing`: jobs still to
+render and build, a few already built (notices), and for each its ``sending``
+record. :meth:`Sender.send` builds the jobs a chunk at a time (in a worker
+process when there are many, see :mod:`toma.building`) and sends each chunk
+while the next is built.
+
+At most once rests on one rule: a message is durably ``sending`` before its
+first byte goes to the server. :class:`_Marking` wraps the transport and
+writes the records a few messages ahead (``MARK_AHEAD``, one fsync per
+batch); outcomes are written every ``RESULT_BATCH`` results or
+``RESULT_EVERY`` seconds. What a crash leaves ``unknown`` is bounded by these:
+the messages marked ahead, those in flight, the outcomes not yet written.
+Everything else is still ``planned`` and goes at the next tick.
+
+A temporary failure is retried within the tick (``retry_within``), then
+planned again with a back-off (:func:`retry_delay`) until ``[smtp] retry_for``
+has passed; a 5xx fails that message only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as monotonic
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from toma.building import BuildOutcome, Failure, Job, build_chunks
+from toma.compose import Composer
+from toma.config import Config
+from toma.invoices import Invoice, number_of_ref, with_thread
+from toma.logs import fields
+from toma.message import Built
+from toma.outbox import MessageState, OutboxRecord, advance
+from toma.store import INVOICES, MESSAGES, Store, Transaction
+from toma.timeutil import iso
+from toma.transports import Envelope, Outcome, Result, Transport, send_all
+from toma.unsubscribing import unsubscriber
+
+log = logging.getLogger(__name__)
+
+RESULT_BATCH = 25
+RESULT_EVERY = 0.1
+MARK_AHEAD = 8
+CHUNKS_IN_FLIGHT = 2  # keeps every connection busy; more would only hold messages in memory
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before attempt ``attempts + 1``: doubling from a minute, at most half an hour."""
+    doubled: timedelta = FIRST_RETRY * 2 ** max(0, attempts - 1)
+    return min(LONGEST_RETRY, doubled)
+
+
+def retried_for(attempts: int) -> timedelta:
+    """How long retrying has taken after ``attempts`` failed attempts (by the schedule above)."""
+    return sum((retry_delay(n) for n in range(1, attempts + 1)), timedelta())
+
+
+@dataclass
+class Tally:
+    """What became of the messages handed over."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    unknown: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outgoing:
+    """The messages of one tick: jobs still to build, and a few already built.
+
+    ``records`` holds each message's ``sending`` record, written (see
+    :class:`_Marker`) just before the message is handed to the transport.
+    """
+
+    jobs: list[Job] = field(default_factory=list)
+    prebuilt: list[Envelope] = field(default_factory=list)
+    records: dict[str, OutboxRecord] = field(default_factory=dict)
+
+    def add_job(self, record: OutboxRecord, job: Job) -> None:
+        self.records[record.key] = record
+        self.jobs.append(job)
+
+    def add_built(self, record: OutboxRecord, built: Built) -> None:
+        self.records[record.key] = record
+        self.prebuilt.append(self.built(record.key, built))
+
+    def built(self, key: str, built: Built) -> Envelope:
+        self.records[key] = replace(
+            self.records[key], message_id=built.message_id, subject=built.subject
+        )
+        return Envelope(key=key, sender=built.envelope_sender,
+                        recipients=(built.envelope_recipient,), data=built.data)
+
+
+class Sender:
+    """Sends an :class:`Outgoing` through a transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        config_path: Path,
+        transport: Transport,
+        *,
+        retry_within: timedelta,
+        progress: Callable[[Result], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.config_path = config_path
+        self.transport = transport
+        self.retry_within = retry_within
+        self.progress = progress
+        self.stop = asyncio.Event()
+
+    async def send(self, outgoing: Outgoing, now: datetime, tally: Tally) -> None:
+        marker = _Marker(self.store, outgoing.records)
+        marking = _Marking(self.transport, marker)
+        pending: list[Result] = []
+        flushed = monotonic.monotonic()
+
+        def collect(result: Result) -> None:
+            nonlocal flushed
+            if self.progress is not None:
+                self.progress(result)
+            pending.append(result)
+            if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
+                self._record(pending, marker, now, tally)
+                pending.clear()
+                flushed = monotonic.monotonic()
+
+        sending: set[asyncio.Task[list[Result]]] = set()
+
+        async def start(envelopes: list[Envelope]) -> None:
+            marker.extend(e.key for e in envelopes)
+            sending.add(asyncio.create_task(send_all(
+                marking, envelopes, on_result=collect, retry_until=self.retry_within,
+                stop=self.stop)))
+            while len(sending) >= CHUNKS_IN_FLIGHT:
+                done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                sending.difference_update(done)
+
+        try:
+            if outgoing.prebuilt:
+                await start(outgoing.prebuilt)
+            composer = Composer(self.config, unsubscribe=unsubscriber(self.config))
+            async for chunk in build_chunks(composer, self.config_path, outgoing.jobs):
+                if self.stop.is_set():
+                    break
+                await start(self._envelopes(chunk, outgoing, tally))
+            if sending:
+                await asyncio.gather(*sending)
+        finally:
+            self._record(pending, marker, now, tally)
+
+    def _envelopes(self, chunk: list[BuildOutcome], outgoing: Outgoing,
+                   tally: Tally) -> list[Envelope]:
+        envelopes = []
+        for job, result in chunk:
+            if isinstance(result, Failure):
+                # Held, not recorded: once the template is fixed it goes.
+                record = outgoing.records.pop(job.key)
+                error = str(result.error(record.contact))
+                if error not in tally.problems:
+                    tally.problems.append(error)
+                log.error("template error", extra=fields(contact=record.contact, ref=record.ref,
+                                                         error=error))
+                continue
+            envelopes.append(outgoing.built(job.key, result))
+        return envelopes
+
+    def _record(self, results: list[Result], marker: _Marker, now: datetime,
+                tally: Tally) -> None:
+        # A message never marked `sending` was never handed over (a stop came
+        # first): its stored record is as it was, and the next tick plans it.
+        settled = [r for r in results if r.key in marker.marked]
+        if not settled:
+            return
+        updated = [self._settle(marker.records[r.key], r, now, tally) for r in settled]
+        with self.store.transaction() as tx:
+            for record in updated:
+                marker.records[record.key] = record
+                tx.put(MESSAGES, record.key, record.to_doc())
+                if record.kind == "invoice" and record.state is MessageState.SENT:
+                    _remember_thread(tx, record)
+        for record in updated:
+            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
+            log.log(level, record.state.value, extra=fields(
+                contact=record.contact, ref=record.ref, message_id=record.message_id,
+                code=record.code, detail=record.detail or None,
+                retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
+
+    def _settle(self, record: OutboxRecord, result: Result, now: datetime,
+                tally: Tally) -> OutboxRecord:
+        at, code, detail = now, result.code, result.detail
+        if result.outcome is Outcome.SENT:
+            tally.sent += 1
+            return advance(record, MessageState.SENT, at=at, code=code, detail=detail)
+        if result.outcome is Outcome.PERMANENT:
+            tally.failed += 1
+            return advance(record, MessageState.FAILED, at=at, code=code, detail=detail)
+        if result.outcome is Outcome.UNKNOWN:
+            tally.unknown += 1
+            return advance(record, MessageState.UNKNOWN, at=at, code=code, detail=detail)
+        if retried_for(record.attempts) >= self.config.smtp.retry_for.approx():
+            tally.failed += 1
+            return advance(record, MessageState.FAILED, at=at, code=code,
+                           detail=f"gave up after {record.attempts} attempts: {detail}")
+        tally.retrying += 1
+        return advance(record, MessageState.PLANNED, at=at, code=code, detail=detail,
+                       next_attempt_at=now + retry_delay(record.attempts))
+
+
+class _Marker:
+    """Writes ``sending`` records a few messages ahead of the transport; only built ones."""
+
+    def __init__(self, store: Store, records: dict[str, OutboxRecord]) -> None:
+        self.store = store
+        self.records = records
+        self.order: list[str] = []
+        self.position: dict[str, int] = {}
+        self.marked: set[str] = set()
+
+    def extend(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.position[key] = len(self.order)
+            self.order.append(key)
+
+    def ensure(self, key: str) -> None:
+        if key in self.marked:
+            return
+        start = self.position[key]
+        batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
+        with self.store.transaction() as tx:
+            for k in batch:
+                tx.put(MESSAGES, k, self.records[k].to_doc())
+        self.marked.update(batch)
+
+
+class _Marking:
+    """A transport that marks each message ``sending`` (see :class:`_Marker`) before sending it."""
+
+    def __init__(self, inner: Transport, marker: _Marker) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    @property
+    def concurrency(self) -> int:
+        return self.inner.concurrency
+
+    async def __aenter__(self) -> _Marking:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, envelope: Envelope) -> Result:
+        self.marker.ensure(envelope.key)
+        return await self.inner.send(envelope)
+
+
+def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
+    """The first message about an invoice starts its thread; later ones answer it."""
+    number = number_of_ref(record.ref)
+    doc = tx.get(INVOICES, number)
+    if doc is None or not record.message_id:
+        return
+    invoice = Invoice.from_doc(doc)
+    if invoice.thread_id is None:
+        tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
