@@ -32,6 +32,7 @@ from types import MappingProxyType
 
 from email_validator import EmailNotValidError, validate_email
 
+from toma.hosts import is_loopback
 from toma.render import Rendered
 
 # Serialised for the wire: CRLF line ends, headers folded at 78 columns.
@@ -192,8 +193,6 @@ def _attachment(name: str, data: bytes) -> MIMEBase:
 def _one_click_uri(uri: str) -> bool:
     """https, or http to this machine (a local trial, the tests): never clear text abroad."""
     from urllib.parse import urlsplit
-
-    from toma.unsubscribe import is_loopback
 
     parts = urlsplit(uri)
     if parts.scheme.lower() == "https":

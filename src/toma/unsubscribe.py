@@ -43,7 +43,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import re
@@ -56,6 +55,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from toma.contacts import Contact
 from toma.errors import StoreError
+from toma.hosts import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ MAX_TOKEN: Final = 400
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{22}")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 
 
 class ListUnsubscribe(TypedDict):
@@ -92,16 +91,6 @@ def _unb64(text: str) -> bytes:
 
 def _address_of(contact: Contact | str) -> str:
     return contact.email if isinstance(contact, Contact) else contact
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``127.x.y.z`` or ``::1``."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_base_url(base_url: str) -> str:

@@ -34,7 +34,6 @@ bounded exponential back-off, for as long as the watcher runs.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import random
 import socket
@@ -51,6 +50,7 @@ from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
 from toma.config import Imap
 from toma.errors import TomaError
+from toma.hosts import is_loopback
 from toma.inbox.base import (
     Batch,
     Cursor,
@@ -71,17 +71,6 @@ CONNECT_TIMEOUT = 15.0
 # How often a waiting IDLE wakes up by itself. stop() interrupts sooner by shutting
 # the socket down; this only bounds the wait should that ever not wake it.
 _WAKE = 5.0
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses, decided without DNS."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class _Connector:

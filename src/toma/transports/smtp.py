@@ -33,7 +33,6 @@ a later retry cannot deliver twice to the recipients that were accepted.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import socket
@@ -56,6 +55,7 @@ from aiosmtplib.protocol import SMTPProtocol
 
 from toma.config import Smtp
 from toma.errors import TransportError
+from toma.hosts import is_loopback
 from toma.transports.base import Envelope, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
@@ -154,17 +154,6 @@ class _Broken(Exception):
 
 class _Stale(Exception):
     """A reused connection turned out to be gone before anything was sent."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses, decided without DNS."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def default_tls_context(ca_file: Path | None) -> ssl.SSLContext:
