@@ -149,9 +149,8 @@ def _check_newsletters(config: Config, contacts: list[Contact], report: CheckRep
     # A throwaway secret: checking writes nothing; the links only need to exist.
     links = Unsubscribe(secret=bytes(32), base_url=config.unsubscribe.base_url or None,
                         mailto=config.inbox.unsubscribe_address or config.owner.email)
+    templates = newsletter_templates(folder, templates_layouts=config.paths.templates / "layouts")
     for issue in issues:
-        templates = newsletter_templates(folder, templates_layouts=config.paths.templates /
-                                         "layouts")
         audience = recipients(issue, contacts)
         _render_all(templates, config, issue.name, audience, report,
                     extras=[{**links.context(c), "newsletter": issue.view()} for c in audience])

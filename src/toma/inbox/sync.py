@@ -117,6 +117,11 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
             for k, d in tx.all(MESSAGES)
         ])
         contacts = {k for k, _d in tx.all(CONTACTS)}
+        # Who is enrolled where, read once for the batch: an inbound message
+        # concerns one contact, and the table may be large.
+        enrolled: dict[str, list[str]] = {}
+        for enrolment_key, doc in tx.all(ENROLMENTS):
+            enrolled.setdefault(doc["contact"], []).append(enrolment_key)
         for inbound in messages:
             reading = safe_read(inbound.data, config, now)
             conv_key = conversation_key(reading, inbound.data)
@@ -138,8 +143,11 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
                     found = Match(contact=asked_by, answers=found.answers, via="token")
                 contact_doc = tx.get(CONTACTS, found.contact) if found.contact else None
                 contact = Contact.from_doc(contact_doc) if contact_doc else None
-                enrolments = [Enrolment.from_doc(d) for _k, d in tx.all(ENROLMENTS)
-                              if contact is not None and d["contact"] == contact.email]
+                enrolments = [
+                    Enrolment.from_doc(stored)
+                    for k in (enrolled.get(contact.email, []) if contact else [])
+                    if (stored := tx.get(ENROLMENTS, k)) is not None
+                ]
                 decision = decide(reading, found, contact=contact, enrolments=enrolments,
                                   sequences=files.sequences, config=config, now=now)
             _apply(tx, config, reading, found, decision, conv_key, inbound, now)
