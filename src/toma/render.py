@@ -57,6 +57,7 @@ from markupsafe import Markup
 from toma.config import Config, Owner
 from toma.contacts import Contact
 from toma.errors import TemplateError
+from toma.skeletons import Collector, Shapes
 
 LAYOUTS = "layouts"
 DEFAULT_LAYOUT = "default"
@@ -211,6 +212,7 @@ class _Compiled:
     text: _Unit
     markdown: _Unit
     layout: _Unit
+    skeleton: _Unit
 
 
 def _expression(node: nodes.Node) -> str | None:
@@ -400,8 +402,12 @@ class Templates:
         self.layouts = Path(layouts) if layouts is not None else self.folder / LAYOUTS
         self._text_env = _environment(autoescape=False)
         self._markdown_env = _environment(autoescape=False, markdown_values=True)
+        self._collector = Collector()
+        self._skeleton_env = _environment(autoescape=False)
+        self._skeleton_env.finalize = self._collector
         self._html_env = _environment(autoescape=True)
         self._md = _markdown()
+        self._shapes = Shapes(self._md.render)
         self._compiled: dict[str, _Compiled | TemplateError] = {}
         self._layouts: dict[str, _Unit | TemplateError | None] = {}
 
@@ -447,7 +453,7 @@ class Templates:
             raise TemplateError("the subject is empty once rendered", file=compiled.file,
                                 line=compiled.subject.first_line, key="subject", contact=contact)
         text = _tidy(self._run(compiled.text, context, contact))
-        body = self._md.render(self._run(compiled.markdown, context, contact))
+        body = self._body(compiled, context, contact)
         frame = dict(context)
         for optional in ("unsubscribe_url", "unsubscribe_mailto"):
             if frame.get(optional) is None:
@@ -466,6 +472,21 @@ class Templates:
                         template=name)
 
     # ------------------------------------------------------------------ internals
+
+    def _body(self, compiled: _Compiled, context: Mapping[str, Any], contact: str | None) -> str:
+        """The HTML of the body (see :mod:`toma.skeletons` for the shortcut)."""
+
+        def ordinary() -> str:
+            rendered: str = self._md.render(self._run(compiled.markdown, context, contact))
+            return rendered
+
+        values: list[str] = []
+        self._collector.values = values
+        try:
+            skeleton: str = compiled.skeleton.template.render(context)
+        except Exception:  # noqa: BLE001 - NotPlain, or an error the ordinary path reports
+            return ordinary()
+        return self._shapes.html(compiled.name, skeleton, values, ordinary)
 
     def _run(self, unit: _Unit, context: Mapping[str, Any], contact: str | None) -> str:
         try:
@@ -527,7 +548,10 @@ class Templates:
         layout = front.get("layout", DEFAULT_LAYOUT)
         layout_line = source.lines["layout"][1] if "layout" in source.lines else 1
         layout_unit = self._layout(layout, file, layout_line)
-        return _Compiled(name, file, front, subject_unit, text_unit, markdown_unit, layout_unit)
+        skeleton_unit = _compile(self._skeleton_env, source.body, file=file, code_name=code_name,
+                                 first_line=source.body_line)
+        return _Compiled(name, file, front, subject_unit, text_unit, markdown_unit, layout_unit,
+                         skeleton_unit)
 
     def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:
         if not isinstance(layout, str) or not _LAYOUT_NAME.fullmatch(layout) \

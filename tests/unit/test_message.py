@@ -319,3 +319,34 @@ class TestThreadingAndUnsubscribe:
     def test_bad_unsubscribe_is_refused(self, uris: list[str] | None, post: bool) -> None:
         with pytest.raises(ValueError, match=r"List-Unsubscribe|one-click"):
             build(list_unsubscribe=uris, list_unsubscribe_post=post)
+
+
+@pytest.mark.parametrize(
+    "to_name", ["Mira Keller", "Zoë Ångström", "A" * 70, "Bob O'Brien", "山田太郎", ""])
+@pytest.mark.parametrize(
+    "subject", ["Hello", "Grüße – à bientôt 👋", "x" * 120, "Re: " + "word " * 20,
+                "Good to meet you at the Hamburg Product Summit on Tuesday"])
+def test_headers_are_folded_exactly_as_compat32_folds_them(
+    monkeypatch: pytest.MonkeyPatch, to_name: str, subject: str
+) -> None:
+    """Skipping the Header machinery for short ASCII lines changes no byte."""
+    import re
+    from email.policy import compat32
+
+    import toma.message as message
+
+    def headers() -> bytes:
+        rendered = Rendered(subject=subject, text="hi\n", html="<p>hi</p>", front={}, template="t")
+        built = message.build_message(
+            rendered, sender_name="Alex Example", sender_email="alex@example.com",
+            to_name=to_name, to_email="p1@example.org", date=datetime(2026, 3, 2, tzinfo=UTC),
+            domain="example.com", message_id="<fixed@example.com>",
+            list_unsubscribe=["mailto:alex@example.com?subject=unsubscribe%20" + "t" * 40,
+                              "https://toma.example.com/u/" + "x" * 60],
+            list_unsubscribe_post=True)
+        head = built.data.split(b"\r\n\r\n")[0]
+        return re.sub(rb'boundary="[^"]+"', b"", head)
+
+    fast = headers()
+    monkeypatch.setattr(message, "_POLICY", compat32.clone(linesep="\r\n", max_line_length=78))
+    assert fast == headers()
