@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from toma.building import BuildOutcome, Failure, Job, build_chunks
 from toma.compose import Composer
@@ -125,20 +126,25 @@ class Sender:
         self.stop = asyncio.Event()
 
     async def send(self, outgoing: Outgoing, now: datetime, tally: Tally) -> None:
-        marker = _Marker(self.store, outgoing.records)
+        # The store is written from a worker thread, so that an fsync does not hold
+        # up the sends in flight; one write at a time, in the order asked.
+        writing = asyncio.Lock()
+        marker = _Marker(self.store, outgoing.records, writing)
         marking = _Marking(self.transport, marker)
         pending: list[Result] = []
         flushed = monotonic.monotonic()
 
-        def collect(result: Result) -> None:
+        async def collect(result: Result) -> None:
             nonlocal flushed
             if self.progress is not None:
                 self.progress(result)
             pending.append(result)
             if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
-                self._record(pending, marker, now, tally)
+                batch = list(pending)
                 pending.clear()
                 flushed = monotonic.monotonic()
+                async with writing:
+                    await asyncio.to_thread(self._record, batch, marker, now, tally)
 
         sending: set[asyncio.Task[list[Result]]] = set()
 
@@ -162,7 +168,8 @@ class Sender:
             if sending:
                 await asyncio.gather(*sending)
         finally:
-            self._record(pending, marker, now, tally)
+            async with writing:
+                self._record(pending, marker, now, tally)
 
     def _envelopes(self, chunk: list[BuildOutcome], outgoing: Outgoing,
                    tally: Tally) -> list[Envelope]:
@@ -225,9 +232,11 @@ class Sender:
 class _Marker:
     """Writes ``sending`` records a few messages ahead of the transport; only built ones."""
 
-    def __init__(self, store: Store, records: dict[str, OutboxRecord]) -> None:
+    def __init__(self, store: Store, records: dict[str, OutboxRecord],
+                 writing: asyncio.Lock) -> None:
         self.store = store
         self.records = records
+        self.writing = writing
         self.order: list[str] = []
         self.position: dict[str, int] = {}
         self.marked: set[str] = set()
@@ -237,15 +246,22 @@ class _Marker:
             self.position[key] = len(self.order)
             self.order.append(key)
 
-    def ensure(self, key: str) -> None:
+    async def ensure(self, key: str) -> None:
         if key in self.marked:
             return
-        start = self.position[key]
-        batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
+        async with self.writing:
+            if key in self.marked:  # marked by another send while this one waited
+                return
+            start = self.position[key]
+            batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
+            docs = [(k, self.records[k].to_doc()) for k in batch]
+            await asyncio.to_thread(self._write, docs)
+            self.marked.update(batch)
+
+    def _write(self, docs: list[tuple[str, dict[str, Any]]]) -> None:
         with self.store.transaction() as tx:
-            for k in batch:
-                tx.put(MESSAGES, k, self.records[k].to_doc())
-        self.marked.update(batch)
+            for key, doc in docs:
+                tx.put(MESSAGES, key, doc)
 
 
 class _Marking:
@@ -266,7 +282,7 @@ class _Marking:
         return None
 
     async def send(self, envelope: Envelope) -> Result:
-        self.marker.ensure(envelope.key)
+        await self.marker.ensure(envelope.key)
         return await self.inner.send(envelope)
 
 
