@@ -58,7 +58,9 @@ contact's latest message), one pass over the enrolments, then work only for
 the contacts that have something ready by the horizon. An enrolment whose next
 step cannot be due by then is dropped on a cheap lower bound of its due time
 (no zoneinfo). Window openings come from one :class:`~toma.windows.WindowCalendar`
-per (window, zone), a bisection each.
+per (window, zone), a bisection each. What is kept per enrolment meanwhile is a
+few dict entries keyed by the contact strings the state already holds (see
+``_Progress``): no object and no new string per enrolment.
 """
 
 from __future__ import annotations
@@ -209,11 +211,32 @@ def _track(sequence: Sequence, window: Window) -> _Track:
     )
 
 
-# How far one enrolment got, from its history: the highest file position of an
-# attempted step (-1: none), the highest repeat number attempted, when its latest
-# attempted message went, and its temporary failures waiting for a retry, by step.
-_Progress = tuple[int, int, datetime | None, dict[str | None, OutboxRecord] | None]
-_NO_PROGRESS: _Progress = (-1, 0, None, None)
+_NO_STEP = -1
+# In ``_Progress.last`` once the contact's enrolment has been planned: a second
+# enrolment of the same contact in the same sequence is a duplicate.
+_PLANNED_ONCE = -2
+
+
+class _Progress:
+    """How far the enrolments in one sequence got, from their history, by contact.
+
+    ``last``: the highest file position of an attempted step (none: ``_NO_STEP``);
+    ``repeats``: the highest repeat number attempted (none: 0); ``anchor``: when
+    the latest attempted message went; ``retries``: the temporary failures
+    waiting for a retry, by step.
+
+    A dict per field, keyed by the contact strings the history already holds:
+    no object per enrolment, which at 300k enrolments would cost tens of MB (and
+    a key built per record, as much again).
+    """
+
+    __slots__ = ("anchor", "last", "repeats", "retries")
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.repeats: dict[str, int] = {}
+        self.anchor: dict[str, datetime] = {}
+        self.retries: dict[str, dict[str | None, OutboxRecord]] = {}
 
 
 @dataclass(slots=True)
@@ -299,7 +322,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     # One pass over the history: per contact the latest message that counts for
     # the pace; per enrolment how far it got (see _Progress).
     latest: dict[str, datetime] = {}
-    progress: dict[str, _Progress] = {}
+    progress: dict[str, _Progress] = {name: _Progress() for name in tracks}
     repeat_numbers: dict[str, int] = {}
     for record in state.history.values():
         record_state = record.state
@@ -324,38 +347,41 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
         else:
             moment = None  # a retry waiting
         record_sequence = record.sequence
-        track = tracks.get(record_sequence) if record_sequence is not None else None
+        if record_sequence is None:
+            continue
+        track = tracks.get(record_sequence)
         if track is None:
             continue
-        # A string key: tuples would be garbage-collector work on a big history.
-        group = f"{record.contact}\n{record_sequence}"
-        last, repeats, anchor, retries = progress.get(group, _NO_PROGRESS)
+        so_far = progress[record_sequence]
+        contact_email = record.contact
         step = record.step
         if moment is None:
-            retries = {**(retries or {}), step: record}
-        else:
-            if anchor is None or moment > anchor:
-                anchor = moment
-            position = track.position.get(step) if step is not None else None
-            if position is not None:
-                if position > last:
-                    last = position
-            elif step is not None:
-                number = repeat_numbers.get(step)
-                if number is None:
-                    number = repeat_numbers[step] = repeat_number(step) or 0
-                if number > repeats:
-                    repeats = number
-        # Tuples of plain values are left alone by the garbage collector; an
-        # object per enrolment would make it walk them all.
-        progress[group] = (last, repeats, anchor, retries)
+            retries = so_far.retries.get(contact_email)
+            if retries is None:
+                retries = so_far.retries[contact_email] = {}
+            retries[step] = record
+            continue
+        anchors = so_far.anchor
+        anchor = anchors.get(contact_email)
+        if anchor is None or moment > anchor:
+            anchors[contact_email] = moment
+        position = track.position.get(step) if step is not None else None
+        if position is not None:
+            lasts = so_far.last
+            if position > lasts.get(contact_email, _NO_STEP):
+                lasts[contact_email] = position
+        elif step is not None:
+            number = repeat_numbers.get(step)
+            if number is None:
+                number = repeat_numbers[step] = repeat_number(step) or 0
+            if number > so_far.repeats.get(contact_email, 0):
+                so_far.repeats[contact_email] = number
 
     # One pass over the enrolments: the next message of each, if it can be
     # ready by the horizon.
     contacts = state.contacts
     holds = state.contact_hold_until
     history = state.history
-    done: set[str] = set()
     waiting: dict[str, list[_Candidate]] = {}
     for enrolment in state.enrolments:
         track = tracks.get(enrolment.sequence)
@@ -373,12 +399,15 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
         contact = contacts.get(email)
         if contact is None or contact.status is not _ACTIVE:
             continue
-        group = f"{email}\n{enrolment.sequence}"
-        if group in done:
+        so_far = progress[enrolment.sequence]
+        last = so_far.last.get(email, _NO_STEP)
+        if last == _PLANNED_ONCE:
             continue  # a duplicate enrolment: plan it once
-        done.add(group)
+        so_far.last[email] = _PLANNED_ONCE
 
-        last, repeats, anchor, retries = progress.get(group, _NO_PROGRESS)
+        repeats = so_far.repeats.get(email, 0)
+        anchor = so_far.anchor.get(email)
+        retries = so_far.retries.get(email)
         index = last + 1
         if index < len(track.floors):
             floor = track.floors[index]

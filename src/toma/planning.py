@@ -52,7 +52,7 @@ def read_sequences(config: Config) -> Files:
 
 def plan_state(reader: Reader, config: Config, files: Files) -> PlanState:
     """Everything the planner needs, read afresh from ``reader``."""
-    contacts = _decode_all(reader, CONTACTS, Contact.from_doc)
+    contacts = _decode_all(reader, CONTACTS, _ContactDecoder())
     enrolments = _decode_all(reader, ENROLMENTS, Enrolment.from_doc)
     history = _decode_all(reader, MESSAGES, OutboxRecord.from_doc)
     return _state(contacts, tuple(enrolments.values()), history, _holds(contacts), config, files)
@@ -78,7 +78,7 @@ class PlanCache:
     def __init__(self) -> None:
         self._store: Store | None = None
         self._mark: ChangeMark | None = None
-        self._contacts = _Model(Contact.from_doc)
+        self._contacts = _Model(_ContactDecoder())
         self._enrolments = _Model(Enrolment.from_doc)
         self._history = _Model(OutboxRecord.from_doc)
         self._holds: dict[str, datetime] = {}
@@ -115,6 +115,8 @@ class PlanCache:
 
     def _load(self, store: Store) -> None:
         self._forget()
+        # A new decoder, so that sets of tags nobody carries any more are let go.
+        self._contacts.decode = _ContactDecoder()
         self._contacts.load(store, CONTACTS)
         self._holds = _holds(self._contacts.decoded)
         self._enrolments.load(store, ENROLMENTS)
@@ -144,6 +146,26 @@ class PlanCache:
                     self._holds.pop(key, None)
         if ENROLMENTS in touched:
             self._enrolment_list = None
+
+
+class _ContactDecoder:
+    """:meth:`Contact.from_doc`, with one tuple for every equal list of tags.
+
+    Most contacts carry one of a few sets of tags; a tuple each would cost 6 MB
+    at 100k contacts. The tuples are kept for the decoder's life: as many as
+    the distinct sets of tags it has decoded.
+    """
+
+    def __init__(self) -> None:
+        self._tags: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __call__(self, doc: Document) -> Contact:
+        tags = doc.get("tags")
+        if type(tags) is list and tags:
+            found = tuple(tags)
+            # from_doc's tuple() hands a tuple back as it is.
+            doc["tags"] = self._tags.setdefault(found, found)
+        return Contact.from_doc(doc)
 
 
 class _Model:

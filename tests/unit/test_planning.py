@@ -212,6 +212,23 @@ class TestPlanCache:
         after = cache.state(store, config, FILES)
         assert after.contacts[PEOPLE[0]] is before.contacts[PEOPLE[0]]
 
+    def test_equal_tags_are_one_tuple(self, store: TinyStore, config: Config):
+        """Contacts with equal tags share one tuple of them, loaded or updated."""
+        with store.transaction() as tx:
+            for email in PEOPLE:
+                tags = ["b", "a"] if email == PEOPLE[-1] else ["a", "b"]
+                tx.put(CONTACTS, email, make_contact(email, tags=tags).to_doc())
+        cache = PlanCache()
+        for state in (cache.state(store, config, FILES), plan_state(store, config, FILES)):
+            contacts = [state.contacts[email] for email in PEOPLE]
+            assert contacts[0].tags == ("a", "b") and contacts[-1].tags == ("b", "a")
+            assert all(contact.tags is contacts[0].tags for contact in contacts[1:-1])
+        with store.transaction() as tx:
+            tx.put(CONTACTS, PEOPLE[0], make_contact(PEOPLE[0], tags=["b", "a"]).to_doc())
+        state = cache.state(store, config, FILES)
+        assert state.contacts[PEOPLE[0]].tags is state.contacts[PEOPLE[-1]].tags
+        assert_same(state, plan_state(store, config, FILES))
+
 
 class CacheMachine(RuleBasedStateMachine):
     """Any writes, by this store or another instance, then the cache equals a fresh read."""

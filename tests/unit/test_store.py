@@ -24,6 +24,7 @@ from toma.errors import StoreError, StoreLocked
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
+    ENROLMENTS,
     MESSAGES,
     META,
     SCHEMA_VERSION,
@@ -197,6 +198,113 @@ class TestDocuments:
         assert caught.value.file == str(data_dir)
         assert not journal_file(data_dir).exists()
         assert store.get(CONTACTS, "good") is None
+
+
+def typed(value: Any) -> Any:
+    """``value`` with the type of every part, and the order of every dict's keys."""
+    if isinstance(value, dict):
+        return ["dict", [(key, typed(item)) for key, item in value.items()]]
+    if isinstance(value, list):
+        return ["list", [typed(item) for item in value]]
+    return [type(value).__name__, value]
+
+
+def fresh(text: str) -> str:
+    """An equal string that is not the same object (literals of a module are shared)."""
+    return "".join(list(text))
+
+
+# Same fields, null and "" in different places; every kind of falsy value.
+FALSY_DOCS: list[dict[str, Any]] = [
+    {"a": None, "b": "", "c": "x", "d": 0, "e": False, "f": 0.0, "g": [], "h": {}},
+    {"a": "", "b": None, "c": None, "d": False, "e": 0, "f": "", "g": [""], "h": {"x": ""}},
+    {"a": "y", "b": "z", "c": "", "d": 0.0, "e": None, "f": 0, "g": [None], "h": {"x": None}},
+    {"a": None, "b": "", "c": "x", "d": 1, "e": True, "f": 1.0, "g": [0, False], "h": {}},
+    {"a": None, "b": None, "c": None, "d": None, "e": None, "f": None, "g": None, "h": None},
+    {"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": "", "h": ""},
+    {"h": None, "g": "", "f": 0, "e": False, "d": 0.0, "c": "x", "b": "", "a": None},
+    {"only": None},
+    {"only": ""},
+    {"nested": {"a": None, "b": [{"c": ""}, {"c": None, "d": 0}]}},
+]
+
+
+class TestMemoryLayout:
+    """Documents are held compactly, and that never shows in what is read back."""
+
+    def test_null_and_empty_values_read_back_in_place_and_kind(self, data_dir: Path):
+        """null, "", 0, false and 0.0 read back as themselves, in their places, whichever
+        pattern of them a document has: committed, replayed, and from a snapshot."""
+        expected = {f"k{n}": typed(doc) for n, doc in enumerate(FALSY_DOCS)}
+        with TinyStore(data_dir) as writer, TinyStore(data_dir) as reader:
+            with writer.transaction() as tx:
+                for n, doc in enumerate(FALSY_DOCS):
+                    tx.put(CONTACTS, f"k{n}", doc)
+            reader.refresh()
+            for store in (writer, reader):
+                assert {key: typed(doc) for key, doc in store.all(CONTACTS)} == expected
+            writer.compact()
+        with TinyStore(data_dir) as reopened:
+            assert {key: typed(doc) for key, doc in reopened.all(CONTACTS)} == expected
+            assert {key: typed(reopened.get(CONTACTS, key)) for key in expected} == expected
+
+    def test_equal_strings_are_one_object(self, data_dir: Path):
+        """An address that documents name again and again is held once, also in the
+        documents put after the store was loaded."""
+        with TinyStore(data_dir) as store, store.transaction() as tx:
+            tx.put(CONTACTS, fresh("ana@example.com"), {"email": fresh("ana@example.com")})
+            for name in ("one", "two", "three", "four"):
+                tx.put(ENROLMENTS, f"{name}/ana", {"contact": fresh("ana@example.com")})
+        with TinyStore(data_dir) as store:
+            with store.transaction() as tx:
+                tx.put(MESSAGES, "m", {"contact": fresh("ana@example.com")})
+            found = [
+                *store.all(CONTACTS),
+                ("email", store.get(CONTACTS, "ana@example.com")["email"]),  # type: ignore[index]
+                *((key, doc["contact"]) for key, doc in store.all(ENROLMENTS)),
+                ("m", store.get(MESSAGES, "m")["contact"]),  # type: ignore[index]
+            ]
+        first = found[0][0]
+        assert all(value is first for _, value in found[1:])
+
+    def test_equal_flat_lists_and_dicts_are_one_object(self):
+        """Tags and custom fields equal to another document's are shared with it; lists
+        of numbers are not (1, 1.0 and true are equal in Python, not in JSON)."""
+        freezer = tinydb._Freezer()
+        one = freezer.freeze({"tags": ["a", "b"], "fields": {"x": "y"}, "n": [1, 2]})
+        two = freezer.freeze(
+            {"tags": [fresh("a"), fresh("b")], "fields": {fresh("x"): fresh("y")}, "n": [1, 2]}
+        )
+        other = freezer.freeze({"tags": ["a", "b"], "fields": {"x": "y"}, "n": [True, 2.0]})
+        assert one[0] is two[0] and one[1] is two[1]
+        assert one[2] is not two[2]
+        assert tinydb._thaw(other) == {"tags": ["a", "b"], "fields": {"x": "y"}, "n": [True, 2.0]}
+        assert [type(v) for v in tinydb._thaw(other)["n"]] == [bool, float]
+
+    def test_prune_keeps_only_what_several_places_hold(self):
+        """After a prune, a value held in one place (a message id) is forgotten, one held in
+        many (a state) is still found, and a value nothing holds any more is let go."""
+        freezer = tinydb._Freezer()
+        docs = [freezer.freeze({"id": f"<{n}@x>", "state": fresh("sent")}) for n in range(20)]
+        gone = freezer.freeze({"id": fresh("<gone@x>"), "state": fresh("sent")})
+        gone_id = gone[0]
+        del gone
+        freezer.prune()
+        again = freezer.freeze({"id": fresh("<1@x>"), "state": fresh("sent")})
+        assert again[1] is docs[0][1]
+        assert again[0] == docs[1][0] and again[0] is not docs[1][0]
+        assert freezer.share(fresh("<gone@x>")) is not gone_id
+
+    def test_a_long_running_store_prunes_its_tables(
+        self, store: TinyStore, monkeypatch: pytest.MonkeyPatch
+    ):
+        """Values of documents since replaced are not kept alive by the tables."""
+        monkeypatch.setattr(tinydb, "_PRUNE_MIN", 64)
+        for n in range(20):
+            with store.transaction() as tx:
+                for m in range(50):
+                    tx.put(MESSAGES, f"m{m}", {"id": f"<{n}.{m}@x>"})
+        assert len(store._memory.freezer._strings) < 4 * 64
 
 
 class TestTransactions:
@@ -729,7 +837,7 @@ def _kill_after(
     child: subprocess.Popen[str], lines: int, *, when_temp_in: Path | None = None
 ) -> int:
     """SIGKILL the child once it has reported ``lines`` steps (and, given a directory, once
-    a temporary file shows up there); return the last step it reported."""
+    a temporary file shows up there); return the last step it reported before it died."""
     assert child.stdout is not None
     last = -1
     for _ in range(lines):
@@ -742,6 +850,11 @@ def _kill_after(
             if any(p.name.endswith(".tmp") for p in when_temp_in.iterdir()):
                 break
     child.send_signal(signal.SIGKILL)
+    # Read to the end (the pipe ends with the child): on a busy machine it may have
+    # gone on for a few steps before the kill.
+    for text in child.stdout.read().splitlines(keepends=True):
+        if text.endswith("\n"):
+            last = int(text)
     child.communicate(timeout=CHILD_TIMEOUT)
     assert child.returncode == -signal.SIGKILL
     return last

@@ -13,12 +13,14 @@ snapshot.
 
 Documents are held compactly rather than as TinyDB's dicts: a document is a
 tuple of its values followed by its *shape* (its field names, shared by every
-document with the same fields), every string interned, nested dicts and lists
-frozen the same way. A contact, an enrolment or an outbox record then costs
+document with the same fields), nested dicts and lists frozen the same way.
+Null and "" values are left out, the shape knows where they go; equal strings,
+and equal flat lists and dicts of strings (tags, custom fields), are one object
+(see :class:`_Freezer`). A contact, an enrolment or an outbox record then costs
 about a quarter of its dict, and mostly what it shares with the others. Every
-read builds a new dict from the tuple (``dict(zip(fields, values))``, cheaper
-than a deep copy), so callers may change what they get without changing the
-store.
+read builds a new dict from the tuple (``dict(zip(fields, values))``, or a copy
+of the shape's template with the values put in: cheaper than a deep copy), so
+callers may change what they get without changing the store.
 
 Two ``fcntl.flock`` locks, which vanish with the process holding them:
 
@@ -61,8 +63,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -88,16 +91,20 @@ _intern = sys.intern
 # -- documents in memory -----------------------------------------------------------------
 
 
-Shape = tuple[tuple[str, ...], tuple[int, ...]]
-"""The field names of a frozen dict, and the positions that hold a frozen dict or list."""
+Shape = tuple[tuple[str, ...], tuple[int, ...], int]
+"""The names of the fields whose values a frozen dict holds, the positions among
+them that hold a frozen dict or list, and the number of the dict's template in
+:data:`_TEMPLATES` (``_NO_TEMPLATE`` when every field is held)."""
 
 Frozen = tuple[Any, ...]
 """A frozen dict, ``(*values, shape)``, or a frozen list, ``(*values, _FLAT_LIST)`` or
 ``(*values, _DEEP_LIST)`` when it holds dicts or lists itself.
 
-Values are strings (interned), numbers, booleans, None or frozen dicts and lists.
-Only plain tuples of such values: the garbage collector stops tracking them
-after one look, so a million documents do not slow every collection down.
+Values are strings (shared, see :class:`_Freezer`), numbers, booleans, None or
+frozen dicts and lists. Only plain tuples of such values: the garbage collector
+stops tracking them after one look, so a million documents do not slow every
+collection down (a dict in a shape would keep every document tracked; hence
+the template's number rather than the template).
 """
 
 
@@ -105,17 +112,104 @@ after one look, so a million documents do not slow every collection down.
 _FLAT_LIST = None
 _DEEP_LIST = False
 
+# A field whose value is null or "" is left out of its frozen dict, and put back
+# from the shape's template: documents are full of them (no error code, no retry
+# date, an unknown last name), a slot each. Found by a dict lookup, which never
+# takes 0, False or 0.0 for "" (they hash alike but compare unequal).
+_OMITTED: dict[Any, int] = {None: 0, "": 1}
+_OMITTED_VALUES: tuple[Any, ...] = (None, "")
+
+# Every field of a dict in its order, with the omitted values: a thawed dict is a
+# copy of its template with the held values put in, so it keeps the order of the
+# dict that was frozen. Shared by every store of the process; never changed once
+# added, and as few as the distinct (fields, omitted fields) seen.
+_TEMPLATES: list[Document] = []
+_TEMPLATE_NUMBERS: dict[tuple[tuple[str, ...], tuple[int | None, ...]], int] = {}
+_NO_TEMPLATE = -1
+
+# The types of the values of the frozen lists and dicts that are shared.
+_SHAREABLE = frozenset({str, type(None), tuple})
+
+_Fields = tuple[tuple[str, ...], tuple[int, ...]]
+"""A dict's field names, and the positions of the dicts and lists among its values."""
+
+
+class _Layout(NamedTuple):
+    """How to freeze the dicts of some fields, some of them null or "" (see _Freezer)."""
+
+    # The omitted values of a dict, taken out of its values (None: nothing is
+    # omitted); a dict can be frozen so if they equal ``omitted``.
+    probe: Callable[[list[Any]], Any] | None
+    omitted: Any
+    shape: Shape
+    # The frozen dict, from its values followed by the shape.
+    pick: Callable[[list[Any]], Frozen]
+
+
+def _make_layout(fields: _Fields, codes: tuple[int | None, ...], values: list[Any]) -> _Layout:
+    """The layout of the dicts of ``fields`` that omits the values ``codes`` name (the
+    codes of ``_OMITTED`` of ``values``, one of those dicts)."""
+    names, nested = fields
+    held = [i for i, code in enumerate(codes) if code is None]
+    stored_names = tuple([_intern(names[i]) for i in held])
+    if len(held) == len(names):
+        return _Layout(None, None, (stored_names, nested, _NO_TEMPLATE), tuple)
+    number = _TEMPLATE_NUMBERS.get((names, codes))
+    if number is None:
+        template = {
+            _intern(name): None if code is None else _OMITTED_VALUES[code]
+            for name, code in zip(names, codes, strict=True)
+        }
+        _TEMPLATES.append(template)
+        number = _TEMPLATE_NUMBERS[names, codes] = len(_TEMPLATES) - 1
+    # Dicts and lists are never omitted: their positions among the held values.
+    shape = (stored_names, tuple([held.index(i) for i in nested]), number)
+    probe = itemgetter(*[i for i, code in enumerate(codes) if code is not None])
+    # itemgetter of one position gives the item itself, not a tuple of it.
+    pick = itemgetter(*held, len(names)) if held else _shape_only
+    return _Layout(probe, probe(values), shape, pick)
+
+
+def _shape_only(values: list[Any]) -> Frozen:
+    return (values[-1],)
+
 
 class _Freezer:
-    """Makes frozen dicts, keeping one :data:`Shape` per distinct set of fields."""
+    """Makes frozen dicts, keeping one :data:`Shape` per distinct set of fields and
+    omitted values.
+
+    Equal values are shared: one string object for every copy of a string (a
+    contact's address is its key, its ``email`` and the ``contact`` of each of
+    its enrolments and messages), and one frozen list or dict for every copy
+    of a flat one of strings (tags, custom fields). The tables that find them
+    are the store's own rather than :func:`sys.intern`'s, so that they can
+    forget what is not shared (see :meth:`prune`): at 100k contacts the strings
+    held in one place only (message keys, message ids, enrolment keys) would
+    otherwise cost tens of MB of table for nothing.
+
+    The null and "" values of a dict are left out (see ``_OMITTED``). Which
+    fields are left out is decided per set of fields, from the last dict that
+    did not fit: a dict whose values are null or "" where the last one's were
+    is frozen without asking anything else of it; a dict that has a few more
+    of them merely keeps those.
+    """
 
     def __init__(self) -> None:
-        self._shapes: dict[Shape, Shape] = {}
+        self._layouts: dict[_Fields, _Layout] = {}  # the last one used, per set of fields
+        self._every_layout: dict[tuple[_Fields, tuple[int | None, ...]], _Layout] = {}
+        self._strings: dict[str, str] = {}
+        self._flat: dict[Frozen, Frozen] = {}
+        self._pruned_size = 0
+
+    def share(self, text: str) -> str:
+        """The shared copy of ``text``."""
+        return self._strings.setdefault(text, text)
 
     def freeze(self, doc: Mapping[str, Any]) -> Frozen:
         """``doc`` frozen; it must be a dict of JSON values (str, int, float, bool, None,
         dict, list), as json decodes them."""
-        values = [_intern(v) if type(v) is str else v for v in doc.values()]
+        share = self._strings.setdefault
+        values = [share(v, v) if type(v) is str else v for v in doc.values()]
         nested: tuple[int, ...] = ()
         # A dict holding only strings, numbers and None is not tracked by the
         # garbage collector (see gc.is_tracked): most documents skip the search.
@@ -123,30 +217,85 @@ class _Freezer:
             nested = tuple([i for i, v in enumerate(values) if type(v) is dict or type(v) is list])
             for i in nested:
                 values[i] = self._freeze_nested(values[i])
-        key = (tuple(doc), nested)
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._shapes[key] = (tuple(map(_intern, key[0])), nested)
-        values.append(shape)
-        return tuple(values)
+        fields = (tuple(doc), nested)
+        layout = self._layouts.get(fields)
+        if layout is None or (layout.probe is not None and layout.probe(values) != layout.omitted):
+            key = (fields, tuple(map(_OMITTED.get, values)))
+            layout = self._every_layout.get(key)
+            if layout is None:
+                layout = self._every_layout[key] = _make_layout(fields, key[1], values)
+            self._layouts[fields] = layout
+        values.append(layout.shape)
+        return layout.pick(values)
 
     def _freeze_nested(self, value: Any) -> Frozen:
         if type(value) is dict:
-            return self.freeze(value)
-        items = [_intern(v) if type(v) is str else v for v in value]
-        end = _FLAT_LIST
-        for i, item in enumerate(items):
-            if type(item) is dict or type(item) is list:
-                items[i], end = self._freeze_nested(item), _DEEP_LIST
-        items.append(end)
-        return tuple(items)
+            frozen = self.freeze(value)
+            flat = not frozen[-1][1]
+        else:
+            share = self._strings.setdefault
+            items = [share(v, v) if type(v) is str else v for v in value]
+            end = _FLAT_LIST
+            for i, item in enumerate(items):
+                if type(item) is dict or type(item) is list:
+                    items[i], end = self._freeze_nested(item), _DEEP_LIST
+            items.append(end)
+            frozen = tuple(items)
+            flat = end is _FLAT_LIST
+        # Only strings and None (and the shape, the one tuple in a flat dict):
+        # equal numbers of other types (1, 1.0, True) would be taken for one another.
+        if flat and all(map(_SHAREABLE.__contains__, map(type, frozen))):
+            return self._flat.setdefault(frozen, frozen)
+        return frozen
+
+    def prune(self) -> None:
+        """Forget the values held in fewer than :data:`_SHARED_PLACES` places.
+
+        A value that a document or two hold (a message id, a key) is not worth
+        its place in a table; one that many hold (a sequence name, a moment
+        written by one commit, an address) is kept, for the documents to come.
+        Whatever the documents no longer hold at all goes too, so that the
+        tables never keep removed documents alive.
+        """
+        self._strings = _shared(self._strings)
+        self._flat = _shared(self._flat)
+        self._pruned_size = len(self._strings) + len(self._flat)
+
+    def prune_if_grown(self) -> None:
+        """:meth:`prune` once the tables have doubled since it last ran."""
+        if len(self._strings) + len(self._flat) > max(2 * self._pruned_size, _PRUNE_MIN):
+            self.prune()
+
+
+# How many places (documents, table keys, or anything else) must hold a value for
+# the freezer's tables to keep it through a prune. A message's key is held by its
+# table and its document, and in the daemon twice more by the planner's model:
+# four places, and still not a value that documents to come will repeat.
+_SHARED_PLACES = 5
+# References to a value while _shared looks at it: the table's key and value, the
+# comprehension's variable, getrefcount's argument.
+_TABLE_REFS = 4
+# Tables smaller than this are never pruned between loads: not worth the pass.
+_PRUNE_MIN = 1 << 16
+
+
+def _shared(table: dict[Any, Any]) -> dict[Any, Any]:
+    """The entries of ``table`` whose value is held in at least _SHARED_PLACES places."""
+    count = sys.getrefcount
+    limit = _TABLE_REFS + _SHARED_PLACES
+    return {value: value for value in table if count(value) >= limit}
 
 
 def _thaw(frozen: Frozen) -> Document:
     """A new dict (and new nested dicts and lists) from a frozen one."""
-    fields, nested = frozen[-1]
+    fields, nested, template = frozen[-1]
     # zip stops at the last field, before the shape.
-    doc = dict(zip(fields, frozen, strict=False))
+    if template == _NO_TEMPLATE:
+        doc = dict(zip(fields, frozen, strict=False))
+    else:
+        # Copying a dict and replacing values is no slower than building one.
+        doc = _TEMPLATES[template].copy()
+        doc.update(zip(fields, frozen, strict=False))
     for i in nested:
         doc[fields[i]] = _thaw_nested(frozen[i])
     return doc
@@ -169,6 +318,8 @@ class _Memory:
 
     def __init__(self, generation: int, snapshot_size: int) -> None:
         self.tables: dict[str, dict[str, Frozen]] = {name: {} for name in TABLES}
+        # A freezer per memory: its tables find the values this memory holds.
+        self.freezer = _Freezer()
         self.generation = generation
         self.snapshot_size = snapshot_size
         self.journal_end = 0
@@ -204,11 +355,11 @@ class _Memory:
 
     def apply(self, table: str, key: str, frozen: Frozen | None) -> None:
         docs = self.tables.setdefault(table, {})
-        key = _intern(key)
         if frozen is None:
             if docs.pop(key, None) is None:
                 return
         else:
+            key = self.freezer.share(key)
             # Replacing in place keeps the document's position in all().
             docs[key] = frozen
         if self.feeding:
@@ -266,9 +417,9 @@ _DELETE = _Write(None, None)
 class _Transaction:
     """Committed state plus this transaction's own writes."""
 
-    def __init__(self, memory: _Memory, freezer: _Freezer, data_dir: Path) -> None:
+    def __init__(self, memory: _Memory, data_dir: Path) -> None:
         self._memory = memory
-        self._freezer = freezer
+        self._freezer = memory.freezer
         self._dir = data_dir
         self._writes: dict[str, dict[str, _Write]] = {}
         self._open = True
@@ -435,7 +586,6 @@ class TinyStore:
         self._lock_timeout = lock_timeout
         self._in_transaction = False
         self._closed = False
-        self._freezer = _Freezer()
         _make_private_dir(self._dir)
         self._memory = self._open()
 
@@ -483,7 +633,7 @@ class TinyStore:
         try:
             with self._locked(exclusive=True):
                 self._catch_up(exclusive=True)
-                tx = _Transaction(self._memory, self._freezer, self._dir)
+                tx = _Transaction(self._memory, self._dir)
                 try:
                     yield tx
                     # Only reached when the block ended without an exception.
@@ -570,7 +720,8 @@ class TinyStore:
     def _load(self, generation: int) -> _Memory:
         path = journal.snapshot_path(self._dir, generation)
         memory = _Memory(generation, journal.file_size(path))
-        freeze = self._freezer.freeze
+        freezer = memory.freezer
+        freeze, share = freezer.freeze, freezer.share
         tables = memory.tables
         for table, key, doc in journal.read_snapshot(path):
             docs = tables.get(table)
@@ -578,16 +729,17 @@ class TinyStore:
                 docs = tables[table] = {}
             elif key in docs:
                 raise StoreError(f"table {table}: key {key!r} is stored twice", file=path)
-            docs[_intern(key)] = freeze(doc)
+            docs[share(key)] = freeze(doc)
         journal.check_meta(memory.get(META, STORE_META_KEY), path, generation)
         self._replay(memory)
+        freezer.prune()
         memory.feeding = True
         return memory
 
     def _replay(self, memory: _Memory) -> None:
         """Apply what was appended to the journal since ``memory`` last read it."""
         path = journal.journal_path(self._dir, memory.generation)
-        freeze = self._freezer.freeze
+        freeze = memory.freezer.freeze
         commits = journal.read_journal(path, offset=memory.journal_end, line=memory.journal_lines)
         # Each commit is applied as it is read, so that memory only ever holds
         # whole commits, and a huge journal is never in memory at once.
@@ -595,6 +747,7 @@ class TinyStore:
             for table, key, doc in changes:
                 memory.apply(table, key, None if doc is None else freeze(doc))
             memory.journal_end, memory.journal_lines = end, lines
+        memory.freezer.prune_if_grown()
 
     def _catch_up(self, *, exclusive: bool) -> None:
         layout = journal.scan(self._dir)
@@ -627,6 +780,7 @@ class TinyStore:
             raise
         memory.journal_end = end
         memory.journal_lines += 1
+        memory.freezer.prune_if_grown()
         if end > max(memory.snapshot_size, self._compact_min):
             self._compact_after_commit()
 
@@ -650,7 +804,7 @@ class TinyStore:
                 (name, memory.snapshot_docs(name, meta)) for name in memory.tables
             ),
         )
-        memory.apply(META, STORE_META_KEY, self._freezer.freeze(meta))
+        memory.apply(META, STORE_META_KEY, memory.freezer.freeze(meta))
         memory.generation, memory.snapshot_size = new, size
         memory.journal_end = memory.journal_lines = 0
         journal.remove_files(
