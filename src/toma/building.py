@@ -26,6 +26,7 @@ from toma.message import Built
 
 PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
 CHUNK = 100
+LOCAL_CHUNKS = 3  # built in this process while the worker starts
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,16 @@ async def build_chunks(
     with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
                              initargs=(str(config_path),)) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
-        # Two chunks queued ahead keep the worker busy while results are sent.
-        futures = [loop.run_in_executor(pool, _build_chunk, chunk) for chunk in chunks[:2]]
-        for index in range(len(chunks)):
+        # The worker takes a few tenths of a second to start (a process, imports,
+        # templates): the first chunks are built here meanwhile, so that sending
+        # starts at once. Two chunks queued ahead keep the worker busy after that.
+        local = min(LOCAL_CHUNKS, len(chunks))
+        futures = {index: loop.run_in_executor(pool, _build_chunk, chunks[index])
+                   for index in range(local, min(local + 2, len(chunks)))}
+        for index in range(local):
+            yield build_all(composer, chunks[index])
+            await asyncio.sleep(0)
+        for index in range(local, len(chunks)):
             if index + 2 < len(chunks):
-                futures.append(loop.run_in_executor(pool, _build_chunk, chunks[index + 2]))
-            yield await futures[index]
+                futures[index + 2] = loop.run_in_executor(pool, _build_chunk, chunks[index + 2])
+            yield await futures.pop(index)
