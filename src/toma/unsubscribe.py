@@ -54,6 +54,7 @@ from urllib.parse import quote, unquote, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from toma.contacts import Contact
+from toma.durable import fsync_dir
 from toma.errors import StoreError
 from toma.hosts import is_loopback
 
@@ -252,7 +253,9 @@ def load_or_create_secret(path: Path) -> bytes:
             # runs per data directory, so nobody else is making one right now.
             temporary.replace(path)
         if created:
-            _sync_folder(path.parent)
+            # The new name must survive a power cut: once a link with this secret
+            # has gone out, a fresh secret would break it.
+            fsync_dir(path.parent)
             log.info("unsubscribe_secret_created file=%s", path)
     except OSError as exc:
         raise StoreError(f"cannot create the unsubscribe secret: {exc.strerror}",
@@ -263,16 +266,6 @@ def load_or_create_secret(path: Path) -> bytes:
         return _read_secret(path)
     except FileNotFoundError:
         raise StoreError("the unsubscribe secret vanished as it was made", file=path) from None
-
-
-def _sync_folder(folder: Path) -> None:
-    # The new name must survive a power cut: once a link with this secret has
-    # gone out, a fresh secret would break it.
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _read_secret(path: Path) -> bytes:

@@ -49,6 +49,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from toma.durable import fsync_dir
 from toma.errors import StoreError
 from toma.store.base import SCHEMA_VERSION, Document
 
@@ -124,15 +125,6 @@ def scan(data_dir: Path) -> Layout:
 
 
 # -- durable file operations -------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a created, renamed or removed directory entry survive a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from toma.durable import fsync_dir
 from toma.errors import TransportError
 from toma.transports.base import Envelope, Outcome, Result, one_line
 
@@ -55,14 +56,6 @@ def unique_name(host: str) -> str:
         f"{seconds}.M{micros:06d}P{os.getpid()}Q{next(_SEQUENCE)}"
         f"R{secrets.token_hex(4)}.{host}"
     )
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MaildirTransport:
@@ -126,7 +119,7 @@ class MaildirTransport:
             return Result(envelope.key, Outcome.TEMPORARY, None,
                           one_line(f"cannot deliver into {self._path / 'new'}: {exc}"))
         try:
-            _fsync_directory(self._path / "new")
+            fsync_dir(self._path / "new")
         except OSError as exc:
             # The message is in new/ for every reader; only its durability is in doubt.
             log.warning("maildir fsync failed path=%s error=%s", self._path / "new", exc)
