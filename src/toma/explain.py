@@ -22,11 +22,7 @@ def explain_files(
     sent: dict[str, Sent] = {}
     contacts: set[str] = set()
     if reader is not None:
-        sent = sent_index([
-            (doc.get("message_id"), Sent(key=key, contact=doc["contact"],
-                                         kind=doc.get("kind", ""), ref=doc.get("ref", "")))
-            for key, doc in reader.all(MESSAGES)
-        ])
+        sent = sent_index(reader.all(MESSAGES))
         contacts = {key for key, _doc in reader.all(CONTACTS)}
     rows = []
     for path in files:

@@ -8,8 +8,9 @@ recipient of a bounce, else the sender.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from toma.inbox.classify import Reading
 
@@ -55,6 +56,11 @@ def _bare(message_id: str) -> str:
     return message_id.strip().strip("<>").strip()
 
 
-def sent_index(records: Collection[tuple[str | None, Sent]]) -> dict[str, Sent]:
-    """Message-ID (bare) → what was sent, from (message_id, Sent) pairs."""
-    return {_bare(message_id): item for message_id, item in records if message_id}
+def sent_index(messages: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Sent]:
+    """Message-ID (bare) → what was sent, from the outbox's (key, document) pairs."""
+    return {
+        _bare(doc["message_id"]): Sent(key=key, contact=doc["contact"], kind=doc.get("kind", ""),
+                                       ref=doc.get("ref", ""))
+        for key, doc in messages
+        if doc.get("message_id")
+    }

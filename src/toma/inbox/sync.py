@@ -22,7 +22,7 @@ from toma.contacts import Contact
 from toma.inbox.base import Cursor, Inbound, Source
 from toma.inbox.classify import Reading, read_message
 from toma.inbox.decide import Decision, decide
-from toma.inbox.match import Match, Sent, match, sent_index
+from toma.inbox.match import Match, match, sent_index
 from toma.invoices import number_of_ref
 from toma.logs import fields
 from toma.outbox import MessageState, new_record
@@ -111,11 +111,7 @@ def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cur
     owner = config.owner.email.lower()
     tokens = unsubscriber(config)
     with store.transaction() as tx:
-        sent = sent_index([
-            (d.get("message_id"), Sent(key=k, contact=d["contact"], kind=d.get("kind", ""),
-                                       ref=d.get("ref", "")))
-            for k, d in tx.all(MESSAGES)
-        ])
+        sent = sent_index(tx.all(MESSAGES))
         contacts = {k for k, _d in tx.all(CONTACTS)}
         # Who is enrolled where, read once for the batch: an inbound message
         # concerns one contact, and the table may be large.
