@@ -10,11 +10,14 @@ while the next is built.
 
 At most once rests on one rule: a message is durably ``sending`` before its
 first byte goes to the server. :class:`_Marking` wraps the transport and
-writes the records a few messages ahead (``MARK_AHEAD``, one fsync per
-batch); outcomes are written every ``RESULT_BATCH`` results or
-``RESULT_EVERY`` seconds. What a crash leaves ``unknown`` is bounded by these:
-the messages marked ahead, those in flight, the outcomes not yet written.
-Everything else is still ``planned`` and goes at the next tick.
+writes the records ahead of it, ``MARK_BATCH`` messages (one fsync) at a
+time, the next batch started while the last ones are still being sent, so
+that no send waits for a disk. Outcomes are written in the background every
+``RESULT_BATCH`` results or ``RESULT_EVERY`` seconds; the sends wait only
+when the disk falls a whole batch behind. What a crash leaves ``unknown`` is
+bounded (:func:`in_doubt_at_most`): the messages marked ahead, those in
+flight, and the outcomes not yet written. Everything else is still
+``planned`` and goes at the next tick.
 
 A temporary failure is retried within the tick (``retry_within``), then
 planned again with a back-off (:func:`retry_delay`) until ``[smtp] retry_for``
@@ -46,12 +49,26 @@ from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
 
-RESULT_BATCH = 25
+RESULT_BATCH = 20
 RESULT_EVERY = 0.1
-MARK_AHEAD = 8
+MARK_BATCH = 8  # marked `sending` in one write
+MARK_AHEAD = 2 * MARK_BATCH  # at most this many marked and not yet sent, per chunk in flight
 CHUNKS_IN_FLIGHT = 2  # keeps every connection busy; more would only hold messages in memory
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(minutes=30)
+
+
+def in_doubt_at_most(concurrency: int) -> int:
+    """The most messages a crash in the middle of a send can leave ``unknown``.
+
+    Those marked ahead of the transport (``MARK_AHEAD`` for each chunk in
+    flight), those in flight (``concurrency``), and those sent whose outcome
+    is not yet on disk: a batch being written and the next one filling, each
+    at most ``RESULT_BATCH`` plus one result from every other send that
+    finished while the sends waited for the disk.
+    """
+    waiting = CHUNKS_IN_FLIGHT * concurrency
+    return CHUNKS_IN_FLIGHT * MARK_AHEAD + concurrency + 2 * (RESULT_BATCH + waiting)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -133,18 +150,29 @@ class Sender:
         marking = _Marking(self.transport, marker)
         pending: list[Result] = []
         flushed = monotonic.monotonic()
+        recording: asyncio.Task[None] | None = None
+
+        async def record(batch: list[Result]) -> None:
+            async with writing:
+                await asyncio.to_thread(self._record, batch, marker, now, tally)
 
         async def collect(result: Result) -> None:
-            nonlocal flushed
+            nonlocal flushed, recording
             if self.progress is not None:
                 self.progress(result)
             pending.append(result)
-            if len(pending) >= RESULT_BATCH or monotonic.monotonic() - flushed > RESULT_EVERY:
-                batch = list(pending)
-                pending.clear()
-                flushed = monotonic.monotonic()
-                async with writing:
-                    await asyncio.to_thread(self._record, batch, marker, now, tally)
+            if len(pending) < RESULT_BATCH and monotonic.monotonic() - flushed <= RESULT_EVERY:
+                return
+            if recording is not None:
+                if not recording.done() and len(pending) < RESULT_BATCH:
+                    return  # a trickle: the write under way takes these next time
+                await recording  # a whole batch waiting: the disk sets the pace
+                if not pending:
+                    return  # another send took the batch while this one waited
+            batch = list(pending)
+            pending.clear()
+            flushed = monotonic.monotonic()
+            recording = asyncio.create_task(record(batch))
 
         sending: set[asyncio.Task[list[Result]]] = set()
 
@@ -168,8 +196,16 @@ class Sender:
             if sending:
                 await asyncio.gather(*sending)
         finally:
+            # Every write under way ends before the last outcomes are written (a
+            # write's error is raised here, after them: nothing known is lost).
+            errors = await asyncio.gather(
+                *(task for task in (recording, marker.ahead) if task is not None),
+                return_exceptions=True)
             async with writing:
                 self._record(pending, marker, now, tally)
+            for error in errors:
+                if isinstance(error, BaseException):
+                    raise error
 
     def _envelopes(self, chunk: list[BuildOutcome], outgoing: Outgoing,
                    tally: Tally) -> list[Envelope]:
@@ -230,7 +266,13 @@ class Sender:
 
 
 class _Marker:
-    """Writes ``sending`` records a few messages ahead of the transport; only built ones."""
+    """Writes ``sending`` records ahead of the transport; only built ones.
+
+    A send whose record is not yet written marks the next ``MARK_BATCH`` and
+    waits; once fewer than ``MARK_BATCH`` marked messages are left ahead of a
+    send, the next batch is written in the background. So at most
+    ``MARK_AHEAD`` messages of a chunk are marked and not yet sent.
+    """
 
     def __init__(self, store: Store, records: dict[str, OutboxRecord],
                  writing: asyncio.Lock) -> None:
@@ -240,6 +282,8 @@ class _Marker:
         self.order: list[str] = []
         self.position: dict[str, int] = {}
         self.marked: set[str] = set()
+        self.ahead: asyncio.Task[None] | None = None  # a batch being marked in the background
+        self._ahead_keys: frozenset[str] = frozenset()
 
     def extend(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -247,18 +291,42 @@ class _Marker:
             self.order.append(key)
 
     async def ensure(self, key: str) -> None:
-        if key in self.marked:
-            return
-        async with self.writing:
-            if key in self.marked:  # marked by another send while this one waited
-                return
-            start = self.position[key]
-            batch = [k for k in self.order[start : start + MARK_AHEAD] if k not in self.marked]
-            docs = [(k, self.records[k].to_doc()) for k in batch]
-            await asyncio.to_thread(self._write, docs)
-            self.marked.update(batch)
+        """Return once ``key`` is durably ``sending``."""
+        while key not in self.marked:
+            if self.ahead is not None and key in self._ahead_keys:
+                await asyncio.shield(self.ahead)  # a cancelled send leaves the write alone
+                continue
+            async with self.writing:
+                if key not in self.marked:  # else marked by another send while this one waited
+                    await self._write(self._batch(self.position[key]))
+        self._look_ahead(self.position[key])
 
-    def _write(self, docs: list[tuple[str, dict[str, Any]]]) -> None:
+    def _look_ahead(self, position: int) -> None:
+        if self.ahead is not None and not self.ahead.done():
+            return
+        probe = position + MARK_BATCH
+        if probe >= len(self.order) or self.order[probe] in self.marked:
+            return
+        start = next((at for at in range(position + 1, probe)
+                      if self.order[at] not in self.marked), probe)
+        batch = self._batch(start)
+        self._ahead_keys = frozenset(batch)
+        self.ahead = asyncio.create_task(self._write_when_free(batch))
+
+    def _batch(self, start: int) -> list[str]:
+        return [key for key in self.order[start : start + MARK_BATCH]
+                if key not in self.marked and key not in self._ahead_keys]
+
+    async def _write_when_free(self, batch: list[str]) -> None:
+        async with self.writing:
+            await self._write(batch)
+
+    async def _write(self, batch: list[str]) -> None:
+        docs = [(key, self.records[key].to_doc()) for key in batch]
+        await asyncio.to_thread(self._put, docs)
+        self.marked.update(batch)
+
+    def _put(self, docs: list[tuple[str, dict[str, Any]]]) -> None:
         with self.store.transaction() as tx:
             for key, doc in docs:
                 tx.put(MESSAGES, key, doc)

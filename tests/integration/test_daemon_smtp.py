@@ -16,7 +16,7 @@ import pytest
 from toma.config import Smtp
 from toma.daemon import Worker
 from toma.outbox import MessageState
-from toma.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, RESULT_BATCH
+from toma.sending import in_doubt_at_most
 from toma.store import MESSAGES, open_store
 from toma.timeutil import iso
 
@@ -151,7 +151,7 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
         assert address in received or state == "unknown", (address, state)
     unknown = [a for a, s in by_contact.items() if s == "unknown"]
     # Only what was marked ahead, in flight or not yet recorded is left in doubt.
-    assert len(unknown) <= CHUNKS_IN_FLIGHT * MARK_AHEAD + RESULT_BATCH + smtp_config.concurrency
+    assert len(unknown) <= in_doubt_at_most(smtp_config.concurrency)
     assert len(received) + len([a for a in unknown if a not in received]) == 500
     status = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "status"],
                             capture_output=True, text=True, timeout=60, check=True)
