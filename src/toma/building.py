@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from toma.message import Built
 PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
 CHUNK = 100
 LOCAL_CHUNKS = 3  # built in this process while the worker starts
+WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -64,29 +66,32 @@ _composer: Composer | None = None  # one per worker process, made by _start_work
 
 def _start_worker(config_path: str) -> None:
     global _composer
+    # Building is background work: the daemon's conversations with the SMTP and
+    # IMAP servers wait on every round trip, so they come first on a busy machine.
+    os.nice(WORKER_NICENESS)
     _composer = Composer(load_config(Path(config_path)))
 
 
-def _build_chunk(jobs: Sequence[Job]) -> list[BuildOutcome]:
+def _build_chunk(jobs: Sequence[Job]) -> list[Built | Failure]:
     assert _composer is not None  # noqa: S101 - set by the pool initializer
-    return build_all(_composer, jobs)
+    # Only the messages travel back: the parent still holds the jobs.
+    return [_build(_composer, job) for job in jobs]
 
 
 def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
-    out: list[BuildOutcome] = []
-    for job in jobs:
-        try:
-            built = composer.compose(
-                job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
-                in_reply_to=job.in_reply_to, references=job.references,
-                list_unsubscribe=job.list_unsubscribe,
-                templates=composer.newsletters if job.newsletter else None,
-                attachments=job.attachments)
-        except TemplateError as exc:
-            out.append((job, Failure(exc.message, exc.file, exc.line, exc.key)))
-            continue
-        out.append((job, built))
-    return out
+    return [(job, _build(composer, job)) for job in jobs]
+
+
+def _build(composer: Composer, job: Job) -> Built | Failure:
+    try:
+        return composer.compose(
+            job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
+            in_reply_to=job.in_reply_to, references=job.references,
+            list_unsubscribe=job.list_unsubscribe,
+            templates=composer.newsletters if job.newsletter else None,
+            attachments=job.attachments)
+    except TemplateError as exc:
+        return Failure(exc.message, exc.file, exc.line, exc.key)
 
 
 async def build_chunks(
@@ -100,6 +105,9 @@ async def build_chunks(
         return
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("forkserver")
+    # The fork server imports toma once; each tick's worker is forked from it ready,
+    # instead of spending a quarter of a second of CPU on imports every time.
+    context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
                              initargs=(str(config_path),)) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
@@ -115,4 +123,5 @@ async def build_chunks(
         for index in range(local, len(chunks)):
             if index + 2 < len(chunks):
                 futures[index + 2] = loop.run_in_executor(pool, _build_chunk, chunks[index + 2])
-            yield await futures.pop(index)
+            built = await futures.pop(index)
+            yield list(zip(chunks[index], built, strict=True))
