@@ -68,8 +68,8 @@ class Composer:
         leave: dict[str, Any] = {}
         options: dict[str, Any] = {}
         if list_unsubscribe and self.unsubscribe is not None:
-            leave = dict(self.unsubscribe.context(contact))
-            options = dict(self.unsubscribe.message_options(contact))
+            links, unsubscribe = self.unsubscribe.for_message(contact)
+            leave, options = dict(links), dict(unsubscribe)
         context = base_context(self.config, contact, **leave, **(extra or {}))
         rendered = (templates or self.templates).render(template, context,
                                                         contact=contact.email)

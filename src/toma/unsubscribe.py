@@ -186,20 +186,24 @@ class Unsubscribe:
 
     def url(self, contact: Contact | str) -> str | None:
         """The one-click URL, or None without a base URL."""
-        if self.base_url is None:
-            return None
-        return f"{self.base_url}{PATH_PREFIX}{self.token(_address_of(contact))}"
+        return self._url(self.token(_address_of(contact)))
 
     def mailto(self, contact: Contact | str) -> str:
         """``mailto:`` the inbox, with the token in the subject."""
-        token = self.token(_address_of(contact))
+        return self._mailto(self.token(_address_of(contact)))
+
+    def _url(self, token: str) -> str | None:
+        return None if self.base_url is None else f"{self.base_url}{PATH_PREFIX}{token}"
+
+    def _mailto(self, token: str) -> str:
         to = quote(self.mailto_address, safe="@!$'*+-._~")
         return f"mailto:{to}?subject={SUBJECT_WORD}%20{token}"
 
     def uris(self, contact: Contact | str) -> tuple[str, ...]:
         """The List-Unsubscribe URIs: the mailto, then the https URL if there is one."""
-        url = self.url(contact)
-        mailto = self.mailto(contact)
+        token = self.token(_address_of(contact))
+        url = self._url(token)
+        mailto = self._mailto(token)
         return (mailto, url) if url else (mailto,)
 
     def headers(self, contact: Contact | str) -> dict[str, str]:
@@ -217,7 +221,15 @@ class Unsubscribe:
 
     def context(self, contact: Contact | str) -> dict[str, str | None]:
         """``unsubscribe_url`` and ``unsubscribe_mailto`` for the template context."""
-        return {"unsubscribe_url": self.url(contact), "unsubscribe_mailto": self.mailto(contact)}
+        return self.for_message(contact)[0]
+
+    def for_message(self, contact: Contact | str) -> tuple[dict[str, str | None], ListUnsubscribe]:
+        """:meth:`context` and :meth:`message_options` together, from one token."""
+        token = self.token(_address_of(contact))
+        url, mailto = self._url(token), self._mailto(token)
+        uris = (mailto, url) if url else (mailto,)
+        return ({"unsubscribe_url": url, "unsubscribe_mailto": mailto},
+                ListUnsubscribe(list_unsubscribe=uris, list_unsubscribe_post=url is not None))
 
 
 # --------------------------------------------------------------------------- secret

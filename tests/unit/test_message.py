@@ -194,6 +194,17 @@ class TestEncoding:
         body = parsed.get_body(preferencelist=("html",))
         assert body is not None and "<p>Jane</p>" in body.get_content()
         assert parsed["MIME-Version"] == "1.0"
+        assert all(part["MIME-Version"] is None for part in parsed.iter_parts())
+
+    def test_attachment_follows_the_alternative(self) -> None:
+        parsed = parse(build(attachments=[("invoice 7.pdf", b"%PDF-1.4 ...")]).data)
+        assert parsed.get_content_type() == "multipart/mixed"
+        alternative, pdf = parsed.iter_parts()
+        assert alternative.get_content_type() == "multipart/alternative"
+        assert pdf.get_content_type() == "application/pdf"
+        assert pdf.get_filename() == "invoice 7.pdf"
+        assert pdf.get_content() == b"%PDF-1.4 ..."
+        assert all(part["MIME-Version"] is None for part in parsed.walk() if part is not parsed)
 
     @pytest.mark.parametrize(
         "options",
