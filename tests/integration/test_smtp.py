@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import re
 import ssl
 import time
 from collections import Counter
@@ -18,6 +19,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from toma.config import Smtp
 from toma.errors import TransportError
@@ -492,3 +495,15 @@ def test_wire_format() -> None:
     """CRLF everywhere, leading dots doubled, and the terminating dot line."""
     assert wire_format(b"a\nb\r\n.c\r\n") == b"a\r\nb\r\n..c\r\n.\r\n"
     assert wire_format(b".\r\nx") == b"..\r\nx\r\n.\r\n"
+    assert wire_format(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
+    assert wire_format(b"a\rb\r\n\r") == b"a\r\nb\r\n\r\n.\r\n"
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"\xc3\xa9"]),
+                max_size=40))
+def test_wire_format_skips_nothing_on_its_fast_path(pieces: list[bytes]) -> None:
+    """Counting line ends instead of rewriting them gives the same bytes as rewriting."""
+    data = b"".join(pieces)
+    body = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    body = body if body.endswith(b"\r\n") else body + b"\r\n"
+    assert wire_format(data) == re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"

@@ -168,10 +168,15 @@ def default_tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 def wire_format(data: bytes) -> bytes:
     """The DATA payload: CRLF line endings, leading dots doubled, the final ``.`` line."""
-    body = _LINE_END.sub(b"\r\n", data)
+    # What toma builds already ends every line in CRLF; counting is much cheaper
+    # than rewriting every line ending to find that out.
+    plain = data.count(b"\r\n") == data.count(b"\r") == data.count(b"\n")
+    body = data if plain else _LINE_END.sub(b"\r\n", data)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+    if body.startswith(b".") or b"\n." in body:
+        body = _LEADING_DOT.sub(b"..", body)
+    return body + b".\r\n"
 
 
 def _local_hostname() -> str:
