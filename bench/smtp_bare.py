@@ -2,16 +2,17 @@
 
 The sink runs in a separate process so that it does not share the client's
 event loop or GIL; it only counts what it accepts. The client sends N prebuilt
-messages (~4 KB) over C reused aiosmtplib connections and prints messages per
-second. ``--toma`` also runs the same messages through ``SmtpTransport`` and
-``send_all``, to show what the transport adds to the bare loop.
+messages (~4 KB) over C reused aiosmtplib connections, on the event loop toma
+sends on (``toma.eventloop``), and prints messages per second. ``--toma`` also
+runs the same messages through ``SmtpTransport`` and ``send_all``, to show
+what the transport adds to the bare loop.
 
     python bench/smtp_bare.py -n 2000 -c 4 [--toma]
 
 As a library::
 
     with start_sink() as sink:
-        rate = asyncio.run(bare_send(sink.host, sink.port, build_messages(2000), 4))
+        rate = eventloop.run(bare_send(sink.host, sink.port, build_messages(2000), 4))
         assert sink.count() == 2000
 """
 
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib
+
+from toma import eventloop
 
 HOST = "127.0.0.1"
 SENDER = "owner@example.com"
@@ -179,17 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     average = sum(len(data) for _, data in messages) // len(messages)
     with start_sink() as sink:
         # A few messages first, so connection set-up and imports are not measured.
-        asyncio.run(bare_send(sink.host, sink.port, messages[:20], 1))
+        eventloop.run(bare_send(sink.host, sink.port, messages[:20], 1))
         before = sink.wait_for(20)
-        rate = asyncio.run(bare_send(sink.host, sink.port, messages, args.connections))
+        rate = eventloop.run(bare_send(sink.host, sink.port, messages, args.connections))
         received = sink.wait_for(before + len(messages)) - before
-        print(f"bare aiosmtplib: {len(messages)} messages of ~{average} B over "
-              f"{args.connections} connections: {rate:,.0f} msg/s (sink received {received})")
+        print(f"bare aiosmtplib on {eventloop.name()}: {len(messages)} messages of ~{average} B "
+              f"over {args.connections} connections: {rate:,.0f} msg/s (sink received {received})")
         if received != len(messages):
             return 1
         if args.toma:
             before = sink.count()
-            rate = asyncio.run(toma_send(sink.host, sink.port, messages, args.connections))
+            rate = eventloop.run(toma_send(sink.host, sink.port, messages, args.connections))
             received = sink.wait_for(before + len(messages)) - before
             print(f"SmtpTransport + send_all: {rate:,.0f} msg/s (sink received {received})")
             if received != len(messages):

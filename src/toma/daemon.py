@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 
 import schedule
 
-from toma import billing, broadcast
+from toma import billing, broadcast, eventloop
 from toma.ageing import PlannedReminder
 from toma.building import Job
 from toma.config import Config, load_config
@@ -443,7 +443,7 @@ class Worker:
 
     def run_once(self, now: datetime) -> TickReport:
         with self.signals():
-            return asyncio.run(self.tick(now))
+            return eventloop.run(self.tick(now))
 
     def run_forever(self, clock: Clock, every: timedelta) -> None:
         """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight.
@@ -497,7 +497,7 @@ class Worker:
         if self.stopping.is_set():
             return
         try:
-            asyncio.run(self.tick(clock.now()))
+            eventloop.run(self.tick(clock.now()))
         except Exception:
             # The daemon keeps serving: the next tick starts afresh from the files.
             log.exception("tick crashed")

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from toma import eventloop
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.transports import Backoff, Envelope, Outcome, Result, SmtpTransport, send_all
@@ -36,8 +37,8 @@ FAST = Backoff(first=0.2, factor=2.0, cap=1.0)
 
 
 def run(coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run one test coroutine with a hard upper bound on its duration."""
-    return asyncio.run(asyncio.wait_for(coroutine, timeout))
+    """Run one test coroutine, on the loop the daemon sends on, with an upper bound on its time."""
+    return eventloop.run(asyncio.wait_for(coroutine, timeout))
 
 
 def envelope(number: int, *, to: str | None = None, sender: str = "owner@example.com",

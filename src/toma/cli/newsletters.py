@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from toma import eventloop
 from toma.cli import (
     Context,
     main,
@@ -33,8 +34,6 @@ def newsletter() -> None:
 @pass_context
 def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     """Send one copy of an issue to yourself (the owner), as a recipient would see it."""
-    import asyncio
-
     from toma import broadcast
     from toma.compose import Composer
     from toma.transports import Envelope, transport_for
@@ -58,7 +57,7 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
                                                  sender=built.envelope_sender,
                                                  recipients=(owner.email,), data=built.data))
 
-    result = asyncio.run(send())
+    result = eventloop.run(send())
     if result.outcome != "sent":
         raise TomaError(f"the proof did not go: {result.detail}", file=issue.file)
     click.echo(f"Proof of {issue.name} sent to {owner.email} ({built.subject!r}).")
@@ -114,8 +113,6 @@ def broadcast_figures(ctx: Context, name: str) -> dict[str, Any]:
 
 
 def _send_issue(ctx: Context, store: Store, issue: Any, now: datetime) -> Any:
-    import asyncio
-
     from toma.daemon import Worker
     from toma.progress import Progress
 
@@ -127,4 +124,4 @@ def _send_issue(ctx: Context, store: Store, issue: Any, now: datetime) -> Any:
         async def run() -> Any:
             return await worker.send_newsletter(issue, now, on_start=progress.start)
 
-        return asyncio.run(run())
+        return eventloop.run(run())
