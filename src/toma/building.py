@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -103,7 +103,6 @@ async def build_chunks(
             yield build_all(composer, jobs[start : start + CHUNK])
             await asyncio.sleep(0)  # let the sends of the previous chunk go on
         return
-    loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("forkserver")
     # The fork server imports toma once; each tick's worker is forked from it ready,
     # instead of spending a quarter of a second of CPU on imports every time.
@@ -111,17 +110,29 @@ async def build_chunks(
     with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
                              initargs=(str(config_path),)) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
-        # The worker takes a few tenths of a second to start (a process, imports,
-        # templates): the first chunks are built here meanwhile, so that sending
-        # starts at once. Two chunks queued ahead keep the worker busy after that.
+
+        def submit(indexes: Iterable[int]) -> list[Future[list[Built | Failure]]]:
+            return [pool.submit(_build_chunk, chunks[index]) for index in indexes]
+
+        # The first submit starts the worker, and waits until the fork server has
+        # forked it (the first time, after importing toma): a few tenths of a second,
+        # spent in a thread while the first chunks are built here and sent. Two
+        # chunks queued ahead keep the worker busy after that.
         local = min(LOCAL_CHUNKS, len(chunks))
-        futures = {index: loop.run_in_executor(pool, _build_chunk, chunks[index])
-                   for index in range(local, min(local + 2, len(chunks)))}
-        for index in range(local):
-            yield build_all(composer, chunks[index])
-            await asyncio.sleep(0)
-        for index in range(local, len(chunks)):
-            if index + 2 < len(chunks):
-                futures[index + 2] = loop.run_in_executor(pool, _build_chunk, chunks[index + 2])
-            built = await futures.pop(index)
-            yield list(zip(chunks[index], built, strict=True))
+        first = range(local, min(local + 2, len(chunks)))
+        starting = asyncio.ensure_future(asyncio.to_thread(submit, first))
+        try:
+            for index in range(local):
+                yield build_all(composer, chunks[index])
+                await asyncio.sleep(0)
+            futures = {index: asyncio.wrap_future(future)
+                       for index, future in zip(first, await starting, strict=True)}
+            for index in range(local, len(chunks)):
+                if index + 2 < len(chunks):
+                    futures[index + 2] = asyncio.wrap_future(submit([index + 2])[0])
+                built = await futures.pop(index)
+                yield list(zip(chunks[index], built, strict=True))
+        finally:
+            if not starting.done():
+                # Stopped early: the worker must have started before the pool can close.
+                await asyncio.gather(starting, return_exceptions=True)
