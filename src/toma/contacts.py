@@ -20,6 +20,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from toma.errors import ContactError, ImportProblem
+from toma.frozen import maker
 from toma.timeutil import is_zone
 
 KNOWN_FIELDS = ("email", "first_name", "last_name", "company", "timezone", "tags")
@@ -100,7 +101,9 @@ class Contact:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Contact:
-        return cls(
+        # The daemon decodes every contact when it starts: this is kept lean.
+        status = doc.get("status", "active")
+        return _make_contact(
             email=doc["email"],
             first_name=doc.get("first_name", ""),
             last_name=doc.get("last_name", ""),
@@ -108,13 +111,17 @@ class Contact:
             timezone=doc.get("timezone", ""),
             tags=tuple(doc.get("tags", ())),
             fields=MappingProxyType(dict(doc.get("fields", {}))),
-            status=Status(doc.get("status", "active")),
+            status=_STATUSES.get(status) or Status(status),
             added_at=doc.get("added_at", ""),
             status_at=doc.get("status_at", ""),
             status_reason=doc.get("status_reason", ""),
             hold_until=doc.get("hold_until", ""),
             soft_bounces=int(doc.get("soft_bounces", 0)),
         )
+
+
+_STATUSES = {status.value: status for status in Status}
+_make_contact = maker(Contact)  # from_doc's values are complete and of the right types
 
 
 def normalize_address(text: str) -> str:

@@ -48,6 +48,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from toma.errors import TomaError
+from toma.frozen import maker
 from toma.timeutil import stored_moment
 
 # A notice is toma's own short message: a reply reported to the owner, an
@@ -207,7 +208,7 @@ class OutboxRecord:
         due_at = stored_moment(doc["due_at"])
         assert due_at is not None  # noqa: S101 - a required field
         code = get("code")
-        return cls(
+        return _make_record(
             key=doc["key"],
             contact=doc["contact"],
             kind=kind,
@@ -226,6 +227,10 @@ class OutboxRecord:
             updated_at=stored_moment(get("updated_at")),
             subject=get("subject", ""),
         )
+
+
+# The values are checked above, state included: __post_init__ has nothing to add.
+_make_record = maker(OutboxRecord)
 
 
 def new_record(

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from toma.config import _close
 from toma.contacts import Contact, Status, clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
+from toma.frozen import maker
 from toma.timeutil import Duration, parse_duration, stored_moment
 
 ReplyAction = Literal["stop", "continue", "pause"]
@@ -496,7 +497,7 @@ class Enrolment:
         enrolled_at = stored_moment(doc["enrolled_at"])
         if enrolled_at is None:
             raise TomaError(f"enrolment {doc.get('sequence')}/{doc.get('contact')} has no date")
-        return cls(
+        return _make_enrolment(
             contact=doc["contact"],
             sequence=doc["sequence"],
             enrolled_at=enrolled_at,
@@ -505,6 +506,9 @@ class Enrolment:
             source=source,
             stopped_reason=doc.get("stopped_reason", ""),
         )
+
+
+_make_enrolment = maker(Enrolment)  # from_doc has checked every value
 
 
 def tag_enrolments(
