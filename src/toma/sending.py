@@ -161,14 +161,15 @@ class Sender:
             if self.progress is not None:
                 self.progress(result)
             pending.append(result)
-            if len(pending) < RESULT_BATCH and monotonic.monotonic() - flushed <= RESULT_EVERY:
-                return
-            if recording is not None:
-                if not recording.done() and len(pending) < RESULT_BATCH:
-                    return  # a trickle: the write under way takes these next time
+            while recording is not None and not recording.done():
+                if len(pending) < RESULT_BATCH:
+                    return  # the next write takes these
                 await recording  # a whole batch waiting: the disk sets the pace
-                if not pending:
-                    return  # another send took the batch while this one waited
+            if not pending or (len(pending) < RESULT_BATCH
+                               and monotonic.monotonic() - flushed <= RESULT_EVERY):
+                return  # (another send may have taken the batch while this one waited)
+            if recording is not None:
+                recording.result()  # a write that failed ends the send
             batch = list(pending)
             pending.clear()
             flushed = monotonic.monotonic()

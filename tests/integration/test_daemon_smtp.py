@@ -8,16 +8,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from toma.config import Smtp
 from toma.daemon import Worker
+from toma.errors import StoreError
 from toma.outbox import MessageState
 from toma.sending import in_doubt_at_most
-from toma.store import MESSAGES, open_store
+from toma.store import MESSAGES, Store, Transaction, open_store
 from toma.timeutil import iso
 
 from .conftest import RecordingHandler, SmtpServer
@@ -156,3 +160,53 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
     status = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "status"],
                             capture_output=True, text=True, timeout=60, check=True)
     assert "Unknown (may or may not have gone; never resent)" in status.stdout
+
+
+class FullDisk:
+    """A store whose disk is full once the server has received ``after`` messages."""
+
+    def __init__(self, inner: Store, handler: RecordingHandler, after: int) -> None:
+        self.inner, self.handler, self.after = inner, handler, after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        if len(self.handler.messages) >= self.after:
+            raise StoreError("cannot append to the journal: No space left on device")
+        with self.inner.transaction() as tx:
+            yield tx
+
+
+@pytest.mark.smtpd_options(data_delay=0.005)
+def test_a_full_disk_mid_tick_stops_the_sends_and_loses_nothing(
+    tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler
+) -> None:
+    """Records that cannot be written stop the tick: nothing goes unrecorded, nothing twice."""
+    config = make_project(tmp_path, smtp=smtp_config, contacts=400, now=NOW)
+    store = open_store(tmp_path / "var" / "data")
+    try:
+        worker = Worker(config, FullDisk(store, smtpd_handler, after=60))  # type: ignore[arg-type]
+        report = worker.run_once(NOW)
+    finally:
+        store.close()
+    assert any("No space left on device" in problem for problem in report.problems)
+    stopped_at = len(smtpd_handler.messages)
+    assert 60 <= stopped_at < 400
+    # Every message the server holds was durably `sending` before it went.
+    store = open_store(tmp_path / "var" / "data")
+    try:
+        by_contact = {doc["contact"]: doc["state"] for _k, doc in store.all(MESSAGES)}
+    finally:
+        store.close()
+    for address in received_by(smtpd_handler):
+        assert by_contact.get(address) in ("sending", "sent"), (address, by_contact.get(address))
+
+    # Space again: the next tick sends the rest, and nothing twice.
+    final = tick(config, NOW + timedelta(minutes=5))
+    received = received_by(smtpd_handler)
+    assert set(received.values()) == {1}, "a recipient got a message twice"
+    assert final.get("unknown", 0) <= in_doubt_at_most(smtp_config.concurrency)
+    assert final["sent"] + final.get("unknown", 0) == 400
+    assert len(received) >= final["sent"]
