@@ -201,10 +201,7 @@ class Unsubscribe:
 
     def uris(self, contact: Contact | str) -> tuple[str, ...]:
         """The List-Unsubscribe URIs: the mailto, then the https URL if there is one."""
-        token = self.token(_address_of(contact))
-        url = self._url(token)
-        mailto = self._mailto(token)
-        return (mailto, url) if url else (mailto,)
+        return self.message_options(contact)["list_unsubscribe"]
 
     def headers(self, contact: Contact | str) -> dict[str, str]:
         """List-Unsubscribe, and List-Unsubscribe-Post when one-click is possible (RFC 8058)."""
@@ -216,8 +213,7 @@ class Unsubscribe:
 
     def message_options(self, contact: Contact | str) -> ListUnsubscribe:
         """The same, as ``build_message(..., **options)`` takes it."""
-        uris = self.uris(contact)
-        return ListUnsubscribe(list_unsubscribe=uris, list_unsubscribe_post=len(uris) > 1)
+        return self.for_message(contact)[1]
 
     def context(self, contact: Contact | str) -> dict[str, str | None]:
         """``unsubscribe_url`` and ``unsubscribe_mailto`` for the template context."""
