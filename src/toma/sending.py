@@ -9,15 +9,15 @@ process when there are many, see :mod:`toma.building`) and sends each chunk
 while the next is built.
 
 At most once rests on one rule: a message is durably ``sending`` before its
-first byte goes to the server. :class:`_Marking` wraps the transport and
-writes the records ahead of it, ``MARK_BATCH`` messages (one fsync) at a
-time, the next batch started while the last ones are still being sent, so
-that no send waits for a disk. Outcomes are written in the background every
-``RESULT_BATCH`` results or ``RESULT_EVERY`` seconds; the sends wait only
-when the disk falls a whole batch behind. What a crash leaves ``unknown`` is
-bounded (:func:`in_doubt_at_most`): the messages marked ahead, those in
-flight, and the outcomes not yet written. Everything else is still
-``planned`` and goes at the next tick.
+first byte goes to the server. :class:`_Journal`, the store's one writer
+during a send, marks the records ahead of the transport, ``MARK_BATCH`` at a
+time (one fsync), the next batch started while the last ones are still being
+sent, so that no send waits for a disk. Outcomes go with the next marks, or
+on their own once ``RESULT_BATCH`` have gathered or ``RESULT_EVERY`` seconds
+have passed; the sends wait only when the disk falls a whole batch behind.
+What a crash leaves ``unknown`` is bounded (:func:`in_doubt_at_most`): the
+messages marked ahead, those in flight, and the outcomes not yet written.
+Everything else is still ``planned`` and goes at the next tick.
 
 A temporary failure is retried within the tick (``retry_within``), then
 planned again with a back-off (:func:`retry_delay`) until ``[smtp] retry_for``
@@ -98,7 +98,7 @@ class Outgoing:
     """The messages of one tick: jobs still to build, and a few already built.
 
     ``records`` holds each message's ``sending`` record, written (see
-    :class:`_Marker`) just before the message is handed to the transport.
+    :class:`_Journal`) just before the message is handed to the transport.
     """
 
     jobs: list[Job] = field(default_factory=list)
@@ -143,42 +143,19 @@ class Sender:
         self.stop = asyncio.Event()
 
     async def send(self, outgoing: Outgoing, now: datetime, tally: Tally) -> None:
-        # The store is written from a worker thread, so that an fsync does not hold
-        # up the sends in flight; one write at a time, in the order asked.
-        writing = asyncio.Lock()
-        marker = _Marker(self.store, outgoing.records, writing)
-        marking = _Marking(self.transport, marker)
-        pending: list[Result] = []
-        flushed = monotonic.monotonic()
-        recording: asyncio.Task[None] | None = None
-
-        async def record(batch: list[Result]) -> None:
-            async with writing:
-                await asyncio.to_thread(self._record, batch, marker, now, tally)
+        journal = _Journal(self.store, outgoing.records,
+                           lambda record, result: self._settle(record, result, now, tally))
+        marking = _Marking(self.transport, journal)
 
         async def collect(result: Result) -> None:
-            nonlocal flushed, recording
             if self.progress is not None:
                 self.progress(result)
-            pending.append(result)
-            while recording is not None and not recording.done():
-                if len(pending) < RESULT_BATCH:
-                    return  # the next write takes these
-                await recording  # a whole batch waiting: the disk sets the pace
-            if not pending or (len(pending) < RESULT_BATCH
-                               and monotonic.monotonic() - flushed <= RESULT_EVERY):
-                return  # (another send may have taken the batch while this one waited)
-            if recording is not None:
-                recording.result()  # a write that failed ends the send
-            batch = list(pending)
-            pending.clear()
-            flushed = monotonic.monotonic()
-            recording = asyncio.create_task(record(batch))
+            await journal.collect(result)
 
         sending: set[asyncio.Task[list[Result]]] = set()
 
         async def start(envelopes: list[Envelope]) -> None:
-            marker.extend(e.key for e in envelopes)
+            journal.extend(e.key for e in envelopes)
             sending.add(asyncio.create_task(send_all(
                 marking, envelopes, on_result=collect, retry_until=self.retry_within,
                 stop=self.stop)))
@@ -197,16 +174,7 @@ class Sender:
             if sending:
                 await asyncio.gather(*sending)
         finally:
-            # Every write under way ends before the last outcomes are written (a
-            # write's error is raised here, after them: nothing known is lost).
-            errors = await asyncio.gather(
-                *(task for task in (recording, marker.ahead) if task is not None),
-                return_exceptions=True)
-            async with writing:
-                self._record(pending, marker, now, tally)
-            for error in errors:
-                if isinstance(error, BaseException):
-                    raise error
+            await journal.close()
 
     def _envelopes(self, chunk: list[BuildOutcome], outgoing: Outgoing,
                    tally: Tally) -> list[Envelope]:
@@ -223,27 +191,6 @@ class Sender:
                 continue
             envelopes.append(outgoing.built(job.key, result))
         return envelopes
-
-    def _record(self, results: list[Result], marker: _Marker, now: datetime,
-                tally: Tally) -> None:
-        # A message never marked `sending` was never handed over (a stop came
-        # first): its stored record is as it was, and the next tick plans it.
-        settled = [r for r in results if r.key in marker.marked]
-        if not settled:
-            return
-        updated = [self._settle(marker.records[r.key], r, now, tally) for r in settled]
-        with self.store.transaction() as tx:
-            for record in updated:
-                marker.records[record.key] = record
-                tx.put(MESSAGES, record.key, record.to_doc())
-                if record.kind == "invoice" and record.state is MessageState.SENT:
-                    _remember_thread(tx, record)
-        for record in updated:
-            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
-            log.log(level, record.state.value, extra=fields(
-                contact=record.contact, ref=record.ref, message_id=record.message_id,
-                code=record.code, detail=record.detail or None,
-                retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
 
     def _settle(self, record: OutboxRecord, result: Result, now: datetime,
                 tally: Tally) -> OutboxRecord:
@@ -266,30 +213,44 @@ class Sender:
                        next_attempt_at=now + retry_delay(record.attempts))
 
 
-class _Marker:
-    """Writes ``sending`` records ahead of the transport; only built ones.
+class _Journal:
+    """The store's one writer during a send: ``sending`` before each message, outcomes after.
 
-    A send whose record is not yet written marks the next ``MARK_BATCH`` and
-    waits; once fewer than ``MARK_BATCH`` marked messages are left ahead of a
-    send, the next batch is written in the background. So at most
-    ``MARK_AHEAD`` messages of a chunk are marked and not yet sent.
+    Marks: a send whose record is not yet written marks the next
+    ``MARK_BATCH`` and waits; once fewer than ``MARK_BATCH`` marked messages
+    are left ahead of a send, the next batch is written in the background. So
+    at most ``MARK_AHEAD`` messages of a chunk are marked and not yet sent.
+
+    Outcomes ride with the next marks, which in a steady stream come every
+    ``MARK_BATCH`` messages: one transaction, one fsync, for both. Without
+    marks to come (the last messages, a trickle) they are written on their
+    own once ``RESULT_BATCH`` have gathered or ``RESULT_EVERY`` seconds have
+    passed.
+
+    One write at a time, in a worker thread, so that an fsync holds up no send.
     """
 
     def __init__(self, store: Store, records: dict[str, OutboxRecord],
-                 writing: asyncio.Lock) -> None:
+                 settle: Callable[[OutboxRecord, Result], OutboxRecord]) -> None:
         self.store = store
         self.records = records
-        self.writing = writing
+        self.settle = settle
         self.order: list[str] = []
         self.position: dict[str, int] = {}
         self.marked: set[str] = set()
-        self.ahead: asyncio.Task[None] | None = None  # a batch being marked in the background
+        self.pending: list[Result] = []  # outcomes not yet written
+        self.writing = asyncio.Lock()
+        self.ahead: asyncio.Task[None] | None = None  # marks written in the background
         self._ahead_keys: frozenset[str] = frozenset()
+        self.recording: asyncio.Task[None] | None = None  # outcomes written on their own
+        self._flushed = monotonic.monotonic()
 
     def extend(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.position[key] = len(self.order)
             self.order.append(key)
+
+    # ------------------------------------------------------------------ marks
 
     async def ensure(self, key: str) -> None:
         """Return once ``key`` is durably ``sending``."""
@@ -303,42 +264,112 @@ class _Marker:
         self._look_ahead(self.position[key])
 
     def _look_ahead(self, position: int) -> None:
-        if self.ahead is not None and not self.ahead.done():
-            return
+        if self.ahead is not None:
+            if not self.ahead.done():
+                return
+            self.ahead.result()  # a write that failed ends the send
         probe = position + MARK_BATCH
         if probe >= len(self.order) or self.order[probe] in self.marked:
             return
         start = next((at for at in range(position + 1, probe)
                       if self.order[at] not in self.marked), probe)
         batch = self._batch(start)
-        self._ahead_keys = frozenset(batch)
-        self.ahead = asyncio.create_task(self._write_when_free(batch))
+        if batch:
+            self._ahead_keys = frozenset(batch)
+            self.ahead = asyncio.create_task(self._write_when_free(batch))
 
     def _batch(self, start: int) -> list[str]:
         return [key for key in self.order[start : start + MARK_BATCH]
                 if key not in self.marked and key not in self._ahead_keys]
 
-    async def _write_when_free(self, batch: list[str]) -> None:
+    # ------------------------------------------------------------------ outcomes
+
+    async def collect(self, result: Result) -> None:
+        self.pending.append(result)
+        while self.recording is not None and not self.recording.done():
+            if len(self.pending) < RESULT_BATCH:
+                return  # the next write takes these
+            await self.recording  # a whole batch waiting: the disk sets the pace
+        if len(self.pending) < RESULT_BATCH and (
+                monotonic.monotonic() - self._flushed <= RESULT_EVERY
+                or (self.ahead is not None and not self.ahead.done())):
+            return  # the next write takes these (the marks under way, most likely)
+        if self.recording is not None:
+            self.recording.result()  # a write that failed ends the send
+        self.recording = asyncio.create_task(self._write_when_free([]))
+
+    async def close(self) -> None:
+        """Wait for the writes under way, then write the last outcomes; raise a write's error."""
+        errors = await asyncio.gather(
+            *(task for task in (self.recording, self.ahead) if task is not None),
+            return_exceptions=True)
+        # Here, not in a thread: this may run while the tick is being cancelled.
         async with self.writing:
-            await self._write(batch)
+            self._put([], self._take([]))
+        for error in errors:
+            if isinstance(error, BaseException):
+                raise error
 
-    async def _write(self, batch: list[str]) -> None:
-        docs = [(key, self.records[key].to_doc()) for key in batch]
-        await asyncio.to_thread(self._put, docs)
-        self.marked.update(batch)
+    # ------------------------------------------------------------------ writing
 
-    def _put(self, docs: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _write_when_free(self, marks: list[str]) -> None:
+        async with self.writing:
+            await self._write(marks)
+
+    async def _write(self, marks: list[str]) -> None:
+        """Mark ``marks`` and write the outcomes gathered so far: one transaction."""
+        docs = [(key, self.records[key].to_doc()) for key in marks]
+        outcomes = self._take(marks)
+        if docs or outcomes:
+            await asyncio.to_thread(self._put, docs, outcomes)
+        self.marked.update(marks)
+
+    def _take(self, marks: list[str]) -> list[Result]:
+        """The outcomes to write with ``marks``.
+
+        Only messages marked ``sending`` have an outcome to write. One that was
+        never marked was never handed over (a stop came first): its record is as
+        it was, and the next tick plans it. One whose marks are still to be
+        written waits for them.
+        """
+        self._flushed = monotonic.monotonic()
+        marking = set(marks)
+        taken, waiting = [], []
+        for result in self.pending:
+            if result.key in self.marked or result.key in marking:
+                taken.append(result)
+            elif result.key in self._ahead_keys and self.ahead is not None \
+                    and not self.ahead.done():
+                waiting.append(result)
+        self.pending = waiting
+        return taken
+
+    def _put(self, docs: list[tuple[str, dict[str, Any]]], outcomes: list[Result]) -> None:
+        updated = [self.settle(self.records[result.key], result) for result in outcomes]
+        if not docs and not updated:
+            return
         with self.store.transaction() as tx:
             for key, doc in docs:
                 tx.put(MESSAGES, key, doc)
+            for record in updated:  # after the marks: a message marked and settled at once
+                tx.put(MESSAGES, record.key, record.to_doc())
+                if record.kind == "invoice" and record.state is MessageState.SENT:
+                    _remember_thread(tx, record)
+        for record in updated:
+            self.records[record.key] = record
+            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
+            log.log(level, record.state.value, extra=fields(
+                contact=record.contact, ref=record.ref, message_id=record.message_id,
+                code=record.code, detail=record.detail or None,
+                retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
 
 
 class _Marking:
-    """A transport that marks each message ``sending`` (see :class:`_Marker`) before sending it."""
+    """A transport that marks each message ``sending`` (see :class:`_Journal`) before sending it."""
 
-    def __init__(self, inner: Transport, marker: _Marker) -> None:
+    def __init__(self, inner: Transport, journal: _Journal) -> None:
         self.inner = inner
-        self.marker = marker
+        self.journal = journal
 
     @property
     def concurrency(self) -> int:
@@ -351,7 +382,7 @@ class _Marking:
         return None
 
     async def send(self, envelope: Envelope) -> Result:
-        await self.marker.ensure(envelope.key)
+        await self.journal.ensure(envelope.key)
         return await self.inner.send(envelope)
 
 
