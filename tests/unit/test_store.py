@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tinydb import TinyDB
 
 from toma.errors import StoreError, StoreLocked
@@ -907,3 +909,25 @@ class TestProcesses:
         path = tmp_path / "state.json"
         last = _kill_after(run_child(ATOMIC_WRITE_CHILD, str(path)), 3, when_temp_in=tmp_path)
         assert json.loads(path.read_bytes())["n"] in (last, last + 1)
+
+
+_scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+            | st.floats(allow_nan=False, allow_infinity=False))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with every type spelled out: 1 and 1.0 and True compare equal."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+@given(st.dictionaries(st.text(max_size=6) | st.integers(), _values, max_size=6))
+def test_a_put_document_is_what_its_json_reads_back_as(doc: dict[Any, Any]) -> None:
+    """The shortcut for flat documents gives what decoding the JSON gives, types and all."""
+    data, copy = journal.normalise_doc(doc)
+    assert _typed(copy) == _typed(json.loads(data))
