@@ -358,10 +358,11 @@ class _Journal:
         for record in updated:
             self.records[record.key] = record
             level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
-            log.log(level, record.state.value, extra=fields(
-                contact=record.contact, ref=record.ref, message_id=record.message_id,
-                code=record.code, detail=record.detail or None,
-                retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
+            if log.isEnabledFor(level):
+                log.log(level, record.state.value, extra=fields(
+                    contact=record.contact, ref=record.ref, message_id=record.message_id,
+                    code=record.code, detail=record.detail or None,
+                    retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
 
 
 class _Marking:
