@@ -264,9 +264,9 @@ class _Journal:
         self._look_ahead(self.position[key])
 
     def _look_ahead(self, position: int) -> None:
+        if self._marking_ahead:
+            return
         if self.ahead is not None:
-            if not self.ahead.done():
-                return
             self.ahead.result()  # a write that failed ends the send
         probe = position + MARK_BATCH
         if probe >= len(self.order) or self.order[probe] in self.marked:
@@ -277,6 +277,10 @@ class _Journal:
         if batch:
             self._ahead_keys = frozenset(batch)
             self.ahead = asyncio.create_task(self._write_when_free(batch))
+
+    @property
+    def _marking_ahead(self) -> bool:
+        return self.ahead is not None and not self.ahead.done()
 
     def _batch(self, start: int) -> list[str]:
         return [key for key in self.order[start : start + MARK_BATCH]
@@ -291,8 +295,7 @@ class _Journal:
                 return  # the next write takes these
             await self.recording  # a whole batch waiting: the disk sets the pace
         if len(self.pending) < RESULT_BATCH and (
-                monotonic.monotonic() - self._flushed <= RESULT_EVERY
-                or (self.ahead is not None and not self.ahead.done())):
+                monotonic.monotonic() - self._flushed <= RESULT_EVERY or self._marking_ahead):
             return  # the next write takes these (the marks under way, most likely)
         if self.recording is not None:
             self.recording.result()  # a write that failed ends the send
@@ -338,8 +341,7 @@ class _Journal:
         for result in self.pending:
             if result.key in self.marked or result.key in marking:
                 taken.append(result)
-            elif result.key in self._ahead_keys and self.ahead is not None \
-                    and not self.ahead.done():
+            elif result.key in self._ahead_keys and self._marking_ahead:
                 waiting.append(result)
         self.pending = waiting
         return taken
