@@ -133,6 +133,6 @@ async def build_chunks(
                 built = await futures.pop(index)
                 yield list(zip(chunks[index], built, strict=True))
         finally:
-            if not starting.done():
-                # Stopped early: the worker must have started before the pool can close.
-                await asyncio.gather(starting, return_exceptions=True)
+            # Stopped early, the worker must have started before the pool can close; and
+            # a start that failed unseen must not be left as an unretrieved error.
+            await asyncio.gather(starting, return_exceptions=True)
