@@ -1,23 +1,47 @@
 """The enrolments table by hand: ``toma enroll`` and ``toma unenroll``.
 
-Enrolment by tag happens in the daemon's tick; these are the owner's own
-decisions, one store transaction each.
+Enrolment by tag is decided in the daemon's tick; these are the owner's own
+decisions, one store transaction each. Whoever writes an enrolment checks, in
+the transaction that writes it, that its contact is still there and may be
+written to: a contact unsubscribed, bounced or forgotten meanwhile (by the
+one-click endpoint, another command) must not get a step "due now".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
+from toma.addressbook import suppression_of
+from toma.contacts import Contact
 from toma.errors import TomaError
 from toma.sequences import Enrolment, enrolment_key
-from toma.store import CONTACTS, ENROLMENTS, Store
+from toma.store import CONTACTS, ENROLMENTS, Reader, Store
+
+
+def refusal(reader: Reader, contact: str) -> str | None:
+    """Why ``contact`` may not be enrolled now, or None if it may."""
+    doc = reader.get(CONTACTS, contact)
+    if doc is None:
+        return "no such contact (see `toma contacts list`)"
+    found = Contact.from_doc(doc)
+    if found.status.final:
+        return f"is {found.status.value}: nothing is sent to them any more"
+    entry = suppression_of(reader, contact)
+    if entry is not None:
+        return f"is on the suppression list ({entry.describe()})"
+    return None
 
 
 def enrol(store: Store, contact: str, sequence: str, *, now: datetime) -> Enrolment:
-    """Enrol ``contact`` in ``sequence`` by hand (or start again a stopped enrolment)."""
+    """Enrol ``contact`` in ``sequence`` by hand (or start again a stopped enrolment).
+
+    An unsubscribed, bounced or suppressed contact is refused.
+    """
     with store.transaction() as tx:
-        if tx.get(CONTACTS, contact) is None:
-            raise TomaError("no such contact (see `toma contacts list`)", contact=contact)
+        why = refusal(tx, contact)
+        if why is not None:
+            raise TomaError(why, contact=contact)
         old = tx.get(ENROLMENTS, enrolment_key(contact, sequence))
         if old is not None:
             enrolment = Enrolment.from_doc(old)
@@ -41,3 +65,26 @@ def unenrol(store: Store, contact: str, sequence: str) -> Enrolment:
         enrolment = Enrolment.from_doc(old).stopped("unenrolled by hand")
         tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
     return enrolment
+
+
+def record_tag_enrolments(store: Store, new: Iterable[Enrolment]) -> list[Enrolment]:
+    """Write the enrolments a tick's tag rules decided, and return those written.
+
+    Each is checked again in the transaction: one whose contact was forgotten,
+    unsubscribed or bounced since the tick read the contacts (or that exists
+    by now) is left out, so a tick never re-creates a forgotten person's
+    records nor enrols someone who just left.
+    """
+    written: list[Enrolment] = []
+    with store.transaction() as tx:
+        for enrolment in new:
+            contact = tx.get(CONTACTS, enrolment.contact)
+            if contact is None or contact.get("status", "active") != "active":
+                continue
+            if tx.get(ENROLMENTS, enrolment.key) is not None:
+                continue
+            if suppression_of(tx, enrolment.contact) is not None:
+                continue
+            tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+            written.append(enrolment)
+    return written

@@ -92,3 +92,75 @@ def test_list_on_a_pipe_is_tab_separated(toma: Invoke) -> None:
     lines = toma("contacts", "list").output.splitlines()
     assert lines[0].split("\t") == ["email", "name", "company", "status", "tags"]
     assert len(lines) == 6
+
+
+# --- the suppression list ------------------------------------------------------
+
+MIRA = "mira.keller@example.org"
+
+
+def planned_for(toma: Invoke, address: str, now: str) -> list[dict[str, str]]:
+    rows = json.loads(toma("plan", "--json", "--now", now).output)
+    return [row for row in rows if row["contact"] == address]
+
+
+def store_bytes(project: Path) -> bytes:
+    data = project / "var" / "data"
+    return b"".join(path.read_bytes() for path in sorted(data.iterdir()) if path.is_file())
+
+
+def test_forget_then_reimport_does_not_resubscribe(project: Path, toma: Invoke) -> None:
+    """unsubscribe; forget; import the same file: Mira stays out, and nothing is due for her."""
+    now = "2026-11-25T11:00:00+00:00"
+    samples = str(project / "samples" / "contacts.csv")
+    assert toma("run", "--once", "--now", now).exit_code == 0  # she is enrolled by her tag
+    assert toma("contacts", "unsubscribe", MIRA.upper()).exit_code == 0
+    assert toma("contacts", "forget", MIRA, "--yes").exit_code == 0
+    assert MIRA not in emails(toma)
+
+    result = toma("contacts", "import", samples, "--now", now)
+    assert result.exit_code == 0, result.output
+    assert f"{MIRA}: on the suppression list (unsubscribed" in result.output
+    assert "0 added" in result.output and "1 suppressed" in result.output
+    assert MIRA not in emails(toma)
+    assert planned_for(toma, MIRA, now) == []
+    assert toma("run", "--once", "--now", now).exit_code == 0
+    assert MIRA not in emails(toma)  # the tick's tag enrolment made nothing of her either
+
+    added = toma("contacts", "add", "Mira.Keller@Example.org", "--first-name", "Mira")
+    assert added.exit_code == 1
+    assert "on the suppression list" in added.output
+    assert MIRA not in emails(toma)
+
+
+def test_forget_keeps_no_address_but_keeps_the_objection(project: Path, toma: Invoke) -> None:
+    """After forget, the store files hold no trace of the address, yet she stays suppressed."""
+    assert toma("contacts", "unsubscribe", MIRA).exit_code == 0
+    assert MIRA.encode() in store_bytes(project)
+    assert toma("contacts", "forget", MIRA, "--yes").exit_code == 0
+    kept = store_bytes(project)
+    assert b"mira" not in kept.lower() and b"Keller" not in kept
+    assert b'"unsubscribed"' in kept  # the suppression entry: a keyed hash and a reason
+    assert toma("contacts", "add", MIRA).exit_code == 1
+
+
+def test_forgetting_an_active_contact_suppresses_too(project: Path, toma: Invoke) -> None:
+    """An erasure request means "never again": a plain forget also suppresses."""
+    assert toma("contacts", "forget", "jonas.brandt@example.net", "--yes").exit_code == 0
+    result = toma("contacts", "import", str(project / "samples" / "contacts.csv"))
+    assert "jonas.brandt@example.net: on the suppression list (forgotten" in result.output
+    assert "jonas.brandt@example.net" not in emails(toma)
+
+
+def test_a_suppressed_contact_still_stored_cannot_come_back(project: Path, toma: Invoke) -> None:
+    """Unsubscribed (not forgotten): a re-import updates her fields but never her status,
+    and she cannot be enrolled by hand."""
+    assert toma("contacts", "unsubscribe", MIRA).exit_code == 0
+    result = toma("contacts", "import", str(project / "samples" / "contacts.csv"))
+    assert result.exit_code == 0, result.output
+    shown = json.loads(toma("contacts", "show", MIRA, "--json").output)
+    assert shown["status"] == "unsubscribed"
+    enrolled = toma("enroll", MIRA, "new-acquaintance")
+    assert enrolled.exit_code == 1
+    assert "unsubscribed" in enrolled.output
+

@@ -19,6 +19,7 @@ from toma.cli import (
     resolve_now,
 )
 from toma.contacts import Contact, Status, make_contact
+from toma.store import TinyStore
 
 # --- contacts ----------------------------------------------------------------
 
@@ -94,15 +95,19 @@ def contacts_import(ctx: Context, file: Path, now_text: str | None) -> None:
     """Import contacts from a .csv (with a header row) or a .vcf file.
 
     Bad rows are reported with their row number and skipped; the rest is
-    imported. Unsubscribed and bounced contacts stay so.
+    imported. Unsubscribed and bounced contacts stay so; an address on the
+    suppression list that is not stored (someone forgotten) is not imported.
     """
     with ctx.store() as store:
         report = addressbook.import_file(store, file, now=resolve_now(now_text))
     for problem in report.problems:
         click.echo(f"skipped: {problem}", err=True)
+    for problem in report.suppressed:
+        click.echo(f"suppressed: {problem}", err=True)
+    suppressed = f", {len(report.suppressed)} suppressed" if report.suppressed else ""
     click.echo(
         f"{file}: {report.added} added, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {len(report.problems)} problem(s)."
+        f"{report.unchanged} unchanged{suppressed}, {len(report.problems)} problem(s)."
     )
     if report.problems:
         sys.exit(1)
@@ -214,11 +219,21 @@ _status_command(
 @contacts.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@now_option
 @pass_context
-def contacts_forget(ctx: Context, email: str, yes: bool) -> None:
-    """Erase a contact and everything stored about them (history included)."""
+def contacts_forget(ctx: Context, email: str, yes: bool, now_text: str | None) -> None:
+    """Erase a contact and everything stored about them (history included).
+
+    The address stays on the suppression list as a keyed hash, so that a later
+    import or `contacts add` does not bring them back.
+    """
     if not yes and sys.stdin.isatty():
         click.confirm(f"Erase {email} and all their history?", abort=True)
     with ctx.store() as store:
-        removed = addressbook.forget(store, email)
-    click.echo(f"Forgot {email} ({removed} records removed).")
+        removed = addressbook.forget(store, email, now=resolve_now(now_text))
+        if isinstance(store, TinyStore):
+            # The journal still holds the erased records as they were written:
+            # a new snapshot leaves them nowhere on disk.
+            store.compact()
+    click.echo(f"Forgot {email} ({removed} records removed); "
+               "the address stays on the suppression list.")

@@ -33,7 +33,8 @@ CONVERSATIONS = "conversations"
 INVOICES = "invoices"
 SYNC = "sync"
 META = "meta"
-TABLES = (CONTACTS, ENROLMENTS, MESSAGES, CONVERSATIONS, INVOICES, SYNC, META)
+SUPPRESSION = "suppression"  # keyed hashes of addresses never to write to (toma.suppression)
+TABLES = (CONTACTS, ENROLMENTS, MESSAGES, CONVERSATIONS, INVOICES, SYNC, META, SUPPRESSION)
 
 SCHEMA_VERSION = 1
 
