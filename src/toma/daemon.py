@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import queue
 import signal
 import ssl
 import threading
@@ -450,8 +449,9 @@ class Worker:
 
         Beside the ticks: an IMAP IDLE watcher (where the inbox is IMAP) wakes
         an extra tick when mail arrives, and the one-click unsubscribe endpoint
-        (where ``[unsubscribe] base_url`` is set) hands its requests to this
-        thread, which alone touches the store.
+        (where ``[unsubscribe] base_url`` is set) records each unsubscribe in
+        the store itself, through a store instance of its own, before it
+        answers; the tick reads it from the store like any other change.
         """
         scheduler = schedule.Scheduler()
 
@@ -460,9 +460,8 @@ class Worker:
 
         scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
         wake = threading.Event()
-        unsubscribed: queue.SimpleQueue[str] = queue.SimpleQueue()
         config = load_config(self.config_path)
-        with self.signals(), _watching(config, wake), _serving(config, unsubscribed, wake):
+        with self.signals(), _watching(config, wake), _serving(config, clock):
             log.info(
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
@@ -472,26 +471,10 @@ class Worker:
                 scheduler.run_pending()
                 if wake.is_set():
                     wake.clear()
-                    self._unsubscribe_queued(unsubscribed, clock.now())
                     job()
                 idle = scheduler.idle_seconds
                 self.stopping.wait(timeout=min(0.5, max(0.05, idle if idle is not None else 0.5)))
         log.info("daemon stopped")
-
-    def _unsubscribe_queued(self, queued: queue.SimpleQueue[str], now: datetime) -> None:
-        from toma import addressbook
-        from toma.contacts import Status
-
-        while not queued.empty():
-            address = queued.get_nowait()
-            try:
-                addressbook.set_status(self.store, address, Status.UNSUBSCRIBED, now=now,
-                                       reason="one-click unsubscribe")
-            except TomaError as exc:
-                log.warning("unsubscribe not applied", extra=fields(contact=address,
-                                                                    error=str(exc)))
-                continue
-            log.info("unsubscribed", extra=fields(contact=address, by="one-click"))
 
     def _guarded_tick(self, clock: Clock) -> None:
         if self.stopping.is_set():
@@ -544,21 +527,21 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _serving(
-    config: Config, queued: queue.SimpleQueue[str], wake: threading.Event
-) -> Iterator[None]:
-    """The one-click unsubscribe endpoint, when the config gives a public base URL."""
+def _serving(config: Config, clock: Clock) -> Iterator[None]:
+    """The one-click unsubscribe endpoint, when the config gives a public base URL.
+
+    It records each unsubscribe durably itself (:class:`toma.unsubscribing.OneClick`)
+    before answering: nothing waits in memory for the tick.
+    """
     if not config.unsubscribe.base_url:
         yield
         return
     from toma.endpoint import UnsubscribeEndpoint
+    from toma.unsubscribing import OneClick
 
-    def received(address: str) -> None:
-        queued.put(address)  # the store belongs to the main thread
-        wake.set()
-
+    record = OneClick(config.paths.data, clock)
     host, port = config.unsubscribe.listen
-    endpoint = UnsubscribeEndpoint(unsubscriber(config), received, host=host, port=port)
+    endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
     endpoint.start()
     log.info("unsubscribe endpoint listening", extra=fields(
         address=f"{endpoint.address[0]}:{endpoint.address[1]}",
@@ -567,6 +550,7 @@ def _serving(
         yield
     finally:
         endpoint.stop()
+        record.close()
 
 
 def _name(contacts: Mapping[str, Contact], email: str | None) -> str:

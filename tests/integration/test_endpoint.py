@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from toma import addressbook
+from toma.config import load_config
+from toma.contacts import make_contact
 from toma.endpoint import MAX_BODY, UnsubscribeEndpoint, redact
+from toma.store import CONTACTS, SUPPRESSION, open_store
+from toma.suppression import Reason
+from toma.timeutil import FixedClock
 from toma.unsubscribe import Unsubscribe
+from toma.unsubscribing import OneClick, unsubscriber
+
+from .conftest import free_port
+from .projects import make_project
 
 HOST = "127.0.0.1"
 ADDRESS = "mira.keller@example.org"
@@ -158,11 +176,66 @@ class TestPost:
         served.recorder.fail = True
         with caplog.at_level(logging.ERROR, logger="toma.endpoint"):
             answer = one_click(served.link())
-        assert answer.status == 500
+        # Nothing was recorded, so nothing may read as done: 503, "please try again".
+        assert answer.status == 503
+        assert "try again" in answer.body
         assert "reply to the email" in answer.body
         assert "unsubscribe_callback_failed" in caplog.text
         served.recorder.fail = False
         assert one_click(served.link()).status == 200  # the server is still there
+
+
+class TestHttp:
+    def test_huge_headers_are_refused(self, served: Served) -> None:
+        answer = request(served.link(), method="POST", data=b"List-Unsubscribe=One-Click",
+                         headers={"X-Padding": "x" * 20_000})
+        assert answer.status == 431
+        assert served.recorder.calls == []
+
+    def test_a_chunked_body_is_read(self, served: Served) -> None:
+        """Transfer-Encoding: chunked, as some clients send a form."""
+        host, port = served.endpoint.address
+        path = served.link().split(f"{port}", 1)[1]
+        with socket.create_connection((host, port), timeout=5) as client:
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n"
+                           "1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n".encode())
+            answer = b""
+            while chunk := client.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Connection: close\r\n" in answer
+        assert served.recorder.calls == [ADDRESS]
+
+    def test_a_chunked_body_too_large_is_refused(self, served: Served) -> None:
+        host, port = served.endpoint.address
+        path = served.link().split(f"{port}", 1)[1]
+        chunk = b"x" * 4096
+        with socket.create_connection((host, port), timeout=5) as client:
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n".encode())
+            try:
+                for _ in range(4):
+                    client.sendall(b"1000\r\n" + chunk + b"\r\n")
+            except OSError:
+                pass  # cut once past the limit
+            answer = client.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert served.recorder.calls == []
+
+    def test_a_client_waiting_for_100_continue_is_told_to_go_on(self, served: Served) -> None:
+        host, port = served.endpoint.address
+        path = served.link().split(f"{port}", 1)[1]
+        with socket.create_connection((host, port), timeout=5) as client:
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                           "Content-Length: 26\r\n\r\n".encode())
+            assert client.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            client.sendall(b"List-Unsubscribe=One-Click")
+            answer = b""
+            while chunk := client.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert served.recorder.calls == [ADDRESS]
 
 
 class TestRefused:
@@ -245,3 +318,199 @@ class TestServer:
 
     def test_redact(self) -> None:
         assert redact('"GET /u/abcdefghijklmnop HTTP/1.1" 200') == '"GET /u/abcdefgh… HTTP/1.1" 200'
+
+
+# --- slow clients ------------------------------------------------------------------------
+
+SLOW_CLIENTS = 40
+SLOW_LINE = b"GET /u/" + b"a" * 200
+
+
+def trickle(clients: list[socket.socket], stop: threading.Event, *, every: float,
+            rounds: int) -> None:
+    """Send each client one more byte of a request line every ``every`` seconds."""
+    line = b"GET /u/" + b"a" * rounds
+    for index in range(rounds):
+        if stop.wait(every):
+            return
+        for client in clients:
+            with contextlib.suppress(OSError):  # cut by the server: that is allowed
+                client.sendall(line[index:index + 1])
+
+
+class TestSlowClients:
+    def test_slow_clients_do_not_lock_out_real_requests(self, served: Served) -> None:
+        """40 clients trickling one header byte at a time; one-click POSTs still get through."""
+        clients = [socket.create_connection(served.endpoint.address, timeout=5)
+                   for _ in range(SLOW_CLIENTS)]
+        stop = threading.Event()
+        feeder = threading.Thread(target=trickle, args=(clients, stop),
+                                  kwargs={"every": 0.05, "rounds": 100})
+        feeder.start()
+        try:
+            time.sleep(0.2)  # every slow client is connected and being served by now
+            for _ in range(5):
+                started = time.monotonic()
+                answer = one_click(served.link())
+                assert answer.status == 200
+                assert time.monotonic() - started < 2.0
+        finally:
+            stop.set()
+            feeder.join(timeout=10)
+            for client in clients:
+                client.close()
+        assert served.recorder.calls == [ADDRESS] * 5
+
+    def test_when_every_place_is_taken_the_slowest_makes_room(self) -> None:
+        """More slow clients than places: a newcomer replaces the longest-waiting reader."""
+        recorder = Recorder()
+        unsubscribe = Unsubscribe(SECRET, None, "a@example.com")
+        endpoint = UnsubscribeEndpoint(unsubscribe, recorder, host=HOST, port=0,
+                                       max_connections=4)
+        with endpoint:
+            host, port = endpoint.address
+            clients = [socket.create_connection((host, port), timeout=5) for _ in range(12)]
+            stop = threading.Event()
+            feeder = threading.Thread(target=trickle, args=(clients, stop),
+                                      kwargs={"every": 0.05, "rounds": 60})
+            feeder.start()
+            try:
+                time.sleep(0.2)
+                for _ in range(3):
+                    answer = one_click(f"http://{host}:{port}/u/{unsubscribe.token(ADDRESS)}")
+                    assert answer.status == 200
+            finally:
+                stop.set()
+                feeder.join(timeout=10)
+                for client in clients:
+                    client.close()
+        assert recorder.calls == [ADDRESS] * 3
+
+    def test_a_client_that_never_finishes_its_headers_is_cut_at_the_deadline(self) -> None:
+        """The deadline runs from accept to the end of the body, whatever the client sends."""
+        endpoint = UnsubscribeEndpoint(Unsubscribe(SECRET, None, "a@example.com"), Recorder(),
+                                       host=HOST, port=0, request_deadline=1.0)
+        with endpoint, socket.create_connection(endpoint.address, timeout=5) as slow:
+            slow.settimeout(0.05)
+            started = time.monotonic()
+            received = b""
+            closed_after: float | None = None
+            for index in range(100):  # at most 100 * 0.05 s = 5 s
+                try:
+                    slow.sendall(SLOW_LINE[index:index + 1])
+                    chunk = slow.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed_after = time.monotonic() - started
+                    break
+                received += chunk
+                if not chunk:
+                    closed_after = time.monotonic() - started
+                    break
+        assert closed_after is not None, "the slow client was never cut"
+        assert 0.9 <= closed_after < 2.5
+        assert received == b"" or received.startswith(b"HTTP/1.1 408")
+
+    def test_a_body_that_never_comes_is_cut_at_the_deadline(self) -> None:
+        """Headers promising a body, then silence: cut, and nothing recorded."""
+        recorder = Recorder()
+        unsubscribe = Unsubscribe(SECRET, None, "a@example.com")
+        endpoint = UnsubscribeEndpoint(unsubscribe, recorder, host=HOST, port=0,
+                                       request_deadline=1.0)
+        with endpoint, socket.create_connection(endpoint.address, timeout=5) as slow:
+            slow.sendall(f"POST /u/{unsubscribe.token(ADDRESS)} HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 26\r\n\r\nList".encode())
+            started = time.monotonic()
+            slow.settimeout(3)
+            answer = b""
+            while chunk := slow.recv(4096):
+                answer += chunk
+            assert 0.9 <= time.monotonic() - started < 2.5
+        assert recorder.calls == []
+        assert b"You are unsubscribed" not in answer
+
+
+# --- recorded before it is answered ------------------------------------------------------
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def stored_contact(data: Path, address: str) -> dict[str, object]:
+    store = open_store(data)
+    try:
+        doc = store.get(CONTACTS, address)
+        assert doc is not None
+        return doc
+    finally:
+        store.close()
+
+
+class TestRecorded:
+    def test_a_store_that_cannot_be_written_gets_503_and_no_success(self, tmp_path: Path) -> None:
+        """The store stays locked past the wait: "please try again", and nothing changed."""
+        data = tmp_path / "data"
+        store = open_store(data)
+        addressbook.add(store, make_contact(ADDRESS), now=NOW)
+        store.close()
+        unsubscribe = Unsubscribe(SECRET, None, "a@example.com")
+        record = OneClick(data, FixedClock(NOW), lock_timeout=0.2)
+        endpoint = UnsubscribeEndpoint(unsubscribe, record, host=HOST, port=0)
+        with endpoint:
+            host, port = endpoint.address
+            url = f"http://{host}:{port}/u/{unsubscribe.token(ADDRESS)}"
+            fd = os.open(data / "store.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                answer = one_click(url)
+            finally:
+                os.close(fd)
+            assert answer.status == 503
+            assert "try again" in answer.body
+            assert stored_contact(data, ADDRESS)["status"] == "active"
+            assert one_click(url).status == 200
+        record.close()
+        doc = stored_contact(data, ADDRESS)
+        assert (doc["status"], doc["status_reason"]) == ("unsubscribed", "one-click unsubscribe")
+        store = open_store(data)
+        entry = addressbook.suppression_of(store, ADDRESS)
+        store.close()
+        assert entry is not None and entry.reason is Reason.UNSUBSCRIBED
+
+    def test_unsubscribed_before_the_answer_even_if_the_daemon_dies_at_once(
+        self, tmp_path: Path
+    ) -> None:
+        """toma run: POST, 200, SIGKILL straight away: a fresh store says unsubscribed."""
+        port = free_port()
+        config = make_project(tmp_path, contacts=3, now=NOW)
+        config.write_text(config.read_text() + (
+            f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{port}"\n'
+            f'listen = "127.0.0.1:{port}"\n'))
+        daemon = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config), "run"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = unsubscriber(load_config(config)).url("person1@example.org")
+            assert url is not None
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if request(url).status == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "the endpoint did not start"
+                time.sleep(0.05)
+            answer = one_click(url)
+            daemon.send_signal(signal.SIGKILL)
+        finally:
+            daemon.kill()
+            daemon.wait(timeout=30)
+        assert answer.status == 200
+        data = config.parent / "var" / "data"
+        assert stored_contact(data, "person1@example.org")["status"] == "unsubscribed"
+        assert stored_contact(data, "person2@example.org")["status"] == "active"
+        store = open_store(data)
+        try:
+            assert store.count(SUPPRESSION) == 1
+        finally:
+            store.close()
