@@ -57,6 +57,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final
 from urllib.parse import unquote, urlsplit
@@ -129,6 +130,7 @@ class _Answer:
                  "Content-Type: text/html; charset=utf-8",
                  f"Content-Length: {len(self.body)}",
                  "Connection: close",
+                 f"Date: {formatdate(usegmt=True)}",
                  "Server: toma",
                  *(f"{name}: {value}" for name, value in _SECURITY_HEADERS.items()),
                  *(f"{name}: {value}" for name, value in self.extra)]
