@@ -23,6 +23,10 @@ looks back that far and skips only those names.
 A mail client's rename (new/ to cur/, a flag change) updates the change time,
 so the message is handed over again; the caller dedupes by key. ``received_at``
 is the modification time, the best guess at when the message was delivered.
+
+A batch also carries the cursor after each of its messages — what a fetch
+limited to that many would have returned — so a caller that stops part-way
+resumes right after the last message it recorded.
 """
 
 from __future__ import annotations
