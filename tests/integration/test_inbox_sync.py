@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -322,3 +323,38 @@ def test_a_crash_while_reading_sets_the_message_aside_for_good(tmp_path: Path) -
     assert "Inbox, set aside" in status.output
     assert "file 2-huge.eml" in status.output
     assert str(tmp_path / "var" / "inbox") in status.output
+
+
+def test_what_the_reader_gave_up_on_is_set_aside_once(tmp_path: Path) -> None:
+    """A Reading with ``unread`` set (what the reader returns when parsing fails or runs out
+    of its budget) is recorded once by its place in the mailbox, listed by `toma status`,
+    and the same bytes are not read again, also under another name."""
+    import hashlib
+
+    from toma.inbox.base import Cursor, Inbound
+    from toma.inbox.classify import read_message
+    from toma.inbox.sync import _Read, _record, cursor_key
+
+    config_path = make_project(tmp_path, now=NOW)
+    data = message(1, sender="eve@evil.example")
+    deliver(tmp_path, "gave-up.eml", data)
+    config = load_config(config_path)
+    given_up = replace(read_message(data), unread="reading took longer than its budget")
+    store = open_store(config.paths.data)
+    try:
+        _record(store, config, [_Read(Inbound("maildir:gave-up.eml", data, None), given_up,
+                                      hashlib.sha256(data).hexdigest())],
+                Cursor(), cursor_key(config), NOW, SyncReport())
+    finally:
+        store.close()
+    deliver(tmp_path, "copy.eml", data)  # the same bytes again, under another key
+
+    report = run_sync(config_path)
+    assert (report.recorded, report.duplicates) == (0, 1)
+    docs = list(conversations(config_path).values())
+    assert len(docs) == 1 and docs[0]["key"] == "aside:maildir:gave-up.eml"
+    assert docs[0]["reason"] == "reading took longer than its budget"
+    assert docs[0]["sender"] == "eve@evil.example" and "text" not in docs[0]
+    status = CliRunner().invoke(main, ["--config", str(config_path), "status"])
+    assert "file gave-up.eml" in status.output
+    assert "reading took longer than its budget" in status.output
