@@ -3,7 +3,9 @@
     .venv/bin/python bench/classify_corpus.py [--rounds N]
 
 Prints class accuracy per class, per source and, for bounces, per MTA with the
-failed-recipient and hard/soft accuracy; then messages read per second.
+failed-recipient and hard/soft accuracy; how many bounces could be tied to the
+message they return (toma acts on a bounce only when it is, see
+toma.inbox.match); then messages read per second.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_mta: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     hard_judged = hard_right = dated = dated_right = 0
+    returned = tieable = removed = 0
     for name, exp in expected.items():
         reading = readings[name]
         right = reading.kind == exp["class"]
@@ -62,6 +65,12 @@ def main() -> None:
                 hard_judged += 1
                 hard_right += reading.hard == exp["hard"]
             row[3] += exp["hard"] is None or reading.hard == exp["hard"]
+            has_id = bool(reading.original_message_id or reading.in_reply_to
+                          or reading.references)
+            returned += has_id
+            # Tied had toma sent it: a returned Message-ID and a failed recipient named.
+            tieable += has_id and bool(reading.recipients)
+            removed += not has_id and b"Message removed" in data[name]
         if exp["class"] == "auto-reply":
             dated += 1
             got = reading.back_on.isoformat() if reading.back_on else None
@@ -77,6 +86,11 @@ def main() -> None:
     print(f"hard/soft accuracy:        {hard_right}/{hard_judged} = "
           f"{hard_right / hard_judged:.1%} (bounces whose report says which)")
     print(f"return-date accuracy:      {dated_right}/{dated} auto-replies")
+    print(f"returned Message-ID:       {returned}/{bounces} = {returned / bounces:.1%} of bounces "
+          f"({tieable} also name a failed recipient: tied, had toma sent them)")
+    kept = bounces - removed
+    print(f"  of those whose source kept the returned message: {returned}/{kept} = "
+          f"{returned / kept:.1%} ({removed} had it replaced by 'Message removed')")
     table("by class", by_class, ["class"])
     table("by source", by_source, ["class"])
     table("bounces by MTA", by_mta, ["class", "recipients", "hard/soft"])

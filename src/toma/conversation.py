@@ -53,9 +53,12 @@ def conversation(reader: Reader, email: str) -> list[Entry]:
             extra={"ref": doc.get("ref"), "state": state, "message_id": doc.get("message_id")},
         ))
     for _key, doc in reader.all(CONVERSATIONS):
-        if doc.get("contact") != email:
+        # An untied bounce that names the contact belongs to nobody, but is shown here too.
+        if doc.get("contact") != email and email not in (doc.get("named") or ()):
             continue
         actions = "; ".join(doc.get("actions") or [])
+        if doc.get("untied"):
+            actions = f"from {doc.get('sender')} — {actions}"
         entries.append(Entry(
             at=doc.get("date") or doc.get("received_at") or "",
             direction="in",

@@ -214,12 +214,16 @@ class Worker:
             await self._send(config, outgoing, now, report)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
-        from toma.inbox.sync import source_for, sync
+        from toma.inbox.sync import budget_for, source_for, sync
 
         try:
             source = source_for(config)
             try:
-                inbox = await asyncio.to_thread(sync, self.store, config, source, now=now)
+                # Within a budget and stopping on SIGTERM: due mail goes out this tick
+                # however much is waiting in the inbox; the rest is read next tick.
+                inbox = await asyncio.to_thread(
+                    sync, self.store, config, source, now=now,
+                    should_stop=self.stopping.is_set, budget=budget_for(config))
             finally:
                 source.close()
         except TomaError as exc:

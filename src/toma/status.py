@@ -8,7 +8,7 @@ from typing import Any
 
 from toma.daemon import STATUS_KEY
 from toma.outbox import MessageState, OutboxRecord
-from toma.store import MESSAGES, SYNC, Reader
+from toma.store import CONVERSATIONS, MESSAGES, SYNC, Reader
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Status:
     unknown: list[OutboxRecord] = field(default_factory=list)
     retrying: list[OutboxRecord] = field(default_factory=list)
     newsletters: list[str] = field(default_factory=list)  # issues with messages, in order
+    inbox_aside: list[dict[str, Any]] = field(default_factory=list)  # set aside, untied bounces
 
     def to_json(self) -> dict[str, Any]:
         def brief(record: OutboxRecord) -> dict[str, Any]:
@@ -45,6 +46,7 @@ class Status:
             "failed": [brief(r) for r in self.failed],
             "unknown": [brief(r) for r in self.unknown],
             "retrying": [brief(r) for r in self.retrying],
+            "inbox_aside": self.inbox_aside,
         }
 
     def lines(self) -> list[str]:
@@ -75,7 +77,36 @@ class Status:
                     when = f" retry at {r.next_attempt_at.isoformat()}" if r.next_attempt_at else ""
                     code = f" {r.code}" if r.code else ""
                     out.append(f"  {r.contact}  {r.ref}{code}  {r.detail}{when}".rstrip())
+        out.extend(_inbox_lines(self.inbox_aside))
         return out
+
+
+def _inbox_lines(items: list[dict[str, Any]]) -> list[str]:
+    """What the inbox set aside, and bounces that changed nothing: the owner looks at them."""
+    unread = [d for d in items if d.get("set_aside")]
+    untied = [d for d in items if d.get("untied")]
+    out = []
+    if unread:
+        out.append("Inbox, set aside (could not be read; never read again — open them in your "
+                   "mail program):")
+        for doc in _latest(unread):
+            where = (f"UID {doc['uid']}" if doc.get("uid") is not None
+                     else f"file {doc.get('file', '')}")
+            out.append(f"  {doc.get('mailbox', '')} {where}  {doc.get('size', 0)} bytes  "
+                       f"{doc.get('reason', '')}")
+    if untied:
+        out.append("Inbox, untied bounces (not tied to a message toma sent there; nobody "
+                   "was marked):")
+        for doc in _latest(untied):
+            named = ", ".join(doc.get("named") or doc.get("recipients") or []) or "nobody"
+            out.append(f"  {doc.get('received_at', '')[:16]}  from {doc.get('sender')}  "
+                       f"naming {named}: {doc.get('untied')}")
+    return out
+
+
+def _latest(items: list[dict[str, Any]], shown: int = 20) -> list[dict[str, Any]]:
+    """The newest ``shown`` (``items`` are oldest first); ``--json`` has them all."""
+    return items[-shown:]
 
 
 def gather(reader: Reader) -> Status:
@@ -94,7 +125,15 @@ def gather(reader: Reader) -> Status:
         elif state == MessageState.PLANNED and doc.get("next_attempt_at"):
             retrying.append(OutboxRecord.from_doc(doc))
     order = lambda r: (r.updated_at or r.due_at, r.contact)  # noqa: E731
+    aside = [
+        {k: doc.get(k) for k in ("key", "mailbox", "uid", "file", "size", "reason", "sender",
+                                 "subject", "received_at", "set_aside", "untied", "named",
+                                 "recipients") if doc.get(k) is not None}
+        for _key, doc in reader.all(CONVERSATIONS)
+        if doc.get("set_aside") or doc.get("untied")
+    ]
     return Status(
+        inbox_aside=sorted(aside, key=lambda d: str(d.get("received_at", ""))),
         last_tick=reader.get(SYNC, STATUS_KEY),
         states=dict(states),
         failed=sorted(failed, key=order),

@@ -11,6 +11,12 @@ it made of the batch, and calls again until a batch comes back short, so a
 crash either records a batch and moves past it, or does neither; a restart
 resumes from the stored cursor.
 
+A batch also gives the position after each of its messages
+(:meth:`Batch.cursor_after`), so that a caller may stop part-way — asked to
+stop, out of time, or to record a risky message on its own — and store a
+cursor from which the next fetch resumes exactly after the last message it
+recorded.
+
 A source may hand the same message over more than once — after an IMAP
 UIDVALIDITY change (``Batch.resynced``), or when a Maildir file is renamed by a
 mail client — so the caller dedupes, by :attr:`Inbound.key` and by Message-ID.
@@ -138,11 +144,22 @@ class Batch:
 
     ``resynced`` is true when the source could not continue from the cursor (a
     new UIDVALIDITY, another folder) and started again from the beginning.
+    ``positions[i]`` is the cursor right after ``messages[i]``; a source that
+    cannot tell leaves it empty, and the batch can then only be taken whole.
     """
 
     messages: tuple[Inbound, ...]
     cursor: Cursor
     resynced: bool = False
+    positions: tuple[Cursor, ...] = ()
+
+    def cursor_after(self, count: int) -> Cursor | None:
+        """Where to resume after the first ``count`` messages; None if that cannot be told."""
+        if count >= len(self.messages):
+            return self.cursor
+        if count < 1 or len(self.positions) != len(self.messages):
+            return None
+        return self.positions[count - 1]
 
 
 class Source(Protocol):

@@ -56,6 +56,7 @@ class Reading:
     text: str | None
     back_on: dt.date | None
     problems: tuple[str, ...]
+    unread: str | None = None  # why the message could not be read; None when it was read
 
 
 def read_message(

@@ -12,6 +12,32 @@
 
 toma never answers an auto-reply or a bounce, so two robots cannot talk to
 each other for ever.
+
+Who may act on a contact
+------------------------
+
+Anyone can write to the owner, and anyone can put any Message-ID in
+In-Reply-To or any address in a bounce report. So what a message *changes*
+is bound to who it provably comes from; what it merely *says* is logged and
+shown to the owner, who decides:
+
+- A bounce acts only when it is tied to a message toma sent to that address
+  (:mod:`toma.inbox.match`: its returned Message-ID is one of toma's, whose
+  random Message-IDs no outsider can guess, and it names that message's
+  recipient as failed). An untied bounce changes nothing: it is recorded with
+  the reason (``untied bounce: …``), logged, and listed by ``toma status``.
+- A request to stop, an out-of-office hold and a reply's stepping back act on
+  a contact only when the sender (the From address) is that contact, or, for
+  a request to stop, when it carries the valid signed token of the
+  List-Unsubscribe mailto (which names the person whatever address it comes
+  from). A message on Mira's thread from anybody else — Eve, or Mira's
+  colleague answering for her — is logged on Mira's conversation as from a
+  third party and, unless it is automatic, the owner is told; Mira's
+  sequences, invoice reminders and status stay as they were.
+
+The sender's From address is taken as it is: telling a forged From from a
+real one is the job of the owner's mail provider (SPF, DKIM, DMARC), which
+rejects or files away what fails them before toma reads the mailbox.
 """
 
 from __future__ import annotations
@@ -39,6 +65,7 @@ class Decision:
     actions: tuple[str, ...] = ()  # what was done, in words, for the log and `toma log`
     notify_owner: bool = False
     confirm_unsubscribe: bool = False
+    third_party: bool = False  # on a contact's thread, but not from the contact: nothing done
 
 
 def decide(
@@ -52,16 +79,33 @@ def decide(
     now: datetime,
 ) -> Decision:
     if contact is None:
+        if found.untied is not None:
+            return Decision(actions=(f"untied bounce: {found.untied}; nothing changed",))
         return Decision(actions=("kept aside: no contact matches",))
+    if reading.kind == "bounce":
+        # Only a tied bounce has a contact (see toma.inbox.match).
+        return _bounce(reading, contact, config, now)
+    if found.via != "token" and reading.sender != contact.email:
+        return _third_party(reading, contact, config)
     if reading.kind == "reply":
         return _reply(reading, found, contact, enrolments, sequences, config, now)
     if reading.kind == "auto-reply":
         return _auto_reply(reading, contact, config)
-    if reading.kind == "bounce":
-        return _bounce(reading, contact, config, now)
     if reading.kind == "unsubscribe":
         return _unsubscribe(contact, now)
     return Decision(actions=("logged",))
+
+
+def _third_party(reading: Reading, contact: Contact, config: Config) -> Decision:
+    sender = reading.sender or "an unknown sender"
+    what = {"unsubscribe": "a request to stop", "auto-reply": "an automatic reply"}.get(
+        reading.kind, "a message")
+    return Decision(
+        actions=(f"{what} from {sender[:200]}, not from {contact.email}: nothing changed",),
+        # What a person wrote on the thread matters to the owner; a robot's notice does not.
+        notify_owner=reading.kind in ("reply", "unsubscribe") and config.inbox.notify != "off",
+        third_party=True,
+    )
 
 
 def _reply(

@@ -324,11 +324,13 @@ class ImapSource:
         with connector.step("fetch"):
             items: dict[int, dict[bytes, Any]] = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
         messages = []
+        positions = []
         for uid in uids:
             item = items.get(uid)
             body = item.get(b"BODY[]") if item else None
             if body is None:
                 continue  # expunged between SEARCH and FETCH: nothing left to read
+            positions.append(Cursor(folder=folder, uidvalidity=uidvalidity, last_uid=uid))
             messages.append(
                 Inbound(
                     key=f"imap:{folder}:{uidvalidity}:{uid}",
@@ -341,6 +343,7 @@ class ImapSource:
             messages=tuple(messages),
             cursor=Cursor(folder=folder, uidvalidity=uidvalidity, last_uid=uids[-1]),
             resynced=resynced,
+            positions=tuple(positions),
         )
 
 

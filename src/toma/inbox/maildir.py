@@ -23,10 +23,15 @@ looks back that far and skips only those names.
 A mail client's rename (new/ to cur/, a flag change) updates the change time,
 so the message is handed over again; the caller dedupes by key. ``received_at``
 is the modification time, the best guess at when the message was delivered.
+
+A batch also carries the cursor after each of its messages — what a fetch
+limited to that many would have returned — so a caller that stops part-way
+resumes right after the last message it recorded.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import stat
@@ -98,7 +103,8 @@ class MaildirSource:
                     received_at=datetime.fromtimestamp(entry.modified_ns / 1e9, tz=UTC),
                 )
             )
-        return Batch(messages=tuple(messages), cursor=_advance(cursor, taken, entries, skip))
+        return Batch(messages=tuple(messages), cursor=_advance(cursor, taken, entries, skip),
+                     positions=_positions(cursor, taken, entries, skip))
 
     def close(self) -> None:
         """Nothing is held open between fetches."""
@@ -150,6 +156,27 @@ def unique_name(filename: str) -> str:
         if separator in filename:
             return filename.split(separator, 1)[0]
     return filename
+
+
+def _positions(
+    cursor: Cursor, taken: list[_Entry], entries: list[_Entry], skip: frozenset[str]
+) -> tuple[Cursor, ...]:
+    """The cursor after each of ``taken``: ``_advance`` of every prefix, without rescanning.
+
+    ``taken`` is in change-time order, so the names of a prefix that fall in the
+    look-back window are a tail of it, found by bisection.
+    """
+    skipped = [e for e in entries if e.name in skip]
+    times = [e.changed_ns for e in taken]
+    out: list[Cursor] = []
+    for count in range(1, len(taken) + 1):
+        newest = max(cursor.changed_ns or 0, times[count - 1])
+        since = newest - OVERLAP_NS
+        first = bisect.bisect_left(times, since, 0, count)
+        recent = sorted([e.name for e in skipped if e.changed_ns >= since]
+                        + [e.name for e in taken[first:count]])
+        out.append(Cursor(changed_ns=newest, recent=tuple(recent)))
+    return tuple(out)
 
 
 def _advance(

@@ -1,18 +1,45 @@
 """One pass over the inbox: fetch, read, match, decide, record.
 
-Each batch of fetched messages is recorded in one store transaction together
-with the source's new position (its cursor), so a crash either records a batch
-and moves past it, or does neither; and every inbound message is keyed by its
+Theory of operation
+-------------------
+
+What was read is recorded in a store transaction together with the source's
+new position (its cursor), so a crash either records those messages and
+moves past them, or does neither; and every inbound message is keyed by its
 Message-ID, so a resync (a UIDVALIDITY change, a Maildir read again) logs
-nothing twice. A message that cannot be read is kept aside with the reason:
-the loop never stops on one message.
+nothing twice. Normally that is one transaction per fetched batch.
+
+Reading yields to the rest of the daemon. Between two messages :func:`sync`
+asks ``should_stop`` (the daemon's SIGTERM flag) and looks at its time
+``budget``; when either says so it records what it has read, with the cursor
+right after the last message recorded (:meth:`Batch.cursor_after`), and
+returns with ``more`` set: the next sync resumes exactly there. At least one
+message is read per sync, so a small budget still makes progress.
+
+A message is read once and never again in a loop:
+
+- One the reader could not read (``Reading.unread``) is *set aside*: recorded
+  once under ``aside:<source key>`` (the mailbox and UID, or the Maildir
+  file's key) with the reason, listed by ``toma status``, never parsed again
+  (its source key and content digest are remembered).
+- Before a message of :data:`RISKY_BYTES` or more is parsed, what was read
+  before it is recorded together with a set-aside record saying it is being
+  read and a cursor *after* it. Parsed normally, it replaces that record.
+  Should reading it crash the process (memory, a kill), the record stays and
+  the cursor is past it: the next start goes on with the next message.
+
+What is stored of a message is bounded (:data:`SUBJECT_CAP`, :data:`TEXT_CAP`,
+:data:`LIST_CAP` items of :data:`FIELD_CAP` characters), and a message from
+nobody in the address book keeps no body text: only what the owner needs to
+find it in their own mailbox.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -22,13 +49,15 @@ from toma.contacts import Contact
 from toma.inbox.base import Cursor, Inbound, Source
 from toma.inbox.classify import Reading, read_message
 from toma.inbox.decide import Decision, decide
-from toma.inbox.match import Match, match, sent_index
+from toma.inbox.match import Match, Sent, match, sent_index
 from toma.invoices import number_of_ref
 from toma.logs import fields
 from toma.outbox import MessageState, new_record
 from toma.planning import read_sequences
 from toma.sequences import Enrolment
+from toma.sequences import Sequence as SequenceFile
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
+from toma.store.base import Transaction
 from toma.timeutil import iso
 from toma.unsubscribe import Unsubscribe
 from toma.unsubscribing import unsubscriber
@@ -36,6 +65,14 @@ from toma.unsubscribing import unsubscriber
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# Messages this big are recorded as "being read" before they are parsed.
+RISKY_BYTES = 256 * 1024
+SUBJECT_CAP = 1_000  # characters
+TEXT_CAP = 64 * 1024  # characters
+LIST_CAP = 50  # items of recipients, problems, actions
+FIELD_CAP = 1_000  # characters of any other stored text (sender, reason, a list item)
+MAX_BUDGET = 60.0  # seconds of inbox reading per tick, at most
+ASIDE_PREFIX = "aside:"
 
 
 @dataclass
@@ -44,6 +81,8 @@ class SyncReport:
     recorded: int = 0
     duplicates: int = 0
     aside: int = 0
+    set_aside: int = 0  # could not be read: recorded once, never read again
+    more: bool = False  # stopped early (asked to, or out of time): more is left to read
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,6 +103,15 @@ def cursor_key(config: Config) -> str:
     return f"inbox:maildir:{config.inbox.path}"
 
 
+def budget_for(config: Config) -> float:
+    """Seconds a tick may spend reading the inbox: half a tick, at most a minute."""
+    try:
+        every = config.daemon.tick_every.approx().total_seconds()
+    except (OverflowError, ValueError):
+        return MAX_BUDGET
+    return max(1.0, min(MAX_BUDGET, every / 2))
+
+
 def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
     """``read_message``, which must never raise; if it does, the message is kept aside."""
     try:
@@ -82,89 +130,258 @@ def unsubscribe_addresses(config: Config) -> tuple[str, ...]:
 
 def conversation_key(reading: Reading, data: bytes) -> str:
     if reading.message_id:
-        return reading.message_id.strip().strip("<>").strip().lower()
+        bare = reading.message_id.strip().strip("<>").strip().lower()
+        if len(bare) <= 250:
+            return bare
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def sync(store: Store, config: Config, source: Source, *, now: datetime) -> SyncReport:
-    """Fetch and record everything new in ``source``; return what was done."""
+def aside_key(source_key: str) -> str:
+    """Where a set-aside message is recorded: by its place in the mailbox."""
+    return ASIDE_PREFIX + source_key
+
+
+@dataclass(frozen=True)
+class _Read:
+    inbound: Inbound
+    reading: Reading
+    digest: str
+
+
+def sync(
+    store: Store,
+    config: Config,
+    source: Source,
+    *,
+    now: datetime,
+    should_stop: Callable[[], bool] | None = None,
+    budget: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SyncReport:
+    """Fetch and record what is new in ``source``, within ``budget`` seconds; say what was done.
+
+    Stops between two messages when ``should_stop()`` is true or ``budget``
+    (measured with ``clock``) is spent, having read at least one message;
+    ``SyncReport.more`` then says that more is left for the next sync.
+    """
     report = SyncReport()
+    started = clock()
+    handled = 0
+
+    def stop_now() -> bool:
+        if should_stop is not None and should_stop():
+            return True
+        return budget is not None and handled > 0 and clock() - started >= budget
+
     key = cursor_key(config)
     store.refresh()
     doc = store.get(SYNC, key)
     cursor = Cursor.from_doc(doc["cursor"]) if doc else None
-    seen_sources = {d.get("source_key") for _k, d in store.all(CONVERSATIONS)}
+    seen: set[str] = set()
+    aside: set[str] = set()
+    for _k, conv in store.all(CONVERSATIONS):
+        seen.add(conv.get("source_key") or "")
+        if conv.get("set_aside") and conv.get("sha256"):
+            aside.add(conv["sha256"])
     while True:
+        if stop_now():
+            report.more = True
+            return report
         batch = source.fetch(cursor, limit=BATCH)
         report.fetched += len(batch.messages)
-        fresh = [m for m in batch.messages if m.key not in seen_sources]
-        _record_batch(store, config, fresh, batch.cursor, key, now, report)
-        seen_sources.update(m.key for m in fresh)
+        pending: list[_Read] = []
+        for index, inbound in enumerate(batch.messages):
+            resume = batch.cursor_after(index)
+            if resume is not None and stop_now():
+                _record(store, config, pending, resume, key, now, report)
+                report.more = True
+                return report
+            handled += 1
+            if inbound.key in seen:
+                continue
+            digest = hashlib.sha256(inbound.data).hexdigest()
+            if digest in aside:
+                report.duplicates += 1  # the same unreadable message under another key
+                continue
+            past = batch.cursor_after(index + 1)
+            if len(inbound.data) >= RISKY_BYTES and past is not None:
+                _record(store, config, pending, past, key, now, report,
+                        marker=_Read(inbound, _UNREAD_MARK, digest))
+                pending = []
+                log.info("inbound reading", extra=fields(source=inbound.key,
+                                                         size=len(inbound.data)))
+            reading = safe_read(inbound.data, config, now)
+            pending.append(_Read(inbound, reading, digest))
+            seen.add(inbound.key)
+            if reading.unread is not None:
+                aside.add(digest)
+        _record(store, config, pending, batch.cursor, key, now, report)
         cursor = batch.cursor
         if len(batch.messages) < BATCH:
             return report
 
 
-def _record_batch(store: Store, config: Config, messages: Iterable[Inbound], cursor: Cursor,
-                  key: str, now: datetime, report: SyncReport) -> None:
-    files = read_sequences(config)
-    owner = config.owner.email.lower()
-    tokens = unsubscriber(config)
-    with store.transaction() as tx:
-        sent = sent_index(tx.all(MESSAGES))
-        contacts = {k for k, _d in tx.all(CONTACTS)}
-        # Who is enrolled where, read once for the batch: an inbound message
-        # concerns one contact, and the table may be large.
+_BEING_READ = "reading it did not finish: toma stopped or crashed while reading it"
+_UNREAD_MARK = Reading(kind="unknown", reason="being read", sender=None, subject="",
+                       message_id=None, in_reply_to=None, references=(), date=None, hard=None,
+                       recipients=(), original_message_id=None, text=None, back_on=None,
+                       problems=(), unread=_BEING_READ)
+
+
+@dataclass
+class _Context:
+    """What a group of messages is decided against, read once inside its transaction."""
+
+    sent: dict[str, Sent]
+    contacts: set[str]
+    enrolled: dict[str, list[str]]
+    sequences: Mapping[str, SequenceFile]
+    owner: str
+    tokens: Unsubscribe
+
+    @classmethod
+    def load(cls, tx: Transaction, config: Config) -> _Context:
+        # Who is enrolled where, read once: an inbound message concerns one
+        # contact, and the table may be large.
         enrolled: dict[str, list[str]] = {}
         for enrolment_key, doc in tx.all(ENROLMENTS):
             enrolled.setdefault(doc["contact"], []).append(enrolment_key)
-        for inbound in messages:
-            reading = safe_read(inbound.data, config, now)
-            conv_key = conversation_key(reading, inbound.data)
-            if tx.get(CONVERSATIONS, conv_key) is not None:
-                report.duplicates += 1
-                continue
-            asked_by = _token_owner(tokens, reading)
-            if asked_by is not None:
-                # The List-Unsubscribe mailto: its signed token names the person,
-                # whichever address the request comes from.
-                reading = replace(reading, kind="unsubscribe",
-                                  reason="unsubscribe link (mailto with a valid token)")
-            if reading.sender == owner and asked_by is None:
-                found = Match(contact=None, answers=None, via="none")
-                decision = Decision(actions=("kept aside: from your own address",))
-            else:
-                found = match(reading, sent=sent, contacts=contacts)
-                if asked_by is not None and asked_by in contacts:
-                    found = Match(contact=asked_by, answers=found.answers, via="token")
-                contact_doc = tx.get(CONTACTS, found.contact) if found.contact else None
-                contact = Contact.from_doc(contact_doc) if contact_doc else None
-                enrolments = [
-                    Enrolment.from_doc(stored)
-                    for k in (enrolled.get(contact.email, []) if contact else [])
-                    if (stored := tx.get(ENROLMENTS, k)) is not None
-                ]
-                decision = decide(reading, found, contact=contact, enrolments=enrolments,
-                                  sequences=files.sequences, config=config, now=now)
-            _apply(tx, config, reading, found, decision, conv_key, inbound, now)
-            report.recorded += 1
-            report.by_kind[reading.kind] = report.by_kind.get(reading.kind, 0) + 1
-            if found.contact is None:
-                report.aside += 1
-            log.info("inbound", extra=fields(
-                kind=reading.kind, contact=found.contact, via=found.via,
-                subject=reading.subject[:80], actions="; ".join(decision.actions)))
+        return cls(sent=sent_index(tx.all(MESSAGES)), contacts={k for k, _d in tx.all(CONTACTS)},
+                   enrolled=enrolled, sequences=read_sequences(config).sequences,
+                   owner=config.owner.email.lower(), tokens=unsubscriber(config))
+
+
+def _record(store: Store, config: Config, items: Iterable[_Read], cursor: Cursor, key: str,
+            now: datetime, report: SyncReport, *, marker: _Read | None = None) -> None:
+    """Record ``items`` and move the cursor, in one transaction; ``marker`` is being read."""
+    items = list(items)
+    with store.transaction() as tx:
+        context = _Context.load(tx, config) if items else None
+        for item in items:
+            assert context is not None  # noqa: S101 - loaded whenever there are items
+            _record_one(tx, config, context, item, now, report)
+        if marker is not None:
+            tx.put(CONVERSATIONS, aside_key(marker.inbound.key),
+                   _aside_doc(config, marker, now))
         tx.put(SYNC, key, {"cursor": cursor.to_doc(), "synced_at": iso(now)})
+
+
+def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read, now: datetime,
+                report: SyncReport) -> None:
+    inbound, reading = item.inbound, item.reading
+    if reading.unread is not None:
+        tx.put(CONVERSATIONS, aside_key(inbound.key), _aside_doc(config, item, now))
+        report.set_aside += 1
+        log.warning("inbound set aside", extra=fields(
+            source=inbound.key, size=len(inbound.data), reason=_cap(reading.unread)))
+        return
+    if len(inbound.data) >= RISKY_BYTES and tx.get(CONVERSATIONS, aside_key(inbound.key)):
+        tx.delete(CONVERSATIONS, aside_key(inbound.key))  # read after all: no longer aside
+    conv_key = conversation_key(reading, inbound.data)
+    if tx.get(CONVERSATIONS, conv_key) is not None:
+        report.duplicates += 1
+        return
+    asked_by = _token_owner(context.tokens, reading)
+    if asked_by is not None:
+        # The List-Unsubscribe mailto: its signed token names the person,
+        # whichever address the request comes from.
+        reading = replace(reading, kind="unsubscribe",
+                          reason="unsubscribe link (mailto with a valid token)")
+    if reading.sender == context.owner and asked_by is None:
+        found = Match(contact=None, answers=None, via="none")
+        decision = Decision(actions=("kept aside: from your own address",))
+    else:
+        found = match(reading, sent=context.sent, contacts=context.contacts)
+        if asked_by is not None and asked_by in context.contacts:
+            found = Match(contact=asked_by, answers=found.answers, via="token")
+        contact_doc = tx.get(CONTACTS, found.contact) if found.contact else None
+        contact = Contact.from_doc(contact_doc) if contact_doc else None
+        enrolments = [
+            Enrolment.from_doc(stored)
+            for k in (context.enrolled.get(contact.email, []) if contact else [])
+            if (stored := tx.get(ENROLMENTS, k)) is not None
+        ]
+        decision = decide(reading, found, contact=contact, enrolments=enrolments,
+                          sequences=context.sequences, config=config, now=now)
+    known = reading.sender is not None and reading.sender in context.contacts
+    _apply(tx, config, reading, found, decision, conv_key, inbound, now, known=known)
+    report.recorded += 1
+    report.by_kind[reading.kind] = report.by_kind.get(reading.kind, 0) + 1
+    if found.contact is None:
+        report.aside += 1
+    log.info("inbound", extra=fields(
+        kind=reading.kind, contact=found.contact, via=found.via,
+        subject=reading.subject[:80], actions="; ".join(decision.actions)[:400]))
+    if found.untied is not None:
+        log.warning("bounce untied", extra=fields(
+            sender=_cap(reading.sender, 200), named=", ".join(found.named[:10]),
+            recipients=", ".join(a[:100] for a in reading.recipients[:10]),
+            reason=found.untied))
+    elif decision.third_party:
+        log.warning("inbound from a third party", extra=fields(
+            kind=reading.kind, contact=found.contact, sender=_cap(reading.sender, 200)))
 
 
 def _token_owner(tokens: Unsubscribe, reading: Reading) -> str | None:
     if reading.kind in ("bounce", "auto-reply"):
         return None
-    return tokens.find(reading.subject)
+    return tokens.find(reading.subject[:SUBJECT_CAP])
 
 
-def _apply(tx: Any, config: Config, reading: Reading, found: Match, decision: Decision,
-           conv_key: str, inbound: Inbound, now: datetime) -> None:
+def _cap(text: str | None, limit: int = FIELD_CAP) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
+
+
+def _caps(items: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if len(out) >= LIST_CAP:
+            break
+        out.append(_cap(item) or "")
+    return out
+
+
+def location(source_key: str, config: Config) -> dict[str, Any]:
+    """Where the owner finds a message: its mailbox and UID, or its Maildir file's key."""
+    kind, _, rest = source_key.partition(":")
+    if kind == "imap":
+        folder, _, numbers = rest.rpartition(":")
+        folder, _, validity = folder.rpartition(":")
+        if numbers.isdigit() and validity.isdigit():
+            return {"mailbox": folder, "uidvalidity": int(validity), "uid": int(numbers)}
+    if kind == "maildir":
+        return {"mailbox": str(config.inbox.path), "file": rest}
+    return {"mailbox": "", "file": source_key}
+
+
+def _aside_doc(config: Config, item: _Read, now: datetime) -> dict[str, Any]:
+    inbound, reading = item.inbound, item.reading
+    return {
+        "key": aside_key(inbound.key),
+        "source_key": inbound.key,
+        **location(inbound.key, config),
+        "contact": None,
+        "direction": "in",
+        "kind": "unread",
+        "reason": _cap(reading.unread),
+        "sender": _cap(reading.sender, 320),
+        "subject": _cap(reading.subject, SUBJECT_CAP),
+        "date": iso(reading.date) if reading.date else None,
+        "received_at": iso(inbound.received_at or now),
+        "recorded_at": iso(now),
+        "size": len(inbound.data),
+        "sha256": item.digest,
+        "actions": ["set aside: never read again"],
+        "aside": True,
+        "set_aside": True,
+        "notified": True,
+    }
+
+
+def _apply(tx: Transaction, config: Config, reading: Reading, found: Match, decision: Decision,
+           conv_key: str, inbound: Inbound, now: datetime, *, known: bool) -> None:
     if decision.contact is not None:
         tx.put(CONTACTS, decision.contact.email, decision.contact.to_doc())
     for enrolment in decision.enrolments:
@@ -176,31 +393,43 @@ def _apply(tx: Any, config: Config, reading: Reading, found: Match, decision: De
             invoice["paused_until"] = iso(decision.invoice_paused_until)
             tx.put(INVOICES, number, invoice)
     notify = decision.notify_owner and config.inbox.notify != "off"
-    tx.put(CONVERSATIONS, conv_key, {
+    doc: dict[str, Any] = {
         "key": conv_key,
         "source_key": inbound.key,
         "contact": found.contact,
         "direction": "in",
         "kind": reading.kind,
-        "reason": reading.reason,
-        "subject": reading.subject,
-        "sender": reading.sender,
-        "message_id": reading.message_id,
+        "reason": _cap(reading.reason),
+        "subject": _cap(reading.subject, SUBJECT_CAP),
+        "sender": _cap(reading.sender, 320),
+        "message_id": _cap(reading.message_id, 320),
         "date": iso(reading.date) if reading.date else None,
         "received_at": iso(inbound.received_at or now),
         "recorded_at": iso(now),
-        "text": reading.text,
-        "hard": reading.hard,
-        "recipients": list(reading.recipients),
-        "back_on": reading.back_on.isoformat() if reading.back_on else None,
-        "answers": found.answers.key if found.answers else None,
-        "answers_ref": found.answers.ref if found.answers else None,
+        "size": len(inbound.data),
         "matched_by": found.via,
-        "actions": list(decision.actions),
-        "problems": list(reading.problems),
+        "actions": _caps(decision.actions),
         "aside": found.contact is None,
         "notified": not (notify and config.inbox.notify == "daily"),
-    })
+    }
+    if reading.kind == "bounce":
+        doc.update(hard=reading.hard, recipients=_caps(reading.recipients))
+    if found.untied is not None:
+        doc.update(untied=_cap(found.untied), named=_caps(found.named))
+    if decision.third_party:
+        doc["third_party"] = True
+    if known:
+        # Somebody in the address book: what they wrote is kept (bounded) for `toma log`.
+        doc.update(
+            text=_cap(reading.text, TEXT_CAP),
+            back_on=reading.back_on.isoformat() if reading.back_on else None,
+            answers=found.answers.key if found.answers else None,
+            answers_ref=found.answers.ref if found.answers else None,
+            problems=_caps(reading.problems),
+        )
+    elif found.answers is not None:
+        doc.update(answers=found.answers.key, answers_ref=found.answers.ref)
+    tx.put(CONVERSATIONS, conv_key, doc)
     if notify and config.inbox.notify == "immediately":
         _notice(tx, f"notice:inbound:{conv_key}", config.owner.email, "inbound", conv_key, now)
     if decision.confirm_unsubscribe and found.contact:
@@ -208,7 +437,7 @@ def _apply(tx: Any, config: Config, reading: Reading, found: Match, decision: De
                 conv_key, now)
 
 
-def _notice(tx: Any, key: str, to: str, template: str, ref: str, now: datetime) -> None:
+def _notice(tx: Transaction, key: str, to: str, template: str, ref: str, now: datetime) -> None:
     if tx.get(MESSAGES, key) is not None:
         return  # at most once, like every other message
     record = new_record(key=key, contact=to, kind="notice", ref=ref, template=f"notice:{template}",

@@ -1,0 +1,166 @@
+"""Who may act on a contact: the rules of toma.inbox.match and toma.inbox.decide, case by case.
+
+Pure functions: a Reading (as the classifier would give it), the sent index and
+the contact in, a Match and a Decision out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+
+from toma.config import Config, load_config
+from toma.contacts import Contact, make_contact
+from toma.inbox.classify import Reading
+from toma.inbox.decide import decide
+from toma.inbox.match import Match, Sent, match
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+MIRA = "mira@example.org"
+JONAS = "jonas@example.net"
+SENT = {"mira-1@alex.example": Sent(key="keep/mira/hello", contact=MIRA, kind="sequence",
+                                    ref="keep/hello")}
+CONTACTS = {MIRA, JONAS}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    folder = tmp_path_factory.mktemp("project")
+    (folder / "config.toml").write_text(
+        '[owner]\nname = "Alex"\nemail = "alex@example.com"\ntimezone = "Europe/Berlin"\n')
+    return load_config(folder / "config.toml")
+
+
+def reading(kind: str, *, sender: str | None = MIRA, in_reply_to: str | None = None,
+            original: str | None = None, recipients: tuple[str, ...] = (),
+            hard: bool | None = None, back_on: date | None = None) -> Reading:
+    return Reading(kind=kind, reason="test", sender=sender, subject="s",  # type: ignore[arg-type]
+                   message_id="<in-1@example.org>", in_reply_to=in_reply_to, references=(),
+                   date=None, hard=hard, recipients=recipients, original_message_id=original,
+                   text="hello", back_on=back_on, problems=())
+
+
+def contact(address: str) -> Contact:
+    return make_contact(address, first_name="X", added_at="2026-01-01T00:00:00+00:00")
+
+
+def act(config: Config, got: Reading, found: Match, who: Contact | None) -> tuple[str, ...]:
+    decision = decide(got, found, contact=who, enrolments=(), sequences={}, config=config,
+                      now=NOW)
+    return decision.actions
+
+
+# -- bounces ---------------------------------------------------------------------------
+
+
+def test_a_bounce_naming_a_contact_without_a_returned_message_is_untied() -> None:
+    found = match(reading("bounce", sender="postmaster@evil.example", recipients=(JONAS,),
+                          hard=True), sent=SENT, contacts=CONTACTS)
+    assert found.contact is None and found.answers is None
+    assert found.named == (JONAS,)
+    assert found.untied == "it returns no message toma sent"
+
+
+def test_a_bounce_with_a_guessed_message_id_is_untied() -> None:
+    found = match(reading("bounce", original="<guess@alex.example>", recipients=(MIRA,),
+                          hard=True), sent=SENT, contacts=CONTACTS)
+    assert found.contact is None and found.untied
+
+
+@pytest.mark.parametrize("where", ["original", "in_reply_to"])
+def test_a_bounce_returning_what_toma_sent_there_is_tied(where: str) -> None:
+    found = match(reading("bounce", recipients=("Mira@Example.org".lower(),), hard=True,
+                          **{where: "<mira-1@alex.example>"}), sent=SENT, contacts=CONTACTS)
+    assert (found.contact, found.untied) == (MIRA, None)
+    assert found.answers is SENT["mira-1@alex.example"]
+
+
+def test_a_bounce_of_miras_message_naming_jonas_ties_to_neither() -> None:
+    found = match(reading("bounce", original="<mira-1@alex.example>", recipients=(JONAS,),
+                          hard=True), sent=SENT, contacts=CONTACTS)
+    assert found.contact is None
+    assert found.named == (JONAS,)
+    assert found.untied is not None and MIRA in found.untied and JONAS in found.untied
+
+
+def test_a_bounce_naming_nobody_ties_to_nothing() -> None:
+    found = match(reading("bounce", original="<mira-1@alex.example>", hard=True), sent=SENT,
+                  contacts=CONTACTS)
+    assert found.contact is None and found.untied is not None
+
+
+def test_an_untied_bounce_changes_nothing(config: Config) -> None:
+    got = reading("bounce", recipients=(JONAS,), hard=True)
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    decision = decide(got, found, contact=None, enrolments=(), sequences={}, config=config,
+                      now=NOW)
+    assert decision.contact is None and not decision.enrolments and not decision.notify_owner
+    assert decision.actions == ("untied bounce: it returns no message toma sent; "
+                                "nothing changed",)
+
+
+def test_tied_bounces_still_mark(config: Config) -> None:
+    got = reading("bounce", original="<mira-1@alex.example>", recipients=(MIRA,), hard=True)
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    hard = decide(got, found, contact=contact(MIRA), enrolments=(), sequences={},
+                  config=config, now=NOW)
+    assert hard.contact is not None and hard.contact.status.value == "bounced"
+    soft = decide(replace(got, hard=False), found, contact=contact(MIRA), enrolments=(),
+                  sequences={}, config=config, now=NOW)
+    assert soft.contact is not None and soft.contact.soft_bounces == 1
+
+
+# -- someone else on a contact's thread -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["unsubscribe", "reply", "auto-reply"])
+def test_someone_else_on_miras_thread_acts_on_nobody(config: Config, kind: str) -> None:
+    got = reading(kind, sender="eve@evil.example", in_reply_to="<mira-1@alex.example>",
+                  back_on=date(2027, 3, 1))
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    assert found.contact == MIRA  # logged on her conversation
+    decision = decide(got, found, contact=contact(MIRA), enrolments=(), sequences={},
+                      config=config, now=NOW)
+    assert decision.contact is None and not decision.enrolments
+    assert decision.invoice_paused_until is None and not decision.confirm_unsubscribe
+    assert decision.third_party
+    assert decision.actions[0].endswith(f"from eve@evil.example, not from {MIRA}: "
+                                        "nothing changed")
+    # A person writing on the thread is worth telling the owner; a robot's notice is not.
+    assert decision.notify_owner == (kind != "auto-reply")
+
+
+def test_a_message_without_a_sender_on_a_thread_acts_on_nobody(config: Config) -> None:
+    got = reading("unsubscribe", sender=None, in_reply_to="<mira-1@alex.example>")
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    decision = decide(got, found, contact=contact(MIRA), enrolments=(), sequences={},
+                      config=config, now=NOW)
+    assert decision.third_party and decision.contact is None
+
+
+def test_the_contact_herself_still_acts(config: Config) -> None:
+    got = reading("unsubscribe", in_reply_to="<mira-1@alex.example>")
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    decision = decide(got, found, contact=contact(MIRA), enrolments=(), sequences={},
+                      config=config, now=NOW)
+    assert decision.contact is not None and decision.contact.status.value == "unsubscribed"
+    held = decide(reading("auto-reply", back_on=date(2026, 3, 23)), found,
+                  contact=contact(MIRA), enrolments=(), sequences={}, config=config, now=NOW)
+    assert held.contact is not None and held.contact.hold_until.startswith("2026-03-24")
+
+
+def test_the_signed_token_acts_whoever_sends_it(config: Config) -> None:
+    got = reading("unsubscribe", sender="mira.private@example.com")
+    found = Match(contact=MIRA, answers=None, via="token")
+    decision = decide(got, found, contact=contact(MIRA), enrolments=(), sequences={},
+                      config=config, now=NOW)
+    assert decision.contact is not None and decision.contact.status.value == "unsubscribed"
+
+
+def test_a_stranger_without_a_thread_is_kept_aside(config: Config) -> None:
+    got = reading("unsubscribe", sender="eve@evil.example")
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    assert found.contact is None
+    assert act(config, got, found, None) == ("kept aside: no contact matches",)
