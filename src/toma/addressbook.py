@@ -283,6 +283,18 @@ def suppression_of(reader: Reader, email: str) -> Entry | None:
     return _entry(reader, secret, email) if secret else None
 
 
+def put(tx: Transaction, contact: Contact, *, now: datetime, by: str) -> None:
+    """Store ``contact`` inside ``tx``; a final status also puts it on the suppression list.
+
+    For writers that decide a contact's status themselves (the inbox): an
+    unsubscribe or a bounce read from mail must outlive ``forget`` as well.
+    """
+    tx.put(CONTACTS, contact.email, contact.to_doc())
+    reason = _REASONS.get(contact.status)
+    if reason is not None:
+        suppress(tx, contact.email, reason, now=now, by=by)
+
+
 def suppress(tx: Transaction, email: str, reason: Reason, *, now: datetime,
              by: str = "") -> Entry:
     """Put ``email`` on the suppression list inside ``tx`` (the secret is made on first use).

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toma import open_store
+from toma.addressbook import suppression_of
+from toma.suppression import Reason
+
 from .conftest import Invoke
 
 
@@ -164,3 +168,25 @@ def test_a_suppressed_contact_still_stored_cannot_come_back(project: Path, toma:
     assert enrolled.exit_code == 1
     assert "unsubscribed" in enrolled.output
 
+
+
+def test_an_unsubscribe_by_email_outlives_forget(project: Path, toma: Invoke) -> None:
+    """Mira asks by email to stop; forgotten, then re-imported, she stays out."""
+    now = "2026-11-25T11:00:00+00:00"
+    inbox = project / "var" / "inbox" / "new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "1764068400.M1P1.host").write_bytes(
+        f"From: Mira Keller <{MIRA}>\r\nTo: owner@example.com\r\nSubject: unsubscribe\r\n"
+        "Message-ID: <stop-1@example.org>\r\nDate: Tue, 25 Nov 2026 10:00:00 +0000\r\n\r\n"
+        "Please take me off your list.\r\n".encode()
+    )
+    assert toma("inbox", "sync", "--now", now).exit_code == 0
+    assert json.loads(toma("contacts", "show", MIRA, "--json").output)["status"] == "unsubscribed"
+    with open_store(project / "var" / "data") as store:  # on the list before any forget
+        entry = suppression_of(store, MIRA)
+    assert entry is not None and entry.reason is Reason.UNSUBSCRIBED
+    assert toma("contacts", "forget", MIRA, "--yes").exit_code == 0
+
+    result = toma("contacts", "import", str(project / "samples" / "contacts.csv"), "--now", now)
+    assert f"{MIRA}: on the suppression list (unsubscribed" in result.output
+    assert MIRA not in emails(toma)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from toma import addressbook
 from toma.config import Config
 from toma.contacts import Contact
 from toma.inbox.base import Cursor, Inbound, Source
@@ -383,7 +384,7 @@ def _aside_doc(config: Config, item: _Read, now: datetime) -> dict[str, Any]:
 def _apply(tx: Transaction, config: Config, reading: Reading, found: Match, decision: Decision,
            conv_key: str, inbound: Inbound, now: datetime, *, known: bool) -> None:
     if decision.contact is not None:
-        tx.put(CONTACTS, decision.contact.email, decision.contact.to_doc())
+        addressbook.put(tx, decision.contact, now=now, by=f"inbox: {reading.kind}")
     for enrolment in decision.enrolments:
         tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
     if decision.invoice_paused_until is not None and found.answers is not None:
