@@ -784,6 +784,33 @@ class TestFiles:
             TinyStore(data_dir)
         assert caught.value.file == str(snapshot)
 
+    @pytest.mark.parametrize("layout", ["lines", "whole"])
+    def test_a_document_nested_thousands_deep_is_an_error_naming_the_snapshot(
+        self, data_dir: Path, layout: str
+    ):
+        """json raises RecursionError, not ValueError, on 100,000 nested lists."""
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"v": 1})
+            store.compact()
+        snapshot = journal.snapshot_path(data_dir, 2)
+        deep = b"[" * 100_000 + b"]" * 100_000
+        data = snapshot.read_bytes().replace(b'"v":1', b'"v":' + deep)
+        snapshot.write_bytes(data if layout == "lines" else data.replace(b"\n", b""))
+        with pytest.raises(StoreError, match="nested too deeply") as caught:
+            TinyStore(data_dir)
+        assert caught.value.file == str(snapshot)
+
+    def test_a_journal_line_nested_thousands_deep_is_damage(self, data_dir: Path):
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"v": 1})
+        deep = b"[" * 100_000 + b"]" * 100_000
+        with journal_file(data_dir).open("ab") as out:
+            out.write(journal.encode_commit([(CONTACTS, "b", b'{"v":' + deep + b"}")]))
+            out.write(journal.encode_commit([(CONTACTS, "c", b"{}")]))
+        with pytest.raises(StoreError, match="nested too deeply") as caught:
+            TinyStore(data_dir)
+        assert caught.value.line == 2
+
     def test_schema_version_is_readable(self, store: TinyStore):
         """The meta table tells which schema the store holds."""
         assert store.get(META, "store") == {"schema_version": SCHEMA_VERSION, "generation": 1}

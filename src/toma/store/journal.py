@@ -346,6 +346,10 @@ def _decode_block(
         docs = json.loads(b"{" + b",".join(block) + b"}")
     except ValueError as exc:  # UnicodeDecodeError included
         raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path, line=line) from exc
+    except RecursionError:
+        raise StoreError(
+            "the snapshot holds a document nested too deeply", file=path, line=line
+        ) from None
     if len(docs) != len(block):
         raise StoreError(f"table {table}: a document id is stored twice", file=path, line=line)
     for doc_id, doc in docs.items():
@@ -357,6 +361,8 @@ def _read_whole(data: bytes, path: Path) -> Iterator[tuple[str, str, Document]]:
         tables = json.loads(data)
     except ValueError as exc:
         raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path) from exc
+    except RecursionError:
+        raise StoreError("the snapshot holds a document nested too deeply", file=path) from None
     del data
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise StoreError("the snapshot is not a TinyDB database", file=path)
