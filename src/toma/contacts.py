@@ -417,7 +417,9 @@ def _read_rows(
         )
     for index, (raw, name) in enumerate(zip(header, columns, strict=True)):
         if columns.index(name) != index and name:
-            raise ImportProblem(f"the column {raw!r} appears twice", file=file, line=first_line)
+            raise ImportProblem(
+                f"the column {raw!r:.80} appears twice", file=file, line=first_line
+            )
         if name and name not in KNOWN_FIELDS and not _FIELD_NAME.match(name):
             raise ImportProblem(
                 f"the column {raw!r:.80} cannot be a field name: use letters, digits and '_'",
