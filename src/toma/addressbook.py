@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from toma.contacts import (
     ImportResult,
     Status,
     clean_tags,
+    decode_import,
     merge,
     normalize_address,
     parse_csv,
@@ -34,6 +36,7 @@ from toma.contacts import (
     with_status,
 )
 from toma.errors import ContactError, ImportProblem, StoreError
+from toma.logs import fields
 from toma.store.base import (
     CONTACTS,
     CONVERSATIONS,
@@ -47,6 +50,8 @@ from toma.store.base import (
 )
 from toma.suppression import SECRET_BYTES, Entry, Reason, key_for, merged
 from toma.timeutil import iso
+
+log = logging.getLogger(__name__)
 
 SUPPRESSION_SECRET_KEY = "suppression"  # noqa: S105 - its document in the meta table
 
@@ -103,20 +108,15 @@ def read_import_file(path: Path, *, now: datetime) -> ImportResult:
         raw = path.read_bytes()
     except OSError as exc:
         raise ImportProblem(f"cannot read: {exc.strerror}", file=name) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ImportProblem(
-            "not UTF-8 text: save the file as UTF-8 (CSV UTF-8 in a spreadsheet)",
-            file=name,
-            line=line,
-        ) from None
+    text, encoding = decode_import(raw, file=name)
+    if encoding == "cp1252":
+        # Excel's plain "CSV": right for western Windows, wrong for other code pages.
+        log.warning("import read as windows-1252", extra=fields(file=name, encoding=encoding))
     suffix = path.suffix.lower()
     if suffix in (".vcf", ".vcard"):
         return parse_vcards(text, file=name, added_at=iso(now))
     if suffix in (".csv", ".txt", ".tsv"):
-        return parse_csv(text, file=name, added_at=iso(now))
+        return replace(parse_csv(text, file=name, added_at=iso(now)), encoding=encoding)
     raise ImportProblem("unknown file type: give a .csv or a .vcf file", file=name)
 
 

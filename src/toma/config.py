@@ -21,7 +21,16 @@ from typing import Any, TypeVar
 from email_validator import EmailNotValidError, validate_email
 
 from toma.errors import ConfigError
-from toma.timeutil import Duration, parse_duration, zone
+from toma.timeutil import Duration, DurationRangeError, parse_duration, zone
+
+# The ranges of the numbers a config may hold: a value outside them is refused at
+# load (and so by ``toma check``), with its file, line and key, rather than
+# failing later inside the daemon.
+MAX_CONCURRENCY = 100  # SMTP connections at once: far more than a provider allows
+MAX_RATE_PER_MINUTE = 1_000_000  # a relay on this machine may take thousands a second
+MAX_TIMEOUT = 3600.0  # seconds
+SHORTEST_TICK = parse_duration("1s")
+LONGEST_TICK = parse_duration("1d")
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -366,14 +375,24 @@ def load_config(path: str | Path) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=file) from None
+    raw = parse_toml(text, file=file)
+    return parse_config(raw, file=file.resolve(), text=text)
+
+
+def parse_toml(text: str, *, file: Path) -> dict[str, Any]:
+    """``text`` as TOML; :class:`ConfigError` naming ``file`` (and the line) if it is not."""
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise ConfigError(
             f"not valid TOML: {exc}", file=file, line=int(line.group(1)) if line else None
         ) from None
-    return parse_config(raw, file=file.resolve(), text=text)
+    except RecursionError:
+        # tomllib descends once per level of nested arrays and tables.
+        raise ConfigError(
+            "not usable TOML: arrays or tables are nested too deeply", file=file
+        ) from None
 
 
 def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Config:
@@ -433,17 +452,17 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         )
     smtp = Smtp(
         host=r.get(t, "smtp", "host", str, "localhost"),
-        port=r.get(t, "smtp", "port", int, {"tls": 465, "starttls": 587, "none": 25}[security]),
+        port=_port(r, t, "smtp", {"tls": 465, "starttls": 587, "none": 25}[security]),
         security=security,
         username=r.get(t, "smtp", "username", str),
         password=_secret(r, t, "smtp"),
-        concurrency=_positive(r, t, "smtp", "concurrency", 4),
-        rate_per_minute=_positive(r, t, "smtp", "rate_per_minute", 600),
-        timeout=float(r.get(t, "smtp", "timeout", (int, float), 30.0)),
+        concurrency=_whole(r, t, "smtp", "concurrency", 4, most=MAX_CONCURRENCY),
+        rate_per_minute=_whole(r, t, "smtp", "rate_per_minute", 600, most=MAX_RATE_PER_MINUTE),
+        timeout=_timeout(r, t, "smtp", 30.0),
         retry_for=r.convert(
             "smtp", "retry_for", r.get(t, "smtp", "retry_for", str, "1h"), parse_duration
         ),
-        ca_file=r.path(r.get(t, "smtp", "ca_file", str)),
+        ca_file=_ca_file(r, t, "smtp"),
     )
     if transport.kind == "smtp" and "smtp" not in raw:
         raise r.error("transport.kind", 'kind = "smtp" needs an [smtp] section (host, port, …)')
@@ -503,16 +522,14 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         )
     imap = Imap(
         host=r.get(t, "imap", "host", str, "localhost"),
-        port=r.get(t, "imap", "port", int, 993 if isecurity == "tls" else 143),
+        port=_port(r, t, "imap", 993 if isecurity == "tls" else 143),
         security=isecurity,
         username=r.get(t, "imap", "username", str),
         password=_secret(r, t, "imap"),
         folder=r.get(t, "imap", "folder", str, "INBOX"),
-        ca_file=r.path(r.get(t, "imap", "ca_file", str)),
+        ca_file=_ca_file(r, t, "imap"),
         idle=r.get(t, "imap", "idle", bool, True),
-        poll_every=r.convert(
-            "imap", "poll_every", r.get(t, "imap", "poll_every", str, "5min"), parse_duration
-        ),
+        poll_every=_interval(r, t, "imap", "poll_every", "5min"),
     )
     if inbox.kind == "imap" and "imap" not in raw:
         raise r.error("inbox.kind", 'kind = "imap" needs an [imap] section (host, username, …)')
@@ -595,9 +612,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     # [daemon]
     t = r.table(raw, "daemon", {"tick_every"})
     daemon = Daemon(
-        tick_every=r.convert(
-            "daemon", "tick_every", r.get(t, "daemon", "tick_every", str, "1min"), parse_duration
-        ),
+        tick_every=_interval(r, t, "daemon", "tick_every", "1min"),
     )
 
     # [unsubscribe]
@@ -641,6 +656,71 @@ def _positive(r: _Reader, table: Mapping[str, Any], section: str, key: str, defa
     if value < 1:
         raise r.error(f"{section}.{key}", f"{key} must be at least 1")
     return value
+
+
+def _whole(
+    r: _Reader, table: Mapping[str, Any], section: str, key: str, default: int, *, most: int
+) -> int:
+    value: int = r.get(table, section, key, int, default)
+    if not 1 <= value <= most:
+        raise r.error(f"{section}.{key}", f"{key} must be between 1 and {most}, got {value}")
+    return value
+
+
+def _port(r: _Reader, table: Mapping[str, Any], section: str, default: int) -> int:
+    value: int = r.get(table, section, "port", int, default)
+    if not 1 <= value <= 65535:
+        raise r.error(f"{section}.port", f"port must be between 1 and 65535, got {value}")
+    return value
+
+
+def _timeout(r: _Reader, table: Mapping[str, Any], section: str, default: float) -> float:
+    value = float(r.get(table, section, "timeout", (int, float), default))
+    if not value > 0:  # also refuses nan
+        raise r.error(f"{section}.timeout", f"timeout must be more than 0 seconds, got {value}")
+    if value > MAX_TIMEOUT:
+        raise r.error(
+            f"{section}.timeout", f"timeout must be at most {MAX_TIMEOUT:g} seconds, got {value:g}"
+        )
+    return value
+
+
+def _interval(
+    r: _Reader, table: Mapping[str, Any], section: str, key: str, default: str
+) -> Duration:
+    """A duration between :data:`SHORTEST_TICK` and :data:`LONGEST_TICK` (how often to act)."""
+    text = r.get(table, section, key, str, default)
+    wrong = r.error(
+        f"{section}.{key}",
+        f"{key} must be between {SHORTEST_TICK} and {LONGEST_TICK}, got {text!r:.40}",
+    )
+    try:
+        value = parse_duration(text)
+    except DurationRangeError:
+        raise wrong from None
+    except ValueError as exc:
+        raise r.error(f"{section}.{key}", str(exc)) from None
+    if not SHORTEST_TICK.seconds <= value.approx().total_seconds() <= LONGEST_TICK.seconds:
+        raise wrong
+    return value
+
+
+def _ca_file(r: _Reader, table: Mapping[str, Any], section: str) -> Path | None:
+    """The CA bundle to trust, which must be a readable file now, not at the first connection."""
+    path = r.path(r.get(table, section, "ca_file", str))
+    if path is None:
+        return None
+    key = f"{section}.ca_file"
+    if not path.exists():
+        raise r.error(key, f"no such file: {path}")
+    if not path.is_file():
+        raise r.error(key, f"not a file: {path}")
+    try:
+        with path.open("rb") as src:
+            src.read(1)
+    except OSError as exc:
+        raise r.error(key, f"cannot read {path}: {exc.strerror}") from None
+    return path
 
 
 def find_config(option: str | None) -> Path:

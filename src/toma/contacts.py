@@ -8,10 +8,12 @@ import never moves it back, so that nobody who left is written to again.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -281,6 +283,7 @@ class ImportResult:
     contacts: tuple[Contact, ...]
     problems: tuple[ImportProblem, ...]
     rows: int
+    encoding: str = "utf-8"  # what the file was read as (see decode_import)
 
 
 def column_name(header: str) -> str:
@@ -289,48 +292,164 @@ def column_name(header: str) -> str:
     return _ALIASES.get(key, _ALIASES.get(header.strip().lower(), key))
 
 
+# A cell longer than this is refused (its row is a problem): no contact field
+# needs it, and a file of such cells is a way to fill the store.
+CELL_LIMIT = 128 * 1024  # characters
+_SEPARATORS = (",", ";", "\t")
+_SEP_LINE = re.compile(r"sep=([,;\t|])\r?\n", re.IGNORECASE)
+_HEADER_PREFIX = 64 * 1024  # where the header row must end, for choosing the separator
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def decode_import(raw: bytes, *, file: str) -> tuple[str, str]:
+    """The text of an imported file, and the encoding it was read in.
+
+    What spreadsheets write: UTF-8 with a BOM (Excel's "CSV UTF-8") or without
+    (LibreOffice, Google Sheets, Numbers); UTF-16 with a BOM (Excel's "Unicode
+    Text"); and Excel's plain "CSV", in the Windows code page, which in the
+    west is Windows-1252. Text that is not UTF-8 is read as Windows-1252 —
+    the caller should say so, since another code page would read wrongly —
+    and bytes that are neither are an :class:`ImportProblem` naming the line.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _decode(raw, "utf-16", file), "utf-16"
+    if raw.startswith(codecs.BOM_UTF8):
+        return _decode(raw, "utf-8-sig", file), "utf-8"
+    if b"\0" in raw:
+        raise ImportProblem(
+            "this looks like UTF-16 text without a byte order mark: "
+            "save the file as CSV UTF-8",
+            file=file,
+            line=raw[: raw.index(b"\0")].count(b"\n") + 1,
+        )
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return _decode(raw, "cp1252", file), "cp1252"
+
+
+_UNDECODABLE = {
+    "utf-16": "not valid UTF-16 text",
+    "utf-8-sig": "not valid UTF-8 text",
+    "cp1252": "neither UTF-8 nor Windows-1252 text",
+}
+
+
+def _decode(raw: bytes, encoding: str, file: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ImportProblem(
+            f"{_UNDECODABLE[encoding]}: save the file as CSV UTF-8",
+            file=file,
+            line=raw[: exc.start].count(b"\n") + 1,
+        ) from None
+
+
 def parse_csv(text: str, *, file: str, added_at: str = "") -> ImportResult:
     """Contacts from CSV text with a header row.
 
+    The text is read as RFC 4180 has it and as Excel writes it: fields quoted
+    with '"', a quote inside doubled, line breaks inside quotes, rows ending in
+    CRLF or LF. The separator (",", ";" or a tab) is decided from the header row
+    alone, or by Excel's first line "sep=;"; nothing else is guessed.
+
     Known columns fill the known fields; every other column is kept as a custom
-    field. A bad row becomes an :class:`ImportProblem` naming its row (data rows
-    count from 1, after the header) and its line in the file; the rest go on.
+    field, with its line breaks folded into spaces. A bad row becomes an
+    :class:`ImportProblem` naming its row (data rows count from 1, after the
+    header) and the line it starts on in the file; the rest go on.
     """
-    lines = text.splitlines(keepends=True)
-    if not lines or not lines[0].strip():
-        raise ImportProblem(
-            "the file is empty: expected a header row such as email,first_name", file=file, line=1
-        )
+    text = text.removeprefix("\ufeff")
+    first_line = 1
+    separator = None
+    if (found := _SEP_LINE.match(text)) is not None:
+        separator, text, first_line = found.group(1), text[found.end() :], 2
+    # No cell is longer than the text: with that limit csv never stops at a long
+    # cell. Stopping there would resume reading inside the quoted cell, taking
+    # what it holds for rows; cells over CELL_LIMIT are refused below instead.
+    with _field_limit(len(text) + 1):
+        separator = separator or _separator(text)
+        return _read_rows(text, separator, first_line, file=file, added_at=added_at)
+
+
+def _separator(text: str) -> str:
+    """The separator that reads the header row into the most columns, one being email."""
+    head = text[:_HEADER_PREFIX]
+    best, best_score = ",", (False, 0)
+    for separator in _SEPARATORS:
+        header = next(csv.reader(io.StringIO(head, newline=""), csv.excel, delimiter=separator), [])
+        score = ("email" in (column_name(name) for name in header), len(header))
+        if score > best_score:
+            best, best_score = separator, score
+    return best
+
+
+@contextmanager
+def _field_limit(size: int) -> Iterator[None]:
+    # csv's limit is the module's, for the whole process: restored on the way out.
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, size))
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header = next(reader)
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_rows(
+    text: str, separator: str, first_line: int, *, file: str, added_at: str
+) -> ImportResult:
+    reader = csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=separator)
+    offset = first_line - 1  # lines before the reader's first
+    header = next(reader, [])
+    if not any(name.strip() for name in header):
+        raise ImportProblem(
+            "the file is empty: expected a header row such as email,first_name",
+            file=file,
+            line=first_line,
+        )
     columns = [column_name(name) for name in header]
     if "email" not in columns:
         raise ImportProblem(
-            f"no email column among {', '.join(h for h in header if h)}", file=file, line=1
+            f"no email column among {', '.join(h for h in header if h)}"[:300],
+            file=file,
+            line=first_line,
         )
     for index, (raw, name) in enumerate(zip(header, columns, strict=True)):
         if columns.index(name) != index and name:
-            raise ImportProblem(f"the column {raw!r} appears twice", file=file, line=1)
+            raise ImportProblem(
+                f"the column {raw!r:.80} appears twice", file=file, line=first_line
+            )
         if name and name not in KNOWN_FIELDS and not _FIELD_NAME.match(name):
             raise ImportProblem(
-                f"the column {raw!r} cannot be a field name: use letters, digits and '_'",
+                f"the column {raw!r:.80} cannot be a field name: use letters, digits and '_'",
                 file=file,
-                line=1,
+                line=first_line,
             )
     contacts: list[Contact] = []
     problems: list[ImportProblem] = []
     row_number = 0
     seen: dict[str, int] = {}
-    for cells in reader:
+    while True:
+        line = offset + reader.line_num + 1  # where the next row starts
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(
+                ImportProblem(
+                    f"row {row_number + 1}: not readable as CSV ({exc}); "
+                    "the rest of the file is not read",
+                    file=file,
+                    line=line,
+                )
+            )
+            break
         if not any(cell.strip() for cell in cells):
             continue
         row_number += 1
         where = f"row {row_number}"
-        line = reader.line_num
         if len(cells) > len(columns):
             problems.append(
                 ImportProblem(
@@ -338,8 +457,17 @@ def parse_csv(text: str, *, file: str, added_at: str = "") -> ImportResult:
                 )
             )
             continue
+        if any(len(cell) > CELL_LIMIT for cell in cells):
+            problems.append(
+                ImportProblem(
+                    f"{where}: a cell is longer than {CELL_LIMIT // 1024} KB", file=file, line=line
+                )
+            )
+            continue
         values = dict(zip(columns, (cell.strip() for cell in cells), strict=False))
-        custom = {k: v for k, v in values.items() if k and k not in KNOWN_FIELDS}
+        custom = {
+            k: _LINE_BREAKS.sub(" ", v) for k, v in values.items() if k and k not in KNOWN_FIELDS
+        }
         try:
             contact = make_contact(
                 values.get("email", ""),

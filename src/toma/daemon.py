@@ -200,6 +200,9 @@ class Worker:
                                          history=state.history, now=now,
                                          until=now + timedelta(days=1))
         decided = plan(with_paced(state, invoice_plan, now), now)
+        for problem in decided.problems:
+            report.problems.append(str(problem))
+            log.error("sequence not planned", extra=fields(error=str(problem)))
         self._record_skipped(decided.skipped, state.history, now)
         report.skipped = len(decided.skipped)
         report.due = len(decided.due)

@@ -53,6 +53,13 @@ went at its ``send_at``: the next step is due ``after`` from there, repeats
 follow, and everything with ``send_at`` in ``(now, until]`` is ``Plan.later``.
 ``Plan.due`` and ``Plan.skipped`` never depend on ``until``.
 
+**One sequence cannot stop the others.** Durations are checked when files are
+read, but the planner does not rely on it: arithmetic that fails for one
+sequence (a duration no calendar can hold) or one enrolment (a moment at the
+end of the calendar) drops only that sequence or that enrolment from the
+plan, and ``Plan.problems`` names the sequence, as a broken file is named;
+everyone else is planned as usual.
+
 **Cost.** One pass over the history (grouping it by enrolment and finding each
 contact's latest message), one pass over the enrolments, then work only for
 the contacts that have something ready by the horizon. An enrolment whose next
@@ -85,7 +92,7 @@ from toma.outbox import (
     repeat_step,
     sequence_key,
 )
-from toma.sequences import Enrolment, Sequence
+from toma.sequences import Enrolment, Sequence, SequenceProblem
 from toma.timeutil import Duration, zone
 from toma.windows import WindowCalendar
 
@@ -105,6 +112,8 @@ _UNKNOWN = MessageState.UNKNOWN
 _FAILED = MessageState.FAILED
 _SKIPPED = MessageState.SKIPPED
 _ACTIVE = Status.ACTIVE
+# What calendar arithmetic raises when a moment leaves the years 1 to 9999.
+_CALENDAR_ERRORS = (ArithmeticError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +185,8 @@ class Plan:
     due: tuple[PlannedSend, ...] = ()  # send_at <= now: send in this tick
     later: tuple[PlannedSend, ...] = ()  # now < send_at <= until: the projection
     skipped: tuple[PlannedSend, ...] = ()  # too late: record as skipped, never send
+    # Sequences (or some of their enrolments) left out because their arithmetic failed.
+    problems: tuple[SequenceProblem, ...] = ()
 
     @property
     def sends(self) -> tuple[PlannedSend, ...]:
@@ -311,13 +322,17 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     gap = pace.min_gap.approx()
     invoice_shift = gap - INVOICE_GAP if gap > INVOICE_GAP else timedelta(0)
     zones = _Zones(state.default_tz)
+    broken: dict[str, SequenceProblem] = {}
 
     tracks: dict[str, _Track] = {}
     for name, sequence in state.sequences.items():
         window = state.windows.get(sequence.window)
         # A sequence whose window has gone from the config is held like a broken one.
         if name not in state.held and window is not None and window.days:
-            tracks[name] = _track(sequence, window)
+            try:
+                tracks[name] = _track(sequence, window)
+            except _CALENDAR_ERRORS as exc:
+                _broken(broken, sequence, exc)
 
     # One pass over the history: per contact the latest message that counts for
     # the pace; per enrolment how far it got (see _Progress).
@@ -405,34 +420,38 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             continue  # a duplicate enrolment: plan it once
         so_far.last[email] = _PLANNED_ONCE
 
-        repeats = so_far.repeats.get(email, 0)
-        anchor = so_far.anchor.get(email)
-        retries = so_far.retries.get(email)
-        index = last + 1
-        if index < len(track.floors):
-            floor = track.floors[index]
-        elif track.sequence.repeat is not None:
-            floor = track.repeat_floor
-        else:
-            continue  # finished, no repeat
-        anchor = anchor or enrolment.enrolled_at
-        if retries is None and anchor + floor > horizon:
-            # Cannot be due by the horizon: most enrolments leave here, before
-            # any zone arithmetic (a retry, rare, keeps its own due time).
-            continue
-
-        following = _next_step(track, index, repeats)
-        assert following is not None  # noqa: S101 - checked above
-        step_id, after, template, _, repeats = following
-        retry = retries.get(step_id) if retries is not None else None
-        if retry is not None and retry.next_attempt_at is not None:
-            due_at = retry.due_at
-            ready = max(due_at, retry.next_attempt_at)
-        else:
-            if anchor + floor > horizon:
+        try:
+            repeats = so_far.repeats.get(email, 0)
+            anchor = so_far.anchor.get(email)
+            retries = so_far.retries.get(email)
+            index = last + 1
+            if index < len(track.floors):
+                floor = track.floors[index]
+            elif track.sequence.repeat is not None:
+                floor = track.repeat_floor
+            else:
+                continue  # finished, no repeat
+            anchor = anchor or enrolment.enrolled_at
+            if retries is None and anchor + floor > horizon:
+                # Cannot be due by the horizon: most enrolments leave here, before
+                # any zone arithmetic (a retry, rare, keeps its own due time).
                 continue
-            due_at = _wall_after(after, anchor, zones.of(contact)[1])
-            ready = due_at
+
+            following = _next_step(track, index, repeats)
+            assert following is not None  # noqa: S101 - checked above
+            step_id, after, template, _, repeats = following
+            retry = retries.get(step_id) if retries is not None else None
+            if retry is not None and retry.next_attempt_at is not None:
+                due_at = retry.due_at
+                ready = max(due_at, retry.next_attempt_at)
+            else:
+                if anchor + floor > horizon:
+                    continue
+                due_at = _wall_after(after, anchor, zones.of(contact)[1])
+                ready = due_at
+        except _CALENDAR_ERRORS as exc:  # a try costs nothing here until it catches
+            _broken(broken, track.sequence, exc, email)
+            continue
         if pause is not None and pause > ready:
             ready = pause
         hold = holds.get(email)
@@ -475,6 +494,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             due,
             later,
             skipped,
+            broken,
         )
 
     def order(send: PlannedSend) -> tuple[datetime, str, str, str]:
@@ -486,6 +506,25 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
         due=tuple(sorted(due, key=order)),
         later=tuple(sorted(later, key=order)),
         skipped=tuple(sorted(skipped, key=order)),
+        problems=tuple(broken[name] for name in sorted(broken)),
+    )
+
+
+def _broken(
+    broken: dict[str, SequenceProblem],
+    sequence: Sequence,
+    exc: Exception,
+    contact: str | None = None,
+) -> None:
+    """Note that ``sequence`` (for ``contact``, if given) could not be planned: the first cause."""
+    if sequence.name in broken:
+        return
+    who = f" for {contact}" if contact else ""
+    broken[sequence.name] = SequenceProblem(
+        f"sequence {sequence.name!r} cannot be planned{who}: its times leave the calendar "
+        f"({type(exc).__name__}: {exc}); check its durations",
+        file=sequence.file,
+        sequence=sequence.name,
     )
 
 
@@ -501,10 +540,20 @@ def _plan_contact(
     due: list[PlannedSend],
     later: list[PlannedSend],
     skipped: list[PlannedSend],
+    broken: dict[str, SequenceProblem],
 ) -> None:
-    """Give one contact's ready messages their turns, in order, under the pace gate."""
+    """Give one contact's ready messages their turns, in order, under the pace gate.
+
+    A message whose times leave the calendar is dropped (and its sequence noted
+    in ``broken``); the contact's other messages keep their turns.
+    """
     zone_name, tz = zones.of(contact)
-    gate = _wall_after(pace.min_gap, last_message, tz) if last_message is not None else None
+    try:
+        gate = _wall_after(pace.min_gap, last_message, tz) if last_message is not None else None
+    except _CALENDAR_ERRORS as exc:
+        for candidate in candidates:
+            _broken(broken, candidate.track.sequence, exc, contact.email)
+        return
     heap = [
         (c.ready, c.track.sequence.name, c.step, counter, c) for counter, c in enumerate(candidates)
     ]
@@ -512,41 +561,45 @@ def _plan_contact(
     counter = len(heap)
     while heap:
         ready, name, step, _, candidate = heapq.heappop(heap)
-        turn = max(ready, now) if gate is None else max(ready, now, gate)
-        if turn > horizon:
-            break  # everything left is ready later still
-        track = candidate.track
-        send_at = zones.calendar(track.window, zone_name, tz).next_opening(turn)
-        send = PlannedSend(
-            key=sequence_key(contact.email, name, step),
-            contact=contact.email,
-            kind="sequence",
-            sequence=name,
-            step=step,
-            template=candidate.template,
-            due_at=candidate.due_at,
-            send_at=send_at,
-            late_by=send_at - ready,
-            timezone=zone_name,
-        )
-        if send_at > pace.max_late.after(ready):
-            if not candidate.projected and turn <= now:
-                skipped.append(send)
-            # The enrolment goes on from the skip; no pace slot was used.
-            went = turn
-        else:
-            if send_at > horizon:
-                break  # its slot is beyond the horizon, so is every later turn
-            (due if send_at <= now else later).append(send)
-            gate = _wall_after(pace.min_gap, send_at, tz)
-            went = send_at
-        following = _following(candidate, hold, went, tz)
-        if following is not None and following.ready <= horizon:
-            heapq.heappush(
-                heap,
-                (following.ready, name, following.step, counter, following),
+        try:
+            turn = max(ready, now) if gate is None else max(ready, now, gate)
+            if turn > horizon:
+                break  # everything left is ready later still
+            track = candidate.track
+            send_at = zones.calendar(track.window, zone_name, tz).next_opening(turn)
+            send = PlannedSend(
+                key=sequence_key(contact.email, name, step),
+                contact=contact.email,
+                kind="sequence",
+                sequence=name,
+                step=step,
+                template=candidate.template,
+                due_at=candidate.due_at,
+                send_at=send_at,
+                late_by=send_at - ready,
+                timezone=zone_name,
             )
-            counter += 1
+            if send_at > pace.max_late.after(ready):
+                if not candidate.projected and turn <= now:
+                    skipped.append(send)
+                # The enrolment goes on from the skip; no pace slot was used.
+                went = turn
+            else:
+                if send_at > horizon:
+                    break  # its slot is beyond the horizon, so is every later turn
+                # The gate first: a send is only planned with the gate it sets.
+                gate_after = _wall_after(pace.min_gap, send_at, tz)
+                (due if send_at <= now else later).append(send)
+                gate, went = gate_after, send_at
+            following = _following(candidate, hold, went, tz)
+            if following is not None and following.ready <= horizon:
+                heapq.heappush(
+                    heap,
+                    (following.ready, name, following.step, counter, following),
+                )
+                counter += 1
+        except _CALENDAR_ERRORS as exc:
+            _broken(broken, candidate.track.sequence, exc, contact.email)
 
 
 def _following(

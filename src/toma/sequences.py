@@ -196,6 +196,13 @@ def parse_sequence(path: Path, text: str, *, windows: Collection[str]) -> Sequen
             line=int(found.group(1)) if found else None,
             sequence=_guess_name(text, path),
         ) from None
+    except RecursionError:
+        # tomllib descends once per level of nested arrays and tables.
+        raise SequenceProblem(
+            "not usable TOML: arrays or tables are nested too deeply",
+            file=path,
+            sequence=_guess_name(text, path),
+        ) from None
     return _Parser(path, text, raw).sequence(windows)
 
 

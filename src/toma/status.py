@@ -8,7 +8,8 @@ from typing import Any
 
 from toma.daemon import STATUS_KEY
 from toma.outbox import MessageState, OutboxRecord
-from toma.store import CONVERSATIONS, MESSAGES, SYNC, Reader
+from toma.store import CONVERSATIONS, MESSAGES, META, SYNC, Reader
+from toma.store.journal import DAMAGE_META_KEY
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Status:
     retrying: list[OutboxRecord] = field(default_factory=list)
     newsletters: list[str] = field(default_factory=list)  # issues with messages, in order
     inbox_aside: list[dict[str, Any]] = field(default_factory=list)  # set aside, untied bounces
+    journal_damage: dict[str, Any] | None = None  # the last torn journal tail cut (a crash)
 
     def to_json(self) -> dict[str, Any]:
         def brief(record: OutboxRecord) -> dict[str, Any]:
@@ -47,6 +49,7 @@ class Status:
             "unknown": [brief(r) for r in self.unknown],
             "retrying": [brief(r) for r in self.retrying],
             "inbox_aside": self.inbox_aside,
+            "journal_damage": self.journal_damage,
         }
 
     def lines(self) -> list[str]:
@@ -64,6 +67,13 @@ class Status:
                 out.append(f"  held: sequence {name} (its file has a problem)")
             for problem in tick.get("problems", []):
                 out.append(f"  problem: {problem}")
+        damage = self.journal_damage
+        if damage:
+            out.append(
+                f"Journal: a torn last line (a write a crash interrupted, never committed) "
+                f"was dropped: {damage.get('bytes')} bytes at offset {damage.get('offset')} "
+                f"of {damage.get('file')}, cut at {damage.get('cut_at')}."
+            )
         counts = ", ".join(f"{n} {state}" for state, n in sorted(self.states.items())) or "empty"
         out.append(f"Outbox: {counts}.")
         for title, records in (
@@ -140,4 +150,5 @@ def gather(reader: Reader) -> Status:
         unknown=sorted(unknown, key=order),
         retrying=sorted(retrying, key=order),
         newsletters=sorted(newsletters),
+        journal_damage=reader.get(META, DAMAGE_META_KEY),
     )

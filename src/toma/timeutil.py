@@ -49,6 +49,13 @@ _UNITS = {
     "w": 7 * 86400,
 }
 _MONTH_UNITS = {"mo": 1, "y": 12}
+# Durations are kept within ten years either way: nothing toma plans needs more,
+# and a longer one ("99999999999999y") overflows the calendar arithmetic of
+# every plan it takes part in. A month counts as an average month here
+# (365.25 / 12 days), so that "10y" and "3652d" are both just inside.
+_MONTH_SECONDS = 2_629_800
+_LONGEST_SECONDS = 3653 * 86400
+_LONGEST_DIGITS = 12  # no number of any unit within the range has more
 _PART = re.compile(r"(\d+)\s*(mo|min|sec|[smhdwy])", re.IGNORECASE)
 _WHOLE = re.compile(r"^\s*([+-]?)\s*((?:\d+\s*(?:mo|min|sec|[smhdwy])\s*)+)$", re.IGNORECASE)
 
@@ -81,29 +88,51 @@ class Duration:
         return self.text or f"{self.months}mo{self.seconds}s"
 
 
+class DurationRangeError(ValueError):
+    """A well-formed duration outside the range a duration may have."""
+
+
+MAX_DURATION = Duration(months=120, text="10y")
+"""The longest duration :func:`parse_duration` accepts (and the most negative, negated)."""
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short: the text may be huge."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "…"
+
+
 def parse_duration(text: str, *, signed: bool = False) -> Duration:
     """Parse "72h", "3d", "2w", "1mo", "1d12h"; with ``signed``, also "-3d", "+7d".
 
-    Raises ``ValueError`` with a message fit to show the user; callers add where.
+    A duration is at most ten years (:data:`MAX_DURATION`) either way. Raises
+    ``ValueError`` with a message fit to show the user; callers add where.
     """
     if not isinstance(text, str):
-        raise ValueError(f'expected a duration such as "3d", got {text!r}')  # noqa: TRY004 - callers locate ValueErrors
+        raise ValueError(f'expected a duration such as "3d", got {text!r:.40}')  # noqa: TRY004 - callers locate ValueErrors
     match = _WHOLE.match(text)
     if not match:
         raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit, "
+            f"{_shown(text)} is not a duration: use a number and a unit, "
             'such as "72h", "3d", "2w", "1mo" (units: min, h, d, w, mo, y)'
         )
     sign_text, body = match.groups()
     if sign_text and not signed:
-        raise ValueError(f"{text!r}: a sign is not allowed here")
+        raise ValueError(f"{_shown(text)}: a sign is not allowed here")
+    out_of_range = DurationRangeError(
+        f"{_shown(text)} is too long: a duration must be between "
+        + ("-10 years and 10 years" if signed else "0 and 10 years")
+    )
     months = seconds = 0
     for number, unit in _PART.findall(body):
+        if len(number) > _LONGEST_DIGITS:
+            raise out_of_range
         unit = unit.lower()
         if unit in _MONTH_UNITS:
             months += int(number) * _MONTH_UNITS[unit]
         else:
             seconds += int(number) * _UNITS[unit]
+    if months * _MONTH_SECONDS + seconds > _LONGEST_SECONDS:
+        raise out_of_range
     sign = -1 if sign_text == "-" else 1
     return Duration(months=sign * months, seconds=sign * seconds, text=text.strip())
 

@@ -86,6 +86,8 @@ def test_default_window_exists_without_being_written(tmp_path: Path) -> None:
         ),
         (("[pace]", "[paces]"), 20, "paces", "did you mean [pace]"),
         (('min_gap = "3d"', 'min_gap = "3 fortnights"'), 21, "pace.min_gap", "not a duration"),
+        (('min_gap = "3d"', 'min_gap = "99999999999999y"'), 21, "pace.min_gap", "10 years"),
+        (('terms = "30d"', 'terms = "999999999y"'), 24, "invoices.terms", "10 years"),
     ],
 )
 def test_mistake_names_file_line_and_key(
@@ -147,3 +149,79 @@ def test_example_config_loads() -> None:
     config = load_config(example)
     assert config.transport.kind == "maildir"
     assert config.inbox.kind == "maildir"
+
+
+RANGES = [
+    # (section text, key, line within the section, words)
+    ('[daemon]\ntick_every = "999999999y"\n', "daemon.tick_every", 2, "between 1s and 1d"),
+    ('[daemon]\ntick_every = "2d"\n', "daemon.tick_every", 2, "between 1s and 1d"),
+    ('[daemon]\ntick_every = "0s"\n', "daemon.tick_every", 2, "between 1s and 1d"),
+    ('[pace]\nmax_late = "99999999999999y"\n', "pace.max_late", 2, "10 years"),
+    ('[smtp]\nport = 0\n', "smtp.port", 2, "between 1 and 65535"),
+    ('[smtp]\nport = 70000\n', "smtp.port", 2, "between 1 and 65535"),
+    ('[imap]\nport = -1\n', "imap.port", 2, "between 1 and 65535"),
+    ('[smtp]\ntimeout = 0\n', "smtp.timeout", 2, "more than 0"),
+    ('[smtp]\ntimeout = -3.5\n', "smtp.timeout", 2, "more than 0"),
+    ('[smtp]\ntimeout = 1e9\n', "smtp.timeout", 2, "at most"),
+    ('[smtp]\ntimeout = nan\n', "smtp.timeout", 2, "more than 0"),
+    ('[smtp]\nconcurrency = 0\n', "smtp.concurrency", 2, "between 1 and"),
+    ('[smtp]\nconcurrency = 100000\n', "smtp.concurrency", 2, "between 1 and"),
+    ('[smtp]\nrate_per_minute = 0\n', "smtp.rate_per_minute", 2, "between 1 and"),
+    ('[smtp]\nretry_for = "99999999999999y"\n', "smtp.retry_for", 2, "10 years"),
+    ('[smtp]\nca_file = "missing.pem"\n', "smtp.ca_file", 2, "no such file"),
+    ('[imap]\nca_file = "."\n', "imap.ca_file", 2, "not a file"),
+    ('[imap]\npoll_every = "0s"\n', "imap.poll_every", 2, "between 1s and 1d"),
+    ('[inbox]\nsoft_bounce_limit = 0\n', "inbox.soft_bounce_limit", 2, "at least 1"),
+    (
+        '[invoices]\nstages = [{ at = "99999999999999y", template = "x.md" }]\n',
+        "invoices.stages",
+        2,
+        "10 years",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "offset", "words"), RANGES, ids=[f"{c[1]}:{c[0][-24:]}" for c in RANGES]
+)
+def test_numbers_and_durations_out_of_range_name_file_line_and_key(
+    tmp_path: Path, section: str, key: str, offset: int, words: str
+) -> None:
+    """A value no daemon can run with is refused at load (and so by `toma check`)."""
+    base = '[owner]\nname = "A"\nemail = "a@example.com"\n\n'
+    path = write(tmp_path, base + section)
+    line = base.count("\n") + offset
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = caught.value
+    assert (error.key, error.line) == (key, line), str(error)
+    assert words in str(error)
+    assert str(error).startswith(f"{path.resolve()}:{line}: {key}: ")
+
+
+def test_numbers_at_the_edges_of_their_ranges_load(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    text = (
+        '[owner]\nname = "A"\nemail = "a@example.com"\n'
+        '[smtp]\nport = 65535\ntimeout = 0.5\nconcurrency = 1\nrate_per_minute = 1\n'
+        'ca_file = "ca.pem"\n'
+        '[imap]\nport = 1\n'
+        '[daemon]\ntick_every = "1d"\n'
+        '[pace]\nmax_late = "10y"\n'
+    )
+    config = load_config(write(tmp_path, text))
+    assert (config.smtp.port, config.imap.port, config.smtp.concurrency) == (65535, 1, 1)
+    assert config.smtp.rate_per_minute == 1
+    assert config.smtp.ca_file == tmp_path / "ca.pem"
+    assert config.daemon.tick_every.seconds == 86400
+
+
+def test_a_config_nested_thousands_deep_is_one_clear_error(tmp_path: Path) -> None:
+    """tomllib recurses per level: 5,000 levels were a RecursionError out of `toma check`."""
+    path = write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load_config(path)
+    assert caught.value.file == str(path)
+    path = write(tmp_path, "x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)

@@ -25,7 +25,7 @@ from toma.outbox import (
 )
 from toma.planner import Plan, PlannedSend, PlanState, plan
 from toma.sequences import Enrolment, OnReply, Repeat, Sequence, Step
-from toma.timeutil import parse_duration
+from toma.timeutil import Duration, parse_duration
 from toma.windows import in_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -787,3 +787,84 @@ def _one_step_sequence() -> Sequence:
     return Sequence(name="keep", description="", enroll_tag=None, on_reply=OnReply("stop", None),
                     window="default", steps=(Step("only", parse_duration("0h"), "t.md"),),
                     repeat=None, file=Path("keep.toml"))
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+class TestOneSequenceCannotStopTheOthers:
+    """Arithmetic that fails for one sequence or enrolment leaves the rest planned."""
+
+    def _twenty(self, broken: Sequence) -> PlanState:
+        start = berlin(2026, 3, 2, 10)  # a Monday, in the window
+        people = [f"p{n}@example.com" for n in range(20)]
+        good = [sequence("alpha", [("hello", "0d")]), sequence("beta", [("hello", "0d")])]
+        enrolments = [enrol(p, "alpha" if n % 2 else "beta", start) for n, p in enumerate(people)]
+        enrolments += [enrol(p, broken.name, start) for p in people]
+        return make_state([*good, broken], enrolments)
+
+    @pytest.mark.parametrize(
+        "broken",
+        [
+            replace(
+                sequence("huge", [("hello", "1d")]),
+                steps=(Step("hello", Duration(months=99_999_999_999_999 * 12), "h.md"),),
+            ),
+            replace(
+                sequence("huge", [("hello", "0d"), ("later", "1d")]),
+                steps=(
+                    Step("hello", parse_duration("0d"), "h.md"),
+                    Step("later", Duration(seconds=10**15), "l.md"),
+                ),
+            ),
+            replace(
+                sequence("huge", [("hello", "0d")]),
+                repeat=Repeat(Duration(months=10**13), "r.md"),
+            ),
+        ],
+        ids=["first step", "second step", "repeat"],
+    )
+    def test_huge_duration_holds_only_its_sequence(self, broken: Sequence) -> None:
+        """`after = "99999999999999y"` once crashed every tick: 0 of 20 messages went."""
+        now = berlin(2026, 3, 2, 10)
+        result = plan(self._twenty(broken), now, until=now + timedelta(days=400))
+        good = [s for s in result.due if s.sequence != "huge"]
+        assert len(good) == 20
+        assert {s.sequence for s in good} == {"alpha", "beta"}
+        assert [(p.sequence, p.file) for p in result.problems] == [
+            ("huge", str(Path("sequences/huge.toml")))
+        ]
+        assert "cannot be planned" in result.problems[0].message
+
+    def test_one_enrolment_out_of_the_calendar_holds_only_itself(self) -> None:
+        """A message recorded as sent in year 9999 (a bad clock) does not stop its sequence."""
+        now = berlin(2026, 3, 2, 10)
+        alpha = sequence("alpha", [("hello", "0d"), ("again", "30d")], repeat="90d")
+        far = datetime(9999, 12, 30, tzinfo=UTC)
+        enrolments = [enrol(f"p{n}@example.com", "alpha", now) for n in range(5)]
+        enrolments.insert(2, enrol("late@example.com", "alpha", now))
+        history = [record("late@example.com", "alpha", "hello", far)]
+        state = make_state([alpha], enrolments, history)
+        result = plan(state, now, until=now + timedelta(days=400))
+        assert {s.contact for s in result.due} == {f"p{n}@example.com" for n in range(5)}
+        assert [(p.sequence, "late@example.com" in p.message) for p in result.problems] == [
+            ("alpha", True)
+        ]
+
+    def test_a_projection_running_off_the_calendar_is_reported(self) -> None:
+        """Planning up to the end of year 9999 reports the sequences whose times run out.
+
+        What is due now is still planned: only the projection beyond it is lost.
+        """
+        now = datetime(9999, 12, 10, 10, tzinfo=UTC)
+        alpha = sequence("alpha", [("hello", "0d"), ("again", "30d")], window="always")
+        beta = sequence("beta", [("hello", "0d"), ("again", "1d")], window="always")
+        enrolments = [enrol(ADA, "alpha", now), enrol(BOB, "beta", now)]
+        state = make_state([alpha, beta], enrolments)
+        result = plan(state, now, until=datetime.max.replace(tzinfo=UTC))
+        assert {(s.contact, s.ref) for s in result.due} == {
+            (ADA, "alpha/hello"),
+            (BOB, "beta/hello"),
+        }
+        assert [p.sequence for p in result.problems] == ["alpha", "beta"]
+        assert all("leave the calendar" in p.message for p in result.problems)

@@ -119,6 +119,9 @@ BAD = [
     ),
     ("zero repeat", 'every = "90d"', 'every = "0d"', "repeat.every", 18, "longer than nothing"),
     ("bad tag", 'enroll_tag = "met"', 'enroll_tag = "met up"', "enroll_tag", 3, "not a tag"),
+    ("huge after", '"2w"', '"99999999999999y"', "steps[1].after", 14, "0 and 10 years"),
+    ("huge repeat", '"90d"', '"99999999999999y"', "repeat.every", 18, "0 and 10 years"),
+    ("huge pause", '"pause 30d"', '"pause 11y"', "on_reply", 4, "0 and 10 years"),
 ]
 
 
@@ -180,6 +183,18 @@ def test_invalid_toml_holds_the_name_it_gives(tmp_path: Path) -> None:
     sequences, errors = load_sequences(tmp_path, windows=WINDOWS)
     assert sequences == {}
     assert held_sequences(errors) == {"clients"}
+
+
+def test_deeply_nested_file_is_reported_and_others_load(tmp_path: Path) -> None:
+    """tomllib's RecursionError on 5,000 nested arrays is one located problem, not a crash."""
+    write(tmp_path, "a.toml", GOOD)
+    deep = write(tmp_path, "deep.toml", 'name = "deep"\nx = ' + "[" * 5000 + "]" * 5000 + "\n")
+    sequences, errors = load_sequences(tmp_path, windows=WINDOWS)
+    assert list(sequences) == ["new-acquaintance"]
+    assert [(e.file, e.message) for e in errors] == [
+        (str(deep), "not usable TOML: arrays or tables are nested too deeply")
+    ]
+    assert held_sequences(errors) == {"deep"}
 
 
 def test_duplicate_names_are_errors(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,7 +380,8 @@ class TestTransactions:
         lines = journal_file(data_dir).read_bytes().splitlines()
         assert len(lines) == 4
         assert json.loads(lines[-1]) == {
-            "ops": [["messages", "m2", {"n": 2}], ["contacts", "first", {"v": 2}]]
+            "c": lines[-1][6:14].decode(),  # the line's checksum (see TestJournalChecksums)
+            "ops": [["messages", "m2", {"n": 2}], ["contacts", "first", {"v": 2}]],
         }
         assert file_states(data_dir)[snapshot.name] == before
 
@@ -439,6 +441,110 @@ class TestJournal:
             put(writer, CONTACTS, "b", {"v": 2})
             reader.refresh()
             assert contents(reader, CONTACTS) == {CONTACTS: {"a": {"v": 1}, "b": {"v": 2}}}
+
+
+class TestJournalChecksums:
+    """Each line carries a CRC32 of itself: damage to a committed line is found, not used.
+
+    A torn last line (a crash during its append) is still dropped, as an uncommitted
+    write, but said so: in the log, and in ``toma status`` once a writer has cut it.
+    """
+
+    def _three_commits(self, data_dir: Path) -> bytes:
+        with TinyStore(data_dir) as store:
+            for n in range(3):
+                put(store, CONTACTS, f"k{n}", {"v": 1000 + n})
+        return journal_file(data_dir).read_bytes()
+
+    def test_every_line_carries_a_crc32_of_its_operations(self, data_dir: Path) -> None:
+        for line in self._three_commits(data_dir).splitlines():
+            assert line.startswith(b'{"c":"')
+            body = line[16:]
+            assert int(line[6:14], 16) == zlib.crc32(body)
+            assert json.loads(line)["c"] == line[6:14].decode()
+
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [(b'"v":1001', b'"v":1007'), (b'"k1"', b'"k7"'), (b'"contacts"', b'"messages"')],
+        ids=["value", "key", "table"],
+    )
+    def test_a_flipped_byte_in_a_committed_line_names_file_and_line(
+        self, data_dir: Path, old: bytes, new: bytes
+    ) -> None:
+        """Still valid JSON, so without a checksum it was applied as if committed."""
+        data = self._three_commits(data_dir)
+        first, second, third = data.splitlines(keepends=True)
+        assert old in second
+        journal_file(data_dir).write_bytes(first + second.replace(old, new, 1) + third)
+        with pytest.raises(StoreError, match="checksum") as caught:
+            TinyStore(data_dir)
+        assert (caught.value.file, caught.value.line) == (str(journal_file(data_dir)), 2)
+
+    def test_a_damaged_checksum_prefix_is_not_taken_for_an_old_line(self, data_dir: Path) -> None:
+        data = self._three_commits(data_dir)
+        first, second, third = data.splitlines(keepends=True)
+        journal_file(data_dir).write_bytes(first + second.replace(b'{"c"', b'{"d"', 1) + third)
+        with pytest.raises(StoreError) as caught:
+            TinyStore(data_dir)
+        assert caught.value.line == 2
+
+    def test_a_line_without_checksum_after_one_with_is_damage(self, data_dir: Path) -> None:
+        data = self._three_commits(data_dir)
+        first, second, third = data.splitlines(keepends=True)
+        stripped = b"{" + second[16:]  # the checksum cut out: an old-format line
+        journal_file(data_dir).write_bytes(first + stripped + third)
+        with pytest.raises(StoreError, match="no checksum") as caught:
+            TinyStore(data_dir)
+        assert caught.value.line == 2
+
+    def test_an_old_journal_without_checksums_still_loads_and_grows(self, data_dir: Path) -> None:
+        """Journals written before checksums: accepted as before, then appended to."""
+        with TinyStore(data_dir):
+            pass
+        journal_file(data_dir).write_bytes(
+            b'{"ops":[["contacts","a",{"v":1}]]}\n{"ops":[["contacts","b",{"v":2}]]}\n'
+        )
+        with TinyStore(data_dir) as store:
+            assert contents(store, CONTACTS) == {CONTACTS: {"a": {"v": 1}, "b": {"v": 2}}}
+            put(store, CONTACTS, "c", {"v": 3})
+        lines = journal_file(data_dir).read_bytes().splitlines()
+        assert [line.startswith(b'{"c":"') for line in lines] == [False, False, True]
+        with TinyStore(data_dir) as store:
+            assert len(contents(store, CONTACTS)[CONTACTS]) == 3
+
+    @pytest.mark.parametrize(
+        "tail",
+        [b'{"c":"00000000","ops":[["contacts","x"', b"\x00" * 40 + b"\n"],
+        ids=["cut-mid-line", "garbage-last-line"],
+    )
+    def test_a_torn_last_line_is_dropped_logged_and_shown_in_status(
+        self, data_dir: Path, tail: bytes, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from toma.status import gather
+
+        data = self._three_commits(data_dir)
+        with journal_file(data_dir).open("ab") as out:
+            out.write(tail)
+        with caplog.at_level("WARNING", logger="toma"), TinyStore(data_dir) as store:
+            assert len(contents(store, CONTACTS)[CONTACTS]) == 3
+            [record] = [
+                r for r in caplog.records if r.getMessage() == "store.journal_tail_dropped"
+            ]
+            assert record.toma == {  # type: ignore[attr-defined]
+                "file": str(journal_file(data_dir)),
+                "offset": len(data),
+                "bytes": len(tail),
+                "line": 4,
+            }
+            put(store, CONTACTS, "after", {"v": 4})  # the writer cuts the tail
+        # Logged once, though the writer's catch-up before its commit found it again.
+        assert sum(r.getMessage() == "store.journal_tail_dropped" for r in caplog.records) == 1
+        with TinyStore(data_dir) as store:
+            lines = gather(store).lines()
+        [shown] = [line for line in lines if "journal" in line.lower()]
+        assert str(journal_file(data_dir)) in shown
+        assert f"{len(tail)} bytes" in shown
+        assert f"offset {len(data)}" in shown
 
 
 def _fill(store: TinyStore, count: int, start: int = 0) -> None:
@@ -677,6 +783,33 @@ class TestFiles:
         with pytest.raises(StoreError) as caught:
             TinyStore(data_dir)
         assert caught.value.file == str(snapshot)
+
+    @pytest.mark.parametrize("layout", ["lines", "whole"])
+    def test_a_document_nested_thousands_deep_is_an_error_naming_the_snapshot(
+        self, data_dir: Path, layout: str
+    ):
+        """json raises RecursionError, not ValueError, on 100,000 nested lists."""
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"v": 1})
+            store.compact()
+        snapshot = journal.snapshot_path(data_dir, 2)
+        deep = b"[" * 100_000 + b"]" * 100_000
+        data = snapshot.read_bytes().replace(b'"v":1', b'"v":' + deep)
+        snapshot.write_bytes(data if layout == "lines" else data.replace(b"\n", b""))
+        with pytest.raises(StoreError, match="nested too deeply") as caught:
+            TinyStore(data_dir)
+        assert caught.value.file == str(snapshot)
+
+    def test_a_journal_line_nested_thousands_deep_is_damage(self, data_dir: Path):
+        with TinyStore(data_dir) as store:
+            put(store, CONTACTS, "a", {"v": 1})
+        deep = b"[" * 100_000 + b"]" * 100_000
+        with journal_file(data_dir).open("ab") as out:
+            out.write(journal.encode_commit([(CONTACTS, "b", b'{"v":' + deep + b"}")]))
+            out.write(journal.encode_commit([(CONTACTS, "c", b"{}")]))
+        with pytest.raises(StoreError, match="nested too deeply") as caught:
+            TinyStore(data_dir)
+        assert caught.value.line == 2
 
     def test_schema_version_is_readable(self, store: TinyStore):
         """The meta table tells which schema the store holds."""

@@ -17,13 +17,25 @@ A data directory holds the state of one *generation* ``g`` in two files:
 
 ``journal-g.jsonl``
     What was committed since that snapshot: one line per transaction,
-    ``{"ops": [[table, key, doc], ...]}`` with ``doc`` null for a delete.
-    A transaction is one ``write`` of its line followed by ``fsync``; it is
-    committed once its terminating newline is on disk. A crash during the
-    append can therefore only damage the *last* line, which readers ignore and
-    the next writer truncates. A bad line anywhere else is corruption. Readers
-    take it a line at a time (:func:`read_journal`): a journal may grow as
-    large as the snapshot before compaction.
+    ``{"c":"xxxxxxxx","ops":[[table, key, doc], ...]}`` with ``doc`` null for a
+    delete, and ``c`` the CRC32 (8 hex digits) of the bytes after ``c``'s
+    comma, up to the newline: ``"ops":[...]}``. A transaction is one ``write``
+    of its line followed by ``fsync``; it is committed once its terminating
+    newline is on disk. A crash during the append can therefore only damage the
+    *last* line, which readers drop (logging ``store.journal_tail_dropped``
+    with the file, offset and bytes) and the next writer truncates, recording
+    what it cut in ``meta/journal_damage`` for ``toma status``. A bad line
+    anywhere else is corruption: a :class:`StoreError` naming the file and the
+    line, never skipped. The checksum finds damage that is still valid JSON (a
+    digit or a letter changed), which a parse alone took for a commit.
+
+    Journals written before checksums hold lines ``{"ops":[...]}``: such a
+    line is read as before, as long as no line with a checksum came before it
+    in the file (after one, a line without is damage). A line must hold exactly
+    these keys, so a damaged ``"c"`` is not taken for an old line. Readers take
+    the journal a line at a time (:func:`read_journal`): it may grow as large as
+    the snapshot before compaction. CRC32 (zlib, in C) costs well under a
+    microsecond per kilobyte, next to the fsync of every commit.
 
 The current generation is the highest ``g`` with a snapshot file. Compaction
 writes ``snapshot-(g+1).json`` through a temporary file, fsync and rename, so
@@ -40,10 +52,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -51,10 +65,14 @@ from typing import Any, BinaryIO
 
 from toma.durable import fsync_dir
 from toma.errors import StoreError
+from toma.logs import fields
 from toma.store.base import SCHEMA_VERSION, Document
+
+log = logging.getLogger(__name__)
 
 KEY_FIELD = "_key"
 STORE_META_KEY = "store"
+DAMAGE_META_KEY = "journal_damage"  # the last torn tail a writer cut (see TornTail)
 TEMP_SUFFIX = ".tmp"
 FILE_MODE = 0o600
 
@@ -76,6 +94,24 @@ _EXACT = frozenset({str, int, float, bool, type(None)})
 
 Change = tuple[str, str, Document | None]
 """One effect of a transaction: (table, key, new document or None for a delete)."""
+
+_CHECKED = b'{"c":"'  # how a line with a checksum starts: then 8 hex digits and '",'
+_BODY_AT = len(_CHECKED) + 10
+_CHECKED_KEYS = frozenset({"c", "ops"})
+_OLD_KEYS = frozenset({"ops"})
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """What :func:`read_journal` dropped at the end of a journal: an uncommitted write."""
+
+    file: str
+    offset: int  # where the dropped bytes start
+    size: int  # how many bytes were dropped
+    line: int  # the line number they would have been
+
+    def to_doc(self) -> Document:
+        return {"file": self.file, "offset": self.offset, "bytes": self.size, "line": self.line}
 
 
 def snapshot_path(data_dir: Path, generation: int) -> Path:
@@ -310,6 +346,10 @@ def _decode_block(
         docs = json.loads(b"{" + b",".join(block) + b"}")
     except ValueError as exc:  # UnicodeDecodeError included
         raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path, line=line) from exc
+    except RecursionError:
+        raise StoreError(
+            "the snapshot holds a document nested too deeply", file=path, line=line
+        ) from None
     if len(docs) != len(block):
         raise StoreError(f"table {table}: a document id is stored twice", file=path, line=line)
     for doc_id, doc in docs.items():
@@ -321,6 +361,8 @@ def _read_whole(data: bytes, path: Path) -> Iterator[tuple[str, str, Document]]:
         tables = json.loads(data)
     except ValueError as exc:
         raise StoreError(f"the snapshot is not valid JSON: {exc}", file=path) from exc
+    except RecursionError:
+        raise StoreError("the snapshot holds a document nested too deeply", file=path) from None
     del data
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise StoreError("the snapshot is not a TinyDB database", file=path)
@@ -373,16 +415,28 @@ def encode_commit(ops: Iterable[tuple[str, str, bytes | None]]) -> bytes:
         + b"]"
         for table, key, doc in ops
     ]
-    return b'{"ops":[' + b",".join(parts) + b"]}\n"
+    body = b'"ops":[' + b",".join(parts) + b"]}"
+    return b'%s%08x",%s\n' % (_CHECKED, zlib.crc32(body), body)
 
 
-def read_journal(path: Path, *, offset: int, line: int) -> Iterator[tuple[list[Change], int, int]]:
+def read_journal(
+    path: Path,
+    *,
+    offset: int,
+    line: int,
+    checked: bool = False,
+    torn: Callable[[TornTail], None] | None = None,
+) -> Iterator[tuple[list[Change], int, int, bool]]:
     """The transactions committed after ``offset`` (just after line number ``line``).
 
-    Yields ``(changes, end, line)`` per transaction, ``end`` being the offset
-    just past its line: a caller that applies each as it comes is always at a
-    commit boundary. A last line without its newline, or a last complete line
-    that is not JSON, is a commit torn by a crash and is left out.
+    Yields ``(changes, end, line, checked)`` per transaction, ``end`` being the
+    offset just past its line and ``checked`` whether a line so far had a
+    checksum: a caller that applies each as it comes is always at a commit
+    boundary. A last line without its newline, or a damaged last line,
+    is a commit torn by a crash: it is left out, logged, and handed to ``torn``.
+    A damaged line before the last is a :class:`StoreError` naming the line.
+    ``checked`` says that a line read before ``offset`` had a checksum, so that
+    every line from here on must have one.
     """
     try:
         with path.open("rb") as src:
@@ -397,22 +451,67 @@ def read_journal(path: Path, *, offset: int, line: int) -> Iterator[tuple[list[C
             while text.endswith(b"\n"):
                 following = src.readline()
                 try:
-                    record = json.loads(text)
-                except ValueError as exc:  # UnicodeDecodeError included
+                    record, checked = _decode_line(text, checked)
+                except ValueError as exc:
                     if not following:
-                        return  # the last line, damaged by a crash during its append
+                        # The last line, damaged by a crash during its append.
+                        _dropped(path, offset, len(text), line + 1, torn)
+                        return
                     raise StoreError(
-                        f"journal line is not valid JSON: {exc}", file=path, line=line + 1
-                    ) from exc
+                        f"journal line is damaged: {exc}", file=path, line=line + 1
+                    ) from None
                 offset += len(text)
                 line += 1
-                yield _changes(record, path, line), offset, line
+                yield _changes(record, path, line), offset, line, checked
                 text = following
+            if text:
+                _dropped(path, offset, len(text), line + 1, torn)
     except FileNotFoundError:
         if offset:
             raise StoreError("the journal disappeared while in use", file=path) from None
     except OSError as exc:
         raise StoreError(f"cannot read: {exc.strerror}", file=path) from exc
+
+
+def _decode_line(text: bytes, checked: bool) -> tuple[Any, bool]:
+    """The JSON of one journal line and whether it had a checksum; ValueError if damaged."""
+    if text.startswith(_CHECKED):
+        digits, body = text[len(_CHECKED) : _BODY_AT - 2], text[_BODY_AT:-1]
+        try:
+            # int() would also take " +1_f": no such text is ever the CRC of its line.
+            crc = int(digits, 16)
+        except ValueError:
+            raise ValueError("its checksum is unreadable") from None
+        if crc != zlib.crc32(body) or text[_BODY_AT - 2 : _BODY_AT] != b'",':
+            raise ValueError("its checksum does not match its contents")
+        keys, checked = _CHECKED_KEYS, True
+    elif checked:
+        raise ValueError("it has no checksum, unlike the lines before it")
+    else:
+        keys = _OLD_KEYS
+    try:
+        record = json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise ValueError(f"it is not valid JSON: {exc}") from None
+    if not isinstance(record, dict) or record.keys() != keys:
+        raise ValueError(f"it does not hold exactly the keys {', '.join(sorted(keys))}")
+    return record, checked
+
+
+def _dropped(
+    path: Path, offset: int, size: int, line: int, torn: Callable[[TornTail], None] | None
+) -> None:
+    tail = TornTail(file=str(path), offset=offset, size=size, line=line)
+    if torn is None:
+        log_torn(tail)
+    else:
+        torn(tail)
+
+
+def log_torn(tail: TornTail) -> None:
+    log.warning("store.journal_tail_dropped", extra=fields(**tail.to_doc()))
 
 
 def _changes(record: Any, path: Path, line: int) -> list[Change]:

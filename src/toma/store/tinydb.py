@@ -65,6 +65,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -324,6 +325,8 @@ class _Memory:
         self.snapshot_size = snapshot_size
         self.journal_end = 0
         self.journal_lines = 0
+        self.journal_checked = False  # a line of the journal so far had a checksum
+        self.torn: journal.TornTail | None = None  # found at the journal's end, not yet cut
         # The change feed (see the module docstring): ``feed[i]`` is change number
         # ``feed_start + i`` of this memory, whose identity is ``feed_token``.
         self.feed_token = object()
@@ -740,13 +743,28 @@ class TinyStore:
         """Apply what was appended to the journal since ``memory`` last read it."""
         path = journal.journal_path(self._dir, memory.generation)
         freeze = memory.freezer.freeze
-        commits = journal.read_journal(path, offset=memory.journal_end, line=memory.journal_lines)
+        # A tail found before is either still there or cut by now.
+        known, memory.torn = memory.torn, None
+
+        def torn(tail: journal.TornTail) -> None:
+            if tail != known:  # logged once, not at every catch-up until it is cut
+                journal.log_torn(tail)
+            memory.torn = tail
+
+        commits = journal.read_journal(
+            path,
+            offset=memory.journal_end,
+            line=memory.journal_lines,
+            checked=memory.journal_checked,
+            torn=torn,
+        )
         # Each commit is applied as it is read, so that memory only ever holds
         # whole commits, and a huge journal is never in memory at once.
-        for changes, end, lines in commits:
+        for changes, end, lines, checked in commits:
             for table, key, doc in changes:
                 memory.apply(table, key, None if doc is None else freeze(doc))
             memory.journal_end, memory.journal_lines = end, lines
+            memory.journal_checked = checked
         memory.freezer.prune_if_grown()
 
     def _catch_up(self, *, exclusive: bool) -> None:
@@ -768,9 +786,14 @@ class TinyStore:
         if not changes:
             return
         memory = self._memory
+        if memory.torn is not None:
+            # This append cuts the torn tail: keep a note of it for `toma status`.
+            changes = [*changes, (META, journal.DAMAGE_META_KEY, self._damage_note(memory.torn))]
         line = journal.encode_commit((table, key, w.encoded) for table, key, w in changes)
         path = journal.journal_path(self._dir, memory.generation)
         end = journal.append_line(path, memory.journal_end, line)
+        memory.torn = None
+        memory.journal_checked = True
         try:
             for table, key, write in changes:
                 memory.apply(table, key, write.frozen)
@@ -783,6 +806,11 @@ class TinyStore:
         memory.freezer.prune_if_grown()
         if end > max(memory.snapshot_size, self._compact_min):
             self._compact_after_commit()
+
+    def _damage_note(self, tail: journal.TornTail) -> _Write:
+        doc = {**tail.to_doc(), "cut_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        encoded, copy = journal.normalise_doc(doc)
+        return _Write(encoded, self._memory.freezer.freeze(copy))
 
     def _compact_after_commit(self) -> None:
         try:
@@ -807,6 +835,7 @@ class TinyStore:
         memory.apply(META, STORE_META_KEY, memory.freezer.freeze(meta))
         memory.generation, memory.snapshot_size = new, size
         memory.journal_end = memory.journal_lines = 0
+        memory.journal_checked = False
         journal.remove_files(
             [journal.journal_path(self._dir, old), journal.snapshot_path(self._dir, old)]
         )
