@@ -508,3 +508,29 @@ def test_wire_format_skips_nothing_on_its_fast_path(pieces: list[bytes]) -> None
     body = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
     body = body if body.endswith(b"\r\n") else body + b"\r\n"
     assert wire_format(data) == re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
+
+
+def test_handing_comes_after_rcpt_and_before_data_and_can_withdraw(
+    smtp_config: Smtp, smtpd_handler: RecordingHandler
+) -> None:
+    """The hand-over is asked between RCPT and DATA; a withdrawn message is reset, not sent,
+    and the connection goes on with the next one."""
+    asked: list[tuple[str, list[str]]] = []
+
+    async def handing(key: str) -> bool:
+        asked.append((key, [name for name, *_ in smtpd_handler.commands]))
+        return key != "key-00002"
+
+    async def go() -> list[Result]:
+        async with SmtpTransport(dataclasses.replace(smtp_config, concurrency=1)) as transport:
+            return [await transport.send(envelope(n), handing) for n in (1, 2, 3)]
+
+    results = run(go())
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.WITHDRAWN, Outcome.SENT]
+    assert [key for key, _ in asked] == ["key-00001", "key-00002", "key-00003"]
+    for _key, commands in asked:
+        assert commands[-2:] == ["MAIL", "RCPT"]  # nothing of the body yet
+    assert set(delivered(smtpd_handler)) == {key_id("key-00001"), key_id("key-00003")}
+    names = [name for name, *_ in smtpd_handler.commands]
+    assert names.count("DATA") == 2 and "RSET" in names
+    assert names.count("EHLO") == 1  # one connection throughout
