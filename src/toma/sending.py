@@ -14,13 +14,15 @@ first take it. :class:`_Journal`, the store's one writer during a send, marks
 the records ``sending`` (``handover`` pending) ahead of the transport,
 ``MARK_BATCH`` at a time (one fsync), the next batch started while the last
 ones are still being sent, so that no send waits for a disk. The transport
-then asks, right before the hand-over (SMTP: before DATA), for the message to
-be marked handed: those requests are grouped, and every write takes all that
-have gathered (a group commit), together with the marks and outcomes due, so
-a send waits for at most one write under way and the next one. Outcomes go
-with the next write, or on their own once ``RESULT_BATCH`` have gathered or
-``RESULT_EVERY`` seconds have passed; the sends wait only when the disk falls
-a whole batch behind.
+then asks, as each attempt starts (SMTP: before MAIL), for the message to be
+marked handed, and waits for that mark right before the hand-over (SMTP:
+before DATA), so that the write runs while MAIL and RCPT go back and forth.
+Those requests are grouped: every write takes all that have gathered (a group
+commit), together with the marks and outcomes due, so a send waits for at
+most one write under way and the next one. Outcomes go with the next write,
+or on their own once ``RESULT_BATCH`` have gathered or ``RESULT_EVERY``
+seconds have passed; the sends wait only when the disk falls a whole batch
+behind.
 
 A crash therefore leaves in doubt only what was handed and not yet recorded
 (:func:`in_doubt_at_most`); a message marked ``sending`` and never handed is
@@ -33,8 +35,10 @@ write catches up with what they committed. So the write that marks a message
 contact is gone, unsubscribed, bounced, paused or held, and the write that
 marks it handed checks again. That second check is the last: another
 process's change committed before it is seen (it holds the store's lock), one
-committed after it comes after the hand-over, which follows the check by one
-fsync and one turn of the event loop. A withdrawn message is ``skipped`` with
+committed after it comes too late for that message. The window from the last
+check to DATA is bounded: that write's fsync, or the MAIL and RCPT round trips
+under way when the check ran, whichever ends later (each within ``[smtp]
+timeout``; on a loopback server, about a millisecond). A withdrawn message is ``skipped`` with
 the reason (unsubscribed, bounced), left as it was before the tick (paused,
 held: it goes when the pause or the hold ends), or not recorded at all (a
 forgotten contact: nothing about them is written again, outcomes included).
@@ -367,8 +371,8 @@ class _Journal:
     @staticmethod
     def _new_group() -> asyncio.Future[None]:
         group: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Retrieved even when every waiter was cancelled: its error is raised by close().
-        group.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Retrieved even when nobody waits for it: its error is raised by close().
+        group.add_done_callback(_retrieve)
         return group
 
     # ------------------------------------------------------------------ marks
@@ -409,16 +413,31 @@ class _Journal:
 
     # ------------------------------------------------------------------ hand-overs
 
-    async def hand(self, key: str) -> bool:
-        """Return True once ``key`` is durably handed, False if the last check withdrew it."""
+    def hand(self, key: str) -> asyncio.Future[bool]:
+        """Queue ``key``'s hand-over for the next write: True once it is durable, False if
+        the last check withdrew it (the transport's ``handing``)."""
         self.withdrawn.pop(key, None)
         self.handing.append(key)
         group = self._handed
         if not self._hand_write_due:
             self._hand_write_due = True
             self._spawn(self._write_when_free([]))
-        await asyncio.shield(group)
-        return key not in self.withdrawn
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def settle(written: asyncio.Future[None]) -> None:
+            if answer.done():
+                return
+            if written.cancelled():
+                answer.cancel()
+            elif written.exception() is not None:
+                answer.set_exception(written.exception())  # type: ignore[arg-type]
+            else:
+                answer.set_result(key not in self.withdrawn)
+
+        group.add_done_callback(settle)
+        # A send that ends before its hand-over (a refused RCPT) never awaits it.
+        answer.add_done_callback(_retrieve)
+        return answer
 
     # ------------------------------------------------------------------ outcomes
 
@@ -616,6 +635,12 @@ class _Marking:
         if why is not None:
             return Result(envelope.key, Outcome.WITHDRAWN, None, why)
         return await self.inner.send(envelope, self.journal.hand)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's error as heard: the write's task reports it (see _Journal._reap)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:

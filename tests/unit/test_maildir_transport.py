@@ -158,10 +158,19 @@ class TestHandOver:
     ) -> None:
         seen: list[tuple[str, int, int]] = []
 
-        async def handing(key: str) -> bool:
-            seen.append((key, len(names(tmp_path / "tmp")),
-                         len(names(tmp_path / "new"))))
-            return True
+        def handing(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+            def check() -> None:
+                # Answered only once the message is in tmp/: nothing may reach new/ first.
+                if not names(tmp_path / "tmp"):
+                    asyncio.get_running_loop().call_later(0.001, check)
+                    return
+                seen.append((key, len(names(tmp_path / "tmp")), len(names(tmp_path / "new"))))
+                answer.set_result(True)
+
+            check()
+            return answer
 
         async def go() -> Result:
             async with MaildirTransport(tmp_path) as transport:
@@ -174,8 +183,10 @@ class TestHandOver:
         assert names(tmp_path / "tmp") == []
 
     def test_a_withdrawn_message_leaves_nothing(self, tmp_path: Path) -> None:
-        async def withdraw(key: str) -> bool:
-            return False
+        def withdraw(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_result(False)
+            return answer
 
         async def go() -> Result:
             async with MaildirTransport(tmp_path) as transport:
@@ -189,8 +200,10 @@ class TestHandOver:
     def test_a_failed_hand_over_record_delivers_nothing_and_is_raised(
         self, tmp_path: Path
     ) -> None:
-        async def disk_full(key: str) -> bool:
-            raise OSError(28, "No space left on device")
+        def disk_full(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_exception(OSError(28, "No space left on device"))
+            return answer
 
         async def go() -> Result:
             async with MaildirTransport(tmp_path) as transport:

@@ -19,12 +19,14 @@ The outcomes are chosen for at-most-once delivery::
     WITHDRAWN  the caller's last check before the hand-over stopped it (see
                ``handing`` below): nothing was sent
 
-``send`` takes an optional ``handing`` callback, which the transport awaits
-once per attempt, right before the server (or the mailbox) could first take
-the message: SMTP before DATA, Maildir before the link into ``new/``. It
-returns when the caller has durably noted the hand-over, False to withdraw the
-message (the transport then gives it up: WITHDRAWN). Everything before that
-call cannot have delivered the message; a crash after it leaves it in doubt.
+``send`` takes an optional ``handing`` callback. The transport calls it once
+per attempt, as the attempt starts (so that the caller notes the hand-over
+while the server is being talked to), and awaits the future it returns right
+before the server (or the mailbox) could first take the message: SMTP before
+DATA, Maildir before the link into ``new/``. The future is True once the
+caller has durably noted the hand-over, False to withdraw the message (the
+transport then gives it up: WITHDRAWN). Nothing before that point can have
+delivered the message; a crash after the caller's note leaves it in doubt.
 
 :func:`send_all` runs a batch through a transport with the transport's
 concurrency, retries TEMPORARY results with exponential back-off and jitter
@@ -73,8 +75,9 @@ class Outcome(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-# Awaited right before the hand-over; False withdraws the message (see the module docstring).
-Handing = Callable[[str], Awaitable[bool]]
+# Called as an attempt starts, its future awaited right before the hand-over; False
+# withdraws the message (see the module docstring).
+Handing = Callable[[str], "asyncio.Future[bool]"]
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ class Transport(Protocol):
     async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
         """Deliver one envelope; a per-message failure is a result, never an exception.
 
-        ``handing(envelope.key)`` is awaited before the hand-over (see the module
-        docstring); an exception from it ends the send and is raised.
+        ``handing(envelope.key)`` is called as the attempt starts and its future
+        awaited before the hand-over (see the module docstring); an exception
+        from it ends the send and is raised.
         """
         ...
 

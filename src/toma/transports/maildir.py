@@ -5,9 +5,9 @@ write it under ``tmp/`` with a name no other delivery can choose, fsync it, link
 it into ``new/`` (rename where the filesystem has no links), remove the ``tmp/``
 name. A reader of ``new/`` therefore never sees half a message, and a crash
 leaves at worst a stray file in ``tmp/``. The link is the hand-over: the
-caller's ``handing`` is awaited just before it (a message only in ``tmp/`` was
-delivered to nobody). ``new/`` is fsynced too, so a message
-reported SENT is still there after a power cut.
+caller's ``handing``, asked before the write into ``tmp/``, is awaited just
+before it (a message only in ``tmp/`` was delivered to nobody). ``new/`` is
+fsynced too, so a message reported SENT is still there after a power cut.
 
 Messages are stored with LF line endings, the local convention every Maildir
 reader expects; the CRLF of the wire format is restored by whoever sends them
@@ -105,11 +105,12 @@ class MaildirTransport:
             raise TransportError("the Maildir transport is not open (use `async with`)")
         if handing is None:
             return await asyncio.to_thread(self.deliver, envelope)
+        handed = handing(envelope.key)  # noted by the caller while the message is written
         written = await asyncio.to_thread(self._stage, envelope)
         if isinstance(written, Result):
             return written
         try:
-            go_on = await handing(envelope.key)
+            go_on = await handed
         except BaseException:
             await asyncio.to_thread(self._discard, self._path / "tmp" / written)
             raise

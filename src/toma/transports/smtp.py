@@ -17,8 +17,9 @@ The transaction is written out command by command instead of calling
     connect / EHLO / STARTTLS / AUTH   failure -> TEMPORARY (nothing was sent)
     MAIL, RCPT                         4xx -> TEMPORARY, 5xx -> PERMANENT,
                                        drop or timeout -> TEMPORARY
-    (hand-over)                        the caller's ``handing`` is awaited before
-                                       DATA: False -> RSET, WITHDRAWN
+    (hand-over)                        the caller's ``handing``, asked before
+                                       MAIL, is awaited before DATA: False ->
+                                       RSET, WITHDRAWN
     DATA (before 354)                  same as RCPT
     body written, final answer         250 -> SENT, 4xx -> TEMPORARY, 5xx -> PERMANENT,
                                        drop, timeout or garbage -> UNKNOWN
@@ -422,6 +423,8 @@ class SmtpTransport:
             return Result(key, Outcome.PERMANENT, None,
                           "the server does not accept non-ASCII addresses (no SMTPUTF8)")
         encoding = "utf-8" if utf8 else "ascii"
+        # Noted by the caller while MAIL and RCPT go back and forth.
+        handed = handing(key) if handing is not None else None
         payload = wire_format(envelope.data)
         options: list[bytes] = []
         if smtp.supports_extension("size"):
@@ -467,7 +470,7 @@ class SmtpTransport:
                 key, reply.code, f"recipient {recipient} refused: {_reply(reply)}{more}"
             )
 
-        if handing is not None and not await handing(key):
+        if handed is not None and not await handed:
             slot.needs_reset = slot.connected
             return Result(key, Outcome.WITHDRAWN, None, "withdrawn before the hand-over")
 
