@@ -47,6 +47,10 @@ def test_release_sends_an_unknown_message_again_at_the_next_tick(tmp_path: Path)
     assert all("may or may not" in item["detail"] for item in listed)
     text = toma(folder, "outbox", "list", "--state", "unknown").output
     assert ann in text and cy in text
+    status = toma(folder, "status").output
+    assert "Once you have checked one did not arrive: toma outbox release KEY" in status
+    in_doubt = json.loads(toma(folder, "status", "--json").output)["unknown"]
+    assert sorted(item["key"] for item in in_doubt) == sorted([ann, cy])
 
     result = toma(folder, "outbox", "release", ann, "--contact", "CY@example.org",
                   "--now", "2026-03-09T11:30:00+01:00")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -242,3 +243,34 @@ def test_a_full_disk_is_one_clear_line_not_a_traceback(
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err + captured.out
     assert "never retrieved" not in captured.err + captured.out
+
+
+@pytest.mark.smtpd_options(data_delay=0.005)
+def test_a_full_file_system_under_the_cli_is_one_line_and_sends_nothing_unrecorded(
+    tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler
+) -> None:
+    """A real write failure mid-tick (the journal may grow no further), through `toma run`."""
+    config = make_project(tmp_path, smtp=smtp_config, contacts=300, now=NOW)
+    data = tmp_path / "var" / "data"
+    grown = max(path.stat().st_size for path in data.iterdir() if path.is_file())
+    room = grown + 150_000  # the enrolments and some marks, then no more
+
+    def full() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
+
+    run = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "run",
+                          "--once", "--now", iso(NOW)], capture_output=True, text=True,
+                         timeout=120, preexec_fn=full, check=False)
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "never retrieved" not in run.stderr
+    problems = [line for line in run.stderr.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 1 and "File too large" in problems[0], run.stderr[-3000:]
+    assert 0 < len(smtpd_handler.messages) < 300
+
+    # Room again: the rest goes, nobody twice, every message received was recorded first.
+    final = tick(config, NOW + timedelta(minutes=5))
+    received = received_by(smtpd_handler)
+    assert set(received.values()) == {1}, "a recipient got a message twice"
+    assert final["sent"] + final.get("unknown", 0) == 300
+    assert final.get("unknown", 0) <= in_doubt_at_most(smtp_config.concurrency)

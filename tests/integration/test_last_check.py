@@ -23,6 +23,7 @@ from toma.config import Smtp
 from toma.contacts import Status
 from toma.daemon import TickReport, Worker
 from toma.outbox import HANDED, HANDOVER_PENDING, sequence_key
+from toma.status import gather
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, open_store
 
 from .conftest import RecordingHandler, SmtpdOptions
@@ -126,6 +127,7 @@ def test_unsubscribe_forget_and_pause_mid_tick_stop_what_is_not_yet_handed(
     assert report.sent == CONTACTS_IN_TICK - len(stopped)  # the forgotten one at DATA too
 
     other.refresh()
+    assert f"{len(stopped)} withheld by the last check" in "\n".join(gather(other).lines())
     by_contact = {doc["contact"]: doc for _k, doc in other.all(MESSAGES)}
     for address in unsubscribed:
         assert by_contact[address]["state"] == "skipped"
