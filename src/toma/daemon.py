@@ -20,9 +20,10 @@ A tick at ``now``:
 6. writes a summary of the tick for ``toma status``.
 
 At most once follows from step 5: a crash leaves ``sending`` records behind,
-which :meth:`Worker.recover` turns into ``unknown`` at the next start (the
-daemon lock guarantees nobody else was sending), and the planner never plans a
-key that was ever attempted.
+which :meth:`Worker.recover` settles at the next start (the daemon lock
+guarantees nobody else was sending): planned again when the transport had not
+begun to hand the message over, ``unknown`` when it had; and the planner never
+plans a key that was ever attempted.
 
 Only this module and the CLI read the clock; a tick is given its ``now``.
 """
@@ -90,9 +91,11 @@ class TickReport(Tally):
     seconds: float = 0.0
 
     def summary(self) -> str:
+        withheld = f", {self.withheld} withheld" if self.withheld else ""
         return (
             f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
             f"{self.unknown} unknown, {self.skipped} skipped, {self.enrolled} enrolled"
+            f"{withheld}"
         )
 
 
