@@ -65,7 +65,7 @@ from typing import Any
 from toma.building import BuildOutcome, Failure, Job, build_chunks
 from toma.compose import Composer
 from toma.config import Config
-from toma.contacts import Contact, Status
+from toma.contacts import Status
 from toma.errors import TomaError
 from toma.invoices import Invoice, number_of_ref, with_thread
 from toma.logs import fields
@@ -126,17 +126,25 @@ def withheld(record: OutboxRecord, contact: Mapping[str, Any] | None,
         return None
     if contact is None:
         return Withheld("forget", "the contact was forgotten")
-    person = Contact.from_doc(contact)
-    if person.status is Status.BOUNCED:
+    # Read from the document as it is: this runs inside the send's writes, where a
+    # value that does not decode must not stop everybody's mail.
+    status = contact.get("status") or Status.ACTIVE
+    if status == Status.BOUNCED:
         return Withheld("skip", "skipped: the address bounced before the message went")
-    if person.status is Status.UNSUBSCRIBED and record.kind != "invoice":
+    if status == Status.UNSUBSCRIBED and record.kind != "invoice":
         return Withheld("skip", "skipped: the contact unsubscribed before the message went")
-    if person.status is Status.PAUSED:
+    if status == Status.PAUSED:
         return Withheld("wait", "the contact was paused before the message went")
-    if record.kind == "sequence" and person.hold_until:
-        until = parse_moment(person.hold_until)
+    if status != Status.ACTIVE and record.kind != "invoice":
+        return Withheld("wait", f"the contact's status is {status!r}")
+    hold = contact.get("hold_until")
+    if record.kind == "sequence" and isinstance(hold, str) and hold:
+        try:
+            until = parse_moment(hold)
+        except TomaError:
+            return Withheld("wait", f"the contact is held (until {hold!r}, unreadable)")
         if until > now:
-            return Withheld("wait", f"the contact is held until {person.hold_until}")
+            return Withheld("wait", f"the contact is held until {hold}")
     return None
 
 
