@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,7 +96,7 @@ def _build(composer: Composer, job: Job) -> Built | Failure:
 
 async def build_chunks(
     composer: Composer, config_path: Path, jobs: Sequence[Job]
-) -> AsyncIterator[list[BuildOutcome]]:
+) -> AsyncGenerator[list[BuildOutcome], None]:
     """The outcomes of ``jobs``, in order, a chunk at a time."""
     if len(jobs) < PARALLEL_FROM:
         for start in range(0, len(jobs), CHUNK):

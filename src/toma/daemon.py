@@ -20,9 +20,10 @@ A tick at ``now``:
 6. writes a summary of the tick for ``toma status``.
 
 At most once follows from step 5: a crash leaves ``sending`` records behind,
-which :meth:`Worker.recover` turns into ``unknown`` at the next start (the
-daemon lock guarantees nobody else was sending), and the planner never plans a
-key that was ever attempted.
+which :meth:`Worker.recover` settles at the next start (the daemon lock
+guarantees nobody else was sending): planned again when the transport had not
+begun to hand the message over, ``unknown`` when it had; and the planner never
+plans a key that was ever attempted.
 
 Only this module and the CLI read the clock; a tick is given its ``now``.
 """
@@ -56,7 +57,7 @@ from toma.errors import TomaError
 from toma.invoices import invoice_view
 from toma.logs import fields
 from toma.newsletters import Newsletter
-from toma.outbox import MessageState, OutboxRecord, advance, new_record
+from toma.outbox import MessageState, OutboxRecord, advance, new_record, recover_after_crash
 from toma.planner import PlannedSend, PlanState, plan
 from toma.planning import PlanCache, read_sequences, with_paced
 from toma.sending import Outgoing, Sender, Tally
@@ -89,9 +90,11 @@ class TickReport(Tally):
     seconds: float = 0.0
 
     def summary(self) -> str:
+        withheld = f", {self.withheld} withheld" if self.withheld else ""
         return (
             f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
             f"{self.unknown} unknown, {self.skipped} skipped, {self.enrolled} enrolled"
+            f"{withheld}"
         )
 
 
@@ -128,7 +131,12 @@ class Worker:
     # --- recovery ------------------------------------------------------------
 
     def recover(self, now: datetime) -> int:
-        """Turn every ``sending`` record into ``unknown``: a crash interrupted them."""
+        """Settle every ``sending`` record a crash left: planned again, or ``unknown``.
+
+        One never handed to the server goes at the next tick; one that was may
+        have gone, and is ``unknown`` (see :func:`toma.outbox.recover_after_crash`).
+        Returns how many are ``unknown``.
+        """
         self.store.refresh()
         stuck = [
             OutboxRecord.from_doc(doc)
@@ -137,16 +145,19 @@ class Worker:
         ]
         if not stuck:
             return 0
+        recovered = recover_after_crash(stuck, at=now)
         with self.store.transaction() as tx:
-            for record in stuck:
-                unknown = advance(record, MessageState.UNKNOWN, at=now)
-                tx.put(MESSAGES, unknown.key, unknown.to_doc())
-        for record in stuck:
-            log.warning(
-                "unknown after crash",
-                extra=fields(contact=record.contact, ref=record.ref, message_id=record.message_id),
-            )
-        return len(stuck)
+            for record in recovered:
+                if tx.get(MESSAGES, record.key) is not None:  # not forgotten meanwhile
+                    tx.put(MESSAGES, record.key, record.to_doc())
+        for record in recovered:
+            if record.state is MessageState.UNKNOWN:
+                log.warning("unknown after crash", extra=fields(
+                    contact=record.contact, ref=record.ref, message_id=record.message_id))
+            else:
+                log.info("planned again after crash", extra=fields(
+                    contact=record.contact, ref=record.ref))
+        return sum(1 for record in recovered if record.state is MessageState.UNKNOWN)
 
     # --- one tick ------------------------------------------------------------
 
@@ -308,7 +319,9 @@ class Worker:
             return 0
         with self.store.transaction() as tx:
             for enrolment in new:
-                if tx.get(ENROLMENTS, enrolment.key) is None:
+                # A contact forgotten since the tick read the store stays forgotten.
+                if tx.get(ENROLMENTS, enrolment.key) is None and \
+                        tx.get(CONTACTS, enrolment.contact) is not None:
                     tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
         for enrolment in new:
             log.info(
@@ -324,6 +337,8 @@ class Worker:
             return
         with self.store.transaction() as tx:
             for send in skipped:
+                if tx.get(CONTACTS, send.contact) is None:
+                    continue  # forgotten since the tick read the store
                 why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
                 old = history.get(send.key)
                 record = (
@@ -351,6 +366,8 @@ class Worker:
         if skipped:
             with self.store.transaction() as tx:
                 for item in skipped:
+                    if tx.get(CONTACTS, item.contact) is None:
+                        continue  # forgotten since the tick read the store
                     old = history.get(item.key)
                     record = (advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
                               if old else item.to_record(at=now))

@@ -19,19 +19,28 @@ A record moves through the states below, and only along the arrows
     planned   failed     retries given up
     planned   planned    a retry rescheduled
     sending   sent       the server took it
-    sending   planned    a temporary failure, with next_attempt_at
+    sending   planned    a temporary failure, with next_attempt_at; or a crash
+                         before the hand-over (recover_after_crash)
     sending   failed     a 5xx answer: this message will not go
-    sending   unknown    a crash while sending (recover_after_crash)
+    sending   skipped    the last check before the hand-over: the contact left
+    sending   unknown    a crash after the hand-over (recover_after_crash)
     unknown   sent       the owner's verdict: it went
     unknown   failed     the owner's verdict: it did not (it is still never resent)
+    unknown   planned    the owner checked and released it (:func:`release`)
     sent, failed, skipped are final.
 
 - ``planned`` with ``next_attempt_at`` is a temporary failure waiting for its
   retry; the planner plans it again at that moment (within the window).
 - ``sending`` is written *before* the message is handed to the transport, so a
-  crash in between leaves ``sending`` behind. :func:`recover_after_crash` turns
-  those into ``unknown``: whether the server took the message cannot be known,
-  and sending it again could send it twice. ``toma status`` shows them.
+  crash in between leaves ``sending`` behind. Its ``handover`` says how far it
+  got: ``pending`` while the transport has not yet begun to hand the body
+  over (SMTP: before DATA; Maildir: before the link into ``new/``), ``handed``
+  once it may have (written durably just before). :func:`recover_after_crash`
+  plans a ``pending`` one again (nothing can have reached the server) and turns
+  a ``handed`` one, or one from a version that did not track the hand-over
+  (``handover`` empty), into ``unknown``: whether the server took it cannot be
+  known, and sending it again could send it twice. ``toma status`` shows them,
+  and :func:`release` lets the owner send one again once they have checked.
 - ``skipped`` is a step the planner judged too late to be worth sending.
 
 Records are frozen; every change returns a new one with ``updated_at`` set.
@@ -79,9 +88,10 @@ TRANSITIONS: Mapping[MessageState, frozenset[MessageState]] = {
     # A retry may be rescheduled (planned -> planned) before it is tried again.
     _P: frozenset({_SG, _SK, _F, _P}),
     # planned again: a temporary failure with a next_attempt_at.
-    _SG: frozenset({_ST, _F, _U, _P}),
-    # Only the owner can say what became of an interrupted send; never "sending".
-    _U: frozenset({_ST, _F}),
+    _SG: frozenset({_ST, _F, _U, _P, _SK}),
+    # Only the owner can say what became of an interrupted send; never "sending"
+    # directly: a release plans it again (see release()).
+    _U: frozenset({_ST, _F, _P}),
     _ST: frozenset(),
     _F: frozenset(),
     _SK: frozenset(),
@@ -92,6 +102,10 @@ _STATES: Mapping[str, MessageState] = {state.value: state for state in MessageSt
 ATTEMPTED: frozenset[MessageState] = frozenset({_SG, _ST, _F, _U, _SK})
 # Messages that (may) have reached the person, so they count against the pace gap.
 PACED: frozenset[MessageState] = frozenset({_SG, _ST, _U})
+
+# How far a ``sending`` message got (see the module docstring).
+HANDOVER_PENDING = "pending"
+HANDED = "handed"
 
 REPEAT_PREFIX = "repeat-"
 _REPEAT = re.compile(r"^repeat-(\d+)$")
@@ -153,6 +167,9 @@ class OutboxRecord:
     detail: str = ""
     updated_at: datetime | None = None
     subject: str = ""  # as sent: what `toma log` shows
+    handover: str = ""  # while sending: "pending" or "handed" (see the module docstring)
+    released_at: datetime | None = None  # the owner released it from unknown (release())
+    released_by: str = ""
 
     def __post_init__(self) -> None:
         # The planner tells states apart by identity; a plain "sent" string must
@@ -189,6 +206,9 @@ class OutboxRecord:
             "detail": self.detail,
             "updated_at": _iso(self.updated_at),
             "subject": self.subject,
+            "handover": self.handover,
+            "released_at": _iso(self.released_at),
+            "released_by": self.released_by,
         }
 
     @classmethod
@@ -226,6 +246,9 @@ class OutboxRecord:
             detail=get("detail", ""),
             updated_at=stored_moment(get("updated_at")),
             subject=get("subject", ""),
+            handover=get("handover", ""),
+            released_at=stored_moment(get("released_at")),
+            released_by=get("released_by", ""),
         )
 
 
@@ -298,7 +321,8 @@ def advance(
     """
     check_transition(record.state, to)
     moment = at.astimezone(UTC)
-    changes: dict[str, Any] = {"state": to, "updated_at": moment}
+    # The hand-over is tracked by the sender, anew for each attempt.
+    changes: dict[str, Any] = {"state": to, "updated_at": moment, "handover": ""}
     if code is not None:
         changes["code"] = code
     if detail is not None:
@@ -325,20 +349,42 @@ def advance(
 def recover_after_crash(
     records: Iterable[OutboxRecord], *, at: datetime | None = None
 ) -> list[OutboxRecord]:
-    """``records`` with every ``sending`` one turned ``unknown`` (never resent on its own).
+    """``records`` after a crash: every ``sending`` one planned again or ``unknown``.
 
-    Other records are returned as they are (the same objects, so ``new is not
-    old`` finds what to write back). ``at`` is the moment of recovery; without
-    it ``updated_at`` is left as it was.
+    A message the transport had not begun to hand over (``handover`` pending)
+    cannot have reached the server: it is planned again, for ``at`` (the next
+    tick sends it). Any other ``sending`` one may have: ``unknown``, never
+    resent on its own. Other records are returned as they are (the same
+    objects, so ``new is not old`` finds what to write back). ``at`` is the
+    moment of recovery; without it ``updated_at`` is used.
     """
     recovered: list[OutboxRecord] = []
     for record in records:
         if record.state is _SG:
             moment = at or record.updated_at or record.due_at
-            recovered.append(advance(record, _U, at=moment))
+            if record.handover == HANDOVER_PENDING:
+                recovered.append(advance(
+                    record, _P, at=moment, next_attempt_at=moment,
+                    detail="interrupted before it was handed to the server: sent again"))
+            else:
+                recovered.append(advance(record, _U, at=moment))
         else:
             recovered.append(record)
     return recovered
+
+
+def release(record: OutboxRecord, *, at: datetime, by: str) -> OutboxRecord:
+    """An ``unknown`` record planned again: the owner checked that it did not go.
+
+    The next tick sends it (it waits for ``at``, as a retry would). Who
+    released it and when stay in the record.
+    """
+    if record.state is not _U:
+        raise IllegalTransition(
+            f"only an unknown message can be released; {record.key} is {record.state.value}")
+    released = advance(record, _P, at=at, next_attempt_at=at,
+                       detail=f"released by {by}: sent again")
+    return replace(released, released_at=at.astimezone(UTC), released_by=by)
 
 
 def _iso(moment: datetime | None) -> str | None:

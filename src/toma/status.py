@@ -29,6 +29,7 @@ class Status:
             return {
                 key: doc[key]
                 for key in (
+                    "key",
                     "contact",
                     "kind",
                     "ref",
@@ -87,6 +88,12 @@ class Status:
                     when = f" retry at {r.next_attempt_at.isoformat()}" if r.next_attempt_at else ""
                     code = f" {r.code}" if r.code else ""
                     out.append(f"  {r.contact}  {r.ref}{code}  {r.detail}{when}".rstrip())
+                if records is self.unknown:
+                    out.append("  Once you have checked one did not arrive: toma outbox release "
+                               "KEY (keys: toma outbox list --state unknown).")
+        if tick is not None and tick.get("withheld"):
+            out.append(f"  {tick['withheld']} withheld by the last check before sending "
+                       "(the contact left, was paused or forgotten during the tick).")
         out.extend(_inbox_lines(self.inbox_aside))
         return out
 

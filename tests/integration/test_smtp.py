@@ -508,3 +508,53 @@ def test_wire_format_skips_nothing_on_its_fast_path(pieces: list[bytes]) -> None
     body = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
     body = body if body.endswith(b"\r\n") else body + b"\r\n"
     assert wire_format(data) == re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
+
+
+def test_handing_is_asked_before_mail_and_awaited_before_data_and_can_withdraw(
+    smtp_config: Smtp, smtpd_handler: RecordingHandler
+) -> None:
+    """The hand-over is asked as the transaction starts and no DATA goes before its answer;
+    a withdrawn message is reset, not sent, and the connection goes on with the next one."""
+    asked: list[tuple[str, list[str]]] = []
+    answered: list[tuple[str, list[str]]] = []
+    answers: list[tuple[str, asyncio.Future[bool]]] = []
+
+    def names() -> list[str]:
+        return [name for name, *_ in smtpd_handler.commands]
+
+    def handing(key: str) -> asyncio.Future[bool]:
+        asked.append((key, names()))
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        answers.append((key, answer))
+        return answer
+
+    async def answer_once_rcpt_is_in(count: int) -> None:
+        # The server has the RCPT, and the client waits: no DATA may come meanwhile.
+        while len(answers) < count or names().count("RCPT") < count:
+            await asyncio.sleep(0.001)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        key, answer = answers[count - 1]
+        answered.append((key, names()))
+        answer.set_result(key != "key-00002")
+
+    async def go() -> list[Result]:
+        async with SmtpTransport(dataclasses.replace(smtp_config, concurrency=1)) as transport:
+            results = []
+            for n in (1, 2, 3):
+                answering = asyncio.create_task(answer_once_rcpt_is_in(n))
+                results.append(await transport.send(envelope(n), handing))
+                await answering
+            return results
+
+    results = run(go())
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.WITHDRAWN, Outcome.SENT]
+    assert [key for key, _ in asked] == ["key-00001", "key-00002", "key-00003"]
+    for _key, commands in asked:
+        assert commands[-1] in ("EHLO", "DATA", "RSET")  # before this message's MAIL
+    for _key, commands in answered:
+        assert commands[-2:] == ["MAIL", "RCPT"]  # nothing of the body yet
+    assert set(delivered(smtpd_handler)) == {key_id("key-00001"), key_id("key-00003")}
+    commands = names()
+    assert commands.count("DATA") == 2 and "RSET" in commands
+    assert commands.count("EHLO") == 1  # one connection throughout

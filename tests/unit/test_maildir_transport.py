@@ -148,3 +148,71 @@ class TestMaildirTransport:
     def test_send_needs_an_open_transport(self, tmp_path: Path) -> None:
         with pytest.raises(TransportError, match="not open"):
             run(MaildirTransport(tmp_path).send(envelope(1)))
+
+
+class TestHandOver:
+    """The link into new/ is the hand-over: ``handing`` is asked just before it."""
+
+    def test_handing_is_asked_with_the_message_in_tmp_and_none_in_new(
+        self, tmp_path: Path
+    ) -> None:
+        seen: list[tuple[str, int, int]] = []
+
+        def handing(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+            def check() -> None:
+                # Answered only once the message is in tmp/: nothing may reach new/ first.
+                if not names(tmp_path / "tmp"):
+                    asyncio.get_running_loop().call_later(0.001, check)
+                    return
+                seen.append((key, len(names(tmp_path / "tmp")), len(names(tmp_path / "new"))))
+                answer.set_result(True)
+
+            check()
+            return answer
+
+        async def go() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                return await transport.send(envelope(1), handing)
+
+        result = run(go())
+        assert result.outcome is Outcome.SENT
+        assert seen == [("key-1", 1, 0)]
+        assert len(names(tmp_path / "new")) == 1
+        assert names(tmp_path / "tmp") == []
+
+    def test_a_withdrawn_message_leaves_nothing(self, tmp_path: Path) -> None:
+        def withdraw(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_result(False)
+            return answer
+
+        async def go() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                return await transport.send(envelope(2), withdraw)
+
+        result = run(go())
+        assert (result.outcome, result.detail) == (Outcome.WITHDRAWN,
+                                                   "withdrawn before the hand-over")
+        assert names(tmp_path / "new") == [] and names(tmp_path / "tmp") == []
+
+    def test_a_failed_hand_over_record_delivers_nothing_and_is_raised(
+        self, tmp_path: Path
+    ) -> None:
+        def disk_full(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_exception(OSError(28, "No space left on device"))
+            return answer
+
+        async def go() -> Result:
+            async with MaildirTransport(tmp_path) as transport:
+                return await transport.send(envelope(3), disk_full)
+
+        with pytest.raises(OSError, match="No space left"):
+            run(go())
+        assert names(tmp_path / "new") == [] and names(tmp_path / "tmp") == []
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())

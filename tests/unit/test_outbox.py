@@ -9,6 +9,8 @@ import pytest
 
 from toma.errors import TomaError
 from toma.outbox import (
+    HANDED,
+    HANDOVER_PENDING,
     TRANSITIONS,
     IllegalTransition,
     MessageState,
@@ -19,6 +21,7 @@ from toma.outbox import (
     ever_attempted,
     new_record,
     recover_after_crash,
+    release,
     repeat_key,
     repeat_number,
     sequence_key,
@@ -81,8 +84,10 @@ LEGAL = [
     (S.SENDING, S.FAILED),
     (S.SENDING, S.UNKNOWN),
     (S.SENDING, S.PLANNED),
+    (S.SENDING, S.SKIPPED),  # the last check before the hand-over
     (S.UNKNOWN, S.SENT),
     (S.UNKNOWN, S.FAILED),
+    (S.UNKNOWN, S.PLANNED),  # released by the owner
 ]
 
 
@@ -151,6 +156,43 @@ def test_recover_after_crash_marks_sending_unknown() -> None:
     assert "may or may not" in recovered[0].detail
     assert recovered[1] is sent
     assert recovered[2] is planned
+
+
+def test_recover_after_crash_plans_again_what_was_never_handed() -> None:
+    """Only a message handed to the server can be in doubt; one still pending goes again."""
+    sending = advance(record(), S.SENDING, at=NOW)
+    pending = replace(sending, handover=HANDOVER_PENDING)
+    handed = replace(sending, handover=HANDED)
+    later = NOW + timedelta(hours=1)
+    again, doubt, legacy = recover_after_crash([pending, handed, sending], at=later)
+    assert (again.state, again.next_attempt_at, again.handover) == (S.PLANNED, later, "")
+    assert again.attempts == 1
+    assert "before it was handed" in again.detail
+    assert doubt.state is S.UNKNOWN
+    # A record from before the hand-over was tracked may have gone: never resent.
+    assert legacy.state is S.UNKNOWN
+
+
+def test_handover_round_trips_and_is_reset_by_each_transition() -> None:
+    handed = replace(advance(record(), S.SENDING, at=NOW), handover=HANDED)
+    assert OutboxRecord.from_doc(handed.to_doc()) == handed
+    assert advance(handed, S.SENT, at=NOW).handover == ""
+
+
+def test_release_plans_an_unknown_message_again_and_records_who() -> None:
+    unknown = advance(advance(record(), S.SENDING, at=NOW), S.UNKNOWN, at=NOW)
+    later = NOW + timedelta(days=1)
+    released = release(unknown, at=later, by="owner@laptop")
+    assert (released.state, released.next_attempt_at) == (S.PLANNED, later)
+    assert (released.released_at, released.released_by) == (later, "owner@laptop")
+    assert "released by owner@laptop" in released.detail
+    assert OutboxRecord.from_doc(released.to_doc()) == released
+    # The next attempt carries the release with it.
+    assert advance(released, S.SENDING, at=later).released_by == "owner@laptop"
+    for state in (S.PLANNED, S.SENDING, S.SENT, S.FAILED, S.SKIPPED):
+        other = replace(unknown, state=state)
+        with pytest.raises(IllegalTransition, match="only an unknown message"):
+            release(other, at=later, by="owner@laptop")
 
 
 def test_new_record_cannot_start_finished() -> None:

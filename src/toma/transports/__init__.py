@@ -18,6 +18,7 @@ from toma.errors import TransportError
 from toma.transports.base import (
     Backoff,
     Envelope,
+    Handing,
     Outcome,
     Result,
     ResultCallback,
@@ -30,6 +31,7 @@ from toma.transports.smtp import RateLimiter, SmtpTransport
 __all__ = [
     "Backoff",
     "Envelope",
+    "Handing",
     "MaildirTransport",
     "Outcome",
     "RateLimiter",

@@ -16,6 +16,17 @@ The outcomes are chosen for at-most-once delivery::
                body was handed over): safe to try again
     UNKNOWN    the body was handed over and the final answer never came: it may
                have been delivered, so it must never be retried automatically
+    WITHDRAWN  the caller's last check before the hand-over stopped it (see
+               ``handing`` below): nothing was sent
+
+``send`` takes an optional ``handing`` callback. The transport calls it once
+per attempt, as the attempt starts (so that the caller notes the hand-over
+while the server is being talked to), and awaits the future it returns right
+before the server (or the mailbox) could first take the message: SMTP before
+DATA, Maildir before the link into ``new/``. The future is True once the
+caller has durably noted the hand-over, False to withdraw the message (the
+transport then gives it up: WITHDRAWN). Nothing before that point can have
+delivered the message; a crash after the caller's note leaves it in doubt.
 
 :func:`send_all` runs a batch through a transport with the transport's
 concurrency, retries TEMPORARY results with exponential back-off and jitter
@@ -61,6 +72,12 @@ class Outcome(StrEnum):
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
     UNKNOWN = "unknown"
+    WITHDRAWN = "withdrawn"
+
+
+# Called as an attempt starts, its future awaited right before the hand-over; False
+# withdraws the message (see the module docstring).
+Handing = Callable[[str], "asyncio.Future[bool]"]
 
 
 @dataclass(frozen=True)
@@ -90,8 +107,13 @@ class Transport(Protocol):
         traceback: TracebackType | None,
     ) -> None: ...
 
-    async def send(self, envelope: Envelope) -> Result:
-        """Deliver one envelope; a per-message failure is a result, never an exception."""
+    async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
+        """Deliver one envelope; a per-message failure is a result, never an exception.
+
+        ``handing(envelope.key)`` is called as the attempt starts and its future
+        awaited before the hand-over (see the module docstring); an exception
+        from it ends the send and is raised.
+        """
         ...
 
 
@@ -226,6 +248,9 @@ async def send_all(
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
                 group.create_task(worker())
+    except BaseExceptionGroup as errors:
+        # An error ends the batch: raised as itself, for the caller to report in one line.
+        raise _first(errors) from None
     finally:
         watcher.cancel()
         for handle in timers:
@@ -248,3 +273,19 @@ async def send_all(
                 ),
             )
     return [result for result in results if result is not None]
+
+
+def _first(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a group that is not a cancellation (the others' consequence)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [errors]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = list(error.exceptions)
+        else:
+            leaves.append(error)
+    for error in leaves:
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return leaves[0] if leaves else errors

@@ -4,8 +4,10 @@ Each message is delivered by the Maildir protocol, as :mod:`mailbox` does it:
 write it under ``tmp/`` with a name no other delivery can choose, fsync it, link
 it into ``new/`` (rename where the filesystem has no links), remove the ``tmp/``
 name. A reader of ``new/`` therefore never sees half a message, and a crash
-leaves at worst a stray file in ``tmp/``. ``new/`` is fsynced too, so a message
-reported SENT is still there after a power cut.
+leaves at worst a stray file in ``tmp/``. The link is the hand-over: the
+caller's ``handing``, asked before the write into ``tmp/``, is awaited just
+before it (a message only in ``tmp/`` was delivered to nobody). ``new/`` is
+fsynced too, so a message reported SENT is still there after a power cut.
 
 Messages are stored with LF line endings, the local convention every Maildir
 reader expects; the CRLF of the wire format is restored by whoever sends them
@@ -29,7 +31,7 @@ from typing import Self
 
 from toma.durable import fsync_dir
 from toma.errors import TransportError
-from toma.transports.base import Envelope, Outcome, Result, one_line
+from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +100,42 @@ class MaildirTransport:
         for sub in _SUBDIRS:
             (self._path / sub).mkdir(mode=0o700, exist_ok=True)
 
-    async def send(self, envelope: Envelope) -> Result:
+    async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
         if not self._open:
             raise TransportError("the Maildir transport is not open (use `async with`)")
-        return await asyncio.to_thread(self.deliver, envelope)
+        if handing is None:
+            return await asyncio.to_thread(self.deliver, envelope)
+        handed = handing(envelope.key)  # noted by the caller while the message is written
+        written = await asyncio.to_thread(self._stage, envelope)
+        if isinstance(written, Result):
+            return written
+        try:
+            go_on = await handed
+        except BaseException:
+            await asyncio.to_thread(self._discard, self._path / "tmp" / written)
+            raise
+        if not go_on:
+            await asyncio.to_thread(self._discard, self._path / "tmp" / written)
+            return Result(envelope.key, Outcome.WITHDRAWN, None, "withdrawn before the hand-over")
+        return await asyncio.to_thread(self._publish, envelope, written)
 
     def deliver(self, envelope: Envelope) -> Result:
         """Deliver one message, blocking (``send`` runs this in a thread)."""
+        written = self._stage(envelope)
+        return written if isinstance(written, Result) else self._publish(envelope, written)
+
+    def _stage(self, envelope: Envelope) -> str | Result:
+        """The message written under ``tmp/``: its name, or a TEMPORARY result."""
         data = envelope.data.replace(b"\r\n", b"\n")
         try:
-            name = self._write_tmp(data)
+            return self._write_tmp(data)
         except OSError as exc:
             # Nothing reached new/: safe to try again (disk full, permissions).
             return Result(envelope.key, Outcome.TEMPORARY, None,
                           one_line(f"cannot write into {self._path / 'tmp'}: {exc}"))
+
+    def _publish(self, envelope: Envelope, name: str) -> Result:
+        """Move the message written under ``tmp/`` into ``new/``: delivered."""
         try:
             self._move_to_new(name)
         except OSError as exc:

@@ -17,6 +17,9 @@ The transaction is written out command by command instead of calling
     connect / EHLO / STARTTLS / AUTH   failure -> TEMPORARY (nothing was sent)
     MAIL, RCPT                         4xx -> TEMPORARY, 5xx -> PERMANENT,
                                        drop or timeout -> TEMPORARY
+    (hand-over)                        the caller's ``handing``, asked before
+                                       MAIL, is awaited before DATA: False ->
+                                       RSET, WITHDRAWN
     DATA (before 354)                  same as RCPT
     body written, final answer         250 -> SENT, 4xx -> TEMPORARY, 5xx -> PERMANENT,
                                        drop, timeout or garbage -> UNKNOWN
@@ -56,7 +59,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
-from toma.transports.base import Envelope, Outcome, Result, one_line
+from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +276,7 @@ class SmtpTransport:
             slot.closing.clear()
         self._password = None
 
-    async def send(self, envelope: Envelope) -> Result:
+    async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
         idle = self._idle
         if idle is None:
             raise TransportError("the SMTP transport is not open (use `async with`)")
@@ -282,7 +285,7 @@ class SmtpTransport:
             return problem
         slot = await idle.get()
         try:
-            result = await self._deliver(slot, envelope)
+            result = await self._deliver(slot, envelope, handing)
         except BaseException:
             # Interrupted in the middle of a conversation: nobody knows where it
             # stands, so the connection must not be reused.
@@ -296,7 +299,8 @@ class SmtpTransport:
         )
         return result
 
-    async def _deliver(self, slot: _Slot, envelope: Envelope) -> Result:
+    async def _deliver(self, slot: _Slot, envelope: Envelope,
+                       handing: Handing | None) -> Result:
         for _ in range(2):
             fresh = not slot.connected
             try:
@@ -308,7 +312,7 @@ class SmtpTransport:
                 return Result(envelope.key, Outcome.TEMPORARY, failed.code, one_line(failed.detail))
             await self._rate.acquire()
             try:
-                return await self._transaction(slot, envelope)
+                return await self._transaction(slot, envelope, handing)
             except _Stale as stale:
                 if fresh:
                     return Result(envelope.key, Outcome.TEMPORARY, None, one_line(str(stale)))
@@ -408,7 +412,8 @@ class SmtpTransport:
             slot.drop()
             raise _Broken(f"unreadable answer: {exc.message}", dropped=False) from None
 
-    async def _transaction(self, slot: _Slot, envelope: Envelope) -> Result:
+    async def _transaction(self, slot: _Slot, envelope: Envelope,
+                           handing: Handing | None) -> Result:
         smtp = slot.smtp
         assert smtp is not None  # noqa: S101 - _ready leaves a connection or raises
         key = envelope.key
@@ -418,6 +423,8 @@ class SmtpTransport:
             return Result(key, Outcome.PERMANENT, None,
                           "the server does not accept non-ASCII addresses (no SMTPUTF8)")
         encoding = "utf-8" if utf8 else "ascii"
+        # Noted by the caller while MAIL and RCPT go back and forth.
+        handed = handing(key) if handing is not None else None
         payload = wire_format(envelope.data)
         options: list[bytes] = []
         if smtp.supports_extension("size"):
@@ -462,6 +469,10 @@ class SmtpTransport:
             return _failure(
                 key, reply.code, f"recipient {recipient} refused: {_reply(reply)}{more}"
             )
+
+        if handed is not None and not await handed:
+            slot.needs_reset = slot.connected
+            return Result(key, Outcome.WITHDRAWN, None, "withdrawn before the hand-over")
 
         try:
             reply = await self._command(slot, b"DATA")
