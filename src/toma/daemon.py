@@ -53,6 +53,7 @@ from toma.ageing import PlannedReminder
 from toma.building import Job
 from toma.config import Config, load_config
 from toma.contacts import Contact
+from toma.enrolments import record_tag_enrolments
 from toma.errors import TomaError
 from toma.invoices import invoice_view
 from toma.logs import fields
@@ -65,7 +66,6 @@ from toma.sequences import tag_enrolments
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
-    ENROLMENTS,
     MESSAGES,
     SYNC,
     Store,
@@ -317,12 +317,9 @@ class Worker:
         new = tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
         if not new:
             return 0
-        with self.store.transaction() as tx:
-            for enrolment in new:
-                # A contact forgotten since the tick read the store stays forgotten.
-                if tx.get(ENROLMENTS, enrolment.key) is None and \
-                        tx.get(CONTACTS, enrolment.contact) is not None:
-                    tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+        # A contact forgotten, unsubscribed or suppressed since the tick read the
+        # store is left out: a tick never re-creates a forgotten person's records.
+        new = record_tag_enrolments(self.store, new)
         for enrolment in new:
             log.info(
                 "enrolled",
