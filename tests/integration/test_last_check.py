@@ -105,7 +105,7 @@ def test_unsubscribe_forget_and_pause_mid_tick_stop_what_is_not_yet_handed(
             addressbook.set_status(other, address, Status.UNSUBSCRIBED, now=NOW,
                                    reason="one-click unsubscribe")
         for address in forgotten:
-            addressbook.forget(other, address)
+            addressbook.forget(other, address, now=NOW)
         for address in paused:
             addressbook.set_status(other, address, Status.PAUSED, now=NOW)
     finally:
