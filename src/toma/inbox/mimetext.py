@@ -239,10 +239,6 @@ def header(msg: Message, name: str, problems: list[str] | None = None) -> str:
     return decode_value(raw, name, problems)
 
 
-def all_headers(msg: Message, name: str) -> list[str]:
-    return Headers(msg).every(name)
-
-
 def is_address(text: str) -> bool:
     return len(text) <= 254 and bool(_ADDRESS.fullmatch(text)) and ".." not in text
 
