@@ -173,6 +173,9 @@ class TestMimeBounds:
         deep = read_message(self.nested(mimetext.DEPTH_LIMIT + 1))
         assert shallow.text == "deep down"
         assert deep.text == ""
+        too_deep = f"MIME parts nested deeper than {mimetext.DEPTH_LIMIT} levels not read"
+        assert too_deep in deep.problems
+        assert too_deep not in shallow.problems
         assert list(mimetext.walk(mimetext.parse(self.nested(mimetext.DEPTH_LIMIT + 1), []))) == []
 
     def test_text_is_cut_to_the_text_limit(self) -> None:

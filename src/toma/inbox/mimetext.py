@@ -151,11 +151,30 @@ def parse(raw: bytes, problems: list[str], check: Check = no_check) -> Message:
             break
     msg = parser.close()
     check()
-    dropped = sum(getattr(part, "dropped", 0) for part in walk(msg, into_attached=True,
-                                                               leaves=False))
+    _note_cuts(msg, problems)
+    return msg
+
+
+def _note_cuts(msg: Message, problems: list[str]) -> None:
+    """List the header fields the parser left out, and parts nested too deep to be read."""
+    dropped = 0
+    too_deep = False
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    seen = 0
+    while stack and seen < PART_LIMIT:
+        part, depth = stack.pop()
+        seen += 1
+        dropped += getattr(part, "dropped", 0)
+        multipart, children = _children(part)
+        if multipart and isinstance(children, list):
+            if depth >= DEPTH_LIMIT:
+                too_deep = True
+                continue
+            stack.extend((c, depth + 1) for c in children if isinstance(c, Message))
     if dropped:
         problems.append(f"{dropped} header fields past the first {FIELD_LIMIT} ignored")
-    return msg
+    if too_deep:
+        problems.append(f"MIME parts nested deeper than {DEPTH_LIMIT} levels not read")
 
 
 def decode_value(raw: object, name: str, problems: list[str] | None = None) -> str:
