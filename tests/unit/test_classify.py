@@ -668,6 +668,8 @@ def _invariants(reading: Reading) -> None:
     if reading.sender is not None:
         assert reading.sender == reading.sender.lower() and "@" in reading.sender
     assert all(r == r.lower() for r in reading.recipients)
+    # Read or not, and why not: only a message that could not be read carries a reason.
+    assert reading.unread is None or reading.kind == "unknown"
 
 
 _SAMPLES = sorted(CORPUS.glob("*/*.eml"))[::6]

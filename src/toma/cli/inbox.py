@@ -71,6 +71,8 @@ def inbox_explain(ctx: Context, files: tuple[Path, ...], as_json: bool,
         return
     for row in rows:
         click.echo(f"{row['file']}: {row['class']} ({row['reason']})")
+        if row.get("unread"):
+            click.echo(f"  not read: {row['unread']}")
         if row.get("contact"):
             click.echo(f"  contact: {row['contact']} (matched by {row['matched_by']})")
         if row["class"] == "bounce":

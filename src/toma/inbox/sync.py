@@ -114,14 +114,21 @@ def budget_for(config: Config) -> float:
 
 
 def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
-    """``read_message``, which must never raise; if it does, the message is kept aside."""
+    """``read_message`` within :data:`toma.inbox.classify.READ_BUDGET`; it must never raise,
+    and if it does the message is "unknown" with ``unread`` saying why."""
+    from time import monotonic
+
+    from toma.inbox.classify import READ_BUDGET
+
     try:
-        return read_message(data, unsubscribe_addresses=unsubscribe_addresses(config), now=now)
+        return read_message(data, unsubscribe_addresses=unsubscribe_addresses(config), now=now,
+                            deadline=monotonic() + READ_BUDGET, clock=monotonic)
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the inbox
         return Reading(kind="unknown", reason="unreadable", sender=None, subject="",
                        message_id=None, in_reply_to=None, references=(), date=None, hard=None,
                        recipients=(), original_message_id=None, text=None, back_on=None,
-                       problems=(f"{type(exc).__name__}: {exc}",))
+                       problems=(f"{type(exc).__name__}: {exc}",),
+                       unread=f"unreadable: {type(exc).__name__}")
 
 
 def unsubscribe_addresses(config: Config) -> tuple[str, ...]:
