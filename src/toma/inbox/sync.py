@@ -48,7 +48,7 @@ from toma import addressbook
 from toma.config import Config
 from toma.contacts import Contact
 from toma.inbox.base import Cursor, Inbound, Source
-from toma.inbox.classify import Reading, read_message
+from toma.inbox.classify import READ_BUDGET, Reading, read_message
 from toma.inbox.decide import Decision, decide
 from toma.inbox.match import Match, Sent, match, sent_index
 from toma.invoices import number_of_ref
@@ -116,13 +116,9 @@ def budget_for(config: Config) -> float:
 def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
     """``read_message`` within :data:`toma.inbox.classify.READ_BUDGET`; it must never raise,
     and if it does the message is "unknown" with ``unread`` saying why."""
-    from time import monotonic
-
-    from toma.inbox.classify import READ_BUDGET
-
     try:
         return read_message(data, unsubscribe_addresses=unsubscribe_addresses(config), now=now,
-                            deadline=monotonic() + READ_BUDGET, clock=monotonic)
+                            deadline=time.monotonic() + READ_BUDGET, clock=time.monotonic)
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the inbox
         return Reading(kind="unknown", reason="unreadable", sender=None, subject="",
                        message_id=None, in_reply_to=None, references=(), date=None, hard=None,
