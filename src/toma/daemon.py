@@ -48,13 +48,14 @@ from zoneinfo import ZoneInfo
 
 import schedule
 
-from toma import billing, broadcast, eventloop
+from toma import billing, broadcast, eventloop, exits
 from toma.ageing import PlannedReminder
 from toma.building import Job
 from toma.config import Config, load_config
 from toma.contacts import Contact
 from toma.enrolments import record_tag_enrolments
 from toma.errors import TomaError
+from toma.exits import Exit
 from toma.invoices import invoice_view
 from toma.logs import fields
 from toma.newsletters import Newsletter
@@ -71,7 +72,7 @@ from toma.store import (
     Store,
 )
 from toma.timeutil import Clock, iso
-from toma.transports import Result, Transport, transport_for
+from toma.transports import Outcome, Result, Transport, transport_for
 from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,24 @@ class TickReport(Tally):
     inbound: int = 0
     held: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # For the exit status (see toma.exits): reasons that need the owner, and the
+    # problems and reasons that only need time.
+    needs_you: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
+
+    def exit_code(self) -> Exit:
+        """What ``toma run --once`` exits with after this tick (see :mod:`toma.exits`)."""
+        return exits.for_tick(asdict(self))
+
+    def observe(self, result: Result) -> None:
+        """Note what a message's final result says about the tick's exit status."""
+        code = exits.for_result(result)
+        if code is Exit.NEEDS_YOU and result.outcome is Outcome.TEMPORARY:
+            # Failed and unknown messages are counted already; this is the reason
+            # (a refused login, an untrusted certificate) that holds them all.
+            exits.note(self.needs_you, result.detail)
+        elif code is Exit.RETRY:
+            exits.note(self.temporary, result.detail)
 
     def summary(self) -> str:
         withheld = f", {self.withheld} withheld" if self.withheld else ""
@@ -228,6 +247,7 @@ class Worker:
             await self._send(config, outgoing, now, report)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
+        from toma.inbox.base import InboxUnavailable
         from toma.inbox.sync import budget_for, source_for, sync
 
         try:
@@ -243,6 +263,8 @@ class Worker:
         except TomaError as exc:
             # The inbox being out of reach must not stop the sending.
             report.problems.append(f"inbox: {exc}")
+            if isinstance(exc, InboxUnavailable):
+                report.temporary.append(f"inbox: {exc}")
             log.error("inbox sync failed", extra=fields(error=str(exc)))
             return
         report.inbound = inbox.recorded
@@ -250,9 +272,14 @@ class Worker:
     async def _send(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
     ) -> None:
+        def observe(result: Result) -> None:
+            report.observe(result)
+            if self.progress is not None:
+                self.progress(result)
+
         async with self._transport_factory(config) as transport:
             sender = Sender(self.store, config, self.config_path, transport,
-                            retry_within=self.in_tick_retry, progress=self.progress)
+                            retry_within=self.in_tick_retry, progress=observe)
             self._sender, self._loop = sender, asyncio.get_running_loop()
             if self.stopping.is_set():
                 sender.stop.set()
