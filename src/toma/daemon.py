@@ -575,30 +575,74 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _serving(config: Config, clock: Clock) -> Iterator[None]:
+def _serving(config: Config, clock: Clock,
+             listen: tuple[str, int] | None = None) -> Iterator[tuple[str, int] | None]:
     """The one-click unsubscribe endpoint, when the config gives a public base URL.
 
     It records each unsubscribe durably itself (:class:`toma.unsubscribing.OneClick`)
-    before answering: nothing waits in memory for the tick.
+    before answering: nothing waits in memory for the tick. Yields the address it
+    listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
     """
     if not config.unsubscribe.base_url:
-        yield
+        yield None
         return
     from toma.endpoint import UnsubscribeEndpoint
     from toma.unsubscribing import OneClick
 
     record = OneClick(config.paths.data, clock)
-    host, port = config.unsubscribe.listen
+    host, port = listen or config.unsubscribe.listen
     endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
-    endpoint.start()
+    try:
+        endpoint.start()
+    except OSError as exc:
+        record.close()
+        raise TomaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        key="unsubscribe.listen") from None
     log.info("unsubscribe endpoint listening", extra=fields(
         address=f"{endpoint.address[0]}:{endpoint.address[1]}",
         base_url=config.unsubscribe.base_url))
     try:
-        yield
+        yield endpoint.address
     finally:
         endpoint.stop()
         record.close()
+
+
+def serve(config: Config, clock: Clock, *, listen: tuple[str, int] | None = None,
+          stopping: threading.Event | None = None,
+          on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+    """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
+
+    For cron users, whose ``toma run --once`` serves nothing. It takes no
+    daemon lock: the endpoint writes each unsubscribe through a store instance
+    of its own, as safe beside a tick as two processes are (see
+    :class:`toma.unsubscribing.OneClick`), so it runs alongside cron's ticks
+    or the daemon (on another address).
+    """
+    if not config.unsubscribe.base_url:
+        raise TomaError("nothing to serve: set base_url to the public https address of the "
+                        "unsubscribe links (see the README, \"Unsubscribe links under cron\")",
+                        key="unsubscribe.base_url")
+    stop = stopping or threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = ({sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+                if main_thread else {})
+    try:
+        with _serving(config, clock, listen) as address:
+            assert address is not None  # noqa: S101 - base_url is set, checked above
+            if on_ready is not None:
+                on_ready(address)
+            while not stop.wait(timeout=0.5):
+                pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    log.info("serve stopped")
 
 
 def _name(contacts: Mapping[str, Contact], email: str | None) -> str:

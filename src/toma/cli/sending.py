@@ -198,3 +198,38 @@ def status(ctx: Context, now_text: str | None, as_json: bool) -> None:
         click.echo(f"Attention ({'needs you' if code == 78 else 'will be retried'}): "
                    f"{'; '.join(reasons)}.")
     sys.exit(code)
+
+
+@main.command()
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where to listen (default: [unsubscribe] listen, 127.0.0.1:8025).")
+@pass_context
+def serve(ctx: Context, listen: str | None) -> None:
+    """Serve the one-click unsubscribe links, without ticking (for cron users).
+
+    `toma run` serves them itself; under cron (`toma run --once`) nothing does,
+    so start this beside it. It takes no lock: it runs alongside cron's ticks.
+    Put it behind an HTTPS reverse proxy and set [unsubscribe] base_url to the
+    public address (README: "Unsubscribe links under cron"). SIGTERM or Ctrl-C
+    stops it.
+
+    \b
+    Example:
+        toma serve --listen 127.0.0.1:8025
+    """
+    from toma.config import _parse_listen
+    from toma.daemon import serve as serve_endpoint
+    from toma.timeutil import SystemClock
+
+    address = None
+    if listen:
+        try:
+            address = _parse_listen(listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from None
+
+    def ready(where: tuple[str, int]) -> None:
+        click.echo(f"Serving unsubscribe links on http://{where[0]}:{where[1]} "
+                   f"(public: {ctx.config.unsubscribe.base_url}); Ctrl-C stops.")
+
+    serve_endpoint(ctx.config, SystemClock(), listen=address, on_ready=ready)
