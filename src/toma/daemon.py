@@ -434,15 +434,19 @@ class Worker:
                 report.problems.append(str(exc))
                 log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
                 continue
-            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now,
-                                             windows=True):
+            for item in broadcast.plan_issue(issue, config, contacts.values(), history,
+                                             now=now):
                 outgoing.add_job(item.record, item.job)
                 report.due += 1
 
     async def send_newsletter(
         self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None
     ) -> TickReport:
-        """Send ``issue`` to every recipient who has not had it, now (``toma newsletter send``)."""
+        """Send ``issue`` now to those whose window is open (``toma newsletter send``).
+
+        The others are the daemon's, at the tick that finds their window open
+        (the command gives the issue to them with :func:`~toma.broadcast.schedule`).
+        """
         report = TickReport(now=iso(now))
         config = load_config(self.config_path)
         self.store.refresh()
@@ -450,8 +454,7 @@ class Worker:
         history = {key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
                    if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
         outgoing = Outgoing()
-        for item in broadcast.plan_issue(issue, config, contacts, history, now=now,
-                                         windows=False):
+        for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)
         report.due = len(outgoing.jobs)
         if on_start is not None:

@@ -131,7 +131,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
 def _run_once(ctx: Context, now_text: str | None) -> None:
     """One tick; the exit status tells cron what became of it (see :mod:`toma.exits`)."""
     from toma.daemon import Worker
-    from toma.errors import ConfigError, StoreLocked
+    from toma.errors import ConfigError
     from toma.exits import Exit
 
     try:
@@ -148,10 +148,9 @@ def _run_once(ctx: Context, now_text: str | None) -> None:
                 if reason not in report.problems:
                     click.echo(f"will retry: {reason}", err=True)
             click.echo(f"Tick at {report.now}: {report.summary()}.")
-    except (ConfigError, StoreLocked) as exc:
+    except ConfigError as exc:
         click.echo(f"toma: {exc}", err=True)
-        # The daemon holding the store does the work itself: this tick is not missed.
-        sys.exit(Exit.RETRY if isinstance(exc, StoreLocked) else Exit.NEEDS_YOU)
+        sys.exit(Exit.NEEDS_YOU)
     sys.exit(report.exit_code())
 
 
