@@ -1,8 +1,9 @@
 """Sending a newsletter issue: who still gets it, when, and how it went.
 
-An issue goes out only because the owner said so (``toma newsletter send``):
-at once, or — when its ``send_at`` is still ahead — by the daemon from that
-moment on, in each recipient's window. Every recipient has a key
+An issue goes out only because the owner said so (``toma newsletter send``),
+"from now, in each recipient's window" (:func:`timetable`): at once to those
+whose window is open, and by the daemon's ticks to the others as theirs opens
+— from ``send_at`` on, when it is still ahead. Every recipient has a key
 (:func:`~toma.newsletters.newsletter_key`), so a send that was killed resumes
 with exactly the people it had not reached, and nobody gets two copies.
 """
@@ -59,6 +60,41 @@ class Planned:
     job: Job
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When the issue may go to one recipient: their window's first opening from now on."""
+
+    contact: Contact
+    zone: ZoneInfo
+    at: datetime
+
+    def now(self, now: datetime) -> bool:
+        return self.at <= now
+
+
+def timetable(
+    newsletter: Newsletter,
+    config: Config,
+    contacts: Iterable[Contact],
+    history: Mapping[str, OutboxRecord],
+    *,
+    now: datetime,
+) -> list[Timing]:
+    """Every recipient still to get ``newsletter``, and when: the one rule of its timing.
+
+    "Now" means "from now, in each recipient's window": a recipient whose
+    window is open gets it at ``now``, the others when theirs next opens
+    (and never before the issue's ``send_at``). ``toma newsletter send``,
+    its dry run and the daemon's ticks all read it from here.
+    """
+    window = config.windows["default"]
+    out: list[Timing] = []
+    for contact in pending(newsletter, contacts, history):
+        zone = ZoneInfo(contact.timezone or config.owner.timezone)
+        out.append(Timing(contact, zone, send_time(newsletter, now=now, window=window, tz=zone)))
+    return out
+
+
 def plan_issue(
     newsletter: Newsletter,
     config: Config,
@@ -66,20 +102,17 @@ def plan_issue(
     history: Mapping[str, OutboxRecord],
     *,
     now: datetime,
-    windows: bool,
 ) -> list[Planned]:
-    """The messages of ``newsletter`` to send at ``now``.
+    """The messages of ``newsletter`` to send at ``now``: to those whose time has come.
 
-    With ``windows`` (the daemon), a recipient's copy waits for their window
-    and the issue's ``send_at``; without (``toma newsletter send``), all go now.
+    The others wait for their window (see :func:`timetable`); the daemon sends
+    them at the tick that finds it open.
     """
-    window = config.windows["default"]
     out: list[Planned] = []
-    for contact in pending(newsletter, contacts, history):
-        if windows:
-            zone = ZoneInfo(contact.timezone or config.owner.timezone)
-            if send_time(newsletter, now=now, window=window, tz=zone) > now:
-                continue
+    for timing in timetable(newsletter, config, contacts, history, now=now):
+        if not timing.now(now):
+            continue
+        contact = timing.contact
         key = newsletter_key(newsletter.name, contact)
         old = history.get(key)
         record = (advance(old, MessageState.SENDING, at=now) if old else new_record(

@@ -48,13 +48,14 @@ from zoneinfo import ZoneInfo
 
 import schedule
 
-from toma import billing, broadcast, eventloop
+from toma import billing, broadcast, eventloop, exits
 from toma.ageing import PlannedReminder
 from toma.building import Job
 from toma.config import Config, load_config
 from toma.contacts import Contact
 from toma.enrolments import record_tag_enrolments
 from toma.errors import TomaError
+from toma.exits import Exit
 from toma.invoices import invoice_view
 from toma.logs import fields
 from toma.newsletters import Newsletter
@@ -71,7 +72,7 @@ from toma.store import (
     Store,
 )
 from toma.timeutil import Clock, iso
-from toma.transports import Result, Transport, transport_for
+from toma.transports import Outcome, Result, Transport, transport_for
 from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,24 @@ class TickReport(Tally):
     inbound: int = 0
     held: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # For the exit status (see toma.exits): reasons that need the owner, and the
+    # problems and reasons that only need time.
+    needs_you: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
+
+    def exit_code(self) -> Exit:
+        """What ``toma run --once`` exits with after this tick (see :mod:`toma.exits`)."""
+        return exits.for_tick(asdict(self))
+
+    def observe(self, result: Result) -> None:
+        """Note what a message's final result says about the tick's exit status."""
+        code = exits.for_result(result)
+        if code is Exit.NEEDS_YOU and result.outcome is Outcome.TEMPORARY:
+            # Failed and unknown messages are counted already; this is the reason
+            # (a refused login, an untrusted certificate) that holds them all.
+            exits.note(self.needs_you, result.detail)
+        elif code is Exit.RETRY:
+            exits.note(self.temporary, result.detail)
 
     def summary(self) -> str:
         withheld = f", {self.withheld} withheld" if self.withheld else ""
@@ -228,6 +247,7 @@ class Worker:
             await self._send(config, outgoing, now, report)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
+        from toma.inbox.base import InboxUnavailable
         from toma.inbox.sync import budget_for, source_for, sync
 
         try:
@@ -243,6 +263,8 @@ class Worker:
         except TomaError as exc:
             # The inbox being out of reach must not stop the sending.
             report.problems.append(f"inbox: {exc}")
+            if isinstance(exc, InboxUnavailable):
+                report.temporary.append(f"inbox: {exc}")
             log.error("inbox sync failed", extra=fields(error=str(exc)))
             return
         report.inbound = inbox.recorded
@@ -250,9 +272,14 @@ class Worker:
     async def _send(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
     ) -> None:
+        def observe(result: Result) -> None:
+            report.observe(result)
+            if self.progress is not None:
+                self.progress(result)
+
         async with self._transport_factory(config) as transport:
             sender = Sender(self.store, config, self.config_path, transport,
-                            retry_within=self.in_tick_retry, progress=self.progress)
+                            retry_within=self.in_tick_retry, progress=observe)
             self._sender, self._loop = sender, asyncio.get_running_loop()
             if self.stopping.is_set():
                 sender.stop.set()
@@ -407,15 +434,19 @@ class Worker:
                 report.problems.append(str(exc))
                 log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
                 continue
-            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now,
-                                             windows=True):
+            for item in broadcast.plan_issue(issue, config, contacts.values(), history,
+                                             now=now):
                 outgoing.add_job(item.record, item.job)
                 report.due += 1
 
     async def send_newsletter(
         self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None
     ) -> TickReport:
-        """Send ``issue`` to every recipient who has not had it, now (``toma newsletter send``)."""
+        """Send ``issue`` now to those whose window is open (``toma newsletter send``).
+
+        The others are the daemon's, at the tick that finds their window open
+        (the command gives the issue to them with :func:`~toma.broadcast.schedule`).
+        """
         report = TickReport(now=iso(now))
         config = load_config(self.config_path)
         self.store.refresh()
@@ -423,8 +454,7 @@ class Worker:
         history = {key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
                    if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
         outgoing = Outgoing()
-        for item in broadcast.plan_issue(issue, config, contacts, history, now=now,
-                                         windows=False):
+        for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)
         report.due = len(outgoing.jobs)
         if on_start is not None:
@@ -548,30 +578,74 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _serving(config: Config, clock: Clock) -> Iterator[None]:
+def _serving(config: Config, clock: Clock,
+             listen: tuple[str, int] | None = None) -> Iterator[tuple[str, int] | None]:
     """The one-click unsubscribe endpoint, when the config gives a public base URL.
 
     It records each unsubscribe durably itself (:class:`toma.unsubscribing.OneClick`)
-    before answering: nothing waits in memory for the tick.
+    before answering: nothing waits in memory for the tick. Yields the address it
+    listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
     """
     if not config.unsubscribe.base_url:
-        yield
+        yield None
         return
     from toma.endpoint import UnsubscribeEndpoint
     from toma.unsubscribing import OneClick
 
     record = OneClick(config.paths.data, clock)
-    host, port = config.unsubscribe.listen
+    host, port = listen or config.unsubscribe.listen
     endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
-    endpoint.start()
+    try:
+        endpoint.start()
+    except OSError as exc:
+        record.close()
+        raise TomaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        key="unsubscribe.listen") from None
     log.info("unsubscribe endpoint listening", extra=fields(
         address=f"{endpoint.address[0]}:{endpoint.address[1]}",
         base_url=config.unsubscribe.base_url))
     try:
-        yield
+        yield endpoint.address
     finally:
         endpoint.stop()
         record.close()
+
+
+def serve(config: Config, clock: Clock, *, listen: tuple[str, int] | None = None,
+          stopping: threading.Event | None = None,
+          on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+    """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
+
+    For cron users, whose ``toma run --once`` serves nothing. It takes no
+    daemon lock: the endpoint writes each unsubscribe through a store instance
+    of its own, as safe beside a tick as two processes are (see
+    :class:`toma.unsubscribing.OneClick`), so it runs alongside cron's ticks
+    or the daemon (on another address).
+    """
+    if not config.unsubscribe.base_url:
+        raise TomaError("nothing to serve: set base_url to the public https address of the "
+                        "unsubscribe links (see the README, \"Unsubscribe links under cron\")",
+                        key="unsubscribe.base_url")
+    stop = stopping or threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = ({sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+                if main_thread else {})
+    try:
+        with _serving(config, clock, listen) as address:
+            assert address is not None  # noqa: S101 - base_url is set, checked above
+            if on_ready is not None:
+                on_ready(address)
+            while not stop.wait(timeout=0.5):
+                pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    log.info("serve stopped")
 
 
 def _name(contacts: Mapping[str, Contact], email: str | None) -> str:

@@ -64,6 +64,7 @@ from urllib.parse import unquote, urlsplit
 
 import h11
 
+from toma.logs import fields
 from toma.unsubscribe import PATH_PREFIX, Unsubscribe
 
 log = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ class UnsubscribeEndpoint:
             raise failure[0]
         self._thread = thread
         host, port = self.address
-        log.info("unsubscribe_endpoint_started host=%s port=%d", host, port)
+        log.info("unsubscribe_endpoint_started", extra=fields(host=host, port=port))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting requests, close every connection, and end the thread."""
@@ -393,9 +394,9 @@ class UnsubscribeEndpoint:
             await self._exchange(reader, writer, client)
         except (ConnectionError, TimeoutError, OSError) as exc:
             # A client that hung up or stalled: routine on the open internet.
-            log.debug("unsubscribe_client_gone client=%s error=%s", client, exc)
+            log.debug("unsubscribe_client_gone", extra=fields(client=client, error=str(exc)))
         except Exception:
-            log.exception("unsubscribe_endpoint_error client=%s", client)
+            log.exception("unsubscribe_endpoint_error", extra=fields(client=client))
         finally:
             self._open.pop(writer, None)
             writer.close()
@@ -408,18 +409,19 @@ class UnsubscribeEndpoint:
             async with asyncio.timeout(self.request_deadline):
                 request = await _read_request(reader, writer)
         except TimeoutError:
-            log.info("unsubscribe_request_too_slow client=%s", client)
+            log.info("unsubscribe_request_too_slow", extra=fields(client=client))
             writer.write(_Answer(HTTPStatus.REQUEST_TIMEOUT, _timed_out()).encode())
             return
         except _Refused as refused:
             answer = refused.answer
-            log.debug("unsubscribe_http client=%s status=%d", client, answer.status.value)
+            log.debug("unsubscribe_http", extra=fields(client=client, status=answer.status.value))
         else:
             if writer in self._open:
                 self._open[writer] = False
             answer = await self._answer(request)
-            log.debug("unsubscribe_http client=%s %s", client,
-                      redact(f"\"{request.method} {request.target}\" {answer.status.value}"))
+            log.debug("unsubscribe_http", extra=fields(
+                client=client, method=request.method, target=redact(request.target),
+                status=answer.status.value))
         async with asyncio.timeout(WRITE_TIMEOUT):
             writer.write(answer.encode())
             await writer.drain()
@@ -440,7 +442,7 @@ class UnsubscribeEndpoint:
             return _Answer(HTTPStatus.NOT_FOUND, _not_found(), head=head)
         address = self.unsubscribe.verify(token)
         if address is None:
-            log.info("unsubscribe_refused method=GET token=%s", _short(token))
+            log.info("unsubscribe_refused", extra=fields(method="GET", token=_short(token)))
             return _Answer(HTTPStatus.BAD_REQUEST, _invalid(), head=head)
         shown = html.escape(address)
         # No action attribute: the form posts to the URL the browser shows, which
@@ -462,15 +464,15 @@ class UnsubscribeEndpoint:
             return _Answer(HTTPStatus.NOT_FOUND, _not_found())
         address = self.unsubscribe.verify(token)
         if address is None:
-            log.info("unsubscribe_refused method=POST token=%s", _short(token))
+            log.info("unsubscribe_refused", extra=fields(method="POST", token=_short(token)))
             return _Answer(HTTPStatus.BAD_REQUEST, _invalid())
         try:
             await asyncio.wait_for(asyncio.shield(self._record(address)), RECORD_TIMEOUT)
         except Exception:
-            log.exception("unsubscribe_callback_failed token=%s", _short(token))
+            log.exception("unsubscribe_callback_failed", extra=fields(token=_short(token)))
             return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, _try_again(),
                            extra=(("Retry-After", "60"),))
-        log.info("unsubscribe_accepted token=%s", _short(token))
+        log.info("unsubscribe_accepted", extra=fields(token=_short(token)))
         return _Answer(HTTPStatus.OK, _page(
             "You are unsubscribed",
             f"<strong>{html.escape(address)}</strong> will not receive these emails any more.",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from toma import exits
 from toma.daemon import STATUS_KEY
+from toma.exits import Exit
 from toma.outbox import MessageState, OutboxRecord
 from toma.store import CONVERSATIONS, MESSAGES, META, SYNC, Reader
 from toma.store.journal import DAMAGE_META_KEY
@@ -22,6 +25,20 @@ class Status:
     newsletters: list[str] = field(default_factory=list)  # issues with messages, in order
     inbox_aside: list[dict[str, Any]] = field(default_factory=list)  # set aside, untied bounces
     journal_damage: dict[str, Any] | None = None  # the last torn journal tail cut (a crash)
+
+    def attention(self, now: datetime) -> tuple[Exit, list[str]]:
+        """The exit status of ``toma status`` at ``now``, and why (see :mod:`toma.exits`)."""
+        return exits.for_status(
+            last_tick=self.last_tick,
+            unknown=len(self.unknown),
+            failed_at=[r.updated_at or r.due_at for r in self.failed],
+            retrying=len(self.retrying),
+            set_aside_at=[_moment(d.get("recorded_at") or d.get("received_at"))
+                          for d in self.inbox_aside if d.get("set_aside")],
+            journal_damage_at=(_moment(self.journal_damage.get("cut_at"))
+                               if self.journal_damage else None),
+            now=now,
+        )
 
     def to_json(self) -> dict[str, Any]:
         def brief(record: OutboxRecord) -> dict[str, Any]:
@@ -121,6 +138,15 @@ def _inbox_lines(items: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _moment(text: Any) -> datetime:
+    """A stored ISO moment; one that does not read counts as now-ish (it needs a look)."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _latest(items: list[dict[str, Any]], shown: int = 20) -> list[dict[str, Any]]:
     """The newest ``shown`` (``items`` are oldest first); ``--json`` has them all."""
     return items[-shown:]
@@ -144,8 +170,8 @@ def gather(reader: Reader) -> Status:
     order = lambda r: (r.updated_at or r.due_at, r.contact)  # noqa: E731
     aside = [
         {k: doc.get(k) for k in ("key", "mailbox", "uid", "file", "size", "reason", "sender",
-                                 "subject", "received_at", "set_aside", "untied", "named",
-                                 "recipients") if doc.get(k) is not None}
+                                 "subject", "received_at", "recorded_at", "set_aside", "untied",
+                                 "named", "recipients") if doc.get(k) is not None}
         for _key, doc in reader.all(CONVERSATIONS)
         if doc.get("set_aside") or doc.get("untied")
     ]

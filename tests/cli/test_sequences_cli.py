@@ -155,10 +155,12 @@ def test_broken_sequence_file_is_held_and_the_others_go_on(tmp_path: Path) -> No
     folder = make(tmp_path, sequence("good", "t", ("first", "0h")),
                   sequence("bad", "t", ("first", "0h")).replace('after = "0h"', 'after = "soon"'))
     add(folder, "ann@example.org", "t", now="2026-03-02T10:00:00+01:00")
-    result = tick(folder, "2026-03-02T10:00:00+01:00")
+    result = toma(folder, "run", "--once", "--now", "2026-03-02T10:00:00+01:00")
+    assert result.exit_code == 78, result.output  # a held sequence needs its owner
     assert "s1.toml" in result.output
     assert [to for to, *_ in sent(folder)] == ["ann@example.org"]
-    status = toma(folder, "status")
+    status = toma(folder, "status", "--now", "2026-03-02T10:05:00+01:00")
+    assert status.exit_code == 78
     assert "s1.toml" in status.output
     assert "steps[0].after" in status.output
     as_json = json.loads(toma(folder, "status", "--json").output)

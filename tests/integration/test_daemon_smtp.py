@@ -164,7 +164,8 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
     assert len([a for a in unknown if a not in received]) <= smtp_config.concurrency
     assert len(received) + len([a for a in unknown if a not in received]) == 500
     status = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "status"],
-                            capture_output=True, text=True, timeout=60, check=True)
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 78, status.stderr  # messages in doubt need their owner
     assert "Unknown (may or may not have gone; never resent)" in status.stdout
 
 

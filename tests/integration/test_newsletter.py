@@ -74,7 +74,7 @@ def test_killed_send_resumes_and_nobody_gets_two(
     """2,000 recipients, SIGKILL half-way, send again: one copy each, the rest reported."""
     config = project(tmp_path, smtp=smtp_config, contacts=2000)
     command = [sys.executable, "-m", "toma", "--config", str(config), "newsletter", "send",
-               "2026-03.md", "--now", NOW.isoformat()]
+               "2026-03.md", "--now", NOW.isoformat(), "--yes"]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
     try:
@@ -86,7 +86,8 @@ def test_killed_send_resumes_and_nobody_gets_two(
         child.wait(timeout=30)
     assert 1000 <= len(smtpd_handler.messages) < 2000
 
-    resumed = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat())
+    resumed = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
+                   "--yes")
     assert resumed.returncode == 0, resumed.stderr
 
     received = Counter(r for m in smtpd_handler.messages for r in m.rcpt_tos)
@@ -144,7 +145,7 @@ def test_one_click_unsubscribe_through_the_daemon(tmp_path: Path) -> None:
         daemon.communicate(timeout=30)
     assert daemon.returncode == 0
 
-    sent = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat())
+    sent = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(), "--yes")
     assert sent.returncode == 0, sent.stderr
     outbox = config.parent / "var" / "outbox" / "new"
     issues = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
@@ -179,8 +180,8 @@ def contact_status(config: Path, address: str) -> str:
 def test_the_mailto_way_out_works_through_the_inbox(tmp_path: Path) -> None:
     """The issue's List-Unsubscribe mailto, sent back from another address, unsubscribes."""
     config = project(tmp_path, contacts=2)
-    assert toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat()) \
-        .returncode == 0
+    assert toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
+                "--yes").returncode == 0
     outbox = config.parent / "var" / "outbox" / "new"
     issue = next(email.message_from_bytes(p.read_bytes(), policy=policy.default)
                  for p in outbox.iterdir()
@@ -202,7 +203,8 @@ def test_the_mailto_way_out_works_through_the_inbox(tmp_path: Path) -> None:
 
 def test_scheduled_issue_goes_from_send_at_in_each_window(tmp_path: Path) -> None:
     config = project(tmp_path, contacts=2, send_at="2026-03-04T12:00:00+01:00")
-    scheduled = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat())
+    scheduled = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
+                     "--yes")
     assert "Scheduled" in scheduled.stdout
     toma(config, "run", "--once", "--now", "2026-03-04T10:00:00+01:00")
     assert states(config)["sent"] == 0
@@ -218,7 +220,8 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
     child = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config),
-                              "newsletter", "send", "2026-03.md", "--now", NOW.isoformat()],
+                              "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
+                              "--yes"],
                              stdout=follower, stderr=follower, env=env)
     os.close(follower)
     output = b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
@@ -66,14 +67,24 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
 @newsletter.command("send")
 @click.argument("file")
 @now_option
+@click.option("--dry-run", is_flag=True,
+              help="List who would get it and when (in their zone); send nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @pass_context
-def newsletter_send(ctx: Context, file: str, now_text: str | None) -> None:
-    """Send an issue to its audience: now, or from its send_at on.
+def newsletter_send(ctx: Context, file: str, now_text: str | None, dry_run: bool,
+                    yes: bool) -> None:
+    """Send an issue to its audience: from now (or send_at), in each recipient's window.
 
-    Each recipient gets it at most once: run the command again after an
-    interruption and it goes on with those not reached yet. When send_at is
-    ahead (or the daemon is running), the daemon sends it, in each
-    recipient's window.
+    Those whose working hours are open now get it now; the others get it from
+    the daemon (`toma run`, or cron's `toma run --once`) when their window
+    opens. On a terminal it first says how many get it now and how many
+    later, and asks; --yes skips the question (and is needed when not on a
+    terminal). Each recipient gets it at most once: run the command again
+    after an interruption and it goes on with those not reached yet.
+
+    \b
+    Example:
+        toma newsletter send newsletters/2026-12-year-in-review.md --dry-run
     """
     from zoneinfo import ZoneInfo
 
@@ -85,11 +96,20 @@ def newsletter_send(ctx: Context, file: str, now_text: str | None) -> None:
     now = resolve_now(now_text)
     start = issue.not_before(ZoneInfo(config.owner.timezone))
     with ctx.store() as store:
+        timings = _timetable(store, config, issue, now)
+        if dry_run:
+            _print_timetable(timings, now, config.owner.timezone)
+            return
+        if not timings:
+            click.echo(f"{issue.name}: nobody is left to send it to.")
+            return
+        _confirm(issue.name, timings, now, yes=yes)
         if start is not None and start > now:
             broadcast.schedule(store, issue, now=now)
             click.echo(f"Scheduled {issue.name}: the daemon (`toma run`) sends it from "
                        f"{start.isoformat()} on, in each recipient's working hours.")
             return
+        later = sum(1 for t in timings if not t.now(now))
         with ExitStack() as held:
             try:
                 held.enter_context(store.daemon_lock())
@@ -98,11 +118,60 @@ def newsletter_send(ctx: Context, file: str, now_text: str | None) -> None:
                 click.echo(f"The daemon is running: it sends {issue.name} from its next tick, "
                            "in each recipient's working hours.")
                 return
+            if later:
+                # The daemon's ticks take the rest, each as their window opens.
+                broadcast.schedule(store, issue, now=now)
             report = _send_issue(ctx, store, issue, now)
     figures = broadcast_figures(ctx, issue.name)
+    queued = (f" {later} wait for their working hours: `toma run` (or cron's `toma run "
+              "--once`) sends them as each window opens." if later else "")
     click.echo(f"{issue.name}: {report.sent} sent now, {report.failed} failed, "
                f"{report.retrying} to retry, {report.unknown} unknown; "
-               f"in all {figures['sent']} sent.")
+               f"in all {figures['sent']} sent.{queued}")
+    sys.exit(report.exit_code())
+
+
+def _timetable(store: Store, config: Any, issue: Any, now: datetime) -> list[Any]:
+    from toma import broadcast
+    from toma.outbox import OutboxRecord
+    from toma.store import CONTACTS, MESSAGES
+
+    contacts = [Contact.from_doc(doc) for _key, doc in store.all(CONTACTS)]
+    history = {key: OutboxRecord.from_doc(doc) for key, doc in store.all(MESSAGES)
+               if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
+    return broadcast.timetable(issue, config, contacts, history, now=now)
+
+
+def _confirm(name: str, timings: list[Any], now: datetime, *, yes: bool) -> None:
+    """Say how many get it, now and later, and ask; refuse off a terminal without --yes."""
+    soon = sum(1 for t in timings if t.now(now))
+    said = (f"{name} goes to {len(timings)} recipient(s): {soon} now, "
+            f"{len(timings) - soon} later, in their working hours")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise TomaError(f"{said}. Not on a terminal, so nobody can confirm: add --yes to send, "
+                        "or --dry-run to see who gets it when")
+    if not click.confirm(f"{said}. Send?", default=False):
+        raise TomaError("nothing sent")
+
+
+def _print_timetable(timings: list[Any], now: datetime, owner_zone: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from toma.tables import print_table
+
+    mine = ZoneInfo(owner_zone)
+    soon = sum(1 for t in timings if t.now(now))
+    print_table(
+        ["contact", "when (theirs)", "zone", "when (yours)", "goes"],
+        [[t.contact.email, t.at.astimezone(t.zone).strftime("%a %Y-%m-%d %H:%M"), t.zone.key,
+          t.at.astimezone(mine).strftime("%a %Y-%m-%d %H:%M"),
+          "now" if t.now(now) else "later"] for t in timings],
+        empty="Nobody is left to send it to.",
+    )
+    click.echo(f"Dry run: {len(timings)} recipient(s), {soon} now, {len(timings) - soon} "
+               "later; nothing sent.")
 
 
 def broadcast_figures(ctx: Context, name: str) -> dict[str, Any]:

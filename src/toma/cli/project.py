@@ -39,11 +39,20 @@ def init(folder: Path, now_text: str | None) -> None:
 
 
 @main.command()
+@click.option("--connect", is_flag=True,
+              help="Also sign in to the SMTP and IMAP servers and try the Maildirs (sends "
+                   "nothing).")
 @pass_context
-def check(ctx: Context) -> None:
+def check(ctx: Context, connect: bool) -> None:
     """Validate the config, sequences and templates, rendering each for every contact.
 
     Lists every problem with where it is; exits 0 only when all is well.
+
+    \b
+    With --connect it also signs in to the servers, sending nothing, and names
+    the stage that failed: dns, tcp, tls, login, folder (or path, for a Maildir).
+    Exit status: 0 all good; 1 problems in the files; 75 a server out of reach
+    (may pass by itself); 78 a server refused us (name, certificate, login, folder).
     """
     from toma.checks import check_project
 
@@ -55,11 +64,27 @@ def check(ctx: Context) -> None:
         f"{report.newsletters} newsletters, "
         f"{report.contacts} contacts, {report.renders} renders"
     )
+    if connect:
+        _check_connections(ctx, files_ok=report.ok)
     if report.ok:
         click.echo(f"All good: {summary}.")
         return
     click.echo(f"{len(report.problems)} problem(s) found ({summary}).", err=True)
     sys.exit(1)
+
+
+def _check_connections(ctx: Context, *, files_ok: bool) -> None:
+    """Print one line per server or Maildir; exit now when one failed (see toma.exits)."""
+    from toma.connect import check_connections
+    from toma.exits import worst
+
+    probes = check_connections(ctx.config)
+    for probe in probes:
+        click.echo(probe.line(), err=not probe.ok)
+    failed = [probe for probe in probes if not probe.ok]
+    if failed:
+        click.echo(f"{len(failed)} connection problem(s) found.", err=True)
+        sys.exit(worst(probe.exit for probe in failed))
 
 
 # --- preview -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sys
 
 import click
 
@@ -101,6 +101,14 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
 
     SIGTERM or Ctrl-C finishes the messages in flight, records them and exits.
     With --now (only with --once) the tick acts as if it were that moment.
+
+    \b
+    Exit status of --once (for cron):
+      0   the tick did its work
+      75  some of it waits for a server (unreachable, 4xx, timeout): retried next tick
+      78  something needs you: a login refused, a certificate not trusted, a 5xx,
+          a message in doubt, a broken config, sequence or template holding mail
+      1   the tick could not start (an error it names)
     """
     from toma.daemon import Worker
     from toma.timeutil import SystemClock
@@ -109,35 +117,71 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
         configure_logging(json_lines=True)
     if now_text and not once:
         raise click.UsageError("--now goes with --once: the daemon itself follows the clock")
+    if once:
+        _run_once(ctx, now_text)
+        return
     config = ctx.config
     with ctx.store() as store, store.daemon_lock():
         worker = Worker(ctx.config_path, store)
         clock = SystemClock()
         worker.recover(resolve_now(now_text))
-        if once:
-            report = worker.run_once(resolve_now(now_text))
-            for problem in report.problems:
-                click.echo(f"problem: {problem}", err=True)
-            click.echo(f"Tick at {report.now}: {report.summary()}.")
-            return
         worker.run_forever(clock, config.daemon.tick_every.approx())
 
 
+def _run_once(ctx: Context, now_text: str | None) -> None:
+    """One tick; the exit status tells cron what became of it (see :mod:`toma.exits`)."""
+    from toma.daemon import Worker
+    from toma.errors import ConfigError
+    from toma.exits import Exit
+
+    try:
+        ctx.config  # noqa: B018 - a config that cannot be read is the owner's to fix
+        with ctx.store() as store, store.daemon_lock():
+            worker = Worker(ctx.config_path, store)
+            worker.recover(resolve_now(now_text))
+            report = worker.run_once(resolve_now(now_text))
+            for problem in report.problems:
+                click.echo(f"problem: {problem}", err=True)
+            for reason in report.needs_you:
+                click.echo(f"needs you: {reason}", err=True)
+            for reason in report.temporary:
+                if reason not in report.problems:
+                    click.echo(f"will retry: {reason}", err=True)
+            click.echo(f"Tick at {report.now}: {report.summary()}.")
+    except ConfigError as exc:
+        click.echo(f"toma: {exc}", err=True)
+        sys.exit(Exit.NEEDS_YOU)
+    sys.exit(report.exit_code())
+
+
 @main.command()
+@now_option
 @json_option
 @pass_context
-def status(ctx: Context, as_json: bool) -> None:
-    """What the daemon did last, what is queued, what failed, what is unknown."""
+def status(ctx: Context, now_text: str | None, as_json: bool) -> None:
+    """What the daemon did last, what is queued, what failed, what is unknown.
+
+    \b
+    Exit status (for a monitor):
+      0   nothing needs attention
+      75  messages wait for a retry, or the last tick could not reach a server
+      78  something needs you: messages in doubt; messages failed or inbox mail
+          set aside in the last 7 days; a torn journal line cut in the last 7 days;
+          a last tick that needed you (a held sequence, a refused login …)
+    """
     from toma import billing, broadcast
     from toma.status import gather
 
+    now = resolve_now(now_text)
     with ctx.store() as store:
         report = gather(store)
-        ageing = billing.report(store, ctx.config, now=datetime.now(UTC))
+        ageing = billing.report(store, ctx.config, now=now)
         issues = [broadcast.figures(store, name) for name in report.newsletters]
+    code, reasons = report.attention(now)
     if as_json:
-        print_json({**report.to_json(), "invoices": ageing.to_json(), "newsletters": issues})
-        return
+        print_json({**report.to_json(), "invoices": ageing.to_json(), "newsletters": issues,
+                    "attention": {"exit": int(code), "reasons": reasons}})
+        sys.exit(code)
     for line in report.lines():
         click.echo(line)
     for issue in issues:
@@ -149,3 +193,42 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"Open invoices: {len(ageing.rows)} ({len(ageing.overdue)} overdue).")
         for line in ageing_lines(ageing):
             click.echo(f"  {line}")
+    if reasons:
+        click.echo(f"Attention ({'needs you' if code == 78 else 'will be retried'}): "
+                   f"{'; '.join(reasons)}.")
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where to listen (default: [unsubscribe] listen, 127.0.0.1:8025).")
+@pass_context
+def serve(ctx: Context, listen: str | None) -> None:
+    """Serve the one-click unsubscribe links, without ticking (for cron users).
+
+    `toma run` serves them itself; under cron (`toma run --once`) nothing does,
+    so start this beside it. It takes no lock: it runs alongside cron's ticks.
+    Put it behind an HTTPS reverse proxy and set [unsubscribe] base_url to the
+    public address (README: "Unsubscribe links under cron"). SIGTERM or Ctrl-C
+    stops it.
+
+    \b
+    Example:
+        toma serve --listen 127.0.0.1:8025
+    """
+    from toma.config import _parse_listen
+    from toma.daemon import serve as serve_endpoint
+    from toma.timeutil import SystemClock
+
+    address = None
+    if listen:
+        try:
+            address = _parse_listen(listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from None
+
+    def ready(where: tuple[str, int]) -> None:
+        click.echo(f"Serving unsubscribe links on http://{where[0]}:{where[1]} "
+                   f"(public: {ctx.config.unsubscribe.base_url}); Ctrl-C stops.")
+
+    serve_endpoint(ctx.config, SystemClock(), listen=address, on_ready=ready)

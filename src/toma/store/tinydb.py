@@ -72,6 +72,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from toma.errors import StoreError, StoreLocked
+from toma.logs import fields
 from toma.store import journal
 from toma.store.base import META, TABLES, Changed, ChangeMark, Document, Transaction
 from toma.store.journal import STORE_META_KEY
@@ -817,7 +818,7 @@ class TinyStore:
             self._compact()
         except StoreError as exc:
             # The commit is durable in the journal; a later commit tries again.
-            log.warning("store.compact_failed dir=%s error=%s", self._dir, exc)
+            log.warning("store.compact_failed", extra=fields(dir=str(self._dir), error=str(exc)))
 
     def _compact(self) -> None:
         started = time.monotonic()
@@ -839,13 +840,9 @@ class TinyStore:
         journal.remove_files(
             [journal.journal_path(self._dir, old), journal.snapshot_path(self._dir, old)]
         )
-        log.info(
-            "store.compacted dir=%s generation=%d bytes=%d seconds=%.3f",
-            self._dir,
-            new,
-            size,
-            time.monotonic() - started,
-        )
+        log.info("store.compacted", extra=fields(
+            dir=str(self._dir), generation=new, bytes=size,
+            seconds=round(time.monotonic() - started, 3)))
 
     @contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:

@@ -49,6 +49,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
+from toma.logs import fields
+
 log = logging.getLogger(__name__)
 
 
@@ -231,10 +233,9 @@ async def send_all(
             if stop.is_set() or deadline is None or time.monotonic() + wait >= deadline:
                 await finish(index, result)
                 continue
-            log.debug(
-                "send retry key=%s attempt=%d wait=%.2fs detail=%s",
-                result.key, attempts[index], wait, result.detail,
-            )
+            log.debug("send retry", extra=fields(
+                key=result.key, attempt=attempts[index], wait=round(wait, 2),
+                detail=result.detail))
             timers.append(loop.call_later(wait, ready.put_nowait, index))
 
     async def watch_stop() -> None:

@@ -31,6 +31,7 @@ from typing import Self
 
 from toma.durable import fsync_dir
 from toma.errors import TransportError
+from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ class MaildirTransport:
             fsync_dir(self._path / "new")
         except OSError as exc:
             # The message is in new/ for every reader; only its durability is in doubt.
-            log.warning("maildir fsync failed path=%s error=%s", self._path / "new", exc)
+            log.warning("maildir fsync failed",
+                        extra=fields(path=str(self._path / "new"), error=str(exc)))
         return Result(envelope.key, Outcome.SENT, None, f"new/{name}")
 
     def _write_tmp(self, data: bytes) -> str:
@@ -179,7 +181,8 @@ class MaildirTransport:
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise
-            log.debug("maildir link unavailable, renaming path=%s error=%s", self._path, exc)
+            log.debug("maildir link unavailable, renaming",
+                      extra=fields(path=str(self._path), error=str(exc)))
             source.rename(target)
             return
         self._discard(source)
@@ -189,4 +192,4 @@ class MaildirTransport:
         try:
             path.unlink()
         except OSError as exc:
-            log.warning("maildir cleanup failed path=%s error=%s", path, exc)
+            log.warning("maildir cleanup failed", extra=fields(path=str(path), error=str(exc)))

@@ -59,6 +59,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
+from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
@@ -293,10 +294,8 @@ class SmtpTransport:
             raise
         finally:
             idle.put_nowait(slot)
-        log.debug(
-            "smtp send key=%s outcome=%s code=%s detail=%s",
-            result.key, result.outcome, result.code, result.detail,
-        )
+        log.debug("smtp send", extra=fields(key=result.key, outcome=result.outcome.value,
+                                            code=result.code, detail=result.detail))
         return result
 
     async def _deliver(self, slot: _Slot, envelope: Envelope,
@@ -306,9 +305,9 @@ class SmtpTransport:
             try:
                 await self._ready(slot)
             except _ConnectFailed as failed:
-                log.info("smtp connect failed host=%s port=%s code=%s error=%s",
-                         self._config.host, self._config.port, failed.code,
-                         one_line(failed.detail))
+                log.info("smtp connect failed", extra=fields(
+                    host=self._config.host, port=self._config.port, code=failed.code,
+                    error=one_line(failed.detail)))
                 return Result(envelope.key, Outcome.TEMPORARY, failed.code, one_line(failed.detail))
             await self._rate.acquire()
             try:
@@ -316,7 +315,7 @@ class SmtpTransport:
             except _Stale as stale:
                 if fresh:
                     return Result(envelope.key, Outcome.TEMPORARY, None, one_line(str(stale)))
-                log.debug("smtp reconnect reason=%s", one_line(str(stale)))
+                log.debug("smtp reconnect", extra=fields(reason=one_line(str(stale))))
         return Result(envelope.key, Outcome.TEMPORARY, None, "the connection kept dropping")
 
     async def _ready(self, slot: _Slot) -> None:
@@ -373,8 +372,8 @@ class SmtpTransport:
         except BaseException:
             slot.drop()
             raise
-        log.debug("smtp connected host=%s port=%s security=%s",
-                  config.host, config.port, config.security)
+        log.debug("smtp connected", extra=fields(host=config.host, port=config.port,
+                                                 security=config.security))
 
     async def _upgrade(self, smtp: aiosmtplib.SMTP) -> None:
         if not smtp.supports_extension("starttls"):
