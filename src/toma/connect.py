@@ -238,14 +238,14 @@ def probe_imap(config: Imap, *, timeout: float = TIMEOUT,
                tls: ssl.SSLContext | None = None) -> Probe:
     """Connect, TLS, LOGIN and EXAMINE the folder (read-only), then log out."""
     from toma.inbox.base import InboxError, InboxLoginError, InboxUnavailable
-    from toma.inbox.imap import _Connector, discard
+    from toma.inbox.imap import Connector, discard
 
     where = f"{config.host}:{config.port}"
     unreachable = _reach("imap", config.host, config.port, timeout)
     if unreachable is not None:
         return unreachable
     try:
-        client, _info = _Connector(config, tls, timeout).open()
+        client, _info = Connector(config, tls, timeout).open()
     except InboxLoginError as exc:
         return Probe("imap", where, "login", exc.message, Exit.NEEDS_YOU)
     except InboxUnavailable as exc:

@@ -73,7 +73,7 @@ CONNECT_TIMEOUT = 15.0
 _WAKE = 5.0
 
 
-class _Connector:
+class Connector:
     """Opens logged-in connections for one ``[imap]`` section; shared by source and watcher."""
 
     def __init__(self, config: Imap, ssl_context: ssl.SSLContext | None, timeout: float) -> None:
@@ -217,7 +217,7 @@ class ImapSource:
         first_delay: float = 1.0,
         timeout: float = 60.0,
     ) -> None:
-        self._connector = _Connector(config, ssl_context, timeout)
+        self._connector = Connector(config, ssl_context, timeout)
         self._config = config
         self._attempts = max(1, attempts)
         self._first_delay = first_delay
@@ -388,7 +388,7 @@ class ImapWatcher:
         max_delay: float = 60.0,
         timeout: float = 60.0,
     ) -> None:
-        self._connector = _Connector(config, ssl_context, timeout)
+        self._connector = Connector(config, ssl_context, timeout)
         self._config = config
         self._on_new = on_new
         self._idle_renew = idle_renew
