@@ -6,12 +6,16 @@ The daemon's tick, the project's own example templates, the Maildir outbox.
 from __future__ import annotations
 
 import email
+import json
 import shutil
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 import pytest
+
+from toma.invoices import Invoice, pause_reminders
+from toma.store import INVOICES, open_store
 
 from .projects import make_project
 from .test_inbox_trust import JONAS, outbox, tick, toma
@@ -66,3 +70,37 @@ def test_a_reminder_for_a_sunday_goes_on_monday_and_says_so(tmp_path: Path) -> N
     assert "due today" not in body and "due today" not in subject
     assert subject == "Invoice 2026-041 was due yesterday"
     assert toma(config, "check").exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_the_next_reminder_in_invoices_list_is_the_one_toma_plan_shows(tmp_path: Path) -> None:
+    """A reply paused the reminders until Tuesday: before, `invoices list` names the stage
+    that goes when the pause ends, as `toma plan` does; after it went, it names nothing
+    (not a pause long over), as `toma plan` does."""
+    config = project(tmp_path)
+    store = open_store(tmp_path / "var" / "data")
+    try:
+        with store.transaction() as tx:
+            tx.put(INVOICES, "2026-041", pause_reminders(
+                Invoice.from_doc(tx.get(INVOICES, "2026-041")),
+                datetime(2026, 12, 15, 8, 0, tzinfo=UTC)).to_doc())
+    finally:
+        store.close()
+    for day in (9, 14, 16):
+        now = datetime(2026, 12, day, 9, 30, tzinfo=UTC)
+        tick(config, now)
+        listed = json.loads(str(toma(config, "invoices", "list", "--json", "--now",
+                                     now.isoformat()).output))  # type: ignore[attr-defined]
+        planned = json.loads(str(toma(config, "plan", "--json", "--days", "400", "--now",
+                                      now.isoformat()).output))  # type: ignore[attr-defined]
+        (row,) = listed["rows"]
+        shown = row["next_reminder"]
+        first = next((p for p in planned if p["kind"] == "invoice"), None)
+        assert (shown and (f"2026-041/{shown['stage']}", shown["at"])) == (
+            first and (first["ref"], first["at"])), day
+        text = str(toma(config, "invoices", "list", "--now", now.isoformat())
+                   .output)  # type: ignore[attr-defined]
+        if day == 16:
+            assert first is None and "paused" not in text
+        else:
+            assert first is not None and first["at"].startswith("2026-12-15T09:00")
+            assert "0d 2026-12-15 09:00 (paused until 2026-12-15)" in text

@@ -106,8 +106,9 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
     from toma import billing
     from toma.money import format_money
 
+    now = resolve_now(now_text)
     with ctx.store() as store:
-        report = billing.report(store, ctx.config, now=resolve_now(now_text))
+        report = billing.report(store, ctx.config, now=now)
         settled = [i for i in billing.all_invoices(store) if i.status != "open"]
     if as_json:
         data = report.to_json()
@@ -120,7 +121,7 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
         ["number", "contact", "amount", "due", "overdue", "bucket", "next reminder"],
         [[r.number, r.contact, format_money(r.amount, r.currency), r.due.isoformat(),
           f"{r.days_overdue}d" if r.days_overdue > 0 else "",
-          r.bucket, _next(r)] for r in report.rows],
+          r.bucket, _next(r, now)] for r in report.rows],
         empty="No open invoices.",
     )
     for line in ageing_lines(report):
@@ -129,13 +130,15 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
         click.echo(f"Settled: {', '.join(f'{i.number} ({i.status})' for i in settled)}")
 
 
-def _next(row: Any) -> str:
-    if row.paused_until:
-        return f"paused until {row.paused_until.date().isoformat()}"
+def _next(row: Any, now: datetime) -> str:
+    """The next reminder as ``toma plan`` has it (the same planner), and a pause still ahead."""
     upcoming = row.next_reminder
     if upcoming is None:
         return ""
-    return f"{upcoming.stage} {upcoming.local_send_at().strftime('%Y-%m-%d %H:%M')}"
+    text = f"{upcoming.stage} {upcoming.local_send_at().strftime('%Y-%m-%d %H:%M')}"
+    if row.paused_until is not None and row.paused_until > now:
+        text += f" (paused until {row.paused_until.date().isoformat()})"
+    return text
 
 
 def ageing_lines(report: Any) -> list[str]:
