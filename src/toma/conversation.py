@@ -68,15 +68,31 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
         if doc.get("untied"):
             actions = f"from {doc.get('sender')} — {actions}"
         entries.append(Entry(
-            at=_in(zone, doc.get("date") or doc.get("received_at") or ""),
+            # When it reached the mailbox: the Date header is what the sender wrote.
+            at=_in(zone, doc.get("received_at") or doc.get("date") or ""),
             direction="in",
             kind=doc.get("kind", ""),
             subject=doc.get("subject", ""),
             detail=f"toma: {actions}" if actions else "",
             text=doc.get("text") or "",
-            extra={"message_id": doc.get("message_id"), "answers": doc.get("answers_ref")},
+            extra={"message_id": doc.get("message_id"), "answers": doc.get("answers_ref"),
+                   "dated": doc.get("date"), "history": bool(doc.get("history"))},
         ))
     return sorted(entries, key=lambda entry: _utc(entry.at))
+
+
+def about_invoice(reader: Reader, number: str, contact: str,
+                  zone: tzinfo = UTC) -> list[Entry]:
+    """Every message about invoice ``number``: its reminders and thank-you, and whatever came
+    back on their thread (the client's replies, and anybody else's), oldest first."""
+    from toma.ageing import number_of_ref
+
+    def about(entry: Entry) -> bool:
+        ref = entry.extra.get("ref") if entry.direction == "out" else entry.extra.get("answers")
+        return isinstance(ref, str) and number_of_ref(ref) == number and (
+            entry.direction == "in" or entry.kind == "invoice")
+
+    return [entry for entry in conversation(reader, contact, zone) if about(entry)]
 
 
 def _utc(moment: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import email
 import json
-from datetime import datetime
+import os
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from .test_sequences_cli import make, sequence
 
 def test_log_shows_sent_and_received_in_the_owners_zone(tmp_path: Path) -> None:
     """Toma wrote to Ken at 10:00 Berlin (stored as 09:00 UTC); Ken answered from Tokyo at
-    19:30 his time (11:30 Berlin). Both read in Berlin time, marked CET, in that order."""
+    19:30 his time (11:30 Berlin), and it arrived then. Both read in Berlin time, marked CET,
+    in that order."""
     folder = make(tmp_path, sequence("hello", "met", ("first", "0h"), ("second", "1w")))
     assert toma(folder, "contacts", "add", "ken@example.jp", "--first-name", "Ken",
                 "--tag", "met").exit_code == 0
@@ -27,6 +29,8 @@ def test_log_shows_sent_and_received_in_the_owners_zone(tmp_path: Path) -> None:
         "From: Ken <ken@example.jp>\r\nTo: alex@example.com\r\nSubject: Re: Hello Ken\r\n"
         f"Message-ID: <k1@example.jp>\r\nIn-Reply-To: {first['Message-ID']}\r\n"
         "Date: Mon, 02 Mar 2026 19:30:00 +0900\r\n\r\nGood to hear from you.\r\n").encode())
+    arrived = datetime(2026, 3, 2, 10, 30, 5, tzinfo=UTC).timestamp()  # a few seconds later
+    os.utime(inbox / "1.k1.host", (arrived, arrived))
     assert toma(folder, "inbox", "sync", "--now", "2026-03-02T12:00:00+01:00").exit_code == 0
 
     text = toma(folder, "log", "ken@example.jp").output
@@ -38,5 +42,5 @@ def test_log_shows_sent_and_received_in_the_owners_zone(tmp_path: Path) -> None:
 
     entries = json.loads(toma(folder, "log", "ken@example.jp", "--json").output)
     assert [e["at"] for e in entries] == ["2026-03-02T10:00:00+01:00",
-                                          "2026-03-02T11:30:00+01:00"]
+                                          "2026-03-02T11:30:05+01:00"]
     assert all(datetime.fromisoformat(e["at"]).utcoffset() is not None for e in entries)

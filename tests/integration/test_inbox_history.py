@@ -8,17 +8,19 @@ then the owner points it at the IMAP mailbox: that first read is history.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, SYNC
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC
 
 from . import dovecot
 from .dovecot import Dovecot
 from .projects import make_project
 from .test_inbox_trust import JONAS, MIRA, NOW, OWNER, mail, sent_to, table, tick, toma
+from .test_inbox_trust import project as trust_project
 
 dovecot_server = dovecot.dovecot_server
 
@@ -135,3 +137,41 @@ def test_since_set_earlier_on_purpose_acts_on_history(tmp_path: Path,
     assert [bool(d.get("history")) for d in conversations] == [True, False]
     assert table(config, ENROLMENTS)[f"keep/{MIRA}"]["state"] == "stopped"
     assert [n["contact"] for n in notices(config)] == [OWNER]
+
+
+def test_a_reply_on_an_invoice_thread_pauses_its_reminders(tmp_path: Path,
+                                                           dovecot_server: Dovecot) -> None:
+    """Jonas answers the on-the-day reminder: its next stage waits for the pause
+    (pause_on_reply = 14d), his keep-in-touch sequence follows its on_reply (stop), and
+    `invoices show` lists the reminder and his reply, in time order, with direction."""
+    folder = dovecot_server.new_folder()
+    config = trust_project(tmp_path, dovecot_server, folder)
+    config.write_text(config.read_text().replace('pause_on_reply = "7d"',
+                                                 'pause_on_reply = "14d"'))
+    assert toma(config, "contacts", "tag", JONAS, "friend").exit_code == 0  # type: ignore
+    tick(config, NOW)  # Jonas's first keep-in-touch note
+    due = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
+    tick(config, due)
+    (reminder,) = [m for m in sent_to(config, JONAS) if "Invoice" in str(m["Subject"])]
+    thread = f"In-Reply-To: {reminder['Message-ID']}\r\n"
+    arrive(dovecot_server, folder, mail(f"Jonas <{JONAS}>", "Re: Invoice 2026-007",
+                                        "Our accounts team pays on the 25th, sorry!", 1,
+                                        headers=thread), due + timedelta(hours=1))
+    tick(config, due + timedelta(hours=2))
+
+    invoice = table(config, INVOICES)["2026-007"]
+    assert invoice["paused_until"].startswith("2026-03-30")
+    assert table(config, ENROLMENTS)[f"keep/{JONAS}"]["state"] == "stopped"
+    tick(config, datetime(2026, 3, 23, 10, 0, tzinfo=UTC))  # the +7d stage, held by the pause
+    assert len([m for m in sent_to(config, JONAS) if "Invoice" in str(m["Subject"])]) == 1
+    tick(config, datetime(2026, 3, 30, 12, 0, tzinfo=UTC))
+    assert len([m for m in sent_to(config, JONAS) if "Invoice" in str(m["Subject"])]) == 2
+
+    shown = json.loads(str(toma(config, "invoices", "show", "2026-007", "--json")
+                           .output))  # type: ignore[attr-defined]
+    assert [(e["direction"], e["kind"]) for e in shown["thread"]] == [
+        ("out", "invoice"), ("in", "reply"), ("out", "invoice")]
+    assert "Our accounts team pays on the 25th" in shown["thread"][1]["text"]
+    text = str(toma(config, "invoices", "show", "2026-007").output)  # type: ignore[attr-defined]
+    assert text.index("→ invoice: Invoice 2026-007") < text.index("← reply: Re: Invoice 2026-007")
+    assert "paused reminders of 2026-007 until 2026-03-30" in text
