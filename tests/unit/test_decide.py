@@ -14,7 +14,7 @@ import pytest
 
 from toma.config import Config, load_config
 from toma.contacts import Contact, make_contact
-from toma.inbox.classify import Reading
+from toma.inbox.classify import Reading, read_message
 from toma.inbox.decide import decide
 from toma.inbox.match import Match, Sent, match
 from toma.sequences import Enrolment, OnReply
@@ -223,3 +223,25 @@ def test_a_reply_from_before_the_enrolment_leaves_that_sequence(config: Config) 
                    sequences=sequence_stopping_on_reply(), config=config, now=NOW,
                    arrived=NOW + timedelta(hours=1), since=NOW - timedelta(days=30))
     assert [e.state for e in later.enrolments] == ["stopped"]
+
+
+def test_an_out_of_office_until_a_day_inclusive_is_not_logged_as_back_that_day(
+        config: Config) -> None:
+    """'bis einschließlich 18.12.': away through the 18th, back on the 19th. The log must not
+    say 'back on 18.12.'; the hold runs to the 19th."""
+    got = read_message((
+        "From: Mira <mira@example.org>\r\nTo: alex@example.com\r\n"
+        "Subject: Abwesenheitsnotiz: Hallo\r\nAuto-Submitted: auto-replied\r\n"
+        "Message-ID: <ooo-1@example.org>\r\nDate: Mon, 07 Dec 2026 09:00:00 +0100\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Vielen Dank für Ihre Nachricht. Ich bin bis einschließlich 18.12. nicht im Büro.\r\n"
+    ).encode())
+    assert got.kind == "auto-reply"
+    decision = decide(got, Match(contact=MIRA, answers=None, via="sender"),
+                      contact=contact(MIRA), enrolments=(), sequences={}, config=config,
+                      now=datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    assert decision.contact is not None and decision.contact.hold_until.startswith("2026-12-19")
+    (action,) = decision.actions
+    assert "back on 2026-12-18" not in action
+    assert action == ("no automated mail before 2026-12-19: out of office, the notice names "
+                      "2026-12-18 (the last day away or the first day back)")

@@ -210,14 +210,19 @@ def _auto_reply(reading: Reading, contact: Contact, config: Config) -> Decision:
     if reading.back_on is None:
         return Decision(actions=("logged (auto-reply)",))
     zone = ZoneInfo(contact.timezone or config.owner.timezone)
-    # Not on their first morning back, with a full inbox: the day after.
+    # The reading gives one day, which is the first day back ("back on 23 March",
+    # "wieder da am 23.3.") or the last day away ("bis einschließlich 18.12.",
+    # "until 18 December"): it does not say which. Mail waits until the day after
+    # it, which is right either way (the day after their first morning back, or
+    # the first day back), and the log says only what the notice says.
     hold = datetime.combine(reading.back_on + timedelta(days=1), time(0), zone)
+    said = (f"out of office, the notice names {reading.back_on.isoformat()} "
+            "(the last day away or the first day back)")
     if contact.hold_until and contact.hold_until >= iso(hold):
-        return Decision(actions=(f"logged (auto-reply, back on {reading.back_on})",))
+        return Decision(actions=(f"logged (auto-reply: {said})",))
     return Decision(
         contact=replace(contact, hold_until=iso(hold)),
-        actions=(f"held automated mail until {hold.date().isoformat()} "
-                 f"(back on {reading.back_on.isoformat()})",),
+        actions=(f"no automated mail before {hold.date().isoformat()}: {said}",),
     )
 
 
