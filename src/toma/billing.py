@@ -120,13 +120,15 @@ def reminders(
 
 
 def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
-    """The ageing report on the owner's today, with the next reminder of each invoice."""
+    """The ageing report on the owner's today, with the next reminder of each invoice.
+
+    The next reminder comes from :func:`reminders`, the plan the daemon sends by
+    and ``toma plan`` shows, so the three never disagree.
+    """
     today = now.astimezone(ZoneInfo(config.owner.timezone)).date()
-    invoices = list(all_invoices(reader))
     contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
     history = {key: OutboxRecord.from_doc(doc) for key, doc in reader.all(MESSAGES)
                if doc.get("kind") == "invoice"}
-    coming = plan_reminders(invoices, contacts, history, config.invoices.stages, now=now,
-                            until=now + timedelta(days=400), thank_you=config.invoices.thank_you,
-                            window=config.windows["default"], default_tz=config.owner.timezone)
-    return ageing(invoices, today, plan=[r for r in coming if not r.skipped])
+    coming = reminders(reader, config, contacts=contacts, history=history, now=now,
+                       until=now + timedelta(days=400))
+    return ageing(all_invoices(reader), today, plan=[r for r in coming if not r.skipped])

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +107,9 @@ class Inbox:
     digest_at: time = time(8, 0)  # with notify = "daily", in the owner's zone
     soft_bounce_limit: int = 3  # soft bounces in a row that make an address bounced
     unsubscribe_address: str = ""  # mail to it unsubscribes its sender; "" = none of its own
+    # Mail that arrived before this moment (aware UTC) is history: logged, never acted on.
+    # None: the moment of the first sync of the mailbox, kept in the store.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,28 @@ class _Reader:
             return None
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.file.parent / path)
+
+
+def _since(reader: _Reader, table: Mapping[str, Any], owner_zone: str) -> datetime | None:
+    """``[inbox] since``: a TOML date or date-time, or an ISO 8601 string; a date or a time
+    without an offset is read in the owner's zone."""
+    value = reader.get(table, "inbox", "since", (str, date, datetime), None)
+    if value is None:
+        return None
+
+    def parse(raw: str | date) -> datetime:
+        if isinstance(raw, str):
+            try:
+                raw = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                raise ValueError(f"since must be an ISO 8601 date or date-time (2026-06-01 or "
+                                 f"2026-06-01T09:00+02:00), got {raw!r}") from None
+        moment = raw if isinstance(raw, datetime) else datetime.combine(raw, time(0))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone(owner_zone))
+        return moment.astimezone(UTC)
+
+    return reader.convert("inbox", "since", value, parse)
 
 
 def _kind_name(kind: Any) -> str:
@@ -471,7 +496,8 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     t = r.table(
         raw,
         "inbox",
-        {"kind", "path", "notify", "digest_at", "soft_bounce_limit", "unsubscribe_address"},
+        {"kind", "path", "notify", "digest_at", "soft_bounce_limit", "unsubscribe_address",
+         "since"},
     )
     kind = r.get(t, "inbox", "kind", str, "maildir")
     if kind not in ("maildir", "imap"):
@@ -495,6 +521,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
             if unsubscribe_address
             else ""
         ),
+        since=_since(r, t, owner.timezone),
     )
 
     # [imap]

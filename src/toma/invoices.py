@@ -372,7 +372,12 @@ def invoice_view(
 ) -> dict[str, Any]:
     """What templates see as ``invoice``, written for a reader of ``locale``.
 
-    ``days_overdue`` / ``days_until_due`` / ``overdue`` are there only when
+    ``today`` is the day the message is actually sent (or previewed), in the
+    client's zone — not the day its stage was planned for: a reminder for the
+    due date that the client's working hours push from Sunday to Monday must
+    read "was due yesterday", not "is due today". From it come
+    ``days_overdue`` (negative before the due date), ``days_until_due`` (0 once
+    due), ``due_is_today``, ``overdue`` and ``today``; they are there only when
     ``today`` is given (this module reads no clock); a template that uses
     them without it fails in ``toma check``, never with a wrong number.
     Fields that do not apply (``paid_on`` of an open invoice) are absent, so a
@@ -395,11 +400,30 @@ def invoice_view(
             view["paid_on"] = format_day(invoice.paid_on, locale)
     except ValueError as exc:
         raise InvoiceError(f"invoice {invoice.number}: {exc}") from None
+    view["due_weekday"] = format_weekday(invoice.due, locale)
     if today is not None:
-        view["days_overdue"] = invoice.days_overdue(today)
+        view["days_overdue"] = (today - invoice.due).days
         view["days_until_due"] = max(0, (invoice.due - today).days)
+        view["due_is_today"] = today == invoice.due
         view["overdue"] = today > invoice.due
+        view["today"] = format_day(today, locale)
     return view
+
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def format_weekday(day: date, locale: str = "en") -> str:
+    """The day of the week as a reader of ``locale`` names it: "Sunday", "Sonntag"."""
+    try:
+        from babel.core import UnknownLocaleError
+        from babel.dates import format_date
+    except ImportError:  # pragma: no cover - babel is optional; English then
+        return _WEEKDAYS[day.weekday()]
+    try:
+        return str(format_date(day, "EEEE", locale=locale.replace("-", "_")))
+    except (UnknownLocaleError, ValueError, LookupError):
+        return _WEEKDAYS[day.weekday()]
 
 
 # --------------------------------------------------------------------------- CSV import

@@ -225,3 +225,25 @@ def test_a_config_nested_thousands_deep_is_one_clear_error(tmp_path: Path) -> No
     path = write(tmp_path, "x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"2026-06-01"', "2026-05-31T22:00:00+00:00"),  # a date: midnight in the owner's zone
+    ("2026-06-01", "2026-05-31T22:00:00+00:00"),  # a TOML date
+    ('"2026-06-01T09:00:00+02:00"', "2026-06-01T07:00:00+00:00"),
+    ("2026-06-01T09:00:00Z", "2026-06-01T09:00:00+00:00"),  # a TOML date-time
+])
+def test_inbox_since_is_a_moment(tmp_path: Path, value: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD + f"\n[inbox]\nsince = {value}\n")
+    since = load_config(path).inbox.since
+    assert since is not None and since.isoformat() == expected
+
+
+def test_inbox_since_unset_is_the_first_sync(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD)
+    assert load_config(path).inbox.since is None
+    path.write_text(GOOD + '\n[inbox]\nsince = "June"\n')
+    with pytest.raises(ConfigError, match=r"inbox\.since"):
+        load_config(path)

@@ -7,15 +7,18 @@ the contact in, a Match and a Decision out.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from toma.config import Config, load_config
 from toma.contacts import Contact, make_contact
-from toma.inbox.classify import Reading
+from toma.inbox.classify import Reading, read_message
 from toma.inbox.decide import decide
 from toma.inbox.match import Match, Sent, match
+from toma.sequences import Enrolment, OnReply
+from toma.sequences import Sequence as SequenceFile
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MIRA = "mira@example.org"
@@ -164,3 +167,81 @@ def test_a_stranger_without_a_thread_is_kept_aside(config: Config) -> None:
     found = match(got, sent=SENT, contacts=CONTACTS)
     assert found.contact is None
     assert act(config, got, found, None) == ("kept aside: no contact matches",)
+
+
+# -- history: what arrived before toma read the mailbox ----------------------------------
+
+
+def enrolled(at: datetime) -> Enrolment:
+    return Enrolment(contact=MIRA, sequence="keep", enrolled_at=at)
+
+
+def sequence_stopping_on_reply() -> dict[str, SequenceFile]:
+    return {"keep": SequenceFile(name="keep", description="", enroll_tag=None,
+                                 on_reply=OnReply(action="stop"), window="default", steps=(),
+                                 repeat=None, file=Path("keep.toml"))}
+
+
+@pytest.mark.parametrize("kind", ["reply", "auto-reply", "bounce"])
+def test_history_changes_nothing_and_tells_nobody(config: Config, kind: str) -> None:
+    got = reading(kind, in_reply_to="<mira-1@alex.example>", original="<mira-1@alex.example>",
+                  recipients=(MIRA,), hard=True, back_on=date(2026, 3, 23))
+    found = match(got, sent=SENT, contacts=CONTACTS)
+    decision = decide(got, found, contact=contact(MIRA), enrolments=(enrolled(NOW),),
+                      sequences=sequence_stopping_on_reply(), config=config, now=NOW,
+                      arrived=datetime(2025, 6, 12, tzinfo=UTC), since=NOW)
+    assert decision.history and decision.contact is None and not decision.enrolments
+    assert not decision.notify_owner and not decision.confirm_unsubscribe
+    assert decision.invoice_paused_until is None
+    assert decision.actions == ("history: arrived 2025-06-12, before toma read this mailbox "
+                                "(since 2026-03-02); nothing changed",)
+
+
+def test_an_old_request_to_stop_from_the_contact_is_honoured_quietly(config: Config) -> None:
+    old = datetime(2025, 7, 1, tzinfo=UTC)
+    mine = decide(reading("unsubscribe"), Match(contact=MIRA, answers=None, via="sender"),
+                  contact=contact(MIRA), enrolments=(), sequences={}, config=config, now=NOW,
+                  arrived=old, since=NOW)
+    assert mine.contact is not None and mine.contact.status.value == "unsubscribed"
+    assert not mine.notify_owner and not mine.confirm_unsubscribe and mine.history
+    # From anybody else on her thread, an old request changes nothing.
+    eve = reading("unsubscribe", sender="eve@evil.example", in_reply_to="<mira-1@alex.example>")
+    theirs = decide(eve, match(eve, sent=SENT, contacts=CONTACTS), contact=contact(MIRA),
+                    enrolments=(), sequences={}, config=config, now=NOW, arrived=old, since=NOW)
+    assert theirs.contact is None and not theirs.notify_owner
+
+
+def test_a_reply_from_before_the_enrolment_leaves_that_sequence(config: Config) -> None:
+    got = reading("reply")
+    found = Match(contact=MIRA, answers=None, via="sender")
+    earlier = decide(got, found, contact=contact(MIRA), enrolments=(enrolled(NOW),),
+                     sequences=sequence_stopping_on_reply(), config=config, now=NOW,
+                     arrived=NOW - timedelta(hours=1), since=NOW - timedelta(days=30))
+    assert not earlier.enrolments and not earlier.history
+    assert earlier.actions[0] == "kept keep: the reply came before the enrolment (2026-03-02)"
+    later = decide(got, found, contact=contact(MIRA), enrolments=(enrolled(NOW),),
+                   sequences=sequence_stopping_on_reply(), config=config, now=NOW,
+                   arrived=NOW + timedelta(hours=1), since=NOW - timedelta(days=30))
+    assert [e.state for e in later.enrolments] == ["stopped"]
+
+
+def test_an_out_of_office_until_a_day_inclusive_is_not_logged_as_back_that_day(
+        config: Config) -> None:
+    """'bis einschließlich 18.12.': away through the 18th, back on the 19th. The log must not
+    say 'back on 18.12.'; the hold runs to the 19th."""
+    got = read_message((
+        "From: Mira <mira@example.org>\r\nTo: alex@example.com\r\n"
+        "Subject: Abwesenheitsnotiz: Hallo\r\nAuto-Submitted: auto-replied\r\n"
+        "Message-ID: <ooo-1@example.org>\r\nDate: Mon, 07 Dec 2026 09:00:00 +0100\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Vielen Dank für Ihre Nachricht. Ich bin bis einschließlich 18.12. nicht im Büro.\r\n"
+    ).encode())
+    assert got.kind == "auto-reply"
+    decision = decide(got, Match(contact=MIRA, answers=None, via="sender"),
+                      contact=contact(MIRA), enrolments=(), sequences={}, config=config,
+                      now=datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    assert decision.contact is not None and decision.contact.hold_until.startswith("2026-12-19")
+    (action,) = decision.actions
+    assert "back on 2026-12-18" not in action
+    assert action == ("no automated mail before 2026-12-19: out of office, the notice names "
+                      "2026-12-18 (the last day away or the first day back)")

@@ -108,19 +108,25 @@ def _optional_store(ctx: Context, config: Config | None) -> Iterator[Store | Non
 @json_option
 @pass_context
 def log_command(ctx: Context, email: str, as_json: bool) -> None:
-    """The whole conversation with one contact, both directions, in time order."""
-    from toma.conversation import conversation
+    """The whole conversation with one contact, both directions, in time order.
 
+    Every time is in your zone ([owner] timezone), marked with its name.
+    """
+    from toma.conversation import conversation
+    from toma.timeutil import zone
+
+    owner_zone = zone(ctx.config.owner.timezone)
     with ctx.store() as store:
         contact = addressbook.find(store, email)
-        entries = conversation(store, contact.email)
+        entries = conversation(store, contact.email, owner_zone)
     if as_json:
         print_json([entry.to_json() for entry in entries])
         return
     click.echo(f"{contact.name or contact.email} <{contact.email}> — {contact.status.value}")
+    click.echo(f"Times in {ctx.config.owner.timezone}.")
     if not entries:
         click.echo("Nothing yet.")
     for entry in entries:
         click.echo("")
-        for line in entry.lines():
+        for line in entry.lines(owner_zone):
             click.echo(line)

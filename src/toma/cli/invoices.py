@@ -106,8 +106,9 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
     from toma import billing
     from toma.money import format_money
 
+    now = resolve_now(now_text)
     with ctx.store() as store:
-        report = billing.report(store, ctx.config, now=resolve_now(now_text))
+        report = billing.report(store, ctx.config, now=now)
         settled = [i for i in billing.all_invoices(store) if i.status != "open"]
     if as_json:
         data = report.to_json()
@@ -120,7 +121,7 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
         ["number", "contact", "amount", "due", "overdue", "bucket", "next reminder"],
         [[r.number, r.contact, format_money(r.amount, r.currency), r.due.isoformat(),
           f"{r.days_overdue}d" if r.days_overdue > 0 else "",
-          r.bucket, _next(r)] for r in report.rows],
+          r.bucket, _next(r, now)] for r in report.rows],
         empty="No open invoices.",
     )
     for line in ageing_lines(report):
@@ -129,13 +130,15 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
         click.echo(f"Settled: {', '.join(f'{i.number} ({i.status})' for i in settled)}")
 
 
-def _next(row: Any) -> str:
-    if row.paused_until:
-        return f"paused until {row.paused_until.date().isoformat()}"
+def _next(row: Any, now: datetime) -> str:
+    """The next reminder as ``toma plan`` has it (the same planner), and a pause still ahead."""
     upcoming = row.next_reminder
     if upcoming is None:
         return ""
-    return f"{upcoming.stage} {upcoming.local_send_at().strftime('%Y-%m-%d %H:%M')}"
+    text = f"{upcoming.stage} {upcoming.local_send_at().strftime('%Y-%m-%d %H:%M')}"
+    if row.paused_until is not None and row.paused_until > now:
+        text += f" (paused until {row.paused_until.date().isoformat()})"
+    return text
 
 
 def ageing_lines(report: Any) -> list[str]:
@@ -154,21 +157,30 @@ def ageing_lines(report: Any) -> list[str]:
 @invoices.command("show")
 @click.argument("number")
 @json_option
+@now_option
 @pass_context
-def invoices_show(ctx: Context, number: str, as_json: bool) -> None:
-    """One invoice and every message about it."""
+def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None) -> None:
+    """One invoice and every message about it: what went out and what came back on its thread.
+
+    Times are in your zone ([owner] timezone).
+    """
     from toma import billing
+    from toma.conversation import about_invoice
     from toma.invoices import split_key
     from toma.money import format_money
     from toma.store import MESSAGES
+    from toma.timeutil import zone
 
+    owner_zone = zone(ctx.config.owner.timezone)
     with ctx.store() as store:
         invoice = billing.find(store, number)
         messages = [doc for key, doc in store.all(MESSAGES)
                     if doc.get("kind") == "invoice" and (split_key(key) or ("",))[0]
                     == invoice.number]
+        thread = about_invoice(store, invoice.number, invoice.contact, owner_zone)
     if as_json:
-        print_json({**invoice.to_doc(), "messages": messages})
+        print_json({**invoice.to_doc(), "messages": messages,
+                    "thread": [entry.to_json() for entry in thread]})
         return
     click.echo(f"Invoice {invoice.number} — {invoice.status.value}")
     click.echo(f"  {format_money(invoice.amount, invoice.currency)} for {invoice.contact}, "
@@ -176,10 +188,15 @@ def invoices_show(ctx: Context, number: str, as_json: bool) -> None:
                + (f", paid {invoice.paid_on}" if invoice.paid_on else ""))
     for line in invoice.delivered:
         click.echo(f"  · {line}")
-    for doc in sorted(messages, key=lambda d: d.get("updated_at") or ""):
-        when = (doc.get("sent_at") or doc.get("updated_at") or "")[:16].replace("T", " ")
-        click.echo(f"  {when}  {doc.get('ref')}  {doc.get('state')}  {doc.get('detail') or ''}"
-                   .rstrip())
+    if thread:
+        click.echo(f"Every message about it (times in {ctx.config.owner.timezone}):")
+    for entry in thread:
+        for line in entry.lines(owner_zone):
+            click.echo(f"  {line}")
+    if invoice.paused_until is not None and invoice.paused_until > resolve_now(now_text):
+        click.echo(f"Reminders paused until "
+                   f"{invoice.paused_until.astimezone(owner_zone).strftime('%Y-%m-%d %H:%M %Z')}"
+                   " (a reply on its thread).")
 
 
 @invoices.command("paid")

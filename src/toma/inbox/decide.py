@@ -13,6 +13,26 @@
 toma never answers an auto-reply or a bounce, so two robots cannot talk to
 each other for ever.
 
+History: what arrived before toma read the mailbox
+--------------------------------------------------
+
+A mailbox holds months of mail from before toma was pointed at it. A message
+that *arrived* in the mailbox before ``since`` — ``[inbox] since`` if the
+owner set it, else the moment of the first sync of that mailbox — is history:
+it is logged on the contact's conversation (``toma log``), and it stops,
+pauses, holds, bounces and notifies nothing. Its arrival is the mailbox's own
+record (IMAP INTERNALDATE, the Maildir file's time), not the Date header the
+sender wrote; only when the mailbox cannot tell is the Date header used.
+
+The one exception is a request to stop from the contact themself (their own
+address, or the signed token): it is honoured even from history, because
+ignoring an objection is worse than acting on it late. No confirmation goes
+out and the owner is not sent a notice for it; it shows in ``toma log``.
+
+Likewise a reply that arrived before the contact was enrolled in a sequence
+does not make that sequence follow its ``on_reply``: it answered something
+else.
+
 Who may act on a contact
 ------------------------
 
@@ -66,6 +86,7 @@ class Decision:
     notify_owner: bool = False
     confirm_unsubscribe: bool = False
     third_party: bool = False  # on a contact's thread, but not from the contact: nothing done
+    history: bool = False  # arrived before toma read the mailbox: logged, acted on only to stop
 
 
 def decide(
@@ -77,7 +98,15 @@ def decide(
     sequences: Mapping[str, SequenceFile],
     config: Config,
     now: datetime,
+    arrived: datetime | None = None,
+    since: datetime | None = None,
 ) -> Decision:
+    """What to do about ``reading``; ``arrived`` is when the mailbox got it (None: now).
+
+    ``since``: mail that arrived before it is history (see the module's docstring).
+    """
+    if arrived is not None and since is not None and arrived < since:
+        return _history(reading, found, contact, arrived, since, now)
     if contact is None:
         if found.untied is not None:
             return Decision(actions=(f"untied bounce: {found.untied}; nothing changed",))
@@ -88,7 +117,8 @@ def decide(
     if found.via != "token" and reading.sender != contact.email:
         return _third_party(reading, contact, config)
     if reading.kind == "reply":
-        return _reply(reading, found, contact, enrolments, sequences, config, now)
+        return _reply(reading, found, contact, enrolments, sequences, config, now,
+                      arrived=arrived or now)
     if reading.kind == "auto-reply":
         return _auto_reply(reading, contact, config)
     if reading.kind == "unsubscribe":
@@ -116,11 +146,17 @@ def _reply(
     sequences: Mapping[str, SequenceFile],
     config: Config,
     now: datetime,
+    *,
+    arrived: datetime,
 ) -> Decision:
     actions: list[str] = []
     changed: list[Enrolment] = []
     for enrolment in enrolments:
         if enrolment.state == "stopped":
+            continue
+        if arrived < enrolment.enrolled_at:
+            actions.append(f"kept {enrolment.sequence}: the reply came before the enrolment "
+                           f"({enrolment.enrolled_at.date().isoformat()})")
             continue
         sequence = sequences.get(enrolment.sequence)
         if sequence is None:
@@ -153,18 +189,40 @@ def _reply(
     )
 
 
+def _history(reading: Reading, found: Match, contact: Contact | None, arrived: datetime,
+             since: datetime, now: datetime) -> Decision:
+    when = (f"history: arrived {arrived.date().isoformat()}, before toma read this mailbox "
+            f"(since {since.date().isoformat()})")
+    own = contact is not None and (found.via == "token" or reading.sender == contact.email)
+    if reading.kind == "unsubscribe" and own and contact is not None:
+        # An objection stands however old it is; but no confirmation months later.
+        if contact.status is Status.UNSUBSCRIBED:
+            return Decision(actions=(f"{when}; already unsubscribed",), history=True)
+        gone = with_status(contact, Status.UNSUBSCRIBED, at=iso(now),
+                           reason=f"asked by email on {arrived.date().isoformat()}")
+        return Decision(contact=gone,
+                        actions=(f"{when}; unsubscribed: a request to stop is honoured late",),
+                        history=True)
+    return Decision(actions=(f"{when}; nothing changed",), history=True)
+
+
 def _auto_reply(reading: Reading, contact: Contact, config: Config) -> Decision:
     if reading.back_on is None:
         return Decision(actions=("logged (auto-reply)",))
     zone = ZoneInfo(contact.timezone or config.owner.timezone)
-    # Not on their first morning back, with a full inbox: the day after.
+    # The reading gives one day, which is the first day back ("back on 23 March",
+    # "wieder da am 23.3.") or the last day away ("bis einschließlich 18.12.",
+    # "until 18 December"): it does not say which. Mail waits until the day after
+    # it, which is right either way (the day after their first morning back, or
+    # the first day back), and the log says only what the notice says.
     hold = datetime.combine(reading.back_on + timedelta(days=1), time(0), zone)
+    said = (f"out of office, the notice names {reading.back_on.isoformat()} "
+            "(the last day away or the first day back)")
     if contact.hold_until and contact.hold_until >= iso(hold):
-        return Decision(actions=(f"logged (auto-reply, back on {reading.back_on})",))
+        return Decision(actions=(f"logged (auto-reply: {said})",))
     return Decision(
         contact=replace(contact, hold_until=iso(hold)),
-        actions=(f"held automated mail until {hold.date().isoformat()} "
-                 f"(back on {reading.back_on.isoformat()})",),
+        actions=(f"no automated mail before {hold.date().isoformat()}: {said}",),
     )
 
 

@@ -181,6 +181,8 @@ def sync(
     store.refresh()
     doc = store.get(SYNC, key)
     cursor = Cursor.from_doc(doc["cursor"]) if doc else None
+    first = first_read(doc, now)
+    window = _Window(since=config.inbox.since or first, first=first)
     seen: set[str] = set()
     aside: set[str] = set()
     for _k, conv in store.all(CONVERSATIONS):
@@ -197,7 +199,7 @@ def sync(
         for index, inbound in enumerate(batch.messages):
             resume = batch.cursor_after(index)
             if resume is not None and stop_now():
-                _record(store, config, pending, resume, key, now, report)
+                _record(store, config, pending, resume, key, now, report, window)
                 report.more = True
                 return report
             handled += 1
@@ -209,7 +211,7 @@ def sync(
                 continue
             past = batch.cursor_after(index + 1)
             if len(inbound.data) >= RISKY_BYTES and past is not None:
-                _record(store, config, pending, past, key, now, report,
+                _record(store, config, pending, past, key, now, report, window,
                         marker=_Read(inbound, _UNREAD_MARK, digest))
                 pending = []
                 log.info("inbound reading", extra=fields(source=inbound.key,
@@ -219,7 +221,7 @@ def sync(
             seen.add(inbound.key)
             if reading.unread is not None:
                 aside.add(digest)
-        _record(store, config, pending, batch.cursor, key, now, report)
+        _record(store, config, pending, batch.cursor, key, now, report, window)
         cursor = batch.cursor
         if len(batch.messages) < BATCH:
             return report
@@ -255,23 +257,48 @@ class _Context:
                    owner=config.owner.email.lower(), tokens=unsubscriber(config))
 
 
+def first_read(doc: Mapping[str, Any] | None, now: datetime) -> datetime:
+    """When toma first read this mailbox, from its sync state; ``now`` if it never did.
+
+    A mailbox read before this was kept counts from its last sync: what arrived
+    since then is new to toma.
+    """
+    for name in ("since", "synced_at"):
+        value = doc.get(name) if doc else None
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                continue
+    return now
+
+
+@dataclass(frozen=True)
+class _Window:
+    since: datetime  # mail that arrived before it is history
+    first: datetime  # the first sync of this mailbox: kept in its sync state
+
+
 def _record(store: Store, config: Config, items: Iterable[_Read], cursor: Cursor, key: str,
-            now: datetime, report: SyncReport, *, marker: _Read | None = None) -> None:
+            now: datetime, report: SyncReport, window: _Window | None = None, *,
+            marker: _Read | None = None) -> None:
     """Record ``items`` and move the cursor, in one transaction; ``marker`` is being read."""
     items = list(items)
+    window = window or _Window(since=config.inbox.since or now, first=now)
     with store.transaction() as tx:
         context = _Context.load(tx, config) if items else None
         for item in items:
             assert context is not None  # noqa: S101 - loaded whenever there are items
-            _record_one(tx, config, context, item, now, report)
+            _record_one(tx, config, context, item, now, report, window.since)
         if marker is not None:
             tx.put(CONVERSATIONS, aside_key(marker.inbound.key),
                    _aside_doc(config, marker, now))
-        tx.put(SYNC, key, {"cursor": cursor.to_doc(), "synced_at": iso(now)})
+        tx.put(SYNC, key, {"cursor": cursor.to_doc(), "synced_at": iso(now),
+                           "since": iso(window.first)})
 
 
 def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read, now: datetime,
-                report: SyncReport) -> None:
+                report: SyncReport, since: datetime) -> None:
     inbound, reading = item.inbound, item.reading
     if reading.unread is not None:
         tx.put(CONVERSATIONS, aside_key(inbound.key), _aside_doc(config, item, now))
@@ -306,7 +333,8 @@ def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read,
             if (stored := tx.get(ENROLMENTS, k)) is not None
         ]
         decision = decide(reading, found, contact=contact, enrolments=enrolments,
-                          sequences=context.sequences, config=config, now=now)
+                          sequences=context.sequences, config=config, now=now,
+                          arrived=arrived(inbound, reading, now), since=since)
     known = reading.sender is not None and reading.sender in context.contacts
     _apply(tx, config, reading, found, decision, conv_key, inbound, now, known=known)
     report.recorded += 1
@@ -324,6 +352,12 @@ def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read,
     elif decision.third_party:
         log.warning("inbound from a third party", extra=fields(
             kind=reading.kind, contact=found.contact, sender=_cap(reading.sender, 200)))
+
+
+def arrived(inbound: Inbound, reading: Reading, now: datetime) -> datetime:
+    """When the message reached the mailbox: the mailbox's own record, which the sender
+    cannot set; the Date header only when the mailbox does not say; else now."""
+    return inbound.received_at or reading.date or now
 
 
 def _token_owner(tokens: Unsubscribe, reading: Reading) -> str | None:
@@ -416,6 +450,8 @@ def _apply(tx: Transaction, config: Config, reading: Reading, found: Match, deci
         "aside": found.contact is None,
         "notified": not (notify and config.inbox.notify == "daily"),
     }
+    if decision.history:
+        doc["history"] = True
     if reading.kind == "bounce":
         doc.update(hard=reading.hard, recipients=_caps(reading.recipients))
     if found.untied is not None:
