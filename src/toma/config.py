@@ -652,7 +652,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     unsubscribing = Unsubscribing(
         base_url=base_url,
         listen=r.convert("unsubscribe", "listen",
-                         r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"), _parse_listen),
+                         r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"), parse_listen),
     )
 
     return Config(
@@ -671,7 +671,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     )
 
 
-def _parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'{text!r} is not HOST:PORT (such as "127.0.0.1:8025")')

@@ -216,14 +216,14 @@ def serve(ctx: Context, listen: str | None) -> None:
     Example:
         toma serve --listen 127.0.0.1:8025
     """
-    from toma.config import _parse_listen
+    from toma.config import parse_listen
     from toma.daemon import serve as serve_endpoint
     from toma.timeutil import SystemClock
 
     address = None
     if listen:
         try:
-            address = _parse_listen(listen)
+            address = parse_listen(listen)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--listen") from None
 
