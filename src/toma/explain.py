@@ -52,6 +52,7 @@ def explain_files(
             row["text"] = reading.text
         if reading.kind == "auto-reply":
             row["back_on"] = reading.back_on.isoformat() if reading.back_on else None
+            row["away_until"] = reading.away_until.isoformat() if reading.away_until else None
         if reading.unread is not None:
             row["unread"] = reading.unread
         if reading.problems:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toma.inbox.autoreply import guess_language, return_date
+from toma.inbox.autoreply import guess_language, read_return, return_date
 from toma.inbox.classify import Reading, read_message
 from toma.inbox.mimetext import html_to_text
 from toma.inbox.replytext import new_text
@@ -441,6 +441,19 @@ class TestReturnDate:
     def test_without_a_reference_only_full_dates(self) -> None:
         assert return_date("back on 10 December", written=None) is None
         assert return_date("back on 10 December 2026", written=None) == date(2026, 12, 10)
+
+    @pytest.mark.parametrize(("text", "day", "until", "back_on"), [
+        ("Ich bin bis einschließlich 18.12. nicht im Büro.", "2026-12-18", True, "2026-12-19"),
+        ("I am out of the office until 18 December.", "2026-12-18", True, "2026-12-19"),
+        ("I will be back on 18 December.", "2026-12-18", False, "2026-12-18"),
+        ("Ab dem 18.12. bin ich wieder erreichbar.", "2026-12-18", False, "2026-12-18"),
+    ])
+    def test_a_notice_names_the_last_day_away_or_the_first_day_back(
+            self, text: str, day: str, until: bool, back_on: str) -> None:
+        found = read_return(text, written=date(2026, 12, 7))
+        assert found is not None
+        assert (found.day, found.until, found.back_on) == (
+            date.fromisoformat(day), until, date.fromisoformat(back_on))
 
     def test_language_decides_slash_order(self) -> None:
         assert guess_language("I am out of the office until 12/10") == "en"

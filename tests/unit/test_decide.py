@@ -243,5 +243,22 @@ def test_an_out_of_office_until_a_day_inclusive_is_not_logged_as_back_that_day(
     assert decision.contact is not None and decision.contact.hold_until.startswith("2026-12-19")
     (action,) = decision.actions
     assert "back on 2026-12-18" not in action
-    assert action == ("no automated mail before 2026-12-19: out of office, the notice names "
-                      "2026-12-18 (the last day away or the first day back)")
+    assert action == ("no automated mail before 2026-12-19: out of office until 2026-12-18, "
+                      "back on 2026-12-19")
+
+
+def test_an_out_of_office_back_on_a_day_is_logged_as_back_that_day(config: Config) -> None:
+    """'wieder da am 18.12.': back on the 18th, and mail waits for the day after."""
+    got = read_message((
+        "From: Mira <mira@example.org>\r\nTo: alex@example.com\r\n"
+        "Subject: Abwesenheitsnotiz: Hallo\r\nAuto-Submitted: auto-replied\r\n"
+        "Message-ID: <ooo-2@example.org>\r\nDate: Mon, 07 Dec 2026 09:00:00 +0100\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Vielen Dank für Ihre Nachricht. Ich bin ab dem 18.12. wieder im Büro.\r\n"
+    ).encode())
+    assert (got.back_on, got.away_until) == (date(2026, 12, 18), None)
+    decision = decide(got, Match(contact=MIRA, answers=None, via="sender"),
+                      contact=contact(MIRA), enrolments=(), sequences={}, config=config,
+                      now=datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    assert decision.actions == (
+        "no automated mail before 2026-12-19: out of office, back on 2026-12-18",)

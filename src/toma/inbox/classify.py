@@ -70,9 +70,10 @@ class Reading:
     recipients: tuple[str, ...]
     original_message_id: str | None
     text: str | None
-    back_on: dt.date | None
+    back_on: dt.date | None  # the day an out-of-office names (see away_until)
     problems: tuple[str, ...]
     unread: str | None = None  # why the message could not be read; None when it was read
+    away_until: dt.date | None = None  # when back_on is the last day away, not the first back
 
 
 def read_message(
@@ -201,9 +202,11 @@ def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime 
         written = when.date() if when else (now.date() if now else None)
         notice = f"{subject}\n{mimetext.readable_text(body, keep_quotes=True, check=check)}"
         check()
+        back = autoreply.read_return(notice, written=written)
         return reading("auto-reply", automatic,
                        original_message_id=_original_id(msg, problems, check) or in_reply_to,
-                       back_on=autoreply.return_date(notice, written=written))
+                       back_on=back.day if back else None,
+                       away_until=back.day if back and back.until else None)
 
     body = mimetext.body(msg, problems, check)
     text = replytext.new_text(mimetext.readable_text(body, check=check), check=check)

@@ -210,14 +210,17 @@ def _auto_reply(reading: Reading, contact: Contact, config: Config) -> Decision:
     if reading.back_on is None:
         return Decision(actions=("logged (auto-reply)",))
     zone = ZoneInfo(contact.timezone or config.owner.timezone)
-    # The reading gives one day, which is the first day back ("back on 23 March",
-    # "wieder da am 23.3.") or the last day away ("bis einschließlich 18.12.",
-    # "until 18 December"): it does not say which. Mail waits until the day after
-    # it, which is right either way (the day after their first morning back, or
-    # the first day back), and the log says only what the notice says.
+    # The notice names the first day back ("back on 23 March", "wieder da am
+    # 23.3.") or the last day away ("bis einschließlich 18.12.", "until 18
+    # December"; then ``away_until`` is set). Mail waits until the day after the
+    # day named: the day after their first morning back, or their first day back.
     hold = datetime.combine(reading.back_on + timedelta(days=1), time(0), zone)
-    said = (f"out of office, the notice names {reading.back_on.isoformat()} "
-            "(the last day away or the first day back)")
+    if reading.away_until is not None:
+        back = reading.away_until + timedelta(days=1)
+        said = (f"out of office until {reading.away_until.isoformat()}, "
+                f"back on {back.isoformat()}")
+    else:
+        said = f"out of office, back on {reading.back_on.isoformat()}"
     if contact.hold_until and contact.hold_until >= iso(hold):
         return Decision(actions=(f"logged (auto-reply: {said})",))
     return Decision(
