@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from jinja2 import Template, TemplateSyntaxError, Undefined, nodes
@@ -52,7 +52,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from toma.config import Config, Owner
 from toma.contacts import Contact
@@ -61,6 +61,10 @@ from toma.skeletons import Collector, Shapes
 
 LAYOUTS = "layouts"
 DEFAULT_LAYOUT = "default"
+# The layout variables that show the way out: a layout naming none of them gets
+# the footer put in before </body>.
+_FOOTER_NAMES: Final = frozenset({"footer", "unsubscribe_url", "unsubscribe_mailto"})
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LAYOUT_NAME = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)*")
@@ -465,11 +469,36 @@ class Templates:
             sender = context.get("sender")
             frame["postal_address"] = sender.get("postal_address", "") \
                 if isinstance(sender, Mapping) else ""
+        links = tuple(str(link) for link in (context.get("unsubscribe_url"),
+                                             context.get("unsubscribe_mailto")) if link)
+        footer = Footer(links, str(frame["postal_address"] or "")) if links else None
         frame["subject"] = subject
         frame["body"] = Markup(body)  # noqa: S704 - Markdown output, built with raw HTML off
+        frame["footer"] = footer.html() if footer else Markup("")
         html = self._run(compiled.layout, frame, contact)
+        if footer is not None:
+            text = f"{text}\n{footer.text()}"
+            html = self._with_footer(html, footer, compiled.layout)
         return Rendered(subject=subject, text=text, html=html, front=dict(compiled.front),
                         template=name)
+
+    def _with_footer(self, html: str, footer: Footer, layout: _Unit) -> str:
+        """``html`` showing the way out and the postal address, or a TemplateError.
+
+        A layout that names none of ``footer``, ``unsubscribe_url`` or
+        ``unsubscribe_mailto`` gets the footer before ``</body>``; one that names
+        them must show them.
+        """
+        if not any(_root(path) in _FOOTER_NAMES for _line, _last, path in layout.paths):
+            ends = list(_BODY_END.finditer(html))
+            at = ends[-1].start() if ends else len(html)
+            return f"{html[:at]}{footer.html()}\n{html[at:]}"
+        missing = footer.missing_from(html)
+        if missing:
+            raise TemplateError(
+                f"the layout does not show {missing}, which every message with a way out "
+                "carries: put {{ footer }} where it should go", file=layout.file)
+        return html
 
     # ------------------------------------------------------------------ internals
 
@@ -578,6 +607,49 @@ class Templates:
         if isinstance(found, TemplateError):
             raise TemplateError(found.message, file=found.file, line=found.line)
         return found
+
+
+@dataclass(frozen=True)
+class Footer:
+    """The postal address and the way out, as the text and the HTML part show them."""
+
+    links: tuple[str, ...]  # the one-click page, the mailto: the first is shown
+    postal_address: str
+
+    @property
+    def link(self) -> str:
+        return self.links[0]
+
+    def text(self) -> str:
+        # "-- " is the signature separator: mail programs grey the footer out and
+        # leave it out of the quote when someone replies.
+        lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
+        return "\n".join(["-- ", *lines, f"Rather not hear from me? Unsubscribe: {self.link}"]) \
+            + "\n"
+
+    def html(self) -> Markup:
+        lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
+        address = "".join(f"{escape(line)}<br>" for line in lines)
+        return Markup(  # noqa: S704 - every value escaped above and below
+            '<p style="margin-top:32px;font-size:12px;color:#777777;">'
+            f"{address}Rather not hear from me? "
+            f'<a href="{escape(self.link)}" style="color:#777777;">Unsubscribe</a>.</p>')
+
+    def missing_from(self, html: str) -> str:
+        """What of the footer ``html`` does not show: "" when it shows it all."""
+        absent = []
+        if not any(link in html or escape(link) in html for link in self.links):
+            absent.append("the unsubscribe link")
+        for line in self.postal_address.splitlines():
+            if line.strip() and escape(line.strip()) not in html:
+                absent.append("the postal address ([owner] postal_address)")
+                break
+        return " and ".join(absent)
+
+
+def _root(path: str) -> str:
+    """``contact`` of ``contact.met_where`` or ``contact['x']``."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
 def _tidy(text: str) -> str:

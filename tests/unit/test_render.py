@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -414,3 +414,76 @@ def test_empty_sender_values_are_absent_so_defaults_apply(tmp_path: Path) -> Non
     rendered = templates.render("t.md", ctx)
     assert rendered.text == "Jane\n"
     assert '<p class="address"></p>' in rendered.html
+
+
+class TestFooter:
+    """A context with a way out is a message with a footer, in the text and the HTML."""
+
+    LINKS: ClassVar[dict[str, str]] = {
+        "unsubscribe_url": "https://toma.example.com/u/abc.def",
+        "unsubscribe_mailto": "mailto:jane@example.com?subject=unsubscribe%20abc.def"}
+
+    def test_no_way_out_no_footer(self, tmp_path: Path) -> None:
+        rendered = render_one(tmp_path, "Hi,\n\nJane\n")
+        assert rendered.text == "Hi,\n\nJane\n"
+        assert "Harbour" in rendered.html  # LAYOUT prints the address itself
+        assert "Unsubscribe" not in rendered.html
+
+    def test_the_text_part_ends_with_the_address_and_the_link(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi,\n\nJane\n"})
+        rendered = templates.render("t.md", {**context(), **self.LINKS})
+        assert rendered.text == ("Hi,\n\nJane\n\n-- \n1 Harbour Road, Kiel\n"
+                                 "Rather not hear from me? Unsubscribe: "
+                                 "https://toma.example.com/u/abc.def\n")
+
+    def test_a_layout_without_one_gets_the_footer_before_the_body_ends(
+            self, tmp_path: Path) -> None:
+        layout = "<html><BODY>{{ body }}</Body ></html>\n"
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        links = {"unsubscribe_mailto": self.LINKS["unsubscribe_mailto"]}
+        html = templates.render("t.md", {**context(), **links}).html
+        assert html == (
+            '<html><BODY><p>Hi</p>\n<p style="margin-top:32px;font-size:12px;color:#777777;">'
+            "1 Harbour Road, Kiel<br>Rather not hear from me? "
+            '<a href="mailto:jane@example.com?subject=unsubscribe%20abc.def" '
+            'style="color:#777777;">Unsubscribe</a>.</p>\n</Body ></html>\n')
+
+    def test_the_address_is_escaped(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"},
+                            layout="<body>{{ body }}{{ footer }}</body>")
+        ctx = context()
+        ctx["sender"]["postal_address"] = "<b>Jane & Co</b>\nKiel"
+        html = templates.render("t.md", {**ctx, **self.LINKS}).html
+        assert "&lt;b&gt;Jane &amp; Co&lt;/b&gt;<br>Kiel<br>" in html
+        assert html.count("Unsubscribe") == 1
+
+    def test_a_layout_that_hides_the_way_out_is_an_error(self, tmp_path: Path) -> None:
+        """A layout naming the links takes the footer in hand, and must show it."""
+        layout = "<body>{{ body }}{% if unsubscribe_url %}<a href='{{ unsubscribe_url }}'>" \
+                 "Leave</a>{% endif %}</body>"
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        with pytest.raises(TemplateError) as caught:
+            templates.render("t.md", {**context(), **self.LINKS})
+        assert caught.value.file is not None and caught.value.file.endswith("default.html")
+        assert "postal address" in caught.value.message
+        assert "{{ footer }}" in caught.value.message
+
+    def test_the_old_default_layout_still_shows_it_once(self, tmp_path: Path) -> None:
+        old = ("<body>{{ body }}{% if unsubscribe_url or unsubscribe_mailto %}<p>"
+               "{% if postal_address %}{{ postal_address }}<br>{% endif %}"
+               "<a href=\"{{ unsubscribe_url or unsubscribe_mailto }}\">Unsubscribe</a></p>"
+               "{% endif %}</body>")
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=old)
+        html = templates.render("t.md", {**context(), **self.LINKS}).html
+        assert html.count("Unsubscribe") == 1 and html.count("Harbour") == 1
+
+    def test_the_scaffold_layout_places_it(self, tmp_path: Path) -> None:
+        from toma import scaffold
+
+        layout = (Path(scaffold.__file__).parent / "scaffold" / "templates" / "layouts"
+                  / "default.html").read_text(encoding="utf-8")
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        html = templates.render("t.md", {**context(), **self.LINKS}).html
+        assert html.count("Unsubscribe") == 1
+        assert html.index("1 Harbour Road, Kiel<br>") < html.index("</div>")
+        assert "Unsubscribe" not in templates.render("t.md", context()).html
