@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -54,13 +54,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from toma.config import Config, Owner
+from toma.config import Config, Owner, _close
 from toma.contacts import Contact
 from toma.errors import TemplateError
 from toma.skeletons import Collector, Shapes
 
 LAYOUTS = "layouts"
 DEFAULT_LAYOUT = "default"
+# The front matter of a template: ``purpose`` (optional) says why the message is
+# sent, for whoever edits it; it is never sent.
+TEMPLATE_KEYS: Final = ("subject", "layout", "purpose")
+# Keys people reach for that a template cannot set: the envelope is the config's.
+_HEADER_KEYS: Final = frozenset({"from", "to", "cc", "bcc", "reply_to", "reply-to", "sender"})
 # The layout variables that show the way out: a layout naming none of them gets
 # the footer put in before </body>.
 _FOOTER_NAMES: Final = frozenset({"footer", "unsubscribe_url", "unsubscribe_mailto"})
@@ -373,6 +378,10 @@ def _front_matter(
     except yaml.YAMLError as exc:
         raise TemplateError(f"the front matter is not valid YAML: {exc}", file=file,
                             line=1) from None
+    except RecursionError:
+        # The pure-Python loader (and the C one's merge keys) descend once per level.
+        raise TemplateError("the front matter is nested too deeply to be read: "
+                            "write 'key: value' lines", file=file, line=offset) from None
     finally:
         loader.dispose()
     if node is None:  # nothing between the --- lines
@@ -398,12 +407,23 @@ class Templates:
     """The templates of one folder, compiled on first use and kept for the tick.
 
     ``layouts`` defaults to ``folder/layouts``; a folder of newsletters can share
-    the templates' layouts by naming them.
+    the templates' layouts by naming them. ``keys`` are the front-matter keys a
+    file may have (``kind`` names them in errors): any other is an error, since a
+    misspelt ``subjct:`` or a ``from:`` silently ignored is a message gone wrong.
     """
 
-    def __init__(self, folder: Path, *, layouts: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        layouts: Path | None = None,
+        keys: Collection[str] = TEMPLATE_KEYS,
+        kind: str = "front-matter",
+    ) -> None:
         self.folder = Path(folder)
         self.layouts = Path(layouts) if layouts is not None else self.folder / LAYOUTS
+        self.keys = tuple(keys)
+        self.kind = kind
         self._text_env = _environment(autoescape=False)
         self._markdown_env = _environment(autoescape=False, markdown_values=True)
         self._collector = Collector()
@@ -553,6 +573,9 @@ class Templates:
         file = self._file(name)
         source = _split(file, _read(file))
         front = source.front
+        for key, (line, _value_line) in source.lines.items():
+            if key not in self.keys:
+                raise TemplateError(self._unknown_key(key), file=file, line=line, key=key)
         if "subject" not in front:
             raise TemplateError("the front matter has no subject: …", file=file, line=1,
                                 key="subject")
@@ -581,6 +604,15 @@ class Templates:
                                  first_line=source.body_line)
         return _Compiled(name, file, front, subject_unit, text_unit, markdown_unit, layout_unit,
                          skeleton_unit)
+
+    def _unknown_key(self, key: str) -> str:
+        known = ", ".join(self.keys)
+        if key.lower() in _HEADER_KEYS:
+            return (f"{key!r} is not a {self.kind} key: a template cannot set {key}; the "
+                    f"sender is [owner] in config.toml (keys: {known})")
+        close = _close(key, set(self.keys))
+        hint = f" (did you mean {close}?)" if close else ""
+        return f"{key!r} is not a {self.kind} key{hint}: use {known}"
 
     def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:
         if not isinstance(layout, str) or not _LAYOUT_NAME.fullmatch(layout) \
