@@ -1,4 +1,4 @@
-"""What goes out is exactly what toma builds in-process.
+"""What goes out is exactly what toma builds in-process, and what `toma preview` shows.
 
 A tick of more than ``PARALLEL_FROM`` messages builds most of them in a worker
 process. Every message received by a real SMTP server is compared, byte for
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import email
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from email import policy
@@ -178,3 +180,68 @@ def test_a_sequence_note_is_personal_by_default(tmp_path: Path) -> None:
         assert "Unsubscribe" not in text and "unsubscribe" not in html.lower()
         assert POSTAL not in text and POSTAL not in html
         assert text.rstrip().endswith("Alex")
+
+
+def toma(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "toma", "--config", str(config), *args],
+                          capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("sequence", ["", 'unsubscribe = "headers"', 'unsubscribe = "footer"'])
+def test_preview_is_the_message_the_maildir_transport_writes(
+    tmp_path: Path, sequence: str
+) -> None:
+    """Byte for byte but for the Message-ID and the Date, with the sequence's way out."""
+    config = project(tmp_path, contacts=2, sequence=sequence)
+    shown = toma(config, "preview", "hello.md", "--contact", recipient(1),
+                 "--now", NOW.isoformat())
+    assert shown.returncode == 0, shown.stderr
+    tick(config)
+    written = [p.read_bytes() for p in (tmp_path / "var" / "outbox" / "new").iterdir()]
+    [sent] = [data for data in written if f"To: {recipient(1)}".encode() in data
+              or f"<{recipient(1)}>".encode() in data.split(b"\n\n")[0]]
+    assert normalised(shown.stdout) == normalised(sent)
+    message, text, _html = parts(sent)
+    assert ("List-Unsubscribe" in message) == bool(sequence)
+    assert (POSTAL in text) == ("footer" in sequence)
+
+
+def test_preview_of_a_newsletter_is_the_message_sent(tmp_path: Path) -> None:
+    """A newsletter issue previewed carries its list headers and footer, as sent."""
+    config = project(tmp_path)
+    add_contacts(tmp_path, 2, tag="reader", now=NOW)
+    shown = toma(config, "preview", str(tmp_path / "newsletters" / "2026-03.md"),
+                 "--contact", recipient(0), "--now", NOW.isoformat())
+    assert shown.returncode == 0, shown.stderr
+    loaded = load_config(config)
+    store = open_store(loaded.paths.data)
+    try:
+        broadcast.schedule(store, broadcast.load(loaded, "2026-03.md"), now=NOW)
+    finally:
+        store.close()
+    tick(config)
+    written = [p.read_bytes() for p in (tmp_path / "var" / "outbox" / "new").iterdir()]
+    [sent] = [data for data in written if b"News for you, P0" in data]
+    assert normalised(shown.stdout) == normalised(sent)
+    links = unsubscriber(loaded)
+    assert_way_out(sent, links.url(recipient(0)), links.mailto(recipient(0)))
+
+
+def test_preview_asks_which_sequence_when_they_differ(tmp_path: Path) -> None:
+    """Two sequences send the template, one with the footer: --sequence says which."""
+    config = project(tmp_path, contacts=1)
+    (tmp_path / "sequences" / "news.toml").write_text(
+        'name = "news"\nunsubscribe = "footer"\n\n'
+        '[[steps]]\nid = "hello"\nafter = "0h"\ntemplate = "hello.md"\n', encoding="utf-8")
+    asked = toma(config, "preview", "hello.md", "--contact", recipient(0))
+    assert asked.returncode != 0
+    assert b"keep (unsubscribe = 'none'), news (unsubscribe = 'footer')" in asked.stderr
+    assert b"--sequence" in asked.stderr and b"Traceback" not in asked.stderr
+    personal = toma(config, "preview", "hello.md", "--contact", recipient(0),
+                    "--sequence", "keep")
+    listed = toma(config, "preview", "hello.md", "--contact", recipient(0),
+                  "--sequence", "news")
+    assert personal.returncode == listed.returncode == 0
+    assert b"List-Unsubscribe" not in personal.stdout
+    message, text, html = parts(listed.stdout)
+    assert "List-Unsubscribe" in message and POSTAL in text and POSTAL in html
