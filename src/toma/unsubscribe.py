@@ -57,6 +57,7 @@ from toma.contacts import Contact
 from toma.durable import fsync_dir
 from toma.errors import StoreError
 from toma.hosts import is_loopback
+from toma.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ def load_or_create_secret(path: Path) -> bytes:
             # The new name must survive a power cut: once a link with this secret
             # has gone out, a fresh secret would break it.
             fsync_dir(path.parent)
-            log.info("unsubscribe_secret_created file=%s", path)
+            log.info("unsubscribe_secret_created", extra=fields(file=str(path)))
     except OSError as exc:
         raise StoreError(f"cannot create the unsubscribe secret: {exc.strerror}",
                          file=path) from None
@@ -305,8 +306,9 @@ def _read_secret(path: Path) -> bytes:
         try:
             path.chmod(0o600)
         except OSError as exc:
-            log.warning("unsubscribe_secret_open_mode file=%s mode=%o error=%s",
-                        path, mode & 0o777, exc.strerror)
+            log.warning("unsubscribe_secret_open_mode", extra=fields(
+                file=str(path), mode=f"{mode & 0o777:o}", error=exc.strerror))
         else:
-            log.warning("unsubscribe_secret_mode_tightened file=%s was=%o", path, mode & 0o777)
+            log.warning("unsubscribe_secret_mode_tightened", extra=fields(
+                file=str(path), was=f"{mode & 0o777:o}"))
     return data
