@@ -245,3 +245,35 @@ def test_preview_asks_which_sequence_when_they_differ(tmp_path: Path) -> None:
     assert b"List-Unsubscribe" not in personal.stdout
     message, text, html = parts(listed.stdout)
     assert "List-Unsubscribe" in message and POSTAL in text and POSTAL in html
+
+
+def test_a_new_project_sends_nothing_that_looks_like_bulk_mail(tmp_path: Path) -> None:
+    """Six weeks of `toma init`'s project: notes and invoice reminders, none with list headers."""
+    from datetime import timedelta
+
+    from toma.scaffold import init_project
+    from toma.store import MESSAGES
+
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # a Monday
+    config = init_project(tmp_path / "p", now=start)
+    for day in range(42):
+        for hour in (0, 5):
+            now = start + timedelta(days=day, hours=hour)
+            store = open_store(config.parent / "var" / "data")
+            try:
+                report = Worker(config, store, sync_inbox=False).run_once(now)
+                assert not report.problems, report.problems
+            finally:
+                store.close()
+    store = open_store(config.parent / "var" / "data")
+    try:
+        kinds = Counter(doc["kind"] for _key, doc in store.all(MESSAGES) if doc["state"] == "sent")
+    finally:
+        store.close()
+    assert kinds["invoice"] >= 2 and kinds["sequence"] >= 5, kinds
+    sent = list((config.parent / "var" / "outbox" / "new").iterdir())
+    assert len(sent) == sum(kinds.values())
+    for path in sent:
+        message, text, html = parts(path.read_bytes())
+        assert "List-Unsubscribe" not in message, message["Subject"]
+        assert "nsubscribe" not in text and "nsubscribe" not in html, message["Subject"]
