@@ -492,6 +492,11 @@ class Templates:
         links = tuple(str(link) for link in (context.get("unsubscribe_url"),
                                              context.get("unsubscribe_mailto")) if link)
         footer = Footer(links, str(frame["postal_address"] or "")) if links else None
+        if footer is not None and not footer.postal_address.strip():
+            raise TemplateError(
+                "a message with an unsubscribe footer (a newsletter, a sequence with "
+                'unsubscribe = "footer") shows your postal address: set [owner] '
+                "postal_address in config.toml", file=compiled.file, contact=contact)
         frame["subject"] = subject
         frame["body"] = Markup(body)  # noqa: S704 - Markdown output, built with raw HTML off
         frame["footer"] = footer.html() if footer else Markup("")

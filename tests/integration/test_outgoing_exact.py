@@ -30,11 +30,11 @@ from toma.store import CONTACTS, open_store
 from toma.unsubscribing import unsubscriber
 
 from .conftest import RecordingHandler, free_port
-from .projects import add_contacts, make_project, recipient
+from .projects import POSTAL_ADDRESS, add_contacts, make_project, recipient
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 COUNT = PARALLEL_FROM + 150
-POSTAL = "Example Consulting, Hauptstraße 1, 10115 Berlin"
+POSTAL = POSTAL_ADDRESS
 
 ISSUE = """---
 subject: "News for you, {{ contact.first_name }}"
@@ -50,9 +50,7 @@ three things I learned this year.
 def project(folder: Path, *, smtp: Smtp | None = None, sequence: str = "",
             contacts: int = 0, tag: str = "friend") -> Path:
     config = make_project(folder, smtp=smtp, contacts=contacts, tag=tag, now=NOW)
-    text = config.read_text(encoding="utf-8").replace(
-        'timezone = "Europe/Berlin"\n',
-        f'timezone = "Europe/Berlin"\npostal_address = "{POSTAL}"\n', 1)
+    text = config.read_text(encoding="utf-8")
     # A one-click URL as well as the mailto: both headers are then written.
     text += f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{free_port()}"\n'
     config.write_text(text, encoding="utf-8")

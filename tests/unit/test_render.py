@@ -587,3 +587,16 @@ def test_toma_check_finds_unknown_keys_in_templates_and_newsletters(tmp_path: Pa
     assert ("nice-to-meet.md", 2, "reply_to") in found
     [(where, message)] = [(k, m) for k, m in found.items() if k[0] == issue.name]
     assert where[2] == "audiance" and "did you mean audience?" in message
+
+
+def test_a_footer_without_a_postal_address_is_an_error(tmp_path: Path) -> None:
+    """A newsletter shows where its sender can be found: no address, no newsletter."""
+    templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"})
+    ctx = context()
+    del ctx["sender"]["postal_address"]
+    with pytest.raises(TemplateError) as caught:
+        templates.render("t.md", {**ctx, "unsubscribe_mailto": "mailto:j@example.com"},
+                         contact="mira@example.org")
+    assert "[owner] postal_address" in caught.value.message
+    assert caught.value.file is not None and caught.value.file.endswith("t.md")
+    assert templates.render("t.md", ctx).text == "Hi\n"  # a personal note needs none
