@@ -275,3 +275,31 @@ def test_a_new_project_sends_nothing_that_looks_like_bulk_mail(tmp_path: Path) -
         message, text, html = parts(path.read_bytes())
         assert "List-Unsubscribe" not in message, message["Subject"]
         assert "nsubscribe" not in text and "nsubscribe" not in html, message["Subject"]
+
+
+def test_a_worker_without_the_signer_fails_the_batch(tmp_path: Path) -> None:
+    """Messages that need links from a composer with no signer: an error, from either process."""
+    import asyncio
+
+    from toma.building import CHUNK, LOCAL_CHUNKS, Job, build_chunks
+    from toma.errors import TemplateError, TomaError
+
+    config = project(tmp_path, contacts=1)
+    loaded = load_config(config)
+    contact = contacts_of(config)[recipient(0)].to_doc()
+    local = CHUNK * LOCAL_CHUNKS  # built in this process: personal notes, no links needed
+    jobs = [Job(key=f"k{n}", template="hello.md", contact=contact, now=NOW,
+                unsubscribe="none" if n < local else "footer")
+            for n in range(max(PARALLEL_FROM, local) + CHUNK)]
+
+    async def build() -> int:
+        built = 0
+        async for chunk in build_chunks(Composer(loaded), jobs):
+            built += len(chunk)
+        return built
+
+    with pytest.raises(TomaError) as caught:
+        asyncio.run(build())
+    assert not isinstance(caught.value, TemplateError)
+    assert caught.value.contact == recipient(0)
+    assert "unsubscribe" in caught.value.message
