@@ -120,7 +120,7 @@ def plan_issue(
             template=newsletter.name, due_at=now, at=now, state=MessageState.SENDING))
         out.append(Planned(record, Job(
             key=key, template=newsletter.name, contact=contact.to_doc(), now=now,
-            extra={"newsletter": newsletter.view()}, list_unsubscribe=True, newsletter=True)))
+            extra={"newsletter": newsletter.view()}, unsubscribe="footer", newsletter=True)))
     return out
 
 

@@ -5,6 +5,10 @@ message, all of it CPU: done in the event loop's process, they block the
 sends (see bench/tick.py). A big batch is therefore built in a worker
 process, a chunk at a time, while the daemon sends the chunks already built;
 a small batch (the usual tick) is built in-process, which costs no start-up.
+
+The worker is handed the parent's config and unsubscribe signer as values
+(:class:`toma.compose.Recipe`), so whichever process builds a message, it is
+the same message, byte for byte but for its Message-ID.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from toma.compose import Composer
-from toma.config import load_config
+from toma.compose import Composer, Recipe
 from toma.contacts import Contact
 from toma.errors import TemplateError
 from toma.message import Built
+from toma.unsubscribe import WayOut
 
 PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
 CHUNK = 100
@@ -40,8 +43,8 @@ class Job:
     extra: Mapping[str, Any] | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
-    list_unsubscribe: bool = False
-    newsletter: bool = False  # the template is an issue in the newsletters folder
+    unsubscribe: WayOut = "none"  # see toma.unsubscribe.WayOut
+    newsletter: bool = False  # an issue of the newsletters folder: always with its footer
     attachments: tuple[str, ...] = ()  # paths of files to attach
 
 
@@ -64,12 +67,12 @@ BuildOutcome = tuple[Job, Built | Failure]
 _composer: Composer | None = None  # one per worker process, made by _start_worker
 
 
-def _start_worker(config_path: str) -> None:
+def _start_worker(recipe: Recipe) -> None:
     global _composer
     # Building is background work: the daemon's conversations with the SMTP and
     # IMAP servers wait on every round trip, so they come first on a busy machine.
     os.nice(WORKER_NICENESS)
-    _composer = Composer(load_config(Path(config_path)))
+    _composer = recipe.composer()
 
 
 def _build_chunk(jobs: Sequence[Job]) -> list[Built | Failure]:
@@ -82,12 +85,20 @@ def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
     return [(job, _build(composer, job)) for job in jobs]
 
 
+def build_one(composer: Composer, job: Job) -> Built:
+    """``job`` built as a send builds it (``toma preview``); a template error is raised."""
+    [(_job, result)] = build_all(composer, [job])
+    if isinstance(result, Failure):
+        raise result.error(Contact.from_doc(job.contact).email)
+    return result
+
+
 def _build(composer: Composer, job: Job) -> Built | Failure:
     try:
         return composer.compose(
             job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
             in_reply_to=job.in_reply_to, references=job.references,
-            list_unsubscribe=job.list_unsubscribe,
+            unsubscribe="footer" if job.newsletter else job.unsubscribe,
             templates=composer.newsletters if job.newsletter else None,
             attachments=job.attachments)
     except TemplateError as exc:
@@ -95,9 +106,13 @@ def _build(composer: Composer, job: Job) -> Built | Failure:
 
 
 async def build_chunks(
-    composer: Composer, config_path: Path, jobs: Sequence[Job]
+    composer: Composer, jobs: Sequence[Job]
 ) -> AsyncGenerator[list[BuildOutcome], None]:
-    """The outcomes of ``jobs``, in order, a chunk at a time."""
+    """The outcomes of ``jobs``, in order, a chunk at a time.
+
+    A :class:`toma.errors.TomaError` other than a template's (a message that
+    needs unsubscribe links from a composer without the signer) ends the batch.
+    """
     if len(jobs) < PARALLEL_FROM:
         for start in range(0, len(jobs), CHUNK):
             yield build_all(composer, jobs[start : start + CHUNK])
@@ -108,7 +123,7 @@ async def build_chunks(
     # instead of spending a quarter of a second of CPU on imports every time.
     context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
-                             initargs=(str(config_path),)) as pool:
+                             initargs=(composer.recipe(),)) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
 
         def submit(indexes: Iterable[int]) -> list[Future[list[Built | Failure]]]:

@@ -1,23 +1,49 @@
 """One template, one contact, one moment: the exact bytes that go out.
 
-``toma preview`` and the daemon both call :meth:`Composer.compose`, so a preview
-is what will be sent. Templates are compiled once per :class:`Composer` (once
-per tick), never once per contact.
+``toma preview`` and the daemon both build a :class:`toma.building.Job` and
+hand it to :func:`toma.building.build_all`, which calls :meth:`Composer.compose`,
+so a preview is what will be sent. Templates are compiled once per
+:class:`Composer` (once per tick), never once per contact.
+
+What a message offers as a way out is said for each message (``unsubscribe``,
+see :data:`toma.unsubscribe.WayOut`): nothing for a personal note or an invoice,
+the list headers, or the headers and a footer in both parts (every newsletter).
+A message that needs them from a :class:`Composer` without the signer is an
+error, never a message sent without its way out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from toma.config import Config
 from toma.contacts import Contact
-from toma.errors import TemplateError
+from toma.errors import TemplateError, TomaError
 from toma.message import Built, build_message
 from toma.render import Templates, base_context
-from toma.unsubscribe import Unsubscribe
+from toma.unsubscribe import WAYS_OUT, Unsubscribe, WayOut
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make the same :class:`Composer` in another process: values, not a path.
+
+    A worker process that read the config and the secret again for itself could
+    find them changed, or not find the secret at all; it is handed these instead.
+    """
+
+    config: Config
+    unsubscribe: Unsubscribe | None
+    templates: Path
+    layouts: Path
+
+    def composer(self) -> Composer:
+        return Composer(self.config, Templates(self.templates, layouts=self.layouts),
+                        unsubscribe=self.unsubscribe)
 
 
 class Composer:
@@ -31,6 +57,10 @@ class Composer:
         self.templates = templates or Templates(config.paths.templates)
         self.unsubscribe = unsubscribe
         self._newsletters: Templates | None = None
+
+    def recipe(self) -> Recipe:
+        return Recipe(self.config, self.unsubscribe, self.templates.folder,
+                      self.templates.layouts)
 
     @property
     def newsletters(self) -> Templates:
@@ -53,23 +83,35 @@ class Composer:
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
-        list_unsubscribe: bool = False,
+        unsubscribe: WayOut = "none",
         templates: Templates | None = None,
         attachments: Sequence[str] = (),
     ) -> Built:
         """Render ``template`` for ``contact`` and build the message dated ``now``.
 
-        With ``list_unsubscribe`` (keep-in-touch mail and newsletters, not
-        invoices) the message offers a way out: List-Unsubscribe headers, and
-        ``unsubscribe_url`` / ``unsubscribe_mailto`` for the layout's footer.
-        Raises :class:`TemplateError` naming the template, line and contact.
+        ``unsubscribe`` is the way out the message offers: ``"headers"`` adds
+        List-Unsubscribe (and List-Unsubscribe-Post for one-click), ``"footer"``
+        those and the footer (the postal address and the link, in the text and
+        the HTML part; templates see ``unsubscribe_url`` / ``unsubscribe_mailto``).
+        Raises :class:`TemplateError` naming the template, line and contact, and
+        :class:`TomaError` when the message needs a way out and this composer
+        has no signer to make one.
         """
         owner = self.config.owner
         leave: dict[str, Any] = {}
         options: dict[str, Any] = {}
-        if list_unsubscribe and self.unsubscribe is not None:
-            links, unsubscribe = self.unsubscribe.for_message(contact)
-            leave, options = dict(links), dict(unsubscribe)
+        if unsubscribe not in WAYS_OUT:
+            raise ValueError(f"unsubscribe must be one of {', '.join(WAYS_OUT)}, "
+                             f"not {unsubscribe!r}")
+        if unsubscribe != "none":
+            if self.unsubscribe is None:
+                raise TomaError("this message must carry unsubscribe links, and they cannot "
+                                "be made without the unsubscribe secret", file=template,
+                                contact=contact.email)
+            links, headers_options = self.unsubscribe.for_message(contact)
+            options = dict(headers_options)
+            if unsubscribe == "footer":
+                leave = dict(links)
         context = base_context(self.config, contact, **leave, **(extra or {}))
         rendered = (templates or self.templates).render(template, context,
                                                         contact=contact.email)

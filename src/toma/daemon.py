@@ -63,7 +63,7 @@ from toma.outbox import MessageState, OutboxRecord, advance, new_record, recover
 from toma.planner import PlannedSend, PlanState, plan
 from toma.planning import PlanCache, read_sequences, with_paced
 from toma.sending import Outgoing, Sender, Tally
-from toma.sequences import tag_enrolments
+from toma.sequences import Sequence, tag_enrolments
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
@@ -240,7 +240,8 @@ class Worker:
         outgoing = Outgoing()
         self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report,
                                 outgoing)
-        self._plan_sequence_jobs(decided.due, state.contacts, state.history, now, outgoing)
+        self._plan_sequence_jobs(decided.due, state.contacts, state.history, now, outgoing,
+                                 files.sequences)
         self._plan_newsletter_jobs(config, state.contacts, state.history, now, report, outgoing)
         self._build_notices(config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
@@ -470,6 +471,7 @@ class Worker:
         history: Mapping[str, OutboxRecord],
         now: datetime,
         outgoing: Outgoing,
+        sequences: Mapping[str, Sequence],
     ) -> None:
         for send in due:
             old = history.get(send.key)
@@ -480,7 +482,7 @@ class Worker:
             )
             outgoing.add_job(record, Job(key=send.key, template=send.template,
                                          contact=contacts[send.contact].to_doc(), now=now,
-                                         list_unsubscribe=True))
+                                         unsubscribe=sequences[send.sequence].unsubscribe))
 
     def _write_status(self, report: TickReport) -> None:
         try:

@@ -15,9 +15,10 @@ of the result exceeds the 998-octet limit of RFC 5322.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import mimetypes
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -202,25 +203,36 @@ def _body(text: str, subtype: str) -> Message:
     return part
 
 
-def _boundary(parts: Sequence[Message]) -> str:
-    """A boundary none of ``parts`` contains.
+def _boundary(subtype: str, parts: Sequence[Message]) -> str:
+    """A boundary none of ``parts`` contains, derived from them.
 
     Left to itself the generator invents one and compiles a regular expression
-    per message to check it, a tenth of the cost of building a message. A
-    random token checked by a substring search is as safe: the parts are
-    already encoded (base64, quoted-printable or short-lined 7bit text).
+    per message to check it, a tenth of the cost of building a message. A token
+    checked by a substring search is as safe: the parts are already encoded
+    (base64, quoted-printable or short-lined 7bit text). It is a digest of the
+    parts rather than random, so that the same message built twice (in the
+    builder's worker process, by ``toma preview``) is the same bytes but for its
+    Message-ID.
     """
     payloads = [leaf.get_payload() for part in parts for leaf in part.walk()
                 if not leaf.is_multipart()]
-    while True:
-        # 96 random bits, short enough that the Content-Type needs no folding.
-        boundary = f"=_{uuid.uuid4().hex[:24]}"
+    seed = hashlib.sha256(subtype.encode("ascii"))
+    for text in payloads:
+        if isinstance(text, str):
+            seed.update(text.encode("utf-8", "surrogatepass"))
+        seed.update(b"\0")
+    for attempt in itertools.count():
+        digest = seed.copy()
+        digest.update(str(attempt).encode("ascii"))
+        # 96 bits, short enough that the Content-Type needs no folding.
+        boundary = f"=_{digest.hexdigest()[:24]}"
         if not any(isinstance(text, str) and boundary in text for text in payloads):
             return boundary
+    raise AssertionError("unreachable")  # pragma: no cover - count() never ends
 
 
 def _content_type(subtype: str, parts: Sequence[Message]) -> str:
-    return f'multipart/{subtype}; boundary="{_boundary(parts)}"'
+    return f'multipart/{subtype}; boundary="{_boundary(subtype, parts)}"'
 
 
 def _multipart(subtype: str, parts: Sequence[Message]) -> Message:

@@ -37,7 +37,6 @@ tried — and an edit of the audience afterwards never sends anyone a second cop
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -157,8 +156,11 @@ def send_time(newsletter: Newsletter, *, now: datetime, window: Window, tz: Zone
 
 
 def newsletter_templates(folder: Path, *, templates_layouts: Path) -> Templates:
-    """The issues of ``folder`` as templates, framed by the templates' layouts."""
-    return Templates(folder, layouts=templates_layouts)
+    """The issues of ``folder`` as templates, framed by the templates' layouts.
+
+    Their front matter has the newsletter's :data:`KEYS`; any other is an error.
+    """
+    return Templates(folder, layouts=templates_layouts, keys=KEYS, kind="newsletter")
 
 
 def load_newsletter(
@@ -185,18 +187,14 @@ def load_newsletter(
         templates = newsletter_templates(root, templates_layouts=templates_layouts)
     elif templates.folder != root:
         raise ValueError(f"templates of {templates.folder} cannot load an issue in {root}")
-    templates.check(name)  # subject, layout and Jinja syntax, each with its line
+    # Subject, layout, Jinja syntax and unknown keys (a misspelt audience would
+    # otherwise send to everyone), each with its line.
+    templates.check(name)
     front = templates.front(name)
     lines = _key_lines(file)
 
     def fail(message: str, key: str) -> TemplateError:
         return TemplateError(message, file=file, line=lines.get(key, 1), key=key)
-
-    for key in front:
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise fail(f"{key!r} is not a newsletter key{hint}: use {', '.join(KEYS)}", key)
 
     purpose = front.get("purpose")
     if purpose is None:

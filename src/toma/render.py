@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from jinja2 import Template, TemplateSyntaxError, Undefined, nodes
@@ -52,15 +52,24 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from toma.config import Config, Owner
+from toma.config import Config, Owner, _close
 from toma.contacts import Contact
 from toma.errors import TemplateError
 from toma.skeletons import Collector, Shapes
 
 LAYOUTS = "layouts"
 DEFAULT_LAYOUT = "default"
+# The front matter of a template: ``purpose`` (optional) says why the message is
+# sent, for whoever edits it; it is never sent.
+TEMPLATE_KEYS: Final = ("subject", "layout", "purpose")
+# Keys people reach for that a template cannot set: the envelope is the config's.
+_HEADER_KEYS: Final = frozenset({"from", "to", "cc", "bcc", "reply_to", "reply-to", "sender"})
+# The layout variables that show the way out: a layout naming none of them gets
+# the footer put in before </body>.
+_FOOTER_NAMES: Final = frozenset({"footer", "unsubscribe_url", "unsubscribe_mailto"})
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LAYOUT_NAME = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)*")
@@ -369,6 +378,10 @@ def _front_matter(
     except yaml.YAMLError as exc:
         raise TemplateError(f"the front matter is not valid YAML: {exc}", file=file,
                             line=1) from None
+    except RecursionError:
+        # The pure-Python loader (and the C one's merge keys) descend once per level.
+        raise TemplateError("the front matter is nested too deeply to be read: "
+                            "write 'key: value' lines", file=file, line=offset) from None
     finally:
         loader.dispose()
     if node is None:  # nothing between the --- lines
@@ -394,12 +407,23 @@ class Templates:
     """The templates of one folder, compiled on first use and kept for the tick.
 
     ``layouts`` defaults to ``folder/layouts``; a folder of newsletters can share
-    the templates' layouts by naming them.
+    the templates' layouts by naming them. ``keys`` are the front-matter keys a
+    file may have (``kind`` names them in errors): any other is an error, since a
+    misspelt ``subjct:`` or a ``from:`` silently ignored is a message gone wrong.
     """
 
-    def __init__(self, folder: Path, *, layouts: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        layouts: Path | None = None,
+        keys: Collection[str] = TEMPLATE_KEYS,
+        kind: str = "front-matter",
+    ) -> None:
         self.folder = Path(folder)
         self.layouts = Path(layouts) if layouts is not None else self.folder / LAYOUTS
+        self.keys = tuple(keys)
+        self.kind = kind
         self._text_env = _environment(autoescape=False)
         self._markdown_env = _environment(autoescape=False, markdown_values=True)
         self._collector = Collector()
@@ -465,11 +489,41 @@ class Templates:
             sender = context.get("sender")
             frame["postal_address"] = sender.get("postal_address", "") \
                 if isinstance(sender, Mapping) else ""
+        links = tuple(str(link) for link in (context.get("unsubscribe_url"),
+                                             context.get("unsubscribe_mailto")) if link)
+        footer = Footer(links, str(frame["postal_address"] or "")) if links else None
+        if footer is not None and not footer.postal_address.strip():
+            raise TemplateError(
+                "a message with an unsubscribe footer (a newsletter, a sequence with "
+                'unsubscribe = "footer") shows your postal address: set [owner] '
+                "postal_address in config.toml", file=compiled.file, contact=contact)
         frame["subject"] = subject
         frame["body"] = Markup(body)  # noqa: S704 - Markdown output, built with raw HTML off
+        frame["footer"] = footer.html() if footer else Markup("")
         html = self._run(compiled.layout, frame, contact)
+        if footer is not None:
+            text = f"{text}\n{footer.text()}"
+            html = self._with_footer(html, footer, compiled.layout)
         return Rendered(subject=subject, text=text, html=html, front=dict(compiled.front),
                         template=name)
+
+    def _with_footer(self, html: str, footer: Footer, layout: _Unit) -> str:
+        """``html`` showing the way out and the postal address, or a TemplateError.
+
+        A layout that names none of ``footer``, ``unsubscribe_url`` or
+        ``unsubscribe_mailto`` gets the footer before ``</body>``; one that names
+        them must show them.
+        """
+        if not any(_root(path) in _FOOTER_NAMES for _line, _last, path in layout.paths):
+            ends = list(_BODY_END.finditer(html))
+            at = ends[-1].start() if ends else len(html)
+            return f"{html[:at]}{footer.html()}\n{html[at:]}"
+        missing = footer.missing_from(html)
+        if missing:
+            raise TemplateError(
+                f"the layout does not show {missing}, which every message with a way out "
+                "carries: put {{ footer }} where it should go", file=layout.file)
+        return html
 
     # ------------------------------------------------------------------ internals
 
@@ -524,6 +578,9 @@ class Templates:
         file = self._file(name)
         source = _split(file, _read(file))
         front = source.front
+        for key, (line, _value_line) in source.lines.items():
+            if key not in self.keys:
+                raise TemplateError(self._unknown_key(key), file=file, line=line, key=key)
         if "subject" not in front:
             raise TemplateError("the front matter has no subject: …", file=file, line=1,
                                 key="subject")
@@ -553,6 +610,15 @@ class Templates:
         return _Compiled(name, file, front, subject_unit, text_unit, markdown_unit, layout_unit,
                          skeleton_unit)
 
+    def _unknown_key(self, key: str) -> str:
+        known = ", ".join(self.keys)
+        if key.lower() in _HEADER_KEYS:
+            return (f"{key!r} is not a {self.kind} key: a template cannot set {key}; the "
+                    f"sender is [owner] in config.toml (keys: {known})")
+        close = _close(key, set(self.keys))
+        hint = f" (did you mean {close}?)" if close else ""
+        return f"{key!r} is not a {self.kind} key{hint}: use {known}"
+
     def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:
         if not isinstance(layout, str) or not _LAYOUT_NAME.fullmatch(layout) \
                 or ".." in layout.split("/"):
@@ -578,6 +644,49 @@ class Templates:
         if isinstance(found, TemplateError):
             raise TemplateError(found.message, file=found.file, line=found.line)
         return found
+
+
+@dataclass(frozen=True)
+class Footer:
+    """The postal address and the way out, as the text and the HTML part show them."""
+
+    links: tuple[str, ...]  # the one-click page, the mailto: the first is shown
+    postal_address: str
+
+    @property
+    def link(self) -> str:
+        return self.links[0]
+
+    def text(self) -> str:
+        # "-- " is the signature separator: mail programs grey the footer out and
+        # leave it out of the quote when someone replies.
+        lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
+        return "\n".join(["-- ", *lines, f"Rather not hear from me? Unsubscribe: {self.link}"]) \
+            + "\n"
+
+    def html(self) -> Markup:
+        lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
+        address = "".join(f"{escape(line)}<br>" for line in lines)
+        return Markup(  # noqa: S704 - every value escaped above and below
+            '<p style="margin-top:32px;font-size:12px;color:#777777;">'
+            f"{address}Rather not hear from me? "
+            f'<a href="{escape(self.link)}" style="color:#777777;">Unsubscribe</a>.</p>')
+
+    def missing_from(self, html: str) -> str:
+        """What of the footer ``html`` does not show: "" when it shows it all."""
+        absent = []
+        if not any(link in html or escape(link) in html for link in self.links):
+            absent.append("the unsubscribe link")
+        for line in self.postal_address.splitlines():
+            if line.strip() and escape(line.strip()) not in html:
+                absent.append("the postal address ([owner] postal_address)")
+                break
+        return " and ".join(absent)
+
+
+def _root(path: str) -> str:
+    """``contact`` of ``contact.met_where`` or ``contact['x']``."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
 def _tidy(text: str) -> str:

@@ -257,7 +257,7 @@ class Sender:
                 await start(outgoing.prebuilt)
             composer = Composer(self.config, unsubscribe=unsubscriber(self.config))
             async with contextlib.aclosing(
-                    build_chunks(composer, self.config_path, outgoing.jobs)) as chunks:
+                    build_chunks(composer, outgoing.jobs)) as chunks:
                 async for chunk in chunks:
                     if self.stop.is_set():
                         break

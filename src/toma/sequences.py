@@ -7,6 +7,7 @@ does, the window it sends in, its steps and an optional repeat cadence::
     enroll_tag = "met"
     on_reply = "pause 30d"        # "stop" | "continue" | "pause" [duration]
     window = "default"
+    unsubscribe = "none"          # "none" (a personal note) | "headers" | "footer"
 
     [[steps]]
     id = "nice-to-meet"           # what was sent is remembered by this id
@@ -44,6 +45,7 @@ from toma.contacts import Contact, Status, clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
 from toma.frozen import maker
 from toma.timeutil import Duration, parse_duration, stored_moment
+from toma.unsubscribe import WAYS_OUT, WayOut
 
 ReplyAction = Literal["stop", "continue", "pause"]
 EnrolmentState = Literal["active", "stopped", "paused"]
@@ -52,7 +54,8 @@ EnrolmentSource = Literal["tag", "hand"]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
 
-TOP_KEYS = frozenset({"name", "description", "enroll_tag", "on_reply", "window", "steps", "repeat"})
+TOP_KEYS = frozenset({"name", "description", "enroll_tag", "on_reply", "window", "unsubscribe",
+                      "steps", "repeat"})
 STEP_KEYS = frozenset({"id", "after", "template"})
 REPEAT_KEYS = frozenset({"every", "template"})
 
@@ -97,6 +100,9 @@ class Sequence:
     steps: tuple[Step, ...]
     repeat: Repeat | None
     file: Path
+    # A sequence's mail is a personal note: no list headers, no footer, unless it
+    # opts in (see toma.unsubscribe.WayOut). A reply asking to stop is honoured anyway.
+    unsubscribe: WayOut = "none"
 
     def step(self, step_id: str) -> Step | None:
         for step in self.steps:
@@ -348,6 +354,7 @@ class _Parser:
                 + f"; windows: {known}",
             )
 
+        unsubscribe = self.way_out()
         steps = self.steps()
         repeat = self.repeat()
         if not steps and repeat is None:
@@ -362,6 +369,23 @@ class _Parser:
             steps=steps,
             repeat=repeat,
             file=self.path,
+            unsubscribe=unsubscribe,
+        )
+
+    def way_out(self) -> WayOut:
+        text = self.string(self.raw, "unsubscribe", "unsubscribe", required=False)
+        if text is None:
+            return "none"
+        for way in WAYS_OUT:
+            if text == way:
+                return way
+        hint = _close(text, set(WAYS_OUT))
+        raise self.error(
+            "unsubscribe",
+            f"unsubscribe must be {', '.join(repr(w) for w in WAYS_OUT)}, got {text!r}"
+            + (f" (did you mean {hint!r}?)" if hint else "")
+            + ': "none" sends a personal note, "headers" adds List-Unsubscribe, '
+            '"footer" adds those and a footer with your postal address and the link',
         )
 
     def on_reply(self) -> OnReply:

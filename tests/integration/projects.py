@@ -10,6 +10,7 @@ from toma.contacts import make_contact
 from toma.store import CONTACTS, open_store
 from toma.timeutil import iso
 
+POSTAL_ADDRESS = "Example Consulting, Hauptstraße 1, 10115 Berlin"  # every footer shows it
 TEMPLATE = """---
 subject: "Hello {{ contact.first_name }}"
 ---
@@ -43,7 +44,8 @@ def make_project(
         )
     (folder / "config.toml").write_text(
         '[owner]\nname = "Alex Example"\nemail = "alex@example.com"\n'
-        'timezone = "Europe/Berlin"\n\n'
+        'timezone = "Europe/Berlin"\n'
+        f'postal_address = "{POSTAL_ADDRESS}"\n\n'
         f"{transport}\n"
         '[windows.default]\ndays = ["mon","tue","wed","thu","fri","sat","sun"]\n'
         f'start = "{window[0]}"\nend = "{window[1]}"\n',

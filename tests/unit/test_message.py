@@ -361,3 +361,97 @@ def test_headers_are_folded_exactly_as_compat32_folds_them(
     fast = headers()
     monkeypatch.setattr(message, "_POLICY", compat32.clone(linesep="\r\n", max_line_length=78))
     assert fast == headers()
+
+
+# --------------------------------------------------------------------------- composing
+
+
+def composer_project(tmp_path: Any, *, signer: bool = True) -> Any:
+    from toma.compose import Composer
+    from toma.config import load_config
+    from toma.unsubscribe import Unsubscribe
+
+    folder = tmp_path / "templates"
+    (folder / "layouts").mkdir(parents=True)
+    (folder / "layouts" / "default.html").write_text("<html><body>{{ body }}</body></html>\n")
+    (folder / "note.md").write_text("---\nsubject: Hello {{ contact.first_name }}\n---\n"
+                                    "Hi {{ contact.first_name }},\n\nJane\n")
+    (tmp_path / "config.toml").write_text(
+        '[owner]\nname = "Jane Doe"\nemail = "jane@example.com"\ntimezone = "UTC"\n'
+        'postal_address = "1 Harbour Road, Kiel"\n'
+        '[paths]\ntemplates = "templates"\n'
+        '[unsubscribe]\nbase_url = "https://toma.example.com"\n')
+    config = load_config(tmp_path / "config.toml")
+    links = Unsubscribe(secret=b"s" * 32, base_url="https://toma.example.com",
+                        mailto="jane@example.com") if signer else None
+    return Composer(config, unsubscribe=links)
+
+
+def compose(composer: Any, way_out: str) -> EmailMessage:
+    from toma.contacts import make_contact
+
+    mira = make_contact("mira@example.org", first_name="Mira")
+    built = composer.compose("note.md", mira, now=WHEN, unsubscribe=way_out)
+    return parse(built.data)
+
+
+def text_and_html(message: EmailMessage) -> tuple[str, str]:
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and html is not None
+    return (plain.get_content().replace("\r\n", "\n"),
+            html.get_content().replace("\r\n", "\n"))
+
+
+def test_a_personal_note_has_no_list_headers_and_no_footer(tmp_path: Any) -> None:
+    message = compose(composer_project(tmp_path), "none")
+    assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message
+    text, html = text_and_html(message)
+    assert text == "Hi Mira,\n\nJane\n"
+    assert "Kiel" not in html and "nsubscribe" not in html
+
+
+def test_headers_only_add_the_list_headers(tmp_path: Any) -> None:
+    message = compose(composer_project(tmp_path), "headers")
+    assert "mailto:jane@example.com" in message["List-Unsubscribe"]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text, html = text_and_html(message)
+    assert text == "Hi Mira,\n\nJane\n"
+    assert "Kiel" not in html
+
+
+def test_a_footer_is_in_both_parts(tmp_path: Any) -> None:
+    """The postal address and the link, after the body, in the text and in the HTML."""
+    message = compose(composer_project(tmp_path), "footer")
+    assert "https://toma.example.com/u/" in message["List-Unsubscribe"]
+    text, html = text_and_html(message)
+    body, _, footer = text.partition("\n-- \n")
+    assert body == "Hi Mira,\n\nJane\n"
+    assert footer.startswith("1 Harbour Road, Kiel\nRather not hear from me? Unsubscribe: "
+                             "https://toma.example.com/u/")
+    assert html.index("Jane</p>") < html.index("1 Harbour Road, Kiel<br>") \
+        < html.index('href="https://toma.example.com/u/') < html.index("</body>")
+
+
+@pytest.mark.parametrize("way_out", ["headers", "footer"])
+def test_a_way_out_without_the_signer_is_an_error(tmp_path: Any, way_out: str) -> None:
+    """Never a message sent without the unsubscribe it should carry."""
+    from toma.errors import TemplateError, TomaError
+
+    with pytest.raises(TomaError) as caught:
+        compose(composer_project(tmp_path, signer=False), way_out)
+    assert not isinstance(caught.value, TemplateError)  # not held as a template problem
+    assert caught.value.contact == "mira@example.org"
+    assert "unsubscribe" in caught.value.message
+
+
+def test_the_same_message_built_twice_differs_only_in_message_id(tmp_path: Any) -> None:
+    """The MIME boundary comes from the parts, not from chance."""
+    from toma.contacts import make_contact
+
+    composer = composer_project(tmp_path)
+    mira = make_contact("mira@example.org", first_name="Mira")
+    first, second = (composer.compose("note.md", mira, now=WHEN, unsubscribe="footer")
+                     for _ in range(2))
+    assert first.message_id != second.message_id
+    assert first.data.replace(first.message_id.encode(), b"") \
+        == second.data.replace(second.message_id.encode(), b"")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from toma.config import parse_config
 from toma.contacts import make_contact
 from toma.errors import TemplateError
+from toma.newsletters import KEYS as NEWSLETTER_KEYS
 from toma.render import Rendered, Templates, base_context
 
 LAYOUT = """\
@@ -81,10 +82,14 @@ class TestRendering:
         assert rendered.template == "acquaintance/nice-to-meet.md"
 
     def test_front_matter_keys_are_kept(self, tmp_path: Path) -> None:
-        """Keys used by other features (purpose, audience, send_at) stay available."""
-        templates = project(tmp_path, {"n.md": "---\nsubject: Hi\npurpose: news\n"
-                                                "audience: client and not no-news\n"
-                                                "send_at: 2024-05-01T09:00:00+02:00\n---\nx\n"})
+        """Keys used by other features (purpose, audience, send_at) stay available.
+
+        They are a newsletter's keys: templates that take them say so.
+        """
+        plain = project(tmp_path, {"n.md": "---\nsubject: Hi\npurpose: news\n"
+                                            "audience: client and not no-news\n"
+                                            "send_at: 2024-05-01T09:00:00+02:00\n---\nx\n"})
+        templates = Templates(plain.folder, keys=NEWSLETTER_KEYS, kind="newsletter")
         rendered = templates.render("n.md", context())
         assert rendered.front["purpose"] == "news"
         assert rendered.front["audience"] == "client and not no-news"
@@ -414,3 +419,184 @@ def test_empty_sender_values_are_absent_so_defaults_apply(tmp_path: Path) -> Non
     rendered = templates.render("t.md", ctx)
     assert rendered.text == "Jane\n"
     assert '<p class="address"></p>' in rendered.html
+
+
+class TestFooter:
+    """A context with a way out is a message with a footer, in the text and the HTML."""
+
+    LINKS: ClassVar[dict[str, str]] = {
+        "unsubscribe_url": "https://toma.example.com/u/abc.def",
+        "unsubscribe_mailto": "mailto:jane@example.com?subject=unsubscribe%20abc.def"}
+
+    def test_no_way_out_no_footer(self, tmp_path: Path) -> None:
+        rendered = render_one(tmp_path, "Hi,\n\nJane\n")
+        assert rendered.text == "Hi,\n\nJane\n"
+        assert "Harbour" in rendered.html  # LAYOUT prints the address itself
+        assert "Unsubscribe" not in rendered.html
+
+    def test_the_text_part_ends_with_the_address_and_the_link(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi,\n\nJane\n"})
+        rendered = templates.render("t.md", {**context(), **self.LINKS})
+        assert rendered.text == ("Hi,\n\nJane\n\n-- \n1 Harbour Road, Kiel\n"
+                                 "Rather not hear from me? Unsubscribe: "
+                                 "https://toma.example.com/u/abc.def\n")
+
+    def test_a_layout_without_one_gets_the_footer_before_the_body_ends(
+            self, tmp_path: Path) -> None:
+        layout = "<html><BODY>{{ body }}</Body ></html>\n"
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        links = {"unsubscribe_mailto": self.LINKS["unsubscribe_mailto"]}
+        html = templates.render("t.md", {**context(), **links}).html
+        assert html == (
+            '<html><BODY><p>Hi</p>\n<p style="margin-top:32px;font-size:12px;color:#777777;">'
+            "1 Harbour Road, Kiel<br>Rather not hear from me? "
+            '<a href="mailto:jane@example.com?subject=unsubscribe%20abc.def" '
+            'style="color:#777777;">Unsubscribe</a>.</p>\n</Body ></html>\n')
+
+    def test_the_address_is_escaped(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"},
+                            layout="<body>{{ body }}{{ footer }}</body>")
+        ctx = context()
+        ctx["sender"]["postal_address"] = "<b>Jane & Co</b>\nKiel"
+        html = templates.render("t.md", {**ctx, **self.LINKS}).html
+        assert "&lt;b&gt;Jane &amp; Co&lt;/b&gt;<br>Kiel<br>" in html
+        assert html.count("Unsubscribe") == 1
+
+    def test_a_layout_that_hides_the_way_out_is_an_error(self, tmp_path: Path) -> None:
+        """A layout naming the links takes the footer in hand, and must show it."""
+        layout = "<body>{{ body }}{% if unsubscribe_url %}<a href='{{ unsubscribe_url }}'>" \
+                 "Leave</a>{% endif %}</body>"
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        with pytest.raises(TemplateError) as caught:
+            templates.render("t.md", {**context(), **self.LINKS})
+        assert caught.value.file is not None and caught.value.file.endswith("default.html")
+        assert "postal address" in caught.value.message
+        assert "{{ footer }}" in caught.value.message
+
+    def test_the_old_default_layout_still_shows_it_once(self, tmp_path: Path) -> None:
+        old = ("<body>{{ body }}{% if unsubscribe_url or unsubscribe_mailto %}<p>"
+               "{% if postal_address %}{{ postal_address }}<br>{% endif %}"
+               "<a href=\"{{ unsubscribe_url or unsubscribe_mailto }}\">Unsubscribe</a></p>"
+               "{% endif %}</body>")
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=old)
+        html = templates.render("t.md", {**context(), **self.LINKS}).html
+        assert html.count("Unsubscribe") == 1 and html.count("Harbour") == 1
+
+    def test_the_scaffold_layout_places_it(self, tmp_path: Path) -> None:
+        from toma import scaffold
+
+        layout = (Path(scaffold.__file__).parent / "scaffold" / "templates" / "layouts"
+                  / "default.html").read_text(encoding="utf-8")
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
+        html = templates.render("t.md", {**context(), **self.LINKS}).html
+        assert html.count("Unsubscribe") == 1
+        assert html.index("1 Harbour Road, Kiel<br>") < html.index("</div>")
+        assert "Unsubscribe" not in templates.render("t.md", context()).html
+
+
+class TestFrontMatterKeys:
+    """A key nobody reads is an error where it is written, not a message gone wrong."""
+
+    @pytest.mark.parametrize(("key", "fragment"), [
+        ("subjct", "'subjct' is not a front-matter key (did you mean subject?)"),
+        ("layuot", "(did you mean layout?)"),
+        ("from", "a template cannot set from; the sender is [owner] in config.toml"),
+        ("reply_to", "a template cannot set reply_to"),
+        ("audience", "'audience' is not a front-matter key: use subject, layout, purpose"),
+    ])
+    def test_unknown_keys_are_errors_with_file_and_line(
+            self, tmp_path: Path, key: str, fragment: str) -> None:
+        templates = project(tmp_path, {"t.md": f"---\nsubject: Hi\n{key}: x\n---\nHi\n"})
+        for attempt in (lambda: templates.check("t.md"),
+                        lambda: templates.render("t.md", context(), contact="m@example.org")):
+            with pytest.raises(TemplateError) as caught:
+                attempt()
+            error = caught.value
+            assert error.file is not None and error.file.endswith("t.md")
+            assert (error.line, error.key) == (3, key)
+            assert fragment in error.message
+
+    def test_a_misspelt_subject_is_named_before_the_missing_one(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubjct: Hi\n---\nHi\n"})
+        with pytest.raises(TemplateError, match="did you mean subject"):
+            templates.check("t.md")
+
+    def test_purpose_is_a_template_key(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"t.md": "---\nsubject: Hi\npurpose: say hello\n---\nHi\n"})
+        assert templates.render("t.md", context()).front["purpose"] == "say hello"
+
+    def test_check_all_reports_each_file(self, tmp_path: Path) -> None:
+        templates = project(tmp_path, {"a.md": "---\nsubject: Hi\nfrom: me\n---\nHi\n",
+                                       "b.md": "---\nsubject: Hi\nreply_to: me\n---\nHi\n",
+                                       "c.md": "---\nsubject: Hi\n---\nHi\n"})
+        found = sorted((Path(e.file or "").name, e.key) for e in templates.check_all())
+        assert found == [("a.md", "from"), ("b.md", "reply_to")]
+
+
+class TestDeepFrontMatter:
+    """Front matter nested past what the YAML reader can descend is a TemplateError."""
+
+    @pytest.mark.parametrize("front", [
+        "subject: " + "[" * 5000 + "]" * 5000,
+        "subject: Hi\nk: " + "{<<: " * 990 + "{a: 1}" + "}" * 990,
+        "subject: Hi\nk:\n" + "".join(" " * n + "a:\n" for n in range(1, 3000)),
+    ], ids=["flow", "merge-keys", "block"])
+    @pytest.mark.parametrize("loader", ["c", "python"])
+    def test_deep_nesting_is_a_template_error(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, front: str, loader: str
+    ) -> None:
+        import sys
+
+        import yaml
+
+        import toma.render as render
+
+        if loader == "python":
+            # The loader used where PyYAML was built without libyaml.
+            monkeypatch.setattr(render, "_YAML_LOADER", yaml.SafeLoader)
+        templates = project(tmp_path, {"t.md": f"---\n{front}\n---\nHi\n"})
+
+        def at_depth(levels: int) -> None:
+            if levels:
+                at_depth(levels - 1)
+                return
+            templates.check("t.md")
+
+        with pytest.raises(TemplateError) as caught:
+            at_depth(sys.getrecursionlimit() // 2)  # as deep in the stack as a tick may be
+        assert caught.value.file is not None and caught.value.file.endswith("t.md")
+        assert "nested too deeply" in caught.value.message or "nesting depth" in \
+            caught.value.message
+
+
+def test_toma_check_finds_unknown_keys_in_templates_and_newsletters(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from toma.checks import check_project
+    from toma.scaffold import init_project
+
+    init_project(tmp_path, now=datetime(2026, 12, 1, 9, tzinfo=UTC))
+    note = tmp_path / "templates" / "acquaintance" / "nice-to-meet.md"
+    note.write_text(note.read_text(encoding="utf-8").replace("subject:", "reply_to: me@x.org\n"
+                                                              "subject:", 1), encoding="utf-8")
+    issue = next((tmp_path / "newsletters").glob("*.md"))
+    issue.write_text(issue.read_text(encoding="utf-8").replace("audience:", "audiance:", 1),
+                     encoding="utf-8")
+    report = check_project(tmp_path / "config.toml")
+    found = {(Path(p.file or "").name, p.line, p.key): p.message for p in report.problems}
+    assert ("nice-to-meet.md", 2, "reply_to") in found
+    [(where, message)] = [(k, m) for k, m in found.items() if k[0] == issue.name]
+    assert where[2] == "audiance" and "did you mean audience?" in message
+
+
+def test_a_footer_without_a_postal_address_is_an_error(tmp_path: Path) -> None:
+    """A newsletter shows where its sender can be found: no address, no newsletter."""
+    templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"})
+    ctx = context()
+    del ctx["sender"]["postal_address"]
+    with pytest.raises(TemplateError) as caught:
+        templates.render("t.md", {**ctx, "unsubscribe_mailto": "mailto:j@example.com"},
+                         contact="mira@example.org")
+    assert "[owner] postal_address" in caught.value.message
+    assert caught.value.file is not None and caught.value.file.endswith("t.md")
+    assert templates.render("t.md", ctx).text == "Hi\n"  # a personal note needs none

@@ -48,7 +48,7 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
                  timezone=owner.timezone)
     composer = Composer(config, unsubscribe=unsubscriber(config))
     built = composer.compose(issue.name, me, now=resolve_now(now_text),
-                             extra={"newsletter": issue.view()}, list_unsubscribe=True,
+                             extra={"newsletter": issue.view()}, unsubscribe="footer",
                              templates=composer.newsletters,
                              headers={"X-Toma-Proof": f"{issue.name}; audience: {issue.audience}"})
 

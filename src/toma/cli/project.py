@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,11 @@ from toma.cli import (
     pass_context,
     resolve_now,
 )
+
+if TYPE_CHECKING:
+    from toma.config import Config
+    from toma.newsletters import Newsletter
+    from toma.unsubscribe import WayOut
 
 # --- init and check ----------------------------------------------------------
 
@@ -93,20 +99,78 @@ def _check_connections(ctx: Context, *, files_ok: bool) -> None:
 @main.command()
 @click.argument("template")
 @click.option("--contact", "email", required=True, help="The contact to render it for.")
+@click.option("--sequence", "sequence_name", default=None,
+              help="The sequence it is sent by, when several use the template.")
 @now_option
 @pass_context
-def preview(ctx: Context, template: str, email: str, now_text: str | None) -> None:
+def preview(ctx: Context, template: str, email: str, sequence_name: str | None,
+            now_text: str | None) -> None:
     """Print the exact message TEMPLATE would send to a contact (RFC 5322).
+
+    TEMPLATE is a template (with the list headers and footer of the sequence that
+    sends it, if it opts in) or a newsletter issue (always with them). Only the
+    Message-ID and the Date differ from what is sent.
 
     \b
     Example:
         toma preview acquaintance/nice-to-meet.md --contact mira@example.org
+        toma preview newsletters/2026-12-year-in-review.md --contact mira@example.org
     """
+    from toma.building import Job, build_one
     from toma.compose import Composer
+    from toma.unsubscribing import unsubscriber
 
+    config = ctx.config
     with ctx.store() as store:
         contact = addressbook.find(store, email)
-    composer = Composer(ctx.config)
-    built = composer.compose(template, contact, now=resolve_now(now_text))
+    now = resolve_now(now_text)
+    issue = _newsletter(config, template)
+    if issue is not None:
+        job = Job(key="preview", template=issue.name, contact=contact.to_doc(), now=now,
+                  extra={"newsletter": issue.view()}, newsletter=True)
+    else:
+        job = Job(key="preview", template=template, contact=contact.to_doc(), now=now,
+                  unsubscribe=_way_out(config, template, sequence_name))
+    # Made as the send makes it: the same signer (read, or made as the first send
+    # would make it, only when the message carries links), the same templates.
+    needs_links = job.newsletter or job.unsubscribe != "none"
+    composer = Composer(config, unsubscribe=unsubscriber(config) if needs_links else None)
+    built = build_one(composer, job)
     sys.stdout.buffer.write(built.data.replace(b"\r\n", b"\n"))
     sys.stdout.flush()
+
+
+def _newsletter(config: Config, name: str) -> Newsletter | None:
+    """The issue ``name`` names (a path into the newsletters folder, or a name in it
+    that is not a template), or None."""
+    from toma import broadcast
+
+    folder = config.paths.newsletters.resolve()
+    path = Path(name).expanduser()
+    inside = path.exists() and path.resolve().is_relative_to(folder)
+    if not inside and ((config.paths.templates / name).is_file()
+                       or not (folder / name).is_file()):
+        return None
+    return broadcast.load(config, str(path.resolve() if inside else folder / name))
+
+
+def _way_out(config: Config, template: str, sequence_name: str | None) -> WayOut:
+    """What the sequences that send ``template`` offer as a way out ("none" if none does)."""
+    from toma.errors import TomaError
+    from toma.sequences import load_sequences
+
+    sequences, _problems = load_sequences(config.paths.sequences, windows=set(config.windows))
+    if sequence_name is not None:
+        sequence = sequences.get(sequence_name)
+        if sequence is None:
+            raise TomaError(f"no sequence {sequence_name!r} in {config.paths.sequences}")
+        return sequence.unsubscribe
+    using = {name: seq.unsubscribe for name, seq in sequences.items()
+             if template in {step.template for step in seq.steps}
+             or (seq.repeat is not None and seq.repeat.template == template)}
+    ways = set(using.values())
+    if len(ways) > 1:
+        said = ", ".join(f"{name} (unsubscribe = {way!r})" for name, way in sorted(using.items()))
+        raise TomaError(f"{template} is sent by sequences that differ in their way out: {said}; "
+                        "say which with --sequence")
+    return ways.pop() if ways else "none"
