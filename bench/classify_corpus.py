@@ -65,8 +65,7 @@ def main() -> None:
                 hard_judged += 1
                 hard_right += reading.hard == exp["hard"]
             row[3] += exp["hard"] is None or reading.hard == exp["hard"]
-            has_id = bool(reading.original_message_id or reading.in_reply_to
-                          or reading.references)
+            has_id = bool(reading.original_message_id or reading.in_reply_to or reading.references)
             returned += has_id
             # Tied had toma sent it: a returned Message-ID and a failed recipient named.
             tieable += has_id and bool(reading.recipients)
@@ -83,14 +82,20 @@ def main() -> None:
     print(f"corpus: {total} messages ({CORPUS})")
     print(f"class accuracy:           {right_total}/{total} = {right_total / total:.1%}")
     print(f"failed-recipient accuracy: {recipients}/{bounces} = {recipients / bounces:.1%}")
-    print(f"hard/soft accuracy:        {hard_right}/{hard_judged} = "
-          f"{hard_right / hard_judged:.1%} (bounces whose report says which)")
+    print(
+        f"hard/soft accuracy:        {hard_right}/{hard_judged} = "
+        f"{hard_right / hard_judged:.1%} (bounces whose report says which)"
+    )
     print(f"return-date accuracy:      {dated_right}/{dated} auto-replies")
-    print(f"returned Message-ID:       {returned}/{bounces} = {returned / bounces:.1%} of bounces "
-          f"({tieable} also name a failed recipient: tied, had toma sent them)")
+    print(
+        f"returned Message-ID:       {returned}/{bounces} = {returned / bounces:.1%} of bounces "
+        f"({tieable} also name a failed recipient: tied, had toma sent them)"
+    )
     kept = bounces - removed
-    print(f"  of those whose source kept the returned message: {returned}/{kept} = "
-          f"{returned / kept:.1%} ({removed} had it replaced by 'Message removed')")
+    print(
+        f"  of those whose source kept the returned message: {returned}/{kept} = "
+        f"{returned / kept:.1%} ({removed} had it replaced by 'Message removed')"
+    )
     table("by class", by_class, ["class"])
     table("by source", by_source, ["class"])
     table("bounces by MTA", by_mta, ["class", "recipients", "hard/soft"])

@@ -67,7 +67,9 @@ def _sink_main(conn: multiprocessing.connection.Connection, log_path: str, delay
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: SMTP(Recording(), hostname="sink.localhost", data_size_limit=None),
-            host=HOST, port=0)
+            host=HOST,
+            port=0,
+        )
         conn.send(server.sockets[0].getsockname()[1])
         conn.close()
         async with server:
@@ -107,18 +109,27 @@ def states(folder: Path) -> dict[str, str]:
         store.close()
 
 
-def one_round(count: int, connections: int, kill_after: int, delay: float,
-              timeout: float) -> dict[str, int]:
+def one_round(
+    count: int, connections: int, kill_after: int, delay: float, timeout: float
+) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         log_path = folder / "received.txt"
         with sink(log_path, delay) as port:
             config = write_project(folder, smtp=(HOST, port), connections=connections)
             fill(folder, count, tags=["a"], history=False)
-            command = [sys.executable, "-m", "toma", "--config", str(config), "run", "--once",
-                       "--now", iso(NOW)]
-            child = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+            command = [
+                sys.executable,
+                "-m",
+                "toma",
+                "--config",
+                str(config),
+                "run",
+                "--once",
+                "--now",
+                iso(NOW),
+            ]
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + timeout
             try:
                 while sum(received(log_path).values()) < kill_after:
@@ -138,9 +149,13 @@ def one_round(count: int, connections: int, kill_after: int, delay: float,
             unknown = [address for address, state in after.items() if state == "unknown"]
             planned = [address for address, state in after.items() if state == "planned"]
             # The next start: everything planned goes, nothing in doubt goes again.
-            subprocess.run([*command[:-1], iso(NOW.replace(minute=5))], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=timeout)
+            subprocess.run(
+                [*command[:-1], iso(NOW.replace(minute=5))],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+            )
             final = received(log_path)
             return {
                 "received_at_kill": sum(at_kill.values()),
@@ -148,8 +163,11 @@ def one_round(count: int, connections: int, kill_after: int, delay: float,
                 "never_reached": sum(1 for address in unknown if address not in at_kill),
                 "resent": len(planned),
                 "twice": sum(1 for n in final.values() if n > 1),
-                "missing": sum(1 for address, state in states(folder).items()
-                               if state != "unknown" and address not in final),
+                "missing": sum(
+                    1
+                    for address, state in states(folder).items()
+                    if state != "unknown" and address not in final
+                ),
             }
 
 
@@ -158,8 +176,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("-c", type=int, default=4)
-    parser.add_argument("--delay", type=float, default=0.005,
-                        help="seconds the sink waits before answering each message")
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.005,
+        help="seconds the sink waits before answering each message",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
@@ -167,19 +189,25 @@ def main() -> int:
     chooser = random.Random(args.seed)
     totals: Counter[str] = Counter()
     print(f"{args.rounds} SIGKILLs during {args.n}-message ticks over {args.c} connections:")
-    print(f"  {'killed after':>12} {'unknown':>8} {'never reached':>14} {'resent':>7} "
-          f"{'twice':>6} {'missing':>8}")
+    print(
+        f"  {'killed after':>12} {'unknown':>8} {'never reached':>14} {'resent':>7} "
+        f"{'twice':>6} {'missing':>8}"
+    )
     for _ in range(args.rounds):
         kill_after = chooser.randrange(args.n // 10, args.n * 9 // 10)
         row = one_round(args.n, args.c, kill_after, args.delay, args.timeout)
         totals.update(row)
-        print(f"  {row['received_at_kill']:>12} {row['unknown']:>8} {row['never_reached']:>14} "
-              f"{row['resent']:>7} {row['twice']:>6} {row['missing']:>8}")
+        print(
+            f"  {row['received_at_kill']:>12} {row['unknown']:>8} {row['never_reached']:>14} "
+            f"{row['resent']:>7} {row['twice']:>6} {row['missing']:>8}"
+        )
     rounds = max(1, args.rounds)
-    print(f"  total: {totals['unknown']} unknown ({totals['unknown'] / rounds:.1f} per crash), "
-          f"{totals['never_reached']} of them never reached the server; "
-          f"{totals['resent']} sent at the next tick; {totals['twice']} received twice; "
-          f"{totals['missing']} neither received nor in doubt")
+    print(
+        f"  total: {totals['unknown']} unknown ({totals['unknown'] / rounds:.1f} per crash), "
+        f"{totals['never_reached']} of them never reached the server; "
+        f"{totals['resent']} sent at the next tick; {totals['twice']} received twice; "
+        f"{totals['missing']} neither received nor in doubt"
+    )
     return 1 if totals["twice"] or totals["missing"] else 0
 
 

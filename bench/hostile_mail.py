@@ -16,41 +16,68 @@ from collections.abc import Callable
 
 from toma.inbox.classify import read_message
 
-HEAD = ("From: Ann <ann@example.org>\r\nTo: alex@example.com\r\n"
-        "Date: Tue, 03 Mar 2026 09:00:00 +0100\r\nMessage-ID: <b@example.org>\r\n")
-BOUNCE = ("From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: alex@example.com\r\n"
-          "Subject: Undelivered Mail Returned to Sender\r\n")
+HEAD = (
+    "From: Ann <ann@example.org>\r\nTo: alex@example.com\r\n"
+    "Date: Tue, 03 Mar 2026 09:00:00 +0100\r\nMessage-ID: <b@example.org>\r\n"
+)
+BOUNCE = (
+    "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: alex@example.com\r\n"
+    "Subject: Undelivered Mail Returned to Sender\r\n"
+)
 
 
 def shapes() -> dict[str, Callable[[int], bytes]]:
     return {
         "distinct header fields": lambda n: (
-            HEAD + "Subject: hi\r\n" + "".join(f"X-F{i}: v{i}\r\n" for i in range(n))
-            + "\r\nHello\r\n").encode(),
+            HEAD
+            + "Subject: hi\r\n"
+            + "".join(f"X-F{i}: v{i}\r\n" for i in range(n))
+            + "\r\nHello\r\n"
+        ).encode(),
         "encoded words in the subject": lambda n: (
-            HEAD + "Subject: " + " ".join("=?utf-8?q?w=C3=A4rt?=" for _ in range(n))
-            + "\r\n\r\nHello\r\n").encode(),
+            HEAD
+            + "Subject: "
+            + " ".join("=?utf-8?q?w=C3=A4rt?=" for _ in range(n))
+            + "\r\n\r\nHello\r\n"
+        ).encode(),
         "MIME parts": lambda n: (
-            HEAD + 'Subject: hi\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
-            + "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (n // 4) + "--b--\r\n").encode(),
+            HEAD
+            + 'Subject: hi\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            + "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (n // 4)
+            + "--b--\r\n"
+        ).encode(),
         "MIME nesting": lambda n: (
-            HEAD + "Subject: hi\r\n" + "".join(
+            HEAD
+            + "Subject: hi\r\n"
+            + "".join(
                 f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
-                for i in range(n // 40)) + "Content-Type: text/plain\r\n\r\nx\r\n").encode(),
+                for i in range(n // 40)
+            )
+            + "Content-Type: text/plain\r\n\r\nx\r\n"
+        ).encode(),
         "attribution-like lines": lambda n: (
-            HEAD + "Subject: hi\r\n\r\n" + ("<@>" * 100 + "\r\n") * (n // 100)).encode(),
+            HEAD + "Subject: hi\r\n\r\n" + ("<@>" * 100 + "\r\n") * (n // 100)
+        ).encode(),
         "a bounce keyword repeated": lambda n: (
-            BOUNCE + "\r\ncould not be delivered\r\n" + "mailbox" * (n // 4)).encode(),
+            BOUNCE + "\r\ncould not be delivered\r\n" + "mailbox" * (n // 4)
+        ).encode(),
         "empty lines in a bounce": lambda n: (
-            BOUNCE + "\r\ncould not be delivered\r\n" + "\r\n" * n).encode(),
+            BOUNCE + "\r\ncould not be delivered\r\n" + "\r\n" * n
+        ).encode(),
         "HTML: unclosed comments": lambda n: (
-            HEAD + "Subject: hi\r\nContent-Type: text/html\r\n\r\n" + "<!--" * (n // 4)).encode(),
+            HEAD + "Subject: hi\r\nContent-Type: text/html\r\n\r\n" + "<!--" * (n // 4)
+        ).encode(),
         "HTML: stray end tags": lambda n: (
-            HEAD + "Subject: hi\r\nContent-Type: text/html\r\n\r\n"
-            + "<a>" * (n // 8) + "</b>" * (n // 8)).encode(),
+            HEAD
+            + "Subject: hi\r\nContent-Type: text/html\r\n\r\n"
+            + "<a>" * (n // 8)
+            + "</b>" * (n // 8)
+        ).encode(),
         "out-of-office of dates": lambda n: (
-            HEAD + "Subject: Out of Office\r\nAuto-Submitted: auto-replied\r\n\r\n"
-            + "back on 12/10 " * (n // 10)).encode(),
+            HEAD
+            + "Subject: Out of Office\r\nAuto-Submitted: auto-replied\r\n\r\n"
+            + "back on 12/10 " * (n // 10)
+        ).encode(),
     }
 
 

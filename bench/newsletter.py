@@ -73,11 +73,14 @@ def main() -> int:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"newsletter: {args.n} recipients over {args.c} connections to a local sink")
-    print(f"  sent {report.sent}, failed {report.failed}, unknown {report.unknown}; "
-          f"the sink received {received}")
+    print(
+        f"  sent {report.sent}, failed {report.failed}, unknown {report.unknown}; "
+        f"the sink received {received}"
+    )
     print(f"  time {seconds:.2f} s, rate {report.sent / seconds:.0f} msg/s")
-    print(f"  peak RSS: sending process {own:.0f} MB, largest child (builder, sink) "
-          f"{children:.0f} MB")
+    print(
+        f"  peak RSS: sending process {own:.0f} MB, largest child (builder, sink) {children:.0f} MB"
+    )
     return 0 if report.sent == received == args.n else 1
 
 

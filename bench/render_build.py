@@ -66,19 +66,31 @@ BODY_LINES = [
     "All the best,",
     "{{ sender.signature | default(sender.first_name) }}",
 ]
-TEMPLATE = "---\nsubject: \"Good to meet you at {{ contact.met_where }}\"\n---\n" + "\n".join(
-    BODY_LINES + [""] * (37 - len(BODY_LINES))) + "\n"
+TEMPLATE = (
+    '---\nsubject: "Good to meet you at {{ contact.met_where }}"\n---\n'
+    + "\n".join(BODY_LINES + [""] * (37 - len(BODY_LINES)))
+    + "\n"
+)
 WHEN = datetime(2024, 5, 6, 9, 1, tzinfo=UTC)
 
 
 def contexts(count: int) -> list[dict[str, Any]]:
-    sender = {"name": "Jane Doe", "first_name": "Jane", "email": "jane@example.com",
-              "signature": "Jane", "postal_address": "1 Harbour Road, Kiel"}
+    sender = {
+        "name": "Jane Doe",
+        "first_name": "Jane",
+        "email": "jane@example.com",
+        "signature": "Jane",
+        "postal_address": "1 Harbour Road, Kiel",
+    }
     return [
         {
-            "contact": {"email": f"p{n}@example.org", "first_name": ("Zoë", "Mira", "太郎")[n % 3],
-                        "met_where": "PyCon DE", "met_why": "keeping clients",
-                        "company": f"Firm {n}"},
+            "contact": {
+                "email": f"p{n}@example.org",
+                "first_name": ("Zoë", "Mira", "太郎")[n % 3],
+                "met_where": "PyCon DE",
+                "met_why": "keeping clients",
+                "company": f"Firm {n}",
+            },
             "sender": sender,
             "unsubscribe_url": f"https://example.com/u/{n}",
         }
@@ -88,9 +100,14 @@ def contexts(count: int) -> list[dict[str, Any]]:
 
 def build_compat32(rendered: Rendered, n: int) -> bytes:
     return build_message(
-        rendered, sender_name="Jane Doe", sender_email="jane@example.com",
-        to_name=f"Zoë Ångström {n}", to_email=f"p{n}@example.org", date=WHEN,
-        domain="example.com", headers={"X-Toma-Ref": f"new-acquaintance/nice-to-meet/{n}"},
+        rendered,
+        sender_name="Jane Doe",
+        sender_email="jane@example.com",
+        to_name=f"Zoë Ångström {n}",
+        to_email=f"p{n}@example.org",
+        date=WHEN,
+        domain="example.com",
+        headers={"X-Toma-Ref": f"new-acquaintance/nice-to-meet/{n}"},
         list_unsubscribe=[f"mailto:u+{n}@example.com", f"https://example.com/u/{n}"],
         list_unsubscribe_post=True,
     ).data
@@ -163,13 +180,18 @@ def main() -> None:
 
     print(f"messages: {count}, template: 40 lines, message: {size} bytes")
     print(f"compile (template + layout, once):  {compile_ms:8.1f} ms")
-    print(f"render (subject, text, HTML):       {renders:8.0f} renders/s "
-          f"({1e6 / renders:.0f} µs each)")
+    print(
+        f"render (subject, text, HTML):       {renders:8.0f} renders/s "
+        f"({1e6 / renders:.0f} µs each)"
+    )
     print(f"  of which Jinja, both bodies:      {jinja:8.0f} /s ({1e6 / jinja:.0f} µs each)")
-    print(f"build, compat32 (toma.message):     {compat32:8.0f} builds/s "
-          f"({1e6 / compat32:.0f} µs each)")
-    print(f"build, EmailMessage (modern API):   {modern:8.0f} builds/s "
-          f"({1e6 / modern:.0f} µs each)")
+    print(
+        f"build, compat32 (toma.message):     {compat32:8.0f} builds/s "
+        f"({1e6 / compat32:.0f} µs each)"
+    )
+    print(
+        f"build, EmailMessage (modern API):   {modern:8.0f} builds/s ({1e6 / modern:.0f} µs each)"
+    )
     print(f"compat32 / EmailMessage:            {compat32 / modern:8.2f}x")
     both = 1 / (1 / renders + 1 / compat32)
     print(f"render + build:                     {both:8.0f} messages/s")

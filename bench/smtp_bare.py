@@ -132,8 +132,9 @@ async def bare_send(
         queue.put_nowait(item)
 
     async def worker() -> None:
-        smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
-                               local_hostname="bench.localhost", timeout=30)
+        smtp = aiosmtplib.SMTP(
+            hostname=host, port=port, start_tls=False, local_hostname="bench.localhost", timeout=30
+        )
         await smtp.connect()
         try:
             while not queue.empty():
@@ -154,8 +155,14 @@ async def toma_send(
     from toma.config import Smtp
     from toma.transports import Envelope, Outcome, SmtpTransport, send_all
 
-    config = Smtp(host=host, port=port, security="none", concurrency=connections,
-                  rate_per_minute=10_000_000, timeout=30.0)
+    config = Smtp(
+        host=host,
+        port=port,
+        security="none",
+        concurrency=connections,
+        rate_per_minute=10_000_000,
+        timeout=30.0,
+    )
     envelopes = [
         Envelope(key=str(number), sender=SENDER, recipients=(recipient,), data=data)
         for number, (recipient, data) in enumerate(messages)
@@ -186,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = sink.wait_for(20)
         rate = eventloop.run(bare_send(sink.host, sink.port, messages, args.connections))
         received = sink.wait_for(before + len(messages)) - before
-        print(f"bare aiosmtplib on {eventloop.name()}: {len(messages)} messages of ~{average} B "
-              f"over {args.connections} connections: {rate:,.0f} msg/s (sink received {received})")
+        print(
+            f"bare aiosmtplib on {eventloop.name()}: {len(messages)} messages of ~{average} B "
+            f"over {args.connections} connections: {rate:,.0f} msg/s (sink received {received})"
+        )
         if received != len(messages):
             return 1
         if args.toma:

@@ -78,7 +78,8 @@ def write_project(folder: Path, *, smtp: tuple[str, int] | None, connections: in
         )
     (folder / "config.toml").write_text(
         '[owner]\nname = "Alex Example"\nemail = "alex@example.com"\n'
-        'timezone = "Europe/Berlin"\n' + transport
+        'timezone = "Europe/Berlin"\n'
+        + transport
         + '[windows.default]\ndays = ["mon","tue","wed","thu","fri","sat","sun"]\n'
         'start = "00:00"\nend = "23:59"\n'
     )
@@ -106,8 +107,13 @@ def fill(folder: Path, count: int, *, tags: list[str], history: bool) -> None:
         with store.transaction() as tx:
             for n in range(start, min(count, start + batch)):
                 email = f"person{n}@example.org"
-                contact = make_contact(email, first_name=f"P{n}", tags=tags, company="Firm",
-                                       fields={"met_where": "the fair", "met_why": "pricing"})
+                contact = make_contact(
+                    email,
+                    first_name=f"P{n}",
+                    tags=tags,
+                    company="Firm",
+                    fields={"met_where": "the fair", "met_why": "pricing"},
+                )
                 tx.put(CONTACTS, email, contact.to_doc())
                 if not history:
                     continue
@@ -116,16 +122,29 @@ def fill(folder: Path, count: int, *, tags: list[str], history: bool) -> None:
                 # mid-sequence.
                 enrolled_at = NOW - AGO.get(n % 100, timedelta(days=10))
                 for name in ("one", "two", "three"):
-                    enrolment = Enrolment(contact=email, sequence=name, enrolled_at=enrolled_at,
-                                          source="tag")
+                    enrolment = Enrolment(
+                        contact=email, sequence=name, enrolled_at=enrolled_at, source="tag"
+                    )
                     tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
                     key = sequence_key(email, name, "s0")
-                    record = new_record(key=key, contact=email, kind="sequence",
-                                        ref=f"{name}/s0", template="note.md",
-                                        due_at=enrolled_at, at=enrolled_at, sequence=name,
-                                        step="s0", state=MessageState.SENDING)
-                    sent = advance(record, MessageState.SENT, at=enrolled_at,
-                                   message_id=f"<{n}.{name}@example.com>")
+                    record = new_record(
+                        key=key,
+                        contact=email,
+                        kind="sequence",
+                        ref=f"{name}/s0",
+                        template="note.md",
+                        due_at=enrolled_at,
+                        at=enrolled_at,
+                        sequence=name,
+                        step="s0",
+                        state=MessageState.SENDING,
+                    )
+                    sent = advance(
+                        record,
+                        MessageState.SENT,
+                        at=enrolled_at,
+                        message_id=f"<{n}.{name}@example.com>",
+                    )
                     tx.put(MESSAGES, key, sent.to_doc())
     # Start the tick from a fresh snapshot: left to chance, whether the tick's first
     # commit crosses the compaction threshold (and rewrites the whole snapshot, a cost
@@ -143,8 +162,7 @@ def throughput(count: int, connections: int, runs: int = 3) -> None:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                config = write_project(folder, smtp=(sink.host, sink.port),
-                                       connections=connections)
+                config = write_project(folder, smtp=(sink.host, sink.port), connections=connections)
                 fill(folder, count, tags=["a"], history=False)
                 store = open_store(folder / "var" / "data")
                 worker = Worker(config, store, sync_inbox=False)
@@ -154,19 +172,28 @@ def throughput(count: int, connections: int, runs: int = 3) -> None:
                 store.close()
                 assert report.sent == count, report
             before = sink.count()
-            rate = eventloop.run(bare_send(sink.host, sink.port,
-                                           build_messages(count, size=4096), connections))
+            rate = eventloop.run(
+                bare_send(sink.host, sink.port, build_messages(count, size=4096), connections)
+            )
             bares.append(count / rate)
             assert sink.count() - before == count
     tick_seconds, bare_seconds = statistics.median(ticks), statistics.median(bares)
-    print(f"throughput, {count} messages over {connections} connections, median of {runs}, "
-          f"event loop {eventloop.name()}:")
-    print(f"  whole tick (enrol, plan, render, build, record, send): {tick_seconds:6.2f} s "
-          f"{count / tick_seconds:7.0f} msg/s")
-    print(f"  bare aiosmtplib loop, prebuilt 4 KB messages:          {bare_seconds:6.2f} s "
-          f"{count / bare_seconds:7.0f} msg/s")
-    print(f"  ratio tick / bare: {bare_seconds / tick_seconds:.2f}  (target >= 0.5); "
-          f"each run: {', '.join(f'{b / t:.2f}' for t, b in zip(ticks, bares, strict=True))}")
+    print(
+        f"throughput, {count} messages over {connections} connections, median of {runs}, "
+        f"event loop {eventloop.name()}:"
+    )
+    print(
+        f"  whole tick (enrol, plan, render, build, record, send): {tick_seconds:6.2f} s "
+        f"{count / tick_seconds:7.0f} msg/s"
+    )
+    print(
+        f"  bare aiosmtplib loop, prebuilt 4 KB messages:          {bare_seconds:6.2f} s "
+        f"{count / bare_seconds:7.0f} msg/s"
+    )
+    print(
+        f"  ratio tick / bare: {bare_seconds / tick_seconds:.2f}  (target >= 0.5); "
+        f"each run: {', '.join(f'{b / t:.2f}' for t, b in zip(ticks, bares, strict=True))}"
+    )
 
 
 def scale_one(count: int) -> dict[str, float]:
@@ -188,30 +215,47 @@ def scale_one(count: int) -> dict[str, float]:
         following = worker.run_once(NOW + timedelta(hours=1))
         next_seconds = time.perf_counter() - started
         store.close()
-        return {"contacts": count, "open_s": opened, "tick_s": tick_seconds,
-                "sent": report.sent, "peak_rss_mb": peak / 1024, "rss_before_mb": rss_before / 1024,
-                "next_tick_s": next_seconds, "next_sent": following.sent,
-                "next_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {
+            "contacts": count,
+            "open_s": opened,
+            "tick_s": tick_seconds,
+            "sent": report.sent,
+            "peak_rss_mb": peak / 1024,
+            "rss_before_mb": rss_before / 1024,
+            "next_tick_s": next_seconds,
+            "next_sent": following.sent,
+            "next_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
 
 
 def scale(sizes: list[int]) -> None:
     print("scale: one tick, contacts in three sequences with history, 1% of them due")
-    print(f"  {'contacts':>9} {'open':>7} {'tick':>7} {'peak RSS':>9}  per 1k contacts"
-          f"   {'next tick':>9} {'peak RSS':>9}")
+    print(
+        f"  {'contacts':>9} {'open':>7} {'tick':>7} {'peak RSS':>9}  per 1k contacts"
+        f"   {'next tick':>9} {'peak RSS':>9}"
+    )
     rows = []
     for size in sizes:
-        out = subprocess.run([sys.executable, __file__, "--scale-one", str(size)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--scale-one", str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"  {size:>9} {row['open_s']:6.2f}s {row['tick_s']:6.2f}s "
-              f"{row['peak_rss_mb']:7.0f}MB  {1000 * row['tick_s'] / size:6.3f} s"
-              f"          {row['next_tick_s']:8.2f}s {row['next_peak_rss_mb']:7.0f}MB")
+        print(
+            f"  {size:>9} {row['open_s']:6.2f}s {row['tick_s']:6.2f}s "
+            f"{row['peak_rss_mb']:7.0f}MB  {1000 * row['tick_s'] / size:6.3f} s"
+            f"          {row['next_tick_s']:8.2f}s {row['next_peak_rss_mb']:7.0f}MB"
+        )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         growth = (last["tick_s"] / first["tick_s"]) / (last["contacts"] / first["contacts"])
-        print(f"  growth of tick time relative to linear, {first['contacts']} -> "
-              f"{last['contacts']}: {growth:.2f} (1.0 = linear)")
+        print(
+            f"  growth of tick time relative to linear, {first['contacts']} -> "
+            f"{last['contacts']}: {growth:.2f} (1.0 = linear)"
+        )
 
 
 def main() -> int:

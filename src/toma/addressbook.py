@@ -84,8 +84,7 @@ def add(store: Store, contact: Contact, *, now: datetime) -> tuple[Contact, bool
         entry = suppression_of(tx, contact.email)
         if old is None and entry is not None:
             raise ContactError(_refusal(entry), contact=contact.email)
-        new = _kept_off(merge(old, replace(contact, added_at=contact.added_at or iso(now))),
-                        entry)
+        new = _kept_off(merge(old, replace(contact, added_at=contact.added_at or iso(now))), entry)
         tx.put(CONTACTS, new.email, new.to_doc())
     return new, old is None
 
@@ -139,8 +138,11 @@ def import_file(store: Store, path: Path, *, now: datetime) -> ImportReport:
             old = Contact.from_doc(old_doc) if old_doc else None
             entry = _entry(tx, secret, contact.email) if secret else None
             if old is None and entry is not None:
-                suppressed.append(ImportProblem(
-                    f"{contact.email}: {_refusal(entry)}", file=str(path), contact=contact.email))
+                suppressed.append(
+                    ImportProblem(
+                        f"{contact.email}: {_refusal(entry)}", file=str(path), contact=contact.email
+                    )
+                )
                 continue
             new = _kept_off(merge(old, contact), entry)
             if old is None:
@@ -151,8 +153,7 @@ def import_file(store: Store, path: Path, *, now: datetime) -> ImportReport:
             else:
                 updated += 1
             tx.put(CONTACTS, new.email, new.to_doc())
-    return ImportReport(str(path), added, updated, unchanged, result.problems,
-                        tuple(suppressed))
+    return ImportReport(str(path), added, updated, unchanged, result.problems, tuple(suppressed))
 
 
 def retag(store: Store, email: str, tags: Iterable[str], *, remove: bool = False) -> Contact:
@@ -199,8 +200,11 @@ def set_status(
             )
         if status is Status.ACTIVE and entry is not None:
             if entry.reason is not Reason.BOUNCED:
-                raise ContactError(f"is on the suppression list ({entry.describe()}); only the "
-                                   "person can undo that", contact=contact.email)
+                raise ContactError(
+                    f"is on the suppression list ({entry.describe()}); only the "
+                    "person can undo that",
+                    contact=contact.email,
+                )
             _lift(tx, contact.email)
         if status.final:
             suppress(tx, contact.email, _REASONS[status], now=now, by=reason)
@@ -242,8 +246,7 @@ def forget(store: Store, email: str, *, now: datetime) -> int:
     removed = 0
     with store.transaction() as tx:
         contact = find(tx, email)
-        reason = (Reason.UNSUBSCRIBED if contact.status is Status.UNSUBSCRIBED
-                  else Reason.FORGOTTEN)
+        reason = Reason.UNSUBSCRIBED if contact.status is Status.UNSUBSCRIBED else Reason.FORGOTTEN
         suppress(tx, contact.email, reason, now=now, by="toma contacts forget")
         tx.delete(CONTACTS, contact.email)
         removed += 1
@@ -272,8 +275,10 @@ def suppression_secret(reader: Reader) -> bytes | None:
         secret = b""
     if len(secret) < SECRET_BYTES:
         # Never carry on without it: every entry would silently stop matching.
-        raise StoreError(f"{META}/{SUPPRESSION_SECRET_KEY}: the suppression list's secret is "
-                         "damaged; restore the data directory from a backup")
+        raise StoreError(
+            f"{META}/{SUPPRESSION_SECRET_KEY}: the suppression list's secret is "
+            "damaged; restore the data directory from a backup"
+        )
     return secret
 
 
@@ -295,8 +300,7 @@ def put(tx: Transaction, contact: Contact, *, now: datetime, by: str) -> None:
         suppress(tx, contact.email, reason, now=now, by=by)
 
 
-def suppress(tx: Transaction, email: str, reason: Reason, *, now: datetime,
-             by: str = "") -> Entry:
+def suppress(tx: Transaction, email: str, reason: Reason, *, now: datetime, by: str = "") -> Entry:
     """Put ``email`` on the suppression list inside ``tx`` (the secret is made on first use).
 
     An entry already there is kept if it is as strong (see
@@ -307,8 +311,11 @@ def suppress(tx: Transaction, email: str, reason: Reason, *, now: datetime,
     secret = suppression_secret(tx)
     if secret is None:
         secret = secrets.token_bytes(SECRET_BYTES)
-        tx.put(META, SUPPRESSION_SECRET_KEY, {
-            "secret": base64.b64encode(secret).decode("ascii"), "created_at": iso(now)})
+        tx.put(
+            META,
+            SUPPRESSION_SECRET_KEY,
+            {"secret": base64.b64encode(secret).decode("ascii"), "created_at": iso(now)},
+        )
     key = key_for(email, secret)
     old_doc = tx.get(SUPPRESSION, key)
     old = Entry.from_doc(old_doc) if old_doc else None
@@ -333,13 +340,19 @@ def _kept_off(contact: Contact, entry: Entry | None) -> Contact:
     """``contact``, with the list's status if it is on the list and not already final."""
     if entry is None or contact.status.final:
         return contact
-    return with_status(contact, entry.reason.status, at=entry.at,
-                       reason=f"on the suppression list: {entry.describe()}")
+    return with_status(
+        contact,
+        entry.reason.status,
+        at=entry.at,
+        reason=f"on the suppression list: {entry.describe()}",
+    )
 
 
 def _refusal(entry: Entry) -> str:
-    return (f"on the suppression list ({entry.describe()}): they are not to be "
-            "written to, so nothing was stored")
+    return (
+        f"on the suppression list ({entry.describe()}): they are not to be "
+        "written to, so nothing was stored"
+    )
 
 
 def _contact_key(email: str) -> str:

@@ -151,9 +151,7 @@ class And:
     def __str__(self) -> str:
         # A nested And only exists if it was written in parentheses: keep them,
         # so that str() parses back to an equal tree.
-        return " and ".join(
-            f"({o})" if isinstance(o, And | Or) else str(o) for o in self.operands
-        )
+        return " and ".join(f"({o})" if isinstance(o, And | Or) else str(o) for o in self.operands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,8 +255,9 @@ def _tokens(text: str) -> list[_Token]:
                 hint = ' (values are written in double quotes: "DE")'
             elif char in "&|!":
                 hint = " (write 'and', 'or', 'not')"
-            raise AudienceError(f"unexpected {char!r} at column {column}{hint}",
-                                column=column, text=text)
+            raise AudienceError(
+                f"unexpected {char!r} at column {column}{hint}", column=column, text=text
+            )
     found.append(_Token("end", "", len(text) + 1))
     return found
 
@@ -276,8 +275,9 @@ def _string(text: str, start: int) -> tuple[str, int]:
             continue
         chars.append(char)
         index += 1
-    raise AudienceError(f"the value starting at column {start + 1} has no closing '\"'",
-                        column=start + 1, text=text)
+    raise AudienceError(
+        f"the value starting at column {start + 1} has no closing '\"'", column=start + 1, text=text
+    )
 
 
 # --------------------------------------------------------------------------- parser
@@ -302,12 +302,16 @@ class _Parser:
 
     def fail(self, message: str, token: _Token | None = None, hint: str = "") -> AudienceError:
         at = token or self.token
-        return AudienceError(f"{message} at column {at.column}{hint}", column=at.column,
-                             text=self.text)
+        return AudienceError(
+            f"{message} at column {at.column}{hint}", column=at.column, text=self.text
+        )
 
     def unclosed(self, opening: _Token) -> AudienceError:
-        return AudienceError(f"the '(' at column {opening.column} is never closed",
-                             column=opening.column, text=self.text)
+        return AudienceError(
+            f"the '(' at column {opening.column} is never closed",
+            column=opening.column,
+            text=self.text,
+        )
 
     def advance(self) -> _Token:
         token = self.token
@@ -374,8 +378,11 @@ class _Parser:
             follower = self.peek()
             if follower.kind in ("=", "!="):
                 return self.comparison()
-            if follower.kind == "word" and follower.text.lower() == "in" \
-                    and self.peek(2).kind == "(":
+            if (
+                follower.kind == "word"
+                and follower.text.lower() == "in"
+                and self.peek(2).kind == "("
+            ):
                 return self.membership()
             self.advance()
             return Tag(token.text.lower())
@@ -383,8 +390,9 @@ class _Parser:
         if after is not None:
             wanted = f"expected a tag after {after!r}"
         if token.kind == "word":  # a keyword where a tag belongs
-            raise self.fail(f"{wanted}, got {token.describe()}",
-                            hint=" (and, or, not cannot be tags)")
+            raise self.fail(
+                f"{wanted}, got {token.describe()}", hint=" (and, or, not cannot be tags)"
+            )
         if token.kind == "end":
             raise self.fail(wanted)
         raise self.fail(f"{wanted}, got {token.describe()}")
@@ -392,8 +400,9 @@ class _Parser:
     def field_name(self) -> str:
         token = self.advance()
         if not _FIELD_NAME.fullmatch(token.text):
-            raise self.fail(f"{token.text!r} cannot be a field name: use letters, digits and '_'",
-                            token)
+            raise self.fail(
+                f"{token.text!r} cannot be a field name: use letters, digits and '_'", token
+            )
         return token.text
 
     def comparison(self) -> Node:
@@ -402,8 +411,10 @@ class _Parser:
         value = self.token
         if value.kind != "string":
             shown = value.text if value.kind == "word" else "…"
-            raise self.fail(f"expected a value in double quotes after {operator.text!r}",
-                            hint=f' (such as {name} {operator.text} "{shown}")')
+            raise self.fail(
+                f"expected a value in double quotes after {operator.text!r}",
+                hint=f' (such as {name} {operator.text} "{shown}")',
+            )
         self.advance()
         return Equals(name, value.text, negated=operator.kind == "!=")
 
@@ -420,8 +431,10 @@ class _Parser:
             if token.kind != "string":
                 if token.kind == "end":
                     raise self.unclosed(opening)
-                raise self.fail(f"expected a value in double quotes in the list after "
-                                f"'{name} in', got {token.describe()}")
+                raise self.fail(
+                    f"expected a value in double quotes in the list after "
+                    f"'{name} in', got {token.describe()}"
+                )
             values.append(token.text)
             self.advance()
             if self.token.kind == ",":
@@ -440,6 +453,9 @@ def parse_audience(text: str | None) -> Audience:
     if text is None or not text.strip():
         return EVERYONE
     if len(text) > MAX_LENGTH:
-        raise AudienceError(f"the expression is longer than {MAX_LENGTH} characters",
-                            column=MAX_LENGTH + 1, text=text)
+        raise AudienceError(
+            f"the expression is longer than {MAX_LENGTH} characters",
+            column=MAX_LENGTH + 1,
+            text=text,
+        )
     return Audience(_Parser(text).parse())

@@ -71,8 +71,12 @@ def import_file(store: Store, path: Path, config: Config, *, today: date) -> Inv
     with store.transaction() as tx:
         known = {key for key, _doc in tx.all(CONTACTS)}
         invoices, problems = parse_invoices_csv(
-            text, file=str(path), default_terms=config.invoices.terms, known_contacts=known,
-            today=today)
+            text,
+            file=str(path),
+            default_terms=config.invoices.terms,
+            known_contacts=known,
+            today=today,
+        )
         for invoice in invoices:
             if tx.get(INVOICES, invoice.number) is not None:
                 existing += 1
@@ -97,8 +101,12 @@ def settle(store: Store, number: str, *, paid_on: date | None, now: datetime) ->
         for key, doc in list(tx.all(MESSAGES)):
             found = split_key(key) if doc.get("kind") == "invoice" else None
             if found and found[0] == invoice.number and doc.get("state") == "planned":
-                record = advance(OutboxRecord.from_doc(doc), MessageState.SKIPPED, at=now,
-                                 detail=f"invoice {invoice.status}")
+                record = advance(
+                    OutboxRecord.from_doc(doc),
+                    MessageState.SKIPPED,
+                    at=now,
+                    detail=f"invoice {invoice.status}",
+                )
                 tx.put(MESSAGES, key, record.to_doc())
     return invoice
 
@@ -114,9 +122,16 @@ def reminders(
 ) -> list[PlannedReminder]:
     """The reminders and thank-yous due by ``until`` (or now), and the skips decided now."""
     return plan_reminders(
-        list(all_invoices(reader)), contacts, history, config.invoices.stages,
-        now=now, until=until, thank_you=config.invoices.thank_you,
-        window=config.windows["default"], default_tz=config.owner.timezone)
+        list(all_invoices(reader)),
+        contacts,
+        history,
+        config.invoices.stages,
+        now=now,
+        until=until,
+        thank_you=config.invoices.thank_you,
+        window=config.windows["default"],
+        default_tz=config.owner.timezone,
+    )
 
 
 def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
@@ -127,8 +142,12 @@ def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
     """
     today = now.astimezone(ZoneInfo(config.owner.timezone)).date()
     contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
-    history = {key: OutboxRecord.from_doc(doc) for key, doc in reader.all(MESSAGES)
-               if doc.get("kind") == "invoice"}
-    coming = reminders(reader, config, contacts=contacts, history=history, now=now,
-                       until=now + timedelta(days=400))
+    history = {
+        key: OutboxRecord.from_doc(doc)
+        for key, doc in reader.all(MESSAGES)
+        if doc.get("kind") == "invoice"
+    }
+    coming = reminders(
+        reader, config, contacts=contacts, history=history, now=now, until=now + timedelta(days=400)
+    )
     return ageing(all_invoices(reader), today, plan=[r for r in coming if not r.skipped])

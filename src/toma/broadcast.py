@@ -39,15 +39,17 @@ def load(config: Config, name_or_path: str) -> Newsletter:
         path = folder / name_or_path
     if not path.exists():
         raise TomaError("no such newsletter issue", file=path)
-    return load_newsletter(path.resolve(), folder=folder.resolve(),
-                           templates_layouts=config.paths.templates / "layouts")
+    return load_newsletter(
+        path.resolve(),
+        folder=folder.resolve(),
+        templates_layouts=config.paths.templates / "layouts",
+    )
 
 
 def schedule(store: Store, newsletter: Newsletter, *, now: datetime) -> None:
     """Let the daemon send ``newsletter`` from its ``send_at`` (or at once) on."""
     with store.transaction() as tx:
-        tx.put(SYNC, PREFIX + newsletter.name, {"name": newsletter.name,
-                                                "scheduled_at": iso(now)})
+        tx.put(SYNC, PREFIX + newsletter.name, {"name": newsletter.name, "scheduled_at": iso(now)})
 
 
 def scheduled(reader: Reader) -> list[str]:
@@ -115,12 +117,34 @@ def plan_issue(
         contact = timing.contact
         key = newsletter_key(newsletter.name, contact)
         old = history.get(key)
-        record = (advance(old, MessageState.SENDING, at=now) if old else new_record(
-            key=key, contact=contact.email, kind="newsletter", ref=newsletter.name,
-            template=newsletter.name, due_at=now, at=now, state=MessageState.SENDING))
-        out.append(Planned(record, Job(
-            key=key, template=newsletter.name, contact=contact.to_doc(), now=now,
-            extra={"newsletter": newsletter.view()}, unsubscribe="footer", newsletter=True)))
+        record = (
+            advance(old, MessageState.SENDING, at=now)
+            if old
+            else new_record(
+                key=key,
+                contact=contact.email,
+                kind="newsletter",
+                ref=newsletter.name,
+                template=newsletter.name,
+                due_at=now,
+                at=now,
+                state=MessageState.SENDING,
+            )
+        )
+        out.append(
+            Planned(
+                record,
+                Job(
+                    key=key,
+                    template=newsletter.name,
+                    contact=contact.to_doc(),
+                    now=now,
+                    extra={"newsletter": newsletter.view()},
+                    unsubscribe="footer",
+                    newsletter=True,
+                ),
+            )
+        )
     return out
 
 
@@ -146,8 +170,11 @@ def figures(reader: Reader, name: str) -> dict[str, Any]:
     left = 0
     for email, when in sent_at.items():
         contact = reader.get(CONTACTS, email)
-        if contact and contact.get("status") == "unsubscribed" and \
-                _utc(contact.get("status_at") or "") >= _utc(when):
+        if (
+            contact
+            and contact.get("status") == "unsubscribed"
+            and _utc(contact.get("status_at") or "") >= _utc(when)
+        ):
             left += 1
     return {
         "newsletter": name,

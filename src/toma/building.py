@@ -58,8 +58,9 @@ class Failure:
     key: str | None
 
     def error(self, contact: str) -> TemplateError:
-        return TemplateError(self.message, file=self.file, line=self.line, key=self.key,
-                             contact=contact)
+        return TemplateError(
+            self.message, file=self.file, line=self.line, key=self.key, contact=contact
+        )
 
 
 BuildOutcome = tuple[Job, Built | Failure]
@@ -96,11 +97,16 @@ def build_one(composer: Composer, job: Job) -> Built:
 def _build(composer: Composer, job: Job) -> Built | Failure:
     try:
         return composer.compose(
-            job.template, Contact.from_doc(job.contact), now=job.now, extra=job.extra,
-            in_reply_to=job.in_reply_to, references=job.references,
+            job.template,
+            Contact.from_doc(job.contact),
+            now=job.now,
+            extra=job.extra,
+            in_reply_to=job.in_reply_to,
+            references=job.references,
             unsubscribe="footer" if job.newsletter else job.unsubscribe,
             templates=composer.newsletters if job.newsletter else None,
-            attachments=job.attachments)
+            attachments=job.attachments,
+        )
     except TemplateError as exc:
         return Failure(exc.message, exc.file, exc.line, exc.key)
 
@@ -122,8 +128,9 @@ async def build_chunks(
     # The fork server imports toma once; each tick's worker is forked from it ready,
     # instead of spending a quarter of a second of CPU on imports every time.
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
-                             initargs=(composer.recipe(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_start_worker, initargs=(composer.recipe(),)
+    ) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
 
         def submit(indexes: Iterable[int]) -> list[Future[list[Built | Failure]]]:
@@ -140,8 +147,10 @@ async def build_chunks(
             for index in range(local):
                 yield build_all(composer, chunks[index])
                 await asyncio.sleep(0)
-            futures = {index: asyncio.wrap_future(future)
-                       for index, future in zip(first, await starting, strict=True)}
+            futures = {
+                index: asyncio.wrap_future(future)
+                for index, future in zip(first, await starting, strict=True)
+            }
             for index in range(local, len(chunks)):
                 if index + 2 < len(chunks):
                     futures[index + 2] = asyncio.wrap_future(submit([index + 2])[0])

@@ -56,9 +56,13 @@ def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) 
     coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
     if coming:
         state = replace(state, enrolments=[*state.enrolments, *coming])
-    reminders = [r for r in billing.reminders(reader, config, contacts=state.contacts,
-                                              history=state.history, now=now, until=until)
-                 if not r.skipped]
+    reminders = [
+        r
+        for r in billing.reminders(
+            reader, config, contacts=state.contacts, history=state.history, now=now, until=until
+        )
+        if not r.skipped
+    ]
     # As the daemon does: only the reminders of the coming day hold keep-in-touch
     # mail back (the planner's pace looks at a contact's latest message).
     soon = [r for r in reminders if r.send_at <= now + timedelta(days=1)]

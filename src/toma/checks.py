@@ -86,15 +86,18 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
                 )
                 broken.add(template)
             used.setdefault(template, []).append(sequence)
-    invoice_templates = {stage.template: f"invoices.stages[{index}].template"
-                         for index, stage in enumerate(config.invoices.stages)}
+    invoice_templates = {
+        stage.template: f"invoices.stages[{index}].template"
+        for index, stage in enumerate(config.invoices.stages)
+    }
     if config.invoices.thank_you:
         invoice_templates[config.invoices.thank_you] = "invoices.thank_you"
     for template, key in invoice_templates.items():
         if template not in names:
             report.problems.append(
-                TemplateError(f"the template {template!r} does not exist", file=config.file,
-                              key=key)
+                TemplateError(
+                    f"the template {template!r} does not exist", file=config.file, key=key
+                )
             )
             broken.add(template)
 
@@ -142,18 +145,28 @@ def _check_newsletters(config: Config, contacts: list[Contact], report: CheckRep
     folder = config.paths.newsletters
     if not folder.is_dir():
         return
-    issues, problems = load_newsletters(folder, templates_layouts=config.paths.templates /
-                                        "layouts")
+    issues, problems = load_newsletters(
+        folder, templates_layouts=config.paths.templates / "layouts"
+    )
     report.problems.extend(problems)
     report.newsletters = len(issues) + len(problems)
     # A throwaway secret: checking writes nothing; the links only need to exist.
-    links = Unsubscribe(secret=bytes(32), base_url=config.unsubscribe.base_url or None,
-                        mailto=config.inbox.unsubscribe_address or config.owner.email)
+    links = Unsubscribe(
+        secret=bytes(32),
+        base_url=config.unsubscribe.base_url or None,
+        mailto=config.inbox.unsubscribe_address or config.owner.email,
+    )
     templates = newsletter_templates(folder, templates_layouts=config.paths.templates / "layouts")
     for issue in issues:
         audience = recipients(issue, contacts)
-        _render_all(templates, config, issue.name, audience, report,
-                    extras=[{**links.context(c), "newsletter": issue.view()} for c in audience])
+        _render_all(
+            templates,
+            config,
+            issue.name,
+            audience,
+            report,
+            extras=[{**links.context(c), "newsletter": issue.view()} for c in audience],
+        )
 
 
 def _render_invoices(
@@ -168,11 +181,28 @@ def _render_invoices(
     pairs = [(contacts[i.contact], i) for i in invoices if i.contact in contacts]
     if not pairs and contacts:
         some = next(iter(contacts.values()))
-        pairs = [(some, make_invoice("EXAMPLE-1", some.email, "100.00", "EUR",
-                                     issued=date(2026, 1, 5), terms=config.invoices.terms,
-                                     delivered=["An example of delivered work"]))]
-    _render_all(templates, config, name, [c for c, _i in pairs], report,
-                extras=[{"invoice": invoice_view(i, today=i.due)} for _c, i in pairs])
+        pairs = [
+            (
+                some,
+                make_invoice(
+                    "EXAMPLE-1",
+                    some.email,
+                    "100.00",
+                    "EUR",
+                    issued=date(2026, 1, 5),
+                    terms=config.invoices.terms,
+                    delivered=["An example of delivered work"],
+                ),
+            )
+        ]
+    _render_all(
+        templates,
+        config,
+        name,
+        [c for c, _i in pairs],
+        report,
+        extras=[{"invoice": invoice_view(i, today=i.due)} for _c, i in pairs],
+    )
 
 
 def _render_all(

@@ -42,8 +42,11 @@ class Recipe:
     layouts: Path
 
     def composer(self) -> Composer:
-        return Composer(self.config, Templates(self.templates, layouts=self.layouts),
-                        unsubscribe=self.unsubscribe)
+        return Composer(
+            self.config,
+            Templates(self.templates, layouts=self.layouts),
+            unsubscribe=self.unsubscribe,
+        )
 
 
 class Composer:
@@ -59,8 +62,7 @@ class Composer:
         self._newsletters: Templates | None = None
 
     def recipe(self) -> Recipe:
-        return Recipe(self.config, self.unsubscribe, self.templates.folder,
-                      self.templates.layouts)
+        return Recipe(self.config, self.unsubscribe, self.templates.folder, self.templates.layouts)
 
     @property
     def newsletters(self) -> Templates:
@@ -70,7 +72,8 @@ class Composer:
 
             paths = self.config.paths
             self._newsletters = newsletter_templates(
-                paths.newsletters, templates_layouts=paths.templates / "layouts")
+                paths.newsletters, templates_layouts=paths.templates / "layouts"
+            )
         return self._newsletters
 
     def compose(
@@ -101,20 +104,23 @@ class Composer:
         leave: dict[str, Any] = {}
         options: dict[str, Any] = {}
         if unsubscribe not in WAYS_OUT:
-            raise ValueError(f"unsubscribe must be one of {', '.join(WAYS_OUT)}, "
-                             f"not {unsubscribe!r}")
+            raise ValueError(
+                f"unsubscribe must be one of {', '.join(WAYS_OUT)}, not {unsubscribe!r}"
+            )
         if unsubscribe != "none":
             if self.unsubscribe is None:
-                raise TomaError("this message must carry unsubscribe links, and they cannot "
-                                "be made without the unsubscribe secret", file=template,
-                                contact=contact.email)
+                raise TomaError(
+                    "this message must carry unsubscribe links, and they cannot "
+                    "be made without the unsubscribe secret",
+                    file=template,
+                    contact=contact.email,
+                )
             links, headers_options = self.unsubscribe.for_message(contact)
             options = dict(headers_options)
             if unsubscribe == "footer":
                 leave = dict(links)
         context = base_context(self.config, contact, **leave, **(extra or {}))
-        rendered = (templates or self.templates).render(template, context,
-                                                        contact=contact.email)
+        rendered = (templates or self.templates).render(template, context, contact=contact.email)
         files = [self._read_attachment(path, template, contact.email) for path in attachments]
         try:
             return build_message(
@@ -142,5 +148,6 @@ class Composer:
         try:
             return file.name, file.read_bytes()
         except OSError as exc:
-            raise TemplateError(f"cannot attach {file}: {exc.strerror}", file=template,
-                                contact=contact) from None
+            raise TemplateError(
+                f"cannot attach {file}: {exc.strerror}", file=template, contact=contact
+            ) from None

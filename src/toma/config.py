@@ -295,8 +295,10 @@ def _since(reader: _Reader, table: Mapping[str, Any], owner_zone: str) -> dateti
             try:
                 raw = datetime.fromisoformat(raw.strip())
             except ValueError:
-                raise ValueError(f"since must be an ISO 8601 date or date-time (2026-06-01 or "
-                                 f"2026-06-01T09:00+02:00), got {raw!r}") from None
+                raise ValueError(
+                    f"since must be an ISO 8601 date or date-time (2026-06-01 or "
+                    f"2026-06-01T09:00+02:00), got {raw!r}"
+                ) from None
         moment = raw if isinstance(raw, datetime) else datetime.combine(raw, time(0))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone(owner_zone))
@@ -496,8 +498,15 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     t = r.table(
         raw,
         "inbox",
-        {"kind", "path", "notify", "digest_at", "soft_bounce_limit", "unsubscribe_address",
-         "since"},
+        {
+            "kind",
+            "path",
+            "notify",
+            "digest_at",
+            "soft_bounce_limit",
+            "unsubscribe_address",
+            "since",
+        },
     )
     kind = r.get(t, "inbox", "kind", str, "maildir")
     if kind not in ("maildir", "imap"):
@@ -651,8 +660,12 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         base_url = r.convert("unsubscribe", "base_url", base_url, check_base_url)
     unsubscribing = Unsubscribing(
         base_url=base_url,
-        listen=r.convert("unsubscribe", "listen",
-                         r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"), parse_listen),
+        listen=r.convert(
+            "unsubscribe",
+            "listen",
+            r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"),
+            parse_listen,
+        ),
     )
 
     return Config(

@@ -94,16 +94,22 @@ def _reach(what: str, host: str, port: int, timeout: float) -> Probe | None:
     """Resolve ``host`` and open a TCP connection to it; a Probe when either fails."""
     where = f"{host}:{port}"
     try:
-        addresses = _bounded(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                             timeout)
+        addresses = _bounded(
+            lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+        )
     except TimeoutError:
         return Probe(what, where, "dns", f"no answer from DNS within {timeout:g}s", Exit.RETRY)
     except socket.gaierror as exc:
         gone = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
-        return Probe(what, where, "dns",
-                     f"the name {host!r} does not resolve ({exc.strerror}): check {what}.host"
-                     if gone else f"cannot resolve {host!r} now ({exc.strerror})",
-                     Exit.NEEDS_YOU if gone else Exit.RETRY)
+        return Probe(
+            what,
+            where,
+            "dns",
+            f"the name {host!r} does not resolve ({exc.strerror}): check {what}.host"
+            if gone
+            else f"cannot resolve {host!r} now ({exc.strerror})",
+            Exit.NEEDS_YOU if gone else Exit.RETRY,
+        )
     last: OSError | None = None
     for family, kind, proto, _name, address in addresses:
         try:
@@ -111,15 +117,25 @@ def _reach(what: str, host: str, port: int, timeout: float) -> Probe | None:
                 sock.settimeout(timeout)
                 sock.connect(address)
         except TimeoutError:
-            return Probe(what, where, "tcp", f"no answer within {timeout:g}s (a firewall, or "
-                         "the server is down)", Exit.RETRY)
+            return Probe(
+                what,
+                where,
+                "tcp",
+                f"no answer within {timeout:g}s (a firewall, or the server is down)",
+                Exit.RETRY,
+            )
         except OSError as exc:
             last = exc
         else:
             return None
     reason = last.strerror if last is not None and last.strerror else str(last)
-    return Probe(what, where, "tcp", f"cannot connect ({reason}): is the server up, and is "
-                 f"{what}.port right?", Exit.RETRY)
+    return Probe(
+        what,
+        where,
+        "tcp",
+        f"cannot connect ({reason}): is the server up, and is {what}.port right?",
+        Exit.RETRY,
+    )
 
 
 def _bounded(call: Callable[[], T], timeout: float) -> T:
@@ -150,22 +166,32 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | Non
 def _tls_probe(what: str, where: str, exc: BaseException) -> Probe | None:
     verify = _cause(exc, ssl.SSLCertVerificationError)
     if isinstance(verify, ssl.SSLCertVerificationError):
-        return Probe(what, where, "tls",
-                     f"the certificate is not trusted ({verify.verify_message}): set "
-                     f"{what}.ca_file to the CA that signed it, or fix the server's certificate",
-                     Exit.NEEDS_YOU)
+        return Probe(
+            what,
+            where,
+            "tls",
+            f"the certificate is not trusted ({verify.verify_message}): set "
+            f"{what}.ca_file to the CA that signed it, or fix the server's certificate",
+            Exit.NEEDS_YOU,
+        )
     other = _cause(exc, ssl.SSLError)
     if other is not None:
-        return Probe(what, where, "tls", f"the TLS handshake failed ({other}): check "
-                     f"{what}.security and {what}.port", Exit.NEEDS_YOU)
+        return Probe(
+            what,
+            where,
+            "tls",
+            f"the TLS handshake failed ({other}): check {what}.security and {what}.port",
+            Exit.NEEDS_YOU,
+        )
     return None
 
 
 # --- SMTP ---------------------------------------------------------------------------
 
 
-def probe_smtp(config: Smtp, *, timeout: float = TIMEOUT,
-               tls: ssl.SSLContext | None = None) -> Probe:
+def probe_smtp(
+    config: Smtp, *, timeout: float = TIMEOUT, tls: ssl.SSLContext | None = None
+) -> Probe:
     """Connect, greet, TLS, AUTH and QUIT: everything a send does before MAIL."""
     where = f"{config.host}:{config.port}"
     unreachable = _reach("smtp", config.host, config.port, timeout)
@@ -178,25 +204,42 @@ def probe_smtp(config: Smtp, *, timeout: float = TIMEOUT,
         except TomaError as exc:
             return Probe("smtp", where, "config", str(exc), Exit.NEEDS_YOU)
         if password is None:
-            return Probe("smtp", where, "config", "smtp.username is set but no password: add "
-                         "password_env or password_file", Exit.NEEDS_YOU)
+            return Probe(
+                "smtp",
+                where,
+                "config",
+                "smtp.username is set but no password: add password_env or password_file",
+                Exit.NEEDS_YOU,
+            )
     context = None
     if config.security != "none":
         try:
             context = tls or ssl.create_default_context(
-                cafile=str(config.ca_file) if config.ca_file else None)
+                cafile=str(config.ca_file) if config.ca_file else None
+            )
         except (OSError, ssl.SSLError) as exc:
-            return Probe("smtp", where, "config", f"cannot use the CA file {config.ca_file}: "
-                         f"{exc}", Exit.NEEDS_YOU)
+            return Probe(
+                "smtp",
+                where,
+                "config",
+                f"cannot use the CA file {config.ca_file}: {exc}",
+                Exit.NEEDS_YOU,
+            )
     return eventloop.run(_smtp_session(config, password, context, timeout))
 
 
-async def _smtp_session(config: Smtp, password: str | None, context: ssl.SSLContext | None,
-                        timeout: float) -> Probe:
+async def _smtp_session(
+    config: Smtp, password: str | None, context: ssl.SSLContext | None, timeout: float
+) -> Probe:
     where = f"{config.host}:{config.port}"
-    smtp = aiosmtplib.SMTP(hostname=config.host, port=config.port, timeout=timeout,
-                           use_tls=config.security == "tls", start_tls=False,
-                           tls_context=context)
+    smtp = aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        timeout=timeout,
+        use_tls=config.security == "tls",
+        start_tls=False,
+        tls_context=context,
+    )
     stage = "tcp"
     try:
         await smtp.connect()
@@ -205,8 +248,13 @@ async def _smtp_session(config: Smtp, password: str | None, context: ssl.SSLCont
         if config.security == "starttls":
             stage = "tls"
             if not smtp.supports_extension("starttls"):
-                return Probe("smtp", where, "tls", 'the server does not offer STARTTLS: use '
-                             'security = "tls" (usually port 465)', Exit.NEEDS_YOU)
+                return Probe(
+                    "smtp",
+                    where,
+                    "tls",
+                    'the server does not offer STARTTLS: use security = "tls" (usually port 465)',
+                    Exit.NEEDS_YOU,
+                )
             await smtp.starttls()
         if config.username:
             stage = "login"
@@ -214,17 +262,27 @@ async def _smtp_session(config: Smtp, password: str | None, context: ssl.SSLCont
         stage = "server"
         await smtp.quit()
     except aiosmtplib.SMTPAuthenticationError as exc:
-        return Probe("smtp", where, "login",
-                     f"refused the login of {config.username!r} ({exc.code} {exc.message}): "
-                     "check smtp.username and the password", Exit.NEEDS_YOU)
+        return Probe(
+            "smtp",
+            where,
+            "login",
+            f"refused the login of {config.username!r} ({exc.code} {exc.message}): "
+            "check smtp.username and the password",
+            Exit.NEEDS_YOU,
+        )
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         found = _tls_probe("smtp", where, exc)
         if found is not None:
             return found
         code = getattr(exc, "code", None)
         needs = isinstance(code, int) and 500 <= code < 600
-        return Probe("smtp", where, stage, " ".join(str(exc).split())[:300] or type(exc).__name__,
-                     Exit.NEEDS_YOU if needs or stage == "login" else Exit.RETRY)
+        return Probe(
+            "smtp",
+            where,
+            stage,
+            " ".join(str(exc).split())[:300] or type(exc).__name__,
+            Exit.NEEDS_YOU if needs or stage == "login" else Exit.RETRY,
+        )
     finally:
         smtp.close()
     signed = f", signed in as {config.username}" if config.username else ""
@@ -234,8 +292,9 @@ async def _smtp_session(config: Smtp, password: str | None, context: ssl.SSLCont
 # --- IMAP ---------------------------------------------------------------------------
 
 
-def probe_imap(config: Imap, *, timeout: float = TIMEOUT,
-               tls: ssl.SSLContext | None = None) -> Probe:
+def probe_imap(
+    config: Imap, *, timeout: float = TIMEOUT, tls: ssl.SSLContext | None = None
+) -> Probe:
     """Connect, TLS, LOGIN and EXAMINE the folder (read-only), then log out."""
     from toma.inbox.base import InboxError, InboxLoginError, InboxUnavailable
     from toma.inbox.imap import Connector, discard
@@ -251,8 +310,9 @@ def probe_imap(config: Imap, *, timeout: float = TIMEOUT,
     except InboxUnavailable as exc:
         return Probe("imap", where, "tcp", exc.message, Exit.RETRY)
     except InboxError as exc:
-        stage = {"imap.ca_file": "tls", "imap.security": "tls",
-                 "imap.folder": "folder"}.get(exc.key or "", "config")
+        stage = {"imap.ca_file": "tls", "imap.security": "tls", "imap.folder": "folder"}.get(
+            exc.key or "", "config"
+        )
         return Probe("imap", where, stage, exc.message, Exit.NEEDS_YOU)
     except TomaError as exc:
         return Probe("imap", where, "config", str(exc), Exit.NEEDS_YOU)
@@ -260,9 +320,13 @@ def probe_imap(config: Imap, *, timeout: float = TIMEOUT,
         client.logout()
     except Exception:  # noqa: BLE001 - the goodbye is a courtesy
         discard(client)
-    return Probe("imap", where, "ok",
-                 f"{config.security}, signed in as {config.username}, folder {config.folder!r} "
-                 "opened read-only")
+    return Probe(
+        "imap",
+        where,
+        "ok",
+        f"{config.security}, signed in as {config.username}, folder {config.folder!r} "
+        "opened read-only",
+    )
 
 
 # --- Maildirs -----------------------------------------------------------------------
@@ -280,13 +344,19 @@ def probe_maildir(what: str, path: Path) -> Probe:
             return Probe(what, where, "path", "is not a folder", Exit.NEEDS_YOU)
         for folder in (path, *(path / sub for sub in ("cur", "new", "tmp"))):
             if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
-                return Probe(what, where, "path", f"{folder} is not writable by this user",
-                             Exit.NEEDS_YOU)
+                return Probe(
+                    what, where, "path", f"{folder} is not writable by this user", Exit.NEEDS_YOU
+                )
         return Probe(what, where, "ok", "Maildir exists and is writable")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return Probe(what, where, "path", f"does not exist, and {parent} is not writable to "
-                     "create it", Exit.NEEDS_YOU)
+        return Probe(
+            what,
+            where,
+            "path",
+            f"does not exist, and {parent} is not writable to create it",
+            Exit.NEEDS_YOU,
+        )
     return Probe(what, where, "ok", "does not exist yet; created on first use")

@@ -317,8 +317,7 @@ def decode_import(raw: bytes, *, file: str) -> tuple[str, str]:
         return _decode(raw, "utf-8-sig", file), "utf-8"
     if b"\0" in raw:
         raise ImportProblem(
-            "this looks like UTF-16 text without a byte order mark: "
-            "save the file as CSV UTF-8",
+            "this looks like UTF-16 text without a byte order mark: save the file as CSV UTF-8",
             file=file,
             line=raw[: raw.index(b"\0")].count(b"\n") + 1,
         )
@@ -417,9 +416,7 @@ def _read_rows(
         )
     for index, (raw, name) in enumerate(zip(header, columns, strict=True)):
         if columns.index(name) != index and name:
-            raise ImportProblem(
-                f"the column {raw!r:.80} appears twice", file=file, line=first_line
-            )
+            raise ImportProblem(f"the column {raw!r:.80} appears twice", file=file, line=first_line)
         if name and name not in KNOWN_FIELDS and not _FIELD_NAME.match(name):
             raise ImportProblem(
                 f"the column {raw!r:.80} cannot be a field name: use letters, digits and '_'",

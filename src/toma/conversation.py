@@ -28,8 +28,15 @@ class Entry:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "direction": self.direction, "kind": self.kind,
-                "subject": self.subject, "detail": self.detail, "text": self.text, **self.extra}
+        return {
+            "at": self.at,
+            "direction": self.direction,
+            "kind": self.kind,
+            "subject": self.subject,
+            "detail": self.detail,
+            "text": self.text,
+            **self.extra,
+        }
 
     def lines(self, zone: tzinfo = UTC) -> list[str]:
         """The entry for a reader, its moment in ``zone`` with the zone's name (CET, CEST)."""
@@ -52,14 +59,16 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
             continue
         state = doc["state"]
         detail = state if state == "sent" else f"{state}: {doc.get('detail', '')}".strip(": ")
-        entries.append(Entry(
-            at=_in(zone, doc.get("sent_at") or doc.get("updated_at") or doc["due_at"]),
-            direction="out",
-            kind=doc.get("kind", ""),
-            subject=doc.get("subject") or doc.get("ref", ""),
-            detail=f"{doc.get('ref', '')} — {detail}",
-            extra={"ref": doc.get("ref"), "state": state, "message_id": doc.get("message_id")},
-        ))
+        entries.append(
+            Entry(
+                at=_in(zone, doc.get("sent_at") or doc.get("updated_at") or doc["due_at"]),
+                direction="out",
+                kind=doc.get("kind", ""),
+                subject=doc.get("subject") or doc.get("ref", ""),
+                detail=f"{doc.get('ref', '')} — {detail}",
+                extra={"ref": doc.get("ref"), "state": state, "message_id": doc.get("message_id")},
+            )
+        )
     for _key, doc in reader.all(CONVERSATIONS):
         # An untied bounce that names the contact belongs to nobody, but is shown here too.
         if doc.get("contact") != email and email not in (doc.get("named") or ()):
@@ -67,30 +76,38 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
         actions = "; ".join(doc.get("actions") or [])
         if doc.get("untied"):
             actions = f"from {doc.get('sender')} — {actions}"
-        entries.append(Entry(
-            # When it reached the mailbox: the Date header is what the sender wrote.
-            at=_in(zone, doc.get("received_at") or doc.get("date") or ""),
-            direction="in",
-            kind=doc.get("kind", ""),
-            subject=doc.get("subject", ""),
-            detail=f"toma: {actions}" if actions else "",
-            text=doc.get("text") or "",
-            extra={"message_id": doc.get("message_id"), "answers": doc.get("answers_ref"),
-                   "dated": doc.get("date"), "history": bool(doc.get("history"))},
-        ))
+        entries.append(
+            Entry(
+                # When it reached the mailbox: the Date header is what the sender wrote.
+                at=_in(zone, doc.get("received_at") or doc.get("date") or ""),
+                direction="in",
+                kind=doc.get("kind", ""),
+                subject=doc.get("subject", ""),
+                detail=f"toma: {actions}" if actions else "",
+                text=doc.get("text") or "",
+                extra={
+                    "message_id": doc.get("message_id"),
+                    "answers": doc.get("answers_ref"),
+                    "dated": doc.get("date"),
+                    "history": bool(doc.get("history")),
+                },
+            )
+        )
     return sorted(entries, key=lambda entry: _utc(entry.at))
 
 
-def about_invoice(reader: Reader, number: str, contact: str,
-                  zone: tzinfo = UTC) -> list[Entry]:
+def about_invoice(reader: Reader, number: str, contact: str, zone: tzinfo = UTC) -> list[Entry]:
     """Every message about invoice ``number``: its reminders and thank-you, and whatever came
     back on their thread (the client's replies, and anybody else's), oldest first."""
     from toma.ageing import number_of_ref
 
     def about(entry: Entry) -> bool:
         ref = entry.extra.get("ref") if entry.direction == "out" else entry.extra.get("answers")
-        return isinstance(ref, str) and number_of_ref(ref) == number and (
-            entry.direction == "in" or entry.kind == "invoice")
+        return (
+            isinstance(ref, str)
+            and number_of_ref(ref) == number
+            and (entry.direction == "in" or entry.kind == "invoice")
+        )
 
     return [entry for entry in conversation(reader, contact, zone) if about(entry)]
 

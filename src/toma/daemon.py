@@ -78,6 +78,8 @@ from toma.unsubscribing import unsubscriber
 log = logging.getLogger(__name__)
 
 STATUS_KEY = "daemon"
+
+
 @dataclass
 class TickReport(Tally):
     """What one tick did; stored for ``toma status``."""
@@ -171,11 +173,17 @@ class Worker:
                     tx.put(MESSAGES, record.key, record.to_doc())
         for record in recovered:
             if record.state is MessageState.UNKNOWN:
-                log.warning("unknown after crash", extra=fields(
-                    contact=record.contact, ref=record.ref, message_id=record.message_id))
+                log.warning(
+                    "unknown after crash",
+                    extra=fields(
+                        contact=record.contact, ref=record.ref, message_id=record.message_id
+                    ),
+                )
             else:
-                log.info("planned again after crash", extra=fields(
-                    contact=record.contact, ref=record.ref))
+                log.info(
+                    "planned again after crash",
+                    extra=fields(contact=record.contact, ref=record.ref),
+                )
         return sum(1 for record in recovered if record.state is MessageState.UNKNOWN)
 
     # --- one tick ------------------------------------------------------------
@@ -226,9 +234,14 @@ class Worker:
             self._frozen = True
         # Invoice reminders first: they wait for nobody, and a keep-in-touch message
         # must not land on the day of one (the pace counts them, even when planned).
-        invoice_plan = billing.reminders(self.store, config, contacts=state.contacts,
-                                         history=state.history, now=now,
-                                         until=now + timedelta(days=1))
+        invoice_plan = billing.reminders(
+            self.store,
+            config,
+            contacts=state.contacts,
+            history=state.history,
+            now=now,
+            until=now + timedelta(days=1),
+        )
         decided = plan(with_paced(state, invoice_plan, now), now)
         for problem in decided.problems:
             report.problems.append(str(problem))
@@ -238,10 +251,10 @@ class Worker:
         report.due = len(decided.due)
 
         outgoing = Outgoing()
-        self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report,
-                                outgoing)
-        self._plan_sequence_jobs(decided.due, state.contacts, state.history, now, outgoing,
-                                 files.sequences)
+        self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report, outgoing)
+        self._plan_sequence_jobs(
+            decided.due, state.contacts, state.history, now, outgoing, files.sequences
+        )
         self._plan_newsletter_jobs(config, state.contacts, state.history, now, report, outgoing)
         self._build_notices(config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
@@ -257,8 +270,14 @@ class Worker:
                 # Within a budget and stopping on SIGTERM: due mail goes out this tick
                 # however much is waiting in the inbox; the rest is read next tick.
                 inbox = await asyncio.to_thread(
-                    sync, self.store, config, source, now=now,
-                    should_stop=self.stopping.is_set, budget=budget_for(config))
+                    sync,
+                    self.store,
+                    config,
+                    source,
+                    now=now,
+                    should_stop=self.stopping.is_set,
+                    budget=budget_for(config),
+                )
             finally:
                 source.close()
         except TomaError as exc:
@@ -279,8 +298,14 @@ class Worker:
                 self.progress(result)
 
         async with self._transport_factory(config) as transport:
-            sender = Sender(self.store, config, self.config_path, transport,
-                            retry_within=self.in_tick_retry, progress=observe)
+            sender = Sender(
+                self.store,
+                config,
+                self.config_path,
+                transport,
+                retry_within=self.in_tick_retry,
+                progress=observe,
+            )
             self._sender, self._loop = sender, asyncio.get_running_loop()
             if self.stopping.is_set():
                 sender.stop.set()
@@ -304,16 +329,25 @@ class Worker:
         for record in waiting:
             digest: list[Mapping[str, Any]] | None = None
             if record.template == "notice:digest":
-                digest = [{**doc, "name": _name(contacts, doc.get("contact"))}
-                          for _key, doc in self.store.all(CONVERSATIONS)
-                          if doc.get("digest") == record.ref]
+                digest = [
+                    {**doc, "name": _name(contacts, doc.get("contact"))}
+                    for _key, doc in self.store.all(CONVERSATIONS)
+                    if doc.get("digest") == record.ref
+                ]
                 conversation = None
             else:
                 conversation = self.store.get(CONVERSATIONS, record.ref)
             about = contacts.get(record.contact) or contacts.get(
-                (conversation or {}).get("contact") or "")
-            built = compose_notice(record, conversation, config, now=now, digest=digest,
-                                   contact_name=about.name if about else "")
+                (conversation or {}).get("contact") or ""
+            )
+            built = compose_notice(
+                record,
+                conversation,
+                config,
+                now=now,
+                digest=digest,
+                contact_name=about.name if about else "",
+            )
             outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
 
     def _queue_digest(self, config: Config, now: datetime) -> OutboxRecord | None:
@@ -327,12 +361,22 @@ class Worker:
         key = f"notice:digest:{day}"
         if self.store.get(MESSAGES, key) is not None:
             return None
-        waiting = [(k, d) for k, d in self.store.all(CONVERSATIONS)
-                   if not d.get("notified", True) and d.get("contact")]
+        waiting = [
+            (k, d)
+            for k, d in self.store.all(CONVERSATIONS)
+            if not d.get("notified", True) and d.get("contact")
+        ]
         if not waiting:
             return None
-        record = new_record(key=key, contact=config.owner.email, kind="notice", ref=day,
-                            template="notice:digest", due_at=now, at=now)
+        record = new_record(
+            key=key,
+            contact=config.owner.email,
+            kind="notice",
+            ref=day,
+            template="notice:digest",
+            due_at=now,
+            at=now,
+        )
         with self.store.transaction() as tx:
             for conv_key, doc in waiting:
                 tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
@@ -394,12 +438,16 @@ class Worker:
                     if tx.get(CONTACTS, item.contact) is None:
                         continue  # forgotten since the tick read the store
                     old = history.get(item.key)
-                    record = (advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
-                              if old else item.to_record(at=now))
+                    record = (
+                        advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
+                        if old
+                        else item.to_record(at=now)
+                    )
                     tx.put(MESSAGES, record.key, record.to_doc())
             for item in skipped:
-                log.info("skipped", extra=fields(contact=item.contact, ref=item.ref,
-                                                 why=item.detail))
+                log.info(
+                    "skipped", extra=fields(contact=item.contact, ref=item.ref, why=item.detail)
+                )
             report.skipped += len(skipped)
         for item in planned:
             if item.skipped or item.send_at > now:
@@ -408,15 +456,27 @@ class Worker:
             contact = contacts[item.contact]
             today = now.astimezone(ZoneInfo(item.timezone)).date()
             old = history.get(item.key)
-            record = (advance(old, MessageState.SENDING, at=now) if old
-                      else item.to_record(at=now, state=MessageState.SENDING))
+            record = (
+                advance(old, MessageState.SENDING, at=now)
+                if old
+                else item.to_record(at=now, state=MessageState.SENDING)
+            )
             thread = invoice.thread_id
-            outgoing.add_job(record, Job(
-                key=item.key, template=item.template, contact=contact.to_doc(), now=now,
-                extra={"invoice": invoice_view(invoice, today=today)},
-                in_reply_to=thread, references=(thread,) if thread else (),
-                attachments=(invoice.attachment,)
-                if invoice.attachment and not item.thank_you else ()))
+            outgoing.add_job(
+                record,
+                Job(
+                    key=item.key,
+                    template=item.template,
+                    contact=contact.to_doc(),
+                    now=now,
+                    extra={"invoice": invoice_view(invoice, today=today)},
+                    in_reply_to=thread,
+                    references=(thread,) if thread else (),
+                    attachments=(invoice.attachment,)
+                    if invoice.attachment and not item.thank_you
+                    else (),
+                ),
+            )
             report.due += 1
 
     def _plan_newsletter_jobs(
@@ -435,8 +495,7 @@ class Worker:
                 report.problems.append(str(exc))
                 log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
                 continue
-            for item in broadcast.plan_issue(issue, config, contacts.values(), history,
-                                             now=now):
+            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now):
                 outgoing.add_job(item.record, item.job)
                 report.due += 1
 
@@ -452,8 +511,11 @@ class Worker:
         config = load_config(self.config_path)
         self.store.refresh()
         contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
-        history = {key: OutboxRecord.from_doc(doc) for key, doc in self.store.all(MESSAGES)
-                   if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
+        history = {
+            key: OutboxRecord.from_doc(doc)
+            for key, doc in self.store.all(MESSAGES)
+            if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
+        }
         outgoing = Outgoing()
         for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)
@@ -480,9 +542,16 @@ class Worker:
                 if old
                 else send.to_record(at=now, state=MessageState.SENDING)
             )
-            outgoing.add_job(record, Job(key=send.key, template=send.template,
-                                         contact=contacts[send.contact].to_doc(), now=now,
-                                         unsubscribe=sequences[send.sequence].unsubscribe))
+            outgoing.add_job(
+                record,
+                Job(
+                    key=send.key,
+                    template=send.template,
+                    contact=contacts[send.contact].to_doc(),
+                    now=now,
+                    unsubscribe=sequences[send.sequence].unsubscribe,
+                ),
+            )
 
     def _write_status(self, report: TickReport) -> None:
         try:
@@ -580,8 +649,9 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _serving(config: Config, clock: Clock,
-             listen: tuple[str, int] | None = None) -> Iterator[tuple[str, int] | None]:
+def _serving(
+    config: Config, clock: Clock, listen: tuple[str, int] | None = None
+) -> Iterator[tuple[str, int] | None]:
     """The one-click unsubscribe endpoint, when the config gives a public base URL.
 
     It records each unsubscribe durably itself (:class:`toma.unsubscribing.OneClick`)
@@ -601,11 +671,16 @@ def _serving(config: Config, clock: Clock,
         endpoint.start()
     except OSError as exc:
         record.close()
-        raise TomaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                        key="unsubscribe.listen") from None
-    log.info("unsubscribe endpoint listening", extra=fields(
-        address=f"{endpoint.address[0]}:{endpoint.address[1]}",
-        base_url=config.unsubscribe.base_url))
+        raise TomaError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", key="unsubscribe.listen"
+        ) from None
+    log.info(
+        "unsubscribe endpoint listening",
+        extra=fields(
+            address=f"{endpoint.address[0]}:{endpoint.address[1]}",
+            base_url=config.unsubscribe.base_url,
+        ),
+    )
     try:
         yield endpoint.address
     finally:
@@ -613,9 +688,14 @@ def _serving(config: Config, clock: Clock,
         record.close()
 
 
-def serve(config: Config, clock: Clock, *, listen: tuple[str, int] | None = None,
-          stopping: threading.Event | None = None,
-          on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+def serve(
+    config: Config,
+    clock: Clock,
+    *,
+    listen: tuple[str, int] | None = None,
+    stopping: threading.Event | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
     """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
 
     For cron users, whose ``toma run --once`` serves nothing. It takes no
@@ -625,9 +705,11 @@ def serve(config: Config, clock: Clock, *, listen: tuple[str, int] | None = None
     or the daemon (on another address).
     """
     if not config.unsubscribe.base_url:
-        raise TomaError("nothing to serve: set base_url to the public https address of the "
-                        "unsubscribe links (see the README, \"Unsubscribe links under cron\")",
-                        key="unsubscribe.base_url")
+        raise TomaError(
+            "nothing to serve: set base_url to the public https address of the "
+            'unsubscribe links (see the README, "Unsubscribe links under cron")',
+            key="unsubscribe.base_url",
+        )
     stop = stopping or threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -635,8 +717,11 @@ def serve(config: Config, clock: Clock, *, listen: tuple[str, int] | None = None
         stop.set()
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = ({sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-                if main_thread else {})
+    previous = (
+        {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if main_thread
+        else {}
+    )
     try:
         with _serving(config, clock, listen) as address:
             assert address is not None  # noqa: S101 - base_url is set, checked above

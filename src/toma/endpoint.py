@@ -105,9 +105,9 @@ def redact(text: str) -> str:
 def _page(title: str, *paragraphs: str, form: str = "") -> bytes:
     body = "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
     return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<meta name=\"robots\" content=\"noindex\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}{form}</body></html>"
     ).encode()
@@ -127,14 +127,16 @@ class _Answer:
     extra: tuple[tuple[str, str], ...] = ()
 
     def encode(self) -> bytes:
-        lines = [f"HTTP/1.1 {self.status.value} {self.status.phrase}",
-                 "Content-Type: text/html; charset=utf-8",
-                 f"Content-Length: {len(self.body)}",
-                 "Connection: close",
-                 f"Date: {formatdate(usegmt=True)}",
-                 "Server: toma",
-                 *(f"{name}: {value}" for name, value in _SECURITY_HEADERS.items()),
-                 *(f"{name}: {value}" for name, value in self.extra)]
+        lines = [
+            f"HTTP/1.1 {self.status.value} {self.status.phrase}",
+            "Content-Type: text/html; charset=utf-8",
+            f"Content-Length: {len(self.body)}",
+            "Connection: close",
+            f"Date: {formatdate(usegmt=True)}",
+            "Server: toma",
+            *(f"{name}: {value}" for name, value in _SECURITY_HEADERS.items()),
+            *(f"{name}: {value}" for name, value in self.extra),
+        ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head if self.head else head + self.body
 
@@ -150,8 +152,7 @@ class _Refused(Exception):
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-async def _read_request(reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> _Request:
+async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request:
     """Read one request to the end of its body (bounded) with h11; the caller sets the deadline."""
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     request: h11.Request | None = None
@@ -163,15 +164,23 @@ async def _read_request(reader: asyncio.StreamReader,
             if request is None and not received and exc.error_status_hint == 400:
                 raise ConnectionResetError("closed before a request") from None
             status = HTTPStatus(exc.error_status_hint)
-            raise _Refused(_Answer(status, _page(status.phrase, "That request was not understood."))
-                           ) from None
+            raise _Refused(
+                _Answer(status, _page(status.phrase, "That request was not understood."))
+            ) from None
         if event is h11.NEED_DATA:
             if request is None and received >= MAX_HEAD:
                 # h11 bounds only what stays unparsed between reads; the head as a whole
                 # is bounded here.
                 status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-                raise _Refused(_Answer(status, _page("Too much", "That request's headers were "
-                                                     "larger than an unsubscribe needs.")))
+                raise _Refused(
+                    _Answer(
+                        status,
+                        _page(
+                            "Too much",
+                            "That request's headers were larger than an unsubscribe needs.",
+                        ),
+                    )
+                )
             data = await reader.read(_READ_CHUNK)
             received += len(data)
             connection.receive_data(data)
@@ -188,8 +197,9 @@ async def _read_request(reader: asyncio.StreamReader,
             if body > MAX_BODY:
                 raise _Refused(_too_large())
         elif isinstance(event, h11.EndOfMessage) and request is not None:
-            return _Request(request.method.decode("ascii", "replace"),
-                            request.target.decode("ascii", "replace"))
+            return _Request(
+                request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace")
+            )
         else:  # ConnectionClosed: h11 gives a Request before any EndOfMessage
             raise ConnectionResetError("closed before a request")
 
@@ -202,8 +212,10 @@ def _content_length(request: h11.Request) -> int | None:
 
 
 def _too_large() -> _Answer:
-    return _Answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                   _page("Too much", "That request was larger than an unsubscribe needs."))
+    return _Answer(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        _page("Too much", "That request was larger than an unsubscribe needs."),
+    )
 
 
 def _short(token: str) -> str:
@@ -289,10 +301,12 @@ class UnsubscribeEndpoint:
             return
         started = threading.Event()
         failure: list[BaseException] = []
-        self._recorder = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix="toma-unsubscribe-record")
-        thread = threading.Thread(target=self._run, args=(started, failure),
-                                  name="toma-unsubscribe-endpoint", daemon=True)
+        self._recorder = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="toma-unsubscribe-record"
+        )
+        thread = threading.Thread(
+            target=self._run, args=(started, failure), name="toma-unsubscribe-endpoint", daemon=True
+        )
         thread.start()
         started.wait()
         if failure:
@@ -345,8 +359,9 @@ class UnsubscribeEndpoint:
 
     async def _serve(self, started: threading.Event) -> None:
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._connection, self.host, self.port,
-                                            limit=MAX_HEAD + MAX_BODY)
+        server = await asyncio.start_server(
+            self._connection, self.host, self.port, limit=MAX_HEAD + MAX_BODY
+        )
         host, port = server.sockets[0].getsockname()[:2]
         self._address = (str(host), int(port))
         started.set()
@@ -378,8 +393,7 @@ class UnsubscribeEndpoint:
         self._open[writer] = True
         return True
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -403,8 +417,9 @@ class UnsubscribeEndpoint:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        client: str) -> None:
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
         try:
             async with asyncio.timeout(self.request_deadline):
                 request = await _read_request(reader, writer)
@@ -419,9 +434,15 @@ class UnsubscribeEndpoint:
             if writer in self._open:
                 self._open[writer] = False
             answer = await self._answer(request)
-            log.debug("unsubscribe_http", extra=fields(
-                client=client, method=request.method, target=redact(request.target),
-                status=answer.status.value))
+            log.debug(
+                "unsubscribe_http",
+                extra=fields(
+                    client=client,
+                    method=request.method,
+                    target=redact(request.target),
+                    status=answer.status.value,
+                ),
+            )
         async with asyncio.timeout(WRITE_TIMEOUT):
             writer.write(answer.encode())
             await writer.drain()
@@ -433,8 +454,12 @@ class UnsubscribeEndpoint:
             return self._confirm(request, head=request.method == "HEAD")
         if request.method == "POST":
             return await self._post(request)
-        return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, _page("Not allowed", "Use GET or POST."),
-                       head=request.method == "HEAD", extra=(("Allow", "GET, HEAD, POST"),))
+        return _Answer(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            _page("Not allowed", "Use GET or POST."),
+            head=request.method == "HEAD",
+            extra=(("Allow", "GET, HEAD, POST"),),
+        )
 
     def _confirm(self, request: _Request, *, head: bool) -> _Answer:
         token = self._token(request.target)
@@ -448,15 +473,19 @@ class UnsubscribeEndpoint:
         # No action attribute: the form posts to the URL the browser shows, which
         # is right behind any proxy.
         form = (
-            "<form method=\"post\">"
-            "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">"
-            f"<button type=\"submit\">Unsubscribe {shown}</button></form>"
+            '<form method="post">'
+            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            f'<button type="submit">Unsubscribe {shown}</button></form>'
         )
-        return _Answer(HTTPStatus.OK, _page(
-            "Unsubscribe?",
-            f"Press the button to stop these emails to <strong>{shown}</strong>.",
-            form=form,
-        ), head=head)
+        return _Answer(
+            HTTPStatus.OK,
+            _page(
+                "Unsubscribe?",
+                f"Press the button to stop these emails to <strong>{shown}</strong>.",
+                form=form,
+            ),
+            head=head,
+        )
 
     async def _post(self, request: _Request) -> _Answer:
         token = self._token(request.target)
@@ -470,15 +499,19 @@ class UnsubscribeEndpoint:
             await asyncio.wait_for(asyncio.shield(self._record(address)), RECORD_TIMEOUT)
         except Exception:
             log.exception("unsubscribe_callback_failed", extra=fields(token=_short(token)))
-            return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, _try_again(),
-                           extra=(("Retry-After", "60"),))
+            return _Answer(
+                HTTPStatus.SERVICE_UNAVAILABLE, _try_again(), extra=(("Retry-After", "60"),)
+            )
         log.info("unsubscribe_accepted", extra=fields(token=_short(token)))
-        return _Answer(HTTPStatus.OK, _page(
-            "You are unsubscribed",
-            f"<strong>{html.escape(address)}</strong> will not receive these emails any more.",
-            "Thank you for having read them. If this was a mistake, just reply to any of "
-            "the emails and say so.",
-        ))
+        return _Answer(
+            HTTPStatus.OK,
+            _page(
+                "You are unsubscribed",
+                f"<strong>{html.escape(address)}</strong> will not receive these emails any more.",
+                "Thank you for having read them. If this was a mistake, just reply to any of "
+                "the emails and say so.",
+            ),
+        )
 
     def _record(self, address: str) -> asyncio.Future[None]:
         """``on_unsubscribe(address)`` on the worker thread; one call at a time per address."""
@@ -509,6 +542,6 @@ class UnsubscribeEndpoint:
         # Longest first: a base path of "/u" must not leave "u/TOKEN" behind.
         for prefix in sorted(prefixes, key=len, reverse=True):
             if path.startswith(prefix):
-                token = unquote(path[len(prefix):])
+                token = unquote(path[len(prefix) :])
                 return token if token and "/" not in token else None
         return None

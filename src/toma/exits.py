@@ -85,9 +85,13 @@ def for_tick(tick: Mapping[str, Any]) -> Exit:
     you.
     """
     temporary = set(tick.get("temporary") or [])
-    if (tick.get("needs_you") or tick.get("failed") or tick.get("unknown")
-            or tick.get("held")
-            or any(problem not in temporary for problem in tick.get("problems") or [])):
+    if (
+        tick.get("needs_you")
+        or tick.get("failed")
+        or tick.get("unknown")
+        or tick.get("held")
+        or any(problem not in temporary for problem in tick.get("problems") or [])
+    ):
         return Exit.NEEDS_YOU
     if temporary or tick.get("retrying"):
         return Exit.RETRY

@@ -16,7 +16,11 @@ from toma.store import CONTACTS, MESSAGES, Reader
 
 
 def explain_files(
-    files: Iterable[Path], *, config: Config | None, reader: Reader | None, now: datetime,
+    files: Iterable[Path],
+    *,
+    config: Config | None,
+    reader: Reader | None,
+    now: datetime,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """One object per file: the shape DESIGN.md gives for ``--json``, plus the details.
@@ -32,8 +36,13 @@ def explain_files(
         contacts = {key for key, _doc in reader.all(CONTACTS)}
     rows = []
     for path in files:
-        reading = read_message(path.read_bytes(), unsubscribe_addresses=unsubscribe, now=now,
-                               deadline=clock() + READ_BUDGET, clock=clock)
+        reading = read_message(
+            path.read_bytes(),
+            unsubscribe_addresses=unsubscribe,
+            now=now,
+            deadline=clock() + READ_BUDGET,
+            clock=clock,
+        )
         found = match(reading, sent=sent, contacts=contacts)
         row: dict[str, Any] = {
             "file": str(path),

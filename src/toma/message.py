@@ -48,9 +48,13 @@ class _Policy(Compat32):
     """
 
     def fold_binary(self, name: str, value: Any) -> bytes:
-        if (isinstance(value, str) and value.isascii()
-                and len(name) + 2 + len(value) <= (self.max_line_length or 78)
-                and "\n" not in value and "\r" not in value):
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and "\n" not in value
+            and "\r" not in value
+        ):
             return f"{name}: {value}{self.linesep}".encode("ascii")
         return super().fold_binary(name, value)
 
@@ -66,11 +70,24 @@ _MSG_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII, no spaces, no angle br
 _URI = re.compile(r"[!-;=?-~]+")
 # Headers this module writes itself; passing them in `headers` would duplicate or
 # contradict them. Cc/Bcc: a message goes to its one envelope recipient only.
-_RESERVED = frozenset({
-    "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references",
-    "mime-version", "content-type", "content-transfer-encoding", "list-unsubscribe",
-    "list-unsubscribe-post",
-})
+_RESERVED = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    }
+)
 
 
 def _charset(encoding: int) -> Charset:
@@ -106,8 +123,13 @@ def _ascii_address(value: str, what: str) -> str:
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or _CONTROL.search(address) \
-            or any(ch.isspace() or ch in "<>,;" for ch in address):
+    if (
+        not at
+        or not local
+        or not domain
+        or _CONTROL.search(address)
+        or any(ch.isspace() or ch in "<>,;" for ch in address)
+    ):
         raise ValueError(f"{what} {value!r} is not a plain email address")
     if address.isascii():
         return address
@@ -169,8 +191,11 @@ def _unsubscribe(uris: str | Sequence[str]) -> list[str]:
         text = uri.strip()
         if text.startswith("<") and text.endswith(">"):
             text = text[1:-1]
-        if not _URI.fullmatch(text) or len(text) > _MAX_LINE - 100 \
-                or not text.lower().startswith(("mailto:", "https:", "http:")):
+        if (
+            not _URI.fullmatch(text)
+            or len(text) > _MAX_LINE - 100
+            or not text.lower().startswith(("mailto:", "https:", "http:"))
+        ):
             raise ValueError(f"List-Unsubscribe needs mailto: or https: URIs, got {uri!r}")
         checked.append(text)
     return checked
@@ -214,8 +239,9 @@ def _boundary(subtype: str, parts: Sequence[Message]) -> str:
     builder's worker process, by ``toma preview``) is the same bytes but for its
     Message-ID.
     """
-    payloads = [leaf.get_payload() for part in parts for leaf in part.walk()
-                if not leaf.is_multipart()]
+    payloads = [
+        leaf.get_payload() for part in parts for leaf in part.walk() if not leaf.is_multipart()
+    ]
     seed = hashlib.sha256(subtype.encode("ascii"))
     for text in payloads:
         if isinstance(text, str):
@@ -310,8 +336,10 @@ def build_message(
 
     texts = [_body(rendered.text, "plain"), _body(rendered.html, "html")]
     if attachments:
-        parts = [_multipart("alternative", texts),
-                 *(_attachment(name, data) for name, data in attachments)]
+        parts = [
+            _multipart("alternative", texts),
+            *(_attachment(name, data) for name, data in attachments),
+        ]
         content_type = _content_type("mixed", parts)
     else:
         parts = texts

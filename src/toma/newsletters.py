@@ -56,9 +56,7 @@ from toma.windows import next_opening
 
 KEYS: Final = ("subject", "purpose", "audience", "send_at", "layout")
 KEY_PREFIX: Final = "newsletter"
-PURPOSE_REQUIRED: Final = (
-    "purpose is required: say why this issue is sent and what the reader gets"
-)
+PURPOSE_REQUIRED: Final = "purpose is required: say why this issue is sent and what the reader gets"
 
 # A top-level key of the front matter, as a person writes it: "purpose: …".
 _FRONT_KEY = re.compile(r"""^(?P<key>[^\s#:'"-][^:]*?|"[^"]*"|'[^']*')\s*:(?:\s|$)""")
@@ -106,7 +104,7 @@ def split_key(key: str) -> tuple[str, str] | None:
     prefix = f"{KEY_PREFIX}:"
     if not key.startswith(prefix):
         return None
-    name, _, email = key[len(prefix):].rpartition(":")
+    name, _, email = key[len(prefix) :].rpartition(":")
     return (name, email) if name and email else None
 
 
@@ -181,8 +179,9 @@ def load_newsletter(
     try:
         name = file.relative_to(root).as_posix()
     except ValueError:
-        raise TemplateError(f"the issue is not inside the newsletters folder {root}",
-                            file=file) from None
+        raise TemplateError(
+            f"the issue is not inside the newsletters folder {root}", file=file
+        ) from None
     if templates is None:
         templates = newsletter_templates(root, templates_layouts=templates_layouts)
     elif templates.folder != root:
@@ -200,8 +199,9 @@ def load_newsletter(
     if purpose is None:
         raise fail(PURPOSE_REQUIRED, "purpose")
     if not isinstance(purpose, str):
-        raise fail("purpose must be a sentence: why this issue is sent and what the reader gets",
-                   "purpose")
+        raise fail(
+            "purpose must be a sentence: why this issue is sent and what the reader gets", "purpose"
+        )
     if not purpose.strip():
         raise fail(f"purpose is empty; {PURPOSE_REQUIRED}", "purpose")
 
@@ -229,8 +229,14 @@ def load_newsletters(
     problems: list[TomaError] = []
     for name in templates.names():
         try:
-            loaded.append(load_newsletter(folder / name, templates_layouts=templates_layouts,
-                                          folder=folder, templates=templates))
+            loaded.append(
+                load_newsletter(
+                    folder / name,
+                    templates_layouts=templates_layouts,
+                    folder=folder,
+                    templates=templates,
+                )
+            )
         except TomaError as exc:
             problems.append(exc)
     return loaded, problems
@@ -252,10 +258,10 @@ def render_newsletter(
     if not (context.get("unsubscribe_url") or context.get("unsubscribe_mailto")):
         raise ValueError("a newsletter is rendered with unsubscribe_url or unsubscribe_mailto")
     if templates is None:
-        templates = newsletter_templates(newsletter.folder,
-                                         templates_layouts=newsletter.layouts)
-    return templates.render(newsletter.name, {**context, "newsletter": newsletter.view()},
-                            contact=contact)
+        templates = newsletter_templates(newsletter.folder, templates_layouts=newsletter.layouts)
+    return templates.render(
+        newsletter.name, {**context, "newsletter": newsletter.view()}, contact=contact
+    )
 
 
 # --------------------------------------------------------------------------- parts
@@ -294,11 +300,17 @@ def _send_at(value: Any, fail: _Fail) -> datetime | date | None:
         except TomaError as exc:
             raise fail(exc.message, "send_at") from None
     else:
-        raise fail("send_at must be a date (2026-12-08) or a moment with a UTC offset "
-                   "(2026-12-08T10:00:00+01:00)", "send_at")
+        raise fail(
+            "send_at must be a date (2026-12-08) or a moment with a UTC offset "
+            "(2026-12-08T10:00:00+01:00)",
+            "send_at",
+        )
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise fail(f"{moment.isoformat()} has no UTC offset: add one, such as +01:00, or give "
-                   "a date to send in each recipient's own morning", "send_at")
+        raise fail(
+            f"{moment.isoformat()} has no UTC offset: add one, such as +01:00, or give "
+            "a date to send in each recipient's own morning",
+            "send_at",
+        )
     return moment
 
 

@@ -21,15 +21,23 @@ from toma.render import Rendered
 def pending(records: Mapping[str, OutboxRecord], now: datetime) -> list[OutboxRecord]:
     """Notices waiting to go: planned, and past their retry time if they have one."""
     return [
-        r for r in records.values()
-        if r.kind == "notice" and r.state == "planned"
+        r
+        for r in records.values()
+        if r.kind == "notice"
+        and r.state == "planned"
         and (r.next_attempt_at is None or r.next_attempt_at <= now)
     ]
 
 
-def compose_notice(record: OutboxRecord, conversation: Mapping[str, Any] | None,
-                   config: Config, *, contact_name: str, now: datetime,
-                   digest: list[Mapping[str, Any]] | None = None) -> Built:
+def compose_notice(
+    record: OutboxRecord,
+    conversation: Mapping[str, Any] | None,
+    config: Config,
+    *,
+    contact_name: str,
+    now: datetime,
+    digest: list[Mapping[str, Any]] | None = None,
+) -> Built:
     owner = config.owner
     kind = record.template.removeprefix("notice:")
     if kind == "unsubscribed":
@@ -57,10 +65,10 @@ def compose_notice(record: OutboxRecord, conversation: Mapping[str, Any] | None,
 
 
 def _page(subject: str, text: str) -> Rendered:
-    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>"
-                   for p in text.split("\n\n"))
-    return Rendered(subject=subject, text=text, html=f"<html><body>{body}</body></html>",
-                    front={}, template="")
+    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    return Rendered(
+        subject=subject, text=text, html=f"<html><body>{body}</body></html>", front={}, template=""
+    )
 
 
 def _describe(conversation: Mapping[str, Any], name: str) -> tuple[str, str]:
@@ -73,8 +81,9 @@ def _describe(conversation: Mapping[str, Any], name: str) -> tuple[str, str]:
     if text:
         lines += ["", text.strip()]
     lines += ["", f"The whole conversation: toma log {conversation.get('contact')}"]
-    return f"{kind.capitalize()} from {name or conversation.get('contact')}: {subject}", \
-        "\n".join(lines)
+    return f"{kind.capitalize()} from {name or conversation.get('contact')}: {subject}", "\n".join(
+        lines
+    )
 
 
 def _inbound(conversation: Mapping[str, Any], name: str) -> Rendered:

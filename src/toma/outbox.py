@@ -363,9 +363,15 @@ def recover_after_crash(
         if record.state is _SG:
             moment = at or record.updated_at or record.due_at
             if record.handover == HANDOVER_PENDING:
-                recovered.append(advance(
-                    record, _P, at=moment, next_attempt_at=moment,
-                    detail="interrupted before it was handed to the server: sent again"))
+                recovered.append(
+                    advance(
+                        record,
+                        _P,
+                        at=moment,
+                        next_attempt_at=moment,
+                        detail="interrupted before it was handed to the server: sent again",
+                    )
+                )
             else:
                 recovered.append(advance(record, _U, at=moment))
         else:
@@ -381,13 +387,13 @@ def release(record: OutboxRecord, *, at: datetime, by: str) -> OutboxRecord:
     """
     if record.state is not _U:
         raise IllegalTransition(
-            f"only an unknown message can be released; {record.key} is {record.state.value}")
-    released = advance(record, _P, at=at, next_attempt_at=at,
-                       detail=f"released by {by}: sent again")
+            f"only an unknown message can be released; {record.key} is {record.state.value}"
+        )
+    released = advance(
+        record, _P, at=at, next_attempt_at=at, detail=f"released by {by}: sent again"
+    )
     return replace(released, released_at=at.astimezone(UTC), released_by=by)
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-

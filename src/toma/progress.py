@@ -47,9 +47,15 @@ class Progress:
                     speed = task.finished_speed or task.speed
                     return Text(f"{speed or 0:.0f} msg/s", style="progress.data.speed")
 
-            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TaskProgressColumn(), Rate(), TextColumn("ETA"),
-                            TimeRemainingColumn())
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                Rate(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.title, total=total)
         else:
@@ -68,10 +74,16 @@ class Progress:
             elapsed = max(now - self._started, 1e-6)
             rate = self.done / elapsed
             left = (self.total - self.done) / rate if rate else 0
-            click.echo(f"{self.title}: {self.done}/{self.total} ({rate:.0f} msg/s, "
-                       f"{left:.0f}s left, {self.failed} not sent)")
+            click.echo(
+                f"{self.title}: {self.done}/{self.total} ({rate:.0f} msg/s, "
+                f"{left:.0f}s left, {self.failed} not sent)"
+            )
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self._bar is not None:
             self._bar.stop()

@@ -81,8 +81,10 @@ _MD_INLINE = re.compile(r"([\\`*_\[\]<>&~|!])")
 _MD_LINE_START = re.compile(r"^([ \t]*)([#+=-]|\d+[.)])", re.MULTILINE)
 # Jinja's messages for a missing value: "'x' is undefined", "'dict object' has no
 # attribute 'x'", "... has no element 0".
-_UNDEFINED_NAME = re.compile(r"^'(?P<name>.+)' is undefined$|has no attribute '(?P<attr>.+)'$"
-                             r"|has no element (?P<element>.+)$")
+_UNDEFINED_NAME = re.compile(
+    r"^'(?P<name>.+)' is undefined$|has no attribute '(?P<attr>.+)'$"
+    r"|has no element (?P<element>.+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,9 @@ def _compile(
         code = env.compile(tree, name=code_name, filename=code_name)
     except TemplateSyntaxError as exc:
         line = first_line + max((exc.lineno or 1) - 1, 0)
-        raise TemplateError(exc.message or "template syntax error", file=file, line=line,
-                            key=key) from None
+        raise TemplateError(
+            exc.message or "template syntax error", file=file, line=line, key=key
+        ) from None
     template = env.template_class.from_code(env, code, env.make_globals(None))
     return _Unit(template, file, code_name, first_line, _paths(tree), key)
 
@@ -295,8 +298,9 @@ def _runtime_error(exc: Exception, unit: _Unit, contact: str | None) -> Template
         message = _undefined_message(str(exc), unit, piece_line)
     else:
         message = f"the template failed: {type(exc).__name__}: {exc}"
-    return TemplateError(message, file=unit.file, line=unit.line(piece_line), key=unit.key,
-                         contact=contact)
+    return TemplateError(
+        message, file=unit.file, line=unit.line(piece_line), key=unit.key, contact=contact
+    )
 
 
 def _undefined_message(jinja_message: str, unit: _Unit, piece_line: int | None) -> str:
@@ -310,8 +314,10 @@ def _undefined_message(jinja_message: str, unit: _Unit, piece_line: int | None) 
     before = [c for c in candidates if piece_line is None or c[0] <= (piece_line or 0)]
     chosen = max(before, key=lambda c: c[0]) if before else (candidates[0] if candidates else None)
     written = chosen[1] if chosen else name
-    return (f"{written} is not defined (give a default, as in "
-            f"{{{{ {written} | default(\"…\") }}}}, or test it with `is defined`)")
+    return (
+        f"{written} is not defined (give a default, as in "
+        f'{{{{ {written} | default("…") }}}}, or test it with `is defined`)'
+    )
 
 
 # --------------------------------------------------------------------------- files
@@ -344,16 +350,19 @@ def _split(file: Path, text: str) -> _Source:
     if lines[0].rstrip() != "---":
         raise TemplateError(
             "a template starts with front matter: a line '---', 'subject: …', then '---' again",
-            file=file, line=1)
+            file=file,
+            line=1,
+        )
     for index in range(1, len(lines)):
         if lines[index].rstrip() == "---":
             close = index
             break
     else:
-        raise TemplateError("the front matter opened on line 1 is never closed by a line '---'",
-                            file=file, line=1)
+        raise TemplateError(
+            "the front matter opened on line 1 is never closed by a line '---'", file=file, line=1
+        )
     front, key_lines = _front_matter(file, "\n".join(lines[1:close]), lines)
-    return _Source(front, key_lines, "\n".join(lines[close + 1:]), close + 2)
+    return _Source(front, key_lines, "\n".join(lines[close + 1 :]), close + 2)
 
 
 def _front_matter(
@@ -373,29 +382,41 @@ def _front_matter(
         hint = ""
         if 0 < line <= len(lines) and re.match(r"\s*\w+:\s*\{", lines[line - 1]):
             hint = ' — a value starting with {{ must be quoted: subject: "{{ … }}"'
-        raise TemplateError(f"the front matter is not valid YAML: {problem}{context}{hint}",
-                            file=file, line=line) from None
+        raise TemplateError(
+            f"the front matter is not valid YAML: {problem}{context}{hint}", file=file, line=line
+        ) from None
     except yaml.YAMLError as exc:
-        raise TemplateError(f"the front matter is not valid YAML: {exc}", file=file,
-                            line=1) from None
+        raise TemplateError(
+            f"the front matter is not valid YAML: {exc}", file=file, line=1
+        ) from None
     except RecursionError:
         # The pure-Python loader (and the C one's merge keys) descend once per level.
-        raise TemplateError("the front matter is nested too deeply to be read: "
-                            "write 'key: value' lines", file=file, line=offset) from None
+        raise TemplateError(
+            "the front matter is nested too deeply to be read: write 'key: value' lines",
+            file=file,
+            line=offset,
+        ) from None
     finally:
         loader.dispose()
     if node is None:  # nothing between the --- lines
         return {}, {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        raise TemplateError("the front matter must be 'key: value' lines, such as 'subject: …'",
-                            file=file, line=offset)
+        raise TemplateError(
+            "the front matter must be 'key: value' lines, such as 'subject: …'",
+            file=file,
+            line=offset,
+        )
     key_lines: dict[str, tuple[int, int]] = {}
     for key_node, value_node in node.value:
         key = str(key_node.value)
         here = (key_node.start_mark.line + offset, value_node.start_mark.line + offset)
         if key in key_lines:
-            raise TemplateError(f"{key} is given twice (lines {key_lines[key][0]} and {here[0]})",
-                                file=file, line=here[0], key=key)
+            raise TemplateError(
+                f"{key} is given twice (lines {key_lines[key][0]} and {here[0]})",
+                file=file,
+                line=here[0],
+                key=key,
+            )
         key_lines[key] = here
     return {str(k): v for k, v in data.items()}, key_lines
 
@@ -474,8 +495,13 @@ class Templates:
         compiled = self._get(name, contact=contact)
         subject = " ".join(self._run(compiled.subject, context, contact).split())
         if not subject:
-            raise TemplateError("the subject is empty once rendered", file=compiled.file,
-                                line=compiled.subject.first_line, key="subject", contact=contact)
+            raise TemplateError(
+                "the subject is empty once rendered",
+                file=compiled.file,
+                line=compiled.subject.first_line,
+                key="subject",
+                contact=contact,
+            )
         text = _tidy(self._run(compiled.text, context, contact))
         body = self._body(compiled, context, contact)
         frame = dict(context)
@@ -487,16 +513,23 @@ class Templates:
                 frame[optional] = Undefined(name=optional)
         if "postal_address" not in frame:
             sender = context.get("sender")
-            frame["postal_address"] = sender.get("postal_address", "") \
-                if isinstance(sender, Mapping) else ""
-        links = tuple(str(link) for link in (context.get("unsubscribe_url"),
-                                             context.get("unsubscribe_mailto")) if link)
+            frame["postal_address"] = (
+                sender.get("postal_address", "") if isinstance(sender, Mapping) else ""
+            )
+        links = tuple(
+            str(link)
+            for link in (context.get("unsubscribe_url"), context.get("unsubscribe_mailto"))
+            if link
+        )
         footer = Footer(links, str(frame["postal_address"] or "")) if links else None
         if footer is not None and not footer.postal_address.strip():
             raise TemplateError(
                 "a message with an unsubscribe footer (a newsletter, a sequence with "
                 'unsubscribe = "footer") shows your postal address: set [owner] '
-                "postal_address in config.toml", file=compiled.file, contact=contact)
+                "postal_address in config.toml",
+                file=compiled.file,
+                contact=contact,
+            )
         frame["subject"] = subject
         frame["body"] = Markup(body)  # noqa: S704 - Markdown output, built with raw HTML off
         frame["footer"] = footer.html() if footer else Markup("")
@@ -504,8 +537,9 @@ class Templates:
         if footer is not None:
             text = f"{text}\n{footer.text()}"
             html = self._with_footer(html, footer, compiled.layout)
-        return Rendered(subject=subject, text=text, html=html, front=dict(compiled.front),
-                        template=name)
+        return Rendered(
+            subject=subject, text=text, html=html, front=dict(compiled.front), template=name
+        )
 
     def _with_footer(self, html: str, footer: Footer, layout: _Unit) -> str:
         """``html`` showing the way out and the postal address, or a TemplateError.
@@ -522,7 +556,9 @@ class Templates:
         if missing:
             raise TemplateError(
                 f"the layout does not show {missing}, which every message with a way out "
-                "carries: put {{ footer }} where it should go", file=layout.file)
+                "carries: put {{ footer }} where it should go",
+                file=layout.file,
+            )
         return html
 
     # ------------------------------------------------------------------ internals
@@ -559,8 +595,9 @@ class Templates:
             self._compiled[key] = found
         if isinstance(found, TemplateError):
             # A fresh exception each time: re-raising one object grows its traceback.
-            raise TemplateError(found.message, file=found.file, line=found.line, key=found.key,
-                                contact=contact)
+            raise TemplateError(
+                found.message, file=found.file, line=found.line, key=found.key, contact=contact
+            )
         return found
 
     def _file(self, name: str) -> Path:
@@ -569,7 +606,9 @@ class Templates:
         if relative.is_absolute() or ".." in relative.parts or relative.suffix != ".md":
             raise TemplateError(
                 f"{name!r} is not a template name: use a path inside the templates folder "
-                "ending in .md, such as acquaintance/nice-to-meet.md", file=file)
+                "ending in .md, such as acquaintance/nice-to-meet.md",
+                file=file,
+            )
         if not file.is_file():
             raise TemplateError(f"no template {name!r} in {self.folder}", file=file)
         return file
@@ -582,65 +621,99 @@ class Templates:
             if key not in self.keys:
                 raise TemplateError(self._unknown_key(key), file=file, line=line, key=key)
         if "subject" not in front:
-            raise TemplateError("the front matter has no subject: …", file=file, line=1,
-                                key="subject")
+            raise TemplateError(
+                "the front matter has no subject: …", file=file, line=1, key="subject"
+            )
         subject_line = source.lines["subject"][1]
         subject = front["subject"]
         if isinstance(subject, bool) or not isinstance(subject, str | int | float):
-            hint = ' (a subject starting with {{ must be quoted: "{{ … }}")' \
-                if isinstance(subject, dict) else ""
-            raise TemplateError(f"the subject must be text{hint}", file=file, line=subject_line,
-                                key="subject")
+            hint = (
+                ' (a subject starting with {{ must be quoted: "{{ … }}")'
+                if isinstance(subject, dict)
+                else ""
+            )
+            raise TemplateError(
+                f"the subject must be text{hint}", file=file, line=subject_line, key="subject"
+            )
         if not str(subject).strip():
-            raise TemplateError("the subject is empty", file=file, line=subject_line,
-                                key="subject")
+            raise TemplateError("the subject is empty", file=file, line=subject_line, key="subject")
         code_name = str(file)
-        subject_unit = _compile(self._text_env, str(subject), file=file,
-                                code_name=f"{code_name}#subject", first_line=subject_line,
-                                key="subject")
-        text_unit = _compile(self._text_env, source.body, file=file, code_name=code_name,
-                             first_line=source.body_line)
-        markdown_unit = _compile(self._markdown_env, source.body, file=file, code_name=code_name,
-                                 first_line=source.body_line)
+        subject_unit = _compile(
+            self._text_env,
+            str(subject),
+            file=file,
+            code_name=f"{code_name}#subject",
+            first_line=subject_line,
+            key="subject",
+        )
+        text_unit = _compile(
+            self._text_env, source.body, file=file, code_name=code_name, first_line=source.body_line
+        )
+        markdown_unit = _compile(
+            self._markdown_env,
+            source.body,
+            file=file,
+            code_name=code_name,
+            first_line=source.body_line,
+        )
         layout = front.get("layout", DEFAULT_LAYOUT)
         layout_line = source.lines["layout"][1] if "layout" in source.lines else 1
         layout_unit = self._layout(layout, file, layout_line)
-        skeleton_unit = _compile(self._skeleton_env, source.body, file=file, code_name=code_name,
-                                 first_line=source.body_line)
-        return _Compiled(name, file, front, subject_unit, text_unit, markdown_unit, layout_unit,
-                         skeleton_unit)
+        skeleton_unit = _compile(
+            self._skeleton_env,
+            source.body,
+            file=file,
+            code_name=code_name,
+            first_line=source.body_line,
+        )
+        return _Compiled(
+            name, file, front, subject_unit, text_unit, markdown_unit, layout_unit, skeleton_unit
+        )
 
     def _unknown_key(self, key: str) -> str:
         known = ", ".join(self.keys)
         if key.lower() in _HEADER_KEYS:
-            return (f"{key!r} is not a {self.kind} key: a template cannot set {key}; the "
-                    f"sender is [owner] in config.toml (keys: {known})")
+            return (
+                f"{key!r} is not a {self.kind} key: a template cannot set {key}; the "
+                f"sender is [owner] in config.toml (keys: {known})"
+            )
         close = _close(key, set(self.keys))
         hint = f" (did you mean {close}?)" if close else ""
         return f"{key!r} is not a {self.kind} key{hint}: use {known}"
 
     def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:
-        if not isinstance(layout, str) or not _LAYOUT_NAME.fullmatch(layout) \
-                or ".." in layout.split("/"):
-            raise TemplateError(f"{layout!r} is not a layout name: use a file name in "
-                                f"{self.layouts} without .html, such as 'default'",
-                                file=template_file, line=line, key="layout")
+        if (
+            not isinstance(layout, str)
+            or not _LAYOUT_NAME.fullmatch(layout)
+            or ".." in layout.split("/")
+        ):
+            raise TemplateError(
+                f"{layout!r} is not a layout name: use a file name in "
+                f"{self.layouts} without .html, such as 'default'",
+                file=template_file,
+                line=line,
+                key="layout",
+            )
         name = layout.removesuffix(".html")
         if name not in self._layouts:
             file = self.layouts / f"{name}.html"
             unit: _Unit | TemplateError | None = None
             if file.is_file():
                 try:
-                    unit = _compile(self._html_env, _read(file), file=file, code_name=str(file),
-                                    first_line=1)
+                    unit = _compile(
+                        self._html_env, _read(file), file=file, code_name=str(file), first_line=1
+                    )
                 except TemplateError as exc:
                     unit = exc
             self._layouts[name] = unit
         found = self._layouts[name]
         if found is None:
-            raise TemplateError(f"the layout {name!r} does not exist: expected "
-                                f"{self.layouts / (name + '.html')}", file=template_file,
-                                line=line, key="layout")
+            raise TemplateError(
+                f"the layout {name!r} does not exist: expected {self.layouts / (name + '.html')}",
+                file=template_file,
+                line=line,
+                key="layout",
+            )
         if isinstance(found, TemplateError):
             raise TemplateError(found.message, file=found.file, line=found.line)
         return found
@@ -661,8 +734,9 @@ class Footer:
         # "-- " is the signature separator: mail programs grey the footer out and
         # leave it out of the quote when someone replies.
         lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
-        return "\n".join(["-- ", *lines, f"Rather not hear from me? Unsubscribe: {self.link}"]) \
-            + "\n"
+        return (
+            "\n".join(["-- ", *lines, f"Rather not hear from me? Unsubscribe: {self.link}"]) + "\n"
+        )
 
     def html(self) -> Markup:
         lines = [line.strip() for line in self.postal_address.splitlines() if line.strip()]
@@ -670,7 +744,8 @@ class Footer:
         return Markup(  # noqa: S704 - every value escaped above and below
             '<p style="margin-top:32px;font-size:12px;color:#777777;">'
             f"{address}Rather not hear from me? "
-            f'<a href="{escape(self.link)}" style="color:#777777;">Unsubscribe</a>.</p>')
+            f'<a href="{escape(self.link)}" style="color:#777777;">Unsubscribe</a>.</p>'
+        )
 
     def missing_from(self, html: str) -> str:
         """What of the footer ``html`` does not show: "" when it shows it all."""

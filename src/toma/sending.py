@@ -115,8 +115,9 @@ class Withheld:
     reason: str
 
 
-def withheld(record: OutboxRecord, contact: Mapping[str, Any] | None,
-             now: datetime) -> Withheld | None:
+def withheld(
+    record: OutboxRecord, contact: Mapping[str, Any] | None, now: datetime
+) -> Withheld | None:
     """Whether ``record`` may still go to ``contact`` (its stored document) at ``now``.
 
     The same rules as the planning, read again just before the hand-over: an
@@ -197,8 +198,12 @@ class Outgoing:
         self.records[key] = replace(
             self.records[key], message_id=built.message_id, subject=built.subject
         )
-        return Envelope(key=key, sender=built.envelope_sender,
-                        recipients=(built.envelope_recipient,), data=built.data)
+        return Envelope(
+            key=key,
+            sender=built.envelope_sender,
+            recipients=(built.envelope_recipient,),
+            data=built.data,
+        )
 
 
 class Sender:
@@ -223,8 +228,13 @@ class Sender:
         self.stop = asyncio.Event()
 
     async def send(self, outgoing: Outgoing, now: datetime, tally: Tally) -> None:
-        journal = _Journal(self.store, outgoing.records, now, tally,
-                           lambda record, result: self._settle(record, result, now, tally))
+        journal = _Journal(
+            self.store,
+            outgoing.records,
+            now,
+            tally,
+            lambda record, result: self._settle(record, result, now, tally),
+        )
         marking = _Marking(self.transport, journal)
 
         async def collect(result: Result) -> None:
@@ -245,9 +255,17 @@ class Sender:
 
         async def start(envelopes: list[Envelope]) -> None:
             journal.extend(e.key for e in envelopes)
-            sending.add(asyncio.create_task(send_all(
-                marking, envelopes, on_result=collect, retry_until=self.retry_within,
-                stop=self.stop)))
+            sending.add(
+                asyncio.create_task(
+                    send_all(
+                        marking,
+                        envelopes,
+                        on_result=collect,
+                        retry_until=self.retry_within,
+                        stop=self.stop,
+                    )
+                )
+            )
             while len(sending) >= CHUNKS_IN_FLIGHT:
                 done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
                 reap(done)
@@ -256,8 +274,7 @@ class Sender:
             if outgoing.prebuilt:
                 await start(outgoing.prebuilt)
             composer = Composer(self.config, unsubscribe=unsubscriber(self.config))
-            async with contextlib.aclosing(
-                    build_chunks(composer, outgoing.jobs)) as chunks:
+            async with contextlib.aclosing(build_chunks(composer, outgoing.jobs)) as chunks:
                 async for chunk in chunks:
                     if self.stop.is_set():
                         break
@@ -277,8 +294,9 @@ class Sender:
         if errors:
             raise errors[0]
 
-    def _envelopes(self, chunk: list[BuildOutcome], outgoing: Outgoing,
-                   tally: Tally) -> list[Envelope]:
+    def _envelopes(
+        self, chunk: list[BuildOutcome], outgoing: Outgoing, tally: Tally
+    ) -> list[Envelope]:
         envelopes = []
         for job, result in chunk:
             if isinstance(result, Failure):
@@ -287,14 +305,17 @@ class Sender:
                 error = str(result.error(record.contact))
                 if error not in tally.problems:
                     tally.problems.append(error)
-                log.error("template error", extra=fields(contact=record.contact, ref=record.ref,
-                                                         error=error))
+                log.error(
+                    "template error",
+                    extra=fields(contact=record.contact, ref=record.ref, error=error),
+                )
                 continue
             envelopes.append(outgoing.built(job.key, result))
         return envelopes
 
-    def _settle(self, record: OutboxRecord, result: Result, now: datetime,
-                tally: Tally) -> OutboxRecord:
+    def _settle(
+        self, record: OutboxRecord, result: Result, now: datetime, tally: Tally
+    ) -> OutboxRecord:
         at, code, detail = now, result.code, result.detail
         if result.outcome is Outcome.SENT:
             tally.sent += 1
@@ -307,11 +328,22 @@ class Sender:
             return advance(record, MessageState.UNKNOWN, at=at, code=code, detail=detail)
         if retried_for(record.attempts) >= self.config.smtp.retry_for.approx():
             tally.failed += 1
-            return advance(record, MessageState.FAILED, at=at, code=code,
-                           detail=f"gave up after {record.attempts} attempts: {detail}")
+            return advance(
+                record,
+                MessageState.FAILED,
+                at=at,
+                code=code,
+                detail=f"gave up after {record.attempts} attempts: {detail}",
+            )
         tally.retrying += 1
-        return advance(record, MessageState.PLANNED, at=at, code=code, detail=detail,
-                       next_attempt_at=now + retry_delay(record.attempts))
+        return advance(
+            record,
+            MessageState.PLANNED,
+            at=at,
+            code=code,
+            detail=detail,
+            next_attempt_at=now + retry_delay(record.attempts),
+        )
 
 
 class _Journal:
@@ -337,8 +369,14 @@ class _Journal:
     write is done.
     """
 
-    def __init__(self, store: Store, records: dict[str, OutboxRecord], now: datetime,
-                 tally: Tally, settle: Callable[[OutboxRecord, Result], OutboxRecord]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        records: dict[str, OutboxRecord],
+        now: datetime,
+        tally: Tally,
+        settle: Callable[[OutboxRecord, Result], OutboxRecord],
+    ) -> None:
         self.store = store
         self.records = records
         self.now = now
@@ -406,8 +444,9 @@ class _Journal:
         probe = position + MARK_BATCH
         if probe >= len(self.order) or self.order[probe] in self.marked:
             return
-        start = next((at for at in range(position + 1, probe)
-                      if self.order[at] not in self.marked), probe)
+        start = next(
+            (at for at in range(position + 1, probe) if self.order[at] not in self.marked), probe
+        )
         batch = self._batch(start)
         if batch:
             self._ahead_keys = frozenset(batch)
@@ -418,8 +457,11 @@ class _Journal:
         return self.ahead is not None and not self.ahead.done()
 
     def _batch(self, start: int) -> list[str]:
-        return [key for key in self.order[start : start + MARK_BATCH]
-                if key not in self.marked and key not in self._ahead_keys]
+        return [
+            key
+            for key in self.order[start : start + MARK_BATCH]
+            if key not in self.marked and key not in self._ahead_keys
+        ]
 
     # ------------------------------------------------------------------ hand-overs
 
@@ -454,8 +496,13 @@ class _Journal:
     async def collect(self, result: Result) -> None:
         if result.outcome is Outcome.WITHDRAWN:
             self.tally.withheld += 1  # its record was written by the check that stopped it
-            log.info("withheld", extra=fields(ref=self.records[result.key].ref,
-                                              why=self.withdrawn.get(result.key, result.detail)))
+            log.info(
+                "withheld",
+                extra=fields(
+                    ref=self.records[result.key].ref,
+                    why=self.withdrawn.get(result.key, result.detail),
+                ),
+            )
             return
         self.pending.append(result)
         while self.recording is not None and not self.recording.done():
@@ -463,8 +510,10 @@ class _Journal:
                 return  # the next write takes these
             await self.recording  # a whole batch waiting: the disk sets the pace
         if len(self.pending) < RESULT_BATCH and (
-                monotonic.monotonic() - self._flushed <= RESULT_EVERY or self._marking_ahead
-                or self._hand_write_due):
+            monotonic.monotonic() - self._flushed <= RESULT_EVERY
+            or self._marking_ahead
+            or self._hand_write_due
+        ):
             return  # the next write takes these (the marks or hand-overs under way, most likely)
         if self.recording is not None:
             self.recording.result()  # a write that failed ends the send
@@ -539,8 +588,9 @@ class _Journal:
         self.pending = waiting
         return taken
 
-    def _put(self, marks: list[tuple[str, OutboxRecord]], handing: list[str],
-             outcomes: list[Result]) -> _Written:
+    def _put(
+        self, marks: list[tuple[str, OutboxRecord]], handing: list[str], outcomes: list[Result]
+    ) -> _Written:
         """One transaction (in a worker thread: it changes nothing of this object)."""
         written = _Written()
         if not marks and not handing and not outcomes:
@@ -549,9 +599,11 @@ class _Journal:
         with self.store.transaction() as tx:
             for key, record in marks:
                 before = tx.get(MESSAGES, key)
-                stop = (Withheld("forget", "the notice was withdrawn")
-                        if before is None and record.kind == "notice"
-                        else withheld(record, tx.get(CONTACTS, record.contact), now))
+                stop = (
+                    Withheld("forget", "the notice was withdrawn")
+                    if before is None and record.kind == "notice"
+                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                )
                 if stop is None:
                     tx.put(MESSAGES, key, record.to_doc())
                     written.records[key] = record
@@ -561,8 +613,11 @@ class _Journal:
             for key in handing:
                 record = written.records.get(key, self.records[key])
                 current = tx.get(MESSAGES, key)
-                stop = (Withheld("forget", "the record was erased") if current is None
-                        else withheld(record, tx.get(CONTACTS, record.contact), now))
+                stop = (
+                    Withheld("forget", "the record was erased")
+                    if current is None
+                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                )
                 if stop is None:
                     record = replace(record, handover=HANDED)
                     tx.put(MESSAGES, key, record.to_doc())
@@ -570,8 +625,9 @@ class _Journal:
                 else:
                     self._withdraw(tx, key, record, stop, self.before.get(key), written)
             for result in outcomes:
-                record = self.settle(written.records.get(result.key, self.records[result.key]),
-                                     result)
+                record = self.settle(
+                    written.records.get(result.key, self.records[result.key]), result
+                )
                 written.records[result.key] = record
                 written.settled.append(record)
                 if tx.get(MESSAGES, record.key) is None:
@@ -583,12 +639,23 @@ class _Journal:
                     _remember_thread(tx, record)
         return written
 
-    def _withdraw(self, tx: Transaction, key: str, record: OutboxRecord, stop: Withheld,
-                  before: dict[str, Any] | None, written: _Written) -> None:
+    def _withdraw(
+        self,
+        tx: Transaction,
+        key: str,
+        record: OutboxRecord,
+        stop: Withheld,
+        before: dict[str, Any] | None,
+        written: _Written,
+    ) -> None:
         written.withdrawn[key] = stop.reason
         if stop.action == "skip":
-            skipped = advance(replace(record, state=MessageState.SENDING), MessageState.SKIPPED,
-                              at=self.now, detail=stop.reason)
+            skipped = advance(
+                replace(record, state=MessageState.SENDING),
+                MessageState.SKIPPED,
+                at=self.now,
+                detail=stop.reason,
+            )
             tx.put(MESSAGES, key, skipped.to_doc())
             written.records[key] = skipped
         elif stop.action == "wait" and before is not None:
@@ -603,17 +670,26 @@ class _Journal:
         self.withdrawn.update(written.withdrawn)
         self.marked.update(written.withdrawn)
         for record in written.erased:
-            log.warning("forgotten while sending", extra=fields(ref=record.ref,
-                                                                outcome=record.state.value))
+            log.warning(
+                "forgotten while sending", extra=fields(ref=record.ref, outcome=record.state.value)
+            )
         for record in written.settled:
             if record in written.erased:
                 continue
             level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
             if log.isEnabledFor(level):
-                log.log(level, record.state.value, extra=fields(
-                    contact=record.contact, ref=record.ref, message_id=record.message_id,
-                    code=record.code, detail=record.detail or None,
-                    retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None))
+                log.log(
+                    level,
+                    record.state.value,
+                    extra=fields(
+                        contact=record.contact,
+                        ref=record.ref,
+                        message_id=record.message_id,
+                        code=record.code,
+                        detail=record.detail or None,
+                        retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None,
+                    ),
+                )
 
 
 @dataclass
@@ -670,8 +746,9 @@ def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
         tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
 
 
-def release_unknown(store: Store, keys: Iterable[str], contacts: Iterable[str], *,
-                    now: datetime, by: str) -> list[OutboxRecord]:
+def release_unknown(
+    store: Store, keys: Iterable[str], contacts: Iterable[str], *, now: datetime, by: str
+) -> list[OutboxRecord]:
     """Release ``unknown`` messages for sending again: those named by key, and all of
     ``contacts``' (``toma outbox release``). The next tick sends them.
 
@@ -691,8 +768,10 @@ def release_unknown(store: Store, keys: Iterable[str], contacts: Iterable[str], 
                 raise TomaError(f"no message with the key {key!r} (see `toma outbox list`)")
             record = OutboxRecord.from_doc(doc)
             if record.state is not MessageState.UNKNOWN:
-                raise TomaError(f"{key} is {record.state.value}, not unknown: nothing released",
-                                contact=record.contact)
+                raise TomaError(
+                    f"{key} is {record.state.value}, not unknown: nothing released",
+                    contact=record.contact,
+                )
             chosen[key] = record
         if people:
             for key, doc in tx.all(MESSAGES):
@@ -702,6 +781,7 @@ def release_unknown(store: Store, keys: Iterable[str], contacts: Iterable[str], 
         for record in released:
             tx.put(MESSAGES, record.key, record.to_doc())
     for record in released:
-        log.warning("released", extra=fields(contact=record.contact, ref=record.ref,
-                                             key=record.key, by=by))
+        log.warning(
+            "released", extra=fields(contact=record.contact, ref=record.ref, key=record.key, by=by)
+        )
     return released

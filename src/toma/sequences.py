@@ -54,8 +54,9 @@ EnrolmentSource = Literal["tag", "hand"]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
 
-TOP_KEYS = frozenset({"name", "description", "enroll_tag", "on_reply", "window", "unsubscribe",
-                      "steps", "repeat"})
+TOP_KEYS = frozenset(
+    {"name", "description", "enroll_tag", "on_reply", "window", "unsubscribe", "steps", "repeat"}
+)
 STEP_KEYS = frozenset({"id", "after", "template"})
 REPEAT_KEYS = frozenset({"every", "template"})
 

@@ -80,8 +80,9 @@ class Shapes:
         self.to_html = to_html
         self._cache: dict[str, dict[str, str | None]] = {}
 
-    def html(self, template: str, skeleton: str, values: list[str],
-             ordinary: Callable[[], str]) -> str:
+    def html(
+        self, template: str, skeleton: str, values: list[str], ordinary: Callable[[], str]
+    ) -> str:
         """The HTML of the body: from the skeleton's when it is known good, else ``ordinary()``."""
         shapes = self._cache.setdefault(template, {})
         if skeleton in shapes:
@@ -98,8 +99,7 @@ class Shapes:
     def _shape(self, skeleton: str, count: int) -> str | None:
         shaped = self.to_html(skeleton)
         found = [int(n) for n in _TOKEN.findall(shaped)]
-        if sorted(found) != list(range(count)) or _IN_TAG.search(shaped) \
-                or _IN_CODE.search(shaped):
+        if sorted(found) != list(range(count)) or _IN_TAG.search(shaped) or _IN_CODE.search(shaped):
             return None
         return shaped
 

@@ -33,10 +33,14 @@ class Status:
             unknown=len(self.unknown),
             failed_at=[r.updated_at or r.due_at for r in self.failed],
             retrying=len(self.retrying),
-            set_aside_at=[_moment(d.get("recorded_at") or d.get("received_at"))
-                          for d in self.inbox_aside if d.get("set_aside")],
-            journal_damage_at=(_moment(self.journal_damage.get("cut_at"))
-                               if self.journal_damage else None),
+            set_aside_at=[
+                _moment(d.get("recorded_at") or d.get("received_at"))
+                for d in self.inbox_aside
+                if d.get("set_aside")
+            ],
+            journal_damage_at=(
+                _moment(self.journal_damage.get("cut_at")) if self.journal_damage else None
+            ),
             now=now,
         )
 
@@ -106,11 +110,15 @@ class Status:
                     code = f" {r.code}" if r.code else ""
                     out.append(f"  {r.contact}  {r.ref}{code}  {r.detail}{when}".rstrip())
                 if records is self.unknown:
-                    out.append("  Once you have checked one did not arrive: toma outbox release "
-                               "KEY (keys: toma outbox list --state unknown).")
+                    out.append(
+                        "  Once you have checked one did not arrive: toma outbox release "
+                        "KEY (keys: toma outbox list --state unknown)."
+                    )
         if tick is not None and tick.get("withheld"):
-            out.append(f"  {tick['withheld']} withheld by the last check before sending "
-                       "(the contact left, was paused or forgotten during the tick).")
+            out.append(
+                f"  {tick['withheld']} withheld by the last check before sending "
+                "(the contact left, was paused or forgotten during the tick)."
+            )
         out.extend(_inbox_lines(self.inbox_aside))
         return out
 
@@ -121,20 +129,28 @@ def _inbox_lines(items: list[dict[str, Any]]) -> list[str]:
     untied = [d for d in items if d.get("untied")]
     out = []
     if unread:
-        out.append("Inbox, set aside (could not be read; never read again — open them in your "
-                   "mail program):")
+        out.append(
+            "Inbox, set aside (could not be read; never read again — open them in your "
+            "mail program):"
+        )
         for doc in _latest(unread):
-            where = (f"UID {doc['uid']}" if doc.get("uid") is not None
-                     else f"file {doc.get('file', '')}")
-            out.append(f"  {doc.get('mailbox', '')} {where}  {doc.get('size', 0)} bytes  "
-                       f"{doc.get('reason', '')}")
+            where = (
+                f"UID {doc['uid']}" if doc.get("uid") is not None else f"file {doc.get('file', '')}"
+            )
+            out.append(
+                f"  {doc.get('mailbox', '')} {where}  {doc.get('size', 0)} bytes  "
+                f"{doc.get('reason', '')}"
+            )
     if untied:
-        out.append("Inbox, untied bounces (not tied to a message toma sent there; nobody "
-                   "was marked):")
+        out.append(
+            "Inbox, untied bounces (not tied to a message toma sent there; nobody was marked):"
+        )
         for doc in _latest(untied):
             named = ", ".join(doc.get("named") or doc.get("recipients") or []) or "nobody"
-            out.append(f"  {doc.get('received_at', '')[:16]}  from {doc.get('sender')}  "
-                       f"naming {named}: {doc.get('untied')}")
+            out.append(
+                f"  {doc.get('received_at', '')[:16]}  from {doc.get('sender')}  "
+                f"naming {named}: {doc.get('untied')}"
+            )
     return out
 
 
@@ -169,9 +185,26 @@ def gather(reader: Reader) -> Status:
             retrying.append(OutboxRecord.from_doc(doc))
     order = lambda r: (r.updated_at or r.due_at, r.contact)  # noqa: E731
     aside = [
-        {k: doc.get(k) for k in ("key", "mailbox", "uid", "file", "size", "reason", "sender",
-                                 "subject", "received_at", "recorded_at", "set_aside", "untied",
-                                 "named", "recipients") if doc.get(k) is not None}
+        {
+            k: doc.get(k)
+            for k in (
+                "key",
+                "mailbox",
+                "uid",
+                "file",
+                "size",
+                "reason",
+                "sender",
+                "subject",
+                "received_at",
+                "recorded_at",
+                "set_aside",
+                "untied",
+                "named",
+                "recipients",
+            )
+            if doc.get(k) is not None
+        }
         for _key, doc in reader.all(CONVERSATIONS)
         if doc.get("set_aside") or doc.get("untied")
     ]

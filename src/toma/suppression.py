@@ -86,7 +86,7 @@ class Entry:
         return cls(Reason(doc["reason"]), str(doc.get("at", "")), str(doc.get("by", "")))
 
     def describe(self) -> str:
-        """"unsubscribed on 2026-11-25 (one-click unsubscribe)", for the owner."""
+        """ "unsubscribed on 2026-11-25 (one-click unsubscribe)", for the owner."""
         day = self.at[:10]
         text = f"{self.reason.value} on {day}" if day else self.reason.value
         return f"{text} ({self.by})" if self.by else text

@@ -116,17 +116,18 @@ def check_base_url(base_url: str) -> str:
     if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(
             f"{base_url!r}: unsubscribe links must use https (plain http is accepted only "
-            "for localhost): a link in clear text can be read and used on the way")
+            "for localhost): a link in clear text can be read and used on the way"
+        )
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{base_url!r}: give the base URL only, without ?query, #fragment "
-                         "or user@")
+        raise ValueError(
+            f"{base_url!r}: give the base URL only, without ?query, #fragment or user@"
+        )
     return text.rstrip("/")
 
 
 def _check_mailto(address: str) -> str:
     try:
-        checked = validate_email(address.strip(), check_deliverability=False,
-                                 allow_smtputf8=False)
+        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ValueError(f"{address!r} cannot receive unsubscribe mail: {exc}") from None
     return checked.ascii_email or checked.normalized
@@ -234,8 +235,10 @@ class Unsubscribe:
         token = self.token(_address_of(contact))
         url, mailto = self._url(token), self._mailto(token)
         uris = (mailto, url) if url else (mailto,)
-        return ({"unsubscribe_url": url, "unsubscribe_mailto": mailto},
-                ListUnsubscribe(list_unsubscribe=uris, list_unsubscribe_post=url is not None))
+        return (
+            {"unsubscribe_url": url, "unsubscribe_mailto": mailto},
+            ListUnsubscribe(list_unsubscribe=uris, list_unsubscribe_post=url is not None),
+        )
 
 
 # --------------------------------------------------------------------------- secret
@@ -276,8 +279,9 @@ def load_or_create_secret(path: Path) -> bytes:
             fsync_dir(path.parent)
             log.info("unsubscribe_secret_created", extra=fields(file=str(path)))
     except OSError as exc:
-        raise StoreError(f"cannot create the unsubscribe secret: {exc.strerror}",
-                         file=path) from None
+        raise StoreError(
+            f"cannot create the unsubscribe secret: {exc.strerror}", file=path
+        ) from None
     finally:
         temporary.unlink(missing_ok=True)
     try:
@@ -294,21 +298,25 @@ def _read_secret(path: Path) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise StoreError(f"cannot read the unsubscribe secret: {exc.strerror}",
-                         file=path) from None
+        raise StoreError(f"cannot read the unsubscribe secret: {exc.strerror}", file=path) from None
     if len(data) < MIN_SECRET_BYTES:
         raise StoreError(
             f"the unsubscribe secret is {len(data)} bytes, too short to be one: restore it "
             "from a backup (or delete it to make a new one; links already sent stop working)",
-            file=path)
+            file=path,
+        )
     if mode & 0o077:
         # The data directory is the owner's only; a copied-in file may not be.
         try:
             path.chmod(0o600)
         except OSError as exc:
-            log.warning("unsubscribe_secret_open_mode", extra=fields(
-                file=str(path), mode=oct(mode & 0o777), error=exc.strerror))
+            log.warning(
+                "unsubscribe_secret_open_mode",
+                extra=fields(file=str(path), mode=oct(mode & 0o777), error=exc.strerror),
+            )
         else:
-            log.warning("unsubscribe_secret_mode_tightened",
-                        extra=fields(file=str(path), was=oct(mode & 0o777)))
+            log.warning(
+                "unsubscribe_secret_mode_tightened",
+                extra=fields(file=str(path), was=oct(mode & 0o777)),
+            )
     return data

@@ -44,8 +44,9 @@ class OneClick:
     endpoint answers "please try again". Calls are serialised.
     """
 
-    def __init__(self, data_dir: Path, clock: Clock, *,
-                 lock_timeout: float = RECORD_LOCK_TIMEOUT) -> None:
+    def __init__(
+        self, data_dir: Path, clock: Clock, *, lock_timeout: float = RECORD_LOCK_TIMEOUT
+    ) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.lock_timeout = lock_timeout
@@ -56,10 +57,12 @@ class OneClick:
         with self._lock:
             if self._store is None:
                 self._store = TinyStore(self.data_dir, lock_timeout=self.lock_timeout)
-            contact = addressbook.unsubscribe(self._store, address, now=self.clock.now(),
-                                              by=ONE_CLICK)
-        log.info("unsubscribed", extra=fields(contact=address, by="one-click",
-                                              known=contact is not None))
+            contact = addressbook.unsubscribe(
+                self._store, address, now=self.clock.now(), by=ONE_CLICK
+            )
+        log.info(
+            "unsubscribed", extra=fields(contact=address, by="one-click", known=contact is not None)
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -169,7 +169,6 @@ def test_a_suppressed_contact_still_stored_cannot_come_back(project: Path, toma:
     assert "unsubscribed" in enrolled.output
 
 
-
 def test_an_unsubscribe_by_email_outlives_forget(project: Path, toma: Invoke) -> None:
     """Mira asks by email to stop; forgotten, then re-imported, she stays out."""
     now = "2026-11-25T11:00:00+00:00"

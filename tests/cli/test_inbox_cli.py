@@ -27,10 +27,12 @@ BOUNCE = (
 
 def reply(number: int, sender: str, text: str, *, in_reply_to: str = "") -> bytes:
     threading = f"In-Reply-To: {in_reply_to}\r\n" if in_reply_to else ""
-    return (f"From: {sender}\r\nTo: alex@example.com\r\nSubject: Re: Hello\r\n"
-            f"Message-ID: <r{number}@example.org>\r\nDate: Mon, 02 Mar 2026 12:0{number}:00 +0100"
-            f"\r\n{threading}\r\n{text}\r\n\r\nOn Mon, 2 Mar 2026, Alex wrote:\r\n"
-            "> Hi Ann!\r\n").encode()
+    return (
+        f"From: {sender}\r\nTo: alex@example.com\r\nSubject: Re: Hello\r\n"
+        f"Message-ID: <r{number}@example.org>\r\nDate: Mon, 02 Mar 2026 12:0{number}:00 +0100"
+        f"\r\n{threading}\r\n{text}\r\n\r\nOn Mon, 2 Mar 2026, Alex wrote:\r\n"
+        "> Hi Ann!\r\n"
+    ).encode()
 
 
 def toma(folder: Path | None, *args: str) -> Result:
@@ -41,12 +43,22 @@ def toma(folder: Path | None, *args: str) -> Result:
 def test_explain_prints_the_documented_json_without_a_project(tmp_path: Path) -> None:
     (tmp_path / "bounce.eml").write_bytes(BOUNCE)
     (tmp_path / "reply.eml").write_bytes(reply(1, "ann@example.org", "Lovely, thanks!"))
-    result = toma(None, "inbox", "explain", "--json", str(tmp_path / "bounce.eml"),
-                  str(tmp_path / "reply.eml"))
+    result = toma(
+        None,
+        "inbox",
+        "explain",
+        "--json",
+        str(tmp_path / "bounce.eml"),
+        str(tmp_path / "reply.eml"),
+    )
     assert result.exit_code == 0, result.output
     bounce, answer = json.loads(result.output)
     assert (bounce["class"], bounce["hard"], bounce["recipients"], bounce["contact"]) == (
-        "bounce", True, ["ann@example.org"], None)
+        "bounce",
+        True,
+        ["ann@example.org"],
+        None,
+    )
     assert (answer["class"], answer["text"]) == ("reply", "Lovely, thanks!")
     assert set(bounce) >= {"file", "class", "hard", "recipients", "contact"}
 
@@ -55,16 +67,21 @@ def test_sync_log_and_daily_digest(tmp_path: Path) -> None:
     folder = make(tmp_path, sequence("hello", "met", ("first", "0h"), ("second", "1w")))
     config = folder / "config.toml"
     config.write_text(config.read_text() + '[inbox]\nnotify = "daily"\ndigest_at = "08:00"\n')
-    assert toma(folder, "contacts", "add", "ann@example.org", "--first-name", "Ann",
-                "--tag", "met").exit_code == 0
+    assert (
+        toma(
+            folder, "contacts", "add", "ann@example.org", "--first-name", "Ann", "--tag", "met"
+        ).exit_code
+        == 0
+    )
     assert toma(folder, "run", "--once", "--now", "2026-03-02T10:00:00+01:00").exit_code == 0
     outbox = folder / "var" / "outbox" / "new"
     first = email.message_from_bytes(next(outbox.iterdir()).read_bytes(), policy=policy.default)
 
     inbox = folder / "var" / "inbox" / "new"
     inbox.mkdir(parents=True, exist_ok=True)
-    (inbox / "1.r1.host").write_bytes(reply(1, "Ann <ann@example.org>", "Lovely, thanks Alex!",
-                                            in_reply_to=first["Message-ID"]))
+    (inbox / "1.r1.host").write_bytes(
+        reply(1, "Ann <ann@example.org>", "Lovely, thanks Alex!", in_reply_to=first["Message-ID"])
+    )
     (inbox / "2.r2.host").write_bytes(reply(2, "stranger@example.net", "Who are you?"))
     synced = toma(folder, "inbox", "sync", "--now", "2026-03-02T13:00:00+01:00")
     assert "2 recorded" in synced.output
@@ -83,8 +100,9 @@ def test_sync_log_and_daily_digest(tmp_path: Path) -> None:
     assert len(list(outbox.iterdir())) == 1
     toma(folder, "run", "--once", "--now", "2026-03-03T08:30:00+01:00")
     toma(folder, "run", "--once", "--now", "2026-03-03T09:30:00+01:00")
-    notices = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-               for p in outbox.iterdir()]
+    notices = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in outbox.iterdir()
+    ]
     digests = [m for m in notices if m["To"].addresses[0].addr_spec == "alex@example.com"]
     assert len(digests) == 1
     assert digests[0]["Auto-Submitted"] == "auto-generated"
@@ -102,11 +120,15 @@ def test_explain_reads_the_real_world_corpus(tmp_path: Path) -> None:
     files = [str(corpus / name) for name in sorted(expected)]
     result = toma(None, "inbox", "explain", "--json", *files)
     assert result.exit_code == 0
-    rows = {Path(row["file"]).relative_to(corpus).as_posix(): row
-            for row in json.loads(result.output)}
+    rows = {
+        Path(row["file"]).relative_to(corpus).as_posix(): row for row in json.loads(result.output)
+    }
     right = [name for name, want in expected.items() if rows[name]["class"] == want["class"]]
     bounces = {name: want for name, want in expected.items() if want["class"] == "bounce"}
-    recipients = [name for name, want in bounces.items()
-                  if sorted(rows[name].get("recipients") or []) == sorted(want["recipients"])]
+    recipients = [
+        name
+        for name, want in bounces.items()
+        if sorted(rows[name].get("recipients") or []) == sorted(want["recipients"])
+    ]
     assert len(right) / len(expected) >= 0.95, sorted(set(expected) - set(right))
     assert len(recipients) / len(bounces) >= 0.95, sorted(set(bounces) - set(recipients))

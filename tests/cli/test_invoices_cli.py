@@ -26,31 +26,43 @@ def make(tmp_path: Path) -> Path:
     (folder / "config.toml").write_text(
         '[owner]\nname = "Alex Example"\nemail = "alex@example.com"\ntimezone = "Europe/Berlin"\n'
         f'[invoices]\nterms = "30d"\nstages = [{stages}]\nthank_you = "invoices/thanks.md"\n'
-        'pause_on_reply = "7d"\n')
+        'pause_on_reply = "7d"\n'
+    )
     (folder / "templates" / "invoices" / "r.md").write_text(
         "---\nsubject: Invoice {{ invoice.number }} ({{ invoice.amount }})\n---\n"
         "Hi {{ contact.first_name }}, a note about {{ invoice.number }}, due {{ invoice.due }}.\n"
-        "{% for line in invoice.delivered %}- {{ line }}\n{% endfor %}")
+        "{% for line in invoice.delivered %}- {{ line }}\n{% endfor %}"
+    )
     (folder / "templates" / "invoices" / "thanks.md").write_text(
-        "---\nsubject: Thank you for {{ invoice.number }}\n---\nThank you!\n")
+        "---\nsubject: Thank you for {{ invoice.number }}\n---\nThank you!\n"
+    )
     (folder / "templates" / "layouts" / "default.html").write_text("{{ body }}")
     return folder
 
 
 def toma(folder: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(folder / "config.toml"), *args],
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        main, ["--config", str(folder / "config.toml"), *args], catch_exceptions=False
+    )
 
 
 def sent(folder: Path) -> list[email.message.EmailMessage]:
     new = folder / "var" / "outbox" / "new"
-    found = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-             for p in (new.iterdir() if new.exists() else [])]
+    found = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in (new.iterdir() if new.exists() else [])
+    ]
     return sorted(found, key=lambda m: m["Date"].datetime)  # type: ignore[no-any-return]
 
 
-def day_by_day(folder: Path, start: date, end: date, *, at: str = "09:30",
-               on_day: dict[date, tuple[str, ...]] | None = None) -> None:
+def day_by_day(
+    folder: Path,
+    start: date,
+    end: date,
+    *,
+    at: str = "09:30",
+    on_day: dict[date, tuple[str, ...]] | None = None,
+) -> None:
     day = start
     while day <= end:
         for args in (on_day or {}).get(day, ()):
@@ -63,11 +75,37 @@ def day_by_day(folder: Path, start: date, end: date, *, at: str = "09:30",
 
 
 def setup_invoice(folder: Path) -> None:
-    assert toma(folder, "contacts", "add", "jo@example.org", "--first-name", "Jo",
-                "--timezone", "Europe/Berlin").exit_code == 0
-    result = toma(folder, "invoices", "add", "2026-007", "--contact", "jo@example.org",
-                  "--amount", "1234.5", "--currency", "EUR", "--issued", "2026-03-02",
-                  "--delivered", "Pricing workshop, two days", "--now", "2026-03-02T10:00:00+01:00")
+    assert (
+        toma(
+            folder,
+            "contacts",
+            "add",
+            "jo@example.org",
+            "--first-name",
+            "Jo",
+            "--timezone",
+            "Europe/Berlin",
+        ).exit_code
+        == 0
+    )
+    result = toma(
+        folder,
+        "invoices",
+        "add",
+        "2026-007",
+        "--contact",
+        "jo@example.org",
+        "--amount",
+        "1234.5",
+        "--currency",
+        "EUR",
+        "--issued",
+        "2026-03-02",
+        "--delivered",
+        "Pricing workshop, two days",
+        "--now",
+        "2026-03-02T10:00:00+01:00",
+    )
     assert result.exit_code == 0, result.output
     assert "due 2026-04-01" in result.output
 
@@ -94,11 +132,18 @@ def test_net_30_invoice_gets_exactly_its_stages_at_local_times(tmp_path: Path) -
 def test_paid_between_stages_stops_reminders_and_thanks_once(tmp_path: Path) -> None:
     folder = make(tmp_path)
     setup_invoice(folder)
-    day_by_day(folder, date(2026, 3, 28), date(2026, 4, 30), on_day={
-        date(2026, 4, 3): ("invoices|paid|2026-007|--on|2026-04-02",)})
+    day_by_day(
+        folder,
+        date(2026, 3, 28),
+        date(2026, 4, 30),
+        on_day={date(2026, 4, 3): ("invoices|paid|2026-007|--on|2026-04-02",)},
+    )
     subjects = [str(m["Subject"]) for m in sent(folder)]
-    assert subjects == ["Invoice 2026-007 (€1,234.50)", "Invoice 2026-007 (€1,234.50)",
-                        "Thank you for 2026-007"]
+    assert subjects == [
+        "Invoice 2026-007 (€1,234.50)",
+        "Invoice 2026-007 (€1,234.50)",
+        "Thank you for 2026-007",
+    ]
     listed = json.loads(toma(folder, "invoices", "list", "--json").output)
     assert listed["rows"] == []
     assert listed["settled"][0]["status"] == "paid"
@@ -107,8 +152,12 @@ def test_paid_between_stages_stops_reminders_and_thanks_once(tmp_path: Path) -> 
 def test_void_sends_nothing_more(tmp_path: Path) -> None:
     folder = make(tmp_path)
     setup_invoice(folder)
-    day_by_day(folder, date(2026, 3, 28), date(2026, 4, 20), on_day={
-        date(2026, 4, 2): ("invoices|void|2026-007",)})
+    day_by_day(
+        folder,
+        date(2026, 3, 28),
+        date(2026, 4, 20),
+        on_day={date(2026, 4, 2): ("invoices|void|2026-007",)},
+    )
     assert len(sent(folder)) == 2
 
 
@@ -122,13 +171,18 @@ def test_reply_on_the_thread_pauses_reminders_which_resume_after(tmp_path: Path)
     (inbox / "1775124000.reply.host").write_bytes(
         b"From: Jo <jo@example.org>\r\nTo: alex@example.com\r\n"
         b"Subject: Re: " + str(first["Subject"]).encode() + b"\r\n"
-        b"Message-ID: <reply-1@example.org>\r\nIn-Reply-To: " + first["Message-ID"].encode()
+        b"Message-ID: <reply-1@example.org>\r\nIn-Reply-To: "
+        + first["Message-ID"].encode()
         + b"\r\nDate: Fri, 03 Apr 2026 08:00:00 +0200\r\n\r\n"
         b"Hi Alex, our accounts team is on it, payment goes out next week.\r\n\r\n"
-        b"On Wed, Alex wrote:\r\n> a note about 2026-007\r\n")
+        b"On Wed, Alex wrote:\r\n> a note about 2026-007\r\n"
+    )
     day_by_day(folder, date(2026, 4, 3), date(2026, 4, 20))
-    dates = [m["Date"].datetime.date().isoformat() for m in sent(folder)
-             if str(m["Subject"]).startswith("Invoice")]
+    dates = [
+        m["Date"].datetime.date().isoformat()
+        for m in sent(folder)
+        if str(m["Subject"]).startswith("Invoice")
+    ]
     # -3d and 0d went; the reply on 3 April pauses for 7 days: +7d (8 April) waits until
     # the pause ends, then +14d on its day.
     assert dates[:2] == ["2026-03-30", "2026-04-01"]
@@ -143,8 +197,10 @@ def test_reply_on_the_thread_pauses_reminders_which_resume_after(tmp_path: Path)
 def test_csv_of_1000_invoices_reports_bad_rows_and_plans(tmp_path: Path) -> None:
     folder = make(tmp_path)
     contacts = tmp_path / "c.csv"
-    contacts.write_text("email,first_name,timezone\n" + "".join(
-        f"c{n}@example.org,C{n},Europe/Berlin\n" for n in range(50)))
+    contacts.write_text(
+        "email,first_name,timezone\n"
+        + "".join(f"c{n}@example.org,C{n},Europe/Berlin\n" for n in range(50))
+    )
     assert toma(folder, "contacts", "import", str(contacts)).exit_code == 0
     rows = ["number,contact,amount,currency,issued,terms,delivered"]
     for n in range(1000):
@@ -157,8 +213,9 @@ def test_csv_of_1000_invoices_reports_bad_rows_and_plans(tmp_path: Path) -> None
     assert "990 added" in result.output
     assert result.output.count("skipped:") == 10
     assert "row 8" in result.output
-    planned = json.loads(toma(folder, "plan", "--json", "--days", "3", "--now",
-                              "2026-03-28T08:00:00+01:00").output)
+    planned = json.loads(
+        toma(folder, "plan", "--json", "--days", "3", "--now", "2026-03-28T08:00:00+01:00").output
+    )
     invoice_rows = [row for row in planned if row["kind"] == "invoice"]
     assert len(invoice_rows) == 990
     assert {row["at"] for row in invoice_rows} == {"2026-03-30T09:01:00+02:00"}
@@ -177,9 +234,27 @@ def test_reminder_attaches_the_invoice_pdf(tmp_path: Path) -> None:
     folder = make(tmp_path)
     (folder / "invoice-2026-008.pdf").write_bytes(b"%PDF-1.4 a small test invoice\n%%EOF\n")
     assert toma(folder, "contacts", "add", "jo@example.org", "--first-name", "Jo").exit_code == 0
-    assert toma(folder, "invoices", "add", "2026-008", "--contact", "jo@example.org", "--amount",
-                "1000", "--currency", "JPY", "--issued", "2026-03-02", "--terms", "14d",
-                "--attachment", "invoice-2026-008.pdf").exit_code == 0
+    assert (
+        toma(
+            folder,
+            "invoices",
+            "add",
+            "2026-008",
+            "--contact",
+            "jo@example.org",
+            "--amount",
+            "1000",
+            "--currency",
+            "JPY",
+            "--issued",
+            "2026-03-02",
+            "--terms",
+            "14d",
+            "--attachment",
+            "invoice-2026-008.pdf",
+        ).exit_code
+        == 0
+    )
     day_by_day(folder, date(2026, 3, 13), date(2026, 3, 13))
     (message,) = sent(folder)
     assert str(message["Subject"]) == "Invoice 2026-008 (¥1,000)"

@@ -19,9 +19,18 @@ def crashed_after_handover(folder: Path, address: str) -> str:
     """The record a SIGKILL after the hand-over leaves: sending, handed to the server."""
     key = sequence_key(address, "hello", "first")
     at = datetime.fromisoformat(MONDAY)
-    record = new_record(key=key, contact=address, kind="sequence", ref="hello/first",
-                        template="note.md", due_at=at, at=at, sequence="hello", step="first",
-                        state=MessageState.SENDING)
+    record = new_record(
+        key=key,
+        contact=address,
+        kind="sequence",
+        ref="hello/first",
+        template="note.md",
+        due_at=at,
+        at=at,
+        sequence="hello",
+        step="first",
+        state=MessageState.SENDING,
+    )
     store = open_store(folder / "var" / "data")
     try:
         with store.transaction() as tx:
@@ -52,8 +61,16 @@ def test_release_sends_an_unknown_message_again_at_the_next_tick(tmp_path: Path)
     in_doubt = json.loads(toma(folder, "status", "--json").output)["unknown"]
     assert sorted(item["key"] for item in in_doubt) == sorted([ann, cy])
 
-    result = toma(folder, "outbox", "release", ann, "--contact", "CY@example.org",
-                  "--now", "2026-03-09T11:30:00+01:00")
+    result = toma(
+        folder,
+        "outbox",
+        "release",
+        ann,
+        "--contact",
+        "CY@example.org",
+        "--now",
+        "2026-03-09T11:30:00+01:00",
+    )
     assert result.exit_code == 0, result.output
     assert f"released {ann}: the next tick sends it" in result.output
     assert f"released {cy}" in result.output
@@ -63,9 +80,13 @@ def test_release_sends_an_unknown_message_again_at_the_next_tick(tmp_path: Path)
 
     tick(folder, "2026-03-09T12:00:00+01:00")
     assert sorted(to for to, _subject, _date in sent(folder)) == [
-        "ann@example.org", "bob@example.org", "cy@example.org"]
-    done = json.loads(toma(folder, "outbox", "list", "--contact", "ann@example.org",
-                           "--json").output)
+        "ann@example.org",
+        "bob@example.org",
+        "cy@example.org",
+    ]
+    done = json.loads(
+        toma(folder, "outbox", "list", "--contact", "ann@example.org", "--json").output
+    )
     assert [(item["state"], bool(item["released_by"])) for item in done] == [("sent", True)]
     tick(folder, "2026-03-10T12:00:00+01:00")
     assert len(sent(folder)) == 3  # once each
@@ -74,7 +95,8 @@ def test_release_sends_an_unknown_message_again_at_the_next_tick(tmp_path: Path)
     again = toma(folder, "outbox", "release", ann)
     assert again.exit_code == 1
     assert again.output.strip().splitlines() == [
-        f"toma: contact ann@example.org: {ann} is sent, not unknown: nothing released"]
+        f"toma: contact ann@example.org: {ann} is sent, not unknown: nothing released"
+    ]
     missing = toma(folder, "outbox", "release", "sequence/hello/first/nobody@example.org")
     assert missing.exit_code == 1
     assert "no message with the key" in missing.output
@@ -87,9 +109,21 @@ def test_a_crash_before_the_handover_is_sent_at_the_next_tick(tmp_path: Path) ->
     add(folder, "ann@example.org", "met", now=MONDAY)
     key = sequence_key("ann@example.org", "hello", "first")
     at = datetime.fromisoformat(MONDAY)
-    record = advance(new_record(key=key, contact="ann@example.org", kind="sequence",
-                                ref="hello/first", template="note.md", due_at=at, at=at,
-                                sequence="hello", step="first"), MessageState.SENDING, at=at)
+    record = advance(
+        new_record(
+            key=key,
+            contact="ann@example.org",
+            kind="sequence",
+            ref="hello/first",
+            template="note.md",
+            due_at=at,
+            at=at,
+            sequence="hello",
+            step="first",
+        ),
+        MessageState.SENDING,
+        at=at,
+    )
     store = open_store(folder / "var" / "data")
     try:
         with store.transaction() as tx:

@@ -142,7 +142,11 @@ class RecordingHandler:
         return None
 
     async def handle_MAIL(
-        self, server: SMTPD, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTPD,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         mail_options: list[str],
     ) -> str:
         answer = self._answer("MAIL", [address])
@@ -155,7 +159,11 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_RCPT(
-        self, server: SMTPD, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTPD,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         answer = self._answer("RCPT", [address])
@@ -166,9 +174,7 @@ class RecordingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: SMTPD, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTPD, session: Session, envelope: Envelope) -> str:
         self.body_seen.set()
         answer = self._answer("DATA", envelope.rcpt_tos)
         if answer and answer[0] in "45":
@@ -314,10 +320,14 @@ class SmtpServer:
     def _authenticate(
         self, server: SMTPD, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (
-            data.login.decode(),
-            data.password.decode(),
-        ) == self._credentials
+        ok = (
+            isinstance(data, LoginPassword)
+            and (
+                data.login.decode(),
+                data.password.decode(),
+            )
+            == self._credentials
+        )
         # handled=False: let aiosmtpd answer 535 itself when the login is wrong.
         return AuthResult(success=ok, handled=False)
 
@@ -331,10 +341,12 @@ class SmtpServer:
             elif self.options.tls == "tls":
                 kwargs["ssl_context"] = self._tls_context
             if self.options.auth:
-                kwargs.update(auth_required=True, auth_require_tls=True,
-                              authenticator=self._authenticate)
-            controller = RecordingController(self.handler, hostname=self.host, port=self.port,
-                                             **kwargs)
+                kwargs.update(
+                    auth_required=True, auth_require_tls=True, authenticator=self._authenticate
+                )
+            controller = RecordingController(
+                self.handler, hostname=self.host, port=self.port, **kwargs
+            )
             controller.start()
             self._controller = controller
 

@@ -393,8 +393,7 @@ def _need_dovecot() -> None:
     # A missing server fails the run: a test that cannot talk to a real IMAP
     # server must not pass for one that did. scripts/test installs it.
     if not Path(DOVECOT).exists():
-        pytest.fail("Dovecot is not installed: run scripts/test, or apt-get install "
-                    "dovecot-imapd")
+        pytest.fail("Dovecot is not installed: run scripts/test, or apt-get install dovecot-imapd")
 
 
 @pytest.fixture(scope="session")

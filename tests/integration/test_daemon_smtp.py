@@ -123,11 +123,19 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
 ) -> None:
     """Killed mid-tick and restarted: nobody gets two; each is received or reported unknown."""
     config = make_project(tmp_path, smtp=smtp_config, contacts=500, now=NOW)
-    command = [sys.executable, "-m", "toma", "--config", str(config), "run", "--once",
-               "--now", iso(NOW)]
+    command = [
+        sys.executable,
+        "-m",
+        "toma",
+        "--config",
+        str(config),
+        "run",
+        "--once",
+        "--now",
+        iso(NOW),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     try:
         while len(smtpd_handler.messages) < 100 and time.monotonic() < deadline:
@@ -139,8 +147,14 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
     before = len(smtpd_handler.messages)
     assert 100 <= before < 500
 
-    restart = subprocess.run([*command[:-1], iso(NOW + timedelta(minutes=5))], env=env,
-                             capture_output=True, text=True, timeout=120, check=False)
+    restart = subprocess.run(
+        [*command[:-1], iso(NOW + timedelta(minutes=5))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert restart.returncode == 0, restart.stderr
 
     received = received_by(smtpd_handler)
@@ -154,7 +168,9 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
         address = recipient(number)
         state = by_contact.get(address)
         assert (address in received) == (state == MessageState.SENT) or state == "unknown", (
-            address, state)
+            address,
+            state,
+        )
         assert address in received or state == "unknown", (address, state)
     unknown = [a for a, s in by_contact.items() if s == "unknown"]
     # Only what was handed to the server (in flight, or its outcome not yet
@@ -163,8 +179,13 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
     # In doubt yet never received: only a body cut off by the kill, one per connection.
     assert len([a for a in unknown if a not in received]) <= smtp_config.concurrency
     assert len(received) + len([a for a in unknown if a not in received]) == 500
-    status = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "status"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 78, status.stderr  # messages in doubt need their owner
     assert "Unknown (may or may not have gone; never resent)" in status.stdout
 
@@ -221,8 +242,11 @@ def test_a_full_disk_mid_tick_stops_the_sends_and_loses_nothing(
 
 @pytest.mark.smtpd_options(data_delay=0.005)
 def test_a_full_disk_is_one_clear_line_not_a_traceback(
-    tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler,
-    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    smtp_config: Smtp,
+    smtpd_handler: RecordingHandler,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Every send's error is heard: no "Task exception was never retrieved", no traceback."""
     config = make_project(tmp_path, smtp=smtp_config, contacts=400, now=NOW)
@@ -260,9 +284,14 @@ def test_a_full_file_system_under_the_cli_is_one_line_and_sends_nothing_unrecord
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails: EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
 
-    run = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "run",
-                          "--once", "--now", iso(NOW)], capture_output=True, text=True,
-                         timeout=120, preexec_fn=full, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now", iso(NOW)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=full,
+        check=False,
+    )
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert "never retrieved" not in run.stderr
     problems = [line for line in run.stderr.splitlines() if line.startswith("problem: ")]

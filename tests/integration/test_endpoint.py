@@ -77,8 +77,13 @@ class Answer:
     headers: dict[str, str]
 
 
-def request(url: str, *, method: str = "GET", data: bytes | None = None,
-            headers: dict[str, str] | None = None) -> Answer:
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
     # http on 127.0.0.1 only: every URL here is built from the endpoint's address.
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
@@ -91,8 +96,12 @@ def request(url: str, *, method: str = "GET", data: bytes | None = None,
 
 def one_click(url: str) -> Answer:
     """What a mail client sends for RFC 8058."""
-    return request(url, method="POST", data=b"List-Unsubscribe=One-Click",
-                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return request(
+        url,
+        method="POST",
+        data=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
 
 
 @pytest.fixture
@@ -147,8 +156,10 @@ class TestPost:
     def test_callback_runs_on_a_server_thread(self, served: Served) -> None:
         """The caller hands the address on to its own thread or queue."""
         one_click(served.link())
-        assert served.recorder.threads and \
-            served.recorder.threads[0] != threading.current_thread().name
+        assert (
+            served.recorder.threads
+            and served.recorder.threads[0] != threading.current_thread().name
+        )
 
     def test_the_form_button_works_too(self, served: Served) -> None:
         answer = request(served.link(), method="POST", data=b"List-Unsubscribe=One-Click")
@@ -188,8 +199,12 @@ class TestPost:
 
 class TestHttp:
     def test_huge_headers_are_refused(self, served: Served) -> None:
-        answer = request(served.link(), method="POST", data=b"List-Unsubscribe=One-Click",
-                         headers={"X-Padding": "x" * 20_000})
+        answer = request(
+            served.link(),
+            method="POST",
+            data=b"List-Unsubscribe=One-Click",
+            headers={"X-Padding": "x" * 20_000},
+        )
         assert answer.status == 431
         assert served.recorder.calls == []
 
@@ -198,9 +213,11 @@ class TestHttp:
         host, port = served.endpoint.address
         path = served.link().split(f"{port}", 1)[1]
         with socket.create_connection((host, port), timeout=5) as client:
-            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n"
-                           "1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n".encode())
+            client.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+                "1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n".encode()
+            )
             answer = b""
             while chunk := client.recv(4096):
                 answer += chunk
@@ -213,8 +230,9 @@ class TestHttp:
         path = served.link().split(f"{port}", 1)[1]
         chunk = b"x" * 4096
         with socket.create_connection((host, port), timeout=5) as client:
-            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n".encode())
+            client.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
             try:
                 for _ in range(4):
                     client.sendall(b"1000\r\n" + chunk + b"\r\n")
@@ -228,8 +246,10 @@ class TestHttp:
         host, port = served.endpoint.address
         path = served.link().split(f"{port}", 1)[1]
         with socket.create_connection((host, port), timeout=5) as client:
-            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                           "Content-Length: 26\r\n\r\n".encode())
+            client.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                "Content-Length: 26\r\n\r\n".encode()
+            )
             assert client.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
             client.sendall(b"List-Unsubscribe=One-Click")
             answer = b""
@@ -244,10 +264,13 @@ class TestRefused:
         token = served.unsubscribe.token(ADDRESS)
         for position in range(0, len(token), 7):
             replacement = "A" if token[position] != "A" else "B"
-            altered = token[:position] + replacement + token[position + 1:]
+            altered = token[:position] + replacement + token[position + 1 :]
             for method in ("GET", "POST"):
-                answer = request(f"{served.base}/u/{altered}", method=method,
-                                 data=b"List-Unsubscribe=One-Click" if method == "POST" else None)
+                answer = request(
+                    f"{served.base}/u/{altered}",
+                    method=method,
+                    data=b"List-Unsubscribe=One-Click" if method == "POST" else None,
+                )
                 assert answer.status == 400, (position, method)
                 assert "does not work" in answer.body
                 assert ADDRESS not in answer.body
@@ -258,8 +281,9 @@ class TestRefused:
         assert one_click(f"{served.base}/u/{forged}").status == 400
         assert served.recorder.calls == []
 
-    @pytest.mark.parametrize("path", ["/", "/u/", "/unsubscribe", "/x/u/abc", "/u/a/b",
-                                      "/favicon.ico"])
+    @pytest.mark.parametrize(
+        "path", ["/", "/u/", "/unsubscribe", "/x/u/abc", "/u/a/b", "/favicon.ico"]
+    )
     def test_other_paths_are_not_found(self, served: Served, path: str) -> None:
         assert request(served.base + path).status == 404
         assert one_click(served.base + path).status == 404
@@ -283,8 +307,9 @@ class TestServer:
             assert request(served.link()).status == 200
 
     def test_stop_is_prompt_and_closes_the_port(self) -> None:
-        endpoint = UnsubscribeEndpoint(Unsubscribe(SECRET, None, "a@example.com"), Recorder(),
-                                       host=HOST, port=0)
+        endpoint = UnsubscribeEndpoint(
+            Unsubscribe(SECRET, None, "a@example.com"), Recorder(), host=HOST, port=0
+        )
         endpoint.start()
         address = endpoint.address
         assert request(f"http://{address[0]}:{address[1]}/").status == 404
@@ -296,8 +321,9 @@ class TestServer:
         endpoint.stop()  # twice is harmless
 
     def test_stop_is_prompt_with_an_idle_connection_open(self) -> None:
-        endpoint = UnsubscribeEndpoint(Unsubscribe(SECRET, None, "a@example.com"), Recorder(),
-                                       host=HOST, port=0)
+        endpoint = UnsubscribeEndpoint(
+            Unsubscribe(SECRET, None, "a@example.com"), Recorder(), host=HOST, port=0
+        )
         with endpoint, socket.create_connection(endpoint.address, timeout=5):
             time.sleep(0.05)  # the idle connection is being served by now
             started = time.monotonic()
@@ -329,8 +355,9 @@ SLOW_CLIENTS = 40
 SLOW_LINE = b"GET /u/" + b"a" * 200
 
 
-def trickle(clients: list[socket.socket], stop: threading.Event, *, every: float,
-            rounds: int) -> None:
+def trickle(
+    clients: list[socket.socket], stop: threading.Event, *, every: float, rounds: int
+) -> None:
     """Send each client one more byte of a request line every ``every`` seconds."""
     line = b"GET /u/" + b"a" * rounds
     for index in range(rounds):
@@ -338,17 +365,20 @@ def trickle(clients: list[socket.socket], stop: threading.Event, *, every: float
             return
         for client in clients:
             with contextlib.suppress(OSError):  # cut by the server: that is allowed
-                client.sendall(line[index:index + 1])
+                client.sendall(line[index : index + 1])
 
 
 class TestSlowClients:
     def test_slow_clients_do_not_lock_out_real_requests(self, served: Served) -> None:
         """40 clients trickling one header byte at a time; one-click POSTs still get through."""
-        clients = [socket.create_connection(served.endpoint.address, timeout=5)
-                   for _ in range(SLOW_CLIENTS)]
+        clients = [
+            socket.create_connection(served.endpoint.address, timeout=5)
+            for _ in range(SLOW_CLIENTS)
+        ]
         stop = threading.Event()
-        feeder = threading.Thread(target=trickle, args=(clients, stop),
-                                  kwargs={"every": 0.05, "rounds": 100})
+        feeder = threading.Thread(
+            target=trickle, args=(clients, stop), kwargs={"every": 0.05, "rounds": 100}
+        )
         feeder.start()
         try:
             time.sleep(0.2)  # every slow client is connected and being served by now
@@ -368,14 +398,14 @@ class TestSlowClients:
         """More slow clients than places: a newcomer replaces the longest-waiting reader."""
         recorder = Recorder()
         unsubscribe = Unsubscribe(SECRET, None, "a@example.com")
-        endpoint = UnsubscribeEndpoint(unsubscribe, recorder, host=HOST, port=0,
-                                       max_connections=4)
+        endpoint = UnsubscribeEndpoint(unsubscribe, recorder, host=HOST, port=0, max_connections=4)
         with endpoint:
             host, port = endpoint.address
             clients = [socket.create_connection((host, port), timeout=5) for _ in range(12)]
             stop = threading.Event()
-            feeder = threading.Thread(target=trickle, args=(clients, stop),
-                                      kwargs={"every": 0.05, "rounds": 60})
+            feeder = threading.Thread(
+                target=trickle, args=(clients, stop), kwargs={"every": 0.05, "rounds": 60}
+            )
             feeder.start()
             try:
                 time.sleep(0.2)
@@ -391,8 +421,13 @@ class TestSlowClients:
 
     def test_a_client_that_never_finishes_its_headers_is_cut_at_the_deadline(self) -> None:
         """The deadline runs from accept to the end of the body, whatever the client sends."""
-        endpoint = UnsubscribeEndpoint(Unsubscribe(SECRET, None, "a@example.com"), Recorder(),
-                                       host=HOST, port=0, request_deadline=1.0)
+        endpoint = UnsubscribeEndpoint(
+            Unsubscribe(SECRET, None, "a@example.com"),
+            Recorder(),
+            host=HOST,
+            port=0,
+            request_deadline=1.0,
+        )
         with endpoint, socket.create_connection(endpoint.address, timeout=5) as slow:
             slow.settimeout(0.05)
             started = time.monotonic()
@@ -400,7 +435,7 @@ class TestSlowClients:
             closed_after: float | None = None
             for index in range(100):  # at most 100 * 0.05 s = 5 s
                 try:
-                    slow.sendall(SLOW_LINE[index:index + 1])
+                    slow.sendall(SLOW_LINE[index : index + 1])
                     chunk = slow.recv(4096)
                 except TimeoutError:
                     continue
@@ -419,11 +454,14 @@ class TestSlowClients:
         """Headers promising a body, then silence: cut, and nothing recorded."""
         recorder = Recorder()
         unsubscribe = Unsubscribe(SECRET, None, "a@example.com")
-        endpoint = UnsubscribeEndpoint(unsubscribe, recorder, host=HOST, port=0,
-                                       request_deadline=1.0)
+        endpoint = UnsubscribeEndpoint(
+            unsubscribe, recorder, host=HOST, port=0, request_deadline=1.0
+        )
         with endpoint, socket.create_connection(endpoint.address, timeout=5) as slow:
-            slow.sendall(f"POST /u/{unsubscribe.token(ADDRESS)} HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Length: 26\r\n\r\nList".encode())
+            slow.sendall(
+                f"POST /u/{unsubscribe.token(ADDRESS)} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Length: 26\r\n\r\nList".encode()
+            )
             started = time.monotonic()
             slow.settimeout(3)
             answer = b""
@@ -486,11 +524,18 @@ class TestRecorded:
         """toma run: POST, 200, SIGKILL straight away: a fresh store says unsubscribed."""
         port = free_port()
         config = make_project(tmp_path, contacts=3, now=NOW)
-        config.write_text(config.read_text() + (
-            f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{port}"\n'
-            f'listen = "127.0.0.1:{port}"\n'))
-        daemon = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config), "run"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        config.write_text(
+            config.read_text()
+            + (
+                f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{port}"\n'
+                f'listen = "127.0.0.1:{port}"\n'
+            )
+        )
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "toma", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = unsubscriber(load_config(config)).url("person1@example.org")
             assert url is not None

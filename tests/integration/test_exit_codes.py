@@ -25,25 +25,31 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 PASSWORD_ENV = "TOMA_TEST_EXIT_PASSWORD"
 
 
-def project(tmp_path: Path, smtp: Smtp, *, username: str | None = None,
-            contacts: int = 3) -> Path:
+def project(tmp_path: Path, smtp: Smtp, *, username: str | None = None, contacts: int = 3) -> Path:
     config = make_project(tmp_path, smtp=smtp, contacts=contacts, now=NOW)
     extra = f'ca_file = "{smtp.ca_file}"\n'
     if username:
         extra += f'username = "{username}"\npassword_env = "{PASSWORD_ENV}"\n'
-    config.write_text(config.read_text().replace('retry_for = "1h"\n',
-                                                 'retry_for = "1h"\n' + extra))
+    config.write_text(
+        config.read_text().replace('retry_for = "1h"\n', 'retry_for = "1h"\n' + extra)
+    )
     return config
 
 
 def toma(config: Path, *args: str, password: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toma", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, PASSWORD_ENV: password})
+    return subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, PASSWORD_ENV: password},
+    )
 
 
-def once(config: Path, now: datetime = NOW, *, password: str = "") -> \
-        subprocess.CompletedProcess[str]:
+def once(
+    config: Path, now: datetime = NOW, *, password: str = ""
+) -> subprocess.CompletedProcess[str]:
     return toma(config, "run", "--once", "--now", now.isoformat(), password=password)
 
 
@@ -53,7 +59,9 @@ def status(config: Path, now: datetime = NOW) -> subprocess.CompletedProcess[str
 
 @pytest.mark.smtpd_options(tls="starttls", auth=True)
 def test_a_refused_login_needs_you(
-    tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler,
+    tmp_path: Path,
+    smtp_config: Smtp,
+    smtpd_handler: RecordingHandler,
     auth_credentials: tuple[str, str],
 ) -> None:
     """A wrong password: 535 at every connection; the cron line must not exit 0."""
@@ -86,8 +94,9 @@ def test_a_closed_port_will_be_retried(tmp_path: Path, smtp_config: Smtp) -> Non
     assert "3 message(s) waiting to retry" in attention["reasons"]
 
 
-def test_all_good_is_zero(tmp_path: Path, smtp_config: Smtp,
-                          smtpd_handler: RecordingHandler) -> None:
+def test_all_good_is_zero(
+    tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler
+) -> None:
     config = project(tmp_path, smtp_config)
     ran = once(config)
     assert ran.returncode == Exit.OK, ran.stderr
@@ -114,8 +123,9 @@ def test_a_5xx_needs_you_for_a_week_in_status(tmp_path: Path, smtp_config: Smtp)
 def test_a_broken_config_needs_you(tmp_path: Path, smtp_config: Smtp) -> None:
     """A config edited into something unusable: cron must hear of it, not exit 0 or 1."""
     config = project(tmp_path, smtp_config)
-    config.write_text(config.read_text().replace('timezone = "Europe/Berlin"',
-                                                 'timezone = "Europe/Atlantis"'))
+    config.write_text(
+        config.read_text().replace('timezone = "Europe/Berlin"', 'timezone = "Europe/Atlantis"')
+    )
     ran = once(config)
     assert ran.returncode == Exit.NEEDS_YOU, ran.stderr
     assert "Atlantis" in ran.stderr

@@ -36,17 +36,37 @@ def project(tmp_path: Path, server: Dovecot, folder: str) -> Path:
     imap = server.imap_config(folder=folder)
     text = config.read_text()
     config.write_text(
-        text.replace('[windows.default]', '[inbox]\nkind = "imap"\n\n'
-                     f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
-                     f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
-                     f'folder = "{folder}"\n\n[windows.default]')
-        .replace('days = ["mon","tue","wed","thu","fri","sat","sun"]',
-                 'days = ["mon","tue","wed","thu","fri"]')
-        .replace('start = "00:00"', 'start = "09:01"').replace('end = "23:59"', 'end = "16:59"'))
+        text.replace(
+            "[windows.default]",
+            '[inbox]\nkind = "imap"\n\n'
+            f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
+            f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
+            f'folder = "{folder}"\n\n[windows.default]',
+        )
+        .replace(
+            'days = ["mon","tue","wed","thu","fri","sat","sun"]',
+            'days = ["mon","tue","wed","thu","fri"]',
+        )
+        .replace('start = "00:00"', 'start = "09:01"')
+        .replace('end = "23:59"', 'end = "16:59"')
+    )
     for name in PEOPLE:
-        result = CliRunner().invoke(main, ["--config", str(config), "contacts", "add",
-                                           f"{name}@example.org", "--first-name", name.title(),
-                                           "--tag", "friend", "--timezone", "Europe/Berlin"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "--config",
+                str(config),
+                "contacts",
+                "add",
+                f"{name}@example.org",
+                "--first-name",
+                name.title(),
+                "--tag",
+                "friend",
+                "--timezone",
+                "Europe/Berlin",
+            ],
+        )
         assert result.exit_code == 0, result.output
     return config
 
@@ -116,21 +136,50 @@ def test_what_comes_back_changes_what_goes_next(tmp_path: Path, dovecot_server: 
     assert len(ids) == len(PEOPLE)
 
     append = dovecot_server.append
-    append(mail("threaded@example.org", "Re: Hello Threaded", "Great to hear from you!\r\n\r\n"
-                "On Mon, Alex wrote:\r\n> Hi Threaded,", number=1,
-                headers=f"In-Reply-To: {ids['threaded@example.org']}\r\n"), folder=folder)
-    append(mail("plain@example.org", "coffee?", "Fancy a coffee next week?", number=2),
-           folder=folder)
-    append(mail("away@example.org", "Out of Office: Hello Away", "I am away with limited "
-                "access to email.", number=3, headers="Auto-Submitted: auto-replied\r\n"),
-           folder=folder)
+    append(
+        mail(
+            "threaded@example.org",
+            "Re: Hello Threaded",
+            "Great to hear from you!\r\n\r\nOn Mon, Alex wrote:\r\n> Hi Threaded,",
+            number=1,
+            headers=f"In-Reply-To: {ids['threaded@example.org']}\r\n",
+        ),
+        folder=folder,
+    )
+    append(
+        mail("plain@example.org", "coffee?", "Fancy a coffee next week?", number=2), folder=folder
+    )
+    append(
+        mail(
+            "away@example.org",
+            "Out of Office: Hello Away",
+            "I am away with limited access to email.",
+            number=3,
+            headers="Auto-Submitted: auto-replied\r\n",
+        ),
+        folder=folder,
+    )
     append(bounce_for("gone@example.org", ids["gone@example.org"], 4), folder=folder)
-    append(mail("stop@example.org", "Re: Hello Stop", "Please unsubscribe me.", number=5,
-                headers=f"In-Reply-To: {ids['stop@example.org']}\r\n"), folder=folder)
-    append(mail("holiday@example.org", "Automatic reply: Hello Holiday",
-                "Thank you for your message. I am on holiday and will be back on "
-                "23 March 2026.", number=6, headers="Auto-Submitted: auto-replied\r\n"),
-           folder=folder)
+    append(
+        mail(
+            "stop@example.org",
+            "Re: Hello Stop",
+            "Please unsubscribe me.",
+            number=5,
+            headers=f"In-Reply-To: {ids['stop@example.org']}\r\n",
+        ),
+        folder=folder,
+    )
+    append(
+        mail(
+            "holiday@example.org",
+            "Automatic reply: Hello Holiday",
+            "Thank you for your message. I am on holiday and will be back on 23 March 2026.",
+            number=6,
+            headers="Auto-Submitted: auto-replied\r\n",
+        ),
+        folder=folder,
+    )
 
     tick(config, NOW + timedelta(hours=1))
     enrolments = {doc["contact"]: doc["state"] for doc in table(config, ENROLMENTS).values()}
@@ -156,9 +205,23 @@ def test_what_comes_back_changes_what_goes_next(tmp_path: Path, dovecot_server: 
     assert len(to_owner) == 4  # two replies, the unsubscribe, the hard bounce
 
     # A week on: "away" gets step two, the holiday-maker only after the day they are back.
-    planned = json.loads(CliRunner().invoke(main, [
-        "--config", str(config), "plan", "--json", "--days", "40",
-        "--now", (NOW + timedelta(days=6)).isoformat()]).output)
+    planned = json.loads(
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "--config",
+                str(config),
+                "plan",
+                "--json",
+                "--days",
+                "40",
+                "--now",
+                (NOW + timedelta(days=6)).isoformat(),
+            ],
+        )
+        .output
+    )
     steps = {row["contact"]: row["at"] for row in planned if row["ref"] == "keep/again"}
     assert set(steps) == {"away@example.org", "holiday@example.org"}
     assert steps["away@example.org"].startswith("2026-03-09T")
@@ -172,10 +235,11 @@ def test_what_comes_back_changes_what_goes_next(tmp_path: Path, dovecot_server: 
     # again, and only what is new is logged.
     dovecot_server.recreate(folder)
     for number in (1, 2, 3):
-        append(mail("plain@example.org", "again", "same message", number=number),
-               folder=folder)
-    append(mail("away@example.org", "Re: Hello Away", "Back now — let's talk.", number=7),
-           folder=folder)
+        append(mail("plain@example.org", "again", "same message", number=number), folder=folder)
+    append(
+        mail("away@example.org", "Re: Hello Away", "Back now — let's talk.", number=7),
+        folder=folder,
+    )
     tick(config, NOW + timedelta(hours=3))
     conversations = table(config, CONVERSATIONS)
     assert len(conversations) == 7

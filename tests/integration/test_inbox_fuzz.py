@@ -44,10 +44,18 @@ def outbox_recipients(folder: Path) -> list[str]:
     return found
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.large_base_example,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(st.lists(hostile_messages(), min_size=1, max_size=3))
 def test_hostile_mail_does_not_hold_up_due_mail(
     tmp_path_factory: pytest.TempPathFactory, messages: list[bytes]
@@ -87,8 +95,12 @@ def test_the_issues_message_does_not_stop_twenty_due_messages(tmp_path: Path) ->
     fields = "".join(f"X-Field-{i}: value {i}\r\n" for i in range(200_000))
     words = " ".join("=?utf-8?q?w=C3=A4rt?=" for _ in range(200_000))
     for subject, extra in (("Re: hello", fields), (words, "")):
-        inbox.add((f"From: Eve <eve@evil.example>\r\nTo: alex@example.com\r\nSubject: {subject}\r\n"
-                   f"{extra}\r\nHello\r\n").encode())
+        inbox.add(
+            (
+                f"From: Eve <eve@evil.example>\r\nTo: alex@example.com\r\nSubject: {subject}\r\n"
+                f"{extra}\r\nHello\r\n"
+            ).encode()
+        )
 
     store = open_store(tmp_path / "var" / "data")
     try:

@@ -31,23 +31,39 @@ NINA = "nina@example.org"
 
 def project(tmp_path: Path) -> Path:
     config = make_project(tmp_path, steps=(("hello", "0h"), ("again", "4w")), now=NOW)
-    for address, name, tag in ((MIRA, "Mira", "friend"), (JONAS, "Jonas", "client"),
-                               (NINA, "Nina", "client")):
-        result = toma(config, "contacts", "add", address, "--first-name", name, "--tag", tag,
-                      "--timezone", "Europe/Berlin")
+    for address, name, tag in (
+        (MIRA, "Mira", "friend"),
+        (JONAS, "Jonas", "client"),
+        (NINA, "Nina", "client"),
+    ):
+        result = toma(
+            config,
+            "contacts",
+            "add",
+            address,
+            "--first-name",
+            name,
+            "--tag",
+            tag,
+            "--timezone",
+            "Europe/Berlin",
+        )
         assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     return config
 
 
 def point_at(config: Path, server: Dovecot, folder: str, *, since: str = "") -> None:
     imap = server.imap_config(folder=folder)
-    config.write_text(config.read_text().replace(
-        "[windows.default]",
-        f'[inbox]\nkind = "imap"\n{since}\n\n'
-        f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
-        f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
-        f'folder = "{folder}"\n\n'
-        "[windows.default]"))
+    config.write_text(
+        config.read_text().replace(
+            "[windows.default]",
+            f'[inbox]\nkind = "imap"\n{since}\n\n'
+            f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
+            f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
+            f'folder = "{folder}"\n\n'
+            "[windows.default]",
+        )
+    )
 
 
 def arrive(server: Dovecot, folder: str, data: bytes, at: datetime) -> None:
@@ -73,19 +89,39 @@ def test_first_sync_is_history(tmp_path: Path, dovecot_server: Dovecot) -> None:
     folder = dovecot_server.new_folder()
     june = datetime(2025, 6, 12, 9, 30, tzinfo=UTC)
     arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Re: lunch", "See you then!", 1), june)
-    arrive(dovecot_server, folder, mail(f"Jonas <{JONAS}>", "Re: your offer",
-                                        "Sounds good, let's do it.", 2), june + timedelta(days=40))
-    arrive(dovecot_server, folder, mail(f"Nina <{NINA}>", "unsubscribe",
-                                        "Please unsubscribe me from your mailings.", 3),
-           june + timedelta(days=50))
+    arrive(
+        dovecot_server,
+        folder,
+        mail(f"Jonas <{JONAS}>", "Re: your offer", "Sounds good, let's do it.", 2),
+        june + timedelta(days=40),
+    )
+    arrive(
+        dovecot_server,
+        folder,
+        mail(f"Nina <{NINA}>", "unsubscribe", "Please unsubscribe me from your mailings.", 3),
+        june + timedelta(days=50),
+    )
     # After toma wrote to Mira, but before it first read this mailbox.
-    arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Re: Hello Mira",
-                                        "Thanks, let's talk in spring.", 4, headers=thread),
-           NOW + timedelta(hours=1))
-    arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Out of Office: Hello Mira",
-                                        "I am on holiday and will be back on 23 March 2026.", 5,
-                                        headers=thread + "Auto-Submitted: auto-replied\r\n"),
-           NOW + timedelta(hours=1, minutes=5))
+    arrive(
+        dovecot_server,
+        folder,
+        mail(
+            f"Mira <{MIRA}>", "Re: Hello Mira", "Thanks, let's talk in spring.", 4, headers=thread
+        ),
+        NOW + timedelta(hours=1),
+    )
+    arrive(
+        dovecot_server,
+        folder,
+        mail(
+            f"Mira <{MIRA}>",
+            "Out of Office: Hello Mira",
+            "I am on holiday and will be back on 23 March 2026.",
+            5,
+            headers=thread + "Auto-Submitted: auto-replied\r\n",
+        ),
+        NOW + timedelta(hours=1, minutes=5),
+    )
 
     point_at(config, dovecot_server, folder)
     first = NOW + timedelta(hours=3)
@@ -110,27 +146,50 @@ def test_first_sync_is_history(tmp_path: Path, dovecot_server: Dovecot) -> None:
     assert "See you then!" in log and "history: arrived 2025-06-12" in log
 
     # New mail acts as before: Mira's reply stops her sequence and the owner is told.
-    arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Re: Hello Mira",
-                                        "Actually, can we meet next week?", 6, headers=thread),
-           first + timedelta(hours=1))
+    arrive(
+        dovecot_server,
+        folder,
+        mail(
+            f"Mira <{MIRA}>",
+            "Re: Hello Mira",
+            "Actually, can we meet next week?",
+            6,
+            headers=thread,
+        ),
+        first + timedelta(hours=1),
+    )
     tick(config, first + timedelta(hours=2))
     assert table(config, ENROLMENTS)[f"keep/{MIRA}"]["state"] == "stopped"
     assert [n["contact"] for n in notices(config)] == [OWNER]
     assert len(table(config, CONVERSATIONS)) == 6
 
 
-def test_since_set_earlier_on_purpose_acts_on_history(tmp_path: Path,
-                                                      dovecot_server: Dovecot) -> None:
+def test_since_set_earlier_on_purpose_acts_on_history(
+    tmp_path: Path, dovecot_server: Dovecot
+) -> None:
     """The owner sets `[inbox] since` before the first read: what arrived after it acts."""
     config = project(tmp_path)
     tick(config, NOW)
     mira_id = str(sent_to(config, MIRA)[0]["Message-ID"])
     folder = dovecot_server.new_folder()
-    arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Re: lunch", "Old news.", 1),
-           datetime(2025, 6, 12, 9, 30, tzinfo=UTC))
-    arrive(dovecot_server, folder, mail(f"Mira <{MIRA}>", "Re: Hello Mira", "Let's talk!", 2,
-                                        headers=f"In-Reply-To: {mira_id}\r\n"),
-           NOW + timedelta(hours=1))
+    arrive(
+        dovecot_server,
+        folder,
+        mail(f"Mira <{MIRA}>", "Re: lunch", "Old news.", 1),
+        datetime(2025, 6, 12, 9, 30, tzinfo=UTC),
+    )
+    arrive(
+        dovecot_server,
+        folder,
+        mail(
+            f"Mira <{MIRA}>",
+            "Re: Hello Mira",
+            "Let's talk!",
+            2,
+            headers=f"In-Reply-To: {mira_id}\r\n",
+        ),
+        NOW + timedelta(hours=1),
+    )
     point_at(config, dovecot_server, folder, since='since = "2026-03-02"')
     tick(config, NOW + timedelta(hours=3))
     conversations = sorted(table(config, CONVERSATIONS).values(), key=lambda d: d["received_at"])
@@ -139,24 +198,33 @@ def test_since_set_earlier_on_purpose_acts_on_history(tmp_path: Path,
     assert [n["contact"] for n in notices(config)] == [OWNER]
 
 
-def test_a_reply_on_an_invoice_thread_pauses_its_reminders(tmp_path: Path,
-                                                           dovecot_server: Dovecot) -> None:
+def test_a_reply_on_an_invoice_thread_pauses_its_reminders(
+    tmp_path: Path, dovecot_server: Dovecot
+) -> None:
     """Jonas answers the on-the-day reminder: its next stage waits for the pause
     (pause_on_reply = 14d), his keep-in-touch sequence follows its on_reply (stop), and
     `invoices show` lists the reminder and his reply, in time order, with direction."""
     folder = dovecot_server.new_folder()
     config = trust_project(tmp_path, dovecot_server, folder)
-    config.write_text(config.read_text().replace('pause_on_reply = "7d"',
-                                                 'pause_on_reply = "14d"'))
+    config.write_text(config.read_text().replace('pause_on_reply = "7d"', 'pause_on_reply = "14d"'))
     assert toma(config, "contacts", "tag", JONAS, "friend").exit_code == 0  # type: ignore
     tick(config, NOW)  # Jonas's first keep-in-touch note
     due = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
     tick(config, due)
     (reminder,) = [m for m in sent_to(config, JONAS) if "Invoice" in str(m["Subject"])]
     thread = f"In-Reply-To: {reminder['Message-ID']}\r\n"
-    arrive(dovecot_server, folder, mail(f"Jonas <{JONAS}>", "Re: Invoice 2026-007",
-                                        "Our accounts team pays on the 25th, sorry!", 1,
-                                        headers=thread), due + timedelta(hours=1))
+    arrive(
+        dovecot_server,
+        folder,
+        mail(
+            f"Jonas <{JONAS}>",
+            "Re: Invoice 2026-007",
+            "Our accounts team pays on the 25th, sorry!",
+            1,
+            headers=thread,
+        ),
+        due + timedelta(hours=1),
+    )
     tick(config, due + timedelta(hours=2))
 
     invoice = table(config, INVOICES)["2026-007"]
@@ -167,10 +235,12 @@ def test_a_reply_on_an_invoice_thread_pauses_its_reminders(tmp_path: Path,
     tick(config, datetime(2026, 3, 30, 12, 0, tzinfo=UTC))
     assert len([m for m in sent_to(config, JONAS) if "Invoice" in str(m["Subject"])]) == 2
 
-    shown = json.loads(str(toma(config, "invoices", "show", "2026-007", "--json")
-                           .output))  # type: ignore[attr-defined]
+    shown = json.loads(str(toma(config, "invoices", "show", "2026-007", "--json").output))  # type: ignore[attr-defined]
     assert [(e["direction"], e["kind"]) for e in shown["thread"]] == [
-        ("out", "invoice"), ("in", "reply"), ("out", "invoice")]
+        ("out", "invoice"),
+        ("in", "reply"),
+        ("out", "invoice"),
+    ]
     assert "Our accounts team pays on the 25th" in shown["thread"][1]["text"]
     text = str(toma(config, "invoices", "show", "2026-007").output)  # type: ignore[attr-defined]
     assert text.index("→ invoice: Invoice 2026-007") < text.index("← reply: Re: Invoice 2026-007")

@@ -40,8 +40,14 @@ pytestmark = pytest.mark.timeout(120)
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def message(number: int, *, sender: str = "stranger@example.com", subject: str = "",
-            body: str = "Hello.", headers: str = "") -> bytes:
+def message(
+    number: int,
+    *,
+    sender: str = "stranger@example.com",
+    subject: str = "",
+    body: str = "Hello.",
+    headers: str = "",
+) -> bytes:
     return (
         f"From: Someone <{sender}>\r\nTo: Alex <alex@example.com>\r\n"
         f"Subject: {subject or f'message {number}'}\r\nMessage-ID: <m-{number}@example.com>\r\n"
@@ -102,19 +108,32 @@ def test_huge_fields_from_strangers_are_not_stored(tmp_path: Path) -> None:
     assert run_sync(config).recorded == 0  # the store and its secret exist from here on
     before = size_of(tmp_path / "var" / "data")
     for number in range(10):
-        deliver(tmp_path, f"{number:02d}.eml",
-                message(number, subject="x" * 1_000_000, body="y" * 200_000))
-    deliver(tmp_path, "10.eml", message(10, sender="person0@example.org", subject="z" * 5000,
-                                        body="w " * 500_000))
-    blocks = "".join(f"Final-Recipient: rfc822; r{n}@example.net\r\nAction: failed\r\n"
-                     f"Status: 5.1.1\r\n\r\n" for n in range(500))
-    deliver(tmp_path, "11.eml", (
-        "From: postmaster@evil.example\r\nTo: alex@example.com\r\nSubject: failure\r\n"
-        "Message-ID: <dsn-11@evil.example>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
-        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-        f"Reporting-MTA: dns; mx.evil.example\r\n\r\n{blocks}--b--\r\n").encode())
+        deliver(
+            tmp_path,
+            f"{number:02d}.eml",
+            message(number, subject="x" * 1_000_000, body="y" * 200_000),
+        )
+    deliver(
+        tmp_path,
+        "10.eml",
+        message(10, sender="person0@example.org", subject="z" * 5000, body="w " * 500_000),
+    )
+    blocks = "".join(
+        f"Final-Recipient: rfc822; r{n}@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        for n in range(500)
+    )
+    deliver(
+        tmp_path,
+        "11.eml",
+        (
+            "From: postmaster@evil.example\r\nTo: alex@example.com\r\nSubject: failure\r\n"
+            "Message-ID: <dsn-11@evil.example>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+            "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns; mx.evil.example\r\n\r\n{blocks}--b--\r\n"
+        ).encode(),
+    )
 
     report = run_sync(config)
     assert report.recorded == 12
@@ -178,10 +197,14 @@ def test_imap_resumes_right_after_the_last_message_read(
         dovecot_server.append(message(number), folder=folder)
     config_path = make_project(tmp_path, now=NOW)
     imap = dovecot_server.imap_config(folder=folder)
-    config_path.write_text(config_path.read_text() + (
-        f'\n[inbox]\nkind = "imap"\n\n[imap]\nhost = "{imap.host}"\nport = {imap.port}\n'
-        f'security = "none"\nusername = "{imap.username}"\n'
-        f'password_file = "{imap.password.file}"\nfolder = "{folder}"\n'))
+    config_path.write_text(
+        config_path.read_text()
+        + (
+            f'\n[inbox]\nkind = "imap"\n\n[imap]\nhost = "{imap.host}"\nport = {imap.port}\n'
+            f'security = "none"\nusername = "{imap.username}"\n'
+            f'password_file = "{imap.password.file}"\nfolder = "{folder}"\n'
+        )
+    )
     config = load_config(config_path)
     store = open_store(config.paths.data)
     recorded = []
@@ -193,8 +216,9 @@ def test_imap_resumes_right_after_the_last_message_read(
                 assert report.duplicates == 0
                 if not report.more:
                     break
-        keys = sorted(int(doc["source_key"].rsplit(":", 1)[1])
-                      for _k, doc in store.all(CONVERSATIONS))
+        keys = sorted(
+            int(doc["source_key"].rsplit(":", 1)[1]) for _k, doc in store.all(CONVERSATIONS)
+        )
     finally:
         store.close()
     assert sum(recorded) == 12 and max(recorded) <= 2 and len(recorded) >= 6
@@ -230,10 +254,12 @@ def test_a_slow_inbox_does_not_hold_back_due_mail(tmp_path: Path) -> None:
 
 def toma_once(config: Path, now: datetime) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now",
-         iso(now)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now", iso(now)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(child: subprocess.Popen[str], wanted: str, count: int = 1) -> None:
@@ -269,9 +295,22 @@ def test_sigterm_during_a_sync_ends_it_promptly(tmp_path: Path) -> None:
     assert 0 < recorded < total
 
     again = subprocess.run(
-        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now",
-         iso(NOW + timedelta(minutes=5))], capture_output=True, text=True, timeout=120,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "toma",
+            "--config",
+            str(config),
+            "run",
+            "--once",
+            "--now",
+            iso(NOW + timedelta(minutes=5)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     assert len(conversations(config)) == total
 
@@ -310,9 +349,22 @@ def test_a_crash_while_reading_sets_the_message_aside_for_good(tmp_path: Path) -
     assert aside["reason"].startswith("reading it did not finish")
 
     again = subprocess.run(
-        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now",
-         iso(NOW + timedelta(minutes=5))], capture_output=True, text=True, timeout=60,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "toma",
+            "--config",
+            str(config),
+            "run",
+            "--once",
+            "--now",
+            iso(NOW + timedelta(minutes=5)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     assert "inbound reading" not in again.stderr
     docs = {doc["source_key"]: doc for doc in conversations(config).values()}
@@ -342,9 +394,21 @@ def test_what_the_reader_gave_up_on_is_set_aside_once(tmp_path: Path) -> None:
     given_up = replace(read_message(data), unread="reading took longer than its budget")
     store = open_store(config.paths.data)
     try:
-        _record(store, config, [_Read(Inbound("maildir:gave-up.eml", data, None), given_up,
-                                      hashlib.sha256(data).hexdigest())],
-                Cursor(), cursor_key(config), NOW, SyncReport())
+        _record(
+            store,
+            config,
+            [
+                _Read(
+                    Inbound("maildir:gave-up.eml", data, None),
+                    given_up,
+                    hashlib.sha256(data).hexdigest(),
+                )
+            ],
+            Cursor(),
+            cursor_key(config),
+            NOW,
+            SyncReport(),
+        )
     finally:
         store.close()
     deliver(tmp_path, "copy.eml", data)  # the same bytes again, under another key

@@ -38,26 +38,60 @@ def project(tmp_path: Path, server: Dovecot, folder: str) -> Path:
     """Mira gets a keep-in-touch sequence; Jonas only owes an invoice, due on 16 March."""
     config = make_project(tmp_path, steps=(("hello", "0h"), ("again", "4w")), now=NOW)
     imap = server.imap_config(folder=folder)
-    stages = ('{ at = "0d", template = "invoices/r.md" }, '
-              '{ at = "+7d", template = "invoices/r.md" }')
-    config.write_text(config.read_text().replace(
-        "[windows.default]",
-        '[inbox]\nkind = "imap"\n\n'
-        f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
-        f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
-        f'folder = "{folder}"\n\n'
-        f'[invoices]\nterms = "14d"\nstages = [{stages}]\npause_on_reply = "7d"\n\n'
-        "[windows.default]"))
+    stages = '{ at = "0d", template = "invoices/r.md" }, { at = "+7d", template = "invoices/r.md" }'
+    config.write_text(
+        config.read_text().replace(
+            "[windows.default]",
+            '[inbox]\nkind = "imap"\n\n'
+            f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
+            f'username = "{imap.username}"\npassword_file = "{imap.password.file}"\n'
+            f'folder = "{folder}"\n\n'
+            f'[invoices]\nterms = "14d"\nstages = [{stages}]\npause_on_reply = "7d"\n\n'
+            "[windows.default]",
+        )
+    )
     (tmp_path / "templates" / "invoices").mkdir()
     (tmp_path / "templates" / "invoices" / "r.md").write_text(
         "---\nsubject: Invoice {{ invoice.number }}\n---\nHi {{ contact.first_name }}, "
-        "invoice {{ invoice.number }} is due {{ invoice.due }}.\n")
-    assert toma(config, "contacts", "add", MIRA, "--first-name", "Mira", "--tag", "friend",
-                "--timezone", "Europe/Berlin").exit_code == 0
-    assert toma(config, "contacts", "add", JONAS, "--first-name", "Jonas",
-                "--timezone", "Europe/Berlin").exit_code == 0
-    result = toma(config, "invoices", "add", "2026-007", "--contact", JONAS, "--amount", "100",
-                  "--currency", "EUR", "--issued", "2026-03-02", "--now", NOW.isoformat())
+        "invoice {{ invoice.number }} is due {{ invoice.due }}.\n"
+    )
+    assert (
+        toma(
+            config,
+            "contacts",
+            "add",
+            MIRA,
+            "--first-name",
+            "Mira",
+            "--tag",
+            "friend",
+            "--timezone",
+            "Europe/Berlin",
+        ).exit_code
+        == 0
+    )
+    assert (
+        toma(
+            config, "contacts", "add", JONAS, "--first-name", "Jonas", "--timezone", "Europe/Berlin"
+        ).exit_code
+        == 0
+    )
+    result = toma(
+        config,
+        "invoices",
+        "add",
+        "2026-007",
+        "--contact",
+        JONAS,
+        "--amount",
+        "100",
+        "--currency",
+        "EUR",
+        "--issued",
+        "2026-03-02",
+        "--now",
+        NOW.isoformat(),
+    )
     assert result.exit_code == 0, result.output
     return config
 
@@ -85,16 +119,25 @@ def table(config: Path, name: str) -> dict[str, dict]:
 
 def outbox(config: Path) -> list[email.message.EmailMessage]:
     new = config.parent / "var" / "outbox" / "new"
-    return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-            for p in sorted(new.iterdir())]
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted(new.iterdir())
+    ]
 
 
 def sent_to(config: Path, address: str) -> list[email.message.EmailMessage]:
     return [m for m in outbox(config) if m["To"].addresses[0].addr_spec == address]
 
 
-def dsn(sender: str, failed: str, original_id: str, number: int, *, status: str = "5.1.1",
-        action: str = "failed") -> bytes:
+def dsn(
+    sender: str,
+    failed: str,
+    original_id: str,
+    number: int,
+    *,
+    status: str = "5.1.1",
+    action: str = "failed",
+) -> bytes:
     """A delivery status notification (multipart/report) returning the headers of a message."""
     return (
         f"From: Mail Delivery System <{sender}>\r\nTo: {OWNER}\r\n"
@@ -152,12 +195,14 @@ def test_forged_bounces_mark_nobody(tmp_path: Path, dovecot_server: Dovecot) -> 
     assert [m["To"].addresses[0].addr_spec for m in outbox(config)] == [MIRA]
     mira_id = str(sent_to(config, MIRA)[0]["Message-ID"])
 
-    dovecot_server.append(dsn("postmaster@evil.example", JONAS, "<guessed-1@example.com>", 1),
-                          folder=folder)
+    dovecot_server.append(
+        dsn("postmaster@evil.example", JONAS, "<guessed-1@example.com>", 1), folder=folder
+    )
     dovecot_server.append(plain_bounce(JONAS, 2), folder=folder)
     dovecot_server.append(dsn("postmaster@evil.example", JONAS, mira_id, 3), folder=folder)
-    dovecot_server.append(dsn("postmaster@evil.example", MIRA, "<guessed-2@example.com>", 4),
-                          folder=folder)
+    dovecot_server.append(
+        dsn("postmaster@evil.example", MIRA, "<guessed-2@example.com>", 4), folder=folder
+    )
     tick(config, NOW + timedelta(hours=1))
 
     contacts = table(config, CONTACTS)
@@ -196,24 +241,34 @@ def test_bounces_of_what_toma_sent_still_mark(tmp_path: Path, dovecot_server: Do
     """A hard bounce returning Mira's message marks her at once; soft ones after the limit."""
     folder = dovecot_server.new_folder()
     config = project(tmp_path, dovecot_server, folder)
-    assert toma(config, "contacts", "add", "nina@example.org", "--first-name", "Nina",
-                "--tag", "friend").exit_code == 0
+    assert (
+        toma(
+            config, "contacts", "add", "nina@example.org", "--first-name", "Nina", "--tag", "friend"
+        ).exit_code
+        == 0
+    )
     tick(config, NOW)
     mira_id = str(sent_to(config, MIRA)[0]["Message-ID"])
     nina_id = str(sent_to(config, "nina@example.org")[0]["Message-ID"])
 
     dovecot_server.append(dsn("mailer-daemon@mx.example.org", MIRA, mira_id, 1), folder=folder)
     for number in (2, 3):
-        dovecot_server.append(dsn("mailer-daemon@mx.example.org", "nina@example.org", nina_id,
-                                  number, status="4.2.2"), folder=folder)
+        dovecot_server.append(
+            dsn(
+                "mailer-daemon@mx.example.org", "nina@example.org", nina_id, number, status="4.2.2"
+            ),
+            folder=folder,
+        )
     tick(config, NOW + timedelta(hours=1))
     contacts = table(config, CONTACTS)
     assert contacts[MIRA]["status"] == "bounced"
     assert contacts["nina@example.org"]["status"] == "active"
     assert contacts["nina@example.org"]["soft_bounces"] == 2
 
-    dovecot_server.append(dsn("mailer-daemon@mx.example.org", "nina@example.org", nina_id, 4,
-                              status="4.2.2"), folder=folder)
+    dovecot_server.append(
+        dsn("mailer-daemon@mx.example.org", "nina@example.org", nina_id, 4, status="4.2.2"),
+        folder=folder,
+    )
     tick(config, NOW + timedelta(hours=2))
     contacts = table(config, CONTACTS)
     assert contacts["nina@example.org"]["status"] == "bounced"
@@ -235,14 +290,30 @@ def test_others_on_a_thread_change_nothing(tmp_path: Path, dovecot_server: Dovec
     thread = f"In-Reply-To: {mira_id}\r\nReferences: {mira_id}\r\n"
 
     append = dovecot_server.append
-    append(mail("Eve <eve@evil.example>", "unsubscribe", "unsubscribe", 1, headers=thread),
-           folder=folder)
-    append(mail("Mira Lang <eve@evil.example>", "Out of Office: Hello Mira",
-                "I am on holiday and will be back on 1 March 2027.", 2,
-                headers=thread + "Auto-Submitted: auto-replied\r\n"), folder=folder)
-    append(mail("Kai <kai@mira-company.example>", "Re: Hello Mira",
-                "Mira is on leave; I look after her projects until May.", 3, headers=thread),
-           folder=folder)
+    append(
+        mail("Eve <eve@evil.example>", "unsubscribe", "unsubscribe", 1, headers=thread),
+        folder=folder,
+    )
+    append(
+        mail(
+            "Mira Lang <eve@evil.example>",
+            "Out of Office: Hello Mira",
+            "I am on holiday and will be back on 1 March 2027.",
+            2,
+            headers=thread + "Auto-Submitted: auto-replied\r\n",
+        ),
+        folder=folder,
+    )
+    append(
+        mail(
+            "Kai <kai@mira-company.example>",
+            "Re: Hello Mira",
+            "Mira is on leave; I look after her projects until May.",
+            3,
+            headers=thread,
+        ),
+        folder=folder,
+    )
     tick(config, NOW + timedelta(hours=1))
 
     mira = table(config, CONTACTS)[MIRA]
@@ -264,15 +335,27 @@ def test_others_on_a_thread_change_nothing(tmp_path: Path, dovecot_server: Dovec
 
     # Mira's own out-of-office holds her mail; the signed mailto token unsubscribes her
     # whichever address it comes from.
-    append(mail(f"Mira Lang <{MIRA}>", "Out of Office: Hello Mira",
-                "I am on holiday and will be back on 23 March 2026.", 4,
-                headers=thread + "Auto-Submitted: auto-replied\r\n"), folder=folder)
+    append(
+        mail(
+            f"Mira Lang <{MIRA}>",
+            "Out of Office: Hello Mira",
+            "I am on holiday and will be back on 23 March 2026.",
+            4,
+            headers=thread + "Auto-Submitted: auto-replied\r\n",
+        ),
+        folder=folder,
+    )
     tick(config, NOW + timedelta(hours=2))
     assert table(config, CONTACTS)[MIRA]["hold_until"].startswith("2026-03-24")
 
-    token = Unsubscribe(secret=load_or_create_secret(tmp_path / "var" / "data" / SECRET_FILE),
-                        base_url=None, mailto=OWNER).token(MIRA)
-    append(mail("Mira Private <mira.private@example.com>", f"unsubscribe {token}", "", 5),
-           folder=folder)
+    token = Unsubscribe(
+        secret=load_or_create_secret(tmp_path / "var" / "data" / SECRET_FILE),
+        base_url=None,
+        mailto=OWNER,
+    ).token(MIRA)
+    append(
+        mail("Mira Private <mira.private@example.com>", f"unsubscribe {token}", "", 5),
+        folder=folder,
+    )
     tick(config, NOW + timedelta(hours=3))
     assert table(config, CONTACTS)[MIRA]["status"] == "unsubscribed"

@@ -28,23 +28,48 @@ MONDAY = datetime(2026, 12, 14, 9, 30, tzinfo=UTC)
 
 def project(tmp_path: Path) -> Path:
     config = make_project(tmp_path, now=SUNDAY, tag="nobody")
-    config.write_text(config.read_text()
-                      .replace('days = ["mon","tue","wed","thu","fri","sat","sun"]',
-                               'days = ["mon","tue","wed","thu","fri"]')
-                      .replace("[windows.default]",
-                               '[invoices]\nstages = [{ at = "-3d", template = '
-                               '"invoices/before-due.md" }, { at = "0d", template = '
-                               '"invoices/on-the-day.md" }]\n\n[windows.default]'))
+    config.write_text(
+        config.read_text()
+        .replace(
+            'days = ["mon","tue","wed","thu","fri","sat","sun"]',
+            'days = ["mon","tue","wed","thu","fri"]',
+        )
+        .replace(
+            "[windows.default]",
+            '[invoices]\nstages = [{ at = "-3d", template = '
+            '"invoices/before-due.md" }, { at = "0d", template = '
+            '"invoices/on-the-day.md" }]\n\n[windows.default]',
+        )
+    )
     scaffold = resources.files("toma") / "scaffold" / "templates" / "invoices"
     (tmp_path / "templates" / "invoices").mkdir()
     for name in ("before-due.md", "on-the-day.md"):
         with resources.as_file(scaffold / name) as path:
             shutil.copy(path, tmp_path / "templates" / "invoices" / name)
-    assert toma(config, "contacts", "add", JONAS, "--first-name", "Jonas",
-                "--timezone", "Europe/Berlin").exit_code == 0  # type: ignore[attr-defined]
-    result = toma(config, "invoices", "add", "2026-041", "--contact", JONAS, "--amount", "100",
-                  "--currency", "EUR", "--issued", "2026-11-13", "--due", "2026-12-13",
-                  "--now", "2026-11-13T10:00:00+00:00")
+    assert (
+        toma(
+            config, "contacts", "add", JONAS, "--first-name", "Jonas", "--timezone", "Europe/Berlin"
+        ).exit_code
+        == 0
+    )  # type: ignore[attr-defined]
+    result = toma(
+        config,
+        "invoices",
+        "add",
+        "2026-041",
+        "--contact",
+        JONAS,
+        "--amount",
+        "100",
+        "--currency",
+        "EUR",
+        "--issued",
+        "2026-11-13",
+        "--due",
+        "2026-12-13",
+        "--now",
+        "2026-11-13T10:00:00+00:00",
+    )
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     return config
 
@@ -80,25 +105,32 @@ def test_the_next_reminder_in_invoices_list_is_the_one_toma_plan_shows(tmp_path:
     store = open_store(tmp_path / "var" / "data")
     try:
         with store.transaction() as tx:
-            tx.put(INVOICES, "2026-041", pause_reminders(
-                Invoice.from_doc(tx.get(INVOICES, "2026-041")),
-                datetime(2026, 12, 15, 8, 0, tzinfo=UTC)).to_doc())
+            tx.put(
+                INVOICES,
+                "2026-041",
+                pause_reminders(
+                    Invoice.from_doc(tx.get(INVOICES, "2026-041")),
+                    datetime(2026, 12, 15, 8, 0, tzinfo=UTC),
+                ).to_doc(),
+            )
     finally:
         store.close()
     for day in (9, 14, 16):
         now = datetime(2026, 12, day, 9, 30, tzinfo=UTC)
         tick(config, now)
-        listed = json.loads(str(toma(config, "invoices", "list", "--json", "--now",
-                                     now.isoformat()).output))  # type: ignore[attr-defined]
-        planned = json.loads(str(toma(config, "plan", "--json", "--days", "400", "--now",
-                                      now.isoformat()).output))  # type: ignore[attr-defined]
+        listed = json.loads(
+            str(toma(config, "invoices", "list", "--json", "--now", now.isoformat()).output)
+        )  # type: ignore[attr-defined]
+        planned = json.loads(
+            str(toma(config, "plan", "--json", "--days", "400", "--now", now.isoformat()).output)
+        )  # type: ignore[attr-defined]
         (row,) = listed["rows"]
         shown = row["next_reminder"]
         first = next((p for p in planned if p["kind"] == "invoice"), None)
         assert (shown and (f"2026-041/{shown['stage']}", shown["at"])) == (
-            first and (first["ref"], first["at"])), day
-        text = str(toma(config, "invoices", "list", "--now", now.isoformat())
-                   .output)  # type: ignore[attr-defined]
+            first and (first["ref"], first["at"])
+        ), day
+        text = str(toma(config, "invoices", "list", "--now", now.isoformat()).output)  # type: ignore[attr-defined]
         if day == 16:
             assert first is None and "paused" not in text
         else:

@@ -89,21 +89,25 @@ def test_unsubscribe_forget_and_pause_mid_tick_stop_what_is_not_yet_handed(
     try:
         assert smtpd_handler.arrived.wait(30), "no message reached DATA"
         other.refresh()
-        handover = {doc["contact"]: doc.get("handover") for _k, doc in other.all(MESSAGES)
-                    if doc["state"] == "sending"}
+        handover = {
+            doc["contact"]: doc.get("handover")
+            for _k, doc in other.all(MESSAGES)
+            if doc["state"] == "sending"
+        }
         in_data = [address for address, stage in handover.items() if stage == HANDED]
-        marked = sorted(address for address, stage in handover.items()
-                        if stage == HANDOVER_PENDING)
-        unmarked = sorted(recipient(n) for n in range(CONTACTS_IN_TICK)
-                          if other.get(MESSAGES, key(n)) is None)
+        marked = sorted(address for address, stage in handover.items() if stage == HANDOVER_PENDING)
+        unmarked = sorted(
+            recipient(n) for n in range(CONTACTS_IN_TICK) if other.get(MESSAGES, key(n)) is None
+        )
         # A tick in full flight: messages at DATA, marked ahead, and still to mark.
         assert in_data and len(marked) >= 3 and len(unmarked) >= 3, (in_data, marked, unmarked)
         unsubscribed = [marked[0], unmarked[0]]
         forgotten = [marked[1], unmarked[1], in_data[0]]
         paused = [marked[2], unmarked[2]]
         for address in unsubscribed:
-            addressbook.set_status(other, address, Status.UNSUBSCRIBED, now=NOW,
-                                   reason="one-click unsubscribe")
+            addressbook.set_status(
+                other, address, Status.UNSUBSCRIBED, now=NOW, reason="one-click unsubscribe"
+            )
         for address in forgotten:
             addressbook.forget(other, address, now=NOW)
         for address in paused:

@@ -41,28 +41,41 @@ three things I learned this year.
 """
 
 
-def project(tmp_path: Path, *, smtp: Smtp | None = None, contacts: int = 0,
-            send_at: str = "", extra_config: str = "") -> Path:
+def project(
+    tmp_path: Path,
+    *,
+    smtp: Smtp | None = None,
+    contacts: int = 0,
+    send_at: str = "",
+    extra_config: str = "",
+) -> Path:
     config = make_project(tmp_path, smtp=smtp, contacts=contacts, now=NOW)
     if extra_config:
         config.write_text(config.read_text() + extra_config)
     (tmp_path / "newsletters").mkdir(exist_ok=True)
     (tmp_path / "newsletters" / "2026-03.md").write_text(
-        ISSUE.format(send_at=f'send_at: "{send_at}"\n' if send_at else ""))
+        ISSUE.format(send_at=f'send_at: "{send_at}"\n' if send_at else "")
+    )
     return config
 
 
 def toma(config: Path, *args: str, **options: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toma", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          **options)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **options,
+    )  # type: ignore[call-overload]
 
 
 def states(config: Path) -> Counter[str]:
     store = open_store(config.parent / "var" / "data")
     try:
-        return Counter(doc["state"] for _k, doc in store.all(MESSAGES)
-                       if doc["kind"] == "newsletter")
+        return Counter(
+            doc["state"] for _k, doc in store.all(MESSAGES) if doc["kind"] == "newsletter"
+        )
     finally:
         store.close()
 
@@ -73,8 +86,19 @@ def test_killed_send_resumes_and_nobody_gets_two(
 ) -> None:
     """2,000 recipients, SIGKILL half-way, send again: one copy each, the rest reported."""
     config = project(tmp_path, smtp=smtp_config, contacts=2000)
-    command = [sys.executable, "-m", "toma", "--config", str(config), "newsletter", "send",
-               "2026-03.md", "--now", NOW.isoformat(), "--yes"]
+    command = [
+        sys.executable,
+        "-m",
+        "toma",
+        "--config",
+        str(config),
+        "newsletter",
+        "send",
+        "2026-03.md",
+        "--now",
+        NOW.isoformat(),
+        "--yes",
+    ]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
     try:
@@ -86,8 +110,7 @@ def test_killed_send_resumes_and_nobody_gets_two(
         child.wait(timeout=30)
     assert 1000 <= len(smtpd_handler.messages) < 2000
 
-    resumed = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
-                   "--yes")
+    resumed = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(), "--yes")
     assert resumed.returncode == 0, resumed.stderr
 
     received = Counter(r for m in smtpd_handler.messages for r in m.rcpt_tos)
@@ -108,11 +131,19 @@ def test_killed_send_resumes_and_nobody_gets_two(
 def test_one_click_unsubscribe_through_the_daemon(tmp_path: Path) -> None:
     """GET shows a page; a tampered token is refused; a valid POST unsubscribes for good."""
     port = free_port()
-    config = project(tmp_path, contacts=3, extra_config=(
-        f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{port}"\n'
-        f'listen = "127.0.0.1:{port}"\n'))
-    daemon = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config), "run"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    config = project(
+        tmp_path,
+        contacts=3,
+        extra_config=(
+            f'\n[unsubscribe]\nbase_url = "http://127.0.0.1:{port}"\nlisten = "127.0.0.1:{port}"\n'
+        ),
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "toma", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         links = unsubscriber(load_config(config))
         url = links.url("person1@example.org")
@@ -148,10 +179,14 @@ def test_one_click_unsubscribe_through_the_daemon(tmp_path: Path) -> None:
     sent = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(), "--yes")
     assert sent.returncode == 0, sent.stderr
     outbox = config.parent / "var" / "outbox" / "new"
-    issues = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-              for p in outbox.iterdir()]
-    recipients = {m["To"].addresses[0].addr_spec for m in issues
-                  if str(m["Subject"]).startswith("Three things")}
+    issues = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in outbox.iterdir()
+    ]
+    recipients = {
+        m["To"].addresses[0].addr_spec
+        for m in issues
+        if str(m["Subject"]).startswith("Three things")
+    }
     assert "person1@example.org" not in recipients, sent.stdout + sent.stderr
     assert {"person0@example.org", "person2@example.org"} <= recipients, sent.stdout + sent.stderr
 
@@ -180,12 +215,18 @@ def contact_status(config: Path, address: str) -> str:
 def test_the_mailto_way_out_works_through_the_inbox(tmp_path: Path) -> None:
     """The issue's List-Unsubscribe mailto, sent back from another address, unsubscribes."""
     config = project(tmp_path, contacts=2)
-    assert toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
-                "--yes").returncode == 0
+    assert (
+        toma(
+            config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(), "--yes"
+        ).returncode
+        == 0
+    )
     outbox = config.parent / "var" / "outbox" / "new"
-    issue = next(email.message_from_bytes(p.read_bytes(), policy=policy.default)
-                 for p in outbox.iterdir()
-                 if b"person0@example.org" in p.read_bytes().split(b"\n\n")[0])
+    issue = next(
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in outbox.iterdir()
+        if b"person0@example.org" in p.read_bytes().split(b"\n\n")[0]
+    )
     header = str(issue["List-Unsubscribe"])
     mailto = header.split("<", 1)[1].split(">", 1)[0]
     assert mailto.startswith("mailto:alex@example.com?subject=unsubscribe%20")
@@ -194,7 +235,8 @@ def test_the_mailto_way_out_works_through_the_inbox(tmp_path: Path) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     (inbox / "1772445600.u1.host").write_bytes(
         b"From: someone.else@example.net\r\nTo: alex@example.com\r\n"
-        b"Subject: " + subject.encode() + b"\r\nMessage-ID: <u1@example.net>\r\n\r\n\r\n")
+        b"Subject: " + subject.encode() + b"\r\nMessage-ID: <u1@example.net>\r\n\r\n\r\n"
+    )
     ticked = toma(config, "run", "--once", "--now", NOW.isoformat())
     assert ticked.returncode == 0, ticked.stderr
     assert contact_status(config, "person0@example.org") == "unsubscribed"
@@ -203,26 +245,49 @@ def test_the_mailto_way_out_works_through_the_inbox(tmp_path: Path) -> None:
 
 def test_scheduled_issue_goes_from_send_at_in_each_window(tmp_path: Path) -> None:
     config = project(tmp_path, contacts=2, send_at="2026-03-04T12:00:00+01:00")
-    scheduled = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
-                     "--yes")
+    scheduled = toma(config, "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(), "--yes")
     assert "Scheduled" in scheduled.stdout
     toma(config, "run", "--once", "--now", "2026-03-04T10:00:00+01:00")
     assert states(config)["sent"] == 0
     toma(config, "run", "--once", "--now", "2026-03-04T12:30:00+01:00")
     assert states(config)["sent"] == 2
     figures = json.loads(toma(config, "status", "--json").stdout)["newsletters"]
-    assert figures == [{"newsletter": "2026-03.md", "sent": 2, "failed": 0, "unknown": 0,
-                        "in_progress": 0, "bounced": 0, "replies": 0, "unsubscribes": 0}]
+    assert figures == [
+        {
+            "newsletter": "2026-03.md",
+            "sent": 2,
+            "failed": 0,
+            "unknown": 0,
+            "in_progress": 0,
+            "bounced": 0,
+            "replies": 0,
+            "unsubscribes": 0,
+        }
+    ]
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     config = project(tmp_path, contacts=300)
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
-    child = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config),
-                              "newsletter", "send", "2026-03.md", "--now", NOW.isoformat(),
-                              "--yes"],
-                             stdout=follower, stderr=follower, env=env)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toma",
+            "--config",
+            str(config),
+            "newsletter",
+            "send",
+            "2026-03.md",
+            "--now",
+            NOW.isoformat(),
+            "--yes",
+        ],
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
     os.close(follower)
     output = b""
     deadline = time.monotonic() + 60

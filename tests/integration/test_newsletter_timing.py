@@ -27,8 +27,11 @@ from toma.timeutil import iso
 from .projects import make_project
 
 SENT_AT = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # Monday 10:00 CET
-PEOPLE = {"berlin@example.org": "", "tokyo@example.org": "Asia/Tokyo",
-          "newyork@example.org": "America/New_York"}
+PEOPLE = {
+    "berlin@example.org": "",
+    "tokyo@example.org": "Asia/Tokyo",
+    "newyork@example.org": "America/New_York",
+}
 
 ISSUE = """---
 subject: "News for {{ contact.first_name }}"
@@ -46,8 +49,12 @@ def project(tmp_path: Path) -> Path:
     try:
         with store.transaction() as tx:
             for address, zone in PEOPLE.items():
-                contact = make_contact(address, first_name=address.split("@")[0].title(),
-                                       timezone=zone, added_at=iso(SENT_AT))
+                contact = make_contact(
+                    address,
+                    first_name=address.split("@")[0].title(),
+                    timezone=zone,
+                    added_at=iso(SENT_AT),
+                )
                 tx.put(CONTACTS, contact.email, contact.to_doc())
     finally:
         store.close()
@@ -55,9 +62,14 @@ def project(tmp_path: Path) -> Path:
 
 
 def toma(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toma", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def delivered(config: Path) -> dict[str, datetime]:
@@ -74,9 +86,11 @@ def delivered(config: Path) -> dict[str, datetime]:
 def sent_at(config: Path) -> dict[str, datetime]:
     store = open_store(config.parent / "var" / "data")
     try:
-        return {doc["contact"]: datetime.fromisoformat(doc["sent_at"])
-                for _k, doc in store.all(MESSAGES)
-                if doc["kind"] == "newsletter" and doc.get("sent_at")}
+        return {
+            doc["contact"]: datetime.fromisoformat(doc["sent_at"])
+            for _k, doc in store.all(MESSAGES)
+            if doc["kind"] == "newsletter" and doc.get("sent_at")
+        }
     finally:
         store.close()
 
@@ -103,10 +117,14 @@ def test_an_immediate_issue_reaches_tokyo_in_tokyo_working_hours(tmp_path: Path)
 
     for address, at in sent_at(config).items():
         local = at.astimezone(ZoneInfo(PEOPLE[address] or "Europe/Berlin"))
-        assert local.weekday() < 5 and "09:01" <= local.strftime("%H:%M") <= "16:59", \
-            (address, local)
-    assert sent_at(config)["tokyo@example.org"].astimezone(ZoneInfo("Asia/Tokyo")) \
-        .strftime("%a %H:%M") == "Tue 09:05"
+        assert local.weekday() < 5 and "09:01" <= local.strftime("%H:%M") <= "16:59", (
+            address,
+            local,
+        )
+    assert (
+        sent_at(config)["tokyo@example.org"].astimezone(ZoneInfo("Asia/Tokyo")).strftime("%a %H:%M")
+        == "Tue 09:05"
+    )
     # Once each, whatever the ticks after.
     assert toma(config, "run", "--once", "--now", "2026-03-03T01:00:00+00:00").returncode == 0
     assert len(list((config.parent / "var" / "outbox" / "new").iterdir())) == 3
@@ -119,12 +137,24 @@ def test_dry_run_lists_who_gets_it_when_in_their_zone_and_sends_nothing(
     dry = toma(config, "newsletter", "send", "q1.md", "--now", SENT_AT.isoformat(), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in dry.stdout.splitlines()[1:4]}
-    assert rows["berlin@example.org"] == ["Mon 2026-03-02 10:00", "Europe/Berlin",
-                                          "Mon 2026-03-02 10:00", "now"]
-    assert rows["newyork@example.org"] == ["Mon 2026-03-02 09:01", "America/New_York",
-                                           "Mon 2026-03-02 15:01", "later"]
-    assert rows["tokyo@example.org"] == ["Tue 2026-03-03 09:01", "Asia/Tokyo",
-                                         "Tue 2026-03-03 01:01", "later"]
+    assert rows["berlin@example.org"] == [
+        "Mon 2026-03-02 10:00",
+        "Europe/Berlin",
+        "Mon 2026-03-02 10:00",
+        "now",
+    ]
+    assert rows["newyork@example.org"] == [
+        "Mon 2026-03-02 09:01",
+        "America/New_York",
+        "Mon 2026-03-02 15:01",
+        "later",
+    ]
+    assert rows["tokyo@example.org"] == [
+        "Tue 2026-03-03 09:01",
+        "Asia/Tokyo",
+        "Tue 2026-03-03 01:01",
+        "later",
+    ]
     assert "Dry run: 3 recipient(s), 1 now, 2 later; nothing sent." in dry.stdout
     assert delivered(config) == {}
     assert sent_at(config) == {}
@@ -141,9 +171,23 @@ def test_off_a_terminal_without_yes_it_refuses_and_sends_nothing(tmp_path: Path)
 
 def on_a_terminal(config: Path, answer: bytes) -> tuple[int, str]:
     leader, follower = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "toma", "--config", str(config),
-                              "newsletter", "send", "q1.md", "--now", SENT_AT.isoformat()],
-                             stdin=follower, stdout=follower, stderr=follower)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toma",
+            "--config",
+            str(config),
+            "newsletter",
+            "send",
+            "q1.md",
+            "--now",
+            SENT_AT.isoformat(),
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
     os.close(follower)
     output = b""
     answered = False

@@ -47,8 +47,14 @@ three things I learned this year.
 """
 
 
-def project(folder: Path, *, smtp: Smtp | None = None, sequence: str = "",
-            contacts: int = 0, tag: str = "friend") -> Path:
+def project(
+    folder: Path,
+    *,
+    smtp: Smtp | None = None,
+    sequence: str = "",
+    contacts: int = 0,
+    tag: str = "friend",
+) -> Path:
     config = make_project(folder, smtp=smtp, contacts=contacts, tag=tag, now=NOW)
     text = config.read_text(encoding="utf-8")
     # A one-click URL as well as the mailto: both headers are then written.
@@ -84,8 +90,9 @@ def normalised(data: bytes) -> bytes:
     """``data`` with LF line ends and its Message-ID and Date blanked: all else must match."""
     data = data.replace(b"\r\n", b"\n")
     head, _, body = data.partition(b"\n\n")
-    head = re.sub(rb"^Message-ID:.*(\n[ \t].*)*$", b"Message-ID: <>", head, count=1,
-                  flags=re.MULTILINE)
+    head = re.sub(
+        rb"^Message-ID:.*(\n[ \t].*)*$", b"Message-ID: <>", head, count=1, flags=re.MULTILINE
+    )
     head = re.sub(rb"^Date:.*(\n[ \t].*)*$", b"Date: -", head, count=1, flags=re.MULTILINE)
     return head + b"\n\n" + body
 
@@ -111,8 +118,9 @@ def assert_way_out(data: bytes, url: str | None, mailto: str) -> None:
     assert str(message["List-Unsubscribe"]).strip() == f"<{mailto}>, <{url}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert POSTAL in text and f"Unsubscribe: {url}" in text
-    assert text.index("three things" if "News" in str(message["Subject"]) else "keeping") \
-        < text.index(POSTAL)
+    assert text.index(
+        "three things" if "News" in str(message["Subject"]) else "keeping"
+    ) < text.index(POSTAL)
     assert POSTAL in html and f'href="{url}"' in html
     assert html.index(POSTAL) < html.index("</body>")
 
@@ -138,9 +146,14 @@ def test_every_copy_of_a_big_newsletter_is_the_in_process_message(
     composer = Composer(loaded, unsubscribe=unsubscriber(loaded))
     links = unsubscriber(loaded)
     for address, contact in contacts_of(config).items():
-        expected = composer.compose(issue.name, contact, now=NOW,
-                                    extra={"newsletter": issue.view()}, unsubscribe="footer",
-                                    templates=composer.newsletters)
+        expected = composer.compose(
+            issue.name,
+            contact,
+            now=NOW,
+            extra={"newsletter": issue.view()},
+            unsubscribe="footer",
+            templates=composer.newsletters,
+        )
         assert normalised(got[address]) == normalised(expected.data), address
         assert_way_out(got[address], links.url(address), links.mailto(address))
 
@@ -150,8 +163,7 @@ def test_every_message_of_a_big_sequence_tick_is_the_in_process_message(
     tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler
 ) -> None:
     """A sequence that opts in to the footer: the worker's messages are the same bytes."""
-    config = project(tmp_path, smtp=smtp_config, contacts=COUNT,
-                     sequence='unsubscribe = "footer"')
+    config = project(tmp_path, smtp=smtp_config, contacts=COUNT, sequence='unsubscribe = "footer"')
     tick(config)
 
     got = received(smtpd_handler)
@@ -181,23 +193,28 @@ def test_a_sequence_note_is_personal_by_default(tmp_path: Path) -> None:
 
 
 def toma(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "toma", "--config", str(config), *args],
-                          capture_output=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("sequence", ["", 'unsubscribe = "headers"', 'unsubscribe = "footer"'])
-def test_preview_is_the_message_the_maildir_transport_writes(
-    tmp_path: Path, sequence: str
-) -> None:
+def test_preview_is_the_message_the_maildir_transport_writes(tmp_path: Path, sequence: str) -> None:
     """Byte for byte but for the Message-ID and the Date, with the sequence's way out."""
     config = project(tmp_path, contacts=2, sequence=sequence)
-    shown = toma(config, "preview", "hello.md", "--contact", recipient(1),
-                 "--now", NOW.isoformat())
+    shown = toma(config, "preview", "hello.md", "--contact", recipient(1), "--now", NOW.isoformat())
     assert shown.returncode == 0, shown.stderr
     tick(config)
     written = [p.read_bytes() for p in (tmp_path / "var" / "outbox" / "new").iterdir()]
-    [sent] = [data for data in written if f"To: {recipient(1)}".encode() in data
-              or f"<{recipient(1)}>".encode() in data.split(b"\n\n")[0]]
+    [sent] = [
+        data
+        for data in written
+        if f"To: {recipient(1)}".encode() in data
+        or f"<{recipient(1)}>".encode() in data.split(b"\n\n")[0]
+    ]
     assert normalised(shown.stdout) == normalised(sent)
     message, text, _html = parts(sent)
     assert ("List-Unsubscribe" in message) == bool(sequence)
@@ -208,8 +225,15 @@ def test_preview_of_a_newsletter_is_the_message_sent(tmp_path: Path) -> None:
     """A newsletter issue previewed carries its list headers and footer, as sent."""
     config = project(tmp_path)
     add_contacts(tmp_path, 2, tag="reader", now=NOW)
-    shown = toma(config, "preview", str(tmp_path / "newsletters" / "2026-03.md"),
-                 "--contact", recipient(0), "--now", NOW.isoformat())
+    shown = toma(
+        config,
+        "preview",
+        str(tmp_path / "newsletters" / "2026-03.md"),
+        "--contact",
+        recipient(0),
+        "--now",
+        NOW.isoformat(),
+    )
     assert shown.returncode == 0, shown.stderr
     loaded = load_config(config)
     store = open_store(loaded.paths.data)
@@ -230,15 +254,15 @@ def test_preview_asks_which_sequence_when_they_differ(tmp_path: Path) -> None:
     config = project(tmp_path, contacts=1)
     (tmp_path / "sequences" / "news.toml").write_text(
         'name = "news"\nunsubscribe = "footer"\n\n'
-        '[[steps]]\nid = "hello"\nafter = "0h"\ntemplate = "hello.md"\n', encoding="utf-8")
+        '[[steps]]\nid = "hello"\nafter = "0h"\ntemplate = "hello.md"\n',
+        encoding="utf-8",
+    )
     asked = toma(config, "preview", "hello.md", "--contact", recipient(0))
     assert asked.returncode != 0
     assert b"keep (unsubscribe = 'none'), news (unsubscribe = 'footer')" in asked.stderr
     assert b"--sequence" in asked.stderr and b"Traceback" not in asked.stderr
-    personal = toma(config, "preview", "hello.md", "--contact", recipient(0),
-                    "--sequence", "keep")
-    listed = toma(config, "preview", "hello.md", "--contact", recipient(0),
-                  "--sequence", "news")
+    personal = toma(config, "preview", "hello.md", "--contact", recipient(0), "--sequence", "keep")
+    listed = toma(config, "preview", "hello.md", "--contact", recipient(0), "--sequence", "news")
     assert personal.returncode == listed.returncode == 0
     assert b"List-Unsubscribe" not in personal.stdout
     message, text, html = parts(listed.stdout)
@@ -288,9 +312,16 @@ def test_a_worker_without_the_signer_fails_the_batch(tmp_path: Path) -> None:
     loaded = load_config(config)
     contact = contacts_of(config)[recipient(0)].to_doc()
     local = CHUNK * LOCAL_CHUNKS  # built in this process: personal notes, no links needed
-    jobs = [Job(key=f"k{n}", template="hello.md", contact=contact, now=NOW,
-                unsubscribe="none" if n < local else "footer")
-            for n in range(max(PARALLEL_FROM, local) + CHUNK)]
+    jobs = [
+        Job(
+            key=f"k{n}",
+            template="hello.md",
+            contact=contact,
+            now=NOW,
+            unsubscribe="none" if n < local else "footer",
+        )
+        for n in range(max(PARALLEL_FROM, local) + CHUNK)
+    ]
 
     async def build() -> int:
         built = 0

@@ -34,29 +34,38 @@ def test_serve_records_a_one_click_unsubscribe_beside_cron_and_stops_on_sigterm(
 ) -> None:
     port = free_port()
     config = make_project(tmp_path, contacts=3, now=NOW)
-    config.write_text(config.read_text() + '\n[unsubscribe]\nbase_url = '
-                      '"https://news.example.com/toma"\n')
+    config.write_text(
+        config.read_text() + '\n[unsubscribe]\nbase_url = "https://news.example.com/toma"\n'
+    )
     toma = [sys.executable, "-m", "toma", "--config", str(config)]
-    server = subprocess.Popen([*toma, "serve", "--listen", f"127.0.0.1:{port}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*toma, "serve", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         ready = server.stdout.readline()  # printed once the port is bound
-        assert ready.startswith(f"Serving unsubscribe links on http://127.0.0.1:{port}"), (
-            ready + (server.stderr.read() if server.poll() is not None and server.stderr
-                     else ""))
+        assert ready.startswith(f"Serving unsubscribe links on http://127.0.0.1:{port}"), ready + (
+            server.stderr.read() if server.poll() is not None and server.stderr else ""
+        )
 
         # Cron's tick runs meanwhile: serve holds no lock.
-        tick = subprocess.run([*toma, "run", "--once", "--now", NOW.isoformat()],
-                              capture_output=True, text=True, timeout=120, check=False)
+        tick = subprocess.run(
+            [*toma, "run", "--once", "--now", NOW.isoformat()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert tick.returncode == 0, tick.stderr
 
         url = unsubscriber(load_config(config)).url("person1@example.org")
         assert url is not None and url.startswith("https://news.example.com/toma/u/")
         # The reverse proxy passes the path on as it is.
         local = url.replace("https://news.example.com", f"http://127.0.0.1:{port}")
-        request = urllib.request.Request(local, data=b"List-Unsubscribe=One-Click",
-                                         method="POST")
+        request = urllib.request.Request(local, data=b"List-Unsubscribe=One-Click", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
             assert b"unsubscribed" in response.read()
@@ -81,7 +90,12 @@ def test_serve_records_a_one_click_unsubscribe_beside_cron_and_stops_on_sigterm(
 
 def test_serve_without_a_base_url_says_what_to_set(tmp_path: Path) -> None:
     config = make_project(tmp_path, contacts=1, now=NOW)
-    ran = subprocess.run([sys.executable, "-m", "toma", "--config", str(config), "serve"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    ran = subprocess.run(
+        [sys.executable, "-m", "toma", "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert ran.returncode == 1
     assert "unsubscribe.base_url: nothing to serve" in ran.stderr

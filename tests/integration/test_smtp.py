@@ -41,8 +41,13 @@ def run(coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     return eventloop.run(asyncio.wait_for(coroutine, timeout))
 
 
-def envelope(number: int, *, to: str | None = None, sender: str = "owner@example.com",
-             recipients: Sequence[str] | None = None) -> Envelope:
+def envelope(
+    number: int,
+    *,
+    to: str | None = None,
+    sender: str = "owner@example.com",
+    recipients: Sequence[str] | None = None,
+) -> Envelope:
     key = f"key-{number:05d}"
     rcpts = tuple(recipients) if recipients else (to or f"person{number}@example.com",)
     data = (
@@ -186,10 +191,18 @@ class TestFailures:
     @pytest.mark.parametrize(
         "recipient",
         [
-            pytest.param("grey@example.com", marks=pytest.mark.smtpd_options(
-                rcpt_answers={"grey@example.com": ["451 4.7.1 greylisted, come back later"]})),
-            pytest.param("full@example.com", marks=pytest.mark.smtpd_options(
-                data_answers={"full@example.com": ["451 4.3.0 queue full"]})),
+            pytest.param(
+                "grey@example.com",
+                marks=pytest.mark.smtpd_options(
+                    rcpt_answers={"grey@example.com": ["451 4.7.1 greylisted, come back later"]}
+                ),
+            ),
+            pytest.param(
+                "full@example.com",
+                marks=pytest.mark.smtpd_options(
+                    data_answers={"full@example.com": ["451 4.3.0 queue full"]}
+                ),
+            ),
         ],
         ids=["rcpt", "after-body"],
     )
@@ -209,8 +222,14 @@ class TestFailures:
     ) -> None:
         """Retries end at the deadline with TEMPORARY and the last answer, for a later tick."""
         started = time.monotonic()
-        (result,) = run(send_batch(smtp_config, [envelope(1, to="grey@example.com")],
-                                   retry_until=timedelta(seconds=1.5), backoff=FAST))
+        (result,) = run(
+            send_batch(
+                smtp_config,
+                [envelope(1, to="grey@example.com")],
+                retry_until=timedelta(seconds=1.5),
+                backoff=FAST,
+            )
+        )
         assert time.monotonic() - started < 5
         assert result.outcome is Outcome.TEMPORARY
         assert result.code == 451
@@ -361,8 +380,7 @@ class TestSecurity:
         """STARTTLS and implicit TLS deliver over TLS when the server's CA is trusted."""
         assert smtp_config.security == security
         context = client_tls_context if trust == "context" else None
-        results = run(send_batch(smtp_config, [envelope(n) for n in range(5)],
-                                 ssl_context=context))
+        results = run(send_batch(smtp_config, [envelope(n) for n in range(5)], ssl_context=context))
         assert {r.outcome for r in results} == {Outcome.SENT}
         assert len(smtpd_handler.messages) == 5
         assert all(message.tls for message in smtpd_handler.messages)
@@ -370,8 +388,9 @@ class TestSecurity:
     @pytest.mark.parametrize(
         "security",
         [
-            pytest.param("starttls", marks=pytest.mark.smtpd_options(tls="starttls",
-                                                                     cert="untrusted")),
+            pytest.param(
+                "starttls", marks=pytest.mark.smtpd_options(tls="starttls", cert="untrusted")
+            ),
             pytest.param("tls", marks=pytest.mark.smtpd_options(tls="tls", cert="untrusted")),
         ],
     )
@@ -431,9 +450,17 @@ class TestSecurity:
 
     @pytest.mark.parametrize(
         ("host", "loopback"),
-        [("localhost", True), ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True),
-         ("[::1]", True), ("mail.localhost", True), ("mail.example.com", False),
-         ("10.0.0.1", False), ("localhost.example.com", False)],
+        [
+            ("localhost", True),
+            ("127.0.0.1", True),
+            ("127.1.2.3", True),
+            ("::1", True),
+            ("[::1]", True),
+            ("mail.localhost", True),
+            ("mail.example.com", False),
+            ("10.0.0.1", False),
+            ("localhost.example.com", False),
+        ],
     )
     def test_is_loopback(self, host: str, loopback: bool) -> None:
         assert is_loopback(host) is loopback
@@ -500,8 +527,9 @@ def test_wire_format() -> None:
     assert wire_format(b"a\rb\r\n\r") == b"a\r\nb\r\n\r\n.\r\n"
 
 
-@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"\xc3\xa9"]),
-                max_size=40))
+@given(
+    st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"\xc3\xa9"]), max_size=40)
+)
 def test_wire_format_skips_nothing_on_its_fast_path(pieces: list[bytes]) -> None:
     """Counting line ends instead of rewriting them gives the same bytes as rewriting."""
     data = b"".join(pieces)

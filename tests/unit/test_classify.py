@@ -30,9 +30,13 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 def raw(body: str = "Hello\n", charset: str = "utf-8", **headers: str) -> bytes:
     """A message from keyword headers (underscores become dashes) and a body."""
-    defaults = {"From": "Ann Example <Ann@Example.COM>", "To": "me@toma.example",
-                "Subject": "Re: hello", "Date": "Fri, 20 Nov 2026 10:00:00 +0100",
-                "Message-ID": "<reply-1@example.com>"}
+    defaults = {
+        "From": "Ann Example <Ann@Example.COM>",
+        "To": "me@toma.example",
+        "Subject": "Re: hello",
+        "Date": "Fri, 20 Nov 2026 10:00:00 +0100",
+        "Message-ID": "<reply-1@example.com>",
+    }
     for key, value in headers.items():
         defaults[key.replace("_", "-")] = value
     lines = [f"{k}: {v}" for k, v in defaults.items() if v is not None]
@@ -41,8 +45,13 @@ def raw(body: str = "Hello\n", charset: str = "utf-8", **headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8") + body.encode(charset, "replace")
 
 
-def dsn(recipient_block: str, *, text: str = "Delivery failed.\n", original_id: str = "<ours@toma>",
-        subject: str = "Undelivered Mail Returned to Sender") -> bytes:
+def dsn(
+    recipient_block: str,
+    *,
+    text: str = "Delivery failed.\n",
+    original_id: str = "<ours@toma>",
+    subject: str = "Undelivered Mail Returned to Sender",
+) -> bytes:
     return f"""From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
 To: me@toma.example
 Subject: {subject}
@@ -129,10 +138,16 @@ class TestDsnBounces:
             ("Final-Recipient: rfc822; kim@example.org\nAction: delayed\nStatus: 4.4.1", False),
             ("Final-Recipient: rfc822; kim@example.org\nAction: failed\nStatus: 4.4.7", False),
             ("Final-Recipient: rfc822; kim@example.org\nAction: failed\nStatus: 5.2.2", False),
-            ("Final-Recipient: rfc822; kim@example.org\nAction: failed\nStatus: 5.0.0\n"
-             "Diagnostic-Code: smtp; 552 mailbox full", False),
-            ("Final-Recipient: rfc822; kim@example.org\nAction: failed\n"
-             "Diagnostic-Code: smtp; 550 5.1.1 user unknown", True),
+            (
+                "Final-Recipient: rfc822; kim@example.org\nAction: failed\nStatus: 5.0.0\n"
+                "Diagnostic-Code: smtp; 552 mailbox full",
+                False,
+            ),
+            (
+                "Final-Recipient: rfc822; kim@example.org\nAction: failed\n"
+                "Diagnostic-Code: smtp; 550 5.1.1 user unknown",
+                True,
+            ),
         ],
     )
     def test_status_decides_hard_or_soft(self, block: str, hard: bool) -> None:
@@ -142,13 +157,17 @@ class TestDsnBounces:
         assert reading.recipients == ("kim@example.org",)
 
     def test_original_recipient_is_preferred_over_final(self) -> None:
-        block = ("Original-Recipient: rfc822;Kim@Example.org\nFinal-Recipient: rfc822; "
-                 "kim.mailbox@internal.example.org\nAction: failed\nStatus: 5.1.1")
+        block = (
+            "Original-Recipient: rfc822;Kim@Example.org\nFinal-Recipient: rfc822; "
+            "kim.mailbox@internal.example.org\nAction: failed\nStatus: 5.1.1"
+        )
         assert read_message(dsn(block)).recipients == ("kim@example.org",)
 
     def test_several_recipients_and_any_hard_makes_it_hard(self) -> None:
-        block = ("Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.2.2\n\n"
-                 "Final-Recipient: rfc822; b@example.org\nAction: failed\nStatus: 5.1.1")
+        block = (
+            "Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.2.2\n\n"
+            "Final-Recipient: rfc822; b@example.org\nAction: failed\nStatus: 5.1.1"
+        )
         reading = read_message(dsn(block))
         assert reading.recipients == ("a@example.org", "b@example.org")
         assert reading.hard is True
@@ -249,19 +268,43 @@ class TestNonStandardBounces:
         ("sender", "subject", "body", "hard"),
         [
             ("MAILER-DAEMON@mx.example.net", "failure notice", QMAIL, True),
-            ("MAILER-DAEMON@mx.example.net (Mail Delivery System)",
-             "Undelivered Mail Returned to Sender", POSTFIX, True),
-            ("Mail Delivery System <Mailer-Daemon@mx.example.net>",
-             "Mail delivery failed: returning message to sender", EXIM, False),
-            ("System Administrator <postmaster@corp.example>", "Undeliverable: keeping in touch",
-             EXCHANGE, True),
-            ("Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
-             "Delivery Status Notification (Failure)", GMAIL, True),
-            ("Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>",
-             "Returned mail: see transcript for details", SENDMAIL, True),
+            (
+                "MAILER-DAEMON@mx.example.net (Mail Delivery System)",
+                "Undelivered Mail Returned to Sender",
+                POSTFIX,
+                True,
+            ),
+            (
+                "Mail Delivery System <Mailer-Daemon@mx.example.net>",
+                "Mail delivery failed: returning message to sender",
+                EXIM,
+                False,
+            ),
+            (
+                "System Administrator <postmaster@corp.example>",
+                "Undeliverable: keeping in touch",
+                EXCHANGE,
+                True,
+            ),
+            (
+                "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+                "Delivery Status Notification (Failure)",
+                GMAIL,
+                True,
+            ),
+            (
+                "Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>",
+                "Returned mail: see transcript for details",
+                SENDMAIL,
+                True,
+            ),
             ("MAILER-DAEMON@yahoo.com", "Delivery failure", YAHOO_FULL, False),
-            ("Mail Delivery System <Mailer-Daemon@mx.example.net>",
-             "Warning: message 1abc-0001 delayed 48 hours", DELAY, False),
+            (
+                "Mail Delivery System <Mailer-Daemon@mx.example.net>",
+                "Warning: message 1abc-0001 delayed 48 hours",
+                DELAY,
+                False,
+            ),
         ],
     )
     def test_formats(self, sender: str, subject: str, body: str, hard: bool) -> None:
@@ -271,21 +314,33 @@ class TestNonStandardBounces:
         assert reading.hard is hard
 
     def test_quoted_original_headers_give_the_original_message_id(self) -> None:
-        reading = read_message(raw(QMAIL, From="MAILER-DAEMON@mx.example.net",
-                                   Subject="failure notice"))
+        reading = read_message(
+            raw(QMAIL, From="MAILER-DAEMON@mx.example.net", Subject="failure notice")
+        )
         assert reading.original_message_id == "<ours-2@toma>"
 
     def test_x_failed_recipients_is_trusted(self) -> None:
-        reading = read_message(raw("Your message bounced.\n", From="mailer-daemon@x.example",
-                                   X_Failed_Recipients="Kim@Example.org"))
+        reading = read_message(
+            raw(
+                "Your message bounced.\n",
+                From="mailer-daemon@x.example",
+                X_Failed_Recipients="Kim@Example.org",
+            )
+        )
         assert (reading.kind, reading.recipients) == ("bounce", ("kim@example.org",))
 
     @pytest.mark.parametrize(
         "subject",
-        ["Undelivered Mail Returned to Sender", "Delivery Status Notification (Failure)",
-         "Mail delivery failed: returning message to sender", "Undeliverable: Hello",
-         "failure notice", "Returned mail: User unknown", "Unzustellbar: Hallo",
-         "Mail System Error - Returned Mail"],
+        [
+            "Undelivered Mail Returned to Sender",
+            "Delivery Status Notification (Failure)",
+            "Mail delivery failed: returning message to sender",
+            "Undeliverable: Hello",
+            "failure notice",
+            "Returned mail: User unknown",
+            "Unzustellbar: Hallo",
+            "Mail System Error - Returned Mail",
+        ],
     )
     def test_bounce_subjects_with_a_notice(self, subject: str) -> None:
         body = "Your message could not be delivered to kim@example.org.\n"
@@ -304,16 +359,24 @@ class TestNonStandardBounces:
         assert reading.kind == "reply"
 
     def test_bounce_without_named_recipients(self) -> None:
-        body = ("The following mail could not be delivered.\n"
-                "Reason: Exceeded Maximum Delivery Attempts.")
-        reading = read_message(raw(body, From="MAILER-DAEMON@mx.example.net",
-                                   Subject="Mail could not be delivered"))
+        body = (
+            "The following mail could not be delivered.\n"
+            "Reason: Exceeded Maximum Delivery Attempts."
+        )
+        reading = read_message(
+            raw(body, From="MAILER-DAEMON@mx.example.net", Subject="Mail could not be delivered")
+        )
         assert (reading.kind, reading.recipients, reading.hard) == ("bounce", (), False)
 
     def test_recipient_is_never_our_own_address(self) -> None:
         body = "Delivery to the following recipient failed permanently:\n\n     me@toma.example\n"
-        reading = read_message(raw(body, From="mailer-daemon@googlemail.com",
-                                   Subject="Delivery Status Notification (Failure)"))
+        reading = read_message(
+            raw(
+                body,
+                From="mailer-daemon@googlemail.com",
+                Subject="Delivery Status Notification (Failure)",
+            )
+        )
         assert reading.kind == "bounce"
         assert "me@toma.example" not in reading.recipients
 
@@ -343,8 +406,7 @@ class TestAutoReplyHeaders:
         assert reading.kind == "auto-reply"
         assert name.lower() in reading.reason.lower()
 
-    @pytest.mark.parametrize(("name", "value"), [("Auto-Submitted", "no"),
-                                                 ("Precedence", "list")])
+    @pytest.mark.parametrize(("name", "value"), [("Auto-Submitted", "no"), ("Precedence", "list")])
     def test_header_that_does_not(self, name: str, value: str) -> None:
         assert read_message(raw(**{name.replace("-", "_"): value})).kind == "reply"
 
@@ -362,29 +424,56 @@ class TestAutoReplySubjects:
     @pytest.mark.parametrize(
         "subject",
         [
-            "Out of Office: keeping in touch", "Automatic reply: keeping in touch",
-            "Auto-Reply: keeping in touch", "I am away until Monday", "OOO: back Monday",
-            "Abwesenheitsnotiz: Kurze Frage", "Automatische Antwort: Kurze Frage",
-            "Ich bin nicht im Büro", "Absence", "Réponse automatique : bonjour",
-            "Absent du bureau", "Respuesta automática: hola", "Fuera de la oficina",
-            "Risposta automatica: ciao", "Fuori sede", "Automatisch antwoord: hallo", "Afwezig",
-            "Resposta automática: olá", "Ausente", "Autosvar: hej", "Automatisk svar: hej",
-            "Fraværende", "Automatyczna odpowiedź: cześć", "自動応答: お問い合わせ",
-            "不在のお知らせ", "Arpus biroja atrasanas automatiska atbilde: labdien",
-            "Automātiskā atbilde: labdien", "Automatikus válasz: szia",
-            "Răspuns automat: bună", "Αυτόματη απάντηση: γεια σας",
-            "Re: Rose Bouquet Special (Automatic Response)", "Away from the office until Monday",
+            "Out of Office: keeping in touch",
+            "Automatic reply: keeping in touch",
+            "Auto-Reply: keeping in touch",
+            "I am away until Monday",
+            "OOO: back Monday",
+            "Abwesenheitsnotiz: Kurze Frage",
+            "Automatische Antwort: Kurze Frage",
+            "Ich bin nicht im Büro",
+            "Absence",
+            "Réponse automatique : bonjour",
+            "Absent du bureau",
+            "Respuesta automática: hola",
+            "Fuera de la oficina",
+            "Risposta automatica: ciao",
+            "Fuori sede",
+            "Automatisch antwoord: hallo",
+            "Afwezig",
+            "Resposta automática: olá",
+            "Ausente",
+            "Autosvar: hej",
+            "Automatisk svar: hej",
+            "Fraværende",
+            "Automatyczna odpowiedź: cześć",
+            "自動応答: お問い合わせ",
+            "不在のお知らせ",
+            "Arpus biroja atrasanas automatiska atbilde: labdien",
+            "Automātiskā atbilde: labdien",
+            "Automatikus válasz: szia",
+            "Răspuns automat: bună",
+            "Αυτόματη απάντηση: γεια σας",
+            "Re: Rose Bouquet Special (Automatic Response)",
+            "Away from the office until Monday",
             "AUTO: Smith, John is out of the office. (returning 05/01/2010)",
         ],
     )
     def test_out_of_office_subjects(self, subject: str) -> None:
-        assert read_message(raw("I will reply when I am back.\n", Subject=subject)).kind == \
-            "auto-reply"
+        assert (
+            read_message(raw("I will reply when I am back.\n", Subject=subject)).kind
+            == "auto-reply"
+        )
 
     @pytest.mark.parametrize(
         "subject",
-        ["Re: questions on leave policy", "Re: out of curiosity", "Re: Auto parts quote",
-         "Re: Absence of evidence", "Re: I am away from my desk a lot, call me?"],
+        [
+            "Re: questions on leave policy",
+            "Re: out of curiosity",
+            "Re: Auto parts quote",
+            "Re: Absence of evidence",
+            "Re: I am away from my desk a lot, call me?",
+        ],
     )
     def test_people_can_use_these_words(self, subject: str) -> None:
         assert read_message(raw("Sounds good.\n", Subject=subject)).kind == "reply"
@@ -411,10 +500,16 @@ class TestReturnDate:
             ("Ik ben terug op 10 december.", "2026-11-20", "2026-12-10"),
             ("Estarei ausente do dia 08/02 até o dia 12/03", "2017-02-10", "2017-03-12"),
             ("I am away on vacation until December 20th.", "2010-12-01", "2010-12-20"),
-            ("Away May 25 through May 29, 2009. I will be back in the office on June 1.",
-             "2009-05-29", "2009-06-01"),
-            ("I am out of the office until 05/01/2010.\nI am returning 5th Jan", "2010-01-04",
-             "2010-01-05"),
+            (
+                "Away May 25 through May 29, 2009. I will be back in the office on June 1.",
+                "2009-05-29",
+                "2009-06-01",
+            ),
+            (
+                "I am out of the office until 05/01/2010.\nI am returning 5th Jan",
+                "2010-01-04",
+                "2010-01-05",
+            ),
             ("Back on Monday.", "2026-12-02", "2026-12-07"),
             ("Bin wieder ab 3. Januar erreichbar.", "2026-12-20", "2027-01-03"),
         ],
@@ -427,9 +522,9 @@ class TestReturnDate:
     @pytest.mark.parametrize(
         ("text", "written"),
         [
-            ("I will be back on 10 December.", "2026-12-15"),   # a notice nobody updated
-            ("I was back on 2025-12-10.", "2026-11-20"),        # in the past
-            ("Back on 10 December 2028.", "2026-11-20"),        # more than a year ahead
+            ("I will be back on 10 December.", "2026-12-15"),  # a notice nobody updated
+            ("I was back on 2025-12-10.", "2026-11-20"),  # in the past
+            ("Back on 10 December 2028.", "2026-11-20"),  # more than a year ahead
             ("I am away. Please call the office.", "2026-11-20"),
             ("Meeting at 14.30 Uhr, zurück am Nachmittag.", "2026-11-20"),
             ("", "2026-11-20"),
@@ -442,24 +537,32 @@ class TestReturnDate:
         assert return_date("back on 10 December", written=None) is None
         assert return_date("back on 10 December 2026", written=None) == date(2026, 12, 10)
 
-    @pytest.mark.parametrize(("text", "day", "until", "back_on"), [
-        ("Ich bin bis einschließlich 18.12. nicht im Büro.", "2026-12-18", True, "2026-12-19"),
-        ("I am out of the office until 18 December.", "2026-12-18", True, "2026-12-19"),
-        ("I will be back on 18 December.", "2026-12-18", False, "2026-12-18"),
-        ("Ab dem 18.12. bin ich wieder erreichbar.", "2026-12-18", False, "2026-12-18"),
-    ])
+    @pytest.mark.parametrize(
+        ("text", "day", "until", "back_on"),
+        [
+            ("Ich bin bis einschließlich 18.12. nicht im Büro.", "2026-12-18", True, "2026-12-19"),
+            ("I am out of the office until 18 December.", "2026-12-18", True, "2026-12-19"),
+            ("I will be back on 18 December.", "2026-12-18", False, "2026-12-18"),
+            ("Ab dem 18.12. bin ich wieder erreichbar.", "2026-12-18", False, "2026-12-18"),
+        ],
+    )
     def test_a_notice_names_the_last_day_away_or_the_first_day_back(
-            self, text: str, day: str, until: bool, back_on: str) -> None:
+        self, text: str, day: str, until: bool, back_on: str
+    ) -> None:
         found = read_return(text, written=date(2026, 12, 7))
         assert found is not None
         assert (found.day, found.until, found.back_on) == (
-            date.fromisoformat(day), until, date.fromisoformat(back_on))
+            date.fromisoformat(day),
+            until,
+            date.fromisoformat(back_on),
+        )
 
     def test_language_decides_slash_order(self) -> None:
         assert guess_language("I am out of the office until 12/10") == "en"
         assert guess_language("Je suis absent jusqu'au 12/10, de retour le") == "fr"
-        assert return_date("Je suis absent, de retour le 12/10.",
-                           written=date(2026, 9, 1)) == date(2026, 10, 12)
+        assert return_date("Je suis absent, de retour le 12/10.", written=date(2026, 9, 1)) == date(
+            2026, 10, 12
+        )
 
     def test_now_resolves_the_year_when_the_message_has_no_date(self) -> None:
         data = raw("I will be back on 10 December.", Subject="Out of Office", Date=None)
@@ -468,8 +571,9 @@ class TestReturnDate:
         assert read_message(data).back_on is None
 
     def test_the_message_date_comes_before_now(self) -> None:
-        data = raw("Back on 10 January.", Subject="Out of Office",
-                   Date="Mon, 14 Dec 2026 09:00:00 +0000")
+        data = raw(
+            "Back on 10 January.", Subject="Out of Office", Date="Mon, 14 Dec 2026 09:00:00 +0000"
+        )
         assert read_message(data, now=NOW).back_on == date(2027, 1, 10)
 
     def test_back_on_is_only_for_auto_replies(self) -> None:
@@ -488,8 +592,9 @@ class TestUnsubscribe:
 
     def test_even_an_automatic_one(self) -> None:
         data = raw("", To="unsub@toma.example", Auto_Submitted="auto-generated")
-        assert read_message(data, unsubscribe_addresses=["unsub@toma.example"]).kind == \
-            "unsubscribe"
+        assert (
+            read_message(data, unsubscribe_addresses=["unsub@toma.example"]).kind == "unsubscribe"
+        )
 
     @pytest.mark.parametrize(
         ("subject", "body"),
@@ -534,35 +639,71 @@ class TestReplyText:
     @pytest.mark.parametrize(
         ("body", "expected"),
         [
-            ("Sounds good.\n\nOn Fri, Nov 20, 2026 at 10:00 AM Bob <bob@x.example> wrote:\n> Hi\n",
-             "Sounds good."),
-            ("Sounds good.\n\nOn Fri, Nov 20, 2026 at 10:00 AM Bob via Toma\n<bob@x.example> "
-             "wrote:\n> Hi\n", "Sounds good."),
+            (
+                "Sounds good.\n\nOn Fri, Nov 20, 2026 at 10:00 AM Bob <bob@x.example> "
+                "wrote:\n> Hi\n",
+                "Sounds good.",
+            ),
+            (
+                "Sounds good.\n\nOn Fri, Nov 20, 2026 at 10:00 AM Bob via Toma\n<bob@x.example> "
+                "wrote:\n> Hi\n",
+                "Sounds good.",
+            ),
             ("Passt.\n\nAm 20.11.2026 um 10:00 schrieb Bob <bob@x.example>:\n> Hi\n", "Passt."),
-            ("Parfait.\n\nLe ven. 20 nov. 2026 à 10:00, Bob <bob@x.example> a écrit :\n> Hi\n",
-             "Parfait."),
-            ("Perfecto.\n\nEl vie, 20 nov 2026 a las 10:00, Bob (<bob@x.example>) escribió:\n"
-             "> Hola\n", "Perfecto."),
-            ("Perfetto.\n\nIl giorno ven 20 nov 2026 alle ore 10:00 Bob <bob@x.example> ha "
-             "scritto:\n> Ciao\n", "Perfetto."),
-            ("Prima.\n\nOp vr 20 nov. 2026 om 10:00 schreef Bob <bob@x.example>:\n> Hoi\n",
-             "Prima."),
-            ("Ótimo.\n\nEm sex., 20 de nov. de 2026 às 10:00, Bob <bob@x.example> escreveu:\n"
-             "> Olá\n", "Ótimo."),
+            (
+                "Parfait.\n\nLe ven. 20 nov. 2026 à 10:00, Bob <bob@x.example> a écrit :\n> Hi\n",
+                "Parfait.",
+            ),
+            (
+                "Perfecto.\n\nEl vie, 20 nov 2026 a las 10:00, Bob (<bob@x.example>) escribió:\n"
+                "> Hola\n",
+                "Perfecto.",
+            ),
+            (
+                "Perfetto.\n\nIl giorno ven 20 nov 2026 alle ore 10:00 Bob <bob@x.example> ha "
+                "scritto:\n> Ciao\n",
+                "Perfetto.",
+            ),
+            (
+                "Prima.\n\nOp vr 20 nov. 2026 om 10:00 schreef Bob <bob@x.example>:\n> Hoi\n",
+                "Prima.",
+            ),
+            (
+                "Ótimo.\n\nEm sex., 20 de nov. de 2026 às 10:00, Bob <bob@x.example> escreveu:\n"
+                "> Olá\n",
+                "Ótimo.",
+            ),
             ("Bra.\n\nDen fre 20 nov. 2026 kl 10:00 skrev Bob <bob@x.example>:\n> Hej\n", "Bra."),
-            ("Dobrze.\n\nW dniu 20.11.2026 o 10:00 Bob <bob@x.example> napisał:\n> Cześć\n",
-             "Dobrze."),
-            ("Fine.\n\n-----Original Message-----\nFrom: Bob\nSent: Friday\nTo: Ann\n"
-             "Subject: Hi\n\nHi\n", "Fine."),
-            ("Gut.\n\n-----Ursprüngliche Nachricht-----\nVon: Bob\nGesendet: Freitag\n"
-             "An: Ann\nBetreff: Hallo\n\nHallo\n", "Gut."),
-            ("Gut.\n\nVon: Bob <bob@x.example>\nGesendet: Freitag, 20. November 2026 10:00\n"
-             "An: Ann\nBetreff: Hallo\n\nHallo\n", "Gut."),
-            ("Fine.\n\n________________________________\nFrom: Bob <bob@x.example>\n"
-             "Sent: Friday\nTo: Ann\nSubject: Hi\n\nHi\n", "Fine."),
+            (
+                "Dobrze.\n\nW dniu 20.11.2026 o 10:00 Bob <bob@x.example> napisał:\n> Cześć\n",
+                "Dobrze.",
+            ),
+            (
+                "Fine.\n\n-----Original Message-----\nFrom: Bob\nSent: Friday\nTo: Ann\n"
+                "Subject: Hi\n\nHi\n",
+                "Fine.",
+            ),
+            (
+                "Gut.\n\n-----Ursprüngliche Nachricht-----\nVon: Bob\nGesendet: Freitag\n"
+                "An: Ann\nBetreff: Hallo\n\nHallo\n",
+                "Gut.",
+            ),
+            (
+                "Gut.\n\nVon: Bob <bob@x.example>\nGesendet: Freitag, 20. November 2026 10:00\n"
+                "An: Ann\nBetreff: Hallo\n\nHallo\n",
+                "Gut.",
+            ),
+            (
+                "Fine.\n\n________________________________\nFrom: Bob <bob@x.example>\n"
+                "Sent: Friday\nTo: Ann\nSubject: Hi\n\nHi\n",
+                "Fine.",
+            ),
             ("Fine.\n> quoted\n> more\n", "Fine."),
-            ("On Fri, Bob wrote:\n> Can you make it Tuesday?\nYes, Tuesday works.\n"
-             "> And bring the draft?\nI will.\n", "Yes, Tuesday works.\nI will."),
+            (
+                "On Fri, Bob wrote:\n> Can you make it Tuesday?\nYes, Tuesday works.\n"
+                "> And bring the draft?\nI will.\n",
+                "Yes, Tuesday works.\nI will.",
+            ),
             ("Thanks!\n\n-- \nAnn Example\nExample Ltd\n", "Thanks!"),
             ("Thanks!\n\nSent from my iPhone\n", "Thanks!"),
             ("Danke!\n\nVon meinem iPhone gesendet\n", "Danke!"),
@@ -580,8 +721,10 @@ class TestReplyText:
         assert reading.text == "Sounds good."
 
     def test_html_only_reply_drops_the_blockquote(self) -> None:
-        html = ('<div dir="ltr">Sounds <b>good</b>.<br>See you.</div><div class="gmail_quote">'
-                'On Fri, Bob wrote:<blockquote>Hi, <i>unsubscribe</i> here</blockquote></div>')
+        html = (
+            '<div dir="ltr">Sounds <b>good</b>.<br>See you.</div><div class="gmail_quote">'
+            "On Fri, Bob wrote:<blockquote>Hi, <i>unsubscribe</i> here</blockquote></div>"
+        )
         message = EmailMessage()
         message["From"] = "ann@example.com"
         message["Subject"] = "Re: hi"
@@ -601,25 +744,32 @@ class TestReplyText:
 class TestRobustness:
     @pytest.mark.parametrize(
         "data",
-        [b"", b"\r\n\r\n", b"garbage", b"\x00\xff" * 100, b"From: \r\n\r\n",
-         b"Subject: no from\r\n\r\nbody",
-         b"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b.example\n\nx",
-         b"Content-Type: multipart/mixed\r\n\r\n--\r\n", b":\r\n:\r\n\r\n:"],
+        [
+            b"",
+            b"\r\n\r\n",
+            b"garbage",
+            b"\x00\xff" * 100,
+            b"From: \r\n\r\n",
+            b"Subject: no from\r\n\r\nbody",
+            b"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b.example\n\nx",
+            b"Content-Type: multipart/mixed\r\n\r\n--\r\n",
+            b":\r\n:\r\n\r\n:",
+        ],
     )
     def test_odd_bytes(self, data: bytes) -> None:
         reading = read_message(data)
         assert reading.kind in KINDS
 
     def test_unknown_charset_is_a_problem(self) -> None:
-        reading = read_message(raw("Hola", charset="utf-8").replace(b"charset=utf-8",
-                                                                    b"charset=x-klingon"))
+        reading = read_message(
+            raw("Hola", charset="utf-8").replace(b"charset=utf-8", b"charset=x-klingon")
+        )
         assert reading.kind == "reply"
         assert reading.text == "Hola"
         assert any("charset" in p for p in reading.problems)
 
     def test_wrong_charset_is_read_anyway(self) -> None:
-        data = raw("Grüße aus Köln", charset="utf-8").replace(b"charset=utf-8",
-                                                              b"charset=us-ascii")
+        data = raw("Grüße aus Köln", charset="utf-8").replace(b"charset=utf-8", b"charset=us-ascii")
         assert read_message(data).text == "Grüße aus Köln"
         latin = raw("Grüße", charset="latin-1").replace(b"charset=latin-1", b"charset=utf-8")
         assert read_message(latin).text == "Grüße"
@@ -634,9 +784,10 @@ class TestRobustness:
             assert read_message(data[:cut]).kind in KINDS
 
     def test_broken_base64(self) -> None:
-        data = raw("a").replace(b"Content-Type: text/plain; charset=utf-8",
-                                 b"Content-Type: text/plain; charset=utf-8\r\n"
-                                 b"Content-Transfer-Encoding: base64")
+        data = raw("a").replace(
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64",
+        )
         data = data[: data.rindex(b"\r\n\r\n") + 4] + b"SGVsbG8gd29y!!bGQ"
         assert read_message(data).kind == "reply"
 
@@ -645,8 +796,12 @@ class TestRobustness:
         message["From"] = "Ann <ann@example.com>"
         message["Subject"] = "Re: the files"
         message.set_content("Here you are.\n\nOn Fri, Bob wrote:\n> Send the files?\n")
-        message.add_attachment(os.urandom(20 * 1024 * 1024), maintype="application",
-                               subtype="zip", filename="files.zip")
+        message.add_attachment(
+            os.urandom(20 * 1024 * 1024),
+            maintype="application",
+            subtype="zip",
+            filename="files.zip",
+        )
         data = message.as_bytes()
         start = time.perf_counter()
         reading = read_message(data)
@@ -655,8 +810,9 @@ class TestRobustness:
 
     def test_huge_text_part_is_cut_not_choked_on(self) -> None:
         body = base64.encodebytes(("word " * 2_000_000).encode()).decode()
-        data = raw("x").replace(b"charset=utf-8",
-                                b"charset=utf-8\r\nContent-Transfer-Encoding: base64")
+        data = raw("x").replace(
+            b"charset=utf-8", b"charset=utf-8\r\nContent-Transfer-Encoding: base64"
+        )
         data = data[: data.rindex(b"\r\n\r\n") + 4] + body.encode()
         start = time.perf_counter()
         reading = read_message(data)
@@ -689,8 +845,13 @@ _SAMPLES = sorted(CORPUS.glob("*/*.eml"))[::6]
 # Derandomized and without an example database: the same 200 inputs on every run
 # and no files written, so CI never fails on luck; the exploring is done on purpose
 # with more examples (HYPOTHESIS_PROFILE-style runs) when the rules change.
-_settings = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=[HealthCheck.too_slow])
+_settings = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @_settings
@@ -708,18 +869,39 @@ def test_any_text(text: str) -> None:
 @_settings
 @given(
     st.dictionaries(
-        st.sampled_from(["From", "To", "Subject", "Date", "Message-ID", "In-Reply-To",
-                         "References", "Auto-Submitted", "Precedence", "Content-Type",
-                         "Content-Transfer-Encoding", "Return-Path", "X-Failed-Recipients"]),
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
-                max_size=80),
+        st.sampled_from(
+            [
+                "From",
+                "To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "In-Reply-To",
+                "References",
+                "Auto-Submitted",
+                "Precedence",
+                "Content-Type",
+                "Content-Transfer-Encoding",
+                "Return-Path",
+                "X-Failed-Recipients",
+            ]
+        ),
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+            max_size=80,
+        ),
     ),
     st.text(max_size=800),
 )
 def test_any_headers_and_body(headers: dict[str, str], body: str) -> None:
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    _invariants(read_message((head + "\r\n" + body).encode("utf-8", "surrogatepass"),
-                             unsubscribe_addresses=("unsub@toma.example",), now=NOW))
+    _invariants(
+        read_message(
+            (head + "\r\n" + body).encode("utf-8", "surrogatepass"),
+            unsubscribe_addresses=("unsub@toma.example",),
+            now=NOW,
+        )
+    )
 
 
 @_settings
@@ -736,7 +918,7 @@ def test_mutated_real_messages(path: Path, data: st.DataObject) -> None:
         elif action == "insert":
             message[where:where] = data.draw(st.binary(min_size=1, max_size=40))
         elif message:
-            del message[where:where + data.draw(st.integers(1, 200))]
+            del message[where : where + data.draw(st.integers(1, 200))]
     _invariants(read_message(bytes(message), now=NOW))
 
 

@@ -157,21 +157,21 @@ RANGES = [
     ('[daemon]\ntick_every = "2d"\n', "daemon.tick_every", 2, "between 1s and 1d"),
     ('[daemon]\ntick_every = "0s"\n', "daemon.tick_every", 2, "between 1s and 1d"),
     ('[pace]\nmax_late = "99999999999999y"\n', "pace.max_late", 2, "10 years"),
-    ('[smtp]\nport = 0\n', "smtp.port", 2, "between 1 and 65535"),
-    ('[smtp]\nport = 70000\n', "smtp.port", 2, "between 1 and 65535"),
-    ('[imap]\nport = -1\n', "imap.port", 2, "between 1 and 65535"),
-    ('[smtp]\ntimeout = 0\n', "smtp.timeout", 2, "more than 0"),
-    ('[smtp]\ntimeout = -3.5\n', "smtp.timeout", 2, "more than 0"),
-    ('[smtp]\ntimeout = 1e9\n', "smtp.timeout", 2, "at most"),
-    ('[smtp]\ntimeout = nan\n', "smtp.timeout", 2, "more than 0"),
-    ('[smtp]\nconcurrency = 0\n', "smtp.concurrency", 2, "between 1 and"),
-    ('[smtp]\nconcurrency = 100000\n', "smtp.concurrency", 2, "between 1 and"),
-    ('[smtp]\nrate_per_minute = 0\n', "smtp.rate_per_minute", 2, "between 1 and"),
+    ("[smtp]\nport = 0\n", "smtp.port", 2, "between 1 and 65535"),
+    ("[smtp]\nport = 70000\n", "smtp.port", 2, "between 1 and 65535"),
+    ("[imap]\nport = -1\n", "imap.port", 2, "between 1 and 65535"),
+    ("[smtp]\ntimeout = 0\n", "smtp.timeout", 2, "more than 0"),
+    ("[smtp]\ntimeout = -3.5\n", "smtp.timeout", 2, "more than 0"),
+    ("[smtp]\ntimeout = 1e9\n", "smtp.timeout", 2, "at most"),
+    ("[smtp]\ntimeout = nan\n", "smtp.timeout", 2, "more than 0"),
+    ("[smtp]\nconcurrency = 0\n", "smtp.concurrency", 2, "between 1 and"),
+    ("[smtp]\nconcurrency = 100000\n", "smtp.concurrency", 2, "between 1 and"),
+    ("[smtp]\nrate_per_minute = 0\n", "smtp.rate_per_minute", 2, "between 1 and"),
     ('[smtp]\nretry_for = "99999999999999y"\n', "smtp.retry_for", 2, "10 years"),
     ('[smtp]\nca_file = "missing.pem"\n', "smtp.ca_file", 2, "no such file"),
     ('[imap]\nca_file = "."\n', "imap.ca_file", 2, "not a file"),
     ('[imap]\npoll_every = "0s"\n', "imap.poll_every", 2, "between 1s and 1d"),
-    ('[inbox]\nsoft_bounce_limit = 0\n', "inbox.soft_bounce_limit", 2, "at least 1"),
+    ("[inbox]\nsoft_bounce_limit = 0\n", "inbox.soft_bounce_limit", 2, "at least 1"),
     (
         '[invoices]\nstages = [{ at = "99999999999999y", template = "x.md" }]\n',
         "invoices.stages",
@@ -203,9 +203,9 @@ def test_numbers_at_the_edges_of_their_ranges_load(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     text = (
         '[owner]\nname = "A"\nemail = "a@example.com"\n'
-        '[smtp]\nport = 65535\ntimeout = 0.5\nconcurrency = 1\nrate_per_minute = 1\n'
+        "[smtp]\nport = 65535\ntimeout = 0.5\nconcurrency = 1\nrate_per_minute = 1\n"
         'ca_file = "ca.pem"\n'
-        '[imap]\nport = 1\n'
+        "[imap]\nport = 1\n"
         '[daemon]\ntick_every = "1d"\n'
         '[pace]\nmax_late = "10y"\n'
     )
@@ -227,12 +227,15 @@ def test_a_config_nested_thousands_deep_is_one_clear_error(tmp_path: Path) -> No
         load_config(path)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ('"2026-06-01"', "2026-05-31T22:00:00+00:00"),  # a date: midnight in the owner's zone
-    ("2026-06-01", "2026-05-31T22:00:00+00:00"),  # a TOML date
-    ('"2026-06-01T09:00:00+02:00"', "2026-06-01T07:00:00+00:00"),
-    ("2026-06-01T09:00:00Z", "2026-06-01T09:00:00+00:00"),  # a TOML date-time
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"2026-06-01"', "2026-05-31T22:00:00+00:00"),  # a date: midnight in the owner's zone
+        ("2026-06-01", "2026-05-31T22:00:00+00:00"),  # a TOML date
+        ('"2026-06-01T09:00:00+02:00"', "2026-06-01T07:00:00+00:00"),
+        ("2026-06-01T09:00:00Z", "2026-06-01T09:00:00+00:00"),  # a TOML date-time
+    ],
+)
 def test_inbox_since_is_a_moment(tmp_path: Path, value: str, expected: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(GOOD + f"\n[inbox]\nsince = {value}\n")

@@ -48,8 +48,11 @@ def _table(readings: dict[str, Reading]) -> str:
             right[kind] += 1
         else:
             wrong.append(f"  {name}: {reading.kind} ({reading.reason}), expected {kind}")
-    rows = [f"  {kind:<12} {right[kind]:>4}/{totals[kind]:<4} {right[kind] / totals[kind]:7.1%}"
-            for kind in KINDS if totals[kind]]
+    rows = [
+        f"  {kind:<12} {right[kind]:>4}/{totals[kind]:<4} {right[kind] / totals[kind]:7.1%}"
+        for kind in KINDS
+        if totals[kind]
+    ]
     return "\n".join(["class accuracy by class:", *rows, "misclassified:", *wrong])
 
 
@@ -85,23 +88,27 @@ def test_failed_recipient_accuracy(readings: dict[str, Reading]) -> None:
     bounces = {n: e for n, e in EXPECTED.items() if e["class"] == "bounce"}
     wrong = [
         f"  {n}: {sorted(readings[n].recipients)} ({readings[n].kind}), expected {e['recipients']}"
-        for n, e in bounces.items() if not _recipients_right(e, readings[n])
+        for n, e in bounces.items()
+        if not _recipients_right(e, readings[n])
     ]
     accuracy = 1 - len(wrong) / len(bounces)
     if accuracy < RECIPIENT_TARGET:
         # Without flufl.bounce the non-DSN formats fall back to our own text
         # rules alone, which name the recipients of about 89 % of the corpus.
         hint = "" if bounces_module.all_failures else " (flufl.bounce is not installed)"
-        pytest.fail(f"recipient accuracy {accuracy:.1%} < {RECIPIENT_TARGET:.0%}{hint}\n"
-                    + "\n".join(wrong))
+        pytest.fail(
+            f"recipient accuracy {accuracy:.1%} < {RECIPIENT_TARGET:.0%}{hint}\n" + "\n".join(wrong)
+        )
 
 
 def test_hard_or_soft_accuracy(readings: dict[str, Reading]) -> None:
     """Hard and soft bounces are told apart for at least 90 % of the bounces that say which."""
-    judged = {n: e for n, e in EXPECTED.items()
-              if e["class"] == "bounce" and e["hard"] is not None}
-    wrong = [f"  {n}: hard={readings[n].hard}, expected {e['hard']}"
-             for n, e in judged.items() if readings[n].hard != e["hard"]]
+    judged = {n: e for n, e in EXPECTED.items() if e["class"] == "bounce" and e["hard"] is not None}
+    wrong = [
+        f"  {n}: hard={readings[n].hard}, expected {e['hard']}"
+        for n, e in judged.items()
+        if readings[n].hard != e["hard"]
+    ]
     assert len(wrong) / len(judged) <= 0.10, "\n".join(wrong)
 
 

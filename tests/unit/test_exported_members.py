@@ -13,8 +13,11 @@ def test_all_names_exist_and_are_public() -> None:
 
 
 def test_exceptions_form_one_family() -> None:
-    errors = [getattr(toma, n) for n in toma.__all__ if n.endswith(("Error", "Locked",
-                                                                     "Failure", "Problem"))]
+    errors = [
+        getattr(toma, n)
+        for n in toma.__all__
+        if n.endswith(("Error", "Locked", "Failure", "Problem"))
+    ]
     assert errors
     for error in errors:
         assert issubclass(error, toma.TomaError), error

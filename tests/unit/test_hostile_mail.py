@@ -34,11 +34,18 @@ KINDS = {"reply", "auto-reply", "bounce", "unsubscribe", "unknown"}
 CEILING = 5.0
 
 
-def message(*, headers: str = "", subject: str = "Re: hello", body: str = "Hello\r\n",
-            sender: str = "Ann <ann@example.org>") -> bytes:
-    return (f"From: {sender}\r\nTo: alex@example.com\r\nSubject: {subject}\r\n"
-            "Message-ID: <m-1@example.org>\r\nDate: Fri, 20 Nov 2026 10:00:00 +0100\r\n"
-            f"{headers}\r\n{body}").encode("utf-8", "surrogateescape")
+def message(
+    *,
+    headers: str = "",
+    subject: str = "Re: hello",
+    body: str = "Hello\r\n",
+    sender: str = "Ann <ann@example.org>",
+) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: alex@example.com\r\nSubject: {subject}\r\n"
+        "Message-ID: <m-1@example.org>\r\nDate: Fri, 20 Nov 2026 10:00:00 +0100\r\n"
+        f"{headers}\r\n{body}"
+    ).encode("utf-8", "surrogateescape")
 
 
 def distinct_headers(count: int) -> bytes:
@@ -91,7 +98,8 @@ class TestHeaderFields:
         assert (reading.kind, reading.sender, reading.unread) == ("reply", "ann@example.org", None)
         # Five fields of its own, then the 200,000: all past the first 1,000 are ignored.
         assert f"199005 header fields past the first {mimetext.FIELD_LIMIT} ignored" in (
-            reading.problems)
+            reading.problems
+        )
 
     def test_the_parsed_message_keeps_only_the_first_fields(self) -> None:
         problems: list[str] = []
@@ -101,8 +109,10 @@ class TestHeaderFields:
 
     def test_fields_past_the_limit_are_not_read(self) -> None:
         """A From after 1,000 other fields is not seen: the reader never went that far."""
-        data = ("".join(f"X-{i}: v\r\n" for i in range(1_500))
-                + "From: Ann <ann@example.org>\r\nSubject: hi\r\n\r\nHello\r\n").encode()
+        data = (
+            "".join(f"X-{i}: v\r\n" for i in range(1_500))
+            + "From: Ann <ann@example.org>\r\nSubject: hi\r\n\r\nHello\r\n"
+        ).encode()
         reading = read_message(data)
         assert reading.sender is None
         assert any("header fields past the first" in p for p in reading.problems)
@@ -137,27 +147,34 @@ class TestMimeBounds:
 
     def test_many_parts_stop_the_parser_at_the_part_limit(self) -> None:
         parts = "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 50_000
-        data = message(headers='MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"'
-                       "\r\n", body=parts + "--b--\r\n")
+        data = message(
+            headers='MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n',
+            body=parts + "--b--\r\n",
+        )
         reading, seconds = timed(data)
         assert seconds < CEILING
         assert reading.kind == "reply"
         assert f"more than {mimetext.PART_LIMIT} MIME parts: the rest is not read" in (
-            reading.problems)
+            reading.problems
+        )
 
     def test_parts_walked_are_bounded(self) -> None:
         parts = "--b\r\n\r\nx\r\n" * 5_000
         problems: list[str] = []
-        msg = mimetext.parse(message(headers='Content-Type: multipart/mixed; boundary="b"\r\n',
-                                     body=parts), problems)
+        msg = mimetext.parse(
+            message(headers='Content-Type: multipart/mixed; boundary="b"\r\n', body=parts), problems
+        )
         assert len(list(mimetext.walk(msg))) <= mimetext.PART_LIMIT
 
     @staticmethod
     def nested(depth: int) -> bytes:
-        layers = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
-                         for i in range(depth))
-        return (b"From: Ann <ann@example.org>\r\nSubject: deep\r\n"
-                + (layers + "Content-Type: text/plain\r\n\r\ndeep down\r\n").encode())
+        layers = "".join(
+            f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(depth)
+        )
+        return (
+            b"From: Ann <ann@example.org>\r\nSubject: deep\r\n"
+            + (layers + "Content-Type: text/plain\r\n\r\ndeep down\r\n").encode()
+        )
 
     def test_deep_nesting_is_read_not_a_recursion_error(self) -> None:
         """5,000 levels once made the parser recurse until it failed; now it stops at 200 parts."""
@@ -166,7 +183,8 @@ class TestMimeBounds:
         assert reading.unread is None
         assert reading.sender == "ann@example.org"
         assert f"more than {mimetext.PART_LIMIT} MIME parts: the rest is not read" in (
-            reading.problems)
+            reading.problems
+        )
 
     def test_nesting_is_walked_only_to_the_depth_limit(self) -> None:
         shallow = read_message(self.nested(mimetext.DEPTH_LIMIT))
@@ -202,23 +220,41 @@ class TestMimeBounds:
 # a pattern that is quadratic on paper.
 SLOW_PATTERNS = [
     ("attribution-like line", message(body="<@>" * 100 + "\r\n")),
-    ("many empty lines in a bounce", message(
-        sender="Mail Delivery System <MAILER-DAEMON@mx.example.net>",
-        subject="Undelivered Mail Returned to Sender",
-        body="This message could not be delivered.\r\n" + "\r\n" * 20_000)),
-    ("a keyword repeated in a bounce", message(
-        sender="MAILER-DAEMON@mx.example.net", subject="failure notice",
-        body="could not be delivered\r\n" + "mailbox" * 20_000)),
+    (
+        "many empty lines in a bounce",
+        message(
+            sender="Mail Delivery System <MAILER-DAEMON@mx.example.net>",
+            subject="Undelivered Mail Returned to Sender",
+            body="This message could not be delivered.\r\n" + "\r\n" * 20_000,
+        ),
+    ),
+    (
+        "a keyword repeated in a bounce",
+        message(
+            sender="MAILER-DAEMON@mx.example.net",
+            subject="failure notice",
+            body="could not be delivered\r\n" + "mailbox" * 20_000,
+        ),
+    ),
     ("a run of letters without an @", message(body="a" * 200_000)),
     ("spaces after a closing", message(body="Hi\r\n\r\nBest" + " " * 100_000 + "x\r\n")),
     ("spaces in a From: line", message(body="Hi\r\n________\r\nfrom" + " " * 100_000 + "x\r\n")),
     ("spaces in a reply prefix", message(subject="re" + " " * 16_000 + "x")),
-    ("an unclosed HTML comment", message(headers="Content-Type: text/html\r\n",
-                                         body="<!--" * 60_000)),
-    ("stray HTML end tags", message(headers="Content-Type: text/html\r\n",
-                                    body="<a>" * 40_000 + "</b>" * 40_000)),
-    ("a punycode text part", message(headers="Content-Type: text/plain; charset=punycode\r\n",
-                                     body="a" * 100_000 + "-" + "99" * 100_000)),
+    (
+        "an unclosed HTML comment",
+        message(headers="Content-Type: text/html\r\n", body="<!--" * 60_000),
+    ),
+    (
+        "stray HTML end tags",
+        message(headers="Content-Type: text/html\r\n", body="<a>" * 40_000 + "</b>" * 40_000),
+    ),
+    (
+        "a punycode text part",
+        message(
+            headers="Content-Type: text/plain; charset=punycode\r\n",
+            body="a" * 100_000 + "-" + "99" * 100_000,
+        ),
+    ),
 ]
 
 
@@ -251,6 +287,7 @@ class TestBudget:
 
     def test_the_clock_is_read_inside_the_loops(self) -> None:
         """Checks come with the size of the message (slices, fields, parts, lines), not once."""
+
         def checks(data: bytes) -> int:
             reads = 0
 
@@ -258,6 +295,7 @@ class TestBudget:
                 nonlocal reads
                 reads += 1
                 return 0.0
+
             read_message(data, deadline=1.0, clock=clock)
             return reads
 
@@ -274,12 +312,14 @@ class TestBudget:
             nonlocal total
             total += 1
             return 0.0
+
         read_message(data, deadline=1.0, clock=counting)
         for allowed in range(1, total):
             reads = iter(range(10**9))
 
             def clock(allowed: int = allowed, reads: Iterator[int] = reads) -> float:
                 return 0.0 if next(reads) < allowed else 2.0
+
             reading = read_message(data, deadline=1.0, clock=clock)
             assert reading.kind == "unknown", allowed
             assert reading.unread is not None and "budget" in reading.unread
@@ -287,6 +327,7 @@ class TestBudget:
     def test_without_a_deadline_the_clock_is_never_read(self) -> None:
         def clock() -> float:
             raise AssertionError("the clock was read")
+
         assert read_message(message(), clock=clock).kind == "reply"
 
     def test_a_deadline_needs_its_clock(self) -> None:
@@ -302,9 +343,17 @@ class TestBudget:
             assert read_message(data).unread is None
 
 
-_FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                        HealthCheck.large_base_example])
+_FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 
 
 def _bounded(reading: Reading) -> None:
@@ -328,15 +377,24 @@ def test_hostile_messages_are_read_within_bounds_and_budget(data: bytes) -> None
     assert seconds < CEILING
     assert reading.unread is None
     _bounded(reading)
-    budgeted = read_message(data, now=NOW, deadline=time.monotonic() + READ_BUDGET,
-                            clock=time.monotonic)
+    budgeted = read_message(
+        data, now=NOW, deadline=time.monotonic() + READ_BUDGET, clock=time.monotonic
+    )
     _bounded(budgeted)
     assert budgeted.kind == reading.kind
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.large_base_example])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(hostile_messages())
 def test_hostile_messages_give_up_at_the_deadline(data: bytes) -> None:
     """A budget too small for the message ends the reading at the next check, cleanly."""
@@ -353,8 +411,11 @@ class TestExplain:
         path = tmp_path / "hostile.eml"
         path.write_bytes(distinct_headers(200_000))
         start = time.perf_counter()
-        result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.toml"), "inbox",
-                                           "explain", str(path)], catch_exceptions=False)
+        result = CliRunner().invoke(
+            main,
+            ["--config", str(tmp_path / "none.toml"), "inbox", "explain", str(path)],
+            catch_exceptions=False,
+        )
         assert time.perf_counter() - start < CEILING
         assert result.exit_code == 0, result.output
         assert f"{path}: reply (written by a person)" in result.output
@@ -364,8 +425,9 @@ class TestExplain:
         path = tmp_path / "hostile.eml"
         path.write_bytes(distinct_headers(20_000))
         ticks = iter(range(10**9))
-        rows = explain_files([path], config=None, reader=None, now=NOW,
-                             clock=lambda: float(next(ticks)))
+        rows = explain_files(
+            [path], config=None, reader=None, now=NOW, clock=lambda: float(next(ticks))
+        )
         assert rows[0]["class"] == "unknown"
         # The budget is the daemon's, less the one reading of this clock explain made itself.
         assert rows[0]["unread"] == f"over the reading budget ({READ_BUDGET - 1:g} s)"

@@ -37,8 +37,11 @@ def test_a_batch_without_positions_is_taken_whole() -> None:
     batch = Batch(messages=messages, cursor=end)
     assert batch.cursor_after(3) == end
     assert batch.cursor_after(1) is None and batch.cursor_after(0) is None
-    known = Batch(messages=messages, cursor=end, positions=tuple(
-        Cursor(folder="INBOX", uidvalidity=1, last_uid=uid) for uid in (2, 5, 7)))
+    known = Batch(
+        messages=messages,
+        cursor=end,
+        positions=tuple(Cursor(folder="INBOX", uidvalidity=1, last_uid=uid) for uid in (2, 5, 7)),
+    )
     assert known.cursor_after(2) == Cursor(folder="INBOX", uidvalidity=1, last_uid=5)
     assert known.cursor_after(0) is None
     assert known.cursor_after(3) == end  # past the last UID handed over, expunged ones too

@@ -682,16 +682,24 @@ class TestInvoiceView:
         assert (german["amount"], german["due"]) == ("1.234,50\u00a0€", "1. April 2026")
         assert "days_overdue" not in german  # no today given: a template using it fails loudly
 
-    @pytest.mark.parametrize(("today", "overdue", "until", "is_today"), [
-        (date(2026, 3, 29), -3, 3, False),
-        (date(2026, 4, 1), 0, 0, True),
-        (date(2026, 4, 2), 1, 0, False),
-    ])
+    @pytest.mark.parametrize(
+        ("today", "overdue", "until", "is_today"),
+        [
+            (date(2026, 3, 29), -3, 3, False),
+            (date(2026, 4, 1), 0, 0, True),
+            (date(2026, 4, 2), 1, 0, False),
+        ],
+    )
     def test_the_day_it_goes_tells_before_on_and_after(
-            self, today: date, overdue: int, until: int, is_today: bool) -> None:
+        self, today: date, overdue: int, until: int, is_today: bool
+    ) -> None:
         view = invoice_view(net30(), today=today)
-        assert (view["days_overdue"], view["days_until_due"], view["due_is_today"],
-                view["overdue"]) == (overdue, until, is_today, overdue > 0)
+        assert (
+            view["days_overdue"],
+            view["days_until_due"],
+            view["due_is_today"],
+            view["overdue"],
+        ) == (overdue, until, is_today, overdue > 0)
 
     def test_a_paid_invoice_shows_when(self) -> None:
         view = invoice_view(mark_paid(net30(), date(2026, 4, 10)), locale="en")

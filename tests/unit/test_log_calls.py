@@ -18,9 +18,13 @@ LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
 def offending_calls(tree: ast.AST, name: str) -> list[str]:
     found = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in LEVELS and isinstance(node.func.value, ast.Name)
-                and node.func.value.id in {"log", "logger", "logging"}):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in LEVELS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in {"log", "logger", "logging"}
+        ):
             continue
         args = node.args[1:] if node.func.attr == "log" else node.args
         where = f"{name}:{node.lineno}"
@@ -30,8 +34,11 @@ def offending_calls(tree: ast.AST, name: str) -> list[str]:
         message, *rest = args
         if isinstance(message, ast.JoinedStr | ast.BinOp | ast.Call):
             found.append(f"{where}: the event is built from values (an f-string, % or .format)")
-        elif isinstance(message, ast.Constant) and isinstance(message.value, str) and (
-                "%" in message.value or "{" in message.value or "=" in message.value):
+        elif (
+            isinstance(message, ast.Constant)
+            and isinstance(message.value, str)
+            and ("%" in message.value or "{" in message.value or "=" in message.value)
+        ):
             found.append(f"{where}: fields inside the event text: {message.value!r}")
         if rest:
             found.append(f"{where}: formatting arguments; use extra=fields(...)")

@@ -35,8 +35,9 @@ def envelope(number: int) -> Envelope:
         f"Body of message {number}.\r\n"
         ".a dot line stays as it is\r\n"
     ).encode()
-    return Envelope(key=key, sender="owner@example.com",
-                    recipients=(f"person{number}@example.com",), data=data)
+    return Envelope(
+        key=key, sender="owner@example.com", recipients=(f"person{number}@example.com",), data=data
+    )
 
 
 async def deliver(path: Path, envelopes: list[Envelope]) -> list[Result]:
@@ -153,9 +154,7 @@ class TestMaildirTransport:
 class TestHandOver:
     """The link into new/ is the hand-over: ``handing`` is asked just before it."""
 
-    def test_handing_is_asked_with_the_message_in_tmp_and_none_in_new(
-        self, tmp_path: Path
-    ) -> None:
+    def test_handing_is_asked_with_the_message_in_tmp_and_none_in_new(self, tmp_path: Path) -> None:
         seen: list[tuple[str, int, int]] = []
 
         def handing(key: str) -> asyncio.Future[bool]:
@@ -193,13 +192,13 @@ class TestHandOver:
                 return await transport.send(envelope(2), withdraw)
 
         result = run(go())
-        assert (result.outcome, result.detail) == (Outcome.WITHDRAWN,
-                                                   "withdrawn before the hand-over")
+        assert (result.outcome, result.detail) == (
+            Outcome.WITHDRAWN,
+            "withdrawn before the hand-over",
+        )
         assert names(tmp_path / "new") == [] and names(tmp_path / "tmp") == []
 
-    def test_a_failed_hand_over_record_delivers_nothing_and_is_raised(
-        self, tmp_path: Path
-    ) -> None:
+    def test_a_failed_hand_over_record_delivers_nothing_and_is_raised(self, tmp_path: Path) -> None:
         def disk_full(key: str) -> asyncio.Future[bool]:
             answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             answer.set_exception(OSError(28, "No space left on device"))

@@ -27,8 +27,11 @@ INJECTIONS = [
 ]
 
 
-def rendered(subject: str = "Hello", text: str = "Hi there,\n\nJane\n",
-             html: str = "<p>Hi there,</p>\n<p>Jane</p>\n") -> Rendered:
+def rendered(
+    subject: str = "Hello",
+    text: str = "Hi there,\n\nJane\n",
+    html: str = "<p>Hi there,</p>\n<p>Jane</p>\n",
+) -> Rendered:
     return Rendered(subject=subject, text=text, html=html, front={}, template="t.md")
 
 
@@ -88,23 +91,40 @@ class TestHeaderInjection:
 
     @pytest.mark.parametrize(
         "address",
-        ["mira@example.org\r\nBcc: x@example.com", "mira@example.org\n", "mira\r@example.org",
-         "a@b.example, c@d.example", "Mira <mira@example.org>", "mira@example.org\x00",
-         "no-at-sign", "mira @example.org", ""],
+        [
+            "mira@example.org\r\nBcc: x@example.com",
+            "mira@example.org\n",
+            "mira\r@example.org",
+            "a@b.example, c@d.example",
+            "Mira <mira@example.org>",
+            "mira@example.org\x00",
+            "no-at-sign",
+            "mira @example.org",
+            "",
+        ],
     )
     @pytest.mark.parametrize("field", ["to_email", "sender_email"])
     def test_addresses_that_are_not_plain_are_refused(self, address: str, field: str) -> None:
         with pytest.raises(ValueError, match="not a plain email address"):
             build(**{field: address})
 
-    @pytest.mark.parametrize("name", ["Bcc", "To", "subject", "Content-Type", "X Bad", "X:Y",
-                                      "X\r\nBcc", ""])
+    @pytest.mark.parametrize(
+        "name", ["Bcc", "To", "subject", "Content-Type", "X Bad", "X:Y", "X\r\nBcc", ""]
+    )
     def test_extra_headers_cannot_replace_ours(self, name: str) -> None:
         with pytest.raises(ValueError, match="extra header"):
             build(headers={name: "value"})
 
-    @pytest.mark.parametrize("name", ["Doe, Jane", 'Jane "JD" Doe', "Jane <admin@evil.example>",
-                                      "jane@evil.example", "(Jane) Doe; x"])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "Doe, Jane",
+            'Jane "JD" Doe',
+            "Jane <admin@evil.example>",
+            "jane@evil.example",
+            "(Jane) Doe; x",
+        ],
+    )
     def test_names_with_specials_stay_one_display_name(self, name: str) -> None:
         parsed = parse(build(to_name=name).data)
         (address,) = parsed["To"].addresses
@@ -113,8 +133,17 @@ class TestHeaderInjection:
 
 
 class TestEncoding:
-    @pytest.mark.parametrize("name", ["Zoë Ångström", "山田太郎", "Jürgen Groß-Müller",
-                                      "Ольга Петрова", "Zoë, Å (x)", "👋 " * 60])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "Zoë Ångström",
+            "山田太郎",
+            "Jürgen Groß-Müller",
+            "Ольга Петрова",
+            "Zoë, Å (x)",
+            "👋 " * 60,
+        ],
+    )
     def test_non_ascii_names_round_trip(self, name: str) -> None:
         """Display names are RFC 2047 encoded and read back exactly by a modern parser."""
         built = build(to_name=name, sender_name=name)
@@ -130,9 +159,15 @@ class TestEncoding:
 
     @pytest.mark.parametrize(
         "subject",
-        ["Grüße – à bientôt 👋", "山田さん、お元気ですか", "Plain ASCII subject",
-         "=?utf-8?q?not_an_encoded_word?=", "Ünïcödé " * 40, "x" * 2000,
-         "word " * 400],
+        [
+            "Grüße – à bientôt 👋",
+            "山田さん、お元気ですか",
+            "Plain ASCII subject",
+            "=?utf-8?q?not_an_encoded_word?=",
+            "Ünïcödé " * 40,
+            "x" * 2000,
+            "word " * 400,
+        ],
     )
     def test_subjects_round_trip(self, subject: str) -> None:
         parsed = parse(build(rendered=rendered(subject=subject)).data)
@@ -239,8 +274,10 @@ class TestIdentity:
         built = build()
         assert parse(built.data)["Message-ID"] == built.message_id
 
-    @pytest.mark.parametrize(("given", "written"), [("<abc@example.com>", "<abc@example.com>"),
-                                                    ("abc@example.com", "<abc@example.com>")])
+    @pytest.mark.parametrize(
+        ("given", "written"),
+        [("<abc@example.com>", "<abc@example.com>"), ("abc@example.com", "<abc@example.com>")],
+    )
     def test_given_message_id_is_used(self, given: str, written: str) -> None:
         """A caller that recorded the id before sending keeps it (at-most-once records)."""
         built = build(message_id=given)
@@ -265,8 +302,10 @@ class TestIdentity:
 
     def test_envelope_is_the_plain_addresses(self) -> None:
         built = build(sender_email="<jane@example.com>", to_email="mira@example.org")
-        assert (built.envelope_sender, built.envelope_recipient) == \
-            ("jane@example.com", "mira@example.org")
+        assert (built.envelope_sender, built.envelope_recipient) == (
+            "jane@example.com",
+            "mira@example.org",
+        )
 
     @pytest.mark.parametrize(
         ("date", "header"),
@@ -285,31 +324,46 @@ class TestIdentity:
 
 class TestThreadingAndUnsubscribe:
     def test_reply_headers_thread_the_message(self) -> None:
-        parsed = parse(build(in_reply_to="<parent@example.org>",
-                             references=["<root@example.org>", "<parent@example.org>"]).data)
+        parsed = parse(
+            build(
+                in_reply_to="<parent@example.org>",
+                references=["<root@example.org>", "<parent@example.org>"],
+            ).data
+        )
         assert parsed["In-Reply-To"] == "<parent@example.org>"
         assert parsed["References"] == "<root@example.org> <parent@example.org>"
 
     def test_in_reply_to_joins_references(self) -> None:
-        parsed = parse(build(in_reply_to="<parent@example.org>",
-                             references=["<root@example.org>"]).data)
+        parsed = parse(
+            build(in_reply_to="<parent@example.org>", references=["<root@example.org>"]).data
+        )
         assert parsed["References"] == "<root@example.org> <parent@example.org>"
 
     def test_unusable_inbound_ids_are_left_out(self) -> None:
         """Ids come from other people's mail: a broken one must not break the reply."""
-        data = build(in_reply_to="<a@b>\r\nBcc: x@example.com",
-                     references=["<ok@example.org>", "bad id", "<x@y>\nBcc: z"]).data
+        data = build(
+            in_reply_to="<a@b>\r\nBcc: x@example.com",
+            references=["<ok@example.org>", "bad id", "<x@y>\nBcc: z"],
+        ).data
         parsed = parse(data)
         assert parsed.get_all("Bcc") is None
         assert parsed["In-Reply-To"] is None
         assert parsed["References"] == "<ok@example.org>"
 
     def test_list_unsubscribe_with_one_click(self) -> None:
-        parsed = parse(build(list_unsubscribe=["mailto:unsubscribe@example.com?subject=u",
-                                               "https://example.com/u/abc"],
-                             list_unsubscribe_post=True).data)
-        assert parsed["List-Unsubscribe"] == \
-            "<mailto:unsubscribe@example.com?subject=u>, <https://example.com/u/abc>"
+        parsed = parse(
+            build(
+                list_unsubscribe=[
+                    "mailto:unsubscribe@example.com?subject=u",
+                    "https://example.com/u/abc",
+                ],
+                list_unsubscribe_post=True,
+            ).data
+        )
+        assert (
+            parsed["List-Unsubscribe"]
+            == "<mailto:unsubscribe@example.com?subject=u>, <https://example.com/u/abc>"
+        )
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     def test_one_uri_may_be_given_as_a_string(self) -> None:
@@ -333,10 +387,18 @@ class TestThreadingAndUnsubscribe:
 
 
 @pytest.mark.parametrize(
-    "to_name", ["Mira Keller", "Zoë Ångström", "A" * 70, "Bob O'Brien", "山田太郎", ""])
+    "to_name", ["Mira Keller", "Zoë Ångström", "A" * 70, "Bob O'Brien", "山田太郎", ""]
+)
 @pytest.mark.parametrize(
-    "subject", ["Hello", "Grüße – à bientôt 👋", "x" * 120, "Re: " + "word " * 20,
-                "Good to meet you at the Hamburg Product Summit on Tuesday"])
+    "subject",
+    [
+        "Hello",
+        "Grüße – à bientôt 👋",
+        "x" * 120,
+        "Re: " + "word " * 20,
+        "Good to meet you at the Hamburg Product Summit on Tuesday",
+    ],
+)
 def test_headers_are_folded_exactly_as_compat32_folds_them(
     monkeypatch: pytest.MonkeyPatch, to_name: str, subject: str
 ) -> None:
@@ -349,12 +411,20 @@ def test_headers_are_folded_exactly_as_compat32_folds_them(
     def headers() -> bytes:
         rendered = Rendered(subject=subject, text="hi\n", html="<p>hi</p>", front={}, template="t")
         built = message.build_message(
-            rendered, sender_name="Alex Example", sender_email="alex@example.com",
-            to_name=to_name, to_email="p1@example.org", date=datetime(2026, 3, 2, tzinfo=UTC),
-            domain="example.com", message_id="<fixed@example.com>",
-            list_unsubscribe=["mailto:alex@example.com?subject=unsubscribe%20" + "t" * 40,
-                              "https://toma.example.com/u/" + "x" * 60],
-            list_unsubscribe_post=True)
+            rendered,
+            sender_name="Alex Example",
+            sender_email="alex@example.com",
+            to_name=to_name,
+            to_email="p1@example.org",
+            date=datetime(2026, 3, 2, tzinfo=UTC),
+            domain="example.com",
+            message_id="<fixed@example.com>",
+            list_unsubscribe=[
+                "mailto:alex@example.com?subject=unsubscribe%20" + "t" * 40,
+                "https://toma.example.com/u/" + "x" * 60,
+            ],
+            list_unsubscribe_post=True,
+        )
         head = built.data.split(b"\r\n\r\n")[0]
         return re.sub(rb'boundary="[^"]+"', b"", head)
 
@@ -374,16 +444,23 @@ def composer_project(tmp_path: Any, *, signer: bool = True) -> Any:
     folder = tmp_path / "templates"
     (folder / "layouts").mkdir(parents=True)
     (folder / "layouts" / "default.html").write_text("<html><body>{{ body }}</body></html>\n")
-    (folder / "note.md").write_text("---\nsubject: Hello {{ contact.first_name }}\n---\n"
-                                    "Hi {{ contact.first_name }},\n\nJane\n")
+    (folder / "note.md").write_text(
+        "---\nsubject: Hello {{ contact.first_name }}\n---\nHi {{ contact.first_name }},\n\nJane\n"
+    )
     (tmp_path / "config.toml").write_text(
         '[owner]\nname = "Jane Doe"\nemail = "jane@example.com"\ntimezone = "UTC"\n'
         'postal_address = "1 Harbour Road, Kiel"\n'
         '[paths]\ntemplates = "templates"\n'
-        '[unsubscribe]\nbase_url = "https://toma.example.com"\n')
+        '[unsubscribe]\nbase_url = "https://toma.example.com"\n'
+    )
     config = load_config(tmp_path / "config.toml")
-    links = Unsubscribe(secret=b"s" * 32, base_url="https://toma.example.com",
-                        mailto="jane@example.com") if signer else None
+    links = (
+        Unsubscribe(
+            secret=b"s" * 32, base_url="https://toma.example.com", mailto="jane@example.com"
+        )
+        if signer
+        else None
+    )
     return Composer(config, unsubscribe=links)
 
 
@@ -398,8 +475,7 @@ def compose(composer: Any, way_out: str) -> EmailMessage:
 def text_and_html(message: EmailMessage) -> tuple[str, str]:
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
     assert plain is not None and html is not None
-    return (plain.get_content().replace("\r\n", "\n"),
-            html.get_content().replace("\r\n", "\n"))
+    return (plain.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n"))
 
 
 def test_a_personal_note_has_no_list_headers_and_no_footer(tmp_path: Any) -> None:
@@ -426,10 +502,15 @@ def test_a_footer_is_in_both_parts(tmp_path: Any) -> None:
     text, html = text_and_html(message)
     body, _, footer = text.partition("\n-- \n")
     assert body == "Hi Mira,\n\nJane\n"
-    assert footer.startswith("1 Harbour Road, Kiel\nRather not hear from me? Unsubscribe: "
-                             "https://toma.example.com/u/")
-    assert html.index("Jane</p>") < html.index("1 Harbour Road, Kiel<br>") \
-        < html.index('href="https://toma.example.com/u/') < html.index("</body>")
+    assert footer.startswith(
+        "1 Harbour Road, Kiel\nRather not hear from me? Unsubscribe: https://toma.example.com/u/"
+    )
+    assert (
+        html.index("Jane</p>")
+        < html.index("1 Harbour Road, Kiel<br>")
+        < html.index('href="https://toma.example.com/u/')
+        < html.index("</body>")
+    )
 
 
 @pytest.mark.parametrize("way_out", ["headers", "footer"])
@@ -450,8 +531,10 @@ def test_the_same_message_built_twice_differs_only_in_message_id(tmp_path: Any) 
 
     composer = composer_project(tmp_path)
     mira = make_contact("mira@example.org", first_name="Mira")
-    first, second = (composer.compose("note.md", mira, now=WHEN, unsubscribe="footer")
-                     for _ in range(2))
+    first, second = (
+        composer.compose("note.md", mira, now=WHEN, unsubscribe="footer") for _ in range(2)
+    )
     assert first.message_id != second.message_id
-    assert first.data.replace(first.message_id.encode(), b"") \
-        == second.data.replace(second.message_id.encode(), b"")
+    assert first.data.replace(first.message_id.encode(), b"") == second.data.replace(
+        second.message_id.encode(), b""
+    )

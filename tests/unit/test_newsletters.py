@@ -87,8 +87,9 @@ class TestLoading:
 
     def test_name_is_relative_to_the_newsletters_folder(self, tmp_path: Path) -> None:
         folder, layouts = project(tmp_path, {"2026/12-review.md": ISSUE})
-        issue = load_newsletter(folder / "2026" / "12-review.md", templates_layouts=layouts,
-                                folder=folder)
+        issue = load_newsletter(
+            folder / "2026" / "12-review.md", templates_layouts=layouts, folder=folder
+        )
         assert issue.name == "2026/12-review.md"
 
     def test_without_audience_it_is_for_everyone(self, tmp_path: Path) -> None:
@@ -99,8 +100,9 @@ class TestLoading:
     def test_missing_purpose_is_refused_with_file_and_line(self, tmp_path: Path) -> None:
         """An issue nobody can say the point of does not go out."""
         error = refused(tmp_path, "---\nsubject: Hi\naudience: client\n---\nHello\n")
-        assert error.message == ("purpose is required: say why this issue is sent and what "
-                                 "the reader gets")
+        assert error.message == (
+            "purpose is required: say why this issue is sent and what the reader gets"
+        )
         assert error.file == str(tmp_path / "newsletters" / "issue.md")
         assert error.line == 1
         assert error.key == "purpose"
@@ -132,27 +134,37 @@ class TestLoading:
         error = refused(tmp_path, f"---\nsubject: Hi\npurpose: p\naudience: {value}\n---\nHi\n")
         assert (error.line, error.key) == (4, "audience")
 
-    @pytest.mark.parametrize(("value", "expected"), [
-        ("2026-12-08", date(2026, 12, 8)),
-        ('"2026-12-08"', date(2026, 12, 8)),
-        ("2026-12-08T10:00:00+01:00",
-         datetime(2026, 12, 8, 10, tzinfo=timezone(timedelta(hours=1)))),
-        ('"2026-12-08T10:00+01:00"',
-         datetime(2026, 12, 8, 10, tzinfo=timezone(timedelta(hours=1)))),
-        ("2026-12-08T09:00:00Z", datetime(2026, 12, 8, 9, tzinfo=UTC)),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("2026-12-08", date(2026, 12, 8)),
+            ('"2026-12-08"', date(2026, 12, 8)),
+            (
+                "2026-12-08T10:00:00+01:00",
+                datetime(2026, 12, 8, 10, tzinfo=timezone(timedelta(hours=1))),
+            ),
+            (
+                '"2026-12-08T10:00+01:00"',
+                datetime(2026, 12, 8, 10, tzinfo=timezone(timedelta(hours=1))),
+            ),
+            ("2026-12-08T09:00:00Z", datetime(2026, 12, 8, 9, tzinfo=UTC)),
+        ],
+    )
     def test_send_at(self, tmp_path: Path, value: str, expected: date) -> None:
         issue = load(tmp_path, f"---\nsubject: Hi\npurpose: p\nsend_at: {value}\n---\nHi\n")
         assert issue.send_at == expected
         assert type(issue.send_at) is type(expected)
 
-    @pytest.mark.parametrize(("value", "says"), [
-        ("2026-12-08 10:00", "no UTC offset"),
-        ('"2026-12-08T10:00"', "no UTC offset"),
-        ("next tuesday", "not an ISO 8601 moment"),
-        ('"2026-13-45"', "not a date"),
-        ("42", "send_at must be a date"),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "says"),
+        [
+            ("2026-12-08 10:00", "no UTC offset"),
+            ('"2026-12-08T10:00"', "no UTC offset"),
+            ("next tuesday", "not an ISO 8601 moment"),
+            ('"2026-13-45"', "not a date"),
+            ("42", "send_at must be a date"),
+        ],
+    )
     def test_bad_send_at(self, tmp_path: Path, value: str, says: str) -> None:
         error = refused(tmp_path, f"---\nsubject: Hi\npurpose: p\nsend_at: {value}\n---\nHi\n")
         assert (error.line, error.key) == (4, "send_at")
@@ -167,15 +179,20 @@ class TestLoading:
         assert error.line == 5
 
     def test_load_newsletters_reports_each_broken_issue(self, tmp_path: Path) -> None:
-        folder, layouts = project(tmp_path, {
-            "good.md": ISSUE,
-            "no-purpose.md": "---\nsubject: Hi\n---\nHi\n",
-            "sub/bad-audience.md": "---\nsubject: Hi\npurpose: p\naudience: (a\n---\nHi\n",
-        })
+        folder, layouts = project(
+            tmp_path,
+            {
+                "good.md": ISSUE,
+                "no-purpose.md": "---\nsubject: Hi\n---\nHi\n",
+                "sub/bad-audience.md": "---\nsubject: Hi\npurpose: p\naudience: (a\n---\nHi\n",
+            },
+        )
         issues, problems = load_newsletters(folder, templates_layouts=layouts)
         assert [issue.name for issue in issues] == ["good.md"]
         assert sorted((Path(p.file or "").name, p.key) for p in problems) == [
-            ("bad-audience.md", "audience"), ("no-purpose.md", "purpose")]
+            ("bad-audience.md", "audience"),
+            ("no-purpose.md", "purpose"),
+        ]
 
 
 class TestRecipients:
@@ -193,20 +210,31 @@ class TestRecipients:
     def test_active_contacts_in_the_audience(self, tmp_path: Path) -> None:
         issue = load(tmp_path, ISSUE)
         assert [c.email for c in recipients(issue, self.CONTACTS)] == [
-            "ann@example.org", "gus@example.org"]
+            "ann@example.org",
+            "gus@example.org",
+        ]
 
     def test_everyone_means_every_active_contact(self, tmp_path: Path) -> None:
         issue = load(tmp_path, "---\nsubject: Hi\npurpose: p\n---\nHi\n")
         assert [c.email for c in recipients(issue, self.CONTACTS)] == [
-            "ann@example.org", "ben@example.org", "cem@example.org", "gus@example.org"]
+            "ann@example.org",
+            "ben@example.org",
+            "cem@example.org",
+            "gus@example.org",
+        ]
 
     def test_key(self) -> None:
-        assert newsletter_key("2026-12.md", "ann@example.org") == \
-            "newsletter:2026-12.md:ann@example.org"
-        assert newsletter_key("a.md", person("ann@example.org")) == \
-            "newsletter:a.md:ann@example.org"
-        assert split_key(newsletter_key("odd:name.md", "ann@example.org")) == \
-            ("odd:name.md", "ann@example.org")
+        assert (
+            newsletter_key("2026-12.md", "ann@example.org")
+            == "newsletter:2026-12.md:ann@example.org"
+        )
+        assert (
+            newsletter_key("a.md", person("ann@example.org")) == "newsletter:a.md:ann@example.org"
+        )
+        assert split_key(newsletter_key("odd:name.md", "ann@example.org")) == (
+            "odd:name.md",
+            "ann@example.org",
+        )
         assert split_key("invoice:INV-7:-3d") is None
         assert split_key("newsletter:") is None
 
@@ -214,49 +242,74 @@ class TestRecipients:
         """Only a key with no record, or a record still planned, is sent (at most once)."""
         issue = load(tmp_path, "---\nsubject: Hi\npurpose: p\n---\nHi\n")
         people = [person(f"p{n}@example.org") for n in range(8)]
-        states = [None, MessageState.PLANNED, MessageState.SENDING, MessageState.SENT,
-                  MessageState.UNKNOWN, MessageState.FAILED, MessageState.SKIPPED, None]
+        states = [
+            None,
+            MessageState.PLANNED,
+            MessageState.SENDING,
+            MessageState.SENT,
+            MessageState.UNKNOWN,
+            MessageState.FAILED,
+            MessageState.SKIPPED,
+            None,
+        ]
         history = {
             newsletter_key(issue.name, contact): _record(issue, contact, state)
-            for contact, state in zip(people, states, strict=True) if state is not None
+            for contact, state in zip(people, states, strict=True)
+            if state is not None
         }
         # Another issue's records do not count for this one.
         history[newsletter_key("other.md", people[7])] = _record(
-            issue, people[7], MessageState.SENT, name="other.md")
+            issue, people[7], MessageState.SENT, name="other.md"
+        )
         assert [c.email for c in pending(issue, people, history)] == [
-            "p0@example.org", "p1@example.org", "p7@example.org"]
+            "p0@example.org",
+            "p1@example.org",
+            "p7@example.org",
+        ]
 
     def test_a_killed_send_resumes_with_exactly_the_rest(self, tmp_path: Path) -> None:
         issue = load(tmp_path, "---\nsubject: Hi\npurpose: p\n---\nHi\n")
         people = [person(f"p{n}@example.org") for n in range(10)]
         history: dict[str, OutboxRecord] = {}
         for contact in pending(issue, people, history)[:4]:  # sent before the kill
-            history[newsletter_key(issue.name, contact)] = _record(issue, contact,
-                                                                   MessageState.SENT)
+            history[newsletter_key(issue.name, contact)] = _record(
+                issue, contact, MessageState.SENT
+            )
         # The fifth was being handed over when the process died.
-        history[newsletter_key(issue.name, people[4])] = _record(issue, people[4],
-                                                                 MessageState.SENDING)
+        history[newsletter_key(issue.name, people[4])] = _record(
+            issue, people[4], MessageState.SENDING
+        )
         rest = pending(issue, people, history)
         assert [c.email for c in rest] == [f"p{n}@example.org" for n in range(5, 10)]
         for contact in rest:
-            history[newsletter_key(issue.name, contact)] = _record(issue, contact,
-                                                                   MessageState.SENT)
+            history[newsletter_key(issue.name, contact)] = _record(
+                issue, contact, MessageState.SENT
+            )
         assert pending(issue, people, history) == []
 
     def test_an_audience_edited_after_sending_sends_nobody_twice(self, tmp_path: Path) -> None:
         narrow = load(tmp_path / "a", "---\nsubject: Hi\npurpose: p\naudience: client\n---\nHi\n")
         wide = load(tmp_path / "b", "---\nsubject: Hi\npurpose: p\n---\nHi\n")
         people = [person("ann@example.org", "client"), person("bob@example.org")]
-        history = {newsletter_key(narrow.name, c): _record(narrow, c, MessageState.SENT)
-                   for c in recipients(narrow, people)}
+        history = {
+            newsletter_key(narrow.name, c): _record(narrow, c, MessageState.SENT)
+            for c in recipients(narrow, people)
+        }
         assert [c.email for c in pending(wide, people, history)] == ["bob@example.org"]
 
 
-def _record(issue: Newsletter, contact: Contact, state: MessageState,
-            name: str | None = None) -> OutboxRecord:
-    record = new_record(key=newsletter_key(name or issue.name, contact), contact=contact.email,
-                        kind="newsletter", ref=name or issue.name, template=issue.name,
-                        due_at=NOW, at=NOW)
+def _record(
+    issue: Newsletter, contact: Contact, state: MessageState, name: str | None = None
+) -> OutboxRecord:
+    record = new_record(
+        key=newsletter_key(name or issue.name, contact),
+        contact=contact.email,
+        kind="newsletter",
+        ref=name or issue.name,
+        template=issue.name,
+        due_at=NOW,
+        at=NOW,
+    )
     # The states a real send passes through; how it got there does not matter here.
     return record if state is MessageState.PLANNED else replace(record, state=state)
 
@@ -269,32 +322,38 @@ class TestSchedule:
     def test_a_date_means_the_window_opening_that_day_in_the_recipients_zone(
         self, issue: Newsletter
     ) -> None:
-        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == \
-            datetime(2026, 12, 8, 9, 1, tzinfo=BERLIN)
+        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == datetime(
+            2026, 12, 8, 9, 1, tzinfo=BERLIN
+        )
         tokyo = ZoneInfo("Asia/Tokyo")
-        assert send_time(issue, now=NOW, window=WINDOW, tz=tokyo) == \
-            datetime(2026, 12, 8, 9, 1, tzinfo=tokyo)
+        assert send_time(issue, now=NOW, window=WINDOW, tz=tokyo) == datetime(
+            2026, 12, 8, 9, 1, tzinfo=tokyo
+        )
 
     def test_a_weekend_date_goes_on_the_next_working_day(self, tmp_path: Path) -> None:
         issue = load(tmp_path, ISSUE.replace("2026-12-08", "2026-12-12"))  # a Saturday
-        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == \
-            datetime(2026, 12, 14, 9, 1, tzinfo=BERLIN)
+        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == datetime(
+            2026, 12, 14, 9, 1, tzinfo=BERLIN
+        )
 
     def test_late_is_sent_at_the_next_opening_from_now(self, issue: Newsletter) -> None:
         """Nothing lost: a daemon that was down sends when it is back, within the window."""
         now = datetime(2026, 12, 8, 17, 30, tzinfo=BERLIN)
-        assert send_time(issue, now=now, window=WINDOW, tz=BERLIN) == \
-            datetime(2026, 12, 9, 9, 1, tzinfo=BERLIN)
+        assert send_time(issue, now=now, window=WINDOW, tz=BERLIN) == datetime(
+            2026, 12, 9, 9, 1, tzinfo=BERLIN
+        )
         inside = datetime(2026, 12, 9, 11, 0, tzinfo=BERLIN)
         assert send_time(issue, now=inside, window=WINDOW, tz=BERLIN) == inside
 
     def test_a_moment_is_the_earliest_and_the_window_still_applies(self, tmp_path: Path) -> None:
         issue = load(tmp_path, ISSUE.replace("2026-12-08", "2026-12-08T06:00:00+00:00"))
-        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == \
-            datetime(2026, 12, 8, 9, 1, tzinfo=BERLIN)
+        assert send_time(issue, now=NOW, window=WINDOW, tz=BERLIN) == datetime(
+            2026, 12, 8, 9, 1, tzinfo=BERLIN
+        )
         london = ZoneInfo("Europe/London")
-        assert send_time(issue, now=NOW, window=WINDOW, tz=london) == \
-            datetime(2026, 12, 8, 9, 1, tzinfo=london)
+        assert send_time(issue, now=NOW, window=WINDOW, tz=london) == datetime(
+            2026, 12, 8, 9, 1, tzinfo=london
+        )
 
     def test_unscheduled_goes_at_the_next_opening(self, tmp_path: Path) -> None:
         issue = load(tmp_path, "---\nsubject: Hi\npurpose: p\n---\nHi\n")
@@ -307,8 +366,11 @@ class TestRendering:
         issue = load(tmp_path, ISSUE)
         unsubscribe = Unsubscribe(b"k" * 32, "https://toma.example.com", "alex@example.com")
         contact = person("ann@example.org", "client")
-        context = {"contact": contact.template_view(), "sender": {"postal_address": "Kiel"},
-                   **unsubscribe.context(contact)}
+        context = {
+            "contact": contact.template_view(),
+            "sender": {"postal_address": "Kiel"},
+            **unsubscribe.context(contact),
+        }
         rendered = render_newsletter(issue, context, contact=contact.email)
         assert rendered.subject == "News for Ann"
         assert "this issue is about: Tell clients about the new office hours" in rendered.text
@@ -323,9 +385,11 @@ class TestRendering:
     def test_missing_field_names_file_line_and_contact(self, tmp_path: Path) -> None:
         issue = load(tmp_path, ISSUE)
         with pytest.raises(TemplateError) as caught:
-            render_newsletter(issue, {"contact": {}, "sender": {},
-                                      "unsubscribe_mailto": "mailto:a@b.c"},
-                              contact="ann@example.org")
+            render_newsletter(
+                issue,
+                {"contact": {}, "sender": {}, "unsubscribe_mailto": "mailto:a@b.c"},
+                contact="ann@example.org",
+            )
         assert caught.value.contact == "ann@example.org"
         assert caught.value.key == "subject"
 
@@ -339,21 +403,25 @@ class TestScaffoldExample:
             shutil.copytree(root, tmp_path / "project")
         project_dir = tmp_path / "project"
         folder = project_dir / "newsletters"
-        issues, problems = load_newsletters(folder,
-                                            templates_layouts=project_dir / "templates" / "layouts")
+        issues, problems = load_newsletters(
+            folder, templates_layouts=project_dir / "templates" / "layouts"
+        )
         assert problems == []
         issue = next(i for i in issues if i.name == "2026-12-year-in-review.md")
         assert len(issue.purpose.split()) >= 10
         assert isinstance(issue.send_at, date)
-        contacts = parse_csv((project_dir / "samples" / "contacts.csv").read_text("utf-8"),
-                             file="contacts.csv").contacts
+        contacts = parse_csv(
+            (project_dir / "samples" / "contacts.csv").read_text("utf-8"), file="contacts.csv"
+        ).contacts
         chosen = recipients(issue, contacts)
         assert chosen and all({"client", "past-client"} & set(c.tags) for c in chosen)
         unsubscribe = Unsubscribe(b"k" * 32, None, "alex@example.com")
         for contact in contacts:
-            context = {"contact": contact.template_view(),
-                       "sender": {"first_name": "Alex", "postal_address": "Berlin"},
-                       **unsubscribe.context(contact)}
+            context = {
+                "contact": contact.template_view(),
+                "sender": {"first_name": "Alex", "postal_address": "Berlin"},
+                **unsubscribe.context(contact),
+            }
             rendered = render_newsletter(issue, context, contact=contact.email)
             assert "{{" not in rendered.text and "{#" not in rendered.text
             assert rendered.text.startswith(f"Hi {contact.first_name},")

@@ -763,15 +763,23 @@ def test_properties_hold_through_edits_and_outages(
 def test_an_invoice_reminder_holds_keep_in_touch_mail_for_a_day_only() -> None:
     """Not on the reminder's day, but not for the whole pace gap either."""
     reminder_at = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
-    record = new_record(key="invoice:INV-1:0d", contact="ann@example.org", kind="invoice",
-                        ref="INV-1/0d", template="r.md", due_at=reminder_at, at=reminder_at,
-                        state=MessageState.SENDING)
+    record = new_record(
+        key="invoice:INV-1:0d",
+        contact="ann@example.org",
+        kind="invoice",
+        ref="INV-1/0d",
+        template="r.md",
+        due_at=reminder_at,
+        at=reminder_at,
+        state=MessageState.SENDING,
+    )
     sent = advance(record, MessageState.SENT, at=reminder_at)
     sequence = _one_step_sequence()
     state = PlanState(
         contacts={"ann@example.org": make_contact("ann@example.org", timezone="UTC")},
-        enrolments=[Enrolment(contact="ann@example.org", sequence=sequence.name,
-                              enrolled_at=reminder_at)],
+        enrolments=[
+            Enrolment(contact="ann@example.org", sequence=sequence.name, enrolled_at=reminder_at)
+        ],
         history={sent.key: sent},
         sequences={sequence.name: sequence},
         windows={"default": Window("default", frozenset(range(7)), time(9, 1), time(16, 59))},
@@ -784,9 +792,16 @@ def test_an_invoice_reminder_holds_keep_in_touch_mail_for_a_day_only() -> None:
 
 
 def _one_step_sequence() -> Sequence:
-    return Sequence(name="keep", description="", enroll_tag=None, on_reply=OnReply("stop", None),
-                    window="default", steps=(Step("only", parse_duration("0h"), "t.md"),),
-                    repeat=None, file=Path("keep.toml"))
+    return Sequence(
+        name="keep",
+        description="",
+        enroll_tag=None,
+        on_reply=OnReply("stop", None),
+        window="default",
+        steps=(Step("only", parse_duration("0h"), "t.md"),),
+        repeat=None,
+        file=Path("keep.toml"),
+    )
 
 
 # --------------------------------------------------------------------------- isolation

@@ -50,8 +50,13 @@ def project(tmp_path: Path, templates: dict[str, str], layout: str = LAYOUT) -> 
 def context(**contact: Any) -> dict[str, Any]:
     return {
         "contact": {"email": "mira@example.org", **contact},
-        "sender": {"name": "Jane Doe", "first_name": "Jane", "email": "jane@example.com",
-                   "signature": "Jane", "postal_address": "1 Harbour Road, Kiel"},
+        "sender": {
+            "name": "Jane Doe",
+            "first_name": "Jane",
+            "email": "jane@example.com",
+            "signature": "Jane",
+            "postal_address": "1 Harbour Road, Kiel",
+        },
     }
 
 
@@ -73,8 +78,9 @@ class TestRendering:
     def test_subject_text_and_html_are_rendered(self, tmp_path: Path) -> None:
         """Text part: the Markdown source as written; HTML part: Markdown in the layout."""
         templates = project(tmp_path, {"acquaintance/nice-to-meet.md": NICE_TO_MEET})
-        rendered = templates.render("acquaintance/nice-to-meet.md",
-                                    context(first_name="Mira", met_where="PyCon"))
+        rendered = templates.render(
+            "acquaintance/nice-to-meet.md", context(first_name="Mira", met_where="PyCon")
+        )
         assert rendered.subject == "Good to meet you at PyCon"
         assert rendered.text == "Hi Mira,\n\nit was good to meet you at PyCon.\n\nBest,\nJane\n"
         assert "<p>Hi Mira,</p>" in rendered.html
@@ -86,9 +92,14 @@ class TestRendering:
 
         They are a newsletter's keys: templates that take them say so.
         """
-        plain = project(tmp_path, {"n.md": "---\nsubject: Hi\npurpose: news\n"
-                                            "audience: client and not no-news\n"
-                                            "send_at: 2024-05-01T09:00:00+02:00\n---\nx\n"})
+        plain = project(
+            tmp_path,
+            {
+                "n.md": "---\nsubject: Hi\npurpose: news\n"
+                "audience: client and not no-news\n"
+                "send_at: 2024-05-01T09:00:00+02:00\n---\nx\n"
+            },
+        )
         templates = Templates(plain.folder, keys=NEWSLETTER_KEYS, kind="newsletter")
         rendered = templates.render("n.md", context())
         assert rendered.front["purpose"] == "news"
@@ -107,8 +118,11 @@ class TestRendering:
             ('subject: "  Hello   {{ contact.first_name }}  "', "Hello Mira"),
             ('subject: "Hello\\n\\tMira"', "Hello Mira"),
             ("subject: >\n  Hello\n  {{ contact.first_name }}", "Hello Mira"),
-            ('subject: "Hi {% if contact.company is defined %}\\n {{ contact.company }}'
-             '{% endif %} there"', "Hi there"),
+            (
+                'subject: "Hi {% if contact.company is defined %}\\n {{ contact.company }}'
+                '{% endif %} there"',
+                "Hi there",
+            ),
             ("subject: 2024", "2024"),
         ],
     )
@@ -119,14 +133,20 @@ class TestRendering:
         assert render_one(tmp_path, "x", front, first_name="Mira").subject == expected
 
     def test_subject_collapses_line_breaks_in_values(self, tmp_path: Path) -> None:
-        rendered = render_one(tmp_path, "x", 'subject: "Hi {{ contact.first_name }}"',
-                              first_name="Eve\r\nBcc: x@example.com")
+        rendered = render_one(
+            tmp_path,
+            "x",
+            'subject: "Hi {{ contact.first_name }}"',
+            first_name="Eve\r\nBcc: x@example.com",
+        )
         assert rendered.subject == "Hi Eve Bcc: x@example.com"
 
     def test_blank_lines_left_by_block_tags_are_tidied(self, tmp_path: Path) -> None:
         """The text part has no runs of blank lines or trailing spaces from the template logic."""
-        body = ("Hi,   \n{% if contact.company is defined %}\nat {{ contact.company }}\n"
-                "{% endif %}\n\n\n\nBye\n\n")
+        body = (
+            "Hi,   \n{% if contact.company is defined %}\nat {{ contact.company }}\n"
+            "{% endif %}\n\n\n\nBye\n\n"
+        )
         rendered = render_one(tmp_path, body)
         assert rendered.text == "Hi,\n\nBye\n"
 
@@ -141,7 +161,8 @@ class TestRendering:
     def test_windows_line_endings_are_read(self, tmp_path: Path) -> None:
         templates = project(tmp_path, {})
         (tmp_path / "templates" / "w.md").write_bytes(
-            b"---\r\nsubject: Hi\r\n---\r\nline {{ contact.nope }}\r\n")
+            b"---\r\nsubject: Hi\r\n---\r\nline {{ contact.nope }}\r\n"
+        )
         with pytest.raises(TemplateError) as caught:
             templates.render("w.md", context())
         assert caught.value.line == 4
@@ -159,8 +180,9 @@ class TestDefaults:
         self, tmp_path: Path, contact: dict[str, str], expected: str
     ) -> None:
         """A template may give an explicit default for a field a contact lacks."""
-        rendered = render_one(tmp_path, "Hi {{ contact.nickname | default(contact.first_name) }}!",
-                              **contact)
+        rendered = render_one(
+            tmp_path, "Hi {{ contact.nickname | default(contact.first_name) }}!", **contact
+        )
         assert rendered.text == expected + "\n"
 
     def test_is_defined_test_works(self, tmp_path: Path) -> None:
@@ -170,14 +192,16 @@ class TestDefaults:
 
     def test_default_of_a_missing_field_is_still_an_error(self, tmp_path: Path) -> None:
         """A default that is itself missing is named, not printed as ''."""
-        error = error_of(tmp_path, "---\nsubject: x\n---\n{{ contact.nickname | "
-                                   "default(contact.first_name) }}\n")
+        error = error_of(
+            tmp_path, "---\nsubject: x\n---\n{{ contact.nickname | default(contact.first_name) }}\n"
+        )
         assert error.message.startswith("contact.first_name is not defined")
 
     def test_field_named_like_a_dict_method_is_the_field(self, tmp_path: Path) -> None:
         """contact.items is the custom field "items", not dict.items."""
-        assert render_one(tmp_path, "{{ contact.items }}", items="three boxes").text == \
-            "three boxes\n"
+        assert (
+            render_one(tmp_path, "{{ contact.items }}", items="three boxes").text == "three boxes\n"
+        )
 
 
 class TestErrors:
@@ -213,8 +237,8 @@ class TestErrors:
             ("---\nsubject: Hi\n---\nfine\n\n{% for x in y %}\nno end\n", 7),
             ("---\nsubject: Hi\npurpose: x\n---\n{{ contact.first_name }\n", 5),
             ("---\nsubject: Hi\n---\na\nb\nc {{ contact | no_such_filter }}\n", 6),
-            ("---\nsubject: \"Hi {{ }}\"\n---\nx\n", 2),
-            ("---\npurpose: x\nsubject: \"Hi {% if %}\"\n---\nx\n", 3),
+            ('---\nsubject: "Hi {{ }}"\n---\nx\n', 2),
+            ('---\npurpose: x\nsubject: "Hi {% if %}"\n---\nx\n', 3),
         ],
     )
     def test_jinja_syntax_errors_are_located(self, tmp_path: Path, text: str, line: int) -> None:
@@ -227,16 +251,28 @@ class TestErrors:
         ("text", "line", "written"),
         [
             (NICE_TO_MEET, 2, "contact.met_where"),
-            ("---\nsubject: Hi\n---\nHello\n\nWe met at {{ contact.met_where }}.\n", 6,
-             "contact.met_where"),
-            ("---\nsubject: Hi\n---\n{% if contact.met_where %}x{% endif %}\n", 4,
-             "contact.met_where"),
+            (
+                "---\nsubject: Hi\n---\nHello\n\nWe met at {{ contact.met_where }}.\n",
+                6,
+                "contact.met_where",
+            ),
+            (
+                "---\nsubject: Hi\n---\n{% if contact.met_where %}x{% endif %}\n",
+                4,
+                "contact.met_where",
+            ),
             ("---\nsubject: Hi\n---\n\n{{ contact['met_where'] }}\n", 5, "contact['met_where']"),
             ("---\nsubject: Hi\n---\n{{ invoice.number }}\n", 4, "invoice"),
-            ("---\nsubject: Hi\n---\n{{ sender.first_name }} {{ sender.nickname }}\n", 4,
-             "sender.nickname"),
-            ("---\nsubject: Hi\n---\n{{ contact.first_name\n   ~ contact.met_where }}\n", 4,
-             "contact.met_where"),
+            (
+                "---\nsubject: Hi\n---\n{{ sender.first_name }} {{ sender.nickname }}\n",
+                4,
+                "sender.nickname",
+            ),
+            (
+                "---\nsubject: Hi\n---\n{{ contact.first_name\n   ~ contact.met_where }}\n",
+                4,
+                "contact.met_where",
+            ),
         ],
     )
     def test_undefined_field_names_template_line_and_contact(
@@ -288,8 +324,11 @@ class TestErrors:
         assert "not a layout name" in error.message
 
     def test_layout_errors_name_the_layout_file(self, tmp_path: Path) -> None:
-        templates = project(tmp_path, {"t.md": "---\nsubject: Hi\n---\nx\n"},
-                            layout="<html>\n{{ body }}\n{{ contact.met_where }}\n</html>\n")
+        templates = project(
+            tmp_path,
+            {"t.md": "---\nsubject: Hi\n---\nx\n"},
+            layout="<html>\n{{ body }}\n{{ contact.met_where }}\n</html>\n",
+        )
         with pytest.raises(TemplateError) as caught:
             templates.render("t.md", context())
         assert caught.value.file == str(tmp_path / "templates" / "layouts" / "default.html")
@@ -320,8 +359,12 @@ class TestEscaping:
         self, tmp_path: Path, first_name: str
     ) -> None:
         """No contact field can put markup into the HTML part, in the body or the layout."""
-        rendered = render_one(tmp_path, "Hi {{ contact.first_name }},\n",
-                              'subject: "Hi {{ contact.first_name }}"', first_name=first_name)
+        rendered = render_one(
+            tmp_path,
+            "Hi {{ contact.first_name }},\n",
+            'subject: "Hi {{ contact.first_name }}"',
+            first_name=first_name,
+        )
         assert "<script" not in rendered.html
         assert "<b>" not in rendered.html
         assert "<img" not in rendered.html
@@ -363,37 +406,62 @@ class TestEscaping:
         assert '<p class="from">Jane Doe</p>' in plain.html
         assert '<p class="address">1 Harbour Road, Kiel</p>' in plain.html
         assert "Unsubscribe" not in plain.html and "By mail" not in plain.html
-        news = templates.render("t.md", {**context(first_name="Mira"),
-                                         "unsubscribe_url": "https://example.com/u?a=1&b=2",
-                                         "unsubscribe_mailto": "mailto:u@example.com"})
+        news = templates.render(
+            "t.md",
+            {
+                **context(first_name="Mira"),
+                "unsubscribe_url": "https://example.com/u?a=1&b=2",
+                "unsubscribe_mailto": "mailto:u@example.com",
+            },
+        )
         assert 'href="https://example.com/u?a=1&amp;b=2"' in news.html
         assert 'href="mailto:u@example.com"' in news.html
 
 
 class TestListingAndChecking:
     def test_names_lists_templates_but_not_layouts(self, tmp_path: Path) -> None:
-        templates = project(tmp_path, {"b/two.md": NICE_TO_MEET, "a.md": NICE_TO_MEET,
-                                       "layouts/readme.md": "x", ".hidden/x.md": "x"})
+        templates = project(
+            tmp_path,
+            {
+                "b/two.md": NICE_TO_MEET,
+                "a.md": NICE_TO_MEET,
+                "layouts/readme.md": "x",
+                ".hidden/x.md": "x",
+            },
+        )
         assert templates.names() == ["a.md", "b/two.md"]
 
     def test_check_compiles_without_rendering(self, tmp_path: Path) -> None:
         """check finds syntax errors only: a field some contact lacks is not its business."""
-        templates = project(tmp_path, {"good.md": NICE_TO_MEET,
-                                       "bad.md": "---\nsubject: Hi\n---\n{% for %}\n",
-                                       "worse.md": "nothing\n"})
+        templates = project(
+            tmp_path,
+            {
+                "good.md": NICE_TO_MEET,
+                "bad.md": "---\nsubject: Hi\n---\n{% for %}\n",
+                "worse.md": "nothing\n",
+            },
+        )
         templates.check("good.md")
         with pytest.raises(TemplateError):
             templates.check("bad.md")
         problems = templates.check_all()
-        assert sorted((Path(p.file or "").name, p.line) for p in problems) == \
-            [("bad.md", 4), ("worse.md", 1)]
+        assert sorted((Path(p.file or "").name, p.line) for p in problems) == [
+            ("bad.md", 4),
+            ("worse.md", 1),
+        ]
 
 
 def test_base_context_gives_contact_and_sender(tmp_path: Path) -> None:
     """Templates see the contact's known fields (empty ones absent) and the sender."""
     config = parse_config(
-        {"owner": {"name": "Jane van Doe", "email": "jane@example.com",
-                   "postal_address": "1 Harbour Road", "signature": "Jane"}},
+        {
+            "owner": {
+                "name": "Jane van Doe",
+                "email": "jane@example.com",
+                "postal_address": "1 Harbour Road",
+                "signature": "Jane",
+            }
+        },
         file=tmp_path / "config.toml",
     )
     contact = make_contact("mira@example.org", first_name="Mira", fields={"met_where": "PyCon"})
@@ -401,21 +469,28 @@ def test_base_context_gives_contact_and_sender(tmp_path: Path) -> None:
     assert ctx["contact"]["first_name"] == "Mira"
     assert ctx["contact"]["met_where"] == "PyCon"
     assert "last_name" not in ctx["contact"]
-    assert ctx["sender"] == {"name": "Jane van Doe", "first_name": "Jane",
-                             "email": "jane@example.com", "signature": "Jane",
-                             "postal_address": "1 Harbour Road"}
+    assert ctx["sender"] == {
+        "name": "Jane van Doe",
+        "first_name": "Jane",
+        "email": "jane@example.com",
+        "signature": "Jane",
+        "postal_address": "1 Harbour Road",
+    }
     assert ctx["invoice"] == {"number": "7"}
 
 
 def test_empty_sender_values_are_absent_so_defaults_apply(tmp_path: Path) -> None:
     """No signature configured: `sender.signature | default(sender.first_name)` gives the name."""
-    config = parse_config({"owner": {"name": "Jane Doe", "email": "jane@example.com"}},
-                          file=tmp_path / "config.toml")
+    config = parse_config(
+        {"owner": {"name": "Jane Doe", "email": "jane@example.com"}}, file=tmp_path / "config.toml"
+    )
     ctx = base_context(config, make_contact("mira@example.org", first_name="Mira"))
     assert "signature" not in ctx["sender"]
     assert "postal_address" not in ctx["sender"]
-    templates = project(tmp_path, {"t.md": "---\nsubject: Hi\n---\n"
-                                           "{{ sender.signature | default(sender.first_name) }}\n"})
+    templates = project(
+        tmp_path,
+        {"t.md": "---\nsubject: Hi\n---\n{{ sender.signature | default(sender.first_name) }}\n"},
+    )
     rendered = templates.render("t.md", ctx)
     assert rendered.text == "Jane\n"
     assert '<p class="address"></p>' in rendered.html
@@ -426,7 +501,8 @@ class TestFooter:
 
     LINKS: ClassVar[dict[str, str]] = {
         "unsubscribe_url": "https://toma.example.com/u/abc.def",
-        "unsubscribe_mailto": "mailto:jane@example.com?subject=unsubscribe%20abc.def"}
+        "unsubscribe_mailto": "mailto:jane@example.com?subject=unsubscribe%20abc.def",
+    }
 
     def test_no_way_out_no_footer(self, tmp_path: Path) -> None:
         rendered = render_one(tmp_path, "Hi,\n\nJane\n")
@@ -437,12 +513,15 @@ class TestFooter:
     def test_the_text_part_ends_with_the_address_and_the_link(self, tmp_path: Path) -> None:
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi,\n\nJane\n"})
         rendered = templates.render("t.md", {**context(), **self.LINKS})
-        assert rendered.text == ("Hi,\n\nJane\n\n-- \n1 Harbour Road, Kiel\n"
-                                 "Rather not hear from me? Unsubscribe: "
-                                 "https://toma.example.com/u/abc.def\n")
+        assert rendered.text == (
+            "Hi,\n\nJane\n\n-- \n1 Harbour Road, Kiel\n"
+            "Rather not hear from me? Unsubscribe: "
+            "https://toma.example.com/u/abc.def\n"
+        )
 
     def test_a_layout_without_one_gets_the_footer_before_the_body_ends(
-            self, tmp_path: Path) -> None:
+        self, tmp_path: Path
+    ) -> None:
         layout = "<html><BODY>{{ body }}</Body ></html>\n"
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
         links = {"unsubscribe_mailto": self.LINKS["unsubscribe_mailto"]}
@@ -451,11 +530,15 @@ class TestFooter:
             '<html><BODY><p>Hi</p>\n<p style="margin-top:32px;font-size:12px;color:#777777;">'
             "1 Harbour Road, Kiel<br>Rather not hear from me? "
             '<a href="mailto:jane@example.com?subject=unsubscribe%20abc.def" '
-            'style="color:#777777;">Unsubscribe</a>.</p>\n</Body ></html>\n')
+            'style="color:#777777;">Unsubscribe</a>.</p>\n</Body ></html>\n'
+        )
 
     def test_the_address_is_escaped(self, tmp_path: Path) -> None:
-        templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"},
-                            layout="<body>{{ body }}{{ footer }}</body>")
+        templates = project(
+            tmp_path,
+            {"t.md": "---\nsubject: Hello\n---\nHi\n"},
+            layout="<body>{{ body }}{{ footer }}</body>",
+        )
         ctx = context()
         ctx["sender"]["postal_address"] = "<b>Jane & Co</b>\nKiel"
         html = templates.render("t.md", {**ctx, **self.LINKS}).html
@@ -464,8 +547,10 @@ class TestFooter:
 
     def test_a_layout_that_hides_the_way_out_is_an_error(self, tmp_path: Path) -> None:
         """A layout naming the links takes the footer in hand, and must show it."""
-        layout = "<body>{{ body }}{% if unsubscribe_url %}<a href='{{ unsubscribe_url }}'>" \
-                 "Leave</a>{% endif %}</body>"
+        layout = (
+            "<body>{{ body }}{% if unsubscribe_url %}<a href='{{ unsubscribe_url }}'>"
+            "Leave</a>{% endif %}</body>"
+        )
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
         with pytest.raises(TemplateError) as caught:
             templates.render("t.md", {**context(), **self.LINKS})
@@ -474,10 +559,12 @@ class TestFooter:
         assert "{{ footer }}" in caught.value.message
 
     def test_the_old_default_layout_still_shows_it_once(self, tmp_path: Path) -> None:
-        old = ("<body>{{ body }}{% if unsubscribe_url or unsubscribe_mailto %}<p>"
-               "{% if postal_address %}{{ postal_address }}<br>{% endif %}"
-               "<a href=\"{{ unsubscribe_url or unsubscribe_mailto }}\">Unsubscribe</a></p>"
-               "{% endif %}</body>")
+        old = (
+            "<body>{{ body }}{% if unsubscribe_url or unsubscribe_mailto %}<p>"
+            "{% if postal_address %}{{ postal_address }}<br>{% endif %}"
+            '<a href="{{ unsubscribe_url or unsubscribe_mailto }}">Unsubscribe</a></p>'
+            "{% endif %}</body>"
+        )
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=old)
         html = templates.render("t.md", {**context(), **self.LINKS}).html
         assert html.count("Unsubscribe") == 1 and html.count("Harbour") == 1
@@ -485,8 +572,9 @@ class TestFooter:
     def test_the_scaffold_layout_places_it(self, tmp_path: Path) -> None:
         from toma import scaffold
 
-        layout = (Path(scaffold.__file__).parent / "scaffold" / "templates" / "layouts"
-                  / "default.html").read_text(encoding="utf-8")
+        layout = (
+            Path(scaffold.__file__).parent / "scaffold" / "templates" / "layouts" / "default.html"
+        ).read_text(encoding="utf-8")
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
         html = templates.render("t.md", {**context(), **self.LINKS}).html
         assert html.count("Unsubscribe") == 1
@@ -497,18 +585,24 @@ class TestFooter:
 class TestFrontMatterKeys:
     """A key nobody reads is an error where it is written, not a message gone wrong."""
 
-    @pytest.mark.parametrize(("key", "fragment"), [
-        ("subjct", "'subjct' is not a front-matter key (did you mean subject?)"),
-        ("layuot", "(did you mean layout?)"),
-        ("from", "a template cannot set from; the sender is [owner] in config.toml"),
-        ("reply_to", "a template cannot set reply_to"),
-        ("audience", "'audience' is not a front-matter key: use subject, layout, purpose"),
-    ])
+    @pytest.mark.parametrize(
+        ("key", "fragment"),
+        [
+            ("subjct", "'subjct' is not a front-matter key (did you mean subject?)"),
+            ("layuot", "(did you mean layout?)"),
+            ("from", "a template cannot set from; the sender is [owner] in config.toml"),
+            ("reply_to", "a template cannot set reply_to"),
+            ("audience", "'audience' is not a front-matter key: use subject, layout, purpose"),
+        ],
+    )
     def test_unknown_keys_are_errors_with_file_and_line(
-            self, tmp_path: Path, key: str, fragment: str) -> None:
+        self, tmp_path: Path, key: str, fragment: str
+    ) -> None:
         templates = project(tmp_path, {"t.md": f"---\nsubject: Hi\n{key}: x\n---\nHi\n"})
-        for attempt in (lambda: templates.check("t.md"),
-                        lambda: templates.render("t.md", context(), contact="m@example.org")):
+        for attempt in (
+            lambda: templates.check("t.md"),
+            lambda: templates.render("t.md", context(), contact="m@example.org"),
+        ):
             with pytest.raises(TemplateError) as caught:
                 attempt()
             error = caught.value
@@ -526,9 +620,14 @@ class TestFrontMatterKeys:
         assert templates.render("t.md", context()).front["purpose"] == "say hello"
 
     def test_check_all_reports_each_file(self, tmp_path: Path) -> None:
-        templates = project(tmp_path, {"a.md": "---\nsubject: Hi\nfrom: me\n---\nHi\n",
-                                       "b.md": "---\nsubject: Hi\nreply_to: me\n---\nHi\n",
-                                       "c.md": "---\nsubject: Hi\n---\nHi\n"})
+        templates = project(
+            tmp_path,
+            {
+                "a.md": "---\nsubject: Hi\nfrom: me\n---\nHi\n",
+                "b.md": "---\nsubject: Hi\nreply_to: me\n---\nHi\n",
+                "c.md": "---\nsubject: Hi\n---\nHi\n",
+            },
+        )
         found = sorted((Path(e.file or "").name, e.key) for e in templates.check_all())
         assert found == [("a.md", "from"), ("b.md", "reply_to")]
 
@@ -536,14 +635,18 @@ class TestFrontMatterKeys:
 class TestDeepFrontMatter:
     """Front matter nested past what the YAML reader can descend is a TemplateError."""
 
-    @pytest.mark.parametrize("front", [
-        "subject: " + "[" * 5000 + "]" * 5000,
-        "subject: Hi\nk: " + "{<<: " * 990 + "{a: 1}" + "}" * 990,
-        "subject: Hi\nk:\n" + "".join(" " * n + "a:\n" for n in range(1, 3000)),
-    ], ids=["flow", "merge-keys", "block"])
+    @pytest.mark.parametrize(
+        "front",
+        [
+            "subject: " + "[" * 5000 + "]" * 5000,
+            "subject: Hi\nk: " + "{<<: " * 990 + "{a: 1}" + "}" * 990,
+            "subject: Hi\nk:\n" + "".join(" " * n + "a:\n" for n in range(1, 3000)),
+        ],
+        ids=["flow", "merge-keys", "block"],
+    )
     @pytest.mark.parametrize("loader", ["c", "python"])
     def test_deep_nesting_is_a_template_error(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, front: str, loader: str
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, front: str, loader: str
     ) -> None:
         import sys
 
@@ -565,8 +668,9 @@ class TestDeepFrontMatter:
         with pytest.raises(TemplateError) as caught:
             at_depth(sys.getrecursionlimit() // 2)  # as deep in the stack as a tick may be
         assert caught.value.file is not None and caught.value.file.endswith("t.md")
-        assert "nested too deeply" in caught.value.message or "nesting depth" in \
-            caught.value.message
+        assert (
+            "nested too deeply" in caught.value.message or "nesting depth" in caught.value.message
+        )
 
 
 def test_toma_check_finds_unknown_keys_in_templates_and_newsletters(tmp_path: Path) -> None:
@@ -577,11 +681,14 @@ def test_toma_check_finds_unknown_keys_in_templates_and_newsletters(tmp_path: Pa
 
     init_project(tmp_path, now=datetime(2026, 12, 1, 9, tzinfo=UTC))
     note = tmp_path / "templates" / "acquaintance" / "nice-to-meet.md"
-    note.write_text(note.read_text(encoding="utf-8").replace("subject:", "reply_to: me@x.org\n"
-                                                              "subject:", 1), encoding="utf-8")
+    note.write_text(
+        note.read_text(encoding="utf-8").replace("subject:", "reply_to: me@x.org\nsubject:", 1),
+        encoding="utf-8",
+    )
     issue = next((tmp_path / "newsletters").glob("*.md"))
-    issue.write_text(issue.read_text(encoding="utf-8").replace("audience:", "audiance:", 1),
-                     encoding="utf-8")
+    issue.write_text(
+        issue.read_text(encoding="utf-8").replace("audience:", "audiance:", 1), encoding="utf-8"
+    )
     report = check_project(tmp_path / "config.toml")
     found = {(Path(p.file or "").name, p.line, p.key): p.message for p in report.problems}
     assert ("nice-to-meet.md", 2, "reply_to") in found
@@ -595,8 +702,11 @@ def test_a_footer_without_a_postal_address_is_an_error(tmp_path: Path) -> None:
     ctx = context()
     del ctx["sender"]["postal_address"]
     with pytest.raises(TemplateError) as caught:
-        templates.render("t.md", {**ctx, "unsubscribe_mailto": "mailto:j@example.com"},
-                         contact="mira@example.org")
+        templates.render(
+            "t.md",
+            {**ctx, "unsubscribe_mailto": "mailto:j@example.com"},
+            contact="mira@example.org",
+        )
     assert "[owner] postal_address" in caught.value.message
     assert caught.value.file is not None and caught.value.file.endswith("t.md")
     assert templates.render("t.md", ctx).text == "Hi\n"  # a personal note needs none

@@ -13,8 +13,15 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def record(kind: MessageKind) -> OutboxRecord:
-    return new_record(key=f"{kind}/x/mira@example.org", contact="mira@example.org", kind=kind,
-                      ref="x", template="t.md", due_at=NOW, at=NOW)
+    return new_record(
+        key=f"{kind}/x/mira@example.org",
+        contact="mira@example.org",
+        kind=kind,
+        ref="x",
+        template="t.md",
+        due_at=NOW,
+        at=NOW,
+    )
 
 
 def contact(**fields: str) -> dict[str, str]:
@@ -65,4 +72,3 @@ def test_an_unreadable_document_holds_the_message_instead_of_stopping_the_send()
 
 def test_notices_are_not_checked() -> None:
     assert withheld(record("notice"), None, NOW) is None
-

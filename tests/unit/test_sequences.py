@@ -244,23 +244,29 @@ def test_tag_enrolments_only_new_active_contacts() -> None:
     ]
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("", "none"),
-    ('unsubscribe = "none"\n', "none"),
-    ('unsubscribe = "headers"\n', "headers"),
-    ('unsubscribe = "footer"\n', "footer"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", "none"),
+        ('unsubscribe = "none"\n', "none"),
+        ('unsubscribe = "headers"\n', "headers"),
+        ('unsubscribe = "footer"\n', "footer"),
+    ],
+)
 def test_a_sequence_is_personal_unless_it_opts_in(line: str, expected: str) -> None:
     """No list headers and no footer by default; the file may ask for them."""
     text = GOOD.replace('window = "default"\n', f'window = "default"\n{line}', 1)
     assert parse_sequence(FILE, text, windows=WINDOWS).unsubscribe == expected
 
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    ('"fotter"', "did you mean 'footer'?"),
-    ('"yes"', "unsubscribe must be 'none', 'headers', 'footer'"),
-    ("true", "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"fotter"', "did you mean 'footer'?"),
+        ('"yes"', "unsubscribe must be 'none', 'headers', 'footer'"),
+        ("true", "must be a string"),
+    ],
+)
 def test_a_wrong_unsubscribe_names_file_and_line(value: str, fragment: str) -> None:
     text = GOOD.replace('window = "default"\n', f'window = "default"\nunsubscribe = {value}\n', 1)
     with pytest.raises(SequenceError) as caught:

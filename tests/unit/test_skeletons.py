@@ -46,17 +46,20 @@ def both(found: Templates, contact: dict[str, object]) -> tuple[str, str]:
 
 
 values = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30)
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(first=values, company=values, city=values, vip=st.booleans())
-def test_same_html_either_way(tmp_path_factory: pytest.TempPathFactory, first: str,
-                              company: str, city: str, vip: bool) -> None:
+def test_same_html_either_way(
+    tmp_path_factory: pytest.TempPathFactory, first: str, company: str, city: str, vip: bool
+) -> None:
     found = templates(tmp_path_factory.mktemp("t"))
-    for contact in ({"first_name": "Mira", "company": "Keller and Partner", "city": "Hamburg",
-                     "vip": vip},
-                    {"first_name": first, "company": company, "city": city, "vip": vip}):
+    for contact in (
+        {"first_name": "Mira", "company": "Keller and Partner", "city": "Hamburg", "vip": vip},
+        {"first_name": first, "company": company, "city": city, "vip": vip},
+    ):
         fast, ordinary = both(found, contact)
         assert fast == ordinary
 
@@ -72,8 +75,17 @@ def test_the_shortcut_is_taken_for_plain_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "plain"),
-    [("Mira", True), ("Keller & Partner", True), ("O'Brien", False), ("", False),
-     ("7", False), ("-x", False), ("x\ny", False), ("Zoë Ångström", True), ("a  b", False)],
+    [
+        ("Mira", True),
+        ("Keller & Partner", True),
+        ("O'Brien", False),
+        ("", False),
+        ("7", False),
+        ("-x", False),
+        ("x\ny", False),
+        ("Zoë Ångström", True),
+        ("a  b", False),
+    ],
 )
 def test_plain_values(text: str, plain: bool) -> None:
     assert is_plain(text) is plain

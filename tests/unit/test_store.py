@@ -527,9 +527,7 @@ class TestJournalChecksums:
             out.write(tail)
         with caplog.at_level("WARNING", logger="toma"), TinyStore(data_dir) as store:
             assert len(contents(store, CONTACTS)[CONTACTS]) == 3
-            [record] = [
-                r for r in caplog.records if r.getMessage() == "store.journal_tail_dropped"
-            ]
+            [record] = [r for r in caplog.records if r.getMessage() == "store.journal_tail_dropped"]
             assert record.toma == {  # type: ignore[attr-defined]
                 "file": str(journal_file(data_dir)),
                 "offset": len(data),
@@ -1044,10 +1042,20 @@ class TestProcesses:
         assert json.loads(path.read_bytes())["n"] in (last, last + 1)
 
 
-_scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=8)
-            | st.floats(allow_nan=False, allow_infinity=False))
-_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
-                       | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _typed(value: Any) -> Any:

@@ -49,15 +49,18 @@ class TestKeys:
 
 
 class TestMerged:
-    @pytest.mark.parametrize(("old", "new", "kept"), [
-        (None, Reason.BOUNCED, Reason.BOUNCED),
-        (Reason.BOUNCED, Reason.FORGOTTEN, Reason.FORGOTTEN),
-        (Reason.BOUNCED, Reason.UNSUBSCRIBED, Reason.UNSUBSCRIBED),
-        (Reason.FORGOTTEN, Reason.UNSUBSCRIBED, Reason.UNSUBSCRIBED),
-        (Reason.UNSUBSCRIBED, Reason.FORGOTTEN, Reason.UNSUBSCRIBED),
-        (Reason.UNSUBSCRIBED, Reason.BOUNCED, Reason.UNSUBSCRIBED),
-        (Reason.FORGOTTEN, Reason.BOUNCED, Reason.FORGOTTEN),
-    ])
+    @pytest.mark.parametrize(
+        ("old", "new", "kept"),
+        [
+            (None, Reason.BOUNCED, Reason.BOUNCED),
+            (Reason.BOUNCED, Reason.FORGOTTEN, Reason.FORGOTTEN),
+            (Reason.BOUNCED, Reason.UNSUBSCRIBED, Reason.UNSUBSCRIBED),
+            (Reason.FORGOTTEN, Reason.UNSUBSCRIBED, Reason.UNSUBSCRIBED),
+            (Reason.UNSUBSCRIBED, Reason.FORGOTTEN, Reason.UNSUBSCRIBED),
+            (Reason.UNSUBSCRIBED, Reason.BOUNCED, Reason.UNSUBSCRIBED),
+            (Reason.FORGOTTEN, Reason.BOUNCED, Reason.FORGOTTEN),
+        ],
+    )
     def test_an_entry_only_gets_stronger(
         self, old: Reason | None, new: Reason, kept: Reason
     ) -> None:
@@ -87,12 +90,14 @@ class TestStored:
         assert addressbook.suppression_of(store, MIRA) is None
 
     def test_unsubscribe_writes_status_and_entry_in_one_go(self, store: Store) -> None:
-        contact = addressbook.unsubscribe(store, "MIRA.keller@example.org", now=NOW,
-                                          by="one-click unsubscribe")
+        contact = addressbook.unsubscribe(
+            store, "MIRA.keller@example.org", now=NOW, by="one-click unsubscribe"
+        )
         assert contact is not None and contact.status is Status.UNSUBSCRIBED
         entry = addressbook.suppression_of(store, MIRA)
-        assert entry == Entry(Reason.UNSUBSCRIBED, "2026-11-25T10:00:00+00:00",
-                              "one-click unsubscribe")
+        assert entry == Entry(
+            Reason.UNSUBSCRIBED, "2026-11-25T10:00:00+00:00", "one-click unsubscribe"
+        )
         assert addressbook.unsubscribe(store, MIRA, now=NOW, by="again") == contact
 
     def test_unsubscribe_of_nobody_still_suppresses(self, store: Store) -> None:
@@ -104,7 +109,8 @@ class TestStored:
     def test_a_resumed_bounce_is_lifted(self, store: Store) -> None:
         addressbook.set_status(store, MIRA, Status.BOUNCED, now=NOW, reason="5.1.1")
         assert addressbook.suppression_of(store, MIRA) == Entry(
-            Reason.BOUNCED, "2026-11-25T10:00:00+00:00", "5.1.1")
+            Reason.BOUNCED, "2026-11-25T10:00:00+00:00", "5.1.1"
+        )
         resumed = addressbook.set_status(store, MIRA, Status.ACTIVE, now=NOW)
         assert resumed.status is Status.ACTIVE
         assert addressbook.suppression_of(store, MIRA) is None
@@ -150,8 +156,10 @@ class TestStored:
         """A tick decides from what it read; whoever left since gets no enrolment."""
         addressbook.add(store, make_contact("jonas@example.net", tags=["met"]), now=NOW)
         addressbook.add(store, make_contact("sofia@example.fr", tags=["met"]), now=NOW)
-        decided = [Enrolment(contact=address, sequence="keep", enrolled_at=NOW, source="tag")
-                   for address in (MIRA, "jonas@example.net", "sofia@example.fr")]
+        decided = [
+            Enrolment(contact=address, sequence="keep", enrolled_at=NOW, source="tag")
+            for address in (MIRA, "jonas@example.net", "sofia@example.fr")
+        ]
         addressbook.unsubscribe(store, MIRA, now=NOW, by="one-click unsubscribe")
         addressbook.forget(store, "jonas@example.net", now=NOW)
         written = record_tag_enrolments(store, decided)

@@ -33,13 +33,16 @@ def make(base_url: str | None = "https://toma.example.com", secret: bytes = SECR
 
 
 class TestTokens:
-    @pytest.mark.parametrize("address", [
-        ADDRESS,
-        "a@b.c",
-        "first.o'brien+news@sub.example.co.uk",
-        "jürgen@bücher.example",  # a stored address may carry a Unicode domain
-        "x" * 64 + "@" + "d" * 180 + ".example",
-    ])
+    @pytest.mark.parametrize(
+        "address",
+        [
+            ADDRESS,
+            "a@b.c",
+            "first.o'brien+news@sub.example.co.uk",
+            "jürgen@bücher.example",  # a stored address may carry a Unicode domain
+            "x" * 64 + "@" + "d" * 180 + ".example",
+        ],
+    )
     def test_round_trip(self, address: str) -> None:
         unsubscribe = make()
         token = unsubscribe.token(address)
@@ -69,7 +72,7 @@ class TestTokens:
             for replacement in alphabet:
                 if replacement == token[position]:
                     continue
-                altered = token[:position] + replacement + token[position + 1:]
+                altered = token[:position] + replacement + token[position + 1 :]
                 assert unsubscribe.verify(altered) is None, (position, replacement)
 
     def test_every_flipped_bit_is_refused(self) -> None:
@@ -82,22 +85,25 @@ class TestTokens:
                 text = flipped.decode("latin-1")
                 assert unsubscribe.verify(text) is None, (position, bit)
 
-    @pytest.mark.parametrize("change", [
-        lambda t: t + "A",
-        lambda t: t[:-1],
-        lambda t: "A" + t,
-        lambda t: t + "=",
-        lambda t: t.replace(".", ".."),
-        lambda t: t.replace(".", ""),
-        lambda t: t + ".x",
-        lambda t: t.upper(),
-        lambda t: "",
-        lambda t: ".",
-        lambda t: t.split(".")[0],
-        lambda t: "x" * 5000,
-        lambda t: t + "\n",
-        lambda t: t[:5] + "é" + t[6:],
-    ])
+    @pytest.mark.parametrize(
+        "change",
+        [
+            lambda t: t + "A",
+            lambda t: t[:-1],
+            lambda t: "A" + t,
+            lambda t: t + "=",
+            lambda t: t.replace(".", ".."),
+            lambda t: t.replace(".", ""),
+            lambda t: t + ".x",
+            lambda t: t.upper(),
+            lambda t: "",
+            lambda t: ".",
+            lambda t: t.split(".")[0],
+            lambda t: "x" * 5000,
+            lambda t: t + "\n",
+            lambda t: t[:5] + "é" + t[6:],
+        ],
+    )
     def test_malformed_tokens_are_refused(self, change: Callable[[str], str]) -> None:
         unsubscribe = make()
         token = unsubscribe.token(ADDRESS)
@@ -126,12 +132,15 @@ class TestTokens:
         with pytest.raises(ValueError):
             make().token(address)
 
-    @pytest.mark.parametrize("text", [
-        "unsubscribe {token}",
-        "Re: unsubscribe {token}",
-        "unsubscribe%20{token}",
-        "please\n{token}\nthanks",
-    ])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "unsubscribe {token}",
+            "Re: unsubscribe {token}",
+            "unsubscribe%20{token}",
+            "please\n{token}\nthanks",
+        ],
+    )
     def test_find_reads_the_token_from_a_subject(self, text: str) -> None:
         """The inbox learns who asked from the token, even from another address."""
         unsubscribe = make()
@@ -152,29 +161,39 @@ class TestLinks:
     def test_url_with_a_path_and_a_contact(self) -> None:
         unsubscribe = make("https://example.com/toma")
         contact = Contact(email=ADDRESS)
-        assert unsubscribe.url(contact) == \
-            f"https://example.com/toma/u/{unsubscribe.token(ADDRESS)}"
+        assert (
+            unsubscribe.url(contact) == f"https://example.com/toma/u/{unsubscribe.token(ADDRESS)}"
+        )
 
     def test_no_base_url_no_link(self) -> None:
         assert make(None).url(ADDRESS) is None
 
-    @pytest.mark.parametrize("base", [
-        "http://127.0.0.1:8080", "http://localhost:1234/x", "http://[::1]:99", "https://a.example",
-    ])
+    @pytest.mark.parametrize(
+        "base",
+        [
+            "http://127.0.0.1:8080",
+            "http://localhost:1234/x",
+            "http://[::1]:99",
+            "https://a.example",
+        ],
+    )
     def test_allowed_base_urls(self, base: str) -> None:
         assert check_base_url(base) == base
 
-    @pytest.mark.parametrize(("base", "says"), [
-        ("http://toma.example.com", "must use https"),
-        ("http://10.0.0.1", "must use https"),
-        ("ftp://example.com", "not an https:// URL"),
-        ("toma.example.com", "not an https:// URL"),
-        ("https://", "not an https:// URL"),
-        ("https://example.com/?a=1", "base URL only"),
-        ("https://user:pw@example.com", "base URL only"),
-        ("https://example.com/a b", "control characters"),
-        ("https://example.com\r\nX: y", "control characters"),
-    ])
+    @pytest.mark.parametrize(
+        ("base", "says"),
+        [
+            ("http://toma.example.com", "must use https"),
+            ("http://10.0.0.1", "must use https"),
+            ("ftp://example.com", "not an https:// URL"),
+            ("toma.example.com", "not an https:// URL"),
+            ("https://", "not an https:// URL"),
+            ("https://example.com/?a=1", "base URL only"),
+            ("https://user:pw@example.com", "base URL only"),
+            ("https://example.com/a b", "control characters"),
+            ("https://example.com\r\nX: y", "control characters"),
+        ],
+    )
     def test_refused_base_urls(self, base: str, says: str) -> None:
         with pytest.raises(ValueError, match=says):
             make(base)
@@ -196,8 +215,10 @@ class TestLinks:
 
     def test_context_for_templates(self) -> None:
         unsubscribe = make()
-        assert unsubscribe.context(ADDRESS) == {"unsubscribe_url": unsubscribe.url(ADDRESS),
-                                                "unsubscribe_mailto": unsubscribe.mailto(ADDRESS)}
+        assert unsubscribe.context(ADDRESS) == {
+            "unsubscribe_url": unsubscribe.url(ADDRESS),
+            "unsubscribe_mailto": unsubscribe.mailto(ADDRESS),
+        }
         assert make(None).context(ADDRESS)["unsubscribe_url"] is None
 
 
@@ -225,9 +246,15 @@ class TestHeaders:
         unsubscribe = make(base)
         rendered = Rendered(subject="Hello", text="Hi\n", html="<p>Hi</p>", front={})
         built = build_message(
-            rendered, sender_name="Alex", sender_email="alex@example.com", to_name="Mira",
-            to_email=ADDRESS, date=datetime(2026, 12, 8, 9, 1, tzinfo=UTC),
-            domain="example.com", **unsubscribe.message_options(ADDRESS))
+            rendered,
+            sender_name="Alex",
+            sender_email="alex@example.com",
+            to_name="Mira",
+            to_email=ADDRESS,
+            date=datetime(2026, 12, 8, 9, 1, tzinfo=UTC),
+            domain="example.com",
+            **unsubscribe.message_options(ADDRESS),
+        )
         parsed = message_from_bytes(built.data)
         for name, value in unsubscribe.headers(ADDRESS).items():
             assert " ".join(str(parsed[name]).split()) == value
@@ -246,8 +273,9 @@ class TestSecret:
     def test_two_data_directories_two_secrets(self, tmp_path: Path) -> None:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
-        assert load_or_create_secret(tmp_path / "a" / "k") != \
-            load_or_create_secret(tmp_path / "b" / "k")
+        assert load_or_create_secret(tmp_path / "a" / "k") != load_or_create_secret(
+            tmp_path / "b" / "k"
+        )
 
     def test_existing_secret_is_kept_and_its_mode_tightened(self, tmp_path: Path) -> None:
         path = tmp_path / "k"

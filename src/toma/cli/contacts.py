@@ -235,5 +235,6 @@ def contacts_forget(ctx: Context, email: str, yes: bool, now_text: str | None) -
             # The journal still holds the erased records as they were written:
             # a new snapshot leaves them nowhere on disk.
             store.compact()
-    click.echo(f"Forgot {email} ({removed} records removed); "
-               "the address stays on the suppression list.")
+    click.echo(
+        f"Forgot {email} ({removed} records removed); the address stays on the suppression list."
+    )

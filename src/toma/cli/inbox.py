@@ -43,18 +43,22 @@ def inbox_sync(ctx: Context, now_text: str | None) -> None:
         finally:
             source.close()
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
-    click.echo(f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "
-               f"{report.duplicates} already known.")
+    click.echo(
+        f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "
+        f"{report.duplicates} already known."
+    )
 
 
 @inbox.command("explain")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @json_option
 @now_option
 @pass_context
-def inbox_explain(ctx: Context, files: tuple[Path, ...], as_json: bool,
-                  now_text: str | None) -> None:
+def inbox_explain(
+    ctx: Context, files: tuple[Path, ...], as_json: bool, now_text: str | None
+) -> None:
     """How toma reads the given .eml files, changing nothing.
 
     \b

@@ -40,10 +40,19 @@ def invoices() -> None:
 @click.option("--attachment", help="Path of the invoice PDF.")
 @now_option
 @pass_context
-def invoices_add(ctx: Context, number: str, email: str, amount: str, currency: str,
-                 issued: str | None, due: str | None, terms: str | None,
-                 delivered: tuple[str, ...], attachment: str | None,
-                 now_text: str | None) -> None:
+def invoices_add(
+    ctx: Context,
+    number: str,
+    email: str,
+    amount: str,
+    currency: str,
+    issued: str | None,
+    due: str | None,
+    terms: str | None,
+    delivered: tuple[str, ...],
+    attachment: str | None,
+    now_text: str | None,
+) -> None:
     """Add an invoice; its reminders follow the config's stages.
 
     \b
@@ -63,13 +72,24 @@ def invoices_add(ctx: Context, number: str, email: str, amount: str, currency: s
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--terms") from None
     today = _owner_today(ctx.config, resolve_now(now_text))
-    invoice = make_invoice(number, normalize_address(email), amount, currency,
-                           issued=issued or today, due=due, terms=term, delivered=delivered,
-                           attachment=attachment, today=today)
+    invoice = make_invoice(
+        number,
+        normalize_address(email),
+        amount,
+        currency,
+        issued=issued or today,
+        due=due,
+        terms=term,
+        delivered=delivered,
+        attachment=attachment,
+        today=today,
+    )
     with ctx.store() as store:
         billing.add(store, invoice)
-    click.echo(f"Added invoice {invoice.number}: {invoice.amount} {invoice.currency} "
-               f"for {invoice.contact}, due {invoice.due}.")
+    click.echo(
+        f"Added invoice {invoice.number}: {invoice.amount} {invoice.currency} "
+        f"for {invoice.contact}, due {invoice.due}."
+    )
 
 
 def _owner_today(config: Config, now: datetime) -> Any:
@@ -87,12 +107,15 @@ def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
     from toma import billing
 
     with ctx.store() as store:
-        report = billing.import_file(store, file, ctx.config,
-                                     today=_owner_today(ctx.config, resolve_now(now_text)))
+        report = billing.import_file(
+            store, file, ctx.config, today=_owner_today(ctx.config, resolve_now(now_text))
+        )
     for problem in report.problems:
         click.echo(f"skipped: {problem}", err=True)
-    click.echo(f"{file}: {report.added} added, {report.existing} already known, "
-               f"{len(report.problems)} problem(s).")
+    click.echo(
+        f"{file}: {report.added} added, {report.existing} already known, "
+        f"{len(report.problems)} problem(s)."
+    )
     if report.problems:
         sys.exit(1)
 
@@ -119,9 +142,18 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
 
     print_table(
         ["number", "contact", "amount", "due", "overdue", "bucket", "next reminder"],
-        [[r.number, r.contact, format_money(r.amount, r.currency), r.due.isoformat(),
-          f"{r.days_overdue}d" if r.days_overdue > 0 else "",
-          r.bucket, _next(r, now)] for r in report.rows],
+        [
+            [
+                r.number,
+                r.contact,
+                format_money(r.amount, r.currency),
+                r.due.isoformat(),
+                f"{r.days_overdue}d" if r.days_overdue > 0 else "",
+                r.bucket,
+                _next(r, now),
+            ]
+            for r in report.rows
+        ],
         empty="No open invoices.",
     )
     for line in ageing_lines(report):
@@ -147,10 +179,15 @@ def ageing_lines(report: Any) -> list[str]:
 
     lines = []
     for currency in sorted(report.totals):
-        parts = [f"{bucket}: {format_money(report.total(currency, bucket), currency)}"
-                 for bucket in BUCKETS if report.total(currency, bucket)]
-        lines.append(f"Open {currency} {format_money(report.total(currency), currency)} — "
-                     + "; ".join(parts))
+        parts = [
+            f"{bucket}: {format_money(report.total(currency, bucket), currency)}"
+            for bucket in BUCKETS
+            if report.total(currency, bucket)
+        ]
+        lines.append(
+            f"Open {currency} {format_money(report.total(currency), currency)} — "
+            + "; ".join(parts)
+        )
     return lines
 
 
@@ -174,18 +211,27 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
     owner_zone = zone(ctx.config.owner.timezone)
     with ctx.store() as store:
         invoice = billing.find(store, number)
-        messages = [doc for key, doc in store.all(MESSAGES)
-                    if doc.get("kind") == "invoice" and (split_key(key) or ("",))[0]
-                    == invoice.number]
+        messages = [
+            doc
+            for key, doc in store.all(MESSAGES)
+            if doc.get("kind") == "invoice" and (split_key(key) or ("",))[0] == invoice.number
+        ]
         thread = about_invoice(store, invoice.number, invoice.contact, owner_zone)
     if as_json:
-        print_json({**invoice.to_doc(), "messages": messages,
-                    "thread": [entry.to_json() for entry in thread]})
+        print_json(
+            {
+                **invoice.to_doc(),
+                "messages": messages,
+                "thread": [entry.to_json() for entry in thread],
+            }
+        )
         return
     click.echo(f"Invoice {invoice.number} — {invoice.status.value}")
-    click.echo(f"  {format_money(invoice.amount, invoice.currency)} for {invoice.contact}, "
-               f"issued {invoice.issued}, due {invoice.due}"
-               + (f", paid {invoice.paid_on}" if invoice.paid_on else ""))
+    click.echo(
+        f"  {format_money(invoice.amount, invoice.currency)} for {invoice.contact}, "
+        f"issued {invoice.issued}, due {invoice.due}"
+        + (f", paid {invoice.paid_on}" if invoice.paid_on else "")
+    )
     for line in invoice.delivered:
         click.echo(f"  · {line}")
     if thread:
@@ -194,9 +240,11 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
         for line in entry.lines(owner_zone):
             click.echo(f"  {line}")
     if invoice.paused_until is not None and invoice.paused_until > resolve_now(now_text):
-        click.echo(f"Reminders paused until "
-                   f"{invoice.paused_until.astimezone(owner_zone).strftime('%Y-%m-%d %H:%M %Z')}"
-                   " (a reply on its thread).")
+        click.echo(
+            f"Reminders paused until "
+            f"{invoice.paused_until.astimezone(owner_zone).strftime('%Y-%m-%d %H:%M %Z')}"
+            " (a reply on its thread)."
+        )
 
 
 @invoices.command("paid")

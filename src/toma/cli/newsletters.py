@@ -44,19 +44,30 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     issue = broadcast.load(config, file)
     owner = config.owner
     first, _, last = owner.name.partition(" ")
-    me = Contact(email=owner.email, first_name=first, last_name=last, company="",
-                 timezone=owner.timezone)
+    me = Contact(
+        email=owner.email, first_name=first, last_name=last, company="", timezone=owner.timezone
+    )
     composer = Composer(config, unsubscribe=unsubscriber(config))
-    built = composer.compose(issue.name, me, now=resolve_now(now_text),
-                             extra={"newsletter": issue.view()}, unsubscribe="footer",
-                             templates=composer.newsletters,
-                             headers={"X-Toma-Proof": f"{issue.name}; audience: {issue.audience}"})
+    built = composer.compose(
+        issue.name,
+        me,
+        now=resolve_now(now_text),
+        extra={"newsletter": issue.view()},
+        unsubscribe="footer",
+        templates=composer.newsletters,
+        headers={"X-Toma-Proof": f"{issue.name}; audience: {issue.audience}"},
+    )
 
     async def send() -> Any:
         async with transport_for(config) as transport:
-            return await transport.send(Envelope(key=f"proof:{issue.name}",
-                                                 sender=built.envelope_sender,
-                                                 recipients=(owner.email,), data=built.data))
+            return await transport.send(
+                Envelope(
+                    key=f"proof:{issue.name}",
+                    sender=built.envelope_sender,
+                    recipients=(owner.email,),
+                    data=built.data,
+                )
+            )
 
     result = eventloop.run(send())
     if result.outcome != "sent":
@@ -67,12 +78,14 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
 @newsletter.command("send")
 @click.argument("file")
 @now_option
-@click.option("--dry-run", is_flag=True,
-              help="List who would get it and when (in their zone); send nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="List who would get it and when (in their zone); send nothing."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @pass_context
-def newsletter_send(ctx: Context, file: str, now_text: str | None, dry_run: bool,
-                    yes: bool) -> None:
+def newsletter_send(
+    ctx: Context, file: str, now_text: str | None, dry_run: bool, yes: bool
+) -> None:
     """Send an issue to its audience: from now (or send_at), in each recipient's window.
 
     Those whose working hours are open now get it now; the others get it from
@@ -106,8 +119,10 @@ def newsletter_send(ctx: Context, file: str, now_text: str | None, dry_run: bool
         _confirm(issue.name, timings, now, yes=yes)
         if start is not None and start > now:
             broadcast.schedule(store, issue, now=now)
-            click.echo(f"Scheduled {issue.name}: the daemon (`toma run`) sends it from "
-                       f"{start.isoformat()} on, in each recipient's working hours.")
+            click.echo(
+                f"Scheduled {issue.name}: the daemon (`toma run`) sends it from "
+                f"{start.isoformat()} on, in each recipient's working hours."
+            )
             return
         later = sum(1 for t in timings if not t.now(now))
         with ExitStack() as held:
@@ -115,19 +130,27 @@ def newsletter_send(ctx: Context, file: str, now_text: str | None, dry_run: bool
                 held.enter_context(store.daemon_lock())
             except StoreLocked:
                 broadcast.schedule(store, issue, now=now)
-                click.echo(f"The daemon is running: it sends {issue.name} from its next tick, "
-                           "in each recipient's working hours.")
+                click.echo(
+                    f"The daemon is running: it sends {issue.name} from its next tick, "
+                    "in each recipient's working hours."
+                )
                 return
             if later:
                 # The daemon's ticks take the rest, each as their window opens.
                 broadcast.schedule(store, issue, now=now)
             report = _send_issue(ctx, store, issue, now)
     figures = broadcast_figures(ctx, issue.name)
-    queued = (f" {later} wait for their working hours: `toma run` (or cron's `toma run "
-              "--once`) sends them as each window opens." if later else "")
-    click.echo(f"{issue.name}: {report.sent} sent now, {report.failed} failed, "
-               f"{report.retrying} to retry, {report.unknown} unknown; "
-               f"in all {figures['sent']} sent.{queued}")
+    queued = (
+        f" {later} wait for their working hours: `toma run` (or cron's `toma run "
+        "--once`) sends them as each window opens."
+        if later
+        else ""
+    )
+    click.echo(
+        f"{issue.name}: {report.sent} sent now, {report.failed} failed, "
+        f"{report.retrying} to retry, {report.unknown} unknown; "
+        f"in all {figures['sent']} sent.{queued}"
+    )
     sys.exit(report.exit_code())
 
 
@@ -137,21 +160,28 @@ def _timetable(store: Store, config: Any, issue: Any, now: datetime) -> list[Any
     from toma.store import CONTACTS, MESSAGES
 
     contacts = [Contact.from_doc(doc) for _key, doc in store.all(CONTACTS)]
-    history = {key: OutboxRecord.from_doc(doc) for key, doc in store.all(MESSAGES)
-               if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name}
+    history = {
+        key: OutboxRecord.from_doc(doc)
+        for key, doc in store.all(MESSAGES)
+        if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
+    }
     return broadcast.timetable(issue, config, contacts, history, now=now)
 
 
 def _confirm(name: str, timings: list[Any], now: datetime, *, yes: bool) -> None:
     """Say how many get it, now and later, and ask; refuse off a terminal without --yes."""
     soon = sum(1 for t in timings if t.now(now))
-    said = (f"{name} goes to {len(timings)} recipient(s): {soon} now, "
-            f"{len(timings) - soon} later, in their working hours")
+    said = (
+        f"{name} goes to {len(timings)} recipient(s): {soon} now, "
+        f"{len(timings) - soon} later, in their working hours"
+    )
     if yes:
         return
     if not sys.stdin.isatty():
-        raise TomaError(f"{said}. Not on a terminal, so nobody can confirm: add --yes to send, "
-                        "or --dry-run to see who gets it when")
+        raise TomaError(
+            f"{said}. Not on a terminal, so nobody can confirm: add --yes to send, "
+            "or --dry-run to see who gets it when"
+        )
     if not click.confirm(f"{said}. Send?", default=False):
         raise TomaError("nothing sent")
 
@@ -165,13 +195,22 @@ def _print_timetable(timings: list[Any], now: datetime, owner_zone: str) -> None
     soon = sum(1 for t in timings if t.now(now))
     print_table(
         ["contact", "when (theirs)", "zone", "when (yours)", "goes"],
-        [[t.contact.email, t.at.astimezone(t.zone).strftime("%a %Y-%m-%d %H:%M"), t.zone.key,
-          t.at.astimezone(mine).strftime("%a %Y-%m-%d %H:%M"),
-          "now" if t.now(now) else "later"] for t in timings],
+        [
+            [
+                t.contact.email,
+                t.at.astimezone(t.zone).strftime("%a %Y-%m-%d %H:%M"),
+                t.zone.key,
+                t.at.astimezone(mine).strftime("%a %Y-%m-%d %H:%M"),
+                "now" if t.now(now) else "later",
+            ]
+            for t in timings
+        ],
         empty="Nobody is left to send it to.",
     )
-    click.echo(f"Dry run: {len(timings)} recipient(s), {soon} now, {len(timings) - soon} "
-               "later; nothing sent.")
+    click.echo(
+        f"Dry run: {len(timings)} recipient(s), {soon} now, {len(timings) - soon} "
+        "later; nothing sent."
+    )
 
 
 def broadcast_figures(ctx: Context, name: str) -> dict[str, Any]:

@@ -26,8 +26,11 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--state", type=click.Choice([state.value for state in MessageState]),
-              help="Only messages in this state.")
+@click.option(
+    "--state",
+    type=click.Choice([state.value for state in MessageState]),
+    help="Only messages in this state.",
+)
 @click.option("--contact", help="Only this contact's messages.")
 @json_option
 @pass_context
@@ -38,15 +41,30 @@ def outbox_list(ctx: Context, state: str | None, contact: str | None, as_json: b
 
     person = normalize_address(contact) if contact else None
     with ctx.store() as store:
-        records = [OutboxRecord.from_doc(doc) for _key, doc in store.all(MESSAGES)
-                   if (state is None or doc.get("state") == state)
-                   and (person is None or doc.get("contact") == person)]
+        records = [
+            OutboxRecord.from_doc(doc)
+            for _key, doc in store.all(MESSAGES)
+            if (state is None or doc.get("state") == state)
+            and (person is None or doc.get("contact") == person)
+        ]
     records.sort(key=lambda r: (r.updated_at or r.due_at, r.key))
     if as_json:
-        print_json([{"key": r.key, "contact": r.contact, "kind": r.kind, "ref": r.ref,
-                     "state": r.state.value, "updated_at": r.to_doc()["updated_at"],
-                     "detail": r.detail, "released_at": r.to_doc()["released_at"],
-                     "released_by": r.released_by or None} for r in records])
+        print_json(
+            [
+                {
+                    "key": r.key,
+                    "contact": r.contact,
+                    "kind": r.kind,
+                    "ref": r.ref,
+                    "state": r.state.value,
+                    "updated_at": r.to_doc()["updated_at"],
+                    "detail": r.detail,
+                    "released_at": r.to_doc()["released_at"],
+                    "released_by": r.released_by or None,
+                }
+                for r in records
+            ]
+        )
         return
     if not records:
         click.echo("No messages.")
@@ -57,12 +75,18 @@ def outbox_list(ctx: Context, state: str | None, contact: str | None, as_json: b
 
 @outbox.command("release")
 @click.argument("keys", nargs=-1)
-@click.option("--contact", "contacts", multiple=True, metavar="EMAIL",
-              help="Release every unknown message of this contact (repeatable).")
+@click.option(
+    "--contact",
+    "contacts",
+    multiple=True,
+    metavar="EMAIL",
+    help="Release every unknown message of this contact (repeatable).",
+)
 @now_option
 @pass_context
-def outbox_release(ctx: Context, keys: tuple[str, ...], contacts: tuple[str, ...],
-                   now_text: str | None) -> None:
+def outbox_release(
+    ctx: Context, keys: tuple[str, ...], contacts: tuple[str, ...], now_text: str | None
+) -> None:
     """Send unknown messages again, once you have checked they did not arrive.
 
     \b

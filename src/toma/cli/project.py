@@ -45,9 +45,11 @@ def init(folder: Path, now_text: str | None) -> None:
 
 
 @main.command()
-@click.option("--connect", is_flag=True,
-              help="Also sign in to the SMTP and IMAP servers and try the Maildirs (sends "
-                   "nothing).")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also sign in to the SMTP and IMAP servers and try the Maildirs (sends nothing).",
+)
 @pass_context
 def check(ctx: Context, connect: bool) -> None:
     """Validate the config, sequences and templates, rendering each for every contact.
@@ -99,12 +101,17 @@ def _check_connections(ctx: Context, *, files_ok: bool) -> None:
 @main.command()
 @click.argument("template")
 @click.option("--contact", "email", required=True, help="The contact to render it for.")
-@click.option("--sequence", "sequence_name", default=None,
-              help="The sequence it is sent by, when several use the template.")
+@click.option(
+    "--sequence",
+    "sequence_name",
+    default=None,
+    help="The sequence it is sent by, when several use the template.",
+)
 @now_option
 @pass_context
-def preview(ctx: Context, template: str, email: str, sequence_name: str | None,
-            now_text: str | None) -> None:
+def preview(
+    ctx: Context, template: str, email: str, sequence_name: str | None, now_text: str | None
+) -> None:
     """Print the exact message TEMPLATE would send to a contact (RFC 5322).
 
     TEMPLATE is a template (with the list headers and footer of the sequence that
@@ -126,11 +133,22 @@ def preview(ctx: Context, template: str, email: str, sequence_name: str | None,
     now = resolve_now(now_text)
     issue = _newsletter(config, template)
     if issue is not None:
-        job = Job(key="preview", template=issue.name, contact=contact.to_doc(), now=now,
-                  extra={"newsletter": issue.view()}, newsletter=True)
+        job = Job(
+            key="preview",
+            template=issue.name,
+            contact=contact.to_doc(),
+            now=now,
+            extra={"newsletter": issue.view()},
+            newsletter=True,
+        )
     else:
-        job = Job(key="preview", template=template, contact=contact.to_doc(), now=now,
-                  unsubscribe=_way_out(config, template, sequence_name))
+        job = Job(
+            key="preview",
+            template=template,
+            contact=contact.to_doc(),
+            now=now,
+            unsubscribe=_way_out(config, template, sequence_name),
+        )
     # Made as the send makes it: the same signer (read, or made as the first send
     # would make it, only when the message carries links), the same templates.
     needs_links = job.newsletter or job.unsubscribe != "none"
@@ -148,8 +166,7 @@ def _newsletter(config: Config, name: str) -> Newsletter | None:
     folder = config.paths.newsletters.resolve()
     path = Path(name).expanduser()
     inside = path.exists() and path.resolve().is_relative_to(folder)
-    if not inside and ((config.paths.templates / name).is_file()
-                       or not (folder / name).is_file()):
+    if not inside and ((config.paths.templates / name).is_file() or not (folder / name).is_file()):
         return None
     return broadcast.load(config, str(path.resolve() if inside else folder / name))
 
@@ -165,12 +182,17 @@ def _way_out(config: Config, template: str, sequence_name: str | None) -> WayOut
         if sequence is None:
             raise TomaError(f"no sequence {sequence_name!r} in {config.paths.sequences}")
         return sequence.unsubscribe
-    using = {name: seq.unsubscribe for name, seq in sequences.items()
-             if template in {step.template for step in seq.steps}
-             or (seq.repeat is not None and seq.repeat.template == template)}
+    using = {
+        name: seq.unsubscribe
+        for name, seq in sequences.items()
+        if template in {step.template for step in seq.steps}
+        or (seq.repeat is not None and seq.repeat.template == template)
+    }
     ways = set(using.values())
     if len(ways) > 1:
         said = ", ".join(f"{name} (unsubscribe = {way!r})" for name, way in sorted(using.items()))
-        raise TomaError(f"{template} is sent by sequences that differ in their way out: {said}; "
-                        "say which with --sequence")
+        raise TomaError(
+            f"{template} is sent by sequences that differ in their way out: {said}; "
+            "say which with --sequence"
+        )
     return ways.pop() if ways else "none"

@@ -179,29 +179,41 @@ def status(ctx: Context, now_text: str | None, as_json: bool) -> None:
         issues = [broadcast.figures(store, name) for name in report.newsletters]
     code, reasons = report.attention(now)
     if as_json:
-        print_json({**report.to_json(), "invoices": ageing.to_json(), "newsletters": issues,
-                    "attention": {"exit": int(code), "reasons": reasons}})
+        print_json(
+            {
+                **report.to_json(),
+                "invoices": ageing.to_json(),
+                "newsletters": issues,
+                "attention": {"exit": int(code), "reasons": reasons},
+            }
+        )
         sys.exit(code)
     for line in report.lines():
         click.echo(line)
     for issue in issues:
-        click.echo(f"Newsletter {issue['newsletter']}: {issue['sent']} sent, "
-                   f"{issue['failed']} failed, {issue['unknown']} unknown, "
-                   f"{issue['in_progress']} in progress; {issue['bounced']} bounced, "
-                   f"{issue['replies']} replies, {issue['unsubscribes']} unsubscribed since.")
+        click.echo(
+            f"Newsletter {issue['newsletter']}: {issue['sent']} sent, "
+            f"{issue['failed']} failed, {issue['unknown']} unknown, "
+            f"{issue['in_progress']} in progress; {issue['bounced']} bounced, "
+            f"{issue['replies']} replies, {issue['unsubscribes']} unsubscribed since."
+        )
     if ageing.rows:
         click.echo(f"Open invoices: {len(ageing.rows)} ({len(ageing.overdue)} overdue).")
         for line in ageing_lines(ageing):
             click.echo(f"  {line}")
     if reasons:
-        click.echo(f"Attention ({'needs you' if code == 78 else 'will be retried'}): "
-                   f"{'; '.join(reasons)}.")
+        click.echo(
+            f"Attention ({'needs you' if code == 78 else 'will be retried'}): {'; '.join(reasons)}."
+        )
     sys.exit(code)
 
 
 @main.command()
-@click.option("--listen", metavar="HOST:PORT",
-              help="Where to listen (default: [unsubscribe] listen, 127.0.0.1:8025).")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Where to listen (default: [unsubscribe] listen, 127.0.0.1:8025).",
+)
 @pass_context
 def serve(ctx: Context, listen: str | None) -> None:
     """Serve the one-click unsubscribe links, without ticking (for cron users).
@@ -228,7 +240,9 @@ def serve(ctx: Context, listen: str | None) -> None:
             raise click.BadParameter(str(exc), param_hint="--listen") from None
 
     def ready(where: tuple[str, int]) -> None:
-        click.echo(f"Serving unsubscribe links on http://{where[0]}:{where[1]} "
-                   f"(public: {ctx.config.unsubscribe.base_url}); Ctrl-C stops.")
+        click.echo(
+            f"Serving unsubscribe links on http://{where[0]}:{where[1]} "
+            f"(public: {ctx.config.unsubscribe.base_url}); Ctrl-C stops."
+        )
 
     serve_endpoint(ctx.config, SystemClock(), listen=address, on_ready=ready)

@@ -165,9 +165,17 @@ class _Recipient:
     hard: bool
 
 
-def read_bounce(msg: Message, *, sender: str | None, sender_name: str, subject: str,
-                headers: Mapping[str, str], own: frozenset[str], problems: list[str],
-                check: mimetext.Check = mimetext.no_check) -> BounceReport | None:
+def read_bounce(
+    msg: Message,
+    *,
+    sender: str | None,
+    sender_name: str,
+    subject: str,
+    headers: Mapping[str, str],
+    own: frozenset[str],
+    problems: list[str],
+    check: mimetext.Check = mimetext.no_check,
+) -> BounceReport | None:
     """A :class:`BounceReport` if *msg* is a delivery failure or delay, else None.
 
     *own* holds the addresses the notice was sent to (ours): never a failed recipient.
@@ -191,16 +199,22 @@ def read_bounce(msg: Message, *, sender: str | None, sender_name: str, subject: 
     else:
         how = signals
         ignore = set(own) | ({sender} if sender else set())
-        chosen = (mimetext.addresses([headers.get("x-failed-recipients", "")])
-                  or _library_recipients(msg, notice, problems, check)
-                  or _text_recipients(notice, ignore))
+        chosen = (
+            mimetext.addresses([headers.get("x-failed-recipients", "")])
+            or _library_recipients(msg, notice, problems, check)
+            or _text_recipients(notice, ignore)
+        )
         recipients = [
             _Recipient(a, _hardness(_about(notice, a, chosen), subject, "", fallback=notice))
-            for a in chosen if a not in own
+            for a in chosen
+            if a not in own
         ]
         if not recipients:
-            return BounceReport(reason=f"{how}; failed recipients not named",
-                                hard=_hardness(notice, subject, ""), recipients=())
+            return BounceReport(
+                reason=f"{how}; failed recipients not named",
+                hard=_hardness(notice, subject, ""),
+                recipients=(),
+            )
     hard_any = any(r.hard for r in recipients)
     addresses = tuple(dict.fromkeys(r.address for r in recipients))
     return BounceReport(reason=how, hard=hard_any, recipients=addresses)
@@ -222,8 +236,15 @@ def _about(notice: str, address: str, others: list[str]) -> str:
     return "\n".join(chunk)
 
 
-def _signals(sender: str | None, sender_name: str, subject: str, headers: Mapping[str, str],
-             notice: str, report_type: str, dsn_blocks: list[dict[str, str]]) -> str:
+def _signals(
+    sender: str | None,
+    sender_name: str,
+    subject: str,
+    headers: Mapping[str, str],
+    notice: str,
+    report_type: str,
+    dsn_blocks: list[dict[str, str]],
+) -> str:
     """A short reason if the message is a bounce, else ""."""
     if dsn_blocks or report_type == "delivery-status":
         return "delivery status report"
@@ -232,8 +253,10 @@ def _signals(sender: str | None, sender_name: str, subject: str, headers: Mappin
     score = 0
     parts: list[str] = []
     local = (sender or "").split("@", 1)[0]
-    if _DAEMON_LOCAL.match(local) or _DAEMON_NAME.search(sender_name) or (
-        sender is None and "mailer-daemon" in sender_name.lower()
+    if (
+        _DAEMON_LOCAL.match(local)
+        or _DAEMON_NAME.search(sender_name)
+        or (sender is None and "mailer-daemon" in sender_name.lower())
     ):
         score += 2
         parts.append(f"from {sender or sender_name or 'the mail system'}")
@@ -243,8 +266,9 @@ def _signals(sender: str | None, sender_name: str, subject: str, headers: Mappin
     elif _SUBJECT_ANYWHERE.search(subject):
         score += 1
         parts.append(f"subject {subject[:50]!r}")
-    unquoted = "\n".join(line for line in notice[:5000].splitlines()
-                          if not line.lstrip().startswith(">"))
+    unquoted = "\n".join(
+        line for line in notice[:5000].splitlines() if not line.lstrip().startswith(">")
+    )
     phrase = _NOTICE_PHRASES.search(unquoted)
     if phrase:
         score += 2
@@ -270,8 +294,7 @@ class _Dsn:
     status: str
 
 
-def _dsn_blocks(msg: Message, problems: list[str],
-                check: mimetext.Check) -> list[dict[str, str]]:
+def _dsn_blocks(msg: Message, problems: list[str], check: mimetext.Check) -> list[dict[str, str]]:
     """The per-recipient field blocks of every message/delivery-status part."""
     blocks: list[dict[str, str]] = []
     for part in mimetext.walk(msg, check=check):
@@ -287,7 +310,7 @@ def _dsn_blocks(msg: Message, problems: list[str],
                 if isinstance(block, Message):
                     fields: dict[str, str] = {}
                     for key, value in block.items():
-                        value = str(value)[:mimetext.VALUE_LIMIT]
+                        value = str(value)[: mimetext.VALUE_LIMIT]
                         text = " ".join(mimetext.fix_text(value).split())
                         fields.setdefault(key.lower(), text)
                     blocks.append(fields)
@@ -333,8 +356,10 @@ def _read_dsn(blocks: list[dict[str, str]], notice: str) -> _Dsn | None:
         address = _dsn_address(block)
         if address is None:
             continue
-        diagnostic = " ".join(block.get(k, "") for k in ("status", "diagnostic-code",
-                                                          "x-supplementary-info", "action"))
+        diagnostic = " ".join(
+            block.get(k, "")
+            for k in ("status", "diagnostic-code", "x-supplementary-info", "action")
+        )
         if not status or status.endswith(".0.0"):
             # "5.0.0" says nothing; the notice often does ("disk quota exceeded").
             diagnostic += " " + notice[:4000]
@@ -384,9 +409,12 @@ _NOTICE_LINES = 400
 def _notice_text(msg: Message, problems: list[str], check: mimetext.Check) -> str:
     """The text of the notice itself, without the returned copy of the original."""
     body = mimetext.body(msg, problems, check)
-    text = body.plain if body.plain and body.plain.strip() else (
-        mimetext.html_to_text(body.html, keep_quotes=True, check=check) if body.html else "")
-    lines = [line[:mimetext.LINE_LIMIT] for line in text.splitlines()[:_NOTICE_LINES]]
+    text = (
+        body.plain
+        if body.plain and body.plain.strip()
+        else (mimetext.html_to_text(body.html, keep_quotes=True, check=check) if body.html else "")
+    )
+    lines = [line[: mimetext.LINE_LIMIT] for line in text.splitlines()[:_NOTICE_LINES]]
     for index, line in enumerate(lines):
         if index > 0 and (_ORIGINAL_START.match(line) or _HEADER_LINE.match(line)):
             return "\n".join(lines[:index])
@@ -415,8 +443,9 @@ def _detectable(msg: Message, check: mimetext.Check) -> bool:
     return True
 
 
-def _library_recipients(msg: Message, notice: str, problems: list[str],
-                        check: mimetext.Check) -> list[str]:
+def _library_recipients(
+    msg: Message, notice: str, problems: list[str], check: mimetext.Check
+) -> list[str]:
     if all_failures is None:
         return []
     if not _detectable(msg, check):
@@ -449,8 +478,8 @@ def _library_recipients(msg: Message, notice: str, problems: list[str],
 _NAMED = [
     re.compile(p, re.IGNORECASE | re.MULTILINE)
     for p in (
-        r"^[ \t]*<([^<>\s]{1,254}@[^<>\s]{1,255})>[ \t]*:",               # qmail, Postfix, Yahoo
-        r"^[ \t]*<([^<>\s]{1,254}@[^<>\s]{1,255})>[ \t]*(?:\(|$)",        # Sendmail, Netscape
+        r"^[ \t]*<([^<>\s]{1,254}@[^<>\s]{1,255})>[ \t]*:",  # qmail, Postfix, Yahoo
+        r"^[ \t]*<([^<>\s]{1,254}@[^<>\s]{1,255})>[ \t]*(?:\(|$)",  # Sendmail, Netscape
         r"(?:recipient address|failed recipient|original address|unknown user|"
         r"undeliverable address|intended recipient|invalid final delivery userid|"
         r"error-for|delivery failed \d+ attempts|undeliverable\s+to|addressed to|"
@@ -468,8 +497,12 @@ def _text_recipients(notice: str, ignore: set[str]) -> list[str]:
     for pattern in _NAMED:
         for match in pattern.finditer(notice):
             address = mimetext.normalise_address(match.group(1))
-            if address and address not in ignore and not _is_system(address) \
-                    and address not in found:
+            if (
+                address
+                and address not in ignore
+                and not _is_system(address)
+                and address not in found
+            ):
                 found.append(address)
         if found:
             return found
@@ -482,9 +515,15 @@ def _is_system(address: str) -> bool:
 
 def _hardness(notice: str, subject: str, status: str, *, fallback: str = "") -> bool:
     """Hard or soft, from the codes and words of a notice (or of its lines about one address)."""
-    if fallback and notice is not fallback and not (
-        _ENHANCED.search(notice) or _BASIC.search(notice) or _SOFT_WORDS.search(notice)
-        or _HARD_WORDS.search(notice)
+    if (
+        fallback
+        and notice is not fallback
+        and not (
+            _ENHANCED.search(notice)
+            or _BASIC.search(notice)
+            or _SOFT_WORDS.search(notice)
+            or _HARD_WORDS.search(notice)
+        )
     ):
         notice = fallback  # the lines about this address say nothing: read the whole notice
     text = f"{subject}\n{notice[:8000]}"
@@ -502,6 +541,9 @@ def _hardness(notice: str, subject: str, status: str, *, fallback: str = "") -> 
         return not _SOFT_WORDS.search(text) or bool(_HARD_WORDS.search(text))
     if "4" in basic:
         return False
-    return not (_SOFT_WORDS.search(text) and not re.search(
-        r"user unknown|unknown user|no such user|does not exist|no mailbox", text, re.IGNORECASE
-    ))
+    return not (
+        _SOFT_WORDS.search(text)
+        and not re.search(
+            r"user unknown|unknown user|no such user|does not exist|no mailbox", text, re.IGNORECASE
+        )
+    )

@@ -115,25 +115,44 @@ def _checker(deadline: float, clock: Callable[[], float]) -> mimetext.Check:
     def check() -> None:
         if clock() > deadline:
             raise mimetext.OverBudget
+
     return check
 
 
 def _unknown(reason: str, problems: list[str], unread: str | None = None) -> Reading:
-    return Reading(kind="unknown", reason=reason, sender=None, subject="", message_id=None,
-                   in_reply_to=None, references=(), date=None, hard=None, recipients=(),
-                   original_message_id=None, text=None, back_on=None,
-                   problems=tuple(problems), unread=unread)
+    return Reading(
+        kind="unknown",
+        reason=reason,
+        sender=None,
+        subject="",
+        message_id=None,
+        in_reply_to=None,
+        references=(),
+        date=None,
+        hard=None,
+        recipients=(),
+        original_message_id=None,
+        text=None,
+        back_on=None,
+        problems=tuple(problems),
+        unread=unread,
+    )
 
 
-def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime | None,
-          problems: list[str], check: mimetext.Check) -> Reading:
+def _read(
+    data: bytes,
+    unsubscribe_addresses: Collection[str],
+    now: dt.datetime | None,
+    problems: list[str],
+    check: mimetext.Check,
+) -> Reading:
     if not isinstance(data, bytes | bytearray | memoryview):
         problems.append("not bytes")
         return _unknown("not a message", problems, unread="not a message: not bytes")
     if len(data) > mimetext.READ_LIMIT:
         # Cut before copying: the bytes past the limit are never looked at.
         problems.append(f"message cut to its first {mimetext.READ_LIMIT // (1024 * 1024)} MB")
-        data = data[:mimetext.READ_LIMIT]
+        data = data[: mimetext.READ_LIMIT]
     raw = bytes(data)
     # Some stores and hand-saved files start with blank lines or an mbox "From " line.
     raw = raw.lstrip(b"\r\n")
@@ -161,29 +180,56 @@ def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime 
     when = mimetext.parse_date(headers.get("date", ""), problems)
     own = frozenset(
         mimetext.addresses(
-            headers.every("to") + headers.every("cc") + headers.every("delivered-to")
-            + headers.every("x-original-to") + headers.every("envelope-to")
+            headers.every("to")
+            + headers.every("cc")
+            + headers.every("delivered-to")
+            + headers.every("x-original-to")
+            + headers.every("envelope-to")
         )
     )
     check()
 
     def reading(kind: Kind, reason: str, **extra: object) -> Reading:
         fields: dict[str, object] = {
-            "hard": None, "recipients": (), "original_message_id": None, "text": None,
+            "hard": None,
+            "recipients": (),
+            "original_message_id": None,
+            "text": None,
             "back_on": None,
         }
         fields.update(extra)
-        return Reading(kind=kind, reason=reason, sender=sender, subject=subject,
-                       message_id=message_id, in_reply_to=in_reply_to, references=references,
-                       date=when, problems=tuple(dict.fromkeys(problems)),
-                       **fields)  # type: ignore[arg-type]
+        return Reading(
+            kind=kind,
+            reason=reason,
+            sender=sender,
+            subject=subject,
+            message_id=message_id,
+            in_reply_to=in_reply_to,
+            references=references,
+            date=when,
+            problems=tuple(dict.fromkeys(problems)),
+            **fields,  # type: ignore[arg-type]
+        )
 
-    bounce = bounces.read_bounce(msg, sender=sender, sender_name=sender_name, subject=subject,
-                                 headers=headers, own=own, problems=problems, check=check)
+    bounce = bounces.read_bounce(
+        msg,
+        sender=sender,
+        sender_name=sender_name,
+        subject=subject,
+        headers=headers,
+        own=own,
+        problems=problems,
+        check=check,
+    )
     check()
     if bounce is not None:
-        return reading("bounce", bounce.reason, hard=bounce.hard, recipients=bounce.recipients,
-                       original_message_id=_original_id(msg, problems, check) or in_reply_to)
+        return reading(
+            "bounce",
+            bounce.reason,
+            hard=bounce.hard,
+            recipients=bounce.recipients,
+            original_message_id=_original_id(msg, problems, check) or in_reply_to,
+        )
 
     wanted = {a.strip().lower() for a in unsubscribe_addresses if a and a.strip()}
     hit = sorted(wanted & own)
@@ -194,7 +240,9 @@ def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime 
 
     automatic = autoreply.automatic_signal(headers, subject)
     if automatic is None and mimetext.param(msg, "report-type") in {
-        "disposition-notification", "feedback-report", "delivery-status"
+        "disposition-notification",
+        "feedback-report",
+        "delivery-status",
     }:
         automatic = f"{mimetext.param(msg, 'report-type')} report"
     if automatic is not None:
@@ -203,10 +251,13 @@ def _read(data: bytes, unsubscribe_addresses: Collection[str], now: dt.datetime 
         notice = f"{subject}\n{mimetext.readable_text(body, keep_quotes=True, check=check)}"
         check()
         back = autoreply.read_return(notice, written=written)
-        return reading("auto-reply", automatic,
-                       original_message_id=_original_id(msg, problems, check) or in_reply_to,
-                       back_on=back.day if back else None,
-                       away_until=back.day if back and back.until else None)
+        return reading(
+            "auto-reply",
+            automatic,
+            original_message_id=_original_id(msg, problems, check) or in_reply_to,
+            back_on=back.day if back else None,
+            away_until=back.day if back and back.until else None,
+        )
 
     body = mimetext.body(msg, problems, check)
     text = replytext.new_text(mimetext.readable_text(body, check=check), check=check)
@@ -229,11 +280,13 @@ def _note_defects(msg: Message, problems: list[str], check: mimetext.Check) -> N
     for part in mimetext.walk(msg, into_attached=False, check=check):
         for defect in getattr(part, "defects", []):
             name = type(defect).__name__
-            if name not in seen and name in {"StartBoundaryNotFoundDefect",
-                                             "CloseBoundaryNotFoundDefect",
-                                             "MultipartInvariantViolationDefect",
-                                             "NoBoundaryInMultipartDefect",
-                                             "MissingHeaderBodySeparatorDefect"}:
+            if name not in seen and name in {
+                "StartBoundaryNotFoundDefect",
+                "CloseBoundaryNotFoundDefect",
+                "MultipartInvariantViolationDefect",
+                "NoBoundaryInMultipartDefect",
+                "MissingHeaderBodySeparatorDefect",
+            }:
                 seen.add(name)
                 problems.append(f"malformed MIME: {name.removesuffix('Defect')}")
     for defect in getattr(msg, "defects", []):
@@ -287,28 +340,49 @@ def _quoted_id(text: str) -> str | None:
 
 _STOP_PATTERNS = [
     # English
-    r"^\s*unsubscribe\b", r"\bunsubscribe me\b", r"\bplease (?:remove|unsubscribe|delete) me\b",
-    r"\bremove me from (?:your|this|the|all)\b", r"\btake me off (?:your|this|the|all)\b",
+    r"^\s*unsubscribe\b",
+    r"\bunsubscribe me\b",
+    r"\bplease (?:remove|unsubscribe|delete) me\b",
+    r"\bremove me from (?:your|this|the|all)\b",
+    r"\btake me off (?:your|this|the|all)\b",
     r"\bstop (?:e-?mailing|sending|contacting|writing to) me\b",
     r"\b(?:do not|don't|dont) (?:e-?mail|contact|send|write to) me\b",
-    r"\bno (?:more|further) (?:e-?mails|emails|messages|mails)\b", r"^\s*opt[ -]?out\b",
+    r"\bno (?:more|further) (?:e-?mails|emails|messages|mails)\b",
+    r"^\s*opt[ -]?out\b",
     r"\bi (?:want|would like|wish) to unsubscribe\b",
     # German
-    r"\babmelden\b", r"\babmeldung\b", r"\baustragen\b", r"\babbestellen\b",
+    r"\babmelden\b",
+    r"\babmeldung\b",
+    r"\baustragen\b",
+    r"\babbestellen\b",
     r"\bkeine (?:weiteren )?(?:e-?mails|mails|nachrichten|newsletter) mehr\b",
     r"\bbitte (?:entfernen|löschen|streichen) sie mich\b",
     # French
-    r"\bd(?:é|e)sabonne", r"\bd(?:é|e)sinscri", r"\bne plus recevoir\b", r"\bretirez-moi\b",
+    r"\bd(?:é|e)sabonne",
+    r"\bd(?:é|e)sinscri",
+    r"\bne plus recevoir\b",
+    r"\bretirez-moi\b",
     r"\bsupprimez-moi\b",
     # Spanish, Portuguese, Italian
-    r"\bdar(?:me|se)? de baja\b", r"\bdenme de baja\b",
+    r"\bdar(?:me|se)? de baja\b",
+    r"\bdenme de baja\b",
     r"\bno (?:me )?(?:envíen|envien|manden) m(?:á|a)s\b",
-    r"\b(?:eliminarme|borrarme|quitarme) de\b", r"\bdescadastr", r"\bcancelar (?:a )?inscri",
-    r"\bn(?:ã|a)o quero (?:mais )?receber\b", r"\bcancellami\b", r"\bdisiscri",
+    r"\b(?:eliminarme|borrarme|quitarme) de\b",
+    r"\bdescadastr",
+    r"\bcancelar (?:a )?inscri",
+    r"\bn(?:ã|a)o quero (?:mais )?receber\b",
+    r"\bcancellami\b",
+    r"\bdisiscri",
     r"\bnon voglio pi(?:ù|u) ricevere\b",
     # Dutch, Scandinavian, Polish
-    r"\buitschrijven\b", r"\bafmelden\b", r"\bverwijder (?:mij|me)\b", r"\bavregistrer",
-    r"\bavsluta prenumeration", r"\bafmeld", r"\bwypisz mnie\b", r"\brezygnuj",
+    r"\buitschrijven\b",
+    r"\bafmelden\b",
+    r"\bverwijder (?:mij|me)\b",
+    r"\bavregistrer",
+    r"\bavsluta prenumeration",
+    r"\bafmeld",
+    r"\bwypisz mnie\b",
+    r"\brezygnuj",
 ]
 _STOP = re.compile("|".join(f"(?:{p})" for p in _STOP_PATTERNS), re.IGNORECASE)
 # "\s*(?:\[\d+\]\s*)?:" rather than "\s*(?:\[\d+\])?\s*:": the same prefixes, but two
@@ -320,7 +394,7 @@ _REPLY_PREFIX = re.compile(
 
 def _stop_request(subject: str, text: str) -> str:
     """Why a person's message asks to stop mail, or "" if it does not."""
-    bare = _REPLY_PREFIX.sub("", subject[:mimetext.LINE_LIMIT])
+    bare = _REPLY_PREFIX.sub("", subject[: mimetext.LINE_LIMIT])
     match = _STOP.search(bare[:300])
     if match:
         return f"asks to stop in the subject ({match.group(0).strip()!r})"

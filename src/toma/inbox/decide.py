@@ -117,8 +117,9 @@ def decide(
     if found.via != "token" and reading.sender != contact.email:
         return _third_party(reading, contact, config)
     if reading.kind == "reply":
-        return _reply(reading, found, contact, enrolments, sequences, config, now,
-                      arrived=arrived or now)
+        return _reply(
+            reading, found, contact, enrolments, sequences, config, now, arrived=arrived or now
+        )
     if reading.kind == "auto-reply":
         return _auto_reply(reading, contact, config)
     if reading.kind == "unsubscribe":
@@ -129,7 +130,8 @@ def decide(
 def _third_party(reading: Reading, contact: Contact, config: Config) -> Decision:
     sender = reading.sender or "an unknown sender"
     what = {"unsubscribe": "a request to stop", "auto-reply": "an automatic reply"}.get(
-        reading.kind, "a message")
+        reading.kind, "a message"
+    )
     return Decision(
         actions=(f"{what} from {sender[:200]}, not from {contact.email}: nothing changed",),
         # What a person wrote on the thread matters to the owner; a robot's notice does not.
@@ -155,8 +157,10 @@ def _reply(
         if enrolment.state == "stopped":
             continue
         if arrived < enrolment.enrolled_at:
-            actions.append(f"kept {enrolment.sequence}: the reply came before the enrolment "
-                           f"({enrolment.enrolled_at.date().isoformat()})")
+            actions.append(
+                f"kept {enrolment.sequence}: the reply came before the enrolment "
+                f"({enrolment.enrolled_at.date().isoformat()})"
+            )
             continue
         sequence = sequences.get(enrolment.sequence)
         if sequence is None:
@@ -175,8 +179,10 @@ def _reply(
     invoice_until = None
     if found.answers is not None and found.answers.kind == "invoice":
         invoice_until = config.invoices.pause_on_reply.after(now)
-        actions.append(f"paused reminders of {number_of_ref(found.answers.ref)} until "
-                       f"{invoice_until.date().isoformat()}")
+        actions.append(
+            f"paused reminders of {number_of_ref(found.answers.ref)} until "
+            f"{invoice_until.date().isoformat()}"
+        )
     updated = replace(contact, soft_bounces=0) if contact.soft_bounces else None
     if not actions:
         actions.append("logged")
@@ -189,20 +195,34 @@ def _reply(
     )
 
 
-def _history(reading: Reading, found: Match, contact: Contact | None, arrived: datetime,
-             since: datetime, now: datetime) -> Decision:
-    when = (f"history: arrived {arrived.date().isoformat()}, before toma read this mailbox "
-            f"(since {since.date().isoformat()})")
+def _history(
+    reading: Reading,
+    found: Match,
+    contact: Contact | None,
+    arrived: datetime,
+    since: datetime,
+    now: datetime,
+) -> Decision:
+    when = (
+        f"history: arrived {arrived.date().isoformat()}, before toma read this mailbox "
+        f"(since {since.date().isoformat()})"
+    )
     own = contact is not None and (found.via == "token" or reading.sender == contact.email)
     if reading.kind == "unsubscribe" and own and contact is not None:
         # An objection stands however old it is; but no confirmation months later.
         if contact.status is Status.UNSUBSCRIBED:
             return Decision(actions=(f"{when}; already unsubscribed",), history=True)
-        gone = with_status(contact, Status.UNSUBSCRIBED, at=iso(now),
-                           reason=f"asked by email on {arrived.date().isoformat()}")
-        return Decision(contact=gone,
-                        actions=(f"{when}; unsubscribed: a request to stop is honoured late",),
-                        history=True)
+        gone = with_status(
+            contact,
+            Status.UNSUBSCRIBED,
+            at=iso(now),
+            reason=f"asked by email on {arrived.date().isoformat()}",
+        )
+        return Decision(
+            contact=gone,
+            actions=(f"{when}; unsubscribed: a request to stop is honoured late",),
+            history=True,
+        )
     return Decision(actions=(f"{when}; nothing changed",), history=True)
 
 
@@ -217,8 +237,7 @@ def _auto_reply(reading: Reading, contact: Contact, config: Config) -> Decision:
     hold = datetime.combine(reading.back_on + timedelta(days=1), time(0), zone)
     if reading.away_until is not None:
         back = reading.away_until + timedelta(days=1)
-        said = (f"out of office until {reading.away_until.isoformat()}, "
-                f"back on {back.isoformat()}")
+        said = f"out of office until {reading.away_until.isoformat()}, back on {back.isoformat()}"
     else:
         said = f"out of office, back on {reading.back_on.isoformat()}"
     if contact.hold_until and contact.hold_until >= iso(hold):
@@ -233,23 +252,37 @@ def _bounce(reading: Reading, contact: Contact, config: Config, now: datetime) -
     if contact.status.final:
         return Decision(actions=(f"logged (bounce; already {contact.status.value})",))
     if reading.hard:
-        bounced = with_status(contact, Status.BOUNCED, at=iso(now),
-                              reason=f"hard bounce: {reading.reason}")
-        return Decision(contact=bounced, actions=("marked bounced (hard)",),
-                        notify_owner=config.inbox.notify != "off")
+        bounced = with_status(
+            contact, Status.BOUNCED, at=iso(now), reason=f"hard bounce: {reading.reason}"
+        )
+        return Decision(
+            contact=bounced,
+            actions=("marked bounced (hard)",),
+            notify_owner=config.inbox.notify != "off",
+        )
     count = contact.soft_bounces + 1
     if count >= config.inbox.soft_bounce_limit:
-        bounced = with_status(replace(contact, soft_bounces=count), Status.BOUNCED, at=iso(now),
-                              reason=f"{count} soft bounces: {reading.reason}")
-        return Decision(contact=bounced, actions=(f"marked bounced ({count} soft bounces)",),
-                        notify_owner=config.inbox.notify != "off")
-    return Decision(contact=replace(contact, soft_bounces=count),
-                    actions=(f"soft bounce {count} of {config.inbox.soft_bounce_limit}",))
+        bounced = with_status(
+            replace(contact, soft_bounces=count),
+            Status.BOUNCED,
+            at=iso(now),
+            reason=f"{count} soft bounces: {reading.reason}",
+        )
+        return Decision(
+            contact=bounced,
+            actions=(f"marked bounced ({count} soft bounces)",),
+            notify_owner=config.inbox.notify != "off",
+        )
+    return Decision(
+        contact=replace(contact, soft_bounces=count),
+        actions=(f"soft bounce {count} of {config.inbox.soft_bounce_limit}",),
+    )
 
 
 def _unsubscribe(contact: Contact, now: datetime) -> Decision:
     if contact.status is Status.UNSUBSCRIBED:
         return Decision(actions=("logged (already unsubscribed)",))
     gone = with_status(contact, Status.UNSUBSCRIBED, at=iso(now), reason="asked by email")
-    return Decision(contact=gone, actions=("unsubscribed",), notify_owner=True,
-                    confirm_unsubscribe=True)
+    return Decision(
+        contact=gone, actions=("unsubscribed",), notify_owner=True, confirm_unsubscribe=True
+    )

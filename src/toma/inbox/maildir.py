@@ -103,8 +103,11 @@ class MaildirSource:
                     received_at=datetime.fromtimestamp(entry.modified_ns / 1e9, tz=UTC),
                 )
             )
-        return Batch(messages=tuple(messages), cursor=_advance(cursor, taken, entries, skip),
-                     positions=_positions(cursor, taken, entries, skip))
+        return Batch(
+            messages=tuple(messages),
+            cursor=_advance(cursor, taken, entries, skip),
+            positions=_positions(cursor, taken, entries, skip),
+        )
 
     def close(self) -> None:
         """Nothing is held open between fetches."""
@@ -173,8 +176,10 @@ def _positions(
         newest = max(cursor.changed_ns or 0, times[count - 1])
         since = newest - OVERLAP_NS
         first = bisect.bisect_left(times, since, 0, count)
-        recent = sorted([e.name for e in skipped if e.changed_ns >= since]
-                        + [e.name for e in taken[first:count]])
+        recent = sorted(
+            [e.name for e in skipped if e.changed_ns >= since]
+            + [e.name for e in taken[first:count]]
+        )
         out.append(Cursor(changed_ns=newest, recent=tuple(recent)))
     return tuple(out)
 

@@ -43,9 +43,7 @@ class Match:
     named: tuple[str, ...] = ()  # contacts an untied bounce names as failed recipients
 
 
-def match(
-    reading: Reading, *, sent: Mapping[str, Sent], contacts: Collection[str]
-) -> Match:
+def match(reading: Reading, *, sent: Mapping[str, Sent], contacts: Collection[str]) -> Match:
     """Find the outbound message and the contact of ``reading``."""
     found, via = _thread(reading, sent)
     if reading.kind == "bounce":
@@ -77,8 +75,10 @@ def _bounce(reading: Reading, found: Sent | None, via: str, contacts: Collection
     elif not failed:
         why = f"it returns the message toma sent to {found.contact} but names no failed recipient"
     else:
-        why = (f"it returns the message toma sent to {found.contact} but names "
-               f"{', '.join(a[:100] for a in failed[:5])} as failed")
+        why = (
+            f"it returns the message toma sent to {found.contact} but names "
+            f"{', '.join(a[:100] for a in failed[:5])} as failed"
+        )
     # No ``answers`` either: counting it against the message it names would be acting on it.
     return Match(contact=None, answers=None, via="none", untied=why, named=named[:50])
 
@@ -91,8 +91,9 @@ def _bare(message_id: str) -> str:
 def sent_index(messages: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Sent]:
     """Message-ID (bare) → what was sent, from the outbox's (key, document) pairs."""
     return {
-        _bare(doc["message_id"]): Sent(key=key, contact=doc["contact"], kind=doc.get("kind", ""),
-                                       ref=doc.get("ref", ""))
+        _bare(doc["message_id"]): Sent(
+            key=key, contact=doc["contact"], kind=doc.get("kind", ""), ref=doc.get("ref", "")
+        )
         for key, doc in messages
         if doc.get("message_id")
     }

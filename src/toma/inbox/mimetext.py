@@ -145,7 +145,7 @@ def parse(raw: bytes, problems: list[str], check: Check = no_check) -> Message:
     factory.made = 0  # the parser made one to try the factory out
     for start in range(0, len(raw), _SLICE):
         check()
-        parser.feed(raw[start:start + _SLICE])
+        parser.feed(raw[start : start + _SLICE])
         if factory.made > PART_LIMIT:
             problems.append(f"more than {PART_LIMIT} MIME parts: the rest is not read")
             break
@@ -206,8 +206,9 @@ class Headers(Mapping[str, str]):
     every field per name, quadratic in their number.
     """
 
-    def __init__(self, msg: Message, problems: list[str] | None = None,
-                 check: Check = no_check) -> None:
+    def __init__(
+        self, msg: Message, problems: list[str] | None = None, check: Check = no_check
+    ) -> None:
         self._problems = problems
         self._raw: dict[str, list[object]] = {}
         self._decoded: dict[str, str] = {}
@@ -237,8 +238,10 @@ class Headers(Mapping[str, str]):
         return len(self._raw)
 
     def every(self, name: str) -> list[str]:
-        return [" ".join(fix_text(str(v)[:VALUE_LIMIT]).split())
-                for v in self._raw.get(name.lower(), ())]
+        return [
+            " ".join(fix_text(str(v)[:VALUE_LIMIT]).split())
+            for v in self._raw.get(name.lower(), ())
+        ]
 
 
 def header(msg: Message, name: str, problems: list[str] | None = None) -> str:
@@ -422,8 +425,9 @@ def _refused(charset: str) -> bool:
         return False  # decode() reports an unknown charset itself
 
 
-def walk(msg: Message, *, into_attached: bool = False, leaves: bool = True,
-         check: Check = no_check) -> Iterator[Message]:
+def walk(
+    msg: Message, *, into_attached: bool = False, leaves: bool = True, check: Check = no_check
+) -> Iterator[Message]:
     """Leaf parts in order; attached messages (message/rfc822) are skipped unless asked.
 
     At most :data:`PART_LIMIT` parts are looked at, and none nested deeper than
@@ -482,9 +486,12 @@ def body(msg: Message, problems: list[str], check: Check = no_check) -> Body:
         if plain is not None and rich is not None:
             break
     media = ("image/", "audio/", "video/", "application/")
-    if plain is None and rich is None and not _children(msg)[0] and not content_type(
-        msg
-    ).startswith(media):
+    if (
+        plain is None
+        and rich is None
+        and not _children(msg)[0]
+        and not content_type(msg).startswith(media)
+    ):
         # No Content-Type at all, or something odd like "text": read it as text anyway.
         plain = decode_part(msg, problems)
     return Body(plain=plain, html=rich)
@@ -499,11 +506,40 @@ class _HtmlText(HTMLParser):
     rules afterwards only see what the person wrote.
     """
 
-    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6",
-                        "table", "ul", "ol", "pre", "hr", "blockquote", "section", "article"})
+    _BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "tr",
+            "li",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "table",
+            "ul",
+            "ol",
+            "pre",
+            "hr",
+            "blockquote",
+            "section",
+            "article",
+        }
+    )
     _SKIP = frozenset({"style", "script", "head", "title"})
-    _QUOTE_MARKERS = ("gmail_quote", "yahoo_quoted", "divrplyfwdmsg", "moz-cite-prefix",
-                      "ms-outlook-quote", "appendonsend", "protonmail_quote", "zmail_extra")
+    _QUOTE_MARKERS = (
+        "gmail_quote",
+        "yahoo_quoted",
+        "divrplyfwdmsg",
+        "moz-cite-prefix",
+        "ms-outlook-quote",
+        "appendonsend",
+        "protonmail_quote",
+        "zmail_extra",
+    )
     _VOID = frozenset({"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"})
 
     def __init__(self, *, keep_quotes: bool) -> None:
@@ -577,7 +613,7 @@ def _html_to_text(markup: str, keep_quotes: bool, check: Check) -> str:
     try:
         for start in range(0, len(markup), _SLICE):
             check()
-            parser.feed(markup[start:start + _SLICE])
+            parser.feed(markup[start : start + _SLICE])
         rest = parser.rawdata
         if rest and parser.cdata_elem is None and not parser.hidden:
             parser.out.append(html.unescape(_TAG.sub(" ", rest)))

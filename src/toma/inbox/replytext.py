@@ -152,7 +152,7 @@ def _folded_attribution(lines: list[str], index: int) -> bool:
     if not (_ATTRIBUTION_START.match(stripped) or re.match(r"\d", stripped) or "@" in stripped):
         return False
     for width in (2, 3):
-        candidate = " ".join(part.strip() for part in lines[index:index + width])
+        candidate = " ".join(part.strip() for part in lines[index : index + width])
         if len(candidate) < 400 and re.search(_WROTE_END, candidate, re.IGNORECASE):
             return True
     return False
@@ -160,7 +160,7 @@ def _folded_attribution(lines: list[str], index: int) -> bool:
 
 def _header_block(lines: list[str], index: int) -> bool:
     """True if lines from *index* look like a quoted message's header block."""
-    window = [line for line in lines[index:index + 8] if line.strip()][:6]
+    window = [line for line in lines[index : index + 8] if line.strip()][:6]
     if not window or not _FROM_FIELD.match(window[0].lstrip("> ")):
         return False
     fields = sum(1 for line in window[1:] if _OTHER_FIELD.match(line.lstrip("> ")))
@@ -196,7 +196,7 @@ def _drop_signature(lines: list[str]) -> list[str]:
     # A closing ("Best regards,") near the end, followed only by a short name block.
     for index in range(len(lines) - 1, max(-1, len(lines) - 8), -1):
         if _CLOSING.match(lines[index]):
-            after = [line for line in lines[index + 1:] if line.strip()]
+            after = [line for line in lines[index + 1 :] if line.strip()]
             if len(after) <= 5 and all(len(line) <= 60 for line in after) and index > 0:
                 return lines[:index]
             break

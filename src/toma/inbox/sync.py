@@ -117,14 +117,31 @@ def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
     """``read_message`` within :data:`toma.inbox.classify.READ_BUDGET`; it must never raise,
     and if it does the message is "unknown" with ``unread`` saying why."""
     try:
-        return read_message(data, unsubscribe_addresses=unsubscribe_addresses(config), now=now,
-                            deadline=time.monotonic() + READ_BUDGET, clock=time.monotonic)
+        return read_message(
+            data,
+            unsubscribe_addresses=unsubscribe_addresses(config),
+            now=now,
+            deadline=time.monotonic() + READ_BUDGET,
+            clock=time.monotonic,
+        )
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the inbox
-        return Reading(kind="unknown", reason="unreadable", sender=None, subject="",
-                       message_id=None, in_reply_to=None, references=(), date=None, hard=None,
-                       recipients=(), original_message_id=None, text=None, back_on=None,
-                       problems=(f"{type(exc).__name__}: {exc}",),
-                       unread=f"unreadable: {type(exc).__name__}")
+        return Reading(
+            kind="unknown",
+            reason="unreadable",
+            sender=None,
+            subject="",
+            message_id=None,
+            in_reply_to=None,
+            references=(),
+            date=None,
+            hard=None,
+            recipients=(),
+            original_message_id=None,
+            text=None,
+            back_on=None,
+            problems=(f"{type(exc).__name__}: {exc}",),
+            unread=f"unreadable: {type(exc).__name__}",
+        )
 
 
 def unsubscribe_addresses(config: Config) -> tuple[str, ...]:
@@ -211,11 +228,21 @@ def sync(
                 continue
             past = batch.cursor_after(index + 1)
             if len(inbound.data) >= RISKY_BYTES and past is not None:
-                _record(store, config, pending, past, key, now, report, window,
-                        marker=_Read(inbound, _UNREAD_MARK, digest))
+                _record(
+                    store,
+                    config,
+                    pending,
+                    past,
+                    key,
+                    now,
+                    report,
+                    window,
+                    marker=_Read(inbound, _UNREAD_MARK, digest),
+                )
                 pending = []
-                log.info("inbound reading", extra=fields(source=inbound.key,
-                                                         size=len(inbound.data)))
+                log.info(
+                    "inbound reading", extra=fields(source=inbound.key, size=len(inbound.data))
+                )
             reading = safe_read(inbound.data, config, now)
             pending.append(_Read(inbound, reading, digest))
             seen.add(inbound.key)
@@ -228,10 +255,23 @@ def sync(
 
 
 _BEING_READ = "reading it did not finish: toma stopped or crashed while reading it"
-_UNREAD_MARK = Reading(kind="unknown", reason="being read", sender=None, subject="",
-                       message_id=None, in_reply_to=None, references=(), date=None, hard=None,
-                       recipients=(), original_message_id=None, text=None, back_on=None,
-                       problems=(), unread=_BEING_READ)
+_UNREAD_MARK = Reading(
+    kind="unknown",
+    reason="being read",
+    sender=None,
+    subject="",
+    message_id=None,
+    in_reply_to=None,
+    references=(),
+    date=None,
+    hard=None,
+    recipients=(),
+    original_message_id=None,
+    text=None,
+    back_on=None,
+    problems=(),
+    unread=_BEING_READ,
+)
 
 
 @dataclass
@@ -252,9 +292,14 @@ class _Context:
         enrolled: dict[str, list[str]] = {}
         for enrolment_key, doc in tx.all(ENROLMENTS):
             enrolled.setdefault(doc["contact"], []).append(enrolment_key)
-        return cls(sent=sent_index(tx.all(MESSAGES)), contacts={k for k, _d in tx.all(CONTACTS)},
-                   enrolled=enrolled, sequences=read_sequences(config).sequences,
-                   owner=config.owner.email.lower(), tokens=unsubscriber(config))
+        return cls(
+            sent=sent_index(tx.all(MESSAGES)),
+            contacts={k for k, _d in tx.all(CONTACTS)},
+            enrolled=enrolled,
+            sequences=read_sequences(config).sequences,
+            owner=config.owner.email.lower(),
+            tokens=unsubscriber(config),
+        )
 
 
 def first_read(doc: Mapping[str, Any] | None, now: datetime) -> datetime:
@@ -279,9 +324,18 @@ class _Window:
     first: datetime  # the first sync of this mailbox: kept in its sync state
 
 
-def _record(store: Store, config: Config, items: Iterable[_Read], cursor: Cursor, key: str,
-            now: datetime, report: SyncReport, window: _Window | None = None, *,
-            marker: _Read | None = None) -> None:
+def _record(
+    store: Store,
+    config: Config,
+    items: Iterable[_Read],
+    cursor: Cursor,
+    key: str,
+    now: datetime,
+    report: SyncReport,
+    window: _Window | None = None,
+    *,
+    marker: _Read | None = None,
+) -> None:
     """Record ``items`` and move the cursor, in one transaction; ``marker`` is being read."""
     items = list(items)
     window = window or _Window(since=config.inbox.since or now, first=now)
@@ -291,20 +345,31 @@ def _record(store: Store, config: Config, items: Iterable[_Read], cursor: Cursor
             assert context is not None  # noqa: S101 - loaded whenever there are items
             _record_one(tx, config, context, item, now, report, window.since)
         if marker is not None:
-            tx.put(CONVERSATIONS, aside_key(marker.inbound.key),
-                   _aside_doc(config, marker, now))
-        tx.put(SYNC, key, {"cursor": cursor.to_doc(), "synced_at": iso(now),
-                           "since": iso(window.first)})
+            tx.put(CONVERSATIONS, aside_key(marker.inbound.key), _aside_doc(config, marker, now))
+        tx.put(
+            SYNC,
+            key,
+            {"cursor": cursor.to_doc(), "synced_at": iso(now), "since": iso(window.first)},
+        )
 
 
-def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read, now: datetime,
-                report: SyncReport, since: datetime) -> None:
+def _record_one(
+    tx: Transaction,
+    config: Config,
+    context: _Context,
+    item: _Read,
+    now: datetime,
+    report: SyncReport,
+    since: datetime,
+) -> None:
     inbound, reading = item.inbound, item.reading
     if reading.unread is not None:
         tx.put(CONVERSATIONS, aside_key(inbound.key), _aside_doc(config, item, now))
         report.set_aside += 1
-        log.warning("inbound set aside", extra=fields(
-            source=inbound.key, size=len(inbound.data), reason=_cap(reading.unread)))
+        log.warning(
+            "inbound set aside",
+            extra=fields(source=inbound.key, size=len(inbound.data), reason=_cap(reading.unread)),
+        )
         return
     if len(inbound.data) >= RISKY_BYTES and tx.get(CONVERSATIONS, aside_key(inbound.key)):
         tx.delete(CONVERSATIONS, aside_key(inbound.key))  # read after all: no longer aside
@@ -316,8 +381,9 @@ def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read,
     if asked_by is not None:
         # The List-Unsubscribe mailto: its signed token names the person,
         # whichever address the request comes from.
-        reading = replace(reading, kind="unsubscribe",
-                          reason="unsubscribe link (mailto with a valid token)")
+        reading = replace(
+            reading, kind="unsubscribe", reason="unsubscribe link (mailto with a valid token)"
+        )
     if reading.sender == context.owner and asked_by is None:
         found = Match(contact=None, answers=None, via="none")
         decision = Decision(actions=("kept aside: from your own address",))
@@ -332,26 +398,50 @@ def _record_one(tx: Transaction, config: Config, context: _Context, item: _Read,
             for k in (context.enrolled.get(contact.email, []) if contact else [])
             if (stored := tx.get(ENROLMENTS, k)) is not None
         ]
-        decision = decide(reading, found, contact=contact, enrolments=enrolments,
-                          sequences=context.sequences, config=config, now=now,
-                          arrived=arrived(inbound, reading, now), since=since)
+        decision = decide(
+            reading,
+            found,
+            contact=contact,
+            enrolments=enrolments,
+            sequences=context.sequences,
+            config=config,
+            now=now,
+            arrived=arrived(inbound, reading, now),
+            since=since,
+        )
     known = reading.sender is not None and reading.sender in context.contacts
     _apply(tx, config, reading, found, decision, conv_key, inbound, now, known=known)
     report.recorded += 1
     report.by_kind[reading.kind] = report.by_kind.get(reading.kind, 0) + 1
     if found.contact is None:
         report.aside += 1
-    log.info("inbound", extra=fields(
-        kind=reading.kind, contact=found.contact, via=found.via,
-        subject=reading.subject[:80], actions="; ".join(decision.actions)[:400]))
+    log.info(
+        "inbound",
+        extra=fields(
+            kind=reading.kind,
+            contact=found.contact,
+            via=found.via,
+            subject=reading.subject[:80],
+            actions="; ".join(decision.actions)[:400],
+        ),
+    )
     if found.untied is not None:
-        log.warning("bounce untied", extra=fields(
-            sender=_cap(reading.sender, 200), named=", ".join(found.named[:10]),
-            recipients=", ".join(a[:100] for a in reading.recipients[:10]),
-            reason=found.untied))
+        log.warning(
+            "bounce untied",
+            extra=fields(
+                sender=_cap(reading.sender, 200),
+                named=", ".join(found.named[:10]),
+                recipients=", ".join(a[:100] for a in reading.recipients[:10]),
+                reason=found.untied,
+            ),
+        )
     elif decision.third_party:
-        log.warning("inbound from a third party", extra=fields(
-            kind=reading.kind, contact=found.contact, sender=_cap(reading.sender, 200)))
+        log.warning(
+            "inbound from a third party",
+            extra=fields(
+                kind=reading.kind, contact=found.contact, sender=_cap(reading.sender, 200)
+            ),
+        )
 
 
 def arrived(inbound: Inbound, reading: Reading, now: datetime) -> datetime:
@@ -418,8 +508,18 @@ def _aside_doc(config: Config, item: _Read, now: datetime) -> dict[str, Any]:
     }
 
 
-def _apply(tx: Transaction, config: Config, reading: Reading, found: Match, decision: Decision,
-           conv_key: str, inbound: Inbound, now: datetime, *, known: bool) -> None:
+def _apply(
+    tx: Transaction,
+    config: Config,
+    reading: Reading,
+    found: Match,
+    decision: Decision,
+    conv_key: str,
+    inbound: Inbound,
+    now: datetime,
+    *,
+    known: bool,
+) -> None:
     if decision.contact is not None:
         addressbook.put(tx, decision.contact, now=now, by=f"inbox: {reading.kind}")
     for enrolment in decision.enrolments:
@@ -473,13 +573,22 @@ def _apply(tx: Transaction, config: Config, reading: Reading, found: Match, deci
     if notify and config.inbox.notify == "immediately":
         _notice(tx, f"notice:inbound:{conv_key}", config.owner.email, "inbound", conv_key, now)
     if decision.confirm_unsubscribe and found.contact:
-        _notice(tx, f"notice:unsubscribed:{found.contact}", found.contact, "unsubscribed",
-                conv_key, now)
+        _notice(
+            tx, f"notice:unsubscribed:{found.contact}", found.contact, "unsubscribed", conv_key, now
+        )
 
 
 def _notice(tx: Transaction, key: str, to: str, template: str, ref: str, now: datetime) -> None:
     if tx.get(MESSAGES, key) is not None:
         return  # at most once, like every other message
-    record = new_record(key=key, contact=to, kind="notice", ref=ref, template=f"notice:{template}",
-                        due_at=now, at=now, state=MessageState.PLANNED)
+    record = new_record(
+        key=key,
+        contact=to,
+        kind="notice",
+        ref=ref,
+        template=f"notice:{template}",
+        due_at=now,
+        at=now,
+        state=MessageState.PLANNED,
+    )
     tx.put(MESSAGES, key, record.to_doc())

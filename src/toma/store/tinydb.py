@@ -840,9 +840,15 @@ class TinyStore:
         journal.remove_files(
             [journal.journal_path(self._dir, old), journal.snapshot_path(self._dir, old)]
         )
-        log.info("store.compacted", extra=fields(
-            dir=str(self._dir), generation=new, bytes=size,
-            seconds=round(time.monotonic() - started, 3)))
+        log.info(
+            "store.compacted",
+            extra=fields(
+                dir=str(self._dir),
+                generation=new,
+                bytes=size,
+                seconds=round(time.monotonic() - started, 3),
+            ),
+        )
 
     @contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:

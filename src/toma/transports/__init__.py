@@ -50,8 +50,12 @@ def transport_for(config: Config, *, ssl_context: ssl.SSLContext | None = None) 
         return SmtpTransport(config.smtp, ssl_context=ssl_context)
     if config.transport.kind == "maildir":
         if config.transport.path is None:
-            raise TransportError("a maildir transport needs a path", file=str(config.file),
-                                 key="transport.path")
+            raise TransportError(
+                "a maildir transport needs a path", file=str(config.file), key="transport.path"
+            )
         return MaildirTransport(config.transport.path)
-    raise TransportError(f"unknown transport kind {config.transport.kind!r}", file=str(config.file),
-                         key="transport.kind")
+    raise TransportError(
+        f"unknown transport kind {config.transport.kind!r}",
+        file=str(config.file),
+        key="transport.kind",
+    )

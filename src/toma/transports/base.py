@@ -233,9 +233,15 @@ async def send_all(
             if stop.is_set() or deadline is None or time.monotonic() + wait >= deadline:
                 await finish(index, result)
                 continue
-            log.debug("send retry", extra=fields(
-                key=result.key, attempt=attempts[index], wait=round(wait, 2),
-                detail=result.detail))
+            log.debug(
+                "send retry",
+                extra=fields(
+                    key=result.key,
+                    attempt=attempts[index],
+                    wait=round(wait, 2),
+                    detail=result.detail,
+                ),
+            )
             timers.append(loop.call_later(wait, ready.put_nowait, index))
 
     async def watch_stop() -> None:

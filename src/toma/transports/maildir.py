@@ -55,10 +55,7 @@ def unique_name(host: str) -> str:
     now = time.time()
     seconds = int(now)
     micros = int((now - seconds) * 1_000_000)
-    return (
-        f"{seconds}.M{micros:06d}P{os.getpid()}Q{next(_SEQUENCE)}"
-        f"R{secrets.token_hex(4)}.{host}"
-    )
+    return f"{seconds}.M{micros:06d}P{os.getpid()}Q{next(_SEQUENCE)}R{secrets.token_hex(4)}.{host}"
 
 
 class MaildirTransport:
@@ -132,8 +129,12 @@ class MaildirTransport:
             return self._write_tmp(data)
         except OSError as exc:
             # Nothing reached new/: safe to try again (disk full, permissions).
-            return Result(envelope.key, Outcome.TEMPORARY, None,
-                          one_line(f"cannot write into {self._path / 'tmp'}: {exc}"))
+            return Result(
+                envelope.key,
+                Outcome.TEMPORARY,
+                None,
+                one_line(f"cannot write into {self._path / 'tmp'}: {exc}"),
+            )
 
     def _publish(self, envelope: Envelope, name: str) -> Result:
         """Move the message written under ``tmp/`` into ``new/``: delivered."""
@@ -141,14 +142,19 @@ class MaildirTransport:
             self._move_to_new(name)
         except OSError as exc:
             self._discard(self._path / "tmp" / name)
-            return Result(envelope.key, Outcome.TEMPORARY, None,
-                          one_line(f"cannot deliver into {self._path / 'new'}: {exc}"))
+            return Result(
+                envelope.key,
+                Outcome.TEMPORARY,
+                None,
+                one_line(f"cannot deliver into {self._path / 'new'}: {exc}"),
+            )
         try:
             fsync_dir(self._path / "new")
         except OSError as exc:
             # The message is in new/ for every reader; only its durability is in doubt.
-            log.warning("maildir fsync failed",
-                        extra=fields(path=str(self._path / "new"), error=str(exc)))
+            log.warning(
+                "maildir fsync failed", extra=fields(path=str(self._path / "new"), error=str(exc))
+            )
         return Result(envelope.key, Outcome.SENT, None, f"new/{name}")
 
     def _write_tmp(self, data: bytes) -> str:
@@ -181,8 +187,10 @@ class MaildirTransport:
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise
-            log.debug("maildir link unavailable, renaming",
-                      extra=fields(path=str(self._path), error=str(exc)))
+            log.debug(
+                "maildir link unavailable, renaming",
+                extra=fields(path=str(self._path), error=str(exc)),
+            )
             source.rename(target)
             return
         self._discard(source)

@@ -294,20 +294,29 @@ class SmtpTransport:
             raise
         finally:
             idle.put_nowait(slot)
-        log.debug("smtp send", extra=fields(key=result.key, outcome=result.outcome.value,
-                                            code=result.code, detail=result.detail))
+        log.debug(
+            "smtp send",
+            extra=fields(
+                key=result.key, outcome=result.outcome.value, code=result.code, detail=result.detail
+            ),
+        )
         return result
 
-    async def _deliver(self, slot: _Slot, envelope: Envelope,
-                       handing: Handing | None) -> Result:
+    async def _deliver(self, slot: _Slot, envelope: Envelope, handing: Handing | None) -> Result:
         for _ in range(2):
             fresh = not slot.connected
             try:
                 await self._ready(slot)
             except _ConnectFailed as failed:
-                log.info("smtp connect failed", extra=fields(
-                    host=self._config.host, port=self._config.port, code=failed.code,
-                    error=one_line(failed.detail)))
+                log.info(
+                    "smtp connect failed",
+                    extra=fields(
+                        host=self._config.host,
+                        port=self._config.port,
+                        code=failed.code,
+                        error=one_line(failed.detail),
+                    ),
+                )
                 return Result(envelope.key, Outcome.TEMPORARY, failed.code, one_line(failed.detail))
             await self._rate.acquire()
             try:
@@ -372,8 +381,10 @@ class SmtpTransport:
         except BaseException:
             slot.drop()
             raise
-        log.debug("smtp connected", extra=fields(host=config.host, port=config.port,
-                                                 security=config.security))
+        log.debug(
+            "smtp connected",
+            extra=fields(host=config.host, port=config.port, security=config.security),
+        )
 
     async def _upgrade(self, smtp: aiosmtplib.SMTP) -> None:
         if not smtp.supports_extension("starttls"):
@@ -411,16 +422,21 @@ class SmtpTransport:
             slot.drop()
             raise _Broken(f"unreadable answer: {exc.message}", dropped=False) from None
 
-    async def _transaction(self, slot: _Slot, envelope: Envelope,
-                           handing: Handing | None) -> Result:
+    async def _transaction(
+        self, slot: _Slot, envelope: Envelope, handing: Handing | None
+    ) -> Result:
         smtp = slot.smtp
         assert smtp is not None  # noqa: S101 - _ready leaves a connection or raises
         key = envelope.key
         addresses = (envelope.sender, *envelope.recipients)
         utf8 = not all(address.isascii() for address in addresses)
         if utf8 and not smtp.supports_extension("smtputf8"):
-            return Result(key, Outcome.PERMANENT, None,
-                          "the server does not accept non-ASCII addresses (no SMTPUTF8)")
+            return Result(
+                key,
+                Outcome.PERMANENT,
+                None,
+                "the server does not accept non-ASCII addresses (no SMTPUTF8)",
+            )
         encoding = "utf-8" if utf8 else "ascii"
         # Noted by the caller while MAIL and RCPT go back and forth.
         handed = handing(key) if handing is not None else None
@@ -487,28 +503,40 @@ class SmtpTransport:
         protocol = smtp.protocol
         if protocol is None:
             slot.drop()
-            return Result(key, Outcome.TEMPORARY, None,
-                          "connection lost before the message was sent")
+            return Result(
+                key, Outcome.TEMPORARY, None, "connection lost before the message was sent"
+            )
         try:
             protocol.write(payload)
         except SMTPServerDisconnected:
             slot.drop()
-            return Result(key, Outcome.TEMPORARY, None,
-                          "connection lost before the message was sent")
+            return Result(
+                key, Outcome.TEMPORARY, None, "connection lost before the message was sent"
+            )
 
         # From here on the server may hold the whole message.
         try:
             reply = await protocol.read_response(timeout=self._config.timeout)
         except SMTPTimeoutError:
             slot.drop()
-            return Result(key, Outcome.UNKNOWN, None,
-                          f"no answer within {self._config.timeout:g}s after the message "
-                          "was sent; it may have been delivered")
+            return Result(
+                key,
+                Outcome.UNKNOWN,
+                None,
+                f"no answer within {self._config.timeout:g}s after the message "
+                "was sent; it may have been delivered",
+            )
         except (SMTPServerDisconnected, SMTPResponseException) as exc:
             slot.drop()
-            return Result(key, Outcome.UNKNOWN, None,
-                          one_line(f"connection lost after the message was sent "
-                                   f"({exc}); it may have been delivered"))
+            return Result(
+                key,
+                Outcome.UNKNOWN,
+                None,
+                one_line(
+                    f"connection lost after the message was sent "
+                    f"({exc}); it may have been delivered"
+                ),
+            )
         if reply.code == 250:
             return Result(key, Outcome.SENT, 250, _reply(reply))
         if 400 <= reply.code < 600:
@@ -516,8 +544,12 @@ class SmtpTransport:
                 slot.drop()
             return _failure(key, reply.code, f"message refused: {_reply(reply)}")
         slot.drop()
-        return Result(key, Outcome.UNKNOWN, reply.code,
-                      f"unexpected answer after the message was sent: {_reply(reply)}")
+        return Result(
+            key,
+            Outcome.UNKNOWN,
+            reply.code,
+            f"unexpected answer after the message was sent: {_reply(reply)}",
+        )
 
     async def _quit(self, slot: _Slot) -> None:
         smtp = slot.smtp
@@ -538,8 +570,9 @@ def _check_envelope(envelope: Envelope) -> Result | None:
         return Result(envelope.key, Outcome.PERMANENT, None, "no recipients")
     for address in (envelope.sender, *envelope.recipients):
         if _BAD_ADDRESS.search(address):
-            return Result(envelope.key, Outcome.PERMANENT, None,
-                          f"not a usable address: {address!r}")
+            return Result(
+                envelope.key, Outcome.PERMANENT, None, f"not a usable address: {address!r}"
+            )
     for address in envelope.recipients:
         if not address:
             return Result(envelope.key, Outcome.PERMANENT, None, "an empty recipient")
