@@ -5,7 +5,7 @@
 Prints class accuracy per class, per source and, for bounces, per MTA with the
 failed-recipient and hard/soft accuracy; how many bounces could be tied to the
 message they return (toma acts on a bounce only when it is, see
-toma.inbox.match); then messages read per second.
+toma.core.reading.match); then messages read per second.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from toma.inbox.classify import Reading, read_message
+from toma.core.reading.classify import Reading, read_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tick import NOW, fill, write_project
 
-from toma.daemon import Worker
+from toma.daemon.worker import Worker
 from toma.store import MESSAGES, open_store
 from toma.timeutil import iso
 

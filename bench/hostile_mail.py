@@ -14,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from toma.inbox.classify import read_message
+from toma.core.reading.classify import read_message
 
 HEAD = (
     "From: Ann <ann@example.org>\r\nTo: alex@example.com\r\n"

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from smtp_bare import start_sink
 from tick import fill, write_project
 
-from toma.broadcast import load
 from toma.config import load_config
-from toma.daemon import Worker
+from toma.daemon.worker import Worker
 from toma.store import open_store
+from toma.store.records.newsletters import load
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/render_build.py [COUNT]
 
 Rendering is Jinja (subject, text, Markdown source) + Markdown -> HTML + the
-layout; building is toma.message (compat32 classes), set against the same
+layout; building is toma.mail.mime (compat32 classes), set against the same
 message made with the modern EmailMessage API. Medians of 3 runs; compare the
 ratios, not absolute figures across machines.
 """
@@ -23,8 +23,8 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from toma.message import build_message
-from toma.render import Rendered, Templates
+from toma.mail.mime import build_message
+from toma.mail.render import Rendered, Templates
 
 LAYOUT = """\
 <!doctype html>
@@ -186,7 +186,7 @@ def main() -> None:
     )
     print(f"  of which Jinja, both bodies:      {jinja:8.0f} /s ({1e6 / jinja:.0f} µs each)")
     print(
-        f"build, compat32 (toma.message):     {compat32:8.0f} builds/s "
+        f"build, compat32 (toma.mail.mime):     {compat32:8.0f} builds/s "
         f"({1e6 / compat32:.0f} µs each)"
     )
     print(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from toma.store import CONTACTS, MESSAGES, TinyStore
-from toma.store.journal import encode_doc
+from toma.store.embedded.journal import encode_doc
 
 FULL = [(10_000, 500_000), (100_000, 500_000)]
 QUICK = [(1_000, 20_000), (5_000, 20_000)]

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from smtp_bare import bare_send, build_messages, start_sink
 
 from toma import eventloop
-from toma.contacts import make_contact
-from toma.daemon import Worker
-from toma.outbox import MessageState, advance, new_record, sequence_key
-from toma.sequences import Enrolment
+from toma.core.contacts import make_contact
+from toma.core.outbox import MessageState, advance, new_record, sequence_key
+from toma.core.sequences import Enrolment
+from toma.daemon.worker import Worker
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, TinyStore, open_store
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday morning in Europe

@@ -7,11 +7,11 @@ The library under the ``toma`` command. The CLI is a thin layer over these::
 
 from __future__ import annotations
 
-from toma import addressbook
-from toma.compose import Composer
 from toma.config import Config, load_config
-from toma.contacts import Contact, Status, make_contact, normalize_address
-from toma.daemon import TickReport, Worker
+from toma.core.contacts import Contact, Status, make_contact, normalize_address
+from toma.core.planner import Plan, PlannedSend, PlanState, plan
+from toma.core.sequences import Enrolment, Sequence, load_sequences
+from toma.daemon.worker import TickReport, Worker
 from toma.errors import (
     ConfigError,
     ContactError,
@@ -25,10 +25,10 @@ from toma.errors import (
     TomaError,
     TransportError,
 )
-from toma.planner import Plan, PlannedSend, PlanState, plan
-from toma.render import Rendered, Templates
-from toma.sequences import Enrolment, Sequence, load_sequences
+from toma.mail.compose import Composer
+from toma.mail.render import Rendered, Templates
 from toma.store import Store, open_store
+from toma.store.records import contacts as addressbook
 
 __all__ = [
     "Composer",

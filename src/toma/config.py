@@ -80,7 +80,7 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class Transport:
+class TransportSettings:
     kind: str = "maildir"  # "maildir" | "smtp"
     path: Path | None = None
 
@@ -178,7 +178,7 @@ class Daemon:
 class Config:
     file: Path
     owner: Owner
-    transport: Transport
+    transport: TransportSettings
     smtp: Smtp
     inbox: Inbox
     imap: Imap
@@ -451,7 +451,9 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     kind = r.get(t, "transport", "kind", str, "maildir")
     if kind not in ("maildir", "smtp"):
         raise r.error("transport.kind", f'kind must be "maildir" or "smtp", got {kind!r}')
-    transport = Transport(kind=kind, path=r.path(r.get(t, "transport", "path", str, "var/outbox")))
+    transport = TransportSettings(
+        kind=kind, path=r.path(r.get(t, "transport", "path", str, "var/outbox"))
+    )
 
     # [smtp]
     t = r.table(
@@ -655,7 +657,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     t = r.table(raw, "unsubscribe", {"base_url", "listen"})
     base_url = r.get(t, "unsubscribe", "base_url", str, "")
     if base_url:
-        from toma.unsubscribe import check_base_url
+        from toma.mail.unsubscribe import check_base_url
 
         base_url = r.convert("unsubscribe", "base_url", base_url, check_base_url)
     unsubscribing = Unsubscribing(

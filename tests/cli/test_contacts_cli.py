@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from toma import open_store
-from toma.addressbook import suppression_of
-from toma.suppression import Reason
+from toma.core.suppression import Reason
+from toma.store.records.contacts import suppression_of
 
 from .conftest import Invoke
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from toma.outbox import HANDED, MessageState, advance, new_record, sequence_key
+from toma.core.outbox import HANDED, MessageState, advance, new_record, sequence_key
 from toma.store import MESSAGES, open_store
 
 from .test_sequences_cli import add, make, sent, sequence, tick, toma

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from toma.config import Smtp
-from toma.contacts import make_contact
+from toma.core.contacts import make_contact
 from toma.store import CONTACTS, open_store
 from toma.timeutil import iso
 

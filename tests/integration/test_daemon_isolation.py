@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toma.daemon import Worker
-from toma.outbox import MessageState, advance, new_record, sequence_key
+from toma.core.outbox import MessageState, advance, new_record, sequence_key
+from toma.daemon.worker import Worker
 from toma.store import MESSAGES, open_store
 
 from .projects import add_contacts, make_project

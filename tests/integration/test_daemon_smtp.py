@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from toma.config import Smtp
-from toma.daemon import Worker
+from toma.core.outbox import MessageState
+from toma.daemon.sending import in_doubt_at_most
+from toma.daemon.worker import Worker
 from toma.errors import StoreError
-from toma.outbox import MessageState
-from toma.sending import in_doubt_at_most
 from toma.store import MESSAGES, Store, Transaction, open_store
 from toma.timeutil import iso
 

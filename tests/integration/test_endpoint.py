@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from toma import addressbook
 from toma.config import load_config
-from toma.contacts import make_contact
-from toma.endpoint import MAX_BODY, UnsubscribeEndpoint, redact
+from toma.core.contacts import make_contact
+from toma.core.suppression import Reason
 from toma.logs import TextFormatter
+from toma.mail.unsubscribe import Unsubscribe
+from toma.mail.unsubscribing import OneClick, unsubscriber
 from toma.store import CONTACTS, SUPPRESSION, open_store
-from toma.suppression import Reason
+from toma.store.records import contacts as addressbook
 from toma.timeutil import FixedClock
-from toma.unsubscribe import Unsubscribe
-from toma.unsubscribing import OneClick, unsubscriber
+from toma.web.endpoint import MAX_BODY, UnsubscribeEndpoint, redact
 
 from .conftest import free_port
 from .projects import make_project
@@ -186,7 +186,7 @@ class TestPost:
         self, served: Served, caplog: pytest.LogCaptureFixture
     ) -> None:
         served.recorder.fail = True
-        with caplog.at_level(logging.ERROR, logger="toma.endpoint"):
+        with caplog.at_level(logging.ERROR, logger="toma.web.endpoint"):
             answer = one_click(served.link())
         # Nothing was recorded, so nothing may read as done: 503, "please try again".
         assert answer.status == 503
@@ -334,7 +334,7 @@ class TestServer:
         self, served: Served, caplog: pytest.LogCaptureFixture
     ) -> None:
         token = served.unsubscribe.token(ADDRESS)
-        with caplog.at_level(logging.DEBUG, logger="toma.endpoint"):
+        with caplog.at_level(logging.DEBUG, logger="toma.web.endpoint"):
             request(served.link())
             one_click(served.link())
             request(f"{served.base}/u/{token[:-1]}B")

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from toma.cli import main
-from toma.daemon import Worker
+from toma.daemon.worker import Worker
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, open_store
 
 from . import dovecot

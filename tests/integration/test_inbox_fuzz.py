@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile import hostile_messages
-from toma.daemon import Worker
-from toma.inbox.classify import READ_BUDGET
+from toma.core.reading.classify import READ_BUDGET
+from toma.daemon.worker import Worker
 from toma.store import CONVERSATIONS, open_store
 
 from .projects import make_project, recipient

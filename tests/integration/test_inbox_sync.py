@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from toma.cli import main
 from toma.config import load_config
-from toma.daemon import Worker
+from toma.daemon.worker import Worker
 from toma.inbox.imap import ImapSource
 from toma.inbox.sync import LIST_CAP, SUBJECT_CAP, TEXT_CAP, SyncReport, source_for, sync
 from toma.store import CONVERSATIONS, open_store
@@ -383,8 +383,8 @@ def test_what_the_reader_gave_up_on_is_set_aside_once(tmp_path: Path) -> None:
     and the same bytes are not read again, also under another name."""
     import hashlib
 
+    from toma.core.reading.classify import read_message
     from toma.inbox.base import Cursor, Inbound
-    from toma.inbox.classify import read_message
     from toma.inbox.sync import _Read, _record, cursor_key
 
     config_path = make_project(tmp_path, now=NOW)

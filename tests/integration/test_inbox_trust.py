@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from toma.cli import main
-from toma.daemon import Worker
+from toma.daemon.worker import Worker
+from toma.mail.unsubscribe import Unsubscribe, load_or_create_secret
+from toma.mail.unsubscribing import SECRET_FILE
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, open_store
-from toma.unsubscribe import Unsubscribe, load_or_create_secret
-from toma.unsubscribing import SECRET_FILE
 
 from . import dovecot
 from .dovecot import Dovecot

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from toma.invoices import Invoice, pause_reminders
+from toma.core.invoices import Invoice, pause_reminders
 from toma.store import INVOICES, open_store
 
 from .projects import make_project
@@ -41,7 +41,7 @@ def project(tmp_path: Path) -> Path:
             '"invoices/on-the-day.md" }]\n\n[windows.default]',
         )
     )
-    scaffold = resources.files("toma") / "scaffold" / "templates" / "invoices"
+    scaffold = resources.files("toma.project") / "starter" / "templates" / "invoices"
     (tmp_path / "templates" / "invoices").mkdir()
     for name in ("before-due.md", "on-the-day.md"):
         with resources.as_file(scaffold / name) as path:

@@ -18,13 +18,13 @@ import pytest
 from aiosmtpd.smtp import SMTP as SMTPD
 from aiosmtpd.smtp import Envelope, Session
 
-from toma import addressbook
 from toma.config import Smtp
-from toma.contacts import Status
-from toma.daemon import TickReport, Worker
-from toma.outbox import HANDED, HANDOVER_PENDING, sequence_key
-from toma.status import gather
+from toma.core.contacts import Status
+from toma.core.outbox import HANDED, HANDOVER_PENDING, sequence_key
+from toma.daemon.worker import TickReport, Worker
+from toma.reports.status import gather
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, open_store
+from toma.store.records import contacts as addressbook
 
 from .conftest import RecordingHandler, SmtpdOptions
 from .projects import make_project, recipient

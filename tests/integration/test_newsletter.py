@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from toma.config import Smtp, load_config
-from toma.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, in_doubt_at_most
+from toma.daemon.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, in_doubt_at_most
+from toma.mail.unsubscribing import unsubscriber
 from toma.store import CONTACTS, MESSAGES, open_store
-from toma.unsubscribing import unsubscriber
 
 from .conftest import RecordingHandler, free_port
 from .projects import make_project

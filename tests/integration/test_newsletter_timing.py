@@ -19,7 +19,7 @@ from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from toma.contacts import make_contact
+from toma.core.contacts import make_contact
 from toma.exits import Exit
 from toma.store import CONTACTS, MESSAGES, open_store
 from toma.timeutil import iso

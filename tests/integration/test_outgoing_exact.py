@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from toma import broadcast
-from toma.building import PARALLEL_FROM
-from toma.compose import Composer
 from toma.config import Smtp, load_config
-from toma.contacts import Contact
-from toma.daemon import Worker
+from toma.core.contacts import Contact
+from toma.daemon.builder import PARALLEL_FROM
+from toma.daemon.worker import Worker
+from toma.mail.compose import Composer
+from toma.mail.unsubscribing import unsubscriber
 from toma.store import CONTACTS, open_store
-from toma.unsubscribing import unsubscriber
+from toma.store.records import newsletters as broadcast
 
 from .conftest import RecordingHandler, free_port
 from .projects import POSTAL_ADDRESS, add_contacts, make_project, recipient
@@ -273,7 +273,7 @@ def test_a_new_project_sends_nothing_that_looks_like_bulk_mail(tmp_path: Path) -
     """Six weeks of `toma init`'s project: notes and invoice reminders, none with list headers."""
     from datetime import timedelta
 
-    from toma.scaffold import init_project
+    from toma.project.init import init_project
     from toma.store import MESSAGES
 
     start = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)  # a Monday
@@ -305,7 +305,7 @@ def test_a_worker_without_the_signer_fails_the_batch(tmp_path: Path) -> None:
     """Messages that need links from a composer with no signer: an error, from either process."""
     import asyncio
 
-    from toma.building import CHUNK, LOCAL_CHUNKS, Job, build_chunks
+    from toma.daemon.builder import CHUNK, LOCAL_CHUNKS, Job, build_chunks
     from toma.errors import TemplateError, TomaError
 
     config = project(tmp_path, contacts=1)

@@ -10,10 +10,10 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toma.addressbook import suppression_of
 from toma.config import load_config
+from toma.mail.unsubscribing import unsubscriber
 from toma.store import CONTACTS, open_store
-from toma.unsubscribing import unsubscriber
+from toma.store.records.contacts import suppression_of
 
 from .conftest import free_port
 from .projects import make_project

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toma.audience import (
+from toma.core.audience import (
     EVERYONE,
     MAX_DEPTH,
     And,
@@ -22,7 +22,7 @@ from toma.audience import (
     Tag,
     parse_audience,
 )
-from toma.contacts import Contact, Status
+from toma.core.contacts import Contact, Status
 
 
 def person(*tags: str, company: str = "", **fields: str) -> Contact:

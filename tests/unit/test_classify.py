@@ -1,4 +1,4 @@
-"""Reading inbound mail: the rules of toma.inbox.classify, case by case.
+"""Reading inbound mail: the rules of toma.core.reading.classify, case by case.
 
 The real-world corpus (test_corpus.py) measures how well the rules work; these
 tables pin each rule down, and the property tests at the end check that no
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toma.inbox.autoreply import guess_language, read_return, return_date
-from toma.inbox.classify import Reading, read_message
-from toma.inbox.mimetext import html_to_text
-from toma.inbox.replytext import new_text
+from toma.core.reading.autoreply import guess_language, read_return, return_date
+from toma.core.reading.classify import Reading, read_message
+from toma.core.reading.mimetext import html_to_text
+from toma.core.reading.replytext import new_text
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 KINDS = {"reply", "auto-reply", "bounce", "unsubscribe", "unknown"}

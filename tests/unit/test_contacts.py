@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from toma.contacts import (
+from toma.core.contacts import (
     Status,
     make_contact,
     merge,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from toma.inbox import bounces as bounces_module
-from toma.inbox.classify import Reading, read_message
+from toma.core.reading import bounces as bounces_module
+from toma.core.reading.classify import Reading, read_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 EXPECTED: dict[str, dict[str, object]] = json.loads((CORPUS / "expected.json").read_text())

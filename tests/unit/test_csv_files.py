@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from toma.addressbook import read_import_file
-from toma.contacts import parse_csv
+from toma.core.contacts import parse_csv
 from toma.errors import ImportProblem
+from toma.store.records.contacts import read_import_file
 
 NOW = datetime(2026, 3, 2, 10, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Who may act on a contact: the rules of toma.inbox.match and toma.inbox.decide, case by case.
+"""Who may act on a contact: the rules of core.reading.match and core.reading.decide, case by case.
 
 Pure functions: a Reading (as the classifier would give it), the sent index and
 the contact in, a Match and a Decision out.
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from toma.config import Config, load_config
-from toma.contacts import Contact, make_contact
-from toma.inbox.classify import Reading, read_message
-from toma.inbox.decide import decide
-from toma.inbox.match import Match, Sent, match
-from toma.sequences import Enrolment, OnReply
-from toma.sequences import Sequence as SequenceFile
+from toma.core.contacts import Contact, make_contact
+from toma.core.reading.classify import Reading, read_message
+from toma.core.reading.decide import decide
+from toma.core.reading.match import Match, Sent, match
+from toma.core.sequences import Enrolment, OnReply
+from toma.core.sequences import Sequence as SequenceFile
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MIRA = "mira@example.org"

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.hostile import hostile_messages
 from toma.cli import main
-from toma.explain import explain_files
-from toma.inbox import mimetext
-from toma.inbox.classify import READ_BUDGET, Reading, read_message
+from toma.core.reading import mimetext
+from toma.core.reading.classify import READ_BUDGET, Reading, read_message
+from toma.reports.explain import explain_files
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 KINDS = {"reply", "auto-reply", "bounce", "unsubscribe", "unknown"}

@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from toma.config import InvoiceStage, Owner, Window
-from toma.contacts import Contact, Status, parse_csv
-from toma.errors import ImportProblem, TomaError
-from toma.invoices import (
+from toma.core.contacts import Contact, Status, parse_csv
+from toma.core.invoices import (
     BUCKETS,
     Invoice,
     InvoiceError,
@@ -39,14 +38,15 @@ from toma.invoices import (
     thank_you_key,
     with_thread,
 )
-from toma.outbox import MessageState, OutboxRecord, advance
-from toma.render import Templates, sender_view
+from toma.core.outbox import MessageState, OutboxRecord, advance
+from toma.errors import ImportProblem, TomaError
+from toma.mail.render import Templates, sender_view
 from toma.timeutil import parse_duration
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 WEEKDAYS = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
-SCAFFOLD = Path(__file__).resolve().parents[2] / "src" / "toma" / "scaffold"
+SCAFFOLD = Path(__file__).resolve().parents[2] / "src" / "toma" / "project" / "starter"
 ADA = "ada@example.com"
 BOB = "bob@example.com"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from toma.message import Built, build_message
-from toma.render import Rendered
+from toma.mail.mime import Built, build_message
+from toma.mail.render import Rendered
 
 WHEN = datetime(2024, 5, 6, 9, 1, tzinfo=timezone(timedelta(hours=2)))
 INJECTIONS = [
@@ -406,7 +406,7 @@ def test_headers_are_folded_exactly_as_compat32_folds_them(
     import re
     from email.policy import compat32
 
-    import toma.message as message
+    import toma.mail.mime as message
 
     def headers() -> bytes:
         rendered = Rendered(subject=subject, text="hi\n", html="<p>hi</p>", front={}, template="t")
@@ -437,9 +437,9 @@ def test_headers_are_folded_exactly_as_compat32_folds_them(
 
 
 def composer_project(tmp_path: Any, *, signer: bool = True) -> Any:
-    from toma.compose import Composer
     from toma.config import load_config
-    from toma.unsubscribe import Unsubscribe
+    from toma.mail.compose import Composer
+    from toma.mail.unsubscribe import Unsubscribe
 
     folder = tmp_path / "templates"
     (folder / "layouts").mkdir(parents=True)
@@ -465,7 +465,7 @@ def composer_project(tmp_path: Any, *, signer: bool = True) -> Any:
 
 
 def compose(composer: Any, way_out: str) -> EmailMessage:
-    from toma.contacts import make_contact
+    from toma.core.contacts import make_contact
 
     mira = make_contact("mira@example.org", first_name="Mira")
     built = composer.compose("note.md", mira, now=WHEN, unsubscribe=way_out)
@@ -527,7 +527,7 @@ def test_a_way_out_without_the_signer_is_an_error(tmp_path: Any, way_out: str) -
 
 def test_the_same_message_built_twice_differs_only_in_message_id(tmp_path: Any) -> None:
     """The MIME boundary comes from the parts, not from chance."""
-    from toma.contacts import make_contact
+    from toma.core.contacts import make_contact
 
     composer = composer_project(tmp_path)
     mira = make_contact("mira@example.org", first_name="Mira")

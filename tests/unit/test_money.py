@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from toma import money
-from toma.money import (
+from toma.core import money
+from toma.core.money import (
     CURRENCIES,
     clean_currency,
     format_day,

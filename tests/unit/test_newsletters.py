@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from toma.audience import EVERYONE, parse_audience
 from toma.config import Window
-from toma.contacts import Contact, Status, parse_csv
-from toma.errors import TemplateError
-from toma.newsletters import (
+from toma.core.audience import EVERYONE, parse_audience
+from toma.core.contacts import Contact, Status, parse_csv
+from toma.core.newsletters import (
     Newsletter,
     load_newsletter,
     load_newsletters,
@@ -26,8 +25,9 @@ from toma.newsletters import (
     send_time,
     split_key,
 )
-from toma.outbox import MessageState, OutboxRecord, new_record
-from toma.unsubscribe import Unsubscribe
+from toma.core.outbox import MessageState, OutboxRecord, new_record
+from toma.errors import TemplateError
+from toma.mail.unsubscribe import Unsubscribe
 
 LAYOUT = """<html><body>{{ body }}
 {% if unsubscribe_url %}<a href="{{ unsubscribe_url }}">Unsubscribe</a>{% endif %}
@@ -399,7 +399,7 @@ class TestScaffoldExample:
         self, tmp_path: Path
     ) -> None:
         """The shipped issue passes every check: a real purpose, an audience, a date."""
-        with resources.as_file(resources.files("toma") / "scaffold") as root:
+        with resources.as_file(resources.files("toma.project") / "starter") as root:
             shutil.copytree(root, tmp_path / "project")
         project_dir = tmp_path / "project"
         folder = project_dir / "newsletters"

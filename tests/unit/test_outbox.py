@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from toma.errors import TomaError
-from toma.outbox import (
+from toma.core.outbox import (
     HANDED,
     HANDOVER_PENDING,
     TRANSITIONS,
@@ -26,6 +25,7 @@ from toma.outbox import (
     repeat_number,
     sequence_key,
 )
+from toma.errors import TomaError
 
 NOW = datetime(2026, 3, 9, 8, 1, tzinfo=UTC)
 S = MessageState

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from toma.config import Pace, Window
-from toma.contacts import Contact, Status, make_contact
-from toma.outbox import (
+from toma.core.contacts import Contact, Status, make_contact
+from toma.core.outbox import (
     MessageState,
     OutboxRecord,
     advance,
@@ -23,10 +23,10 @@ from toma.outbox import (
     repeat_number,
     sequence_key,
 )
-from toma.planner import Plan, PlannedSend, PlanState, plan
-from toma.sequences import Enrolment, OnReply, Repeat, Sequence, Step
+from toma.core.planner import Plan, PlannedSend, PlanState, plan
+from toma.core.sequences import Enrolment, OnReply, Repeat, Sequence, Step
+from toma.core.windows import in_window
 from toma.timeutil import Duration, parse_duration
-from toma.windows import in_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from toma.config import Config, parse_config
-from toma.contacts import make_contact
+from toma.core.contacts import make_contact
+from toma.core.outbox import MessageState, new_record, sequence_key
+from toma.core.planner import PlanState
+from toma.core.sequences import Enrolment
+from toma.daemon.cache import Files, PlanCache, plan_state
 from toma.errors import TomaError
-from toma.outbox import MessageState, new_record, sequence_key
-from toma.planner import PlanState
-from toma.planning import Files, PlanCache, plan_state
-from toma.sequences import Enrolment
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, TinyStore
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

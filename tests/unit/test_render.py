@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import pytest
 
 from toma.config import parse_config
-from toma.contacts import make_contact
+from toma.core.contacts import make_contact
+from toma.core.newsletters import KEYS as NEWSLETTER_KEYS
 from toma.errors import TemplateError
-from toma.newsletters import KEYS as NEWSLETTER_KEYS
-from toma.render import Rendered, Templates, base_context
+from toma.mail.render import Rendered, Templates, base_context
 
 LAYOUT = """\
 <html><head><title>{{ subject }}</title></head><body>
@@ -570,10 +570,10 @@ class TestFooter:
         assert html.count("Unsubscribe") == 1 and html.count("Harbour") == 1
 
     def test_the_scaffold_layout_places_it(self, tmp_path: Path) -> None:
-        from toma import scaffold
+        from toma.project import init as scaffold
 
         layout = (
-            Path(scaffold.__file__).parent / "scaffold" / "templates" / "layouts" / "default.html"
+            Path(scaffold.__file__).parent / "starter" / "templates" / "layouts" / "default.html"
         ).read_text(encoding="utf-8")
         templates = project(tmp_path, {"t.md": "---\nsubject: Hello\n---\nHi\n"}, layout=layout)
         html = templates.render("t.md", {**context(), **self.LINKS}).html
@@ -652,7 +652,7 @@ class TestDeepFrontMatter:
 
         import yaml
 
-        import toma.render as render
+        import toma.mail.render as render
 
         if loader == "python":
             # The loader used where PyYAML was built without libyaml.
@@ -676,8 +676,8 @@ class TestDeepFrontMatter:
 def test_toma_check_finds_unknown_keys_in_templates_and_newsletters(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from toma.checks import check_project
-    from toma.scaffold import init_project
+    from toma.project.checks import check_project
+    from toma.project.init import init_project
 
     init_project(tmp_path, now=datetime(2026, 12, 1, 9, tzinfo=UTC))
     note = tmp_path / "templates" / "acquaintance" / "nice-to-meet.md"

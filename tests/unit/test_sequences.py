@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from toma.contacts import Contact, Status
-from toma.errors import SequenceError
-from toma.sequences import (
+from toma.core.contacts import Contact, Status
+from toma.core.sequences import (
     Enrolment,
     OnReply,
     held_sequences,
@@ -17,6 +16,7 @@ from toma.sequences import (
     parse_sequence,
     tag_enrolments,
 )
+from toma.errors import SequenceError
 from toma.timeutil import parse_duration
 
 WINDOWS = {"default", "weekend"}

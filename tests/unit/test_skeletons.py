@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toma.render import Templates
-from toma.skeletons import is_plain
+from toma.mail._skeletons import is_plain
+from toma.mail.render import Templates
 
 BODY = """Hi {{ contact.first_name }},
 

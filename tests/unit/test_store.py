@@ -33,10 +33,9 @@ from toma.store import (
     SCHEMA_VERSION,
     SYNC,
     TinyStore,
-    journal,
     open_store,
-    tinydb,
 )
+from toma.store.embedded import journal, tinydb
 
 CHILD_TIMEOUT = 20
 
@@ -520,7 +519,7 @@ class TestJournalChecksums:
     def test_a_torn_last_line_is_dropped_logged_and_shown_in_status(
         self, data_dir: Path, tail: bytes, caplog: pytest.LogCaptureFixture
     ) -> None:
-        from toma.status import gather
+        from toma.reports.status import gather
 
         data = self._three_commits(data_dir)
         with journal_file(data_dir).open("ab") as out:
@@ -957,7 +956,7 @@ WRITE_LOOP_CHILD = """
 ATOMIC_WRITE_CHILD = """
     import json, sys
     from pathlib import Path
-    from toma.store.journal import atomic_write
+    from toma.store.embedded.journal import atomic_write
     path = Path(sys.argv[1])
     for n in range(3000):
         head = json.dumps({"n": n, "pad": ""})[:-2].encode()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from toma import addressbook
-from toma.contacts import Status, make_contact
-from toma.enrolments import enrol, record_tag_enrolments
+from toma.core.contacts import Status, make_contact
+from toma.core.sequences import Enrolment
+from toma.core.suppression import Entry, Reason, canonical, entry_for, key_for, merged
 from toma.errors import ContactError, StoreError, TomaError
-from toma.sequences import Enrolment
 from toma.store import ENROLMENTS, META, SUPPRESSION, Store, open_store
-from toma.suppression import Entry, Reason, canonical, entry_for, key_for, merged
+from toma.store.records import contacts as addressbook
+from toma.store.records.enrolments import enrol, record_tag_enrolments
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

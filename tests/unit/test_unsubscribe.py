@@ -12,11 +12,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from toma.contacts import Contact
+from toma.core.contacts import Contact
 from toma.errors import StoreError
-from toma.message import build_message
-from toma.render import Rendered
-from toma.unsubscribe import (
+from toma.mail.mime import build_message
+from toma.mail.render import Rendered
+from toma.mail.unsubscribe import (
     MAC_BYTES,
     ONE_CLICK,
     Unsubscribe,

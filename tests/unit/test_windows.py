@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from toma.config import Window
-from toma.windows import WindowCalendar, day_intervals, in_window, next_opening
+from toma.core.windows import WindowCalendar, day_intervals, in_window, next_opening
 
 WEEKDAYS = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
 WEEKEND = Window("weekend", frozenset({5, 6}), time(10, 0), time(12, 0))

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from toma import addressbook
 from toma.cli import (
     Context,
     json_option,
@@ -18,8 +17,9 @@ from toma.cli import (
     print_json,
     resolve_now,
 )
-from toma.contacts import Contact, Status, make_contact
+from toma.core.contacts import Contact, Status, make_contact
 from toma.store import TinyStore
+from toma.store.records import contacts as addressbook
 
 # --- contacts ----------------------------------------------------------------
 
@@ -135,7 +135,7 @@ def contacts_list(ctx: Context, tags: tuple[str, ...], status: str | None, as_js
     if as_json:
         print_json([contact_json(c) for c in found])
         return
-    from toma.tables import print_table
+    from toma.cli.tables import print_table
 
     print_table(
         ["email", "name", "company", "status", "tags"],

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from toma import addressbook
 from toma.cli import (
     Context,
     json_option,
@@ -20,6 +19,7 @@ from toma.cli import (
 )
 from toma.config import Config
 from toma.store import Store
+from toma.store.records import contacts as addressbook
 
 # --- inbox and conversations ---------------------------------------------------
 
@@ -65,7 +65,7 @@ def inbox_explain(
     Example:
         toma inbox explain ~/Downloads/bounce.eml --json
     """
-    from toma.explain import explain_files
+    from toma.reports.explain import explain_files
 
     config = _optional_config(ctx)
     with _optional_store(ctx, config) as store:
@@ -116,7 +116,7 @@ def log_command(ctx: Context, email: str, as_json: bool) -> None:
 
     Every time is in your zone ([owner] timezone), marked with its name.
     """
-    from toma.conversation import conversation
+    from toma.reports.log import conversation
     from toma.timeutil import zone
 
     owner_zone = zone(ctx.config.owner.timezone)

@@ -60,9 +60,9 @@ def invoices_add(
         toma invoices add 2026-031 --contact mira@example.org --amount 1234.50 \\
             --currency EUR --terms 30d --delivered "Pricing workshop, two days"
     """
-    from toma import billing
-    from toma.contacts import normalize_address
-    from toma.invoices import make_invoice
+    from toma.core.contacts import normalize_address
+    from toma.core.invoices import make_invoice
+    from toma.store.records import invoices as billing
     from toma.timeutil import parse_duration
 
     if due and terms:
@@ -104,7 +104,7 @@ def _owner_today(config: Config, now: datetime) -> Any:
 @pass_context
 def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
     """Import invoices from a CSV file; bad rows are reported by row and skipped."""
-    from toma import billing
+    from toma.store.records import invoices as billing
 
     with ctx.store() as store:
         report = billing.import_file(
@@ -126,8 +126,8 @@ def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
 @pass_context
 def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
     """Open invoices by age, totals per currency, and the next reminder of each."""
-    from toma import billing
-    from toma.money import format_money
+    from toma.core.money import format_money
+    from toma.store.records import invoices as billing
 
     now = resolve_now(now_text)
     with ctx.store() as store:
@@ -138,7 +138,7 @@ def invoices_list(ctx: Context, as_json: bool, now_text: str | None) -> None:
         data["settled"] = [i.to_doc() for i in settled]
         print_json(data)
         return
-    from toma.tables import print_table
+    from toma.cli.tables import print_table
 
     print_table(
         ["number", "contact", "amount", "due", "overdue", "bucket", "next reminder"],
@@ -174,8 +174,8 @@ def _next(row: Any, now: datetime) -> str:
 
 
 def ageing_lines(report: Any) -> list[str]:
-    from toma.ageing import BUCKETS
-    from toma.money import format_money
+    from toma.core.ageing import BUCKETS
+    from toma.core.money import format_money
 
     lines = []
     for currency in sorted(report.totals):
@@ -201,11 +201,11 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
 
     Times are in your zone ([owner] timezone).
     """
-    from toma import billing
-    from toma.conversation import about_invoice
-    from toma.invoices import split_key
-    from toma.money import format_money
+    from toma.core.invoices import split_key
+    from toma.core.money import format_money
+    from toma.reports.log import about_invoice
     from toma.store import MESSAGES
+    from toma.store.records import invoices as billing
     from toma.timeutil import zone
 
     owner_zone = zone(ctx.config.owner.timezone)
@@ -254,7 +254,7 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
 @pass_context
 def invoices_paid(ctx: Context, number: str, paid_on: str | None, now_text: str | None) -> None:
     """Mark an invoice paid: reminders stop at once and a thank-you goes."""
-    from toma import billing
+    from toma.store.records import invoices as billing
     from toma.timeutil import parse_date
 
     now = resolve_now(now_text)
@@ -271,7 +271,7 @@ def invoices_paid(ctx: Context, number: str, paid_on: str | None, now_text: str 
 @pass_context
 def invoices_void(ctx: Context, number: str, now_text: str | None) -> None:
     """Void an invoice: its reminders stop, silently."""
-    from toma import billing
+    from toma.store.records import invoices as billing
 
     with ctx.store() as store:
         invoice = billing.settle(store, number, paid_on=None, now=resolve_now(now_text))

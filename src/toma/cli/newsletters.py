@@ -17,7 +17,7 @@ from toma.cli import (
     pass_context,
     resolve_now,
 )
-from toma.contacts import Contact
+from toma.core.contacts import Contact
 from toma.errors import TomaError
 from toma.store import Store
 
@@ -35,10 +35,10 @@ def newsletter() -> None:
 @pass_context
 def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     """Send one copy of an issue to yourself (the owner), as a recipient would see it."""
-    from toma import broadcast
-    from toma.compose import Composer
+    from toma.mail.compose import Composer
+    from toma.mail.unsubscribing import unsubscriber
+    from toma.store.records import newsletters as broadcast
     from toma.transports import Envelope, transport_for
-    from toma.unsubscribing import unsubscriber
 
     config = ctx.config
     issue = broadcast.load(config, file)
@@ -101,8 +101,8 @@ def newsletter_send(
     """
     from zoneinfo import ZoneInfo
 
-    from toma import broadcast
     from toma.errors import StoreLocked
+    from toma.store.records import newsletters as broadcast
 
     config = ctx.config
     issue = broadcast.load(config, file)
@@ -155,9 +155,9 @@ def newsletter_send(
 
 
 def _timetable(store: Store, config: Any, issue: Any, now: datetime) -> list[Any]:
-    from toma import broadcast
-    from toma.outbox import OutboxRecord
+    from toma.core.outbox import OutboxRecord
     from toma.store import CONTACTS, MESSAGES
+    from toma.store.records import newsletters as broadcast
 
     contacts = [Contact.from_doc(doc) for _key, doc in store.all(CONTACTS)]
     history = {
@@ -189,7 +189,7 @@ def _confirm(name: str, timings: list[Any], now: datetime, *, yes: bool) -> None
 def _print_timetable(timings: list[Any], now: datetime, owner_zone: str) -> None:
     from zoneinfo import ZoneInfo
 
-    from toma.tables import print_table
+    from toma.cli.tables import print_table
 
     mine = ZoneInfo(owner_zone)
     soon = sum(1 for t in timings if t.now(now))
@@ -214,15 +214,15 @@ def _print_timetable(timings: list[Any], now: datetime, owner_zone: str) -> None
 
 
 def broadcast_figures(ctx: Context, name: str) -> dict[str, Any]:
-    from toma import broadcast
+    from toma.store.records import newsletters as broadcast
 
     with ctx.store() as store:
         return broadcast.figures(store, name)
 
 
 def _send_issue(ctx: Context, store: Store, issue: Any, now: datetime) -> Any:
-    from toma.daemon import Worker
-    from toma.progress import Progress
+    from toma.cli.progress import Progress
+    from toma.daemon.worker import Worker
 
     worker = Worker(ctx.config_path, store, sync_inbox=False)
     worker.recover(now)

@@ -8,7 +8,7 @@ import socket
 import click
 
 from toma.cli import Context, json_option, main, now_option, pass_context, print_json, resolve_now
-from toma.outbox import MessageState, OutboxRecord
+from toma.core.outbox import MessageState, OutboxRecord
 
 
 @main.group()
@@ -36,7 +36,7 @@ def outbox() -> None:
 @pass_context
 def outbox_list(ctx: Context, state: str | None, contact: str | None, as_json: bool) -> None:
     """The messages of the outbox, oldest change first, with their keys."""
-    from toma.contacts import normalize_address
+    from toma.core.contacts import normalize_address
     from toma.store import MESSAGES
 
     person = normalize_address(contact) if contact else None
@@ -95,7 +95,7 @@ def outbox_release(
     Example:
         toma outbox release sequence/keep/hello/mira@example.org
     """
-    from toma.sending import release_unknown
+    from toma.daemon.sending import release_unknown
 
     if not keys and not contacts:
         raise click.UsageError("name the messages: KEY… or --contact EMAIL")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from toma import addressbook
 from toma.cli import (
     Context,
     main,
@@ -16,11 +15,12 @@ from toma.cli import (
     pass_context,
     resolve_now,
 )
+from toma.store.records import contacts as addressbook
 
 if TYPE_CHECKING:
     from toma.config import Config
-    from toma.newsletters import Newsletter
-    from toma.unsubscribe import WayOut
+    from toma.core.newsletters import Newsletter
+    from toma.mail.unsubscribe import WayOut
 
 # --- init and check ----------------------------------------------------------
 
@@ -35,7 +35,7 @@ def init(folder: Path, now_text: str | None) -> None:
     Example:
         toma init my-project
     """
-    from toma.scaffold import init_project
+    from toma.project.init import init_project
 
     config = init_project(folder, now=resolve_now(now_text))
     click.echo(
@@ -62,7 +62,7 @@ def check(ctx: Context, connect: bool) -> None:
     Exit status: 0 all good; 1 problems in the files; 75 a server out of reach
     (may pass by itself); 78 a server refused us (name, certificate, login, folder).
     """
-    from toma.checks import check_project
+    from toma.project.checks import check_project
 
     report = check_project(ctx.config_path)
     for problem in report.problems:
@@ -83,8 +83,8 @@ def check(ctx: Context, connect: bool) -> None:
 
 def _check_connections(ctx: Context, *, files_ok: bool) -> None:
     """Print one line per server or Maildir; exit now when one failed (see toma.exits)."""
-    from toma.connect import check_connections
     from toma.exits import worst
+    from toma.project.connect import check_connections
 
     probes = check_connections(ctx.config)
     for probe in probes:
@@ -123,9 +123,9 @@ def preview(
         toma preview acquaintance/nice-to-meet.md --contact mira@example.org
         toma preview newsletters/2026-12-year-in-review.md --contact mira@example.org
     """
-    from toma.building import Job, build_one
-    from toma.compose import Composer
-    from toma.unsubscribing import unsubscriber
+    from toma.daemon.builder import Job, build_one
+    from toma.mail.compose import Composer
+    from toma.mail.unsubscribing import unsubscriber
 
     config = ctx.config
     with ctx.store() as store:
@@ -161,7 +161,7 @@ def preview(
 def _newsletter(config: Config, name: str) -> Newsletter | None:
     """The issue ``name`` names (a path into the newsletters folder, or a name in it
     that is not a template), or None."""
-    from toma import broadcast
+    from toma.store.records import newsletters as broadcast
 
     folder = config.paths.newsletters.resolve()
     path = Path(name).expanduser()
@@ -173,8 +173,8 @@ def _newsletter(config: Config, name: str) -> Newsletter | None:
 
 def _way_out(config: Config, template: str, sequence_name: str | None) -> WayOut:
     """What the sequences that send ``template`` offer as a way out ("none" if none does)."""
+    from toma.core.sequences import load_sequences
     from toma.errors import TomaError
-    from toma.sequences import load_sequences
 
     sequences, _problems = load_sequences(config.paths.sequences, windows=set(config.windows))
     if sequence_name is not None:

@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from toma import addressbook
 from toma.cli import (
     Context,
     json_option,
@@ -19,6 +18,7 @@ from toma.cli import (
 from toma.cli.invoices import ageing_lines
 from toma.errors import TomaError
 from toma.logs import configure as configure_logging
+from toma.store.records import contacts as addressbook
 
 # --- sequences: enrolment, plan, run, status ---------------------------------
 
@@ -30,8 +30,8 @@ from toma.logs import configure as configure_logging
 @pass_context
 def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
     """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
-    from toma.enrolments import enrol
-    from toma.planning import read_sequences
+    from toma.daemon.cache import read_sequences
+    from toma.store.records.enrolments import enrol
 
     files = read_sequences(ctx.config)
     if sequence not in files.sequences:
@@ -53,8 +53,8 @@ def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> Non
 @pass_context
 def unenroll(ctx: Context, email: str, sequence: str) -> None:
     """Stop a contact's enrolment in SEQUENCE; its tag will not enrol them again."""
-    from toma.contacts import normalize_address
-    from toma.enrolments import unenrol
+    from toma.core.contacts import normalize_address
+    from toma.store.records.enrolments import unenrol
 
     with ctx.store() as store:
         unenrol(store, normalize_address(email), sequence)
@@ -74,7 +74,7 @@ def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
     """
     from datetime import timedelta
 
-    from toma.calendar import upcoming
+    from toma.reports.plan import upcoming
 
     now = resolve_now(now_text)
     with ctx.store() as store:
@@ -82,7 +82,7 @@ def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
     if as_json:
         print_json([row.to_json() for row in rows])
         return
-    from toma.tables import print_table
+    from toma.cli.tables import print_table
 
     print_table(
         ["when (theirs)", "when (yours)", "contact", "kind", "ref", "note"],
@@ -110,7 +110,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
           a message in doubt, a broken config, sequence or template holding mail
       1   the tick could not start (an error it names)
     """
-    from toma.daemon import Worker
+    from toma.daemon.worker import Worker
     from toma.timeutil import SystemClock
 
     if as_json:
@@ -130,7 +130,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
 
 def _run_once(ctx: Context, now_text: str | None) -> None:
     """One tick; the exit status tells cron what became of it (see :mod:`toma.exits`)."""
-    from toma.daemon import Worker
+    from toma.daemon.worker import Worker
     from toma.errors import ConfigError
     from toma.exits import Exit
 
@@ -169,8 +169,9 @@ def status(ctx: Context, now_text: str | None, as_json: bool) -> None:
           set aside in the last 7 days; a torn journal line cut in the last 7 days;
           a last tick that needed you (a held sequence, a refused login …)
     """
-    from toma import billing, broadcast
-    from toma.status import gather
+    from toma.reports.status import gather
+    from toma.store.records import invoices as billing
+    from toma.store.records import newsletters as broadcast
 
     now = resolve_now(now_text)
     with ctx.store() as store:
@@ -229,7 +230,7 @@ def serve(ctx: Context, listen: str | None) -> None:
         toma serve --listen 127.0.0.1:8025
     """
     from toma.config import parse_listen
-    from toma.daemon import serve as serve_endpoint
+    from toma.daemon.worker import serve as serve_endpoint
     from toma.timeutil import SystemClock
 
     address = None

@@ -44,24 +44,24 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from toma import addressbook
 from toma.config import Config
-from toma.contacts import Contact
+from toma.core.contacts import Contact
+from toma.core.invoices import number_of_ref
+from toma.core.outbox import MessageState, new_record
+from toma.core.reading.classify import READ_BUDGET, Reading, read_message
+from toma.core.reading.decide import Decision, decide
+from toma.core.reading.match import Match, Sent, match, sent_index
+from toma.core.sequences import Enrolment
+from toma.core.sequences import Sequence as SequenceFile
+from toma.daemon.cache import read_sequences
 from toma.inbox.base import Cursor, Inbound, Source
-from toma.inbox.classify import READ_BUDGET, Reading, read_message
-from toma.inbox.decide import Decision, decide
-from toma.inbox.match import Match, Sent, match, sent_index
-from toma.invoices import number_of_ref
 from toma.logs import fields
-from toma.outbox import MessageState, new_record
-from toma.planning import read_sequences
-from toma.sequences import Enrolment
-from toma.sequences import Sequence as SequenceFile
+from toma.mail.unsubscribe import Unsubscribe
+from toma.mail.unsubscribing import unsubscriber
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
 from toma.store.base import Transaction
+from toma.store.records import contacts as addressbook
 from toma.timeutil import iso
-from toma.unsubscribe import Unsubscribe
-from toma.unsubscribing import unsubscriber
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def budget_for(config: Config) -> float:
 
 
 def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
-    """``read_message`` within :data:`toma.inbox.classify.READ_BUDGET`; it must never raise,
+    """``read_message`` within :data:`toma.core.reading.classify.READ_BUDGET`; it must never raise,
     and if it does the message is "unknown" with ``unread`` saying why."""
     try:
         return read_message(

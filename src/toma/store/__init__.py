@@ -25,7 +25,7 @@ from toma.store.base import (
     Store,
     Transaction,
 )
-from toma.store.tinydb import TinyStore
+from toma.store.embedded.tinydb import TinyStore
 
 
 def open_store(data_dir: Path) -> Store:

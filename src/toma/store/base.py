@@ -33,7 +33,7 @@ CONVERSATIONS = "conversations"
 INVOICES = "invoices"
 SYNC = "sync"
 META = "meta"
-SUPPRESSION = "suppression"  # keyed hashes of addresses never to write to (toma.suppression)
+SUPPRESSION = "suppression"  # keyed hashes of addresses never to write to (toma.core.suppression)
 TABLES = (CONTACTS, ENROLMENTS, MESSAGES, CONVERSATIONS, INVOICES, SYNC, META, SUPPRESSION)
 
 SCHEMA_VERSION = 1

@@ -1,0 +1,1 @@
+"""The pure core: given values and the moment, decide. No store, files, network or clock."""

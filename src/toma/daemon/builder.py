@@ -1,0 +1,162 @@
+"""Rendering and building many messages without starving the send loop.
+
+Rendering (Markdown above all) and MIME building cost about a millisecond a
+message, all of it CPU: done in the event loop's process, they block the
+sends (see bench/tick.py). A big batch is therefore built in a worker
+process, a chunk at a time, while the daemon sends the chunks already built;
+a small batch (the usual tick) is built in-process, which costs no start-up.
+
+The worker is handed the parent's config and unsubscribe signer as values
+(:class:`toma.mail.compose.Recipe`), so whichever process builds a message, it is
+the same message, byte for byte but for its Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from toma.core.contacts import Contact
+from toma.errors import TemplateError
+from toma.mail.compose import Composer, Recipe
+from toma.mail.mime import Built
+from toma.mail.unsubscribe import WayOut
+
+PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
+CHUNK = 100
+LOCAL_CHUNKS = 3  # built in this process while the worker starts
+WORKER_NICENESS = 10
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    template: str
+    contact: Mapping[str, Any]  # Contact.to_doc(): plain data crosses processes cheaply
+    now: datetime
+    extra: Mapping[str, Any] | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    unsubscribe: WayOut = "none"  # see toma.mail.unsubscribe.WayOut
+    newsletter: bool = False  # an issue of the newsletters folder: always with its footer
+    attachments: tuple[str, ...] = ()  # paths of files to attach
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A template error, as plain data (exceptions with keyword context do not pickle)."""
+
+    message: str
+    file: str | None
+    line: int | None
+    key: str | None
+
+    def error(self, contact: str) -> TemplateError:
+        return TemplateError(
+            self.message, file=self.file, line=self.line, key=self.key, contact=contact
+        )
+
+
+BuildOutcome = tuple[Job, Built | Failure]
+
+_composer: Composer | None = None  # one per worker process, made by _start_worker
+
+
+def _start_worker(recipe: Recipe) -> None:
+    global _composer
+    # Building is background work: the daemon's conversations with the SMTP and
+    # IMAP servers wait on every round trip, so they come first on a busy machine.
+    os.nice(WORKER_NICENESS)
+    _composer = recipe.composer()
+
+
+def _build_chunk(jobs: Sequence[Job]) -> list[Built | Failure]:
+    assert _composer is not None  # noqa: S101 - set by the pool initializer
+    # Only the messages travel back: the parent still holds the jobs.
+    return [_build(_composer, job) for job in jobs]
+
+
+def build_all(composer: Composer, jobs: Sequence[Job]) -> list[BuildOutcome]:
+    return [(job, _build(composer, job)) for job in jobs]
+
+
+def build_one(composer: Composer, job: Job) -> Built:
+    """``job`` built as a send builds it (``toma preview``); a template error is raised."""
+    [(_job, result)] = build_all(composer, [job])
+    if isinstance(result, Failure):
+        raise result.error(Contact.from_doc(job.contact).email)
+    return result
+
+
+def _build(composer: Composer, job: Job) -> Built | Failure:
+    try:
+        return composer.compose(
+            job.template,
+            Contact.from_doc(job.contact),
+            now=job.now,
+            extra=job.extra,
+            in_reply_to=job.in_reply_to,
+            references=job.references,
+            unsubscribe="footer" if job.newsletter else job.unsubscribe,
+            templates=composer.newsletters if job.newsletter else None,
+            attachments=job.attachments,
+        )
+    except TemplateError as exc:
+        return Failure(exc.message, exc.file, exc.line, exc.key)
+
+
+async def build_chunks(
+    composer: Composer, jobs: Sequence[Job]
+) -> AsyncGenerator[list[BuildOutcome], None]:
+    """The outcomes of ``jobs``, in order, a chunk at a time.
+
+    A :class:`toma.errors.TomaError` other than a template's (a message that
+    needs unsubscribe links from a composer without the signer) ends the batch.
+    """
+    if len(jobs) < PARALLEL_FROM:
+        for start in range(0, len(jobs), CHUNK):
+            yield build_all(composer, jobs[start : start + CHUNK])
+            await asyncio.sleep(0)  # let the sends of the previous chunk go on
+        return
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports toma once; each tick's worker is forked from it ready,
+    # instead of spending a quarter of a second of CPU on imports every time.
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_start_worker, initargs=(composer.recipe(),)
+    ) as pool:
+        chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
+
+        def submit(indexes: Iterable[int]) -> list[Future[list[Built | Failure]]]:
+            return [pool.submit(_build_chunk, chunks[index]) for index in indexes]
+
+        # The first submit starts the worker, and waits until the fork server has
+        # forked it (the first time, after importing toma): a few tenths of a second,
+        # spent in a thread while the first chunks are built here and sent. Two
+        # chunks queued ahead keep the worker busy after that.
+        local = min(LOCAL_CHUNKS, len(chunks))
+        first = range(local, min(local + 2, len(chunks)))
+        starting = asyncio.ensure_future(asyncio.to_thread(submit, first))
+        try:
+            for index in range(local):
+                yield build_all(composer, chunks[index])
+                await asyncio.sleep(0)
+            futures = {
+                index: asyncio.wrap_future(future)
+                for index, future in zip(first, await starting, strict=True)
+            }
+            for index in range(local, len(chunks)):
+                if index + 2 < len(chunks):
+                    futures[index + 2] = asyncio.wrap_future(submit([index + 2])[0])
+                built = await futures.pop(index)
+                yield list(zip(chunks[index], built, strict=True))
+        finally:
+            # Stopped early, the worker must have started before the pool can close; and
+            # a start that failed unseen must not be left as an unretrieved error.
+            await asyncio.gather(starting, return_exceptions=True)

@@ -1,0 +1,747 @@
+"""The daemon: every tick reads the files afresh, plans, sends and records.
+
+Theory of operation
+-------------------
+A tick at ``now``:
+
+1. reads the inbox (see :mod:`toma.inbox.sync`): replies, bounces and the like
+   change what is sent next;
+2. reads config.toml and every sequence file (an edit takes effect without a
+   restart; a broken sequence file is reported and its sequence held, the
+   others go on; a broken config.toml skips the tick: nothing can be trusted);
+3. enrols every active contact carrying a sequence's ``enroll_tag``;
+4. plans invoice reminders first (they wait for nobody), then asks the pure
+   planner what sequence steps are due, with the coming reminders counted by
+   the pace; records the steps judged too late as ``skipped``; adds the
+   scheduled newsletter issues and the notices waiting to go;
+5. hands all of it to :class:`~toma.daemon.sending.Sender`, which writes each
+   message ``sending`` before its first byte goes to the server and records
+   every outcome (a template error holds that message only, reported);
+6. writes a summary of the tick for ``toma status``.
+
+At most once follows from step 5: a crash leaves ``sending`` records behind,
+which :meth:`Worker.recover` settles at the next start (the daemon lock
+guarantees nobody else was sending): planned again when the transport had not
+begun to hand the message over, ``unknown`` when it had; and the planner never
+plans a key that was ever attempted.
+
+Only this module and the CLI read the clock; a tick is given its ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import ssl
+import threading
+import time as monotonic
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import schedule
+
+from toma import eventloop, exits
+from toma.config import Config, load_config
+from toma.core.ageing import PlannedReminder
+from toma.core.contacts import Contact
+from toma.core.invoices import invoice_view
+from toma.core.newsletters import Newsletter
+from toma.core.outbox import MessageState, OutboxRecord, advance, new_record, recover_after_crash
+from toma.core.planner import PlannedSend, PlanState, plan
+from toma.core.sequences import Sequence, tag_enrolments
+from toma.daemon.builder import Job
+from toma.daemon.cache import PlanCache, read_sequences, with_paced
+from toma.daemon.sending import Outgoing, Sender, Tally
+from toma.errors import TomaError
+from toma.exits import Exit
+from toma.logs import fields
+from toma.mail.unsubscribing import unsubscriber
+from toma.store import (
+    CONTACTS,
+    CONVERSATIONS,
+    MESSAGES,
+    SYNC,
+    Store,
+)
+from toma.store.records import invoices as billing
+from toma.store.records import newsletters as broadcast
+from toma.store.records.enrolments import record_tag_enrolments
+from toma.timeutil import Clock, iso
+from toma.transports import Outcome, Result, Transport, transport_for
+
+log = logging.getLogger(__name__)
+
+STATUS_KEY = "daemon"
+
+
+@dataclass
+class TickReport(Tally):
+    """What one tick did; stored for ``toma status``."""
+
+    now: str = ""
+    enrolled: int = 0
+    due: int = 0
+    skipped: int = 0
+    inbound: int = 0
+    held: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    # For the exit status (see toma.exits): reasons that need the owner, and the
+    # problems and reasons that only need time.
+    needs_you: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
+
+    def exit_code(self) -> Exit:
+        """What ``toma run --once`` exits with after this tick (see :mod:`toma.exits`)."""
+        return exits.for_tick(asdict(self))
+
+    def observe(self, result: Result) -> None:
+        """Note what a message's final result says about the tick's exit status."""
+        code = exits.for_result(result)
+        if code is Exit.NEEDS_YOU and result.outcome is Outcome.TEMPORARY:
+            # Failed and unknown messages are counted already; this is the reason
+            # (a refused login, an untrusted certificate) that holds them all.
+            exits.note(self.needs_you, result.detail)
+        elif code is Exit.RETRY:
+            exits.note(self.temporary, result.detail)
+
+    def summary(self) -> str:
+        withheld = f", {self.withheld} withheld" if self.withheld else ""
+        return (
+            f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
+            f"{self.unknown} unknown, {self.skipped} skipped, {self.enrolled} enrolled"
+            f"{withheld}"
+        )
+
+
+TransportFactory = Callable[[Config], Transport]
+
+
+class Worker:
+    """The daemon's work on one store: recovery, ticks, and the loop around them."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        store: Store,
+        *,
+        transport_factory: TransportFactory | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        in_tick_retry: timedelta = timedelta(seconds=20),
+        sync_inbox: bool = True,
+    ) -> None:
+        self.sync_inbox = sync_inbox
+        self.progress: Callable[[Result], None] | None = None
+        self.config_path = config_path
+        self.store = store
+        self._plan_cache = PlanCache()
+        self._frozen = False  # decoded store, kept from tick to tick
+        self._transport_factory = transport_factory or (
+            lambda config: transport_for(config, ssl_context=ssl_context)
+        )
+        self.in_tick_retry = in_tick_retry
+        self._sender: Sender | None = None  # while sending: what a stop must reach
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = threading.Event()
+
+    # --- recovery ------------------------------------------------------------
+
+    def recover(self, now: datetime) -> int:
+        """Settle every ``sending`` record a crash left: planned again, or ``unknown``.
+
+        One never handed to the server goes at the next tick; one that was may
+        have gone, and is ``unknown`` (see :func:`toma.core.outbox.recover_after_crash`).
+        Returns how many are ``unknown``.
+        """
+        self.store.refresh()
+        stuck = [
+            OutboxRecord.from_doc(doc)
+            for _key, doc in self.store.all(MESSAGES)
+            if doc.get("state") == MessageState.SENDING
+        ]
+        if not stuck:
+            return 0
+        recovered = recover_after_crash(stuck, at=now)
+        with self.store.transaction() as tx:
+            for record in recovered:
+                if tx.get(MESSAGES, record.key) is not None:  # not forgotten meanwhile
+                    tx.put(MESSAGES, record.key, record.to_doc())
+        for record in recovered:
+            if record.state is MessageState.UNKNOWN:
+                log.warning(
+                    "unknown after crash",
+                    extra=fields(
+                        contact=record.contact, ref=record.ref, message_id=record.message_id
+                    ),
+                )
+            else:
+                log.info(
+                    "planned again after crash",
+                    extra=fields(contact=record.contact, ref=record.ref),
+                )
+        return sum(1 for record in recovered if record.state is MessageState.UNKNOWN)
+
+    # --- one tick ------------------------------------------------------------
+
+    async def tick(self, now: datetime) -> TickReport:
+        started = monotonic.monotonic()
+        report = TickReport(now=iso(now))
+        try:
+            await self._tick(now, report)
+        except TomaError as exc:
+            report.problems.append(str(exc))
+            log.error("tick failed", extra=fields(error=str(exc)))
+        report.seconds = round(monotonic.monotonic() - started, 3)
+        self._write_status(report)
+        log.info(
+            "tick done",
+            extra=fields(
+                now=report.now,
+                sent=report.sent,
+                failed=report.failed,
+                retrying=report.retrying,
+                unknown=report.unknown,
+                skipped=report.skipped,
+                seconds=report.seconds,
+            ),
+        )
+        return report
+
+    async def _tick(self, now: datetime, report: TickReport) -> None:
+        config = load_config(self.config_path)
+        if self.sync_inbox:
+            await self._sync_inbox(config, now, report)
+        files = read_sequences(config)
+        report.held = sorted(files.held)
+        for problem in files.problems:
+            report.problems.append(str(problem))
+            log.error("sequence held", extra=fields(error=str(problem)))
+
+        self.store.refresh()
+        state = self._plan_cache.state(self.store, config, files)
+        report.enrolled = self._enrol_by_tag(state, files.sequences, now)
+        if report.enrolled:
+            state = self._plan_cache.state(self.store, config, files)
+        if not self._frozen:
+            # The decoded store lives as long as the daemon: keep the collector
+            # from walking it again at every collection.
+            gc.freeze()
+            self._frozen = True
+        # Invoice reminders first: they wait for nobody, and a keep-in-touch message
+        # must not land on the day of one (the pace counts them, even when planned).
+        invoice_plan = billing.reminders(
+            self.store,
+            config,
+            contacts=state.contacts,
+            history=state.history,
+            now=now,
+            until=now + timedelta(days=1),
+        )
+        decided = plan(with_paced(state, invoice_plan, now), now)
+        for problem in decided.problems:
+            report.problems.append(str(problem))
+            log.error("sequence not planned", extra=fields(error=str(problem)))
+        self._record_skipped(decided.skipped, state.history, now)
+        report.skipped = len(decided.skipped)
+        report.due = len(decided.due)
+
+        outgoing = Outgoing()
+        self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report, outgoing)
+        self._plan_sequence_jobs(
+            decided.due, state.contacts, state.history, now, outgoing, files.sequences
+        )
+        self._plan_newsletter_jobs(config, state.contacts, state.history, now, report, outgoing)
+        self._build_notices(config, state.contacts, state.history, now, outgoing)
+        if outgoing.records:
+            await self._send(config, outgoing, now, report)
+
+    async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
+        from toma.inbox.base import InboxUnavailable
+        from toma.inbox.sync import budget_for, source_for, sync
+
+        try:
+            source = source_for(config)
+            try:
+                # Within a budget and stopping on SIGTERM: due mail goes out this tick
+                # however much is waiting in the inbox; the rest is read next tick.
+                inbox = await asyncio.to_thread(
+                    sync,
+                    self.store,
+                    config,
+                    source,
+                    now=now,
+                    should_stop=self.stopping.is_set,
+                    budget=budget_for(config),
+                )
+            finally:
+                source.close()
+        except TomaError as exc:
+            # The inbox being out of reach must not stop the sending.
+            report.problems.append(f"inbox: {exc}")
+            if isinstance(exc, InboxUnavailable):
+                report.temporary.append(f"inbox: {exc}")
+            log.error("inbox sync failed", extra=fields(error=str(exc)))
+            return
+        report.inbound = inbox.recorded
+
+    async def _send(
+        self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
+    ) -> None:
+        def observe(result: Result) -> None:
+            report.observe(result)
+            if self.progress is not None:
+                self.progress(result)
+
+        async with self._transport_factory(config) as transport:
+            sender = Sender(
+                self.store,
+                config,
+                self.config_path,
+                transport,
+                retry_within=self.in_tick_retry,
+                progress=observe,
+            )
+            self._sender, self._loop = sender, asyncio.get_running_loop()
+            if self.stopping.is_set():
+                sender.stop.set()
+            try:
+                await sender.send(outgoing, now, report)
+            finally:
+                self._sender = self._loop = None
+
+    def _build_notices(
+        self,
+        config: Config,
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        outgoing: Outgoing,
+    ) -> None:
+        from toma.mail.notices import compose_notice, pending
+
+        queued = self._queue_digest(config, now)
+        waiting = pending(history, now) + ([queued] if queued else [])
+        for record in waiting:
+            digest: list[Mapping[str, Any]] | None = None
+            if record.template == "notice:digest":
+                digest = [
+                    {**doc, "name": _name(contacts, doc.get("contact"))}
+                    for _key, doc in self.store.all(CONVERSATIONS)
+                    if doc.get("digest") == record.ref
+                ]
+                conversation = None
+            else:
+                conversation = self.store.get(CONVERSATIONS, record.ref)
+            about = contacts.get(record.contact) or contacts.get(
+                (conversation or {}).get("contact") or ""
+            )
+            built = compose_notice(
+                record,
+                conversation,
+                config,
+                now=now,
+                digest=digest,
+                contact_name=about.name if about else "",
+            )
+            outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
+
+    def _queue_digest(self, config: Config, now: datetime) -> OutboxRecord | None:
+        """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in."""
+        if config.inbox.notify != "daily":
+            return None
+        local = now.astimezone(ZoneInfo(config.owner.timezone))
+        if local.time() < config.inbox.digest_at:
+            return None
+        day = local.date().isoformat()
+        key = f"notice:digest:{day}"
+        if self.store.get(MESSAGES, key) is not None:
+            return None
+        waiting = [
+            (k, d)
+            for k, d in self.store.all(CONVERSATIONS)
+            if not d.get("notified", True) and d.get("contact")
+        ]
+        if not waiting:
+            return None
+        record = new_record(
+            key=key,
+            contact=config.owner.email,
+            kind="notice",
+            ref=day,
+            template="notice:digest",
+            due_at=now,
+            at=now,
+        )
+        with self.store.transaction() as tx:
+            for conv_key, doc in waiting:
+                tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
+            tx.put(MESSAGES, key, record.to_doc())
+        log.info("digest queued", extra=fields(day=day, messages=len(waiting)))
+        return record
+
+    def _enrol_by_tag(self, state: PlanState, sequences: dict[str, Any], now: datetime) -> int:
+        enrolled = {(e.contact, e.sequence) for e in state.enrolments}
+        new = tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
+        if not new:
+            return 0
+        # A contact forgotten, unsubscribed or suppressed since the tick read the
+        # store is left out: a tick never re-creates a forgotten person's records.
+        new = record_tag_enrolments(self.store, new)
+        for enrolment in new:
+            log.info(
+                "enrolled",
+                extra=fields(contact=enrolment.contact, sequence=enrolment.sequence, by="tag"),
+            )
+        return len(new)
+
+    def _record_skipped(
+        self, skipped: tuple[PlannedSend, ...], history: Any, now: datetime
+    ) -> None:
+        if not skipped:
+            return
+        with self.store.transaction() as tx:
+            for send in skipped:
+                if tx.get(CONTACTS, send.contact) is None:
+                    continue  # forgotten since the tick read the store
+                why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
+                old = history.get(send.key)
+                record = (
+                    advance(old, MessageState.SKIPPED, at=now, detail=why)
+                    if old
+                    else send.to_record(at=now, state=MessageState.SKIPPED, detail=why)
+                )
+                tx.put(MESSAGES, record.key, record.to_doc())
+        for send in skipped:
+            log.warning(
+                "skipped",
+                extra=fields(contact=send.contact, ref=send.ref, late=_days(send.late_by)),
+            )
+
+    def _plan_invoice_jobs(
+        self,
+        planned: list[PlannedReminder],
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        report: TickReport,
+        outgoing: Outgoing,
+    ) -> None:
+        skipped = [p for p in planned if p.skipped]
+        if skipped:
+            with self.store.transaction() as tx:
+                for item in skipped:
+                    if tx.get(CONTACTS, item.contact) is None:
+                        continue  # forgotten since the tick read the store
+                    old = history.get(item.key)
+                    record = (
+                        advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
+                        if old
+                        else item.to_record(at=now)
+                    )
+                    tx.put(MESSAGES, record.key, record.to_doc())
+            for item in skipped:
+                log.info(
+                    "skipped", extra=fields(contact=item.contact, ref=item.ref, why=item.detail)
+                )
+            report.skipped += len(skipped)
+        for item in planned:
+            if item.skipped or item.send_at > now:
+                continue
+            invoice = billing.find(self.store, item.number)
+            contact = contacts[item.contact]
+            today = now.astimezone(ZoneInfo(item.timezone)).date()
+            old = history.get(item.key)
+            record = (
+                advance(old, MessageState.SENDING, at=now)
+                if old
+                else item.to_record(at=now, state=MessageState.SENDING)
+            )
+            thread = invoice.thread_id
+            outgoing.add_job(
+                record,
+                Job(
+                    key=item.key,
+                    template=item.template,
+                    contact=contact.to_doc(),
+                    now=now,
+                    extra={"invoice": invoice_view(invoice, today=today)},
+                    in_reply_to=thread,
+                    references=(thread,) if thread else (),
+                    attachments=(invoice.attachment,)
+                    if invoice.attachment and not item.thank_you
+                    else (),
+                ),
+            )
+            report.due += 1
+
+    def _plan_newsletter_jobs(
+        self,
+        config: Config,
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        report: TickReport,
+        outgoing: Outgoing,
+    ) -> None:
+        for name in broadcast.scheduled(self.store):
+            try:
+                issue = broadcast.load(config, name)
+            except TomaError as exc:
+                report.problems.append(str(exc))
+                log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
+                continue
+            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now):
+                outgoing.add_job(item.record, item.job)
+                report.due += 1
+
+    async def send_newsletter(
+        self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None
+    ) -> TickReport:
+        """Send ``issue`` now to those whose window is open (``toma newsletter send``).
+
+        The others are the daemon's, at the tick that finds their window open
+        (the command gives the issue to them with :func:`~toma.store.records.newsletters.schedule`).
+        """
+        report = TickReport(now=iso(now))
+        config = load_config(self.config_path)
+        self.store.refresh()
+        contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
+        history = {
+            key: OutboxRecord.from_doc(doc)
+            for key, doc in self.store.all(MESSAGES)
+            if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
+        }
+        outgoing = Outgoing()
+        for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
+            outgoing.add_job(item.record, item.job)
+        report.due = len(outgoing.jobs)
+        if on_start is not None:
+            on_start(report.due)
+        if outgoing.jobs:
+            await self._send(config, outgoing, now, report)
+        return report
+
+    def _plan_sequence_jobs(
+        self,
+        due: tuple[PlannedSend, ...],
+        contacts: Mapping[str, Contact],
+        history: Mapping[str, OutboxRecord],
+        now: datetime,
+        outgoing: Outgoing,
+        sequences: Mapping[str, Sequence],
+    ) -> None:
+        for send in due:
+            old = history.get(send.key)
+            record = (
+                advance(old, MessageState.SENDING, at=now)
+                if old
+                else send.to_record(at=now, state=MessageState.SENDING)
+            )
+            outgoing.add_job(
+                record,
+                Job(
+                    key=send.key,
+                    template=send.template,
+                    contact=contacts[send.contact].to_doc(),
+                    now=now,
+                    unsubscribe=sequences[send.sequence].unsubscribe,
+                ),
+            )
+
+    def _write_status(self, report: TickReport) -> None:
+        try:
+            with self.store.transaction() as tx:
+                tx.put(SYNC, STATUS_KEY, asdict(report))
+        except TomaError as exc:
+            log.error("cannot record the tick", extra=fields(error=str(exc)))
+
+    # --- the loop ------------------------------------------------------------
+
+    def run_once(self, now: datetime) -> TickReport:
+        with self.signals():
+            return eventloop.run(self.tick(now))
+
+    def run_forever(self, clock: Clock, every: timedelta) -> None:
+        """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight.
+
+        Beside the ticks: an IMAP IDLE watcher (where the inbox is IMAP) wakes
+        an extra tick when mail arrives, and the one-click unsubscribe endpoint
+        (where ``[unsubscribe] base_url`` is set) records each unsubscribe in
+        the store itself, through a store instance of its own, before it
+        answers; the tick reads it from the store like any other change.
+        """
+        scheduler = schedule.Scheduler()
+
+        def job() -> None:
+            self._guarded_tick(clock)
+
+        scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
+        wake = threading.Event()
+        config = load_config(self.config_path)
+        with self.signals(), _watching(config, wake), _serving(config, clock):
+            log.info(
+                "daemon started",
+                extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
+            )
+            job()
+            while not self.stopping.is_set():
+                scheduler.run_pending()
+                if wake.is_set():
+                    wake.clear()
+                    job()
+                idle = scheduler.idle_seconds
+                self.stopping.wait(timeout=min(0.5, max(0.05, idle if idle is not None else 0.5)))
+        log.info("daemon stopped")
+
+    def _guarded_tick(self, clock: Clock) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            eventloop.run(self.tick(clock.now()))
+        except Exception:
+            # The daemon keeps serving: the next tick starts afresh from the files.
+            log.exception("tick crashed")
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        loop, sender = self._loop, self._sender
+        if loop is not None and sender is not None:
+            loop.call_soon_threadsafe(sender.stop.set)
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop new sends; the ones in flight finish and are recorded."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+            self.request_stop()
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+@contextmanager
+def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
+    """An IMAP IDLE watcher that sets ``wake`` when mail arrives (IMAP inboxes only)."""
+    if config.inbox.kind != "imap":
+        yield
+        return
+    from toma.inbox.imap import ImapWatcher
+
+    watcher = ImapWatcher(config.imap, wake.set)
+    watcher.start()
+    try:
+        yield
+    finally:
+        watcher.stop()
+
+
+@contextmanager
+def _serving(
+    config: Config, clock: Clock, listen: tuple[str, int] | None = None
+) -> Iterator[tuple[str, int] | None]:
+    """The one-click unsubscribe endpoint, when the config gives a public base URL.
+
+    It records each unsubscribe durably itself (:class:`toma.mail.unsubscribing.OneClick`)
+    before answering: nothing waits in memory for the tick. Yields the address it
+    listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
+    """
+    if not config.unsubscribe.base_url:
+        yield None
+        return
+    from toma.mail.unsubscribing import OneClick
+    from toma.web.endpoint import UnsubscribeEndpoint
+
+    record = OneClick(config.paths.data, clock)
+    host, port = listen or config.unsubscribe.listen
+    endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
+    try:
+        endpoint.start()
+    except OSError as exc:
+        record.close()
+        raise TomaError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", key="unsubscribe.listen"
+        ) from None
+    log.info(
+        "unsubscribe endpoint listening",
+        extra=fields(
+            address=f"{endpoint.address[0]}:{endpoint.address[1]}",
+            base_url=config.unsubscribe.base_url,
+        ),
+    )
+    try:
+        yield endpoint.address
+    finally:
+        endpoint.stop()
+        record.close()
+
+
+def serve(
+    config: Config,
+    clock: Clock,
+    *,
+    listen: tuple[str, int] | None = None,
+    stopping: threading.Event | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
+
+    For cron users, whose ``toma run --once`` serves nothing. It takes no
+    daemon lock: the endpoint writes each unsubscribe through a store instance
+    of its own, as safe beside a tick as two processes are (see
+    :class:`toma.mail.unsubscribing.OneClick`), so it runs alongside cron's ticks
+    or the daemon (on another address).
+    """
+    if not config.unsubscribe.base_url:
+        raise TomaError(
+            "nothing to serve: set base_url to the public https address of the "
+            'unsubscribe links (see the README, "Unsubscribe links under cron")',
+            key="unsubscribe.base_url",
+        )
+    stop = stopping or threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if main_thread
+        else {}
+    )
+    try:
+        with _serving(config, clock, listen) as address:
+            assert address is not None  # noqa: S101 - base_url is set, checked above
+            if on_ready is not None:
+                on_ready(address)
+            while not stop.wait(timeout=0.5):
+                pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    log.info("serve stopped")
+
+
+def _name(contacts: Mapping[str, Contact], email: str | None) -> str:
+    found = contacts.get(email or "")
+    return found.name if found else ""
+
+
+def _days(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.0f}h"

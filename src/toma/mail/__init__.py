@@ -1,0 +1,1 @@
+"""Making messages: render templates, compose, build MIME, notices, unsubscribe links."""

@@ -1,0 +1,1 @@
+"""Read-only views of the project and its store: plan, status, log, explain."""

@@ -1,0 +1,89 @@
+"""``toma plan``: the coming sends as rows of a calendar, in both zones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from toma.config import Config
+from toma.core.ageing import PlannedReminder
+from toma.core.planner import PlannedSend, plan
+from toma.core.sequences import tag_enrolments
+from toma.daemon.cache import plan_state, read_sequences, with_paced
+from toma.store import Reader
+from toma.store.records import invoices as billing
+from toma.timeutil import iso
+
+
+@dataclass(frozen=True)
+class Row:
+    contact: str
+    kind: str
+    ref: str
+    at: datetime  # in the contact's zone
+    at_owner: datetime
+    note: str = ""
+
+    @property
+    def at_theirs(self) -> str:
+        return self.at.strftime("%a %Y-%m-%d %H:%M %Z")
+
+    @property
+    def at_yours(self) -> str:
+        return self.at_owner.strftime("%a %Y-%m-%d %H:%M %Z")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contact": self.contact,
+            "kind": self.kind,
+            "ref": self.ref,
+            "at": iso(self.at),
+            "at_owner": iso(self.at_owner),
+            "note": self.note,
+        }
+
+
+def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) -> list[Row]:
+    """Every send from ``now`` to ``until``, as the daemon would make them.
+
+    Contacts whose tag the next tick would enrol are counted as enrolled now.
+    """
+    files = read_sequences(config)
+    state = plan_state(reader, config, files)
+    enrolled = {(e.contact, e.sequence) for e in state.enrolments}
+    coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
+    if coming:
+        state = replace(state, enrolments=[*state.enrolments, *coming])
+    reminders = [
+        r
+        for r in billing.reminders(
+            reader, config, contacts=state.contacts, history=state.history, now=now, until=until
+        )
+        if not r.skipped
+    ]
+    # As the daemon does: only the reminders of the coming day hold keep-in-touch
+    # mail back (the planner's pace looks at a contact's latest message).
+    soon = [r for r in reminders if r.send_at <= now + timedelta(days=1)]
+    decided = plan(with_paced(state, soon, now), now, until=until)
+    owner_zone = ZoneInfo(config.owner.timezone)
+    sends: list[PlannedSend | PlannedReminder] = [*decided.sends, *reminders]
+    rows = [_row(send, now, owner_zone) for send in sends]
+    return sorted(rows, key=lambda row: (row.at_owner, row.contact, row.ref))
+
+
+def _row(send: PlannedSend | PlannedReminder, now: datetime, owner_zone: ZoneInfo) -> Row:
+    notes = []
+    if send.send_at <= now:
+        notes.append("due now")
+    if send.late_by.total_seconds() >= 86400:
+        notes.append(f"waited {send.late_by.days}d")
+    return Row(
+        contact=send.contact,
+        kind=send.kind,
+        ref=send.ref,
+        at=send.local_send_at(),
+        at_owner=send.send_at.astimezone(owner_zone),
+        note=", ".join(notes),
+    )

@@ -1,0 +1,1 @@
+"""HTTP served by toma: the one-click unsubscribe endpoint."""
