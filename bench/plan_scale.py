@@ -27,9 +27,10 @@ from pathlib import Path
 
 from toma.config import Pace
 from toma.core.contacts import Contact
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, OutboxRecord, repeat_key, sequence_key
 from toma.core.planner import PlanState, plan
-from toma.core.sequences import Enrolment, OnReply, Repeat, Sequence, Step
+from toma.core.sequences import OnReply, Repeat, Sequence, Step
 from toma.timeutil import parse_duration
 
 NOW = datetime(2026, 3, 18, 10, 30, tzinfo=UTC)  # a Wednesday

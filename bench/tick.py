@@ -34,8 +34,8 @@ from smtp_bare import bare_send, build_messages, start_sink
 
 from toma import eventloop
 from toma.core.contacts import make_contact
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, advance, new_record, sequence_key
-from toma.core.sequences import Enrolment
 from toma.daemon.worker import Worker
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, TinyStore, open_store
 

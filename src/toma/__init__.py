@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from toma.config import Config, load_config
 from toma.core.contacts import Contact, Status, make_contact, normalize_address
+from toma.core.enrolments import Enrolment
 from toma.core.planner import Plan, PlannedSend, PlanState, plan
-from toma.core.sequences import Enrolment, Sequence, load_sequences
+from toma.core.sequences import Sequence
 from toma.daemon.worker import TickReport, Worker
 from toma.errors import (
     ConfigError,
@@ -27,6 +28,7 @@ from toma.errors import (
 )
 from toma.mail.compose import Composer
 from toma.mail.render import Rendered, Templates
+from toma.project.sequences import load_sequences
 from toma.store import Store, open_store
 from toma.store.records import contacts as addressbook
 

@@ -25,12 +25,12 @@ from toma.config import load_config
 from toma.core.contacts import make_contact
 from toma.core.suppression import Reason
 from toma.logs import TextFormatter
-from toma.mail.unsubscribe import Unsubscribe
-from toma.mail.unsubscribing import OneClick, unsubscriber
+from toma.mail.unsubscribe import Unsubscribe, unsubscriber
 from toma.store import CONTACTS, SUPPRESSION, open_store
 from toma.store.records import contacts as addressbook
 from toma.timeutil import FixedClock
 from toma.web.endpoint import MAX_BODY, UnsubscribeEndpoint, redact
+from toma.web.oneclick import OneClick
 
 from .conftest import free_port
 from .projects import make_project

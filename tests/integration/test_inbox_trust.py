@@ -16,8 +16,7 @@ from click.testing import CliRunner
 
 from toma.cli import main
 from toma.daemon.worker import Worker
-from toma.mail.unsubscribe import Unsubscribe, load_or_create_secret
-from toma.mail.unsubscribing import SECRET_FILE
+from toma.mail.unsubscribe import SECRET_FILE, Unsubscribe, load_or_create_secret
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, open_store
 
 from . import dovecot

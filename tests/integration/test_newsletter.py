@@ -22,7 +22,7 @@ import pytest
 
 from toma.config import Smtp, load_config
 from toma.daemon.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, in_doubt_at_most
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.unsubscribe import unsubscriber
 from toma.store import CONTACTS, MESSAGES, open_store
 
 from .conftest import RecordingHandler, free_port

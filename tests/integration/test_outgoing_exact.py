@@ -25,7 +25,7 @@ from toma.core.contacts import Contact
 from toma.daemon.builder import PARALLEL_FROM
 from toma.daemon.worker import Worker
 from toma.mail.compose import Composer
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.unsubscribe import unsubscriber
 from toma.store import CONTACTS, open_store
 from toma.store.records import newsletters as broadcast
 
@@ -305,8 +305,9 @@ def test_a_worker_without_the_signer_fails_the_batch(tmp_path: Path) -> None:
     """Messages that need links from a composer with no signer: an error, from either process."""
     import asyncio
 
-    from toma.daemon.builder import CHUNK, LOCAL_CHUNKS, Job, build_chunks
+    from toma.daemon.builder import CHUNK, LOCAL_CHUNKS, build_chunks
     from toma.errors import TemplateError, TomaError
+    from toma.mail.compose import Job
 
     config = project(tmp_path, contacts=1)
     loaded = load_config(config)

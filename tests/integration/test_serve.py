@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from toma.config import load_config
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.unsubscribe import unsubscriber
 from toma.store import CONTACTS, open_store
 from toma.store.records.contacts import suppression_of
 

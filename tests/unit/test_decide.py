@@ -14,10 +14,11 @@ import pytest
 
 from toma.config import Config, load_config
 from toma.core.contacts import Contact, make_contact
+from toma.core.enrolments import Enrolment
 from toma.core.reading.classify import Reading, read_message
 from toma.core.reading.decide import decide
 from toma.core.reading.match import Match, Sent, match
-from toma.core.sequences import Enrolment, OnReply
+from toma.core.sequences import OnReply
 from toma.core.sequences import Sequence as SequenceFile
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

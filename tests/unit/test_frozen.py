@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from toma.core._frozen import maker
 from toma.core.contacts import Contact, Status
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, OutboxRecord
-from toma.core.sequences import Enrolment
 
 MOMENT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 texts = st.text(max_size=12)

@@ -15,30 +15,31 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from toma.config import InvoiceStage, Owner, Window
+from toma.core.ageing import BUCKETS, ageing
 from toma.core.contacts import Contact, Status, parse_csv
 from toma.core.invoices import (
-    BUCKETS,
     Invoice,
     InvoiceError,
     InvoiceStatus,
-    PlannedReminder,
-    ageing,
     invoice_view,
     make_invoice,
     mark_paid,
     mark_void,
-    number_of_ref,
     parse_invoices_csv,
     pause_reminders,
-    plan_reminders,
-    reminder_key,
     reopen,
-    split_key,
-    stage_label,
-    thank_you_key,
     with_thread,
 )
 from toma.core.outbox import MessageState, OutboxRecord, advance
+from toma.core.reminders import (
+    PlannedReminder,
+    number_of_ref,
+    plan_reminders,
+    reminder_key,
+    split_key,
+    stage_label,
+    thank_you_key,
+)
 from toma.errors import ImportProblem, TomaError
 from toma.mail.render import Templates, sender_view
 from toma.timeutil import parse_duration

@@ -16,18 +16,16 @@ from toma.core.audience import EVERYONE, parse_audience
 from toma.core.contacts import Contact, Status, parse_csv
 from toma.core.newsletters import (
     Newsletter,
-    load_newsletter,
-    load_newsletters,
     newsletter_key,
     pending,
     recipients,
-    render_newsletter,
     send_time,
     split_key,
 )
 from toma.core.outbox import MessageState, OutboxRecord, new_record
 from toma.errors import TemplateError
 from toma.mail.unsubscribe import Unsubscribe
+from toma.project.newsletters import load_newsletter, load_newsletters, render_newsletter
 
 LAYOUT = """<html><body>{{ body }}
 {% if unsubscribe_url %}<a href="{{ unsubscribe_url }}">Unsubscribe</a>{% endif %}

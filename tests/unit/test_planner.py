@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from toma.config import Pace, Window
 from toma.core.contacts import Contact, Status, make_contact
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import (
     MessageState,
     OutboxRecord,
@@ -24,7 +25,7 @@ from toma.core.outbox import (
     sequence_key,
 )
 from toma.core.planner import Plan, PlannedSend, PlanState, plan
-from toma.core.sequences import Enrolment, OnReply, Repeat, Sequence, Step
+from toma.core.sequences import OnReply, Repeat, Sequence, Step
 from toma.core.windows import in_window
 from toma.timeutil import Duration, parse_duration
 

@@ -16,11 +16,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from toma.config import Config, parse_config
 from toma.core.contacts import make_contact
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, new_record, sequence_key
 from toma.core.planner import PlanState
-from toma.core.sequences import Enrolment
-from toma.daemon.cache import Files, PlanCache, plan_state
+from toma.daemon.cache import PlanCache, plan_state
 from toma.errors import TomaError
+from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, TinyStore
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from toma.core.contacts import Contact, Status
-from toma.core.sequences import (
-    Enrolment,
-    OnReply,
-    held_sequences,
-    load_sequences,
-    parse_sequence,
-    tag_enrolments,
-)
+from toma.core.enrolments import Enrolment, tag_enrolments
+from toma.core.sequences import OnReply, held_sequences, parse_sequence
 from toma.errors import SequenceError
+from toma.project.sequences import load_sequences
 from toma.timeutil import parse_duration
 
 WINDOWS = {"default", "weekend"}

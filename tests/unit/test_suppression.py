@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from toma.core.contacts import Status, make_contact
-from toma.core.sequences import Enrolment
+from toma.core.enrolments import Enrolment
 from toma.core.suppression import Entry, Reason, canonical, entry_for, key_for, merged
 from toma.errors import ContactError, StoreError, TomaError
 from toma.store import ENROLMENTS, META, SUPPRESSION, Store, open_store

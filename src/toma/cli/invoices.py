@@ -201,8 +201,8 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
 
     Times are in your zone ([owner] timezone).
     """
-    from toma.core.invoices import split_key
     from toma.core.money import format_money
+    from toma.core.reminders import split_key
     from toma.reports.log import about_invoice
     from toma.store import MESSAGES
     from toma.store.records import invoices as billing

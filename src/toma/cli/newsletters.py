@@ -36,7 +36,7 @@ def newsletter() -> None:
 def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     """Send one copy of an issue to yourself (the owner), as a recipient would see it."""
     from toma.mail.compose import Composer
-    from toma.mail.unsubscribing import unsubscriber
+    from toma.mail.unsubscribe import unsubscriber
     from toma.store.records import newsletters as broadcast
     from toma.transports import Envelope, transport_for
 

@@ -123,9 +123,9 @@ def preview(
         toma preview acquaintance/nice-to-meet.md --contact mira@example.org
         toma preview newsletters/2026-12-year-in-review.md --contact mira@example.org
     """
-    from toma.daemon.builder import Job, build_one
-    from toma.mail.compose import Composer
-    from toma.mail.unsubscribing import unsubscriber
+    from toma.daemon.builder import build_one
+    from toma.mail.compose import Composer, Job
+    from toma.mail.unsubscribe import unsubscriber
 
     config = ctx.config
     with ctx.store() as store:
@@ -173,8 +173,8 @@ def _newsletter(config: Config, name: str) -> Newsletter | None:
 
 def _way_out(config: Config, template: str, sequence_name: str | None) -> WayOut:
     """What the sequences that send ``template`` offer as a way out ("none" if none does)."""
-    from toma.core.sequences import load_sequences
     from toma.errors import TomaError
+    from toma.project.sequences import load_sequences
 
     sequences, _problems = load_sequences(config.paths.sequences, windows=set(config.windows))
     if sequence_name is not None:

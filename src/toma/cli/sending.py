@@ -30,7 +30,7 @@ from toma.store.records import contacts as addressbook
 @pass_context
 def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
     """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
-    from toma.daemon.cache import read_sequences
+    from toma.project.sequences import read_sequences
     from toma.store.records.enrolments import enrol
 
     files = read_sequences(ctx.config)

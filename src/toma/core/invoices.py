@@ -10,8 +10,8 @@ what work. It changes only through the functions here (:func:`mark_paid`,
 a clock, a disk or a network: dates, ``now`` and CSV text are handed in.
 
 Money is exact (:mod:`toma.core.money`): a :class:`~decimal.Decimal` with exactly
-its currency's ISO 4217 decimals, stored as a string. The reminder plan and
-the ageing report live in :mod:`toma.core.ageing` and are re-exported here.
+its currency's ISO 4217 decimals, stored as a string. The reminder plan
+lives in :mod:`toma.core.reminders`, the ageing report in :mod:`toma.core.ageing`.
 
 **Who is reminded.** Invoice mail follows the contact's status:
 
@@ -27,7 +27,7 @@ the ageing report live in :mod:`toma.core.ageing` and are re-exported here.
   they asked not to happen;
 - an address that is no contact: nothing; an import refuses such a row.
 
-**Reminders** (details in :mod:`toma.core.ageing`): each stage of the policy at
+**Reminders** (details in :mod:`toma.core.reminders`): each stage of the policy at
 most once per invoice, at the window's opening on the stage's day in the
 contact's zone; only the latest due stage when several are due at once (no
 bursts after an outage or a pause); nothing once paid or void; one thank-you
@@ -46,57 +46,25 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from toma.core.ageing import (
-    BUCKETS,
-    DEFAULT_WINDOW,
-    THANK_WITHIN,
-    THANK_YOU,
-    Ageing,
-    AgeingRow,
-    PlannedReminder,
-    ageing,
-    number_of_ref,
-    plan_reminders,
-    reminder_key,
-    split_key,
-    stage_label,
-    stage_moment,
-    thank_you_key,
-)
 from toma.core.contacts import normalize_address
 from toma.core.money import check_amount, clean_currency, format_day, format_money, parse_amount
 from toma.errors import ContactError, ImportProblem, TomaError
 from toma.timeutil import Duration, parse_date, parse_duration, parse_moment
 
 __all__ = [
-    "BUCKETS",
-    "DEFAULT_WINDOW",
-    "THANK_WITHIN",
-    "THANK_YOU",
-    "Ageing",
-    "AgeingRow",
     "Invoice",
     "InvoiceError",
     "InvoiceStatus",
-    "PlannedReminder",
-    "ageing",
     "clean_delivered",
     "clean_number",
     "invoice_view",
     "make_invoice",
     "mark_paid",
     "mark_void",
-    "number_of_ref",
     "parse_invoices_csv",
     "pause_reminders",
-    "plan_reminders",
-    "reminder_key",
     "reopen",
     "split_delivered",
-    "split_key",
-    "stage_label",
-    "stage_moment",
-    "thank_you_key",
     "with_thread",
 ]
 

@@ -83,6 +83,7 @@ from zoneinfo import ZoneInfo
 
 from toma.config import Pace, Window
 from toma.core.contacts import Contact, Status
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import (
     ATTEMPTED,
     MessageState,
@@ -92,7 +93,7 @@ from toma.core.outbox import (
     repeat_step,
     sequence_key,
 )
-from toma.core.sequences import Enrolment, Sequence, SequenceProblem
+from toma.core.sequences import Sequence, SequenceProblem
 from toma.core.windows import WindowCalendar
 from toma.timeutil import Duration, zone
 

@@ -1,4 +1,4 @@
-"""Sequence files (``sequences/*.toml``) and enrolments in them.
+"""Sequence files (``sequences/*.toml``): what one says, parsed strictly.
 
 One file is one sequence: who is enrolled (by tag or by hand), what a reply
 does, the window it sends in, its steps and an optional repeat cadence::
@@ -21,7 +21,8 @@ does, the window it sends in, its steps and an optional repeat cadence::
 Parsing is strict: an unknown key is an error with a "did you mean" hint, since
 a misspelt ``afer`` silently ignored is a step sent at the wrong time. Every
 error names the file, the line it is on and the key (``steps[1].after``).
-:func:`load_sequences` reports a broken file and leaves it out; the others load.
+:func:`toma.project.sequences.load_sequences` reports a broken file and leaves it
+out; the others load.
 A broken file's sequence is *held* by the planner (nothing is sent from it)
 until it is fixed: :func:`held_sequences` gives the names to hold.
 
@@ -35,21 +36,17 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from toma.config import _close
-from toma.core._frozen import maker
-from toma.core.contacts import Contact, Status, clean_tag
+from toma.core.contacts import clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
 from toma.mail.unsubscribe import WAYS_OUT, WayOut
-from toma.timeutil import Duration, parse_duration, stored_moment
+from toma.timeutil import Duration, parse_duration
 
 ReplyAction = Literal["stop", "continue", "pause"]
-EnrolmentState = Literal["active", "stopped", "paused"]
-EnrolmentSource = Literal["tag", "hand"]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
@@ -140,51 +137,6 @@ def held_sequences(errors: Iterable[TomaError]) -> frozenset[str]:
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def load_sequences(
-    folder: Path, *, windows: Collection[str]
-) -> tuple[dict[str, Sequence], list[SequenceError]]:
-    """Every ``*.toml`` in ``folder`` (in name order), and the problems found.
-
-    A broken file is reported and left out; the others still load. A second
-    file with a name already taken is an error, and since the name is then
-    ambiguous it is held (see :func:`held_sequences`) until one is renamed. A
-    folder that does not exist holds no sequences.
-    """
-    sequences: dict[str, Sequence] = {}
-    errors: list[SequenceError] = []
-    if not folder.exists():
-        return sequences, errors
-    if not folder.is_dir():
-        errors.append(SequenceProblem("the sequences path is not a folder", file=folder))
-        return sequences, errors
-    for path in sorted(folder.glob("*.toml")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(SequenceProblem(f"cannot read: {exc}", file=path, sequence=path.stem))
-            continue
-        try:
-            sequence = parse_sequence(path, text, windows=windows)
-        except SequenceError as exc:
-            errors.append(exc)
-            continue
-        first = sequences.get(sequence.name)
-        if first is not None:
-            errors.append(
-                SequenceProblem(
-                    f"sequence {sequence.name!r} is already defined in {first.file.name}: "
-                    "give each sequence its own name",
-                    file=path,
-                    line=_Locator(text).line("name"),
-                    key="name",
-                    sequence=sequence.name,
-                )
-            )
-            continue
-        sequences[sequence.name] = sequence
-    return sequences, errors
 
 
 def parse_sequence(path: Path, text: str, *, windows: Collection[str]) -> Sequence:
@@ -468,112 +420,3 @@ class _Parser:
 def _guess_name(text: str, path: Path) -> str:
     found = re.search(r"^\s*name\s*=\s*[\"']([^\"']+)[\"']", text, re.MULTILINE)
     return found.group(1) if found else path.stem
-
-
-# --------------------------------------------------------------------------- enrolments
-
-
-def enrolment_key(contact: str, sequence: str) -> str:
-    """The store key of ``contact``'s enrolment in ``sequence``."""
-    return f"{sequence}/{contact}"
-
-
-@dataclass(frozen=True, slots=True)
-class Enrolment:
-    """One contact in one sequence.
-
-    ``paused_until`` is set only while ``state`` is ``"paused"``; without it a
-    pause lasts until the owner resumes. Moments are aware UTC datetimes.
-    """
-
-    contact: str
-    sequence: str
-    enrolled_at: datetime
-    state: EnrolmentState = "active"
-    paused_until: datetime | None = None
-    source: EnrolmentSource = "hand"
-    stopped_reason: str = ""
-
-    @property
-    def key(self) -> str:
-        return enrolment_key(self.contact, self.sequence)
-
-    def stopped(self, reason: str) -> Enrolment:
-        return replace(self, state="stopped", paused_until=None, stopped_reason=reason)
-
-    def paused(self, until: datetime | None) -> Enrolment:
-        return replace(self, state="paused", paused_until=until.astimezone(UTC) if until else None)
-
-    def resumed(self) -> Enrolment:
-        return replace(self, state="active", paused_until=None, stopped_reason="")
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "contact": self.contact,
-            "sequence": self.sequence,
-            "enrolled_at": _iso(self.enrolled_at),
-            "state": self.state,
-            "paused_until": _iso(self.paused_until) if self.paused_until else None,
-            "source": self.source,
-            "stopped_reason": self.stopped_reason,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Enrolment:
-        state = doc.get("state", "active")
-        if state not in ("active", "stopped", "paused"):
-            raise TomaError(f"enrolment state {state!r} is not active, stopped or paused")
-        source = doc.get("source", "hand")
-        if source not in ("tag", "hand"):
-            raise TomaError(f"enrolment source {source!r} is not tag or hand")
-        enrolled_at = stored_moment(doc["enrolled_at"])
-        if enrolled_at is None:
-            raise TomaError(f"enrolment {doc.get('sequence')}/{doc.get('contact')} has no date")
-        return _make_enrolment(
-            contact=doc["contact"],
-            sequence=doc["sequence"],
-            enrolled_at=enrolled_at,
-            state=state,
-            paused_until=stored_moment(doc.get("paused_until")),
-            source=source,
-            stopped_reason=doc.get("stopped_reason", ""),
-        )
-
-
-_make_enrolment = maker(Enrolment)  # from_doc has checked every value
-
-
-def tag_enrolments(
-    contacts: Iterable[Contact],
-    sequences: Mapping[str, Sequence],
-    enrolled: Collection[tuple[str, str]],
-    *,
-    now: datetime,
-) -> list[Enrolment]:
-    """New enrolments for active contacts carrying a sequence's ``enroll_tag``.
-
-    ``enrolled`` holds the (contact, sequence) pairs that already have an
-    enrolment in any state: a stopped enrolment is not restarted by its tag.
-    """
-    tagged = sorted(
-        (sequence.enroll_tag, name) for name, sequence in sequences.items() if sequence.enroll_tag
-    )
-    if not tagged:
-        return []
-    moment = now.astimezone(UTC)
-    found: list[Enrolment] = []
-    for contact in contacts:
-        if contact.status is not Status.ACTIVE:
-            continue
-        for tag, name in tagged:
-            if tag in contact.tags and (contact.email, name) not in enrolled:
-                found.append(
-                    Enrolment(
-                        contact=contact.email, sequence=name, enrolled_at=moment, source="tag"
-                    )
-                )
-    return found
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()

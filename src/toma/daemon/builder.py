@@ -16,36 +16,19 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from toma.core.contacts import Contact
 from toma.errors import TemplateError
-from toma.mail.compose import Composer, Recipe
+from toma.mail.compose import Composer, Job, Recipe
 from toma.mail.mime import Built
-from toma.mail.unsubscribe import WayOut
 
 PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
 CHUNK = 100
 LOCAL_CHUNKS = 3  # built in this process while the worker starts
 WORKER_NICENESS = 10
-
-
-@dataclass(frozen=True)
-class Job:
-    key: str
-    template: str
-    contact: Mapping[str, Any]  # Contact.to_doc(): plain data crosses processes cheaply
-    now: datetime
-    extra: Mapping[str, Any] | None = None
-    in_reply_to: str | None = None
-    references: tuple[str, ...] = ()
-    unsubscribe: WayOut = "none"  # see toma.mail.unsubscribe.WayOut
-    newsletter: bool = False  # an issue of the newsletters folder: always with its footer
-    attachments: tuple[str, ...] = ()  # paths of files to attach
 
 
 @dataclass(frozen=True)

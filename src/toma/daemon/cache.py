@@ -1,9 +1,9 @@
-"""From the files and the store to the planner's input, and back to the calendar.
+"""From the store to the planner's input, kept decoded between the daemon's ticks.
 
 The planner (:mod:`toma.core.planner`) is pure; this module is the thin layer that
-reads what it needs: the sequence files as they are now (a broken file is
-reported and its sequence held), and the contacts, enrolments and outbox
-history from the store.
+reads what it needs: the contacts, enrolments and outbox history from the
+store, beside the sequence files as :mod:`toma.project.sequences` read them (a
+broken file is reported and its sequence held).
 
 Reading means decoding every contact, enrolment and outbox record into the
 planner's frozen dataclasses: at 100k contacts in three sequences that is
@@ -19,35 +19,19 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from toma.config import Config
-from toma.core.ageing import PlannedReminder
 from toma.core.contacts import Contact
-from toma.core.outbox import MessageState, OutboxRecord
-from toma.core.planner import Plan, PlanState, plan
-from toma.core.sequences import Enrolment, Sequence, held_sequences, load_sequences
-from toma.errors import SequenceError
+from toma.core.enrolments import Enrolment
+from toma.core.outbox import OutboxRecord
+from toma.core.planner import PlanState
+from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, Reader, Store
 from toma.store.base import Changed, ChangeMark, Document
 from toma.timeutil import parse_moment
-
-
-@dataclass(frozen=True)
-class Files:
-    """The sequence files as read at one moment."""
-
-    sequences: dict[str, Sequence]
-    problems: list[SequenceError] = field(default_factory=list)
-    held: frozenset[str] = frozenset()
-
-
-def read_sequences(config: Config) -> Files:
-    sequences, problems = load_sequences(config.paths.sequences, windows=set(config.windows))
-    return Files(sequences, problems, held_sequences(problems))
 
 
 def plan_state(reader: Reader, config: Config, files: Files) -> PlanState:
@@ -256,21 +240,3 @@ def _state(
         default_tz=config.owner.timezone,
         contact_hold_until=MappingProxyType(holds),
     )
-
-
-def calendar(reader: Reader, config: Config, *, now: datetime, until: datetime) -> Plan:
-    """What goes to whom and when, from ``now`` to ``until`` (``toma plan``)."""
-    return plan(plan_state(reader, config, read_sequences(config)), now, until=until)
-
-
-def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:
-    """``state`` with the coming reminders counted by the pace as if already sent."""
-    paced = {}
-    for item in invoice_plan:
-        if item.skipped or item.key in state.history:
-            continue
-        record = item.to_record(at=now, state=MessageState.SENDING)
-        paced[item.key] = replace(record, updated_at=max(item.send_at, now))
-    if not paced:
-        return state
-    return replace(state, history={**state.history, **paced})

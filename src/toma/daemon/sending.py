@@ -65,14 +65,15 @@ from typing import Any
 
 from toma.config import Config
 from toma.core.contacts import Status
-from toma.core.invoices import Invoice, number_of_ref, with_thread
+from toma.core.invoices import Invoice, with_thread
 from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, OutboxRecord, advance
-from toma.daemon.builder import BuildOutcome, Failure, Job, build_chunks
+from toma.core.reminders import number_of_ref
+from toma.daemon.builder import BuildOutcome, Failure, build_chunks
 from toma.errors import TomaError
 from toma.logs import fields
-from toma.mail.compose import Composer
+from toma.mail.compose import Composer, Job
 from toma.mail.mime import Built
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.unsubscribe import unsubscriber
 from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction
 from toma.timeutil import iso, parse_moment
 from toma.transports import Envelope, Handing, Outcome, Result, Transport, send_all

@@ -50,20 +50,23 @@ import schedule
 
 from toma import eventloop, exits
 from toma.config import Config, load_config
-from toma.core.ageing import PlannedReminder
+from toma.core.agenda import with_paced
 from toma.core.contacts import Contact
+from toma.core.enrolments import tag_enrolments
 from toma.core.invoices import invoice_view
 from toma.core.newsletters import Newsletter
 from toma.core.outbox import MessageState, OutboxRecord, advance, new_record, recover_after_crash
 from toma.core.planner import PlannedSend, PlanState, plan
-from toma.core.sequences import Sequence, tag_enrolments
-from toma.daemon.builder import Job
-from toma.daemon.cache import PlanCache, read_sequences, with_paced
+from toma.core.reminders import PlannedReminder
+from toma.core.sequences import Sequence
+from toma.daemon.cache import PlanCache
 from toma.daemon.sending import Outgoing, Sender, Tally
 from toma.errors import TomaError
 from toma.exits import Exit
 from toma.logs import fields
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.compose import Job
+from toma.mail.unsubscribe import unsubscriber
+from toma.project.sequences import read_sequences
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
@@ -656,15 +659,15 @@ def _serving(
 ) -> Iterator[tuple[str, int] | None]:
     """The one-click unsubscribe endpoint, when the config gives a public base URL.
 
-    It records each unsubscribe durably itself (:class:`toma.mail.unsubscribing.OneClick`)
+    It records each unsubscribe durably itself (:class:`toma.web.oneclick.OneClick`)
     before answering: nothing waits in memory for the tick. Yields the address it
     listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
     """
     if not config.unsubscribe.base_url:
         yield None
         return
-    from toma.mail.unsubscribing import OneClick
     from toma.web.endpoint import UnsubscribeEndpoint
+    from toma.web.oneclick import OneClick
 
     record = OneClick(config.paths.data, clock)
     host, port = listen or config.unsubscribe.listen
@@ -703,7 +706,7 @@ def serve(
     For cron users, whose ``toma run --once`` serves nothing. It takes no
     daemon lock: the endpoint writes each unsubscribe through a store instance
     of its own, as safe beside a tick as two processes are (see
-    :class:`toma.mail.unsubscribing.OneClick`), so it runs alongside cron's ticks
+    :class:`toma.web.oneclick.OneClick`), so it runs alongside cron's ticks
     or the daemon (on another address).
     """
     if not config.unsubscribe.base_url:

@@ -46,18 +46,17 @@ from typing import Any
 
 from toma.config import Config
 from toma.core.contacts import Contact
-from toma.core.invoices import number_of_ref
+from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, new_record
 from toma.core.reading.classify import READ_BUDGET, Reading, read_message
 from toma.core.reading.decide import Decision, decide
 from toma.core.reading.match import Match, Sent, match, sent_index
-from toma.core.sequences import Enrolment
+from toma.core.reminders import number_of_ref
 from toma.core.sequences import Sequence as SequenceFile
-from toma.daemon.cache import read_sequences
 from toma.inbox.base import Cursor, Inbound, Source
 from toma.logs import fields
-from toma.mail.unsubscribe import Unsubscribe
-from toma.mail.unsubscribing import unsubscriber
+from toma.mail.unsubscribe import Unsubscribe, unsubscriber
+from toma.project.sequences import read_sequences
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
 from toma.store.base import Transaction
 from toma.store.records import contacts as addressbook

@@ -68,7 +68,7 @@ class Composer:
     def newsletters(self) -> Templates:
         """The issues of the newsletters folder, framed by the templates' layouts."""
         if self._newsletters is None:
-            from toma.core.newsletters import newsletter_templates
+            from toma.project.newsletters import newsletter_templates
 
             paths = self.config.paths
             self._newsletters = newsletter_templates(
@@ -151,3 +151,19 @@ class Composer:
             raise TemplateError(
                 f"cannot attach {file}: {exc.strerror}", file=template, contact=contact
             ) from None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One message to render and build: plain values, so that it crosses to a worker process."""
+
+    key: str
+    template: str
+    contact: Mapping[str, Any]  # Contact.to_doc(): plain data crosses processes cheaply
+    now: datetime
+    extra: Mapping[str, Any] | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    unsubscribe: WayOut = "none"  # see toma.mail.unsubscribe.WayOut
+    newsletter: bool = False  # an issue of the newsletters folder: always with its footer
+    attachments: tuple[str, ...] = ()  # paths of files to attach

@@ -48,7 +48,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Final, Literal, TypedDict, get_args
+from typing import TYPE_CHECKING, Final, Literal, TypedDict, get_args
 from urllib.parse import quote, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -59,7 +59,12 @@ from toma.errors import StoreError
 from toma.hosts import is_loopback
 from toma.logs import fields
 
+if TYPE_CHECKING:
+    from toma.config import Config
+
 log = logging.getLogger(__name__)
+
+SECRET_FILE = "unsubscribe.key"  # noqa: S105 - a file name, not a secret
 
 VERSION: Final = b"v1:"
 MAC_BYTES: Final = 16  # 128 bits
@@ -320,3 +325,13 @@ def _read_secret(path: Path) -> bytes:
                 extra=fields(file=str(path), was=oct(mode & 0o777)),
             )
     return data
+
+
+def unsubscriber(config: Config) -> Unsubscribe:
+    """Links and mailtos signed with the data directory's secret (made on first use)."""
+    config.paths.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Unsubscribe(
+        secret=load_or_create_secret(config.paths.data / SECRET_FILE),
+        base_url=config.unsubscribe.base_url or None,
+        mailto=config.inbox.unsubscribe_address or config.owner.email,
+    )

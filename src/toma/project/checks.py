@@ -17,11 +17,13 @@ from pathlib import Path
 from toma.config import Config, load_config
 from toma.core.contacts import Contact
 from toma.core.invoices import Invoice, invoice_view, make_invoice
-from toma.core.newsletters import load_newsletters, newsletter_templates, recipients
-from toma.core.sequences import Sequence, load_sequences
+from toma.core.newsletters import recipients
+from toma.core.sequences import Sequence
 from toma.errors import TemplateError, TomaError
 from toma.mail.render import Templates, base_context
 from toma.mail.unsubscribe import Unsubscribe
+from toma.project.newsletters import load_newsletters, newsletter_templates
+from toma.project.sequences import load_sequences
 from toma.store import ENROLMENTS, Reader, open_store
 from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing

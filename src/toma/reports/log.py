@@ -99,7 +99,7 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
 def about_invoice(reader: Reader, number: str, contact: str, zone: tzinfo = UTC) -> list[Entry]:
     """Every message about invoice ``number``: its reminders and thank-you, and whatever came
     back on their thread (the client's replies, and anybody else's), oldest first."""
-    from toma.core.ageing import number_of_ref
+    from toma.core.reminders import number_of_ref
 
     def about(entry: Entry) -> bool:
         ref = entry.extra.get("ref") if entry.direction == "out" else entry.extra.get("answers")

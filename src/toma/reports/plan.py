@@ -8,10 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from toma.config import Config
-from toma.core.ageing import PlannedReminder
+from toma.core.agenda import with_paced
+from toma.core.enrolments import tag_enrolments
 from toma.core.planner import PlannedSend, plan
-from toma.core.sequences import tag_enrolments
-from toma.daemon.cache import plan_state, read_sequences, with_paced
+from toma.core.reminders import PlannedReminder
+from toma.daemon.cache import plan_state
+from toma.project.sequences import read_sequences
 from toma.store import Reader
 from toma.store.records import invoices as billing
 from toma.timeutil import iso

@@ -18,7 +18,7 @@ paths get 404. The path may carry the base URL's own path in front
 the path on as it is or strip the prefix.
 
 **Recorded, then answered.** ``on_unsubscribe(address)`` must make the
-unsubscribe durable before it returns (:class:`toma.mail.unsubscribing.OneClick`
+unsubscribe durable before it returns (:class:`toma.web.oneclick.OneClick`
 commits it to the store in a transaction of its own). Only then does the
 person read "You are unsubscribed"; if it raises or takes longer than
 :data:`RECORD_TIMEOUT`, they get a 503 asking them to try again, never a

@@ -69,10 +69,10 @@ from zoneinfo import ZoneInfo
 
 from toma.config import Config
 from toma.core.contacts import Contact, Status, with_status
-from toma.core.invoices import number_of_ref
+from toma.core.enrolments import Enrolment
 from toma.core.reading.classify import Reading
 from toma.core.reading.match import Match
-from toma.core.sequences import Enrolment
+from toma.core.reminders import number_of_ref
 from toma.core.sequences import Sequence as SequenceFile
 from toma.timeutil import iso
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from toma.core.contacts import Contact
-from toma.core.sequences import Enrolment, enrolment_key
+from toma.core.enrolments import Enrolment, enrolment_key
 from toma.errors import TomaError
 from toma.store import CONTACTS, ENROLMENTS, Reader, Store
 from toma.store.records.contacts import suppression_of

@@ -14,17 +14,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from toma.config import Config
-from toma.core.ageing import Ageing, PlannedReminder, ageing, plan_reminders
+from toma.core.ageing import Ageing, ageing
 from toma.core.contacts import Contact
-from toma.core.invoices import (
-    Invoice,
-    InvoiceError,
-    mark_paid,
-    mark_void,
-    parse_invoices_csv,
-    split_key,
-)
+from toma.core.invoices import Invoice, InvoiceError, mark_paid, mark_void, parse_invoices_csv
 from toma.core.outbox import MessageState, OutboxRecord, advance
+from toma.core.reminders import PlannedReminder, plan_reminders, split_key
 from toma.errors import ImportProblem, TomaError
 from toma.store import CONTACTS, INVOICES, MESSAGES, Reader, Store
 

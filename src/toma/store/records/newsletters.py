@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 
 from toma.config import Config
 from toma.core.contacts import Contact
-from toma.core.newsletters import Newsletter, load_newsletter, newsletter_key, pending, send_time
+from toma.core.newsletters import Newsletter, newsletter_key, pending, send_time
 from toma.core.outbox import MessageState, OutboxRecord, advance, new_record
-from toma.daemon.builder import Job
 from toma.errors import TomaError
+from toma.mail.compose import Job
+from toma.project.newsletters import load_newsletter
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, SYNC, Reader, Store
 from toma.timeutil import iso
 

@@ -1,4 +1,4 @@
-"""The project's :class:`~toma.mail.unsubscribe.Unsubscribe`, and the one-click recorder."""
+"""The one-click endpoint's recorder: an unsubscribe made durable before the page answers."""
 
 from __future__ import annotations
 
@@ -6,30 +6,17 @@ import logging
 import threading
 from pathlib import Path
 
-from toma.config import Config
 from toma.logs import fields
-from toma.mail.unsubscribe import Unsubscribe, load_or_create_secret
 from toma.store import TinyStore
 from toma.store.records import contacts as addressbook
 from toma.timeutil import Clock
 
 log = logging.getLogger(__name__)
 
-SECRET_FILE = "unsubscribe.key"  # noqa: S105 - a file name, not a secret
 ONE_CLICK = "one-click unsubscribe"
 # Short: the person is waiting for the page. A store held longer than this gets
 # them a "please try again", not a success.
 RECORD_LOCK_TIMEOUT = 8.0
-
-
-def unsubscriber(config: Config) -> Unsubscribe:
-    """Links and mailtos signed with the data directory's secret (made on first use)."""
-    config.paths.data.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Unsubscribe(
-        secret=load_or_create_secret(config.paths.data / SECRET_FILE),
-        base_url=config.unsubscribe.base_url or None,
-        mailto=config.inbox.unsubscribe_address or config.owner.email,
-    )
 
 
 class OneClick:
