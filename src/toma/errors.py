@@ -5,16 +5,27 @@ problem is — a file and line, a config key, a contact — so that the command
 line can print it in one or two lines instead of a traceback::
 
     TomaError
-    ├── ConfigError        config.toml: unknown key, wrong type, bad zone, missing secret
-    ├── SequenceError      sequences/*.toml
-    ├── TemplateError      templates/**.md: front matter, syntax, undefined field
-    ├── ContactError       an address or a contact field that cannot be accepted
-    ├── ImportProblem      one bad row of an import (reported, the rest goes on)
-    ├── StoreError         the data directory: unreadable, corrupt
-    │   └── StoreLocked    another toma process holds the data directory
-    └── TransportError     sending failed (see ``transports``)
-        ├── TemporaryFailure   4xx, dropped connection: retry later
-        └── PermanentFailure   5xx: this message will not go
+    ├── ConfigError            config.toml: unknown key, wrong type, bad zone, missing secret
+    ├── SequenceError          sequences/*.toml
+    │   └── SequenceProblem    … and the sequence it holds (core.sequences)
+    ├── TemplateError          templates/**.md: front matter, syntax, undefined field
+    ├── ContactError           an address or a contact field that cannot be accepted
+    ├── ImportProblem          one bad row of an import (reported, the rest goes on)
+    ├── InvoiceError           an invoice that cannot be accepted or changed (core.invoices)
+    ├── AudienceError          a newsletter audience that cannot be read (core.audience)
+    ├── IllegalTransition      an outbox record asked to move backwards (core.outbox)
+    ├── StoreError             the data directory: unreadable, corrupt
+    │   └── StoreLocked        another toma process holds the data directory
+    ├── TransportError         sending failed (see ``transports``)
+    │   ├── TemporaryFailure   4xx, dropped connection: retry later
+    │   └── PermanentFailure   5xx: this message will not go
+    └── InboxError             the mailbox cannot be read as configured (inbox.base)
+        ├── InboxLoginError    the server refused the sign-in: retrying will not help
+        └── InboxUnavailable   the server cannot be reached: worth trying again later
+
+The errors without a module named are defined here; the others live beside the
+code that raises them. ``tests/unit/test_error_tree.py`` checks this drawing
+against the classes.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from toma.config import Window
@@ -50,6 +49,9 @@ from toma.core.contacts import Contact
 from toma.core.outbox import OutboxRecord, ever_attempted
 from toma.core.windows import next_opening
 from toma.mail.render import DEFAULT_LAYOUT
+
+if TYPE_CHECKING:
+    from pathlib import Path  # names the files a value came from; never opened here
 
 KEYS: Final = ("subject", "purpose", "audience", "send_at", "layout")
 KEY_PREFIX: Final = "newsletter"

@@ -37,14 +37,16 @@ import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from toma.config import _close
 from toma.core.contacts import clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
 from toma.mail.unsubscribe import WAYS_OUT, WayOut
 from toma.timeutil import Duration, parse_duration
+
+if TYPE_CHECKING:
+    from pathlib import Path  # names the files a value came from; never opened here
 
 ReplyAction = Literal["stop", "continue", "pause"]
 
