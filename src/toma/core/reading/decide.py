@@ -176,6 +176,10 @@ def _reply(
             until = rule.pause.after(now)
             changed.append(enrolment.paused(until))
             actions.append(f"paused {enrolment.sequence} until {until.date().isoformat()}")
+        elif rule.action == "pause":
+            # No duration: paused until the owner resumes it (see OnReply).
+            changed.append(enrolment.paused(None))
+            actions.append(f"paused {enrolment.sequence} until the owner resumes it")
     invoice_until = None
     if found.answers is not None and found.answers.kind == "invoice":
         invoice_until = config.invoices.pause_on_reply.after(now)
