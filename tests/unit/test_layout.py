@@ -8,6 +8,7 @@ machine imports no I/O): values and ``now`` in, decisions out.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -289,3 +290,19 @@ def test_the_import_graph_sees_toma_modules() -> None:
     graph = import_graph()
     assert "toma.core.planner" in graph["toma.daemon.worker"]
     assert "toma.store.base" in graph["toma.store.records.contacts"]
+
+
+# --------------------------------------------------------------------------- the README's map
+
+
+def test_the_readme_names_every_folder_and_only_real_ones() -> None:
+    """ "How the code is laid out" has one row per package folder, and no other."""
+    readme = (SRC.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w/]+)/` \|", section, re.MULTILINE)
+    folders = {
+        path.parent.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("__init__.py")
+        if path.parent != PACKAGE
+    }
+    assert set(rows) == {"toma"} | folders
