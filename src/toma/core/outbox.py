@@ -101,7 +101,9 @@ _STATES: Mapping[str, MessageState] = {state.value: state for state in MessageSt
 
 ATTEMPTED: frozenset[MessageState] = frozenset({_SG, _ST, _F, _U, _SK})
 # Messages that (may) have reached the person, so they count against the pace gap.
-PACED: frozenset[MessageState] = frozenset({_SG, _ST, _U})
+# The planner tests these by identity, in this order (see toma.core.planner).
+PACED_STATES: tuple[MessageState, MessageState, MessageState] = (_SG, _ST, _U)
+PACED: frozenset[MessageState] = frozenset(PACED_STATES)
 
 # How far a ``sending`` message got (see the module docstring).
 HANDOVER_PENDING = "pending"

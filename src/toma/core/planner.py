@@ -76,7 +76,7 @@ import heapq
 from collections.abc import Mapping
 from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -86,6 +86,7 @@ from toma.core.contacts import Contact, Status
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import (
     ATTEMPTED,
+    PACED_STATES,
     MessageState,
     OutboxRecord,
     new_record,
@@ -94,12 +95,10 @@ from toma.core.outbox import (
     sequence_key,
 )
 from toma.core.sequences import Sequence, SequenceProblem
-from toma.core.windows import WindowCalendar
-from toma.timeutil import Duration, zone
+from toma.core.windows import DEFAULT_WINDOW, Zones
+from toma.timeutil import Duration
 
-DEFAULT_WINDOWS: Mapping[str, Window] = MappingProxyType(
-    {"default": Window("default", frozenset(range(5)), time(9, 1), time(16, 59))}
-)
+DEFAULT_WINDOWS: Mapping[str, Window] = MappingProxyType({"default": DEFAULT_WINDOW})
 
 # Wall-clock arithmetic differs from UTC arithmetic by the change of UTC offset
 # in between (an hour for DST; a day for a zone that jumped the date line).
@@ -113,6 +112,7 @@ _UNKNOWN = MessageState.UNKNOWN
 _FAILED = MessageState.FAILED
 _SKIPPED = MessageState.SKIPPED
 _ACTIVE = Status.ACTIVE
+_PACED_1, _PACED_2, _PACED_3 = PACED_STATES
 # What calendar arithmetic raises when a moment leaves the years 1 to 9999.
 _CALENDAR_ERRORS = (ArithmeticError, ValueError)
 
@@ -283,33 +283,6 @@ def _wall_after(duration: Duration, moment: datetime, tz: ZoneInfo) -> datetime:
     return duration.after(moment.astimezone(tz)).astimezone(UTC)
 
 
-class _Zones:
-    def __init__(self, default: str) -> None:
-        self.default_name = default
-        self.default = zone(default)
-        self._zones: dict[str, tuple[str, ZoneInfo]] = {"": (default, self.default)}
-        self._calendars: dict[tuple[str, str], WindowCalendar] = {}
-
-    def of(self, contact: Contact) -> tuple[str, ZoneInfo]:
-        found = self._zones.get(contact.timezone)
-        if found is None:
-            try:
-                found = (contact.timezone, zone(contact.timezone))
-            except ValueError:
-                # Contacts are validated when added; a zone that has since
-                # vanished from the tz database reads as the owner's.
-                found = (self.default_name, self.default)
-            self._zones[contact.timezone] = found
-        return found
-
-    def calendar(self, window: Window, name: str, tz: ZoneInfo) -> WindowCalendar:
-        key = (window.name, name)
-        found = self._calendars.get(key)
-        if found is None:
-            found = self._calendars[key] = WindowCalendar(window, tz)
-        return found
-
-
 # --------------------------------------------------------------------------- plan
 
 
@@ -322,7 +295,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     pace = state.pace
     gap = pace.min_gap.approx()
     invoice_shift = gap - INVOICE_GAP if gap > INVOICE_GAP else timedelta(0)
-    zones = _Zones(state.default_tz)
+    zones = Zones(state.default_tz)
     broken: dict[str, SequenceProblem] = {}
 
     tracks: dict[str, _Track] = {}
@@ -342,8 +315,9 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     repeat_numbers: dict[str, int] = {}
     for record in state.history.values():
         record_state = record.state
-        # Identity tests: an enum's hash is a Python call, too slow for this loop.
-        if record_state is _SENT or record_state is _SENDING or record_state is _UNKNOWN:
+        # The pace's states (outbox.PACED), by identity: an enum's hash is a Python
+        # call, too slow for this loop.
+        if record_state is _PACED_1 or record_state is _PACED_2 or record_state is _PACED_3:
             moment = record.sent_at or record.updated_at or record.due_at
             # A notice about a contact goes to the owner (or confirms their leaving).
             if record.kind != "notice":
@@ -448,7 +422,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             else:
                 if anchor + floor > horizon:
                     continue
-                due_at = _wall_after(after, anchor, zones.of(contact)[1])
+                due_at = _wall_after(after, anchor, zones.of(contact.timezone)[1])
                 ready = due_at
         except _CALENDAR_ERRORS as exc:  # a try costs nothing here until it catches
             _broken(broken, track.sequence, exc, email)
@@ -535,7 +509,7 @@ def _plan_contact(
     last_message: datetime | None,
     hold: datetime | None,
     pace: Pace,
-    zones: _Zones,
+    zones: Zones,
     now: datetime,
     horizon: datetime,
     due: list[PlannedSend],
@@ -548,7 +522,7 @@ def _plan_contact(
     A message whose times leave the calendar is dropped (and its sequence noted
     in ``broken``); the contact's other messages keep their turns.
     """
-    zone_name, tz = zones.of(contact)
+    zone_name, tz = zones.of(contact.timezone)
     try:
         gate = _wall_after(pace.min_gap, last_message, tz) if last_message is not None else None
     except _CALENDAR_ERRORS as exc:

@@ -69,10 +69,9 @@ from toma.config import InvoiceStage, Window
 from toma.core.contacts import Contact, Status
 from toma.core.invoices import Invoice
 from toma.core.outbox import ATTEMPTED, MessageState, OutboxRecord, new_record
-from toma.core.windows import WindowCalendar
-from toma.timeutil import Duration, parse_duration, zone
+from toma.core.windows import DEFAULT_WINDOW, Zones
+from toma.timeutil import Duration, parse_duration
 
-DEFAULT_WINDOW = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
 THANK_WITHIN = timedelta(days=14)
 THANK_YOU = "thank-you"
 KEY_PREFIX = "invoice:"
@@ -173,30 +172,12 @@ class PlannedReminder:
         )
 
 
-class _Zones:
-    """Zones and window calendars, each made once per plan."""
+class _Zones(Zones):
+    """The shared zone cache (:class:`~toma.core.windows.Zones`) and the reminders' window."""
 
     def __init__(self, window: Window, default: str) -> None:
+        super().__init__(default)
         self.window = window
-        self.default = (default, zone(default))
-        self._zones: dict[str, tuple[str, ZoneInfo]] = {"": self.default}
-        self._calendars: dict[str, WindowCalendar] = {}
-
-    def of(self, contact: Contact) -> tuple[str, ZoneInfo]:
-        found = self._zones.get(contact.timezone)
-        if found is None:
-            try:
-                found = (contact.timezone, zone(contact.timezone))
-            except ValueError:
-                found = self.default  # a zone gone from the tz database: the owner's
-            self._zones[contact.timezone] = found
-        return found
-
-    def calendar(self, name: str, tz: ZoneInfo) -> WindowCalendar:
-        found = self._calendars.get(name)
-        if found is None:
-            found = self._calendars[name] = WindowCalendar(self.window, tz)
-        return found
 
 
 def stage_moment(due: date, at: Duration, window: Window, tz: ZoneInfo) -> datetime:
@@ -291,7 +272,7 @@ def _plan_stages(
     horizon: datetime,
     plan: list[PlannedReminder],
 ) -> None:
-    zone_name, tz = zones.of(contact)
+    zone_name, tz = zones.of(contact.timezone)
     window = zones.window
     sent = done.get(invoice.number, set())
     # Never go back: nothing before the latest stage that was ever attempted.
@@ -318,7 +299,7 @@ def _plan_stages(
     pending.sort()
     # A pause that has ended still says when waiting stopped: late_by counts from there.
     pause = invoice.paused_until
-    calendar = zones.calendar(zone_name, tz)
+    calendar = zones.calendar(zones.window, zone_name, tz)
     for index, (moment, label, template) in enumerate(pending):
         key = f"{KEY_PREFIX}{invoice.number}:{label}"
         if _attempted(history, key):
@@ -374,7 +355,7 @@ def _plan_thanks(
     key = thank_you_key(invoice.number)
     if THANK_YOU in done.get(invoice.number, ()) or _attempted(history, key):
         return
-    zone_name, tz = zones.of(contact)
+    zone_name, tz = zones.of(contact.timezone)
     paid_on = invoice.paid_on or now.astimezone(tz).date()
     due_at = datetime.combine(paid_on, time(), tz).astimezone(UTC)
     ready = due_at
@@ -384,7 +365,7 @@ def _plan_thanks(
     if ready > horizon:
         return
     turn = ready if ready > now else now
-    send_at = zones.calendar(zone_name, tz).next_opening(turn)
+    send_at = zones.calendar(zones.window, zone_name, tz).next_opening(turn)
     too_late = send_at - due_at > thank_within
     if too_late and turn > now:
         return

@@ -47,6 +47,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from toma.config import Window
+from toma.timeutil import zone
 
 _DAY = 86400
 # A window has at least one weekday, so it opens within eight local days; the
@@ -201,3 +202,44 @@ def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment!r} has no time zone: planning needs aware datetimes")
     return moment
+
+
+# The window used where the config names none: weekdays, inside office hours.
+DEFAULT_WINDOW = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
+
+
+class Zones:
+    """Time zones and window calendars, each made once per plan.
+
+    Both planners ask for a contact's zone and calendar once per contact, at
+    100k contacts; a :class:`~zoneinfo.ZoneInfo` lookup and a
+    :class:`WindowCalendar` are each made once per zone name instead. Calendars
+    are keyed by window *name*: one instance serves one plan, whose windows
+    have one meaning each.
+    """
+
+    def __init__(self, default: str) -> None:
+        self.default_name = default
+        self.default = zone(default)
+        self._zones: dict[str, tuple[str, ZoneInfo]] = {"": (default, self.default)}
+        self._calendars: dict[tuple[str, str], WindowCalendar] = {}
+
+    def of(self, timezone: str) -> tuple[str, ZoneInfo]:
+        """The zone name and zone for a contact's ``timezone`` ("" for the owner's)."""
+        found = self._zones.get(timezone)
+        if found is None:
+            try:
+                found = (timezone, zone(timezone))
+            except ValueError:
+                # Contacts are validated when added; a zone that has since
+                # vanished from the tz database reads as the owner's.
+                found = (self.default_name, self.default)
+            self._zones[timezone] = found
+        return found
+
+    def calendar(self, window: Window, name: str, tz: ZoneInfo) -> WindowCalendar:
+        key = (window.name, name)
+        found = self._calendars.get(key)
+        if found is None:
+            found = self._calendars[key] = WindowCalendar(window, tz)
+        return found

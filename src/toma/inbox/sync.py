@@ -48,7 +48,7 @@ from toma.config import Config
 from toma.core.contacts import Contact
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, new_record
-from toma.core.reading.classify import READ_BUDGET, Reading, read_message
+from toma.core.reading.classify import READ_BUDGET, Reading, read_message, unknown
 from toma.core.reading.decide import Decision, decide
 from toma.core.reading.match import Match, Sent, match, sent_index
 from toma.core.reminders import number_of_ref
@@ -124,21 +124,9 @@ def safe_read(data: bytes, config: Config, now: datetime) -> Reading:
             clock=time.monotonic,
         )
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the inbox
-        return Reading(
-            kind="unknown",
-            reason="unreadable",
-            sender=None,
-            subject="",
-            message_id=None,
-            in_reply_to=None,
-            references=(),
-            date=None,
-            hard=None,
-            recipients=(),
-            original_message_id=None,
-            text=None,
-            back_on=None,
-            problems=(f"{type(exc).__name__}: {exc}",),
+        return unknown(
+            "unreadable",
+            (f"{type(exc).__name__}: {exc}",),
             unread=f"unreadable: {type(exc).__name__}",
         )
 
@@ -254,23 +242,7 @@ def sync(
 
 
 _BEING_READ = "reading it did not finish: toma stopped or crashed while reading it"
-_UNREAD_MARK = Reading(
-    kind="unknown",
-    reason="being read",
-    sender=None,
-    subject="",
-    message_id=None,
-    in_reply_to=None,
-    references=(),
-    date=None,
-    hard=None,
-    recipients=(),
-    original_message_id=None,
-    text=None,
-    back_on=None,
-    problems=(),
-    unread=_BEING_READ,
-)
+_UNREAD_MARK = unknown("being read", unread=_BEING_READ)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Literal
@@ -106,10 +106,10 @@ def read_message(
     except mimetext.OverBudget:
         why = f"over the reading budget ({max(allowed, 0):.3g} s)"
         problems.append(why)
-        return _unknown("not read: over the reading budget", problems, unread=why)
+        return unknown("not read: over the reading budget", problems, unread=why)
     except Exception as exc:  # noqa: BLE001 - the contract: unreadable mail is "unknown", not a crash
         problems.append(f"could not read the message: {type(exc).__name__}")
-        return _unknown("unreadable message", problems, unread=f"unreadable: {type(exc).__name__}")
+        return unknown("unreadable message", problems, unread=f"unreadable: {type(exc).__name__}")
 
 
 def _checker(deadline: float, clock: Callable[[], float]) -> mimetext.Check:
@@ -120,7 +120,8 @@ def _checker(deadline: float, clock: Callable[[], float]) -> mimetext.Check:
     return check
 
 
-def _unknown(reason: str, problems: list[str], unread: str | None = None) -> Reading:
+def unknown(reason: str, problems: Iterable[str] = (), unread: str | None = None) -> Reading:
+    """A reading that could not be made: kind "unknown", with why (``unread``)."""
     return Reading(
         kind="unknown",
         reason=reason,
@@ -149,7 +150,7 @@ def _read(
 ) -> Reading:
     if not isinstance(data, bytes | bytearray | memoryview):
         problems.append("not bytes")
-        return _unknown("not a message", problems, unread="not a message: not bytes")
+        return unknown("not a message", problems, unread="not a message: not bytes")
     if len(data) > mimetext.READ_LIMIT:
         # Cut before copying: the bytes past the limit are never looked at.
         problems.append(f"message cut to its first {mimetext.READ_LIMIT // (1024 * 1024)} MB")
@@ -161,11 +162,11 @@ def _read(
         raw = raw.split(b"\n", 1)[1]
     if not raw.strip():
         problems.append("empty message")
-        return _unknown("empty message", problems)
+        return unknown("empty message", problems)
     msg = mimetext.parse(raw, problems, check)
     if not msg.keys():
         problems.append("no header fields")
-        return _unknown("no header fields", problems)
+        return unknown("no header fields", problems)
     _note_defects(msg, problems, check)
     _slim(msg, check)
 
