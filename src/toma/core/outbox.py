@@ -54,7 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from toma.core._frozen import maker
 from toma.errors import TomaError
@@ -399,3 +399,29 @@ def release(record: OutboxRecord, *, at: datetime, by: str) -> OutboxRecord:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+class Recordable(Protocol):
+    """A planned message that can make its first outbox record (a send, a reminder)."""
+
+    def to_record(
+        self, *, at: datetime, state: MessageState, detail: str | None
+    ) -> OutboxRecord: ...
+
+
+def carry_on(
+    old: OutboxRecord | None,
+    planned: Recordable,
+    to: MessageState,
+    *,
+    at: datetime,
+    detail: str | None = None,
+) -> OutboxRecord:
+    """The record of ``planned`` moved to ``to``: the stored one advanced, or its first.
+
+    A retry (or a skip of a message tried before) already has a record, which
+    keeps its attempts and history; a message never tried gets a new one.
+    """
+    if old is not None:
+        return advance(old, to, at=at, detail=detail)
+    return planned.to_record(at=at, state=to, detail=detail)

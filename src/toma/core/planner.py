@@ -156,7 +156,7 @@ class PlannedSend:
         return self.send_at.astimezone(ZoneInfo(self.timezone))
 
     def to_record(
-        self, *, at: datetime, state: MessageState = _PLANNED, detail: str = ""
+        self, *, at: datetime, state: MessageState = _PLANNED, detail: str | None = None
     ) -> OutboxRecord:
         """A first outbox record for this send (``sending``, or ``skipped`` with a reason).
 
@@ -173,7 +173,7 @@ class PlannedSend:
             sequence=self.sequence,
             step=self.step,
             state=state,
-            detail=detail,
+            detail=detail or "",
         )
 
 

@@ -55,7 +55,14 @@ from toma.core.contacts import Contact
 from toma.core.enrolments import tag_enrolments
 from toma.core.invoices import invoice_view
 from toma.core.newsletters import Newsletter
-from toma.core.outbox import MessageState, OutboxRecord, advance, new_record, recover_after_crash
+from toma.core.outbox import (
+    MessageState,
+    OutboxRecord,
+    advance,
+    carry_on,
+    new_record,
+    recover_after_crash,
+)
 from toma.core.planner import PlannedSend, PlanState, plan
 from toma.core.reminders import PlannedReminder
 from toma.core.sequences import Sequence
@@ -414,11 +421,8 @@ class Worker:
                 if tx.get(CONTACTS, send.contact) is None:
                     continue  # forgotten since the tick read the store
                 why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
-                old = history.get(send.key)
-                record = (
-                    advance(old, MessageState.SKIPPED, at=now, detail=why)
-                    if old
-                    else send.to_record(at=now, state=MessageState.SKIPPED, detail=why)
+                record = carry_on(
+                    history.get(send.key), send, MessageState.SKIPPED, at=now, detail=why
                 )
                 tx.put(MESSAGES, record.key, record.to_doc())
         for send in skipped:
@@ -442,11 +446,12 @@ class Worker:
                 for item in skipped:
                     if tx.get(CONTACTS, item.contact) is None:
                         continue  # forgotten since the tick read the store
-                    old = history.get(item.key)
-                    record = (
-                        advance(old, MessageState.SKIPPED, at=now, detail=item.detail)
-                        if old
-                        else item.to_record(at=now)
+                    record = carry_on(
+                        history.get(item.key),
+                        item,
+                        MessageState.SKIPPED,
+                        at=now,
+                        detail=item.detail,
                     )
                     tx.put(MESSAGES, record.key, record.to_doc())
             for item in skipped:
@@ -460,12 +465,7 @@ class Worker:
             invoice = billing.find(self.store, item.number)
             contact = contacts[item.contact]
             today = now.astimezone(ZoneInfo(item.timezone)).date()
-            old = history.get(item.key)
-            record = (
-                advance(old, MessageState.SENDING, at=now)
-                if old
-                else item.to_record(at=now, state=MessageState.SENDING)
-            )
+            record = carry_on(history.get(item.key), item, MessageState.SENDING, at=now)
             thread = invoice.thread_id
             outgoing.add_job(
                 record,
@@ -541,12 +541,7 @@ class Worker:
         sequences: Mapping[str, Sequence],
     ) -> None:
         for send in due:
-            old = history.get(send.key)
-            record = (
-                advance(old, MessageState.SENDING, at=now)
-                if old
-                else send.to_record(at=now, state=MessageState.SENDING)
-            )
+            record = carry_on(history.get(send.key), send, MessageState.SENDING, at=now)
             outgoing.add_job(
                 record,
                 Job(
