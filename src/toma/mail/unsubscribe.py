@@ -54,7 +54,7 @@ from urllib.parse import quote, unquote, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from toma.core.contacts import Contact
-from toma.durable import fsync_dir
+from toma.durable import fsync_dir, write_new
 from toma.errors import StoreError
 from toma.hosts import is_loopback
 from toma.logs import fields
@@ -263,12 +263,7 @@ def load_or_create_secret(path: Path) -> bytes:
         pass
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(descriptor, secrets.token_bytes(SECRET_BYTES))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        write_new(temporary, secrets.token_bytes(SECRET_BYTES))
         created = True
         try:
             path.hardlink_to(temporary)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from toma.durable import fsync_dir
+from toma.durable import fsync_dir, write_new
 from toma.errors import TransportError
 from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
@@ -162,18 +162,14 @@ class MaildirTransport:
             name = unique_name(self._host)
             target = self._path / "tmp" / name
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                write_new(target, data)
             except FileExistsError:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
             except BaseException:
-                self._discard(target)
+                if target.exists():  # created, then the write failed
+                    self._discard(target)
                 raise
             return name
         raise FileExistsError(f"no unique name in {self._path / 'tmp'}")  # pragma: no cover
