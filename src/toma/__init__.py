@@ -12,7 +12,8 @@ from toma.core.contacts import Contact, Status, make_contact, normalize_address
 from toma.core.enrolments import Enrolment
 from toma.core.planner import Plan, PlannedSend, PlanState, plan
 from toma.core.sequences import Sequence
-from toma.daemon.worker import TickReport, Worker
+from toma.daemon.tick import TickReport
+from toma.daemon.worker import Worker
 from toma.errors import (
     ConfigError,
     ContactError,

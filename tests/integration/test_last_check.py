@@ -21,7 +21,8 @@ from aiosmtpd.smtp import Envelope, Session
 from toma.config import Smtp
 from toma.core.contacts import Status
 from toma.core.outbox import HANDED, HANDOVER_PENDING, sequence_key
-from toma.daemon.worker import TickReport, Worker
+from toma.daemon.tick import TickReport
+from toma.daemon.worker import Worker
 from toma.reports.status import gather
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, open_store
 from toma.store.records import contacts as addressbook

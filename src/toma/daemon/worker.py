@@ -37,100 +37,55 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import schedule
 
-from toma import eventloop, exits
+from toma import eventloop
 from toma.config import Config, load_config
 from toma.core.agenda import with_paced
 from toma.core.contacts import Contact
-from toma.core.enrolments import tag_enrolments
-from toma.core.invoices import invoice_view
 from toma.core.newsletters import Newsletter
 from toma.core.outbox import (
     MessageState,
     OutboxRecord,
-    advance,
-    carry_on,
-    new_record,
     recover_after_crash,
 )
-from toma.core.planner import PlannedSend, PlanState, plan
-from toma.core.reminders import PlannedReminder
-from toma.core.sequences import Sequence
+from toma.core.planner import plan
 from toma.daemon.cache import PlanCache
-from toma.daemon.sending import Outgoing, Sender, Tally
+from toma.daemon.sending import Outgoing, Sender
+from toma.daemon.tick import (
+    TickReport,
+    build_notices,
+    enrol_by_tag,
+    plan_invoice_jobs,
+    plan_newsletter_jobs,
+    plan_sequence_jobs,
+    record_skipped,
+)
 from toma.errors import TomaError
-from toma.exits import Exit
 from toma.logs import fields
-from toma.mail.compose import Job
 from toma.mail.unsubscribe import unsubscriber
 from toma.project.sequences import read_sequences
 from toma.store import (
     CONTACTS,
-    CONVERSATIONS,
     MESSAGES,
     SYNC,
     Store,
 )
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
-from toma.store.records.enrolments import record_tag_enrolments
 from toma.timeutil import Clock, iso
-from toma.transports import Outcome, Result, Transport, transport_for
+from toma.transports import Result, Transport, transport_for
 
 log = logging.getLogger(__name__)
 
 STATUS_KEY = "daemon"
-
-
-@dataclass
-class TickReport(Tally):
-    """What one tick did; stored for ``toma status``."""
-
-    now: str = ""
-    enrolled: int = 0
-    due: int = 0
-    skipped: int = 0
-    inbound: int = 0
-    held: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    # For the exit status (see toma.exits): reasons that need the owner, and the
-    # problems and reasons that only need time.
-    needs_you: list[str] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-
-    def exit_code(self) -> Exit:
-        """What ``toma run --once`` exits with after this tick (see :mod:`toma.exits`)."""
-        return exits.for_tick(asdict(self))
-
-    def observe(self, result: Result) -> None:
-        """Note what a message's final result says about the tick's exit status."""
-        code = exits.for_result(result)
-        if code is Exit.NEEDS_YOU and result.outcome is Outcome.TEMPORARY:
-            # Failed and unknown messages are counted already; this is the reason
-            # (a refused login, an untrusted certificate) that holds them all.
-            exits.note(self.needs_you, result.detail)
-        elif code is Exit.RETRY:
-            exits.note(self.temporary, result.detail)
-
-    def summary(self) -> str:
-        withheld = f", {self.withheld} withheld" if self.withheld else ""
-        return (
-            f"{self.sent} sent, {self.failed} failed, {self.retrying} to retry, "
-            f"{self.unknown} unknown, {self.skipped} skipped, {self.enrolled} enrolled"
-            f"{withheld}"
-        )
-
-
 TransportFactory = Callable[[Config], Transport]
 
 
@@ -236,7 +191,7 @@ class Worker:
 
         self.store.refresh()
         state = self._plan_cache.state(self.store, config, files)
-        report.enrolled = self._enrol_by_tag(state, files.sequences, now)
+        report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)
         if report.enrolled:
             state = self._plan_cache.state(self.store, config, files)
         if not self._frozen:
@@ -258,17 +213,21 @@ class Worker:
         for problem in decided.problems:
             report.problems.append(str(problem))
             log.error("sequence not planned", extra=fields(error=str(problem)))
-        self._record_skipped(decided.skipped, state.history, now)
+        record_skipped(self.store, decided.skipped, state.history, now)
         report.skipped = len(decided.skipped)
         report.due = len(decided.due)
 
         outgoing = Outgoing()
-        self._plan_invoice_jobs(invoice_plan, state.contacts, state.history, now, report, outgoing)
-        self._plan_sequence_jobs(
+        plan_invoice_jobs(
+            self.store, invoice_plan, state.contacts, state.history, now, report, outgoing
+        )
+        plan_sequence_jobs(
             decided.due, state.contacts, state.history, now, outgoing, files.sequences
         )
-        self._plan_newsletter_jobs(config, state.contacts, state.history, now, report, outgoing)
-        self._build_notices(config, state.contacts, state.history, now, outgoing)
+        plan_newsletter_jobs(
+            self.store, config, state.contacts, state.history, now, report, outgoing
+        )
+        build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
             await self._send(config, outgoing, now, report)
 
@@ -326,184 +285,6 @@ class Worker:
             finally:
                 self._sender = self._loop = None
 
-    def _build_notices(
-        self,
-        config: Config,
-        contacts: Mapping[str, Contact],
-        history: Mapping[str, OutboxRecord],
-        now: datetime,
-        outgoing: Outgoing,
-    ) -> None:
-        from toma.mail.notices import compose_notice, pending
-
-        queued = self._queue_digest(config, now)
-        waiting = pending(history, now) + ([queued] if queued else [])
-        for record in waiting:
-            digest: list[Mapping[str, Any]] | None = None
-            if record.template == "notice:digest":
-                digest = [
-                    {**doc, "name": _name(contacts, doc.get("contact"))}
-                    for _key, doc in self.store.all(CONVERSATIONS)
-                    if doc.get("digest") == record.ref
-                ]
-                conversation = None
-            else:
-                conversation = self.store.get(CONVERSATIONS, record.ref)
-            about = contacts.get(record.contact) or contacts.get(
-                (conversation or {}).get("contact") or ""
-            )
-            built = compose_notice(
-                record,
-                conversation,
-                config,
-                now=now,
-                digest=digest,
-                contact_name=about.name if about else "",
-            )
-            outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
-
-    def _queue_digest(self, config: Config, now: datetime) -> OutboxRecord | None:
-        """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in."""
-        if config.inbox.notify != "daily":
-            return None
-        local = now.astimezone(ZoneInfo(config.owner.timezone))
-        if local.time() < config.inbox.digest_at:
-            return None
-        day = local.date().isoformat()
-        key = f"notice:digest:{day}"
-        if self.store.get(MESSAGES, key) is not None:
-            return None
-        waiting = [
-            (k, d)
-            for k, d in self.store.all(CONVERSATIONS)
-            if not d.get("notified", True) and d.get("contact")
-        ]
-        if not waiting:
-            return None
-        record = new_record(
-            key=key,
-            contact=config.owner.email,
-            kind="notice",
-            ref=day,
-            template="notice:digest",
-            due_at=now,
-            at=now,
-        )
-        with self.store.transaction() as tx:
-            for conv_key, doc in waiting:
-                tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
-            tx.put(MESSAGES, key, record.to_doc())
-        log.info("digest queued", extra=fields(day=day, messages=len(waiting)))
-        return record
-
-    def _enrol_by_tag(self, state: PlanState, sequences: dict[str, Any], now: datetime) -> int:
-        enrolled = {(e.contact, e.sequence) for e in state.enrolments}
-        new = tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
-        if not new:
-            return 0
-        # A contact forgotten, unsubscribed or suppressed since the tick read the
-        # store is left out: a tick never re-creates a forgotten person's records.
-        new = record_tag_enrolments(self.store, new)
-        for enrolment in new:
-            log.info(
-                "enrolled",
-                extra=fields(contact=enrolment.contact, sequence=enrolment.sequence, by="tag"),
-            )
-        return len(new)
-
-    def _record_skipped(
-        self, skipped: tuple[PlannedSend, ...], history: Any, now: datetime
-    ) -> None:
-        if not skipped:
-            return
-        with self.store.transaction() as tx:
-            for send in skipped:
-                if tx.get(CONTACTS, send.contact) is None:
-                    continue  # forgotten since the tick read the store
-                why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
-                record = carry_on(
-                    history.get(send.key), send, MessageState.SKIPPED, at=now, detail=why
-                )
-                tx.put(MESSAGES, record.key, record.to_doc())
-        for send in skipped:
-            log.warning(
-                "skipped",
-                extra=fields(contact=send.contact, ref=send.ref, late=_days(send.late_by)),
-            )
-
-    def _plan_invoice_jobs(
-        self,
-        planned: list[PlannedReminder],
-        contacts: Mapping[str, Contact],
-        history: Mapping[str, OutboxRecord],
-        now: datetime,
-        report: TickReport,
-        outgoing: Outgoing,
-    ) -> None:
-        skipped = [p for p in planned if p.skipped]
-        if skipped:
-            with self.store.transaction() as tx:
-                for item in skipped:
-                    if tx.get(CONTACTS, item.contact) is None:
-                        continue  # forgotten since the tick read the store
-                    record = carry_on(
-                        history.get(item.key),
-                        item,
-                        MessageState.SKIPPED,
-                        at=now,
-                        detail=item.detail,
-                    )
-                    tx.put(MESSAGES, record.key, record.to_doc())
-            for item in skipped:
-                log.info(
-                    "skipped", extra=fields(contact=item.contact, ref=item.ref, why=item.detail)
-                )
-            report.skipped += len(skipped)
-        for item in planned:
-            if item.skipped or item.send_at > now:
-                continue
-            invoice = billing.find(self.store, item.number)
-            contact = contacts[item.contact]
-            today = now.astimezone(ZoneInfo(item.timezone)).date()
-            record = carry_on(history.get(item.key), item, MessageState.SENDING, at=now)
-            thread = invoice.thread_id
-            outgoing.add_job(
-                record,
-                Job(
-                    key=item.key,
-                    template=item.template,
-                    contact=contact.to_doc(),
-                    now=now,
-                    extra={"invoice": invoice_view(invoice, today=today)},
-                    in_reply_to=thread,
-                    references=(thread,) if thread else (),
-                    attachments=(invoice.attachment,)
-                    if invoice.attachment and not item.thank_you
-                    else (),
-                ),
-            )
-            report.due += 1
-
-    def _plan_newsletter_jobs(
-        self,
-        config: Config,
-        contacts: Mapping[str, Contact],
-        history: Mapping[str, OutboxRecord],
-        now: datetime,
-        report: TickReport,
-        outgoing: Outgoing,
-    ) -> None:
-        for name in broadcast.scheduled(self.store):
-            try:
-                issue = broadcast.load(config, name)
-            except TomaError as exc:
-                report.problems.append(str(exc))
-                log.error("newsletter held", extra=fields(newsletter=name, error=str(exc)))
-                continue
-            for item in broadcast.plan_issue(issue, config, contacts.values(), history, now=now):
-                outgoing.add_job(item.record, item.job)
-                report.due += 1
-
     async def send_newsletter(
         self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None
     ) -> TickReport:
@@ -530,28 +311,6 @@ class Worker:
         if outgoing.jobs:
             await self._send(config, outgoing, now, report)
         return report
-
-    def _plan_sequence_jobs(
-        self,
-        due: tuple[PlannedSend, ...],
-        contacts: Mapping[str, Contact],
-        history: Mapping[str, OutboxRecord],
-        now: datetime,
-        outgoing: Outgoing,
-        sequences: Mapping[str, Sequence],
-    ) -> None:
-        for send in due:
-            record = carry_on(history.get(send.key), send, MessageState.SENDING, at=now)
-            outgoing.add_job(
-                record,
-                Job(
-                    key=send.key,
-                    template=send.template,
-                    contact=contacts[send.contact].to_doc(),
-                    now=now,
-                    unsubscribe=sequences[send.sequence].unsubscribe,
-                ),
-            )
 
     def _write_status(self, report: TickReport) -> None:
         try:
@@ -733,13 +492,3 @@ def serve(
         for sig, old in previous.items():
             signal.signal(sig, old)
     log.info("serve stopped")
-
-
-def _name(contacts: Mapping[str, Contact], email: str | None) -> str:
-    found = contacts.get(email or "")
-    return found.name if found else ""
-
-
-def _days(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.0f}h"
