@@ -194,7 +194,14 @@ class Config:
         return self.file.parent
 
 
-DEFAULT_WINDOW = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:01", "end": "16:59"}
+# The window used where config.toml names none (and what [windows.default]
+# starts from): weekdays, inside office hours. The planners use it too.
+DEFAULT_WINDOW = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
+_DEFAULT_WINDOW_KEYS = {
+    "days": [DAYS[day] for day in sorted(DEFAULT_WINDOW.days)],
+    "start": DEFAULT_WINDOW.start.strftime("%H:%M"),
+    "end": DEFAULT_WINDOW.end.strftime("%H:%M"),
+}
 
 T = TypeVar("T")
 
@@ -581,13 +588,19 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         section = f"windows.{name}"
         w = r.table(windows_raw, section, {"days", "start", "end"}) if name in windows_raw else {}
         days = r.convert(
-            section, "days", r.get(w, section, "days", list, DEFAULT_WINDOW["days"]), _parse_days
+            section,
+            "days",
+            r.get(w, section, "days", list, _DEFAULT_WINDOW_KEYS["days"]),
+            _parse_days,
         )
         start = r.convert(
-            section, "start", r.get(w, section, "start", str, DEFAULT_WINDOW["start"]), _parse_clock
+            section,
+            "start",
+            r.get(w, section, "start", str, _DEFAULT_WINDOW_KEYS["start"]),
+            _parse_clock,
         )
         end = r.convert(
-            section, "end", r.get(w, section, "end", str, DEFAULT_WINDOW["end"]), _parse_clock
+            section, "end", r.get(w, section, "end", str, _DEFAULT_WINDOW_KEYS["end"]), _parse_clock
         )
         if end <= start:
             raise r.error(f"{section}.end", "a window must end after it starts")

@@ -81,7 +81,7 @@ from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from toma.config import Pace, Window
+from toma.config import DEFAULT_WINDOW, Pace, Window
 from toma.core.contacts import Contact, Status
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import (
@@ -95,7 +95,7 @@ from toma.core.outbox import (
     sequence_key,
 )
 from toma.core.sequences import Sequence, SequenceProblem
-from toma.core.windows import DEFAULT_WINDOW, Zones
+from toma.core.windows import Zones
 from toma.timeutil import Duration
 
 DEFAULT_WINDOWS: Mapping[str, Window] = MappingProxyType({"default": DEFAULT_WINDOW})

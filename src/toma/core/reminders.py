@@ -65,11 +65,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from toma.config import InvoiceStage, Window
+from toma.config import DEFAULT_WINDOW, InvoiceStage, Window
 from toma.core.contacts import Contact, Status
 from toma.core.invoices import Invoice
 from toma.core.outbox import ATTEMPTED, MessageState, OutboxRecord, new_record
-from toma.core.windows import DEFAULT_WINDOW, Zones
+from toma.core.windows import Zones
 from toma.timeutil import Duration, parse_duration
 
 THANK_WITHIN = timedelta(days=14)

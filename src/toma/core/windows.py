@@ -204,10 +204,6 @@ def _aware(moment: datetime) -> datetime:
     return moment
 
 
-# The window used where the config names none: weekdays, inside office hours.
-DEFAULT_WINDOW = Window("default", frozenset(range(5)), time(9, 1), time(16, 59))
-
-
 class Zones:
     """Time zones and window calendars, each made once per plan.
 
