@@ -74,7 +74,7 @@ def write_project(folder: Path, *, smtp: tuple[str, int] | None, connections: in
     if smtp:
         transport = (
             f'[transport]\nkind = "smtp"\n[smtp]\nhost = "{smtp[0]}"\nport = {smtp[1]}\n'
-            f'security = "none"\nconcurrency = {connections}\nrate_per_minute = 10000000\n'
+            f'security = "none"\nconcurrency = {connections}\nrate_per_minute = 1000000\n'
         )
     (folder / "config.toml").write_text(
         '[owner]\nname = "Alex Example"\nemail = "alex@example.com"\n'
