@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from toma.config import Smtp
 from toma.core.contacts import make_contact
+from toma.daemon.worker import Worker
 from toma.store import CONTACTS, open_store
 from toma.timeutil import iso
 
@@ -89,3 +91,16 @@ def add_contacts(folder: Path, count: int, *, tag: str, now: datetime, start: in
 
 def recipient(number: int) -> str:
     return f"person{number}@example.org"
+
+
+def tick(config: Path, now: datetime) -> None:
+    """One tick of the daemon on the project of ``config``, which must raise no problem."""
+    with open_store(config.parent / "var" / "data") as store:
+        report = Worker(config, store).run_once(now)
+        assert not report.problems, report.problems
+
+
+def table(config: Path, name: str) -> dict[str, dict[str, Any]]:
+    """Every document of one table of the project's store, by key."""
+    with open_store(config.parent / "var" / "data") as store:
+        return dict(store.all(name))

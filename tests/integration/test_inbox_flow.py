@@ -16,12 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from toma.cli import main
-from toma.daemon.worker import Worker
-from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, open_store
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES
 
 from . import dovecot
 from .dovecot import Dovecot
-from .projects import make_project
+from .projects import make_project, table, tick
 
 dovecot_server = dovecot.dovecot_server
 
@@ -69,24 +68,6 @@ def project(tmp_path: Path, server: Dovecot, folder: str) -> Path:
         )
         assert result.exit_code == 0, result.output
     return config
-
-
-def tick(config: Path, now: datetime) -> None:
-    store = open_store(config.parent / "var" / "data")
-    try:
-        worker = Worker(config, store)
-        report = worker.run_once(now)
-        assert not report.problems, report.problems
-    finally:
-        store.close()
-
-
-def table(config: Path, name: str) -> dict[str, dict]:
-    store = open_store(config.parent / "var" / "data")
-    try:
-        return dict(store.all(name))
-    finally:
-        store.close()
 
 
 def sent_ids(config: Path) -> dict[str, str]:

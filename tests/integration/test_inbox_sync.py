@@ -252,9 +252,30 @@ def test_a_slow_inbox_does_not_hold_back_due_mail(tmp_path: Path) -> None:
         store.close()
 
 
+def once_command(config: Path, now: datetime) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "toma",
+        "--config",
+        str(config),
+        "run",
+        "--once",
+        "--now",
+        iso(now),
+    ]
+
+
+def run_once_again(config: Path, now: datetime, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The next `toma run --once`, to completion (the one after a stop or a crash)."""
+    return subprocess.run(
+        once_command(config, now), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def toma_once(config: Path, now: datetime) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "toma", "--config", str(config), "run", "--once", "--now", iso(now)],
+        once_command(config, now),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -294,23 +315,7 @@ def test_sigterm_during_a_sync_ends_it_promptly(tmp_path: Path) -> None:
     recorded = len(conversations(config))
     assert 0 < recorded < total
 
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "toma",
-            "--config",
-            str(config),
-            "run",
-            "--once",
-            "--now",
-            iso(NOW + timedelta(minutes=5)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = run_once_again(config, NOW + timedelta(minutes=5), timeout=120)
     assert again.returncode == 0, again.stderr
     assert len(conversations(config)) == total
 
@@ -348,23 +353,7 @@ def test_a_crash_while_reading_sets_the_message_aside_for_good(tmp_path: Path) -
     assert aside["set_aside"] and aside["kind"] == "unread"
     assert aside["reason"].startswith("reading it did not finish")
 
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "toma",
-            "--config",
-            str(config),
-            "run",
-            "--once",
-            "--now",
-            iso(NOW + timedelta(minutes=5)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = run_once_again(config, NOW + timedelta(minutes=5), timeout=60)
     assert again.returncode == 0, again.stderr
     assert "inbound reading" not in again.stderr
     docs = {doc["source_key"]: doc for doc in conversations(config).values()}

@@ -15,13 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from toma.cli import main
-from toma.daemon.worker import Worker
 from toma.mail.unsubscribe import SECRET_FILE, Unsubscribe, load_or_create_secret
-from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, open_store
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES
 
 from . import dovecot
 from .dovecot import Dovecot
-from .projects import make_project
+from .projects import make_project, table, tick
 
 dovecot_server = dovecot.dovecot_server
 
@@ -97,23 +96,6 @@ def project(tmp_path: Path, server: Dovecot, folder: str) -> Path:
 
 def toma(config: Path, *args: str) -> object:
     return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def tick(config: Path, now: datetime) -> None:
-    store = open_store(config.parent / "var" / "data")
-    try:
-        report = Worker(config, store).run_once(now)
-        assert not report.problems, report.problems
-    finally:
-        store.close()
-
-
-def table(config: Path, name: str) -> dict[str, dict]:
-    store = open_store(config.parent / "var" / "data")
-    try:
-        return dict(store.all(name))
-    finally:
-        store.close()
 
 
 def outbox(config: Path) -> list[email.message.EmailMessage]:
