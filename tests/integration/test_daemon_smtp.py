@@ -117,6 +117,33 @@ def test_a_550_fails_that_message_only(
     assert tick(config, NOW + timedelta(days=1)) == {"sent": 9, "failed": 1}
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+def outlived(pids: list[int], *, seconds: float) -> list[int]:
+    """Those of ``pids`` still running after waiting up to ``seconds`` for them to end."""
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists()]
+    return alive
+
+
 @pytest.mark.smtpd_options(data_delay=0.01)
 def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
     tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler
@@ -141,11 +168,14 @@ def test_sigkill_in_the_middle_of_a_tick_sends_nothing_twice(
         while len(smtpd_handler.messages) < 100 and time.monotonic() < deadline:
             assert child.poll() is None, "the tick ended before it could be killed"
             time.sleep(0.01)
+        builders = descendants(child.pid)  # the fork server and the builder worker
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=30)
     before = len(smtpd_handler.messages)
     assert 100 <= before < 500
+    assert builders, "a 500-message tick builds in a worker process"
+    assert outlived(builders, seconds=10) == [], "the builder outlived the killed daemon"
 
     restart = subprocess.run(
         [*command[:-1], iso(NOW + timedelta(minutes=5))],

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 
 from toma.core.contacts import Contact
 from toma.errors import TemplateError
@@ -57,6 +59,22 @@ def _start_worker(recipe: Recipe) -> None:
     # IMAP servers wait on every round trip, so they come first on a busy machine.
     os.nice(WORKER_NICENESS)
     _composer = recipe.composer()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_end_with, args=(parent,), name="toma-builder-watch", daemon=True
+        ).start()
+
+
+def _end_with(parent: BaseProcess) -> None:
+    """End this worker when the daemon that started it ends, however it ends.
+
+    A pool worker waits on a queue whose writing end it holds itself, so a
+    daemon killed outright (SIGKILL, the OOM killer) would leave it waiting
+    for ever, and with it the fork server, whose liveness pipe it holds too.
+    """
+    parent.join()
+    os._exit(0)
 
 
 def _build_chunk(jobs: Sequence[Job]) -> list[Built | Failure]:
