@@ -39,7 +39,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from toma.config import _close
+from toma.config import close
 from toma.core.contacts import clean_tag
 from toma.errors import ContactError, SequenceError, TomaError
 from toma.mail.unsubscribe import WAYS_OUT, WayOut
@@ -244,7 +244,7 @@ class _Parser:
     def check_keys(self, table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
         for key in table:
             if key not in allowed:
-                hint = _close(key, set(allowed))
+                hint = close(key, set(allowed))
                 place = f"{where}.{key}" if where else key
                 inside = f" in {where}" if where else ""
                 raise self.error(
@@ -300,7 +300,7 @@ class _Parser:
 
         window = self.string(raw, "window", "window", required=False) or "default"
         if window not in windows:
-            hint = _close(window, set(windows))
+            hint = close(window, set(windows))
             known = ", ".join(sorted(windows)) or "none"
             raise self.error(
                 "window",
@@ -334,7 +334,7 @@ class _Parser:
         for way in WAYS_OUT:
             if text == way:
                 return way
-        hint = _close(text, set(WAYS_OUT))
+        hint = close(text, set(WAYS_OUT))
         raise self.error(
             "unsubscribe",
             f"unsubscribe must be {', '.join(repr(w) for w in WAYS_OUT)}, got {text!r}"

@@ -54,7 +54,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from toma.config import Config, Owner, _close
+from toma.config import Config, Owner, close
 from toma.core.contacts import Contact
 from toma.errors import TemplateError
 from toma.mail._skeletons import Collector, Shapes
@@ -677,8 +677,8 @@ class Templates:
                 f"{key!r} is not a {self.kind} key: a template cannot set {key}; the "
                 f"sender is [owner] in config.toml (keys: {known})"
             )
-        close = _close(key, set(self.keys))
-        hint = f" (did you mean {close}?)" if close else ""
+        near = close(key, set(self.keys))
+        hint = f" (did you mean {near}?)" if near else ""
         return f"{key!r} is not a {self.kind} key{hint}: use {known}"
 
     def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:

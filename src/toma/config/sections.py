@@ -1,0 +1,313 @@
+"""One function per section of config.toml: its keys, defaults and rules.
+
+Each takes the :class:`~toma.config.reader.Reader` and the whole parsed file (a section's
+rules may look at another's, as ``[transport] kind = "smtp"`` needs ``[smtp]``) and
+returns that section's frozen value. A new section is a new function here and one line
+in :func:`toma.config.load.parse_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from toma.config.model import (
+    DEFAULT_WINDOW_KEYS,
+    MAX_CONCURRENCY,
+    MAX_RATE_PER_MINUTE,
+    Daemon,
+    Imap,
+    Inbox,
+    Invoices,
+    InvoiceStage,
+    Owner,
+    Pace,
+    Paths,
+    Smtp,
+    TransportSettings,
+    Unsubscribing,
+    Window,
+)
+from toma.config.reader import (
+    Reader,
+    parse_address,
+    parse_clock,
+    parse_days,
+    parse_listen,
+    read_ca_file,
+    read_interval,
+    read_port,
+    read_positive,
+    read_secret,
+    read_since,
+    read_timeout,
+    read_whole,
+)
+from toma.errors import ConfigError
+from toma.timeutil import parse_duration, zone
+
+
+def owner(r: Reader, raw: Mapping[str, Any]) -> Owner:
+    """[owner]"""
+    if "owner" not in raw:
+        raise ConfigError("[owner] is missing: who sends the mail? (name, email)", file=r.file)
+    t = r.table(raw, "owner", {"name", "email", "timezone", "postal_address", "signature"})
+    found = Owner(
+        name=r.get(t, "owner", "name", str, required=True),
+        email=r.convert(
+            "owner", "email", r.get(t, "owner", "email", str, required=True), parse_address
+        ),
+        timezone=r.get(t, "owner", "timezone", str, "UTC"),
+        postal_address=r.get(t, "owner", "postal_address", str, ""),
+        signature=r.get(t, "owner", "signature", str, ""),
+    )
+    r.convert("owner", "timezone", found.timezone, zone)
+    return found
+
+
+def transport(r: Reader, raw: Mapping[str, Any]) -> TransportSettings:
+    """[transport]"""
+    t = r.table(raw, "transport", {"kind", "path"})
+    kind = r.get(t, "transport", "kind", str, "maildir")
+    if kind not in ("maildir", "smtp"):
+        raise r.error("transport.kind", f'kind must be "maildir" or "smtp", got {kind!r}')
+    return TransportSettings(
+        kind=kind, path=r.path(r.get(t, "transport", "path", str, "var/outbox"))
+    )
+
+
+def smtp(r: Reader, raw: Mapping[str, Any]) -> Smtp:
+    """[smtp]"""
+    t = r.table(
+        raw,
+        "smtp",
+        {
+            "host",
+            "port",
+            "security",
+            "username",
+            "password_env",
+            "password_file",
+            "password",
+            "concurrency",
+            "rate_per_minute",
+            "timeout",
+            "retry_for",
+            "ca_file",
+        },
+    )
+    security = r.get(t, "smtp", "security", str, "starttls")
+    if security not in ("starttls", "tls", "none"):
+        raise r.error(
+            "smtp.security", f'security must be "starttls", "tls" or "none", got {security!r}'
+        )
+    return Smtp(
+        host=r.get(t, "smtp", "host", str, "localhost"),
+        port=read_port(r, t, "smtp", {"tls": 465, "starttls": 587, "none": 25}[security]),
+        security=security,
+        username=r.get(t, "smtp", "username", str),
+        password=read_secret(r, t, "smtp"),
+        concurrency=read_whole(r, t, "smtp", "concurrency", 4, most=MAX_CONCURRENCY),
+        rate_per_minute=read_whole(r, t, "smtp", "rate_per_minute", 600, most=MAX_RATE_PER_MINUTE),
+        timeout=read_timeout(r, t, "smtp", 30.0),
+        retry_for=r.convert(
+            "smtp", "retry_for", r.get(t, "smtp", "retry_for", str, "1h"), parse_duration
+        ),
+        ca_file=read_ca_file(r, t, "smtp"),
+    )
+
+
+def inbox(r: Reader, raw: Mapping[str, Any], owner_zone: str) -> Inbox:
+    """[inbox]"""
+    t = r.table(
+        raw,
+        "inbox",
+        {
+            "kind",
+            "path",
+            "notify",
+            "digest_at",
+            "soft_bounce_limit",
+            "unsubscribe_address",
+            "since",
+        },
+    )
+    kind = r.get(t, "inbox", "kind", str, "maildir")
+    if kind not in ("maildir", "imap"):
+        raise r.error("inbox.kind", f'kind must be "maildir" or "imap", got {kind!r}')
+    notify = r.get(t, "inbox", "notify", str, "immediately")
+    if notify not in ("immediately", "daily", "off"):
+        raise r.error(
+            "inbox.notify", f'notify must be "immediately", "daily" or "off", got {notify!r}'
+        )
+    unsubscribe_address = r.get(t, "inbox", "unsubscribe_address", str, "")
+    return Inbox(
+        kind=kind,
+        path=r.path(r.get(t, "inbox", "path", str, "var/inbox")),
+        notify=notify,
+        digest_at=r.convert(
+            "inbox", "digest_at", r.get(t, "inbox", "digest_at", str, "08:00"), parse_clock
+        ),
+        soft_bounce_limit=read_positive(r, t, "inbox", "soft_bounce_limit", 3),
+        unsubscribe_address=(
+            r.convert("inbox", "unsubscribe_address", unsubscribe_address, parse_address)
+            if unsubscribe_address
+            else ""
+        ),
+        since=read_since(r, t, owner_zone),
+    )
+
+
+def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
+    """[imap]"""
+    t = r.table(
+        raw,
+        "imap",
+        {
+            "host",
+            "port",
+            "security",
+            "username",
+            "password_env",
+            "password_file",
+            "password",
+            "folder",
+            "ca_file",
+            "idle",
+            "poll_every",
+        },
+    )
+    isecurity = r.get(t, "imap", "security", str, "tls")
+    if isecurity not in ("starttls", "tls", "none"):
+        raise r.error(
+            "imap.security", f'security must be "tls", "starttls" or "none", got {isecurity!r}'
+        )
+    return Imap(
+        host=r.get(t, "imap", "host", str, "localhost"),
+        port=read_port(r, t, "imap", 993 if isecurity == "tls" else 143),
+        security=isecurity,
+        username=r.get(t, "imap", "username", str),
+        password=read_secret(r, t, "imap"),
+        folder=r.get(t, "imap", "folder", str, "INBOX"),
+        ca_file=read_ca_file(r, t, "imap"),
+        idle=r.get(t, "imap", "idle", bool, True),
+        poll_every=read_interval(r, t, "imap", "poll_every", "5min"),
+    )
+
+
+def windows(r: Reader, raw: Mapping[str, Any]) -> dict[str, Window]:
+    """[windows.*]"""
+    windows_raw = raw.get("windows", {})
+    if not isinstance(windows_raw, Mapping):
+        raise r.error("windows", "[windows] must hold tables such as [windows.default]")
+    windows: dict[str, Window] = {}
+    for name in {"default", *windows_raw}:
+        section = f"windows.{name}"
+        w = r.table(windows_raw, section, {"days", "start", "end"}) if name in windows_raw else {}
+        days = r.convert(
+            section,
+            "days",
+            r.get(w, section, "days", list, DEFAULT_WINDOW_KEYS["days"]),
+            parse_days,
+        )
+        start = r.convert(
+            section,
+            "start",
+            r.get(w, section, "start", str, DEFAULT_WINDOW_KEYS["start"]),
+            parse_clock,
+        )
+        end = r.convert(
+            section, "end", r.get(w, section, "end", str, DEFAULT_WINDOW_KEYS["end"]), parse_clock
+        )
+        if end <= start:
+            raise r.error(f"{section}.end", "a window must end after it starts")
+        windows[name] = Window(name=name, days=days, start=start, end=end)
+    return windows
+
+
+def pace(r: Reader, raw: Mapping[str, Any]) -> Pace:
+    """[pace]"""
+    t = r.table(raw, "pace", {"min_gap", "max_late"})
+    return Pace(
+        min_gap=r.convert(
+            "pace", "min_gap", r.get(t, "pace", "min_gap", str, "3d"), parse_duration
+        ),
+        max_late=r.convert(
+            "pace", "max_late", r.get(t, "pace", "max_late", str, "14d"), parse_duration
+        ),
+    )
+
+
+def invoices(r: Reader, raw: Mapping[str, Any]) -> Invoices:
+    """[invoices]"""
+    t = r.table(raw, "invoices", {"terms", "stages", "thank_you", "pause_on_reply"})
+    stages = []
+    for index, stage in enumerate(r.get(t, "invoices", "stages", list, [])):
+        key = f"invoices.stages[{index}]"
+        if (
+            not isinstance(stage, Mapping)
+            or set(stage) - {"at", "template"}
+            or "at" not in stage
+            or "template" not in stage
+        ):
+            raise r.error("invoices.stages", f'{key} must be {{ at = "-3d", template = "…" }}')
+        at = r.convert("invoices", "stages", stage["at"], lambda v: parse_duration(v, signed=True))
+        stages.append(InvoiceStage(at=at, template=str(stage["template"])))
+    return Invoices(
+        terms=r.convert(
+            "invoices", "terms", r.get(t, "invoices", "terms", str, "30d"), parse_duration
+        ),
+        stages=tuple(stages),
+        thank_you=r.get(t, "invoices", "thank_you", str),
+        pause_on_reply=r.convert(
+            "invoices",
+            "pause_on_reply",
+            r.get(t, "invoices", "pause_on_reply", str, "7d"),
+            parse_duration,
+        ),
+    )
+
+
+def paths(r: Reader, raw: Mapping[str, Any]) -> Paths:
+    """[paths]"""
+    t = r.table(raw, "paths", {"data", "sequences", "templates", "newsletters"})
+
+    def _p(key: str, default: str) -> Path:
+        found = r.path(r.get(t, "paths", key, str, default))
+        assert found is not None  # noqa: S101 - a default is always given
+        return found
+
+    return Paths(
+        data=_p("data", "var/data"),
+        sequences=_p("sequences", "sequences"),
+        templates=_p("templates", "templates"),
+        newsletters=_p("newsletters", "newsletters"),
+    )
+
+
+def daemon(r: Reader, raw: Mapping[str, Any]) -> Daemon:
+    """[daemon]"""
+    t = r.table(raw, "daemon", {"tick_every"})
+    return Daemon(
+        tick_every=read_interval(r, t, "daemon", "tick_every", "1min"),
+    )
+
+
+def unsubscribe(r: Reader, raw: Mapping[str, Any]) -> Unsubscribing:
+    """[unsubscribe]"""
+    t = r.table(raw, "unsubscribe", {"base_url", "listen"})
+    base_url = r.get(t, "unsubscribe", "base_url", str, "")
+    if base_url:
+        from toma.mail.unsubscribe import check_base_url
+
+        base_url = r.convert("unsubscribe", "base_url", base_url, check_base_url)
+    return Unsubscribing(
+        base_url=base_url,
+        listen=r.convert(
+            "unsubscribe",
+            "listen",
+            r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"),
+            parse_listen,
+        ),
+    )
