@@ -652,11 +652,11 @@ class TestDeepFrontMatter:
 
         import yaml
 
-        import toma.mail.render as render
+        import toma.mail.frontmatter as frontmatter
 
         if loader == "python":
             # The loader used where PyYAML was built without libyaml.
-            monkeypatch.setattr(render, "_YAML_LOADER", yaml.SafeLoader)
+            monkeypatch.setattr(frontmatter, "_YAML_LOADER", yaml.SafeLoader)
         templates = project(tmp_path, {"t.md": f"---\n{front}\n---\nHi\n"})
 
         def at_depth(levels: int) -> None:

@@ -38,26 +38,28 @@ Every error names the template file and the line a user sees in their editor
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import Any, Final
 
-import yaml
-from jinja2 import Template, TemplateSyntaxError, Undefined, nodes
-from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from markdown_it import MarkdownIt
+from jinja2 import Undefined
 from markupsafe import Markup, escape
 
 from toma.config import Config, Owner, close
 from toma.core.contacts import Contact
 from toma.errors import TemplateError
 from toma.mail._skeletons import Collector, Shapes
+from toma.mail.frontmatter import read_text, split
+from toma.mail.sandbox import (
+    Compiled,
+    Unit,
+    compile_unit,
+    environment,
+    markdown,
+    runtime_error,
+)
 
 LAYOUTS = "layouts"
 DEFAULT_LAYOUT = "default"
@@ -71,20 +73,8 @@ _HEADER_KEYS: Final = frozenset({"from", "to", "cc", "bcc", "reply_to", "reply-t
 _FOOTER_NAMES: Final = frozenset({"footer", "unsubscribe_url", "unsubscribe_mailto"})
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LAYOUT_NAME = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)*")
 _BLANK_LINES = re.compile(r"\n{3,}")
-# Characters that are Markdown syntax anywhere in a line. A backslash before any
-# ASCII punctuation renders as the character itself, so escaping is always safe.
-_MD_INLINE = re.compile(r"([\\`*_\[\]<>&~|!])")
-# ... and constructs that only mean something at the start of a line.
-_MD_LINE_START = re.compile(r"^([ \t]*)([#+=-]|\d+[.)])", re.MULTILINE)
-# Jinja's messages for a missing value: "'x' is undefined", "'dict object' has no
-# attribute 'x'", "... has no element 0".
-_UNDEFINED_NAME = re.compile(
-    r"^'(?P<name>.+)' is undefined$|has no attribute '(?P<attr>.+)'$"
-    r"|has no element (?P<element>.+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -124,303 +114,6 @@ def base_context(config: Config, contact: Contact, **extra: Any) -> dict[str, An
     return {"contact": contact.template_view(), "sender": sender_view(config.owner), **extra}
 
 
-# --------------------------------------------------------------------------- Jinja
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, reading dictionaries by key first.
-
-    Contexts are dictionaries of data, so ``contact.items`` is a custom field
-    named "items", not the ``dict.items`` method Jinja would otherwise prefer.
-    Immutable: a template cannot change the data other templates will see.
-    """
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict):
-            try:
-                return obj[attribute]
-            except (KeyError, TypeError):
-                pass
-        return super().getattr(obj, attribute)
-
-
-def _escape_markdown(text: str) -> str:
-    return _MD_LINE_START.sub(_escape_line_start, _MD_INLINE.sub(r"\\\1", text))
-
-
-def _escape_line_start(match: re.Match[str]) -> str:
-    indent, mark = match.groups()
-    # "1." starts a list: the backslash goes before the punctuation, not the digits.
-    return f"{indent}{mark[:-1]}\\{mark[-1]}"
-
-
-def _markdown_value(value: Any) -> Any:
-    """Values substituted into the Markdown for the HTML part are text, not markup."""
-    if isinstance(value, Undefined | Markup):
-        # Undefined: let it fail (or print) as strict undefined does; Markup: `|safe`.
-        return value
-    return _escape_markdown(str(value))
-
-
-def _environment(*, autoescape: bool, markdown_values: bool = False) -> _Environment:
-    return _Environment(
-        autoescape=autoescape,
-        undefined=StrictUndefined,
-        # Block tags on their own line leave no blank line behind: in Markdown a
-        # stray blank line ends a list or a paragraph.
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=_markdown_value if markdown_values else None,
-        auto_reload=False,
-        cache_size=0,
-    )
-
-
-def _markdown() -> MarkdownIt:
-    md = MarkdownIt(
-        "commonmark",
-        {
-            # Raw HTML in the body would let a field value carry markup into the
-            # HTML part; HTML belongs in the layout.
-            "html": False,
-            # An email is a letter: "Best,\nJane" must stay on two lines in HTML
-            # as it does in the text part.
-            "breaks": True,
-            "typographer": True,
-        },
-    )
-    # Curly quotes only: the "replacements" rule would turn "(c)" into "©" in the
-    # HTML while the text part keeps "(c)".
-    md.enable(["smartquotes", "table", "strikethrough"])
-    if importlib.util.find_spec("linkify_it") is not None:
-        md.options["linkify"] = True
-        md.enable("linkify")
-    return md
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """One compiled piece (subject, body, layout) and how to point into its file."""
-
-    template: Template
-    file: Path
-    code_name: str  # the file name Jinja gave the compiled code, found in tracebacks
-    first_line: int  # the line of the file where the piece's line 1 is
-    paths: tuple[tuple[int, str, str], ...]  # (line, last name, expression as written)
-    key: str | None = None
-
-    def line(self, piece_line: int | None) -> int:
-        return self.first_line + max((piece_line or 1) - 1, 0)
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    name: str
-    file: Path
-    front: Mapping[str, Any]
-    subject: _Unit
-    text: _Unit
-    markdown: _Unit
-    layout: _Unit
-    skeleton: _Unit
-
-
-def _expression(node: nodes.Node) -> str | None:
-    """``contact.met_where`` for the node that reads it, or None if not a plain path."""
-    if isinstance(node, nodes.Name):
-        return node.name
-    if isinstance(node, nodes.Getattr):
-        base = _expression(node.node)
-        return None if base is None else f"{base}.{node.attr}"
-    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-        base = _expression(node.node)
-        return None if base is None else f"{base}[{node.arg.value!r}]"
-    return None
-
-
-def _paths(tree: nodes.Template) -> tuple[tuple[int, str, str], ...]:
-    found = []
-    for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
-        text = _expression(node)
-        if text is None or getattr(node, "ctx", "load") != "load":
-            continue
-        if isinstance(node, nodes.Name):
-            last = node.name
-        elif isinstance(node, nodes.Getattr):
-            last = node.attr
-        else:
-            assert isinstance(node, nodes.Getitem)  # noqa: S101 - _expression checked it
-            assert isinstance(node.arg, nodes.Const)  # noqa: S101
-            last = node.arg.value if isinstance(node.arg.value, str) else repr(node.arg.value)
-        found.append((node.lineno, last, text))
-    return tuple(found)
-
-
-def _compile(
-    env: _Environment,
-    source: str,
-    *,
-    file: Path,
-    code_name: str,
-    first_line: int,
-    key: str | None = None,
-) -> _Unit:
-    try:
-        tree = env.parse(source, name=code_name, filename=code_name)
-        code = env.compile(tree, name=code_name, filename=code_name)
-    except TemplateSyntaxError as exc:
-        line = first_line + max((exc.lineno or 1) - 1, 0)
-        raise TemplateError(
-            exc.message or "template syntax error", file=file, line=line, key=key
-        ) from None
-    template = env.template_class.from_code(env, code, env.make_globals(None))
-    return _Unit(template, file, code_name, first_line, _paths(tree), key)
-
-
-def _frames(tb: TracebackType | None) -> Iterator[TracebackType]:
-    while tb is not None:
-        yield tb
-        tb = tb.tb_next
-
-
-def _runtime_error(exc: Exception, unit: _Unit, contact: str | None) -> TemplateError:
-    """What went wrong while rendering, said in the template's terms, at its line."""
-    piece_line = None
-    for tb in _frames(exc.__traceback__):
-        # Jinja rewrites tracebacks so that template frames carry the template's
-        # own file name and line; the deepest is where the template failed.
-        if tb.tb_frame.f_code.co_filename == unit.code_name:
-            piece_line = tb.tb_lineno
-    if isinstance(exc, SecurityError):
-        message = f"not allowed in a template: {exc}"
-    elif isinstance(exc, UndefinedError):
-        message = _undefined_message(str(exc), unit, piece_line)
-    else:
-        message = f"the template failed: {type(exc).__name__}: {exc}"
-    return TemplateError(
-        message, file=unit.file, line=unit.line(piece_line), key=unit.key, contact=contact
-    )
-
-
-def _undefined_message(jinja_message: str, unit: _Unit, piece_line: int | None) -> str:
-    match = _UNDEFINED_NAME.search(jinja_message)
-    if not match:
-        return jinja_message
-    name = match["name"] or match["attr"] or match["element"]
-    candidates = [(line, text) for line, last, text in unit.paths if last == name]
-    # Jinja reports the line of the statement; an expression may span lines, so
-    # the nearest candidate at or before that line is the one that was read.
-    before = [c for c in candidates if piece_line is None or c[0] <= (piece_line or 0)]
-    chosen = max(before, key=lambda c: c[0]) if before else (candidates[0] if candidates else None)
-    written = chosen[1] if chosen else name
-    return (
-        f"{written} is not defined (give a default, as in "
-        f'{{{{ {written} | default("…") }}}}, or test it with `is defined`)'
-    )
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _read(file: Path) -> str:
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise TemplateError(f"cannot read the template: {exc.strerror}", file=file) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise TemplateError("the file is not UTF-8 text", file=file, line=line) from None
-    # Files written on Windows: lines are counted as the editor shows them.
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-
-
-@dataclass(frozen=True)
-class _Source:
-    front: dict[str, Any]
-    lines: dict[str, tuple[int, int]]  # key -> (line of the key, line of its value)
-    body: str
-    body_line: int
-
-
-def _split(file: Path, text: str) -> _Source:
-    lines = text.split("\n")
-    if lines[0].rstrip() != "---":
-        raise TemplateError(
-            "a template starts with front matter: a line '---', 'subject: …', then '---' again",
-            file=file,
-            line=1,
-        )
-    for index in range(1, len(lines)):
-        if lines[index].rstrip() == "---":
-            close = index
-            break
-    else:
-        raise TemplateError(
-            "the front matter opened on line 1 is never closed by a line '---'", file=file, line=1
-        )
-    front, key_lines = _front_matter(file, "\n".join(lines[1:close]), lines)
-    return _Source(front, key_lines, "\n".join(lines[close + 1 :]), close + 2)
-
-
-def _front_matter(
-    file: Path, text: str, lines: list[str]
-) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
-    # Front matter starts on line 2 of the file; PyYAML counts from 0.
-    offset = 2
-    loader = _YAML_LOADER(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + offset if mark is not None else 1
-        problem = exc.problem or "cannot be read"
-        context = f" ({exc.context})" if exc.context else ""
-        hint = ""
-        if 0 < line <= len(lines) and re.match(r"\s*\w+:\s*\{", lines[line - 1]):
-            hint = ' — a value starting with {{ must be quoted: subject: "{{ … }}"'
-        raise TemplateError(
-            f"the front matter is not valid YAML: {problem}{context}{hint}", file=file, line=line
-        ) from None
-    except yaml.YAMLError as exc:
-        raise TemplateError(
-            f"the front matter is not valid YAML: {exc}", file=file, line=1
-        ) from None
-    except RecursionError:
-        # The pure-Python loader (and the C one's merge keys) descend once per level.
-        raise TemplateError(
-            "the front matter is nested too deeply to be read: write 'key: value' lines",
-            file=file,
-            line=offset,
-        ) from None
-    finally:
-        loader.dispose()
-    if node is None:  # nothing between the --- lines
-        return {}, {}
-    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        raise TemplateError(
-            "the front matter must be 'key: value' lines, such as 'subject: …'",
-            file=file,
-            line=offset,
-        )
-    key_lines: dict[str, tuple[int, int]] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        here = (key_node.start_mark.line + offset, value_node.start_mark.line + offset)
-        if key in key_lines:
-            raise TemplateError(
-                f"{key} is given twice (lines {key_lines[key][0]} and {here[0]})",
-                file=file,
-                line=here[0],
-                key=key,
-            )
-        key_lines[key] = here
-    return {str(k): v for k, v in data.items()}, key_lines
-
-
 # --------------------------------------------------------------------------- Templates
 
 
@@ -445,16 +138,16 @@ class Templates:
         self.layouts = Path(layouts) if layouts is not None else self.folder / LAYOUTS
         self.keys = tuple(keys)
         self.kind = kind
-        self._text_env = _environment(autoescape=False)
-        self._markdown_env = _environment(autoescape=False, markdown_values=True)
+        self._text_env = environment(autoescape=False)
+        self._markdown_env = environment(autoescape=False, markdown_values=True)
         self._collector = Collector()
-        self._skeleton_env = _environment(autoescape=False)
+        self._skeleton_env = environment(autoescape=False)
         self._skeleton_env.finalize = self._collector
-        self._html_env = _environment(autoescape=True)
-        self._md = _markdown()
+        self._html_env = environment(autoescape=True)
+        self._md = markdown()
         self._shapes = Shapes(self._md.render)
-        self._compiled: dict[str, _Compiled | TemplateError] = {}
-        self._layouts: dict[str, _Unit | TemplateError | None] = {}
+        self._compiled: dict[str, Compiled | TemplateError] = {}
+        self._layouts: dict[str, Unit | TemplateError | None] = {}
 
     def names(self) -> list[str]:
         """Every template, as a path relative to the folder (``acquaintance/nice-to-meet.md``)."""
@@ -541,7 +234,7 @@ class Templates:
             subject=subject, text=text, html=html, front=dict(compiled.front), template=name
         )
 
-    def _with_footer(self, html: str, footer: Footer, layout: _Unit) -> str:
+    def _with_footer(self, html: str, footer: Footer, layout: Unit) -> str:
         """``html`` showing the way out and the postal address, or a TemplateError.
 
         A layout that names none of ``footer``, ``unsubscribe_url`` or
@@ -563,7 +256,7 @@ class Templates:
 
     # ------------------------------------------------------------------ internals
 
-    def _body(self, compiled: _Compiled, context: Mapping[str, Any], contact: str | None) -> str:
+    def _body(self, compiled: Compiled, context: Mapping[str, Any], contact: str | None) -> str:
         """The HTML of the body (see :mod:`toma.mail._skeletons` for the shortcut)."""
 
         def ordinary() -> str:
@@ -578,13 +271,13 @@ class Templates:
             return ordinary()
         return self._shapes.html(compiled.name, skeleton, values, ordinary)
 
-    def _run(self, unit: _Unit, context: Mapping[str, Any], contact: str | None) -> str:
+    def _run(self, unit: Unit, context: Mapping[str, Any], contact: str | None) -> str:
         try:
             return unit.template.render(context)
         except Exception as exc:  # noqa: BLE001 - a template is user code: any error is theirs
-            raise _runtime_error(exc, unit, contact) from None
+            raise runtime_error(exc, unit, contact) from None
 
-    def _get(self, name: str, *, contact: str | None) -> _Compiled:
+    def _get(self, name: str, *, contact: str | None) -> Compiled:
         key = PurePosixPath(name).as_posix()
         found = self._compiled.get(key)
         if found is None:
@@ -613,9 +306,9 @@ class Templates:
             raise TemplateError(f"no template {name!r} in {self.folder}", file=file)
         return file
 
-    def _compile_template(self, name: str) -> _Compiled:
+    def _compile_template(self, name: str) -> Compiled:
         file = self._file(name)
-        source = _split(file, _read(file))
+        source = split(file, read_text(file))
         front = source.front
         for key, (line, _value_line) in source.lines.items():
             if key not in self.keys:
@@ -638,7 +331,7 @@ class Templates:
         if not str(subject).strip():
             raise TemplateError("the subject is empty", file=file, line=subject_line, key="subject")
         code_name = str(file)
-        subject_unit = _compile(
+        subject_unit = compile_unit(
             self._text_env,
             str(subject),
             file=file,
@@ -646,10 +339,10 @@ class Templates:
             first_line=subject_line,
             key="subject",
         )
-        text_unit = _compile(
+        text_unit = compile_unit(
             self._text_env, source.body, file=file, code_name=code_name, first_line=source.body_line
         )
-        markdown_unit = _compile(
+        markdown_unit = compile_unit(
             self._markdown_env,
             source.body,
             file=file,
@@ -659,14 +352,14 @@ class Templates:
         layout = front.get("layout", DEFAULT_LAYOUT)
         layout_line = source.lines["layout"][1] if "layout" in source.lines else 1
         layout_unit = self._layout(layout, file, layout_line)
-        skeleton_unit = _compile(
+        skeleton_unit = compile_unit(
             self._skeleton_env,
             source.body,
             file=file,
             code_name=code_name,
             first_line=source.body_line,
         )
-        return _Compiled(
+        return Compiled(
             name, file, front, subject_unit, text_unit, markdown_unit, layout_unit, skeleton_unit
         )
 
@@ -681,7 +374,7 @@ class Templates:
         hint = f" (did you mean {near}?)" if near else ""
         return f"{key!r} is not a {self.kind} key{hint}: use {known}"
 
-    def _layout(self, layout: Any, template_file: Path, line: int) -> _Unit:
+    def _layout(self, layout: Any, template_file: Path, line: int) -> Unit:
         if (
             not isinstance(layout, str)
             or not _LAYOUT_NAME.fullmatch(layout)
@@ -697,11 +390,15 @@ class Templates:
         name = layout.removesuffix(".html")
         if name not in self._layouts:
             file = self.layouts / f"{name}.html"
-            unit: _Unit | TemplateError | None = None
+            unit: Unit | TemplateError | None = None
             if file.is_file():
                 try:
-                    unit = _compile(
-                        self._html_env, _read(file), file=file, code_name=str(file), first_line=1
+                    unit = compile_unit(
+                        self._html_env,
+                        read_text(file),
+                        file=file,
+                        code_name=str(file),
+                        first_line=1,
                     )
                 except TemplateError as exc:
                     unit = exc
