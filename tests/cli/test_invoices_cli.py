@@ -263,3 +263,39 @@ def test_reminder_attaches_the_invoice_pdf(tmp_path: Path) -> None:
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_content().startswith(b"%PDF-1.4")
     assert "Hi Jo" in message.get_body(("plain",)).get_content()
+
+
+def test_invoices_saved_by_excel_in_a_german_locale_import_exactly_their_rows(
+    tmp_path: Path,
+) -> None:
+    """Excel's plain "CSV" in Germany: Windows-1252, ";" named by a "sep=" line, CRLF rows.
+
+    The delivered cell of INV-1 holds a quoted line break followed by text shaped like a
+    row for mallory: read as another dialect that text became an invoice nobody issued.
+    A cell over 128 KB is refused as its own row's problem; the other rows go in.
+    """
+    folder = make(tmp_path)
+    contacts = tmp_path / "c.csv"
+    contacts.write_text(
+        "email,first_name\nann@example.org,Ann\nmallory@example.org,Mal\nbo@example.org,Bo\n"
+    )
+    assert toma(folder, "contacts", "import", str(contacts)).exit_code == 0
+    raw = (
+        b"sep=;\r\n"
+        b"Invoice;E-Mail;amount;currency;issued;delivered\r\n"
+        b'INV-1;ann@example.org;120.00;EUR;2026-03-02;"Beratung f\xfcr \xc4rzte\n'
+        b'INV-9;mallory@example.org;9999.00;EUR;2026-03-02;x"\r\n'
+        b"INV-2;bo@example.org;80.00;EUR;2026-03-02;" + b"x" * (129 * 1024) + b"\r\n"
+        b"INV-3;bo@example.org;40.00;EUR;2026-03-02;M\xfcnchen\r\n"
+    )
+    csv_file = tmp_path / "rechnungen.csv"
+    csv_file.write_bytes(raw)
+    result = toma(folder, "invoices", "import", str(csv_file))
+    assert result.exit_code == 1, result.output
+    assert "2 added" in result.output
+    assert "row 2: a cell is longer than 128 KB" in result.output
+    listed = toma(folder, "invoices", "list")
+    assert "INV-1" in listed.output
+    assert "INV-3" in listed.output
+    assert "INV-9" not in listed.output
+    assert "INV-2" not in listed.output

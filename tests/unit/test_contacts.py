@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from toma.core.contactfiles import parse_csv, parse_vcards
 from toma.core.contacts import (
     Status,
     make_contact,
     merge,
     normalize_address,
-    parse_csv,
-    parse_vcards,
     with_status,
 )
 from toma.errors import ContactError

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from toma.core.contacts import parse_csv
+from toma.core.contactfiles import parse_csv
 from toma.errors import ImportProblem
 from toma.store.records.contacts import read_import_file
 

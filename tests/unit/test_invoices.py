@@ -16,7 +16,9 @@ import pytest
 
 from toma.config import InvoiceStage, Owner, Window
 from toma.core.ageing import BUCKETS, ageing
-from toma.core.contacts import Contact, Status, parse_csv
+from toma.core.contactfiles import parse_csv
+from toma.core.contacts import Contact, Status
+from toma.core.invoicefiles import parse_invoices_csv
 from toma.core.invoices import (
     Invoice,
     InvoiceError,
@@ -25,7 +27,6 @@ from toma.core.invoices import (
     make_invoice,
     mark_paid,
     mark_void,
-    parse_invoices_csv,
     pause_reminders,
     reopen,
     with_thread,

@@ -13,7 +13,8 @@ import pytest
 
 from toma.config import Window
 from toma.core.audience import EVERYONE, parse_audience
-from toma.core.contacts import Contact, Status, parse_csv
+from toma.core.contactfiles import parse_csv
+from toma.core.contacts import Contact, Status
 from toma.core.newsletters import (
     Newsletter,
     newsletter_key,

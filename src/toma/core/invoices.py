@@ -36,10 +36,8 @@ after payment.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -48,8 +46,8 @@ from typing import Any
 
 from toma.core.contacts import normalize_address
 from toma.core.money import check_amount, clean_currency, format_day, format_money, parse_amount
-from toma.errors import ContactError, ImportProblem, TomaError
-from toma.timeutil import Duration, parse_date, parse_duration, parse_moment
+from toma.errors import ContactError, TomaError
+from toma.timeutil import Duration, parse_date, parse_moment
 
 __all__ = [
     "Invoice",
@@ -61,10 +59,8 @@ __all__ = [
     "make_invoice",
     "mark_paid",
     "mark_void",
-    "parse_invoices_csv",
     "pause_reminders",
     "reopen",
-    "split_delivered",
     "with_thread",
 ]
 
@@ -392,162 +388,3 @@ def format_weekday(day: date, locale: str = "en") -> str:
         return str(format_date(day, "EEEE", locale=locale.replace("-", "_")))
     except (UnknownLocaleError, ValueError, LookupError):
         return _WEEKDAYS[day.weekday()]
-
-
-# --------------------------------------------------------------------------- CSV import
-
-_COLUMNS = (
-    "number", "contact", "amount", "currency", "issued", "due", "terms",
-    "delivered", "attachment", "note", "status", "paid_on",
-)  # fmt: skip
-_REQUIRED = ("number", "contact", "amount", "currency")
-_COLUMN_ALIASES = {
-    "invoice": "number",
-    "invoice_number": "number",
-    "no": "number",
-    "email": "contact",
-    "e_mail": "contact",
-    "issue_date": "issued",
-    "issued_on": "issued",
-    "date": "issued",
-    "due_date": "due",
-    "due_on": "due",
-    "payment_terms": "terms",
-    "pdf": "attachment",
-    "paid": "paid_on",
-    "paid_date": "paid_on",
-}
-
-
-def _column(header: str) -> str:
-    key = re.sub(r"[\s-]+", "_", header.strip().lower())
-    return _COLUMN_ALIASES.get(key, key)
-
-
-def split_delivered(text: str) -> list[str]:
-    """A delivered cell: lines separated by "|" or ";"."""
-    return [part.strip() for part in re.split(r"[|;]", text) if part.strip()]
-
-
-def parse_invoices_csv(
-    text: str,
-    *,
-    file: str,
-    default_terms: Duration,
-    known_contacts: Collection[str],
-    today: date | None = None,
-) -> tuple[list[Invoice], list[ImportProblem]]:
-    """Invoices from CSV text with a header row; bad rows are reported and skipped.
-
-    Columns: number, contact (an email), amount, currency, issued, due or
-    terms (else ``default_terms``), delivered ("|" or ";" between lines),
-    attachment, and optionally note, status, paid_on. A problem names its row
-    (data rows count from 1, after the header) and the line in the file where
-    the row starts. A file that cannot be read at all raises ImportProblem.
-    """
-    lines = text.splitlines(keepends=True)
-    if not lines or not lines[0].strip():
-        raise ImportProblem(
-            "the file is empty: expected a header row such as number,contact,amount,currency",
-            file=file,
-            line=1,
-        )
-    try:
-        dialect: Any = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header = next(reader)
-    columns = [_column(name) for name in header]
-    for index, (raw, name) in enumerate(zip(header, columns, strict=True)):
-        if not name:
-            continue
-        if name not in _COLUMNS:
-            raise ImportProblem(
-                f"unknown column {raw!r} (the columns are {', '.join(_COLUMNS)})",
-                file=file,
-                line=1,
-            )
-        if columns.index(name) != index:
-            raise ImportProblem(f"the column {raw!r} appears twice", file=file, line=1)
-    missing = [name for name in _REQUIRED if name not in columns]
-    if missing:
-        raise ImportProblem(f"no {', '.join(missing)} column", file=file, line=1)
-
-    known = known_contacts if isinstance(known_contacts, (set, frozenset)) else set(known_contacts)
-    invoices: list[Invoice] = []
-    problems: list[ImportProblem] = []
-    seen: dict[str, int] = {}
-    row = 0
-    next_line = reader.line_num + 1
-    for cells in reader:
-        line, next_line = next_line, reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue
-        row += 1
-        where = f"row {row}"
-        if len(cells) > len(columns):
-            problems.append(
-                ImportProblem(
-                    f"{where}: {len(cells)} cells but {len(columns)} columns", file=file, line=line
-                )
-            )
-            continue
-        values = {name: cell.strip() for name, cell in zip(columns, cells, strict=False) if name}
-        email = values.get("contact", "")
-        terms_text = values.get("terms", "")
-        try:
-            terms = (
-                parse_duration(terms_text)
-                if terms_text
-                else (None if values.get("due") else default_terms)
-            )
-        except ValueError as exc:
-            problems.append(ImportProblem(f"{where}: terms: {exc}", file=file, line=line))
-            continue
-        try:
-            invoice = make_invoice(
-                values.get("number", ""),
-                email,
-                values.get("amount", ""),
-                values.get("currency", ""),
-                issued=values.get("issued") or None,
-                due=values.get("due") or None,
-                terms=terms,
-                delivered=split_delivered(values.get("delivered", "")),
-                attachment=values.get("attachment") or None,
-                note=values.get("note", ""),
-                status=values.get("status", "") or "open",
-                paid_on=values.get("paid_on") or None,
-                today=today,
-            )
-        except TomaError as exc:
-            problems.append(
-                ImportProblem(
-                    f"{where}: {exc.message}", file=file, line=line, contact=email or None
-                )
-            )
-            continue
-        if invoice.contact not in known:
-            problems.append(
-                ImportProblem(
-                    f"{where}: {invoice.contact} is not a contact: add or import it first",
-                    file=file,
-                    line=line,
-                    contact=invoice.contact,
-                )
-            )
-            continue
-        if invoice.number in seen:
-            problems.append(
-                ImportProblem(
-                    f"{where}: invoice {invoice.number} is already on row {seen[invoice.number]}",
-                    file=file,
-                    line=line,
-                    contact=invoice.contact,
-                )
-            )
-            continue
-        seen[invoice.number] = row
-        invoices.append(invoice)
-    return invoices, problems

@@ -23,18 +23,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from toma.core.contactfiles import ImportResult, parse_csv, parse_vcards
 from toma.core.contacts import (
     Contact,
-    ImportResult,
     Status,
     clean_tags,
-    decode_import,
     merge,
     normalize_address,
-    parse_csv,
-    parse_vcards,
     with_status,
 )
+from toma.core.spreadsheet import decode
 from toma.core.suppression import SECRET_BYTES, Entry, Reason, key_for, merged
 from toma.errors import ContactError, ImportProblem, StoreError
 from toma.logs import fields
@@ -107,7 +105,7 @@ def read_import_file(path: Path, *, now: datetime) -> ImportResult:
         raw = path.read_bytes()
     except OSError as exc:
         raise ImportProblem(f"cannot read: {exc.strerror}", file=name) from None
-    text, encoding = decode_import(raw, file=name)
+    text, encoding = decode(raw, file=name)
     if encoding == "cp1252":
         # Excel's plain "CSV": right for western Windows, wrong for other code pages.
         log.warning("import read as windows-1252", extra=fields(file=name, encoding=encoding))

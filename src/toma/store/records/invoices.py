@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 from toma.config import Config
 from toma.core.ageing import Ageing, ageing
 from toma.core.contacts import Contact
-from toma.core.invoices import Invoice, InvoiceError, mark_paid, mark_void, parse_invoices_csv
+from toma.core.invoicefiles import parse_invoices_csv
+from toma.core.invoices import Invoice, InvoiceError, mark_paid, mark_void
 from toma.core.outbox import MessageState, OutboxRecord, advance
 from toma.core.reminders import PlannedReminder, plan_reminders, split_key
+from toma.core.spreadsheet import decode
 from toma.errors import ImportProblem, TomaError
 from toma.store import CONTACTS, INVOICES, MESSAGES, Reader, Store
 
@@ -56,11 +58,11 @@ class InvoiceImport:
 def import_file(store: Store, path: Path, config: Config, *, today: date) -> InvoiceImport:
     """Add every good row of a CSV file; an invoice number already stored is left as it is."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ImportProblem(f"cannot read: {exc.strerror}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise ImportProblem("not UTF-8 text: save the file as UTF-8", file=str(path)) from None
+    # As spreadsheets save it, like a contacts file: Excel's CSV UTF-8, Unicode Text or CSV.
+    text, _encoding = decode(raw, file=str(path))
     added = existing = 0
     with store.transaction() as tx:
         known = {key for key, _doc in tx.all(CONTACTS)}
