@@ -292,6 +292,43 @@ def test_the_import_graph_sees_toma_modules() -> None:
     assert "toma.store.base" in graph["toma.store.records.contacts"]
 
 
+# What the core may reach through its imports, directly or not: itself, and the
+# plain values and helpers every layer shares.
+CORE_MAY_REACH = ("toma.core", "toma.errors", "toma.timeutil", "toma.config")
+
+
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every toma module ``start`` imports at import time, directly or through others."""
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        for target in graph.get(stack.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+def test_the_core_reaches_nothing_above_it_even_indirectly() -> None:
+    """A core module that imports a mail or project module would bring in what *they*
+    import: the check above sees only a module's own lines, this one the whole chain."""
+    graph = import_graph()
+    above = {
+        module: sorted(
+            name
+            for name in reached(graph, module)
+            if not any(name == ok or name.startswith(ok + ".") for ok in CORE_MAY_REACH)
+        )
+        for module, _path in CORE_MODULES
+    }
+    assert {module: names for module, names in above.items() if names} == {}
+
+
+def test_the_reach_check_follows_chains() -> None:
+    graph = {"toma.core.a": {"toma.core.b"}, "toma.core.b": {"toma.mail.render"}}
+    assert reached(graph, "toma.core.a") == {"toma.core.b", "toma.mail.render"}
+
+
 # --------------------------------------------------------------------------- the README's map
 
 

@@ -19,8 +19,8 @@ from toma.store.records import contacts as addressbook
 
 if TYPE_CHECKING:
     from toma.config import Config
+    from toma.core.messages import WayOut
     from toma.core.newsletters import Newsletter
-    from toma.mail.unsubscribe import WayOut
 
 # --- init and check ----------------------------------------------------------
 

@@ -46,9 +46,9 @@ from zoneinfo import ZoneInfo
 from toma.config import Window
 from toma.core.audience import Audience
 from toma.core.contacts import Contact
+from toma.core.messages import DEFAULT_LAYOUT
 from toma.core.outbox import OutboxRecord, ever_attempted
 from toma.core.windows import next_opening
-from toma.mail.render import DEFAULT_LAYOUT
 
 if TYPE_CHECKING:
     from pathlib import Path  # names the files a value came from; never opened here

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from toma.config import close
 from toma.core.contacts import clean_tag
+from toma.core.messages import WAYS_OUT, WayOut
 from toma.errors import ContactError, SequenceError, TomaError
-from toma.mail.unsubscribe import WAYS_OUT, WayOut
 from toma.timeutil import Duration, parse_duration
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class Sequence:
     repeat: Repeat | None
     file: Path
     # A sequence's mail is a personal note: no list headers, no footer, unless it
-    # opts in (see toma.mail.unsubscribe.WayOut). A reply asking to stop is honoured anyway.
+    # opts in (see toma.core.messages.WayOut). A reply asking to stop is honoured anyway.
     unsubscribe: WayOut = "none"
 
     def step(self, step_id: str) -> Step | None:

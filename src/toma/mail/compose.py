@@ -6,7 +6,7 @@ so a preview is what will be sent. Templates are compiled once per
 :class:`Composer` (once per tick), never once per contact.
 
 What a message offers as a way out is said for each message (``unsubscribe``,
-see :data:`toma.mail.unsubscribe.WayOut`): nothing for a personal note or an invoice,
+see :data:`toma.core.messages.WayOut`): nothing for a personal note or an invoice,
 the list headers, or the headers and a footer in both parts (every newsletter).
 A message that needs them from a :class:`Composer` without the signer is an
 error, never a message sent without its way out.
@@ -22,10 +22,11 @@ from typing import Any
 
 from toma.config import Config
 from toma.core.contacts import Contact
+from toma.core.messages import WAYS_OUT, WayOut
 from toma.errors import TemplateError, TomaError
 from toma.mail.mime import Built, build_message
 from toma.mail.render import Templates, base_context
-from toma.mail.unsubscribe import WAYS_OUT, Unsubscribe, WayOut
+from toma.mail.unsubscribe import Unsubscribe
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,6 @@ class Job:
     extra: Mapping[str, Any] | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
-    unsubscribe: WayOut = "none"  # see toma.mail.unsubscribe.WayOut
+    unsubscribe: WayOut = "none"  # see toma.core.messages.WayOut
     newsletter: bool = False  # an issue of the newsletters folder: always with its footer
     attachments: tuple[str, ...] = ()  # paths of files to attach

@@ -49,6 +49,7 @@ from markupsafe import Markup, escape
 
 from toma.config import Config, Owner, close
 from toma.core.contacts import Contact
+from toma.core.messages import DEFAULT_LAYOUT
 from toma.errors import TemplateError
 from toma.mail._skeletons import Collector, Shapes
 from toma.mail.frontmatter import read_text, split
@@ -62,7 +63,6 @@ from toma.mail.sandbox import (
 )
 
 LAYOUTS = "layouts"
-DEFAULT_LAYOUT = "default"
 # The front matter of a template: ``purpose`` (optional) says why the message is
 # sent, for whoever edits it; it is never sent.
 TEMPLATE_KEYS: Final = ("subject", "layout", "purpose")

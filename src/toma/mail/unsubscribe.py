@@ -48,7 +48,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, TypedDict, get_args
+from typing import TYPE_CHECKING, Final, TypedDict
 from urllib.parse import quote, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -75,15 +75,6 @@ SUBJECT_WORD: Final = "unsubscribe"
 PATH_PREFIX: Final = "/u/"
 # An address is at most 254 octets: 340 base64 characters, a dot, 22 for the MAC.
 MAX_TOKEN: Final = 400
-
-# What a message offers its reader as a way out:
-#   "none"    — a personal note: no list headers, no footer (a reply asking to stop
-#               is honoured by the inbox all the same);
-#   "headers" — List-Unsubscribe (and one-click where possible), no footer;
-#   "footer"  — the headers, and a footer with the postal address and the link in
-#               both the text and the HTML part. Every newsletter is sent so.
-WayOut = Literal["none", "headers", "footer"]
-WAYS_OUT: Final[tuple[WayOut, ...]] = get_args(WayOut)
 
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{22}")

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from toma.core.audience import EVERYONE, Audience, AudienceError, parse_audience
+from toma.core.messages import DEFAULT_LAYOUT
 from toma.core.newsletters import KEYS, PURPOSE_REQUIRED, Newsletter
 from toma.errors import TemplateError, TomaError
-from toma.mail.render import DEFAULT_LAYOUT, Rendered, Templates
+from toma.mail.render import Rendered, Templates
 from toma.timeutil import parse_moment
 
 # A top-level key of the front matter, as a person writes it: "purpose: …".
