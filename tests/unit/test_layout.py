@@ -288,7 +288,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def test_the_import_graph_sees_toma_modules() -> None:
     graph = import_graph()
-    assert "toma.core.planner" in graph["toma.daemon.worker"]
+    assert "toma.core.agenda" in graph["toma.daemon.worker"]
     assert "toma.store.base" in graph["toma.store.records.contacts"]
 
 

@@ -8,12 +8,33 @@ steps planned next (:mod:`toma.core.planner`) clear of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from toma.core.outbox import MessageState
-from toma.core.planner import PlanState
+from toma.core.planner import Plan, PlanState, plan
 from toma.core.reminders import PlannedReminder
+
+# Only the reminders of the coming day hold keep-in-touch mail back: the pace
+# looks at a contact's latest message, and a reminder weeks away is not one yet.
+PACED_AHEAD = timedelta(days=1)
+
+
+def decide(
+    state: PlanState,
+    reminders: Sequence[PlannedReminder],
+    now: datetime,
+    *,
+    until: datetime | None = None,
+) -> Plan:
+    """The sequence plan from ``now`` (to ``until``), with ``reminders`` planned first.
+
+    The daemon's tick passes the reminders of the coming day and plans what is
+    due now; ``toma plan`` passes those of the weeks it shows and plans as far.
+    """
+    soon = [r for r in reminders if r.send_at <= now + PACED_AHEAD]
+    return plan(with_paced(state, soon, now), now, until=until)
 
 
 def with_paced(state: PlanState, invoice_plan: list[PlannedReminder], now: datetime) -> PlanState:

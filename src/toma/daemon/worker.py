@@ -48,7 +48,7 @@ import schedule
 
 from toma import eventloop
 from toma.config import Config, load_config
-from toma.core.agenda import with_paced
+from toma.core.agenda import PACED_AHEAD, decide
 from toma.core.contacts import Contact
 from toma.core.newsletters import Newsletter
 from toma.core.outbox import (
@@ -56,7 +56,6 @@ from toma.core.outbox import (
     OutboxRecord,
     recover_after_crash,
 )
-from toma.core.planner import plan
 from toma.daemon.cache import PlanCache
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.tick import (
@@ -207,9 +206,9 @@ class Worker:
             contacts=state.contacts,
             history=state.history,
             now=now,
-            until=now + timedelta(days=1),
+            until=now + PACED_AHEAD,
         )
-        decided = plan(with_paced(state, invoice_plan, now), now)
+        decided = decide(state, invoice_plan, now)
         for problem in decided.problems:
             report.problems.append(str(problem))
             log.error("sequence not planned", extra=fields(error=str(problem)))

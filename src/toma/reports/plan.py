@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from toma.config import Config
-from toma.core.agenda import with_paced
+from toma.core.agenda import decide
 from toma.core.enrolments import tag_enrolments
-from toma.core.planner import PlannedSend, plan
+from toma.core.planner import PlannedSend
 from toma.core.reminders import PlannedReminder
 from toma.daemon.cache import plan_state
 from toma.project.sequences import read_sequences
@@ -65,10 +65,7 @@ def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) 
         )
         if not r.skipped
     ]
-    # As the daemon does: only the reminders of the coming day hold keep-in-touch
-    # mail back (the planner's pace looks at a contact's latest message).
-    soon = [r for r in reminders if r.send_at <= now + timedelta(days=1)]
-    decided = plan(with_paced(state, soon, now), now, until=until)
+    decided = decide(state, reminders, now, until=until)
     owner_zone = ZoneInfo(config.owner.timezone)
     sends: list[PlannedSend | PlannedReminder] = [*decided.sends, *reminders]
     rows = [_row(send, now, owner_zone) for send in sends]
