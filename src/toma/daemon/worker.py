@@ -397,7 +397,7 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
     if config.inbox.kind != "imap":
         yield
         return
-    from toma.inbox.imap import ImapWatcher
+    from toma.inbox.imapwatch import ImapWatcher
 
     watcher = ImapWatcher(config.imap, wake.set)
     watcher.start()
