@@ -27,6 +27,10 @@ the clocks changed in between. A temporary failure (a ``planned`` record with
 ``next_attempt_at``) keeps its ``due_at`` and is ready again at
 ``next_attempt_at``.
 
+**Mail the owner wrote by hand** (``last_contacted``, from their Sent folder)
+counts as contact: the repeat cadence counts from it when it is later than the
+enrolment's latest message, and it takes its place in the pace.
+
 **When it can go.** A step is *ready* at the latest of its due time, the end of
 its enrolment's pause, the contact's hold (an out-of-office return date) and,
 for a retry, the retry time. Per contact, the ready steps of all its sequences
@@ -130,6 +134,9 @@ class PlanState:
     pace: Pace = field(default_factory=Pace)
     default_tz: str = "UTC"  # the owner's zone, for contacts without one
     contact_hold_until: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))
+    # When the owner last wrote to a contact by hand (toma.inbox.handwritten): the
+    # repeat cadence and the pace count from it as from a message toma sent.
+    last_contacted: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +378,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     # ready by the horizon.
     contacts = state.contacts
     holds = state.contact_hold_until
+    contacted = state.last_contacted
     history = state.history
     waiting: dict[str, list[_Candidate]] = {}
     for enrolment in state.enrolments:
@@ -407,6 +415,11 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             else:
                 continue  # finished, no repeat
             anchor = anchor or enrolment.enrolled_at
+            if index >= len(track.floors):
+                # The repeat counts from the last contact, hand-written mail included.
+                wrote = contacted.get(email)
+                if wrote is not None and wrote > anchor:
+                    anchor = wrote
             if retries is None and anchor + floor > horizon:
                 # Cannot be due by the horizon: most enrolments leave here, before
                 # any zone arithmetic (a retry, rare, keeps its own due time).
@@ -457,10 +470,14 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     later: list[PlannedSend] = []
     skipped: list[PlannedSend] = []
     for email, candidates in waiting.items():
+        latest_here = latest.get(email)
+        wrote = contacted.get(email)
+        if wrote is not None and (latest_here is None or wrote > latest_here):
+            latest_here = wrote  # a hand-written message takes a pace slot too
         _plan_contact(
             contacts[email],
             candidates,
-            latest.get(email),
+            latest_here,
             holds.get(email),
             pace,
             zones,

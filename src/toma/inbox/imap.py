@@ -37,8 +37,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from imapclient import IMAPClient, SocketTimeout
-from imapclient.imapclient import SENT
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from imapclient.imapclient import SENT
 
 from toma.config import Imap
 from toma.errors import TomaError
