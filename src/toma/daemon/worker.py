@@ -230,6 +230,7 @@ class Worker:
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
             await self._send(config, outgoing, now, report)
+        await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
         from toma.inbox.base import InboxUnavailable
@@ -310,7 +311,18 @@ class Worker:
             on_start(report.due)
         if outgoing.jobs:
             await self._send(config, outgoing, now, report)
+            await self._copy_sent(config, now)
         return report
+
+    async def _copy_sent(self, config: Config, now: datetime) -> None:
+        """The Sent copy of what went (toma.inbox.sentcopy): its own step, after the send;
+        what it cannot do now is done at a later tick, and it never touches a send."""
+        from toma.inbox.sentcopy import copy_sent
+
+        try:
+            await asyncio.to_thread(copy_sent, self.store, config, now)
+        except TomaError as exc:
+            log.warning("sent copy postponed", extra=fields(error=str(exc)))
 
     def _write_status(self, report: TickReport) -> None:
         try:
