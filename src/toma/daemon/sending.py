@@ -733,7 +733,8 @@ class _Marking:
         result = await self.inner.send(envelope, self.journal.hand)
         if self.copies is not None and result.outcome is Outcome.SENT:
             # Before its outcome is recorded: a record that says sent has its bytes kept.
-            self.copies.keep(envelope.key, envelope.data)
+            # In a thread: a file's creation takes milliseconds on a busy disk.
+            await asyncio.to_thread(self.copies.keep, envelope.key, envelope.data)
         return result
 
 

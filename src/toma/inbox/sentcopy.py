@@ -105,6 +105,7 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._made = False
 
     @classmethod
     def of(cls, config: Config) -> Spool:
@@ -119,7 +120,9 @@ class Spool:
         path = self.path(key)
         temp = path.with_suffix(".tmp")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self._made:
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._made = True
             with open(temp, "wb") as handle:  # noqa: PTH123 - one write, no fsync (see above)
                 handle.write(json.dumps({"key": key}).encode("utf-8") + b"\n")
                 handle.write(data)
