@@ -358,3 +358,22 @@ def test_the_sent_folder_is_found_by_its_special_use(
     tick(config, NOW)
     sent = {str(d["message_id"]) for d in sent_records(config).values()}
     assert message_ids(in_folder(dovecot_server, "Outgoing")) == Counter(dict.fromkeys(sent, 1))
+
+
+def test_copying_stops_when_its_time_is_spent_and_goes_on_next_run(
+    tmp_path: Path, dovecot_server: Dovecot, smtp_config: Smtp
+) -> None:
+    """A budget spent after the first APPEND: one copy now, the rest at the next run."""
+    sent_folder = f"{dovecot_server.new_folder()}-sent"
+    config = make_project(tmp_path, smtp=smtp_config, contacts=4, now=NOW)
+    with_imap(config, dovecot_server, f'sent_folder = "{sent_folder}"\nread_sent = false')
+    tick(config, NOW)  # the folder is missing: all four wait in the spool
+    dovecot_server.create(sent_folder)
+    loaded = load_config(config)
+    ticks = iter(range(100))
+    with open_store(loaded.paths.data) as store:
+        first = copy_sent(store, loaded, NOW, budget=1.0, clock=lambda: float(next(ticks)))
+        assert (first.copied, first.more) == (1, True)
+        rest = copy_sent(store, loaded, NOW)
+    assert (rest.copied, rest.more) == (3, False)
+    assert len(message_ids(in_folder(dovecot_server, sent_folder))) == 4

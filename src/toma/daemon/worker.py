@@ -318,9 +318,17 @@ class Worker:
         """The Sent copy of what went (toma.inbox.sentcopy): its own step, after the send;
         what it cannot do now is done at a later tick, and it never touches a send."""
         from toma.inbox.sentcopy import copy_sent
+        from toma.inbox.sync import budget_for
 
         try:
-            await asyncio.to_thread(copy_sent, self.store, config, now)
+            await asyncio.to_thread(
+                copy_sent,
+                self.store,
+                config,
+                now,
+                budget=budget_for(config),
+                should_stop=self.stopping.is_set,
+            )
         except TomaError as exc:
             log.warning("sent copy postponed", extra=fields(error=str(exc)))
 

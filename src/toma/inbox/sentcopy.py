@@ -48,7 +48,8 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -178,14 +179,35 @@ class CopyReport:
     waiting: int = 0  # in doubt: waits for the owner's verdict
     failed: int = 0  # the APPEND was refused: tried again at the next run
     skipped: str = ""  # why nothing was copied (the server files its own, no Sent folder)
+    more: bool = False  # stopped early (out of time, asked to): the rest at the next run
 
 
-def copy_sent(store: Store, config: Config, now: datetime, *, timeout: float = 30.0) -> CopyReport:
+def copy_sent(
+    store: Store,
+    config: Config,
+    now: datetime,
+    *,
+    timeout: float = 30.0,
+    budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> CopyReport:
     """Copy what was sent and is not yet in the Sent folder (blocking: run it in a thread).
 
+    Stops between two APPENDs once ``budget`` seconds are spent or
+    ``should_stop()`` says so (``CopyReport.more``); the rest is copied at the
+    next run. An APPEND costs a round trip and the server's write: 500 copies
+    took 7 s against the test Dovecot on a busy two-core machine.
     Raises :class:`toma.inbox.base.InboxError` when the server cannot be reached
     or logged in to; what is spooled stays for the next run.
     """
+    started = clock()
+
+    def stop_now() -> bool:
+        if should_stop is not None and should_stop():
+            return True
+        return budget is not None and clock() - started >= budget
+
     report = CopyReport()
     if not copies_enabled(config):
         return report
@@ -208,7 +230,7 @@ def copy_sent(store: Store, config: Config, now: datetime, *, timeout: float = 3
             spool.done(path)
             report.dropped += 1
     if to_copy:
-        _append_all(config, spool, to_copy, report, timeout)
+        _append_all(config, spool, to_copy, report, timeout, stop_now)
     return report
 
 
@@ -218,6 +240,7 @@ def _append_all(
     items: list[tuple[str, Path, Mapping[str, Any]]],
     report: CopyReport,
     timeout: float,
+    stop_now: Callable[[], bool],
 ) -> None:
     from imapclient import IMAPClient
 
@@ -247,7 +270,10 @@ def _append_all(
             report.failed += len(items)
             log.warning("sent copy: folder", extra=fields(folder=folder, error=exc.message))
             return
-        for key, path, record in items:
+        for index, (key, path, record) in enumerate(items):
+            if index and stop_now():  # at least one each run: a small budget still progresses
+                report.more = True
+                break
             message_id = _bare(record.get("message_id"))
             if message_id and message_id in present:
                 spool.done(path)
