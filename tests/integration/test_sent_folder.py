@@ -377,3 +377,29 @@ def test_copying_stops_when_its_time_is_spent_and_goes_on_next_run(
         rest = copy_sent(store, loaded, NOW)
     assert (rest.copied, rest.more) == (3, False)
     assert len(message_ids(in_folder(dovecot_server, sent_folder))) == 4
+
+
+def test_an_append_the_server_refuses_fails_that_copy_only(
+    tmp_path: Path,
+    dovecot_server: Dovecot,
+    smtp_config: Smtp,
+    smtpd_handler: RecordingHandler,
+) -> None:
+    """The server answers NO to one APPEND (Dovecot will not save an empty message): the other
+    copies are made, that one waits, and nothing is sent again."""
+    sent_folder = f"{dovecot_server.new_folder()}-sent"
+    config = make_project(tmp_path, smtp=smtp_config, contacts=2, now=NOW)
+    with_imap(config, dovecot_server, f'sent_folder = "{sent_folder}"\nread_sent = false')
+    tick(config, NOW)  # no folder yet: both wait
+    dovecot_server.create(sent_folder)
+    loaded = load_config(config)
+    refused = sorted(sent_records(config))[0]
+    Spool.of(loaded).keep(refused, b"")
+    with open_store(loaded.paths.data) as store:
+        report = copy_sent(store, loaded, NOW + timedelta(minutes=1))
+    assert (report.copied, report.failed) == (1, 1)
+    assert len(message_ids(in_folder(dovecot_server, sent_folder))) == 1
+    assert len(spooled(config)) == 1
+    tick(config, NOW + timedelta(minutes=2))
+    assert len(smtpd_handler.messages) == 2, "a refused copy sent a message again"
+    assert {d["state"] for d in table(config, MESSAGES).values()} == {"sent"}
