@@ -153,6 +153,7 @@ def record_handwritten(
         tx.put(CONVERSATIONS, key, doc)
         report.recorded += 1
         report.handwritten += 1
+        report.by_kind["handwritten"] = report.by_kind.get("handwritten", 0) + 1
         log.info(
             "handwritten",
             extra=fields(
