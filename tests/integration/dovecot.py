@@ -63,6 +63,13 @@ shutdown_clients = yes
 stats_writer_socket_path =
 {users}
 mail_location = maildir:~/Maildir
+# A Sent folder marked by SPECIAL-USE (RFC 6154) under a name no guess would find.
+namespace inbox {{
+  inbox = yes
+  mailbox Outgoing {{
+    special_use = \\Sent
+  }}
+}}
 # Notice appends from other sessions at once even without inotify.
 mailbox_idle_check_interval = 1 secs
 auth_mechanisms = plain login

@@ -25,7 +25,8 @@ from toma.inbox.base import (
     InboxLoginError,
     InboxUnavailable,
 )
-from toma.inbox.imap import ImapSource, ImapWatcher
+from toma.inbox.imap import ImapSource
+from toma.inbox.imapwatch import ImapWatcher
 
 from . import dovecot
 from .dovecot import HOST, USER, Dovecot, free_port, message
@@ -95,7 +96,7 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 @pytest.fixture
 def imap_log() -> Iterator[LogEvents]:
     handler = LogEvents()
-    logger = logging.getLogger("toma.inbox.imap")
+    logger = logging.getLogger("toma.inbox")  # imap and imapwatch
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

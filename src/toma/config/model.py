@@ -111,6 +111,20 @@ class Imap:
     ca_file: Path | None = None
     idle: bool = True
     poll_every: Duration = field(default_factory=lambda: parse_duration("5min"))
+    # Several folders read as the inbox; empty: ``folder`` alone (see ``inbox_folders``).
+    folders: tuple[str, ...] = ()
+    # The owner's Sent folder: "" finds it by SPECIAL-USE (RFC 6154), else "Sent".
+    sent_folder: str = ""
+    # A copy of what toma sends in the Sent folder: "auto" (unless the server files
+    # submitted mail itself, as Gmail does), "always" or "never".
+    sent_copy: str = "auto"
+    # The Sent folder read as conversation: mail the owner wrote by hand counts as contact.
+    read_sent: bool = True
+
+    @property
+    def inbox_folders(self) -> tuple[str, ...]:
+        """The folders read as the inbox, in order: ``folders``, or ``folder`` alone."""
+        return self.folders or (self.folder,)
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,10 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
             "ca_file",
             "idle",
             "poll_every",
+            "folders",
+            "sent_folder",
+            "sent_copy",
+            "read_sent",
         },
     )
     isecurity = r.get(t, "imap", "security", str, "tls")
@@ -193,7 +197,39 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
         ca_file=read_ca_file(r, t, "imap"),
         idle=r.get(t, "imap", "idle", bool, True),
         poll_every=read_interval(r, t, "imap", "poll_every", "5min"),
+        folders=_folders(r, t),
+        sent_folder=r.get(t, "imap", "sent_folder", str, ""),
+        sent_copy=_sent_copy(r, t),
+        read_sent=r.get(t, "imap", "read_sent", bool, True),
     )
+
+
+SENT_COPY = ("auto", "always", "never")
+
+
+def _folders(r: Reader, t: Mapping[str, Any]) -> tuple[str, ...]:
+    """[imap] folders: a list of folder names, each once; empty means ``folder`` alone."""
+    raw = r.get(t, "imap", "folders", list, [])
+    folders: list[str] = []
+    for name in raw:
+        if not isinstance(name, str) or not name.strip():
+            raise r.error("imap.folders", f"folders must be a list of folder names, got {name!r}")
+        if name in folders:
+            raise r.error("imap.folders", f"the folder {name!r} is named twice in folders")
+        folders.append(name)
+    if "folders" in t and "folder" in t:
+        raise r.error("imap.folders", "set folders (several) or folder (one), not both")
+    return tuple(folders)
+
+
+def _sent_copy(r: Reader, t: Mapping[str, Any]) -> str:
+    value = r.get(t, "imap", "sent_copy", str, "auto")
+    if value not in SENT_COPY:
+        raise r.error(
+            "imap.sent_copy",
+            f'sent_copy must be "auto", "always" or "never", got {value!r}',
+        )
+    return str(value)
 
 
 def windows(r: Reader, raw: Mapping[str, Any]) -> dict[str, Window]:

@@ -27,6 +27,10 @@ the clocks changed in between. A temporary failure (a ``planned`` record with
 ``next_attempt_at``) keeps its ``due_at`` and is ready again at
 ``next_attempt_at``.
 
+**Mail the owner wrote by hand** (``last_contacted``, from their Sent folder)
+counts as contact: the repeat cadence counts from it when it is later than the
+enrolment's latest message, and it takes its place in the pace.
+
 **When it can go.** A step is *ready* at the latest of its due time, the end of
 its enrolment's pause, the contact's hold (an out-of-office return date) and,
 for a retry, the retry time. Per contact, the ready steps of all its sequences
@@ -72,38 +76,33 @@ few dict entries keyed by the contact strings the state already holds (see
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Mapping
-from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
-from typing import Literal
-from zoneinfo import ZoneInfo
 
-from toma.config import DEFAULT_WINDOW, Pace, Window
-from toma.core.contacts import Contact, Status
-from toma.core.enrolments import Enrolment
+from toma.core.contacts import Status
 from toma.core.outbox import (
     ATTEMPTED,
     PACED_STATES,
     MessageState,
     OutboxRecord,
-    new_record,
     repeat_number,
-    repeat_step,
     sequence_key,
 )
-from toma.core.sequences import Sequence, SequenceProblem
+from toma.core.plans import DEFAULT_WINDOWS, Plan, PlannedSend, PlanState
+from toma.core.sequences import SequenceProblem
+from toma.core.turns import (
+    _CALENDAR_ERRORS,
+    _broken,
+    _Candidate,
+    _next_step,
+    _plan_contact,
+    _Track,
+    _track,
+    _wall_after,
+)
 from toma.core.windows import Zones
-from toma.timeutil import Duration
 
-DEFAULT_WINDOWS: Mapping[str, Window] = MappingProxyType({"default": DEFAULT_WINDOW})
+__all__ = ["DEFAULT_WINDOWS", "Plan", "PlanState", "PlannedSend", "plan"]
 
-# Wall-clock arithmetic differs from UTC arithmetic by the change of UTC offset
-# in between (an hour for DST; a day for a zone that jumped the date line).
-_OFFSET_SLACK = timedelta(days=1, hours=1)
-_SHORTEST_MONTH = timedelta(days=28)
 _PLANNED = MessageState.PLANNED
 INVOICE_GAP = timedelta(days=1)  # keep-in-touch mail waits this long after a reminder
 _SENDING = MessageState.SENDING
@@ -113,114 +112,9 @@ _FAILED = MessageState.FAILED
 _SKIPPED = MessageState.SKIPPED
 _ACTIVE = Status.ACTIVE
 _PACED_1, _PACED_2, _PACED_3 = PACED_STATES
-# What calendar arithmetic raises when a moment leaves the years 1 to 9999.
-_CALENDAR_ERRORS = (ArithmeticError, ValueError)
-
-
-@dataclass(frozen=True, slots=True)
-class PlanState:
-    """Everything the planner reads. Moments are aware datetimes (UTC is fastest)."""
-
-    contacts: Mapping[str, Contact]
-    enrolments: SequenceOf[Enrolment]
-    history: Mapping[str, OutboxRecord]
-    sequences: Mapping[str, Sequence]
-    held: frozenset[str] = frozenset()  # sequences whose file is broken: nothing is sent
-    windows: Mapping[str, Window] = field(default_factory=lambda: DEFAULT_WINDOWS)
-    pace: Pace = field(default_factory=Pace)
-    default_tz: str = "UTC"  # the owner's zone, for contacts without one
-    contact_hold_until: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedSend:
-    """One message the planner means to send (or to record as skipped)."""
-
-    key: str
-    contact: str
-    kind: Literal["sequence"]
-    sequence: str
-    step: str  # a step id or "repeat-N"
-    template: str
-    due_at: datetime  # when the step became due
-    send_at: datetime  # when it goes: in the window, after the pace gap (UTC)
-    late_by: timedelta  # send_at - ready (see the module docstring)
-    timezone: str = "UTC"  # the zone the window was read in: the contact's
-
-    @property
-    def ref(self) -> str:
-        return f"{self.sequence}/{self.step}"
-
-    def local_send_at(self) -> datetime:
-        """``send_at`` in the contact's zone (what ``toma plan`` shows)."""
-        return self.send_at.astimezone(ZoneInfo(self.timezone))
-
-    def to_record(
-        self, *, at: datetime, state: MessageState = _PLANNED, detail: str | None = None
-    ) -> OutboxRecord:
-        """A first outbox record for this send (``sending``, or ``skipped`` with a reason).
-
-        A retry already has a record: advance that one instead.
-        """
-        return new_record(
-            key=self.key,
-            contact=self.contact,
-            kind=self.kind,
-            ref=self.ref,
-            template=self.template,
-            due_at=self.due_at,
-            at=at,
-            sequence=self.sequence,
-            step=self.step,
-            state=state,
-            detail=detail or "",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What :func:`plan` decided at ``now``; each tuple is ordered by (send_at, contact, ref)."""
-
-    now: datetime
-    until: datetime
-    due: tuple[PlannedSend, ...] = ()  # send_at <= now: send in this tick
-    later: tuple[PlannedSend, ...] = ()  # now < send_at <= until: the projection
-    skipped: tuple[PlannedSend, ...] = ()  # too late: record as skipped, never send
-    # Sequences (or some of their enrolments) left out because their arithmetic failed.
-    problems: tuple[SequenceProblem, ...] = ()
-
-    @property
-    def sends(self) -> tuple[PlannedSend, ...]:
-        """``due`` then ``later``: everything that will go by ``until``."""
-        return self.due + self.later
 
 
 # --------------------------------------------------------------------------- internals
-
-
-@dataclass(frozen=True, slots=True)
-class _Track:
-    """A sequence as the planner uses it: steps by id, lower bounds of their delays."""
-
-    sequence: Sequence
-    window: Window
-    position: dict[str, int]
-    floors: tuple[timedelta, ...]  # no due time is earlier than anchor + floor
-    repeat_floor: timedelta
-
-
-def _floor(duration: Duration) -> timedelta:
-    return duration.months * _SHORTEST_MONTH + timedelta(seconds=duration.seconds) - _OFFSET_SLACK
-
-
-def _track(sequence: Sequence, window: Window) -> _Track:
-    return _Track(
-        sequence=sequence,
-        window=window,
-        position={step.id: index for index, step in enumerate(sequence.steps)},
-        floors=tuple(_floor(step.after) for step in sequence.steps),
-        repeat_floor=_floor(sequence.repeat.every) if sequence.repeat else timedelta(0),
-    )
 
 
 _NO_STEP = -1
@@ -249,38 +143,6 @@ class _Progress:
         self.repeats: dict[str, int] = {}
         self.anchor: dict[str, datetime] = {}
         self.retries: dict[str, dict[str | None, OutboxRecord]] = {}
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """The next message of one enrolment (mutable: internal to one plan call)."""
-
-    track: _Track
-    step: str
-    template: str
-    due_at: datetime
-    ready: datetime
-    after_index: int  # position of this step; len(steps) for a repeat
-    repeats: int  # repeats recorded (or planned) before this one
-    projected: bool  # depends on a send this plan only foresees
-
-
-def _next_step(
-    track: _Track, index: int, repeats: int
-) -> tuple[str, Duration, str, timedelta, int] | None:
-    """(step, after, template, floor, repeats) of the message after position ``index - 1``."""
-    steps = track.sequence.steps
-    if index < len(steps):
-        step = steps[index]
-        return step.id, step.after, step.template, track.floors[index], repeats
-    repeat = track.sequence.repeat
-    if repeat is None:
-        return None
-    return repeat_step(repeats + 1), repeat.every, repeat.template, track.repeat_floor, repeats
-
-
-def _wall_after(duration: Duration, moment: datetime, tz: ZoneInfo) -> datetime:
-    return duration.after(moment.astimezone(tz)).astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- plan
@@ -371,6 +233,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     # ready by the horizon.
     contacts = state.contacts
     holds = state.contact_hold_until
+    contacted = state.last_contacted
     history = state.history
     waiting: dict[str, list[_Candidate]] = {}
     for enrolment in state.enrolments:
@@ -407,6 +270,11 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
             else:
                 continue  # finished, no repeat
             anchor = anchor or enrolment.enrolled_at
+            if index >= len(track.floors):
+                # The repeat counts from the last contact, hand-written mail included.
+                wrote = contacted.get(email)
+                if wrote is not None and wrote > anchor:
+                    anchor = wrote
             if retries is None and anchor + floor > horizon:
                 # Cannot be due by the horizon: most enrolments leave here, before
                 # any zone arithmetic (a retry, rare, keeps its own due time).
@@ -457,10 +325,14 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
     later: list[PlannedSend] = []
     skipped: list[PlannedSend] = []
     for email, candidates in waiting.items():
+        latest_here = latest.get(email)
+        wrote = contacted.get(email)
+        if wrote is not None and (latest_here is None or wrote > latest_here):
+            latest_here = wrote  # a hand-written message takes a pace slot too
         _plan_contact(
             contacts[email],
             candidates,
-            latest.get(email),
+            latest_here,
             holds.get(email),
             pace,
             zones,
@@ -482,124 +354,4 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
         later=tuple(sorted(later, key=order)),
         skipped=tuple(sorted(skipped, key=order)),
         problems=tuple(broken[name] for name in sorted(broken)),
-    )
-
-
-def _broken(
-    broken: dict[str, SequenceProblem],
-    sequence: Sequence,
-    exc: Exception,
-    contact: str | None = None,
-) -> None:
-    """Note that ``sequence`` (for ``contact``, if given) could not be planned: the first cause."""
-    if sequence.name in broken:
-        return
-    who = f" for {contact}" if contact else ""
-    broken[sequence.name] = SequenceProblem(
-        f"sequence {sequence.name!r} cannot be planned{who}: its times leave the calendar "
-        f"({type(exc).__name__}: {exc}); check its durations",
-        file=sequence.file,
-        sequence=sequence.name,
-    )
-
-
-def _plan_contact(
-    contact: Contact,
-    candidates: list[_Candidate],
-    last_message: datetime | None,
-    hold: datetime | None,
-    pace: Pace,
-    zones: Zones,
-    now: datetime,
-    horizon: datetime,
-    due: list[PlannedSend],
-    later: list[PlannedSend],
-    skipped: list[PlannedSend],
-    broken: dict[str, SequenceProblem],
-) -> None:
-    """Give one contact's ready messages their turns, in order, under the pace gate.
-
-    A message whose times leave the calendar is dropped (and its sequence noted
-    in ``broken``); the contact's other messages keep their turns.
-    """
-    zone_name, tz = zones.of(contact.timezone)
-    try:
-        gate = _wall_after(pace.min_gap, last_message, tz) if last_message is not None else None
-    except _CALENDAR_ERRORS as exc:
-        for candidate in candidates:
-            _broken(broken, candidate.track.sequence, exc, contact.email)
-        return
-    heap = [
-        (c.ready, c.track.sequence.name, c.step, counter, c) for counter, c in enumerate(candidates)
-    ]
-    heapq.heapify(heap)
-    counter = len(heap)
-    while heap:
-        ready, name, step, _, candidate = heapq.heappop(heap)
-        try:
-            turn = max(ready, now) if gate is None else max(ready, now, gate)
-            if turn > horizon:
-                break  # everything left is ready later still
-            track = candidate.track
-            send_at = zones.calendar(track.window, zone_name, tz).next_opening(turn)
-            send = PlannedSend(
-                key=sequence_key(contact.email, name, step),
-                contact=contact.email,
-                kind="sequence",
-                sequence=name,
-                step=step,
-                template=candidate.template,
-                due_at=candidate.due_at,
-                send_at=send_at,
-                late_by=send_at - ready,
-                timezone=zone_name,
-            )
-            if send_at > pace.max_late.after(ready):
-                if not candidate.projected and turn <= now:
-                    skipped.append(send)
-                # The enrolment goes on from the skip; no pace slot was used.
-                went = turn
-            else:
-                if send_at > horizon:
-                    break  # its slot is beyond the horizon, so is every later turn
-                # The gate first: a send is only planned with the gate it sets.
-                gate_after = _wall_after(pace.min_gap, send_at, tz)
-                (due if send_at <= now else later).append(send)
-                gate, went = gate_after, send_at
-            following = _following(candidate, hold, went, tz)
-            if following is not None and following.ready <= horizon:
-                heapq.heappush(
-                    heap,
-                    (following.ready, name, following.step, counter, following),
-                )
-                counter += 1
-        except _CALENDAR_ERRORS as exc:
-            _broken(broken, candidate.track.sequence, exc, contact.email)
-
-
-def _following(
-    candidate: _Candidate, hold: datetime | None, went: datetime, tz: ZoneInfo
-) -> _Candidate | None:
-    """The message after ``candidate`` in the projection, had it gone at ``went``."""
-    track = candidate.track
-    index = candidate.after_index + 1
-    repeats = candidate.repeats
-    if candidate.after_index >= len(track.sequence.steps):
-        repeats += 1  # candidate was a repeat
-        index = len(track.sequence.steps)
-    following = _next_step(track, index, repeats)
-    if following is None:
-        return None
-    step_id, after, template, _, repeats = following
-    due_at = _wall_after(after, went, tz)
-    ready = due_at if hold is None or hold <= due_at else hold
-    return _Candidate(
-        track=track,
-        step=step_id,
-        template=template,
-        due_at=due_at,
-        ready=ready,
-        after_index=index,
-        repeats=repeats,
-        projected=True,
     )

@@ -6,6 +6,7 @@ does, the window it sends in, its steps and an optional repeat cadence::
     name = "new-acquaintance"
     enroll_tag = "met"
     on_reply = "pause 30d"        # "stop" | "continue" | "pause" [duration]
+    on_handwritten = "continue"   # the owner wrote by hand; the same choices, default on_reply
     window = "default"
     unsubscribe = "none"          # "none" (a personal note) | "headers" | "footer"
 
@@ -54,7 +55,17 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
 
 TOP_KEYS = frozenset(
-    {"name", "description", "enroll_tag", "on_reply", "window", "unsubscribe", "steps", "repeat"}
+    {
+        "name",
+        "description",
+        "enroll_tag",
+        "on_reply",
+        "on_handwritten",
+        "window",
+        "unsubscribe",
+        "steps",
+        "repeat",
+    }
 )
 STEP_KEYS = frozenset({"id", "after", "template"})
 REPEAT_KEYS = frozenset({"every", "template"})
@@ -103,6 +114,14 @@ class Sequence:
     # A sequence's mail is a personal note: no list headers, no footer, unless it
     # opts in (see toma.core.messages.WayOut). A reply asking to stop is honoured anyway.
     unsubscribe: WayOut = "none"
+    # What a message the owner wrote by hand (found in their Sent folder) does to the
+    # enrolment; None: the same as a reply.
+    on_handwritten: OnReply | None = None
+
+    @property
+    def handwritten_rule(self) -> OnReply:
+        """``on_handwritten``, or ``on_reply`` when the file does not say."""
+        return self.on_handwritten if self.on_handwritten is not None else self.on_reply
 
     def step(self, step_id: str) -> Step | None:
         for step in self.steps:
@@ -297,6 +316,7 @@ class _Parser:
                 raise self.error("enroll_tag", exc.message) from None
 
         on_reply = self.on_reply()
+        on_handwritten = self.on_reply("on_handwritten") if "on_handwritten" in raw else None
 
         window = self.string(raw, "window", "window", required=False) or "default"
         if window not in windows:
@@ -325,6 +345,7 @@ class _Parser:
             repeat=repeat,
             file=self.path,
             unsubscribe=unsubscribe,
+            on_handwritten=on_handwritten,
         )
 
     def way_out(self) -> WayOut:
@@ -343,8 +364,9 @@ class _Parser:
             '"footer" adds those and a footer with your postal address and the link',
         )
 
-    def on_reply(self) -> OnReply:
-        text = self.string(self.raw, "on_reply", "on_reply", required=False)
+    def on_reply(self, key: str = "on_reply") -> OnReply:
+        """``on_reply`` (or ``on_handwritten``, read the same way)."""
+        text = self.string(self.raw, key, key, required=False)
         if text is None:
             return OnReply("stop")
         words = text.split(None, 1)
@@ -357,13 +379,11 @@ class _Parser:
             try:
                 length = parse_duration(words[1])
             except ValueError as exc:
-                raise self.error("on_reply", str(exc)) from None
+                raise self.error(key, str(exc)) from None
             if not (length.months or length.seconds):
-                raise self.error("on_reply", "a pause must last longer than nothing")
+                raise self.error(key, "a pause must last longer than nothing")
             return OnReply("pause", length)
-        raise self.error(
-            "on_reply", f'on_reply must be "stop", "continue" or "pause 30d", got {text!r}'
-        )
+        raise self.error(key, f'{key} must be "stop", "continue" or "pause 30d", got {text!r}')
 
     def steps(self) -> tuple[Step, ...]:
         raw_steps = self.raw.get("steps", [])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -28,8 +29,9 @@ from toma.core.contacts import Contact
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
+from toma.inbox.handwritten import CONTACTED_PREFIX
 from toma.project.sequences import Files
-from toma.store import CONTACTS, ENROLMENTS, MESSAGES, Reader, Store
+from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, Reader, Store
 from toma.store.base import Changed, ChangeMark, Document
 from toma.timeutil import parse_moment
 
@@ -39,7 +41,17 @@ def plan_state(reader: Reader, config: Config, files: Files) -> PlanState:
     contacts = _decode_all(reader, CONTACTS, _ContactDecoder())
     enrolments = _decode_all(reader, ENROLMENTS, Enrolment.from_doc)
     history = _decode_all(reader, MESSAGES, OutboxRecord.from_doc)
-    return _state(contacts, tuple(enrolments.values()), history, _holds(contacts), config, files)
+    state = _state(contacts, tuple(enrolments.values()), history, _holds(contacts), config, files)
+    return replace(state, last_contacted=MappingProxyType(_contacted(reader)))
+
+
+def _contacted(reader: Reader) -> dict[str, datetime]:
+    """When the owner last wrote to each contact by hand (see toma.inbox.handwritten)."""
+    found: dict[str, datetime] = {}
+    for key, doc in reader.all(SYNC):
+        if key.startswith(CONTACTED_PREFIX) and isinstance(doc.get("at"), str):
+            found[key[len(CONTACTED_PREFIX) :]] = parse_moment(doc["at"])
+    return found
 
 
 class PlanCache:
@@ -66,6 +78,7 @@ class PlanCache:
         self._enrolments = _Model(Enrolment.from_doc)
         self._history = _Model(OutboxRecord.from_doc)
         self._holds: dict[str, datetime] = {}
+        self._contacted: dict[str, datetime] = {}
         self._enrolment_list: tuple[Enrolment, ...] | None = None
 
     def state(self, store: Store, config: Config, files: Files) -> PlanState:
@@ -82,7 +95,7 @@ class PlanCache:
         self._store, self._mark = store, mark
         if self._enrolment_list is None:
             self._enrolment_list = tuple(self._enrolments.hand_out().values())
-        return _state(
+        state = _state(
             self._contacts.hand_out(),
             self._enrolment_list,
             self._history.hand_out(),
@@ -90,12 +103,14 @@ class PlanCache:
             config,
             files,
         )
+        return replace(state, last_contacted=MappingProxyType(self._contacted))
 
     def _forget(self) -> None:
         self._store = self._mark = None
         for model in (self._contacts, self._enrolments, self._history):
             model.clear()
         self._holds, self._enrolment_list = {}, None
+        self._contacted = {}
 
     def _load(self, store: Store) -> None:
         self._forget()
@@ -105,6 +120,7 @@ class PlanCache:
         self._holds = _holds(self._contacts.decoded)
         self._enrolments.load(store, ENROLMENTS)
         self._history.load(store, MESSAGES)
+        self._contacted = _contacted(store)
         # One full collection now, rather than the several that the new objects
         # would otherwise go through as they age (see _collector_paused).
         gc.collect()
@@ -113,6 +129,15 @@ class PlanCache:
         models = {CONTACTS: self._contacts, ENROLMENTS: self._enrolments, MESSAGES: self._history}
         touched: dict[str, set[str]] = {}
         for table, key, deleted in changes:
+            if table == SYNC and key.startswith(CONTACTED_PREFIX):
+                self._contacted = {**self._contacted}  # the last state handed out keeps the old
+                doc = None if deleted else store.get(SYNC, key)
+                email = key[len(CONTACTED_PREFIX) :]
+                if doc is not None and isinstance(doc.get("at"), str):
+                    self._contacted[email] = parse_moment(doc["at"])
+                else:
+                    self._contacted.pop(email, None)
+                continue
             model = models.get(table)
             if model is not None:
                 model.replay(key, deleted=deleted)

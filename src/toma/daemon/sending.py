@@ -70,6 +70,7 @@ from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, OutboxRecor
 from toma.core.reminders import number_of_ref
 from toma.daemon.builder import BuildOutcome, Failure, build_chunks
 from toma.errors import TomaError
+from toma.inbox.sentcopy import Spool, sent_spool
 from toma.logs import fields
 from toma.mail.compose import Composer, Job
 from toma.mail.mime import Built
@@ -227,6 +228,7 @@ class Sender:
         self.retry_within = retry_within
         self.progress = progress
         self.stop = asyncio.Event()
+        self.copies = sent_spool(config)  # what went, kept for the Sent copy (inbox.sentcopy)
 
     async def send(self, outgoing: Outgoing, now: datetime, tally: Tally) -> None:
         journal = _Journal(
@@ -236,7 +238,7 @@ class Sender:
             tally,
             lambda record, result: self._settle(record, result, now, tally),
         )
-        marking = _Marking(self.transport, journal)
+        marking = _Marking(self.transport, journal, self.copies)
 
         async def collect(result: Result) -> None:
             if self.progress is not None:
@@ -708,9 +710,10 @@ class _Marking:
     """A transport that marks each message ``sending`` (see :class:`_Journal`) before sending it,
     and handed right before the hand-over."""
 
-    def __init__(self, inner: Transport, journal: _Journal) -> None:
+    def __init__(self, inner: Transport, journal: _Journal, copies: Spool | None = None) -> None:
         self.inner = inner
         self.journal = journal
+        self.copies = copies
 
     @property
     def concurrency(self) -> int:
@@ -727,7 +730,12 @@ class _Marking:
         why = self.journal.withdrawn.get(envelope.key)
         if why is not None:
             return Result(envelope.key, Outcome.WITHDRAWN, None, why)
-        return await self.inner.send(envelope, self.journal.hand)
+        result = await self.inner.send(envelope, self.journal.hand)
+        if self.copies is not None and result.outcome is Outcome.SENT:
+            # Before its outcome is recorded: a record that says sent has its bytes kept.
+            # In a thread: a file's creation takes milliseconds on a busy disk.
+            await asyncio.to_thread(self.copies.keep, envelope.key, envelope.data)
+        return result
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

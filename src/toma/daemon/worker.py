@@ -229,6 +229,7 @@ class Worker:
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
             await self._send(config, outgoing, now, report)
+        await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
         from toma.inbox.base import InboxUnavailable
@@ -309,7 +310,26 @@ class Worker:
             on_start(report.due)
         if outgoing.jobs:
             await self._send(config, outgoing, now, report)
+            await self._copy_sent(config, now)
         return report
+
+    async def _copy_sent(self, config: Config, now: datetime) -> None:
+        """The Sent copy of what went (toma.inbox.sentcopy): its own step, after the send;
+        what it cannot do now is done at a later tick, and it never touches a send."""
+        from toma.inbox.sentcopy import copy_sent
+        from toma.inbox.sync import budget_for
+
+        try:
+            await asyncio.to_thread(
+                copy_sent,
+                self.store,
+                config,
+                now,
+                budget=budget_for(config),
+                should_stop=self.stopping.is_set,
+            )
+        except TomaError as exc:
+            log.warning("sent copy postponed", extra=fields(error=str(exc)))
 
     def _write_status(self, report: TickReport) -> None:
         try:
@@ -396,7 +416,7 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
     if config.inbox.kind != "imap":
         yield
         return
-    from toma.inbox.imap import ImapWatcher
+    from toma.inbox.imapwatch import ImapWatcher
 
     watcher = ImapWatcher(config.imap, wake.set)
     watcher.start()

@@ -22,31 +22,23 @@ Failures are sorted where they happen::
 Retrying a refused login would only lock the account; a bad certificate will
 not get better in two seconds.
 
-:class:`ImapWatcher` has its own connection in a background thread and calls
-``on_new()`` when the server reports new mail (EXISTS or RECENT), using IDLE
-where the server offers it — re-issued before the 29 minutes after which
-servers may drop an idle client — and NOOP every ``poll_every`` otherwise. It
-calls ``on_new()`` after every (re)connection as well, since mail may have
-arrived while it was not watching. A dropped connection is re-opened with
-bounded exponential back-off, for as long as the watcher runs.
+The watcher that wakes the daemon when mail arrives is :mod:`toma.inbox.imapwatch`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from imapclient.imapclient import SENT
 
 from toma.config import Imap
 from toma.errors import TomaError
@@ -64,13 +56,9 @@ from toma.logs import fields
 
 log = logging.getLogger(__name__)
 
-IDLE_RENEW = 25 * 60.0  # RFC 2177: servers may log out a client idle for 30 minutes
 # A server that takes the connection but never greets (one shutting down, say)
 # must not hold a reconnection for the whole read timeout.
 CONNECT_TIMEOUT = 15.0
-# How often a waiting IDLE wakes up by itself. stop() interrupts sooner by shutting
-# the socket down; this only bounds the wait should that ever not wake it.
-_WAKE = 5.0
 
 
 class Connector:
@@ -97,8 +85,9 @@ class Connector:
         if config.security != "none":
             self._tls = ssl_context or _default_context(config)
 
-    def open(self) -> tuple[IMAPClient, dict[bytes, Any]]:
-        """A connection, logged in, with the folder examined (read-only), and its numbers."""
+    def open(self, folder: str | None = None) -> tuple[IMAPClient, dict[bytes, Any]]:
+        """A connection, logged in, with ``folder`` (default: the first inbox folder)
+        examined (read-only), and its numbers."""
         config = self.config
         password = config.password.reveal()  # a missing secret is a ConfigError: let it out
         if password is None:
@@ -124,19 +113,20 @@ class Connector:
                     client.starttls(self._tls)
             with self.step("login"):
                 client.login(config.username, password)
-            info = self.examine(client)
+            info = self.examine(client, folder)
         except BaseException:
             discard(client)
             raise
         return client, info
 
-    def examine(self, client: IMAPClient) -> dict[bytes, Any]:
-        with self.step("select"):
-            info: dict[bytes, Any] = client.select_folder(self.config.folder, readonly=True)
+    def examine(self, client: IMAPClient, folder: str | None = None) -> dict[bytes, Any]:
+        name = folder if folder is not None else self.config.inbox_folders[0]
+        with self.step("select", folder=name):
+            info: dict[bytes, Any] = client.select_folder(name, readonly=True)
         return info
 
     @contextlib.contextmanager
-    def step(self, what: str) -> Iterator[None]:
+    def step(self, what: str, *, folder: str | None = None) -> Iterator[None]:
         """Turn the library's errors into ours, saying what failed and what to do."""
         config = self.config
         try:
@@ -162,10 +152,11 @@ class Connector:
             ) from None
         except IMAPClientError as exc:
             if what == "select" and not isinstance(exc, IMAPClient.AbortError):
+                key = "imap.folders" if config.folders else "imap.folder"
                 raise InboxError(
-                    f"cannot open the folder {config.folder!r} on {self.where} "
-                    f"({_text(exc)}): check imap.folder",
-                    key="imap.folder",
+                    f"cannot open the folder {folder or config.folder!r} on {self.where} "
+                    f"({_text(exc)}): check {key}",
+                    key=key,
                 ) from None
             raise InboxUnavailable(
                 f"{what} failed on {self.where}: {_text(exc)}", key="imap.host"
@@ -201,9 +192,17 @@ def discard(client: IMAPClient | None) -> None:
         client.shutdown()
 
 
+class _Link:
+    """The one connection shared by the sources of one mailbox (see :meth:`ImapSource.reading`)."""
+
+    def __init__(self) -> None:
+        self.client: IMAPClient | None = None
+
+
 class ImapSource:
     """Fetch new messages from one IMAP folder, read-only. Blocking: call it in a thread.
 
+    ``folder`` defaults to the first of ``[imap] folders`` (or ``folder``).
     ``attempts`` bounds the tries per ``fetch`` for a failure worth retrying,
     ``first_delay`` the first pause between them (doubled each time).
     """
@@ -212,6 +211,7 @@ class ImapSource:
         self,
         config: Imap,
         *,
+        folder: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         attempts: int = 3,
         first_delay: float = 1.0,
@@ -219,9 +219,46 @@ class ImapSource:
     ) -> None:
         self._connector = Connector(config, ssl_context, timeout)
         self._config = config
+        self.folder = folder if folder is not None else config.inbox_folders[0]
         self._attempts = max(1, attempts)
         self._first_delay = first_delay
-        self._client: IMAPClient | None = None
+        self._link = _Link()
+
+    def reading(self, folder: str) -> ImapSource:
+        """A source for ``folder`` over this one's connection: one connection for
+        every folder, since providers bound how many a user may open at once."""
+        other = ImapSource.__new__(ImapSource)
+        other._connector, other._config = self._connector, self._config
+        other._attempts, other._first_delay = self._attempts, self._first_delay
+        other.folder, other._link = folder, self._link
+        return other
+
+    @property
+    def where(self) -> str:
+        return self._connector.where
+
+    def connection(self) -> IMAPClient:
+        """The logged-in connection, opened if need be (for the Sent copy's APPEND)."""
+        if self._link.client is None:
+            self._link.client, _info = self._connector.open(self.folder)
+        return self._link.client
+
+    def step(
+        self, what: str, *, folder: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The connector's mapping of the library's errors to ours."""
+        return self._connector.step(what, folder=folder)
+
+    def sent_folder(self) -> str | None:
+        """The owner's Sent folder: ``[imap] sent_folder``, else the folder the server
+        marks ``\\Sent`` (SPECIAL-USE, RFC 6154), else one with a usual name
+        ("Sent", "Sent Items", …); None when there is none."""
+        if self._config.sent_folder:
+            return self._config.sent_folder
+        client = self.connection()
+        with self.step("list"):
+            found = client.find_special_folder(SENT)
+        return found if isinstance(found, str) else None
 
     def __enter__(self) -> Self:
         return self
@@ -238,7 +275,7 @@ class ImapSource:
         check_limit(limit)
         failures = 0
         while True:
-            reused = self._client is not None
+            reused = self._link.client is not None
             try:
                 return self._fetch_once(cursor, limit)
             except InboxUnavailable as exc:
@@ -272,7 +309,7 @@ class ImapSource:
                 raise
 
     def close(self) -> None:
-        client, self._client = self._client, None
+        client, self._link.client = self._link.client, None
         if client is None:
             return
         try:
@@ -281,20 +318,20 @@ class ImapSource:
             discard(client)
 
     def _drop(self) -> None:
-        client, self._client = self._client, None
+        client, self._link.client = self._link.client, None
         discard(client)
 
     def _fetch_once(self, cursor: Cursor | None, limit: int) -> Batch:
         connector = self._connector
-        folder = self._config.folder
-        if self._client is None:
-            self._client, info = connector.open()
+        folder = self.folder
+        if self._link.client is None:
+            self._link.client, info = connector.open(folder)
             log.info("imap connected", extra=fields(server=connector.where, folder=folder))
         else:
             # EXAMINE again on every fetch: the server reports a new UIDVALIDITY
             # only in answer to a SELECT or EXAMINE.
-            info = connector.examine(self._client)
-        client = self._client
+            info = connector.examine(self._link.client, folder)
+        client = self._link.client
         if not isinstance(info.get(b"UIDVALIDITY"), int):
             # Without it a UID cannot be trusted from one session to the next.
             raise InboxError(
@@ -353,178 +390,3 @@ def _aware(value: object) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def _has_new(responses: Sequence[Any]) -> bool:
-    return any(
-        isinstance(r, tuple) and len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses
-    )
-
-
-def _says_bye(responses: Sequence[Any]) -> bool:
-    return any(isinstance(r, tuple) and r and r[0] == b"BYE" for r in responses)
-
-
-class _Dropped(Exception):
-    """The server ended the session (BYE, end of stream)."""
-
-
-class ImapWatcher:
-    """Call ``on_new()`` from a background thread whenever new mail may be in the folder.
-
-    ``on_new`` must be quick and thread-safe (set an event, wake the daemon).
-    ``idle_renew`` is how long one IDLE lasts before it is re-issued;
-    ``first_delay`` and ``max_delay`` bound the pauses between reconnection attempts.
-    """
-
-    def __init__(
-        self,
-        config: Imap,
-        on_new: Callable[[], None],
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        idle_renew: float = IDLE_RENEW,
-        first_delay: float = 1.0,
-        max_delay: float = 60.0,
-        timeout: float = 60.0,
-    ) -> None:
-        self._connector = Connector(config, ssl_context, timeout)
-        self._config = config
-        self._on_new = on_new
-        self._idle_renew = idle_renew
-        self._first_delay = first_delay
-        self._max_delay = max(max_delay, first_delay)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._client: IMAPClient | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"imap-watch {self._connector.where}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop watching; returns within about ``timeout`` seconds even if the server hangs."""
-        self._stop.set()
-        with self._lock:
-            client = self._client
-        if client is not None:
-            # Wakes the thread out of a blocking IDLE read at once: the read sees
-            # the end of the stream. The plain socket's shutdown, not TLS's, which
-            # would need the other thread's cooperation.
-            with contextlib.suppress(Exception):
-                socket.socket.shutdown(client.socket(), socket.SHUT_RDWR)
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("imap watcher slow to stop", extra=fields(server=self._connector.where))
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                client, _info = self._connector.open()
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure
-                failures += 1
-                self._pause(failures, exc)
-                continue
-            with self._lock:
-                self._client = client
-            try:
-                if self._stop.is_set():
-                    return
-                log.info(
-                    "imap watching",
-                    extra=fields(server=self._connector.where, folder=self._config.folder),
-                )
-                failures = 0
-                self._notify()  # mail may have come while nobody was watching
-                if self._config.idle and client.has_capability("IDLE"):
-                    self._idle(client)
-                else:
-                    self._poll(client)
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect
-                if not self._stop.is_set():
-                    log.warning(
-                        "imap dropped", extra=fields(server=self._connector.where, error=_text(exc))
-                    )
-                    failures = 1
-                    self._pause(failures, exc, logged=True)
-            finally:
-                with self._lock:
-                    self._client = None
-                discard(client)
-
-    def _pause(self, attempt: int, exc: BaseException, *, logged: bool = False) -> None:
-        """Wait before the next connection attempt: doubling, bounded, a little jitter."""
-        if isinstance(exc, TomaError) and not isinstance(exc, InboxUnavailable):
-            # A refused login or a missing folder needs a person, not a fast retry.
-            delay = self._max_delay
-        else:
-            delay = min(self._max_delay, self._first_delay * 2 ** (attempt - 1))
-        delay *= random.uniform(0.8, 1.0)
-        log.warning(
-            "imap reconnect",
-            extra=fields(
-                server=self._connector.where,
-                attempt=attempt,
-                delay=round(delay, 2),
-                error=None if logged else _text(exc),  # a drop was logged just before
-            ),
-        )
-        self._stop.wait(delay)
-
-    def _notify(self) -> None:
-        try:
-            self._on_new()
-        except Exception:
-            log.exception("imap on_new failed")
-
-    def _idle(self, client: IMAPClient) -> None:
-        while not self._stop.is_set():
-            # Mail that came between two IDLEs is reported by this NOOP, not left to
-            # an answer the IDLE command might keep in its read buffer.
-            _, responses = client.noop()
-            if _has_new(responses):
-                self._notify()
-            client.idle()
-            log.info("imap idle", extra=fields(folder=self._config.folder))
-            renew_at = time.monotonic() + self._idle_renew
-            while not self._stop.is_set():
-                left = renew_at - time.monotonic()
-                if left <= 0:
-                    break
-                wait = min(left, _WAKE)
-                started = time.monotonic()
-                responses = client.idle_check(timeout=wait)
-                if self._stop.is_set():
-                    return
-                if _says_bye(responses):
-                    raise _Dropped("the server ended the session (BYE)")
-                if _has_new(responses):
-                    self._notify()
-                elif not responses and time.monotonic() - started < wait / 2:
-                    # Readable, yet no line: the end of the stream, or TLS housekeeping.
-                    # DONE tells them apart: it fails on a dead connection.
-                    break
-            _, responses = client.idle_done()
-            if _has_new(responses):
-                self._notify()
-
-    def _poll(self, client: IMAPClient) -> None:
-        every = max(1.0, float(self._config.poll_every.approx().total_seconds()))
-        log.info("imap poll", extra=fields(folder=self._config.folder, every=every))
-        while not self._stop.wait(every):
-            _, responses = client.noop()
-            if _has_new(responses):
-                self._notify()

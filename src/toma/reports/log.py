@@ -21,7 +21,7 @@ _SHOWN_STATES = {"sent", "failed", "unknown", "sending", "skipped"}
 class Entry:
     at: str  # ISO 8601
     direction: str  # "out" | "in"
-    kind: str  # sequence, invoice, newsletter, notice | reply, auto-reply, bounce, …
+    kind: str  # sequence, invoice, newsletter, notice, handwritten | reply, auto-reply, bounce, …
     subject: str
     detail: str = ""  # what became of it (out) or what toma did (in)
     text: str = ""
@@ -76,14 +76,19 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
         actions = "; ".join(doc.get("actions") or [])
         if doc.get("untied"):
             actions = f"from {doc.get('sender')} — {actions}"
+        detail = f"toma: {actions}" if actions else ""
+        handwritten = doc.get("kind") == "handwritten"
+        if handwritten:
+            # Mail the owner wrote in their own mail program (found in the Sent folder).
+            detail = "written by hand" + (f" — {detail}" if detail else "")
         entries.append(
             Entry(
                 # When it reached the mailbox: the Date header is what the sender wrote.
                 at=_in(zone, doc.get("received_at") or doc.get("date") or ""),
-                direction="in",
+                direction="out" if handwritten else "in",
                 kind=doc.get("kind", ""),
                 subject=doc.get("subject", ""),
-                detail=f"toma: {actions}" if actions else "",
+                detail=detail,
                 text=doc.get("text") or "",
                 extra={
                     "message_id": doc.get("message_id"),

@@ -87,6 +87,7 @@ class Decision:
     confirm_unsubscribe: bool = False
     third_party: bool = False  # on a contact's thread, but not from the contact: nothing done
     history: bool = False  # arrived before toma read the mailbox: logged, acted on only to stop
+    contacted: datetime | None = None  # the owner wrote to the contact then (by hand)
 
 
 def decide(
@@ -153,33 +154,7 @@ def _reply(
 ) -> Decision:
     actions: list[str] = []
     changed: list[Enrolment] = []
-    for enrolment in enrolments:
-        if enrolment.state == "stopped":
-            continue
-        if arrived < enrolment.enrolled_at:
-            actions.append(
-                f"kept {enrolment.sequence}: the reply came before the enrolment "
-                f"({enrolment.enrolled_at.date().isoformat()})"
-            )
-            continue
-        sequence = sequences.get(enrolment.sequence)
-        if sequence is None:
-            # The file is broken or gone: stepping back is the safe reading.
-            changed.append(enrolment.paused(None))
-            actions.append(f"paused {enrolment.sequence} (its file cannot be read)")
-            continue
-        rule = sequence.on_reply
-        if rule.action == "stop":
-            changed.append(enrolment.stopped("replied"))
-            actions.append(f"stopped {enrolment.sequence}")
-        elif rule.action == "pause" and rule.pause is not None:
-            until = rule.pause.after(now)
-            changed.append(enrolment.paused(until))
-            actions.append(f"paused {enrolment.sequence} until {until.date().isoformat()}")
-        elif rule.action == "pause":
-            # No duration: paused until the owner resumes it (see OnReply).
-            changed.append(enrolment.paused(None))
-            actions.append(f"paused {enrolment.sequence} until the owner resumes it")
+    _step_back(enrolments, sequences, now, arrived, "reply", actions, changed)
     invoice_until = None
     if found.answers is not None and found.answers.kind == "invoice":
         invoice_until = config.invoices.pause_on_reply.after(now)
@@ -196,6 +171,84 @@ def _reply(
         invoice_paused_until=invoice_until,
         actions=tuple(actions),
         notify_owner=config.inbox.notify != "off",
+    )
+
+
+def _step_back(
+    enrolments: Sequence[Enrolment],
+    sequences: Mapping[str, SequenceFile],
+    now: datetime,
+    when: datetime,
+    what: str,
+    actions: list[str],
+    changed: list[Enrolment],
+) -> None:
+    """Each enrolment follows its sequence's rule for ``what`` ("reply": ``on_reply``,
+    "handwritten": ``on_handwritten``), unless it began after the message."""
+    for enrolment in enrolments:
+        if enrolment.state == "stopped":
+            continue
+        if when < enrolment.enrolled_at:
+            message = "the reply came" if what == "reply" else "you wrote"
+            actions.append(
+                f"kept {enrolment.sequence}: {message} before the enrolment "
+                f"({enrolment.enrolled_at.date().isoformat()})"
+            )
+            continue
+        sequence = sequences.get(enrolment.sequence)
+        if sequence is None:
+            # The file is broken or gone: stepping back is the safe reading.
+            changed.append(enrolment.paused(None))
+            actions.append(f"paused {enrolment.sequence} (its file cannot be read)")
+            continue
+        rule = sequence.on_reply if what == "reply" else sequence.handwritten_rule
+        if rule.action == "stop":
+            changed.append(enrolment.stopped("replied" if what == "reply" else "wrote by hand"))
+            actions.append(f"stopped {enrolment.sequence}")
+        elif rule.action == "pause" and rule.pause is not None:
+            until = rule.pause.after(now)
+            changed.append(enrolment.paused(until))
+            actions.append(f"paused {enrolment.sequence} until {until.date().isoformat()}")
+        elif rule.action == "pause":
+            # No duration: paused until the owner resumes it (see OnReply).
+            changed.append(enrolment.paused(None))
+            actions.append(f"paused {enrolment.sequence} until the owner resumes it")
+        elif what == "handwritten" and sequence.repeat is not None:
+            actions.append(f"{enrolment.sequence} continues; its repeat counts from this message")
+
+
+def decide_handwritten(
+    contact: Contact,
+    enrolments: Sequence[Enrolment],
+    sequences: Mapping[str, SequenceFile],
+    *,
+    now: datetime,
+    written: datetime,
+    since: datetime | None = None,
+) -> Decision:
+    """What a message the owner wrote to ``contact`` by hand does (found in the Sent folder).
+
+    It counts as contact: ``contacted`` is when it was written, from which the
+    keep-in-touch repeat and the pace count (see :mod:`toma.core.planner`), and
+    each enrolment follows its sequence's ``on_handwritten`` (by default its
+    ``on_reply``). Written before ``since`` (before toma read the Sent folder),
+    it is history: logged, nothing changed, as for the inbox.
+    """
+    if since is not None and written < since:
+        return Decision(
+            actions=(
+                f"history: written {written.date().isoformat()}, before toma read your Sent "
+                f"folder (since {since.date().isoformat()}); nothing changed",
+            ),
+            history=True,
+        )
+    actions: list[str] = []
+    changed: list[Enrolment] = []
+    _step_back(enrolments, sequences, now, written, "handwritten", actions, changed)
+    return Decision(
+        enrolments=tuple(changed),
+        actions=("written by hand: counts as contact", *actions),
+        contacted=written,
     )
 
 
