@@ -48,6 +48,7 @@ from typing import Any, Self
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
+from toma.auth import TokenSource
 from toma.config import Imap
 from toma.errors import TomaError
 from toma.hosts import is_loopback
@@ -93,6 +94,11 @@ class Connector:
         self.config = config
         self.where = f"{config.host}:{config.port}"
         self.timeout = timeout
+        self._tokens = (
+            TokenSource(config.oauth2)
+            if config.oauth2 is not None and config.auth != "password"
+            else None
+        )
         self._tls: ssl.SSLContext | None = None
         if config.security != "none":
             self._tls = ssl_context or _default_context(config)
@@ -100,12 +106,14 @@ class Connector:
     def open(self) -> tuple[IMAPClient, dict[bytes, Any]]:
         """A connection, logged in, with the folder examined (read-only), and its numbers."""
         config = self.config
-        password = config.password.reveal()  # a missing secret is a ConfigError: let it out
-        if password is None:
-            raise InboxError(
-                "no IMAP password: set imap.password_env or imap.password_file",
-                key="imap.username",
-            )
+        password = None
+        if self._tokens is None:
+            password = config.password.reveal()  # a missing secret is a ConfigError: let it out
+            if password is None:
+                raise InboxError(
+                    "no IMAP password: set imap.password_env or imap.password_file",
+                    key="imap.username",
+                )
         with self.step("connect"):
             client = IMAPClient(
                 config.host,
@@ -122,13 +130,32 @@ class Connector:
             if config.security == "starttls":
                 with self.step("STARTTLS"):
                     client.starttls(self._tls)
-            with self.step("login"):
-                client.login(config.username, password)
+            self.login(client, password)
             info = self.examine(client)
         except BaseException:
             discard(client)
             raise
         return client, info
+
+    def login(self, client: IMAPClient, password: str | None) -> None:
+        """LOGIN with the password, or the OAuth2 token (refreshed once if refused)."""
+        user = self.config.username or ""
+        if self._tokens is None:
+            with self.step("login"):
+                client.login(user, password or "")
+            return
+        sign_in = client.oauth2_login if self.config.auth == "xoauth2" else client.oauthbearer_login
+        token = self._tokens.token()  # an AuthError says what to do: let it out
+        with self.step("login"):
+            try:
+                sign_in(user, token)
+            except LoginError:
+                pass  # perhaps revoked before its time: one fresh token, one more try
+            else:
+                return
+        token = self._tokens.refused(token)
+        with self.step("login"):
+            sign_in(user, token)
 
     def examine(self, client: IMAPClient) -> dict[bytes, Any]:
         with self.step("select"):
@@ -146,7 +173,8 @@ class Connector:
         except LoginError as exc:
             raise InboxLoginError(
                 f"{self.where} refused the login of {config.username!r} "
-                f"({_text(exc)}): check imap.username and the password",
+                f"({_text(exc)}): check imap.username and "
+                + ("the OAuth2 app's scopes" if self._tokens else "the password"),
                 key="imap.username",
             ) from None
         except ssl.SSLCertVerificationError as exc:
