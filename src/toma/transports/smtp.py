@@ -52,7 +52,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from toma.auth import AuthError, TokenSource
+from toma.auth import AuthError, SignInNeeded, TokenSource
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
@@ -111,6 +111,9 @@ class SmtpTransport:
         self._given_context = ssl_context
         self._tls: ssl.SSLContext | None = None
         self._sign_in: SignIn | None = None
+        # A sign-in only the owner can mend: no more connections are tried, and the
+        # transport closes with it, so that the tick reports it once.
+        self._signed_out: SignInNeeded | None = None
         self._hostname = "localhost"
         self._slots: list[Slot] = []
         self._idle: asyncio.Queue[Slot] | None = None
@@ -165,6 +168,9 @@ class SmtpTransport:
         for slot in slots:
             slot.closing.clear()
         self._sign_in = None
+        signed_out, self._signed_out = self._signed_out, None
+        if signed_out is not None and exc is None:
+            raise signed_out
 
     @staticmethod
     async def _signing_in(config: Smtp) -> SignIn:
@@ -209,6 +215,8 @@ class SmtpTransport:
 
     async def _deliver(self, slot: Slot, envelope: Envelope, handing: Handing | None) -> Result:
         for _ in range(2):
+            if self._signed_out is not None:
+                return Result(envelope.key, Outcome.TEMPORARY, None, self._signed_out.message)
             fresh = not slot.connected
             try:
                 await self._ready(slot)
@@ -269,6 +277,8 @@ class SmtpTransport:
         except AuthError as exc:
             slot.drop()
             log.warning("smtp sign-in failed", extra=fields(error=exc.message))
+            if isinstance(exc, SignInNeeded):
+                self._signed_out = exc
             raise _ConnectFailed(exc.message) from None
         except TransportError as exc:
             slot.drop()
