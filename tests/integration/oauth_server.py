@@ -31,14 +31,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPD
 from aiosmtpd.smtp import AuthResult, Envelope, Session
 
-from .dovecot import Dovecot, free_port
+from .dovecot import Dovecot, _need_dovecot, free_port
 
 HOST = "127.0.0.1"
 CLIENT_ID = "toma-test-client"
+SENT_FOLDER = "Outgoing Copies"
 
 
 @dataclass
@@ -261,6 +263,11 @@ class OAuthDovecot(Dovecot):
             f"  args = {self.root}/oauth2.conf.ext\n}}\n"
             "passdb {\n  driver = passwd-file\n  mechanisms = plain login\n",
         )
+        # A Sent folder under a name no heuristic guesses: found only by SPECIAL-USE.
+        text += (
+            "namespace inbox {\n  inbox = yes\n"
+            f'  mailbox "{SENT_FOLDER}" {{\n    special_use = \\Sent\n    auto = create\n  }}\n}}\n'
+        )
         # Without this, each refused login makes the next good one wait up to 15 s.
         text = text.replace(
             "service anvil {\n  chroot =\n}",
@@ -357,6 +364,19 @@ class XOAuth2Smtp:
     def messages(self) -> list[Taken]:
         with self.handler._lock:
             return list(self.handler.messages)
+
+
+@pytest.fixture(scope="module")
+def oauth_servers() -> Iterator[tuple[AuthServer, OAuthDovecot, XOAuth2Smtp]]:
+    """The three servers, shared by a module's tests (each signs in afresh)."""
+    _need_dovecot()
+    auth = AuthServer()
+    auth.start()
+    try:
+        with running(auth) as (imap, smtp):
+            yield auth, imap, smtp
+    finally:
+        auth.close()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 import stat
 import threading
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,8 +25,8 @@ from toma.daemon.tick import TickReport
 from toma.daemon.worker import Worker
 from toma.store import open_store
 
-from . import dovecot
-from .oauth_server import AuthServer, OAuthDovecot, XOAuth2Smtp, oauth2_config, running, token_path
+from . import dovecot, oauth_server
+from .oauth_server import AuthServer, OAuthDovecot, XOAuth2Smtp, oauth2_config, token_path
 from .projects import add_contacts, make_project
 
 # The XOAUTH2 server takes AUTH without TLS (loopback only); aiosmtpd warns about that
@@ -37,16 +36,7 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[AuthServer, OAuthDovecot, XOAuth2Smtp]]:
-    dovecot._need_dovecot()
-    auth = AuthServer()
-    auth.start()
-    try:
-        with running(auth) as (imap, smtp):
-            yield auth, imap, smtp
-    finally:
-        auth.close()
+servers = oauth_server.oauth_servers
 
 
 def project(
