@@ -57,6 +57,7 @@ class _State:
     codes: dict[str, str] = field(default_factory=dict)  # authorization code -> username
     grants: dict[str, int] = field(default_factory=dict)  # grant_type -> count
     expires_in: int = 3600
+    down: bool = False  # the token endpoint answers 503 to every grant
 
 
 class AuthServer:
@@ -147,6 +148,8 @@ class AuthServer:
                 return 401, {"error": "invalid_client"}
             grant = form.get("grant_type", "")
             state.grants[grant] = state.grants.get(grant, 0) + 1
+            if state.down:
+                return 503, {"error": "temporarily_unavailable"}
             if grant == "urn:ietf:params:oauth:grant-type:device_code":
                 device = state.devices.get(form.get("device_code", ""))
                 if device is None:
@@ -222,6 +225,10 @@ class AuthServer:
         with self._lock:
             self.state.access = {k: v for k, v in self.state.access.items() if v != username}
             self.state.refresh = {k: v for k, v in self.state.refresh.items() if v != username}
+
+    def token_endpoint_down(self, down: bool) -> None:
+        with self._lock:
+            self.state.down = down
 
     def count(self, grant: str) -> int:
         with self._lock:

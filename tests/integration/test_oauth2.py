@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toma.auth import SignInNeeded, TokenSource
+from toma.auth import SignInNeeded, TokenSource, TokenUnavailable
 from toma.auth.login import sign_in
 from toma.cli import main
 from toma.config import load_config
@@ -173,6 +173,28 @@ def test_a_token_close_to_expiry_is_refreshed_before_it_is_used(
     assert auth.count("refresh_token") == refreshes + 1
     assert late != early
     assert auth.introspect(late) == dovecot.USER
+
+
+def test_a_token_endpoint_down_leaves_a_still_valid_token_in_use(
+    servers: tuple[AuthServer, OAuthDovecot, XOAuth2Smtp], tmp_path: Path
+) -> None:
+    """Refreshing ahead of time may fail; the token is used until it really expires."""
+    auth, imap, smtp = servers
+    config, _box = project(tmp_path / "p", auth, imap, smtp)
+    login(auth, config, dovecot.USER)
+    oauth2 = load_config(config).smtp.oauth2
+    assert oauth2 is not None
+    signed_at = datetime.now(UTC)
+    current = TokenSource(oauth2).token()
+    auth.token_endpoint_down(True)
+    try:
+        soon = TokenSource(oauth2, clock=lambda: signed_at + timedelta(minutes=57)).token()
+        assert soon == current
+        late = TokenSource(oauth2, clock=lambda: signed_at + timedelta(minutes=61))
+        with pytest.raises(TokenUnavailable, match="answered 503 to the refresh"):
+            late.token()
+    finally:
+        auth.token_endpoint_down(False)
 
 
 def test_oauthbearer_signs_in_to_both_servers(

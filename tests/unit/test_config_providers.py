@@ -90,6 +90,11 @@ def test_gmail_files_sent_mail_itself_only_when_it_also_sends(tmp_path: Path) ->
             'token_url = "http://evil.example/token"\n',
             "must be an https:// address",
         ),
+        (
+            '[smtp]\nprovider = "gmail"\nusername = "a@b.c"\n[oauth2]\nclient_id = "x"\n'
+            'token_url = "http://127.0.0.1.evil.example/token"\n',
+            "must be an https:// address",
+        ),
         ('[oauth2]\nclient_secret = "s3cret"\n', "unknown key 'client_secret'"),
     ],
 )

@@ -74,6 +74,11 @@ def refresh(oauth2: OAuth2, token: Token, now: datetime) -> Token:
             raise TokenUnavailable(
                 f"{oauth2.token_url} refused to refresh the token ({exc.error})", key="oauth2"
             ) from None
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise TokenUnavailable(
+                f"{oauth2.token_url} answered {status} to the refresh", key="oauth2"
+            ) from None
         except (requests.RequestException, ValueError) as exc:
             raise TokenUnavailable(
                 f"cannot reach {oauth2.token_url}: {type(exc).__name__}", key="oauth2"
@@ -134,7 +139,8 @@ def start_device(oauth2: OAuth2) -> DeviceCode:
             user_code=str(doc["user_code"]),
             verification_uri=uri,
             verification_uri_complete=str(doc.get("verification_uri_complete", "")),
-            interval=min(max(float(doc.get("interval", 5)), 0.0), 60.0),
+            # RFC 8628 says 5 s when absent; a shorter one is taken, but not a busy loop.
+            interval=min(max(float(doc.get("interval", 5)), 0.1), 60.0),
             expires_in=min(max(float(doc.get("expires_in", 900)), 1.0), 3600.0),
         )
     except (KeyError, TypeError, ValueError):

@@ -65,9 +65,13 @@ def sign_in(
     the tokens."""
     if oauth2.device_authorization_url:
         code = flows.start_device(oauth2)
-        where = code.verification_uri_complete or code.verification_uri
+        # What the endpoint sent goes to a terminal: no escape sequences from it.
+        where = _printable(code.verification_uri_complete or code.verification_uri)
         show(f"To sign in {oauth2.account}, open {where}")
-        show(f"and enter the code {code.user_code} (it expires in {code.expires_in:.0f}s).")
+        show(
+            f"and enter the code {_printable(code.user_code)} "
+            f"(it expires in {code.expires_in:.0f}s)."
+        )
         token = flows.finish_device(oauth2, code, clock=clock, wait=wait)
     else:
         show(f"To sign in {oauth2.account}, open this address in a browser on this machine")
@@ -80,6 +84,10 @@ def sign_in(
         extra=fields(account=oauth2.account, expires_at=token.expires_at.isoformat()),
     )
     return token
+
+
+def _printable(text: str) -> str:
+    return "".join(char for char in text if char.isprintable())[:500]
 
 
 def status(config: Config) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from toma.auth import flows, store
-from toma.auth.errors import SignInNeeded, sign_in_needed
+from toma.auth.errors import SignInNeeded, TokenUnavailable, sign_in_needed
 from toma.auth.tokens import Token, needs_refresh
 from toma.config import OAuth2
 from toma.logs import fields
@@ -53,8 +53,18 @@ class TokenSource:
         """An access token that will live a few minutes more."""
         with self._lock:
             token = self._stored()
-            if needs_refresh(token, self._clock()):
-                token = self._refresh(spent=None)
+            now = self._clock()
+            if needs_refresh(token, now):
+                try:
+                    token = self._refresh(spent=None)
+                except TokenUnavailable as exc:
+                    if now >= token.expires_at:
+                        raise
+                    # Refreshing early failed; the token still has a few minutes.
+                    log.warning(
+                        "oauth2 refresh failed",
+                        extra=fields(account=self.account, error=exc.message),
+                    )
             return token.access_token
 
     def refused(self, used: str) -> str:

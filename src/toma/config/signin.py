@@ -14,10 +14,12 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from toma.config.model import AUTH_METHODS, OAuth2, Secret
 from toma.config.providers import Preset, preset
 from toma.config.reader import Reader, read_ca_file
+from toma.hosts import is_loopback
 
 OAUTH2_KEYS = {
     "provider",
@@ -47,6 +49,17 @@ def read_auth(r: Reader, table: Mapping[str, Any], section: str, found: Preset |
             f'auth must be "password", "xoauth2" or "oauthbearer", got {auth!r}',
         )
     return auth
+
+
+def _usable_url(value: str) -> bool:
+    """https, or plain http to this machine only: tokens and secrets travel on it."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
 
 
 def token_file(data: Path, account: str) -> Path:
@@ -83,8 +96,11 @@ def read_oauth2(
 
     def url(key: str, default: str) -> str:
         value: str = r.get(t, "oauth2", key, str, default)
-        if value and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise r.error(f"oauth2.{key}", f"{key} must be an https:// address, got {value!r}")
+        if value and not _usable_url(value):
+            raise r.error(
+                f"oauth2.{key}",
+                f"{key} must be an https:// address (http only on this machine), got {value!r}",
+            )
         return value
 
     token_url = url("token_url", defaults.token_url if defaults else "")
