@@ -23,6 +23,7 @@ from toma.cli import main
 from toma.config import load_config
 from toma.daemon.tick import TickReport
 from toma.daemon.worker import Worker
+from toma.exits import Exit
 from toma.store import open_store
 
 from . import dovecot, oauth_server
@@ -226,6 +227,7 @@ def test_a_revoked_imap_sign_in_is_one_message_and_sending_goes_on(
     assert len(report.problems) == 1, report.problems
     assert "run `toma auth login toma`" in report.problems[0]
     assert report.inbound == 0
+    assert report.exit_code() is Exit.NEEDS_YOU  # `toma run --once` and `toma status`: 78
 
 
 def test_a_revoked_smtp_sign_in_is_one_message_and_reading_goes_on(
@@ -246,6 +248,7 @@ def test_a_revoked_smtp_sign_in_is_one_message_and_reading_goes_on(
     assert report.sent == 0 and report.failed == 0 and report.retrying == 2
     assert len(report.problems) == 1, report.problems
     assert "run `toma auth login sender@x.test`" in report.problems[0]
+    assert report.exit_code() is Exit.NEEDS_YOU
     assert len(smtp.messages) == before
     # Signing in again is all it takes: the messages held go at the next tick.
     login(auth, config, "sender@x.test", account="sender@x.test")
