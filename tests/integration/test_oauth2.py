@@ -8,6 +8,7 @@ the same way. Each test signs in afresh into a project of its own.
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 import urllib.request
@@ -196,6 +197,28 @@ def test_a_token_endpoint_down_leaves_a_still_valid_token_in_use(
             late.token()
     finally:
         auth.token_endpoint_down(False)
+
+
+def test_a_token_endpoint_out_of_reach_is_temporary_for_both_servers(
+    servers: tuple[AuthServer, OAuthDovecot, XOAuth2Smtp], tmp_path: Path
+) -> None:
+    """Expired token, endpoint answering 503: nothing sent or failed, exit 75, not 78; the
+    next tick with the endpoint back sends everything."""
+    auth, imap, smtp = servers
+    config, _box = project(tmp_path / "p", auth, imap, smtp)
+    login(auth, config, dovecot.USER)
+    saved = token_path(tmp_path / "p", dovecot.USER)
+    doc = json.loads(saved.read_text())
+    saved.write_text(json.dumps(doc | {"expires_at": "2000-01-01T00:00:00+00:00"}))  # time passed
+    auth.token_endpoint_down(True)
+    try:
+        report = report_of(config, retry=timedelta(0))
+    finally:
+        auth.token_endpoint_down(False)
+
+    assert report.sent == 0 and report.failed == 0 and report.retrying == 2
+    assert report.exit_code() is Exit.RETRY, (report.problems, report.temporary)
+    assert report_of(config, NOW + timedelta(minutes=30)).sent == 2
 
 
 def test_oauthbearer_signs_in_to_both_servers(

@@ -48,7 +48,7 @@ from typing import Any, Self
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
-from toma.auth import TokenSource
+from toma.auth import TokenSource, TokenUnavailable
 from toma.config import Imap
 from toma.errors import TomaError
 from toma.hosts import is_loopback
@@ -145,7 +145,11 @@ class Connector:
                 client.login(user, password or "")
             return
         sign_in = client.oauth2_login if self.config.auth == "xoauth2" else client.oauthbearer_login
-        token = self._tokens.token()  # an AuthError says what to do: let it out
+        try:
+            token = self._tokens.token()  # SignInNeeded says what to do: let it out
+        except TokenUnavailable as exc:
+            # The token endpoint being out of reach is the server being out of reach.
+            raise InboxUnavailable(exc.message, key="oauth2") from None
         with self.step("login"):
             try:
                 sign_in(user, token)
@@ -153,7 +157,10 @@ class Connector:
                 pass  # perhaps revoked before its time: one fresh token, one more try
             else:
                 return
-        token = self._tokens.refused(token)
+        try:
+            token = self._tokens.refused(token)
+        except TokenUnavailable as exc:
+            raise InboxUnavailable(exc.message, key="oauth2") from None
         with self.step("login"):
             sign_in(user, token)
 

@@ -340,6 +340,8 @@ def probe_imap(
         again = isinstance(exc, TokenUnavailable)
         return [Probe("imap", where, "login", exc.message, Exit.RETRY if again else Exit.NEEDS_YOU)]
     except InboxUnavailable as exc:
+        if exc.key == "oauth2":  # the token endpoint, not the mail server
+            return [Probe("imap", where, "login", exc.message, Exit.RETRY)]
         found = _tls_probe("imap", where, exc)
         return [found or Probe("imap", where, "tcp", exc.message, Exit.RETRY)]
     except InboxError as exc:

@@ -36,6 +36,7 @@ a later retry cannot deliver twice to the recipients that were accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from types import TracebackType
@@ -52,7 +53,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from toma.auth import AuthError, SignInNeeded, TokenSource
+from toma.auth import AuthError, SignInNeeded, TokenSource, TokenUnavailable
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
@@ -178,7 +179,10 @@ class SmtpTransport:
         failure of every message; likewise a sign-in that needs the owner."""
         if config.oauth2 is not None and config.auth != "password":
             tokens = TokenSource(config.oauth2)
-            await asyncio.to_thread(tokens.token)  # SignInNeeded: one clear error, nothing tried
+            # SignInNeeded: one error, nothing tried. An endpoint out of reach may answer by
+            # the first connection; if not, each message fails there, temporarily.
+            with contextlib.suppress(TokenUnavailable):
+                await asyncio.to_thread(tokens.token)
             return SignIn(config, password=None, tokens=tokens)
         password = config.password.reveal()
         if password is None:
