@@ -19,9 +19,12 @@ line can print it in one or two lines instead of a traceback::
     ├── TransportError         sending failed (see ``transports``)
     │   ├── TemporaryFailure   4xx, dropped connection: retry later
     │   └── PermanentFailure   5xx: this message will not go
-    └── InboxError             the mailbox cannot be read as configured (inbox.base)
-        ├── InboxLoginError    the server refused the sign-in: retrying will not help
-        └── InboxUnavailable   the server cannot be reached: worth trying again later
+    ├── InboxError             the mailbox cannot be read as configured (inbox.base)
+    │   ├── InboxLoginError    the server refused the sign-in: retrying will not help
+    │   └── InboxUnavailable   the server cannot be reached: worth trying again later
+    └── AuthError              OAuth2 sign-in or token refresh failed (auth.errors)
+        ├── SignInNeeded       no usable refresh token: run `toma auth login`
+        └── TokenUnavailable   the token endpoint cannot be reached now: try later
 
 The errors without a module named are defined here; the others live beside the
 code that raises them. ``tests/unit/test_error_tree.py`` checks this drawing

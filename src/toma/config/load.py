@@ -26,6 +26,7 @@ TOP_LEVEL = {
     "invoices",
     "paths",
     "daemon",
+    "oauth2",
 }
 
 

@@ -68,6 +68,30 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class OAuth2:
+    """One OAuth2 sign-in: the app registration, the provider's endpoints, the account.
+
+    Resolved at load from ``[oauth2]``, the provider preset and the server's
+    username; ``token_file`` is where :mod:`toma.auth` keeps the refresh token
+    (owner-only, beside the data directory).
+    """
+
+    account: str  # the mailbox signed in to: the server's username
+    client_id: str
+    token_url: str
+    token_file: Path
+    client_secret: Secret = field(default_factory=Secret)
+    device_authorization_url: str = ""  # "" = the loopback redirect instead
+    authorization_url: str = ""
+    scopes: tuple[str, ...] = ()
+    redirect_port: int = 0  # the loopback redirect's port; 0 = any free one
+    ca_file: Path | None = None  # the CA to trust for the endpoints; None = the system's
+
+
+AUTH_METHODS = ("password", "xoauth2", "oauthbearer")
+
+
+@dataclass(frozen=True)
 class TransportSettings:
     kind: str = "maildir"  # "maildir" | "smtp"
     path: Path | None = None
@@ -85,6 +109,9 @@ class Smtp:
     timeout: float = 30.0
     retry_for: Duration = field(default_factory=lambda: parse_duration("1h"))
     ca_file: Path | None = None
+    provider: str = ""  # a preset of toma.config.providers, or ""
+    auth: str = "password"  # one of AUTH_METHODS
+    oauth2: OAuth2 | None = None  # set when auth is not "password"
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,14 @@ class Imap:
     sent_copy: str = "auto"
     # The Sent folder read as conversation: mail the owner wrote by hand counts as contact.
     read_sent: bool = True
+    provider: str = ""  # a preset of toma.config.providers, or ""
+    auth: str = "password"  # one of AUTH_METHODS
+    oauth2: OAuth2 | None = None  # set when auth is not "password"
+    # The provider's facts for the Sent folder: its usual name ("" = unknown: ask
+    # SPECIAL-USE) and whether the provider files mail sent through its SMTP there
+    # itself (true only when [smtp] names the same provider).
+    provider_sent_folder: str = ""
+    files_sent_itself: bool = False
 
     @property
     def inbox_folders(self) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ from toma.config.reader import (
     read_timeout,
     read_whole,
 )
+from toma.config.signin import read_auth, read_oauth2, read_provider
 from toma.errors import ConfigError
 from toma.timeutil import parse_duration, zone
 
@@ -95,26 +96,45 @@ def smtp(r: Reader, raw: Mapping[str, Any]) -> Smtp:
             "timeout",
             "retry_for",
             "ca_file",
+            "provider",
+            "auth",
         },
     )
-    security = r.get(t, "smtp", "security", str, "starttls")
+    found = read_provider(r, t, "smtp")
+    security = r.get(t, "smtp", "security", str, found.smtp_security if found else "starttls")
     if security not in ("starttls", "tls", "none"):
         raise r.error(
             "smtp.security", f'security must be "starttls", "tls" or "none", got {security!r}'
         )
+    port = {"tls": 465, "starttls": 587, "none": 25}[security]
+    if found and security == found.smtp_security:
+        port = found.smtp_port
+    username = r.get(t, "smtp", "username", str)
+    auth = read_auth(r, t, "smtp", found)
+    data = paths(r, raw).data
     return Smtp(
-        host=r.get(t, "smtp", "host", str, "localhost"),
-        port=read_port(r, t, "smtp", {"tls": 465, "starttls": 587, "none": 25}[security]),
+        host=r.get(t, "smtp", "host", str, found.smtp_host if found else "localhost"),
+        port=read_port(r, t, "smtp", port),
         security=security,
-        username=r.get(t, "smtp", "username", str),
+        username=username,
         password=read_secret(r, t, "smtp"),
         concurrency=read_whole(r, t, "smtp", "concurrency", 4, most=MAX_CONCURRENCY),
-        rate_per_minute=read_whole(r, t, "smtp", "rate_per_minute", 600, most=MAX_RATE_PER_MINUTE),
+        rate_per_minute=read_whole(
+            r,
+            t,
+            "smtp",
+            "rate_per_minute",
+            found.rate_per_minute if found else 600,
+            most=MAX_RATE_PER_MINUTE,
+        ),
         timeout=read_timeout(r, t, "smtp", 30.0),
         retry_for=r.convert(
             "smtp", "retry_for", r.get(t, "smtp", "retry_for", str, "1h"), parse_duration
         ),
         ca_file=read_ca_file(r, t, "smtp"),
+        provider=found.name if found else "",
+        auth=auth,
+        oauth2=read_oauth2(r, raw, "smtp", auth=auth, username=username, found=found, data=data),
     )
 
 
@@ -180,18 +200,34 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
             "sent_folder",
             "sent_copy",
             "read_sent",
+            "provider",
+            "auth",
         },
     )
-    isecurity = r.get(t, "imap", "security", str, "tls")
+    found = read_provider(r, t, "imap")
+    isecurity = r.get(t, "imap", "security", str, found.imap_security if found else "tls")
     if isecurity not in ("starttls", "tls", "none"):
         raise r.error(
             "imap.security", f'security must be "tls", "starttls" or "none", got {isecurity!r}'
         )
+    port = 993 if isecurity == "tls" else 143
+    if found and isecurity == found.imap_security:
+        port = found.imap_port
+    username = r.get(t, "imap", "username", str)
+    auth = read_auth(r, t, "imap", found)
+    smtp_raw = raw.get("smtp", {})
+    same_provider = (
+        found is not None
+        and isinstance(smtp_raw, Mapping)
+        and smtp_raw.get("provider") == found.name
+        and isinstance(raw.get("transport"), Mapping)
+        and raw["transport"].get("kind") == "smtp"
+    )
     return Imap(
-        host=r.get(t, "imap", "host", str, "localhost"),
-        port=read_port(r, t, "imap", 993 if isecurity == "tls" else 143),
+        host=r.get(t, "imap", "host", str, found.imap_host if found else "localhost"),
+        port=read_port(r, t, "imap", port),
         security=isecurity,
-        username=r.get(t, "imap", "username", str),
+        username=username,
         password=read_secret(r, t, "imap"),
         folder=r.get(t, "imap", "folder", str, "INBOX"),
         ca_file=read_ca_file(r, t, "imap"),
@@ -201,6 +237,13 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
         sent_folder=r.get(t, "imap", "sent_folder", str, ""),
         sent_copy=_sent_copy(r, t),
         read_sent=r.get(t, "imap", "read_sent", bool, True),
+        provider=found.name if found else "",
+        auth=auth,
+        oauth2=read_oauth2(
+            r, raw, "imap", auth=auth, username=username, found=found, data=paths(r, raw).data
+        ),
+        provider_sent_folder=found.sent_folder if found else "",
+        files_sent_itself=same_provider and found is not None and found.files_sent_itself,
     )
 
 

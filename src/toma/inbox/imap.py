@@ -40,6 +40,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 from imapclient.imapclient import SENT
 
+from toma.auth import TokenSource, TokenUnavailable
 from toma.config import Imap
 from toma.errors import TomaError
 from toma.hosts import is_loopback
@@ -81,6 +82,11 @@ class Connector:
         self.config = config
         self.where = f"{config.host}:{config.port}"
         self.timeout = timeout
+        self._tokens = (
+            TokenSource(config.oauth2)
+            if config.oauth2 is not None and config.auth != "password"
+            else None
+        )
         self._tls: ssl.SSLContext | None = None
         if config.security != "none":
             self._tls = ssl_context or _default_context(config)
@@ -89,12 +95,14 @@ class Connector:
         """A connection, logged in, with ``folder`` (default: the first inbox folder)
         examined (read-only), and its numbers."""
         config = self.config
-        password = config.password.reveal()  # a missing secret is a ConfigError: let it out
-        if password is None:
-            raise InboxError(
-                "no IMAP password: set imap.password_env or imap.password_file",
-                key="imap.username",
-            )
+        password = None
+        if self._tokens is None:
+            password = config.password.reveal()  # a missing secret is a ConfigError: let it out
+            if password is None:
+                raise InboxError(
+                    "no IMAP password: set imap.password_env or imap.password_file",
+                    key="imap.username",
+                )
         with self.step("connect"):
             client = IMAPClient(
                 config.host,
@@ -111,13 +119,39 @@ class Connector:
             if config.security == "starttls":
                 with self.step("STARTTLS"):
                     client.starttls(self._tls)
-            with self.step("login"):
-                client.login(config.username, password)
+            self.login(client, password)
             info = self.examine(client, folder)
         except BaseException:
             discard(client)
             raise
         return client, info
+
+    def login(self, client: IMAPClient, password: str | None) -> None:
+        """LOGIN with the password, or the OAuth2 token (refreshed once if refused)."""
+        user = self.config.username or ""
+        if self._tokens is None:
+            with self.step("login"):
+                client.login(user, password or "")
+            return
+        sign_in = client.oauth2_login if self.config.auth == "xoauth2" else client.oauthbearer_login
+        try:
+            token = self._tokens.token()  # SignInNeeded says what to do: let it out
+        except TokenUnavailable as exc:
+            # The token endpoint being out of reach is the server being out of reach.
+            raise InboxUnavailable(exc.message, key="oauth2") from None
+        with self.step("login"):
+            try:
+                sign_in(user, token)
+            except LoginError:
+                pass  # perhaps revoked before its time: one fresh token, one more try
+            else:
+                return
+        try:
+            token = self._tokens.refused(token)
+        except TokenUnavailable as exc:
+            raise InboxUnavailable(exc.message, key="oauth2") from None
+        with self.step("login"):
+            sign_in(user, token)
 
     def examine(self, client: IMAPClient, folder: str | None = None) -> dict[bytes, Any]:
         name = folder if folder is not None else self.config.inbox_folders[0]
@@ -136,7 +170,8 @@ class Connector:
         except LoginError as exc:
             raise InboxLoginError(
                 f"{self.where} refused the login of {config.username!r} "
-                f"({_text(exc)}): check imap.username and the password",
+                f"({_text(exc)}): check imap.username and "
+                + ("the OAuth2 app's scopes" if self._tokens else "the password"),
                 key="imap.username",
             ) from None
         except ssl.SSLCertVerificationError as exc:
@@ -257,8 +292,8 @@ class ImapSource:
             return self._config.sent_folder
         client = self.connection()
         with self.step("list"):
-            found = client.find_special_folder(SENT)
-        return found if isinstance(found, str) else None
+            found, _how = find_sent_folder(client, self._config.provider_sent_folder)
+        return found
 
     def __enter__(self) -> Self:
         return self
@@ -390,3 +425,22 @@ def _aware(value: object) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def find_sent_folder(
+    client: IMAPClient, hint: str = "", configured: str = ""
+) -> tuple[str | None, str]:
+    """The Sent folder's name and how it was found: ``[imap] sent_folder`` when set,
+    else SPECIAL-USE (RFC 6154), then ``hint`` (the provider's usual name) if it
+    exists, then the common names ("Sent", "Sent Items", …)."""
+    if configured:
+        return configured, "[imap] sent_folder"
+    listed = client.list_folders()
+    for flags, _delimiter, name in listed:
+        if SENT in flags:
+            return str(name), "SPECIAL-USE \\Sent"
+    names = {str(name) for _flags, _delimiter, name in listed}
+    if hint and hint in names:
+        return hint, "the provider's usual name"
+    found = client.find_special_folder(SENT)
+    return (str(found), "its name") if found else (None, "")

@@ -83,6 +83,8 @@ def copies_enabled(config: Config) -> bool:
         config.transport.kind == "smtp"
         and config.inbox.kind == "imap"
         and config.imap.sent_copy != "never"
+        # The provider presets know who files what its SMTP takes in Sent (Gmail).
+        and not (config.imap.sent_copy == "auto" and config.imap.files_sent_itself)
     )
 
 

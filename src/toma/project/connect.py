@@ -9,8 +9,9 @@ each calls for a different fix::
     tcp     nothing answers on the port            wrong port, server down, firewall
     tls     the certificate is not trusted, or     ca_file, or the server's certificate
             the TLS handshake fails
-    login   the server refused the username and    username, the password's variable/file
-            password
+    login   the server refused the username and    username, the password's variable/file,
+            password, or the OAuth2 token; or the  or `toma auth login`
+            OAuth2 sign-in needs the owner
     folder  the IMAP folder cannot be opened       imap.folder
     path    a Maildir cannot be written            the folder's permissions
 
@@ -18,7 +19,11 @@ The name is resolved and the port tried by this module itself, before the
 mail libraries see them, so that "does not resolve" and "refused" are told
 apart whatever the library makes of them. SMTP then goes as far as AUTH and
 QUIT (no MAIL command: nothing is sent); IMAP as far as EXAMINE of the folder
-(read-only: nothing changes). Every stage has a deadline (:data:`TIMEOUT`).
+(read-only: nothing changes), then it looks for the Sent folder and reports it
+(SPECIAL-USE ``\\Sent``, RFC 6154, else the provider's usual name, else the
+common names). With ``auth = "xoauth2"`` or ``"oauthbearer"`` the sign-in uses
+the stored OAuth2 token, refreshed as the daemon would. Every stage has a
+deadline (:data:`TIMEOUT`).
 
 Each :class:`Probe` carries the exit status its failure means
 (:mod:`toma.exits`): a refused connection or a timeout may pass by itself
@@ -31,17 +36,21 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import aiosmtplib
+from imapclient import IMAPClient
 
 from toma import eventloop
+from toma.auth import AuthError, TokenSource, TokenUnavailable
 from toma.config import Config, Imap, Smtp
-from toma.errors import TomaError
+from toma.errors import TomaError, TransportError
 from toma.exits import Exit
+from toma.inbox.imap import find_sent_folder
+from toma.transports.smtp_login import SignIn
 
 TIMEOUT = 10.0  # seconds for each stage: resolve, connect, each command
 T = TypeVar("T")
@@ -81,7 +90,11 @@ def check_connections(
     elif config.transport.path is not None:
         probes.append(probe_maildir("outbox", config.transport.path))
     if config.inbox.kind == "imap":
-        probes.append(probe_imap(config.imap, timeout=timeout, tls=imap_tls))
+        probes.extend(
+            probe_imap(
+                config.imap, timeout=timeout, tls=imap_tls, folders=config.imap.inbox_folders
+            )
+        )
     elif config.inbox.path is not None:
         probes.append(probe_maildir("inbox", config.inbox.path))
     return probes
@@ -197,20 +210,10 @@ def probe_smtp(
     unreachable = _reach("smtp", config.host, config.port, timeout)
     if unreachable is not None:
         return unreachable
-    password = None
-    if config.username:
-        try:
-            password = config.password.reveal()
-        except TomaError as exc:
-            return Probe("smtp", where, "config", str(exc), Exit.NEEDS_YOU)
-        if password is None:
-            return Probe(
-                "smtp",
-                where,
-                "config",
-                "smtp.username is set but no password: add password_env or password_file",
-                Exit.NEEDS_YOU,
-            )
+    try:
+        sign_in = _smtp_sign_in(config)
+    except TomaError as exc:
+        return Probe("smtp", where, "config", exc.message, Exit.NEEDS_YOU)
     context = None
     if config.security != "none":
         try:
@@ -225,11 +228,23 @@ def probe_smtp(
                 f"cannot use the CA file {config.ca_file}: {exc}",
                 Exit.NEEDS_YOU,
             )
-    return eventloop.run(_smtp_session(config, password, context, timeout))
+    return eventloop.run(_smtp_session(config, sign_in, context, timeout))
+
+
+def _smtp_sign_in(config: Smtp) -> SignIn | None:
+    """How the probe signs in, as the transport would; a TomaError for a missing secret."""
+    if not config.username:
+        return None
+    if config.oauth2 is not None and config.auth != "password":
+        return SignIn(config, password=None, tokens=TokenSource(config.oauth2))
+    password = config.password.reveal()
+    if password is None:
+        raise TomaError("smtp.username is set but no password: add password_env or password_file")
+    return SignIn(config, password=password, tokens=None)
 
 
 async def _smtp_session(
-    config: Smtp, password: str | None, context: ssl.SSLContext | None, timeout: float
+    config: Smtp, sign_in: SignIn | None, context: ssl.SSLContext | None, timeout: float
 ) -> Probe:
     where = f"{config.host}:{config.port}"
     smtp = aiosmtplib.SMTP(
@@ -256,18 +271,27 @@ async def _smtp_session(
                     Exit.NEEDS_YOU,
                 )
             await smtp.starttls()
-        if config.username:
+        if sign_in is not None:
             stage = "login"
-            await smtp.login(config.username, password or "")
+            await sign_in(smtp)
         stage = "server"
         await smtp.quit()
+    except AuthError as exc:
+        again = isinstance(exc, TokenUnavailable)
+        return Probe("smtp", where, "login", exc.message, Exit.RETRY if again else Exit.NEEDS_YOU)
+    except TransportError as exc:  # the server does not offer the configured mechanism
+        return Probe("smtp", where, "login", exc.message, Exit.NEEDS_YOU)
     except aiosmtplib.SMTPAuthenticationError as exc:
         return Probe(
             "smtp",
             where,
             "login",
             f"refused the login of {config.username!r} ({exc.code} {exc.message}): "
-            "check smtp.username and the password",
+            + (
+                "check smtp.username and the password"
+                if config.auth == "password"
+                else f"check smtp.username, or run `toma auth login {config.username}`"
+            ),
             Exit.NEEDS_YOU,
         )
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
@@ -285,7 +309,8 @@ async def _smtp_session(
         )
     finally:
         smtp.close()
-    signed = f", signed in as {config.username}" if config.username else ""
+    how = f" with {config.auth.upper()}" if config.auth != "password" else ""
+    signed = f", signed in as {config.username}{how}" if config.username else ""
     return Probe("smtp", where, "ok", f"{config.security}{signed}; nothing sent")
 
 
@@ -293,40 +318,93 @@ async def _smtp_session(
 
 
 def probe_imap(
-    config: Imap, *, timeout: float = TIMEOUT, tls: ssl.SSLContext | None = None
-) -> Probe:
-    """Connect, TLS, LOGIN and EXAMINE the folder (read-only), then log out."""
+    config: Imap,
+    *,
+    timeout: float = TIMEOUT,
+    tls: ssl.SSLContext | None = None,
+    folders: Sequence[str] = (),
+) -> list[Probe]:
+    """Connect, TLS, sign in and EXAMINE each folder (read-only); find the Sent folder.
+
+    ``folders`` are the folders toma reads (default: ``config.inbox_folders``). One probe
+    for the sign-in and the first folder, one for each further folder, one for Sent.
+    """
     from toma.inbox.base import InboxError, InboxLoginError, InboxUnavailable
     from toma.inbox.imap import Connector, discard
 
     where = f"{config.host}:{config.port}"
     unreachable = _reach("imap", config.host, config.port, timeout)
     if unreachable is not None:
-        return unreachable
+        return [unreachable]
     try:
         client, _info = Connector(config, tls, timeout).open()
     except InboxLoginError as exc:
-        return Probe("imap", where, "login", exc.message, Exit.NEEDS_YOU)
+        return [Probe("imap", where, "login", exc.message, Exit.NEEDS_YOU)]
+    except AuthError as exc:
+        again = isinstance(exc, TokenUnavailable)
+        return [Probe("imap", where, "login", exc.message, Exit.RETRY if again else Exit.NEEDS_YOU)]
     except InboxUnavailable as exc:
-        return Probe("imap", where, "tcp", exc.message, Exit.RETRY)
+        if exc.key == "oauth2":  # the token endpoint, not the mail server
+            return [Probe("imap", where, "login", exc.message, Exit.RETRY)]
+        found = _tls_probe("imap", where, exc)
+        return [found or Probe("imap", where, "tcp", exc.message, Exit.RETRY)]
     except InboxError as exc:
         stage = {"imap.ca_file": "tls", "imap.security": "tls", "imap.folder": "folder"}.get(
             exc.key or "", "config"
         )
-        return Probe("imap", where, stage, exc.message, Exit.NEEDS_YOU)
+        return [Probe("imap", where, stage, exc.message, Exit.NEEDS_YOU)]
     except TomaError as exc:
-        return Probe("imap", where, "config", str(exc), Exit.NEEDS_YOU)
+        return [Probe("imap", where, "config", str(exc), Exit.NEEDS_YOU)]
+    how = f" with {config.auth.upper()}" if config.auth != "password" else ""
+    probes = [
+        Probe(
+            "imap",
+            where,
+            "ok",
+            f"{config.security}, signed in as {config.username}{how}, folder "
+            f"{config.inbox_folders[0]!r} opened read-only",
+        )
+    ]
     try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the goodbye is a courtesy
-        discard(client)
-    return Probe(
-        "imap",
-        where,
-        "ok",
-        f"{config.security}, signed in as {config.username}, folder {config.folder!r} "
-        "opened read-only",
-    )
+        for folder in folders:
+            if folder == config.inbox_folders[0]:
+                continue
+            try:
+                client.select_folder(folder, readonly=True)
+            except Exception as exc:  # noqa: BLE001 - any refusal: that folder cannot be read
+                probes.append(
+                    Probe(
+                        "imap",
+                        where,
+                        "folder",
+                        f"cannot open the folder {folder!r} ({_one_line(exc)}): check its name",
+                        Exit.NEEDS_YOU,
+                    )
+                )
+            else:
+                probes.append(Probe("imap", where, "ok", f"folder {folder!r} opened read-only"))
+        probes.append(_sent_probe(client, config, where))
+    finally:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - the goodbye is a courtesy
+            discard(client)
+    return probes
+
+
+def _sent_probe(client: IMAPClient, config: Imap, where: str) -> Probe:
+    try:
+        name, how = find_sent_folder(client, config.provider_sent_folder, config.sent_folder)
+    except Exception as exc:  # noqa: BLE001 - LIST refused: say so, the rest stands
+        return Probe("imap", where, "ok", f"cannot list the folders ({_one_line(exc)})")
+    if name is None:
+        return Probe("imap", where, "ok", "no Sent folder found (none marked \\Sent)")
+    filed = "; the provider files sent mail there itself" if config.files_sent_itself else ""
+    return Probe("imap", where, "ok", f"Sent folder {name!r} (found by {how}){filed}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 # --- Maildirs -----------------------------------------------------------------------

@@ -36,11 +36,9 @@ a later retry cannot deliver twice to the recipients that were accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
-import socket
 import ssl
-from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -54,90 +52,30 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from aiosmtplib.protocol import SMTPProtocol
 
+from toma.auth import AuthError, SignInNeeded, TokenSource, TokenUnavailable
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
 from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
+from toma.transports.smtp_login import SignIn
+from toma.transports.smtp_slot import Slot, settle
+from toma.transports.smtp_wire import (
+    RateLimiter,
+    check_envelope,
+    default_tls_context,
+    failure,
+    local_hostname,
+    reply_text,
+    wire_format,
+)
+
+__all__ = ["RateLimiter", "SmtpTransport", "default_tls_context", "is_loopback", "wire_format"]
 
 log = logging.getLogger(__name__)
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-# Whitespace, controls and angle brackets would break out of "<address>" on the
-# command line; such an envelope is refused before anything is sent.
-_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
 _QUIT_TIMEOUT = 5.0
-
-
-class RateLimiter:
-    """At most ``per_minute`` messages a minute, evenly spaced, shared by all connections.
-
-    A token bucket holding one token: each acquisition reserves the next free
-    slot ``60 / per_minute`` seconds after the previous one. Holding a single
-    token means no burst after a quiet spell, so the limit holds over any
-    window, which is what a provider's per-minute quota checks.
-    """
-
-    def __init__(self, per_minute: int) -> None:
-        if per_minute < 1:
-            raise ValueError("per_minute must be at least 1")
-        self._interval = 60.0 / per_minute
-        self._next = 0.0
-
-    async def acquire(self) -> None:
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next)
-        # Reserve before sleeping: concurrent callers get successive slots.
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
-class _Slot:
-    """One pooled connection (mutable on purpose: it is the pool's state)."""
-
-    __slots__ = ("closing", "needs_reset", "smtp")
-
-    def __init__(self) -> None:
-        self.smtp: aiosmtplib.SMTP | None = None
-        self.needs_reset = False
-        # Connections closed but perhaps not yet gone (a TLS goodbye takes a round
-        # trip); closing the transport waits for them, so none outlives the loop.
-        self.closing: list[SMTPProtocol] = []
-
-    @property
-    def connected(self) -> bool:
-        return self.smtp is not None and self.smtp.is_connected
-
-    def drop(self) -> None:
-        if self.smtp is not None:
-            self.remember(self.smtp.protocol)
-            self.smtp.close()
-        self.smtp = None
-        self.needs_reset = False
-
-    def remember(self, protocol: SMTPProtocol | None) -> None:
-        self.closing = [p for p in self.closing if p.transport is not None]
-        if protocol is not None and protocol.transport is not None:
-            self.closing.append(protocol)
-
-
-async def _settle(protocols: list[SMTPProtocol], timeout: float = 1.0) -> None:
-    """Wait until closed connections are gone; abort those that take too long."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while any(p.transport is not None for p in protocols) and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-    aborted = False
-    for protocol in protocols:
-        if isinstance(protocol.transport, asyncio.Transport):
-            protocol.transport.abort()
-            aborted = True
-    if aborted:
-        await asyncio.sleep(0)
 
 
 class _ConnectFailed(Exception):
@@ -160,46 +98,6 @@ class _Stale(Exception):
     """A reused connection turned out to be gone before anything was sent."""
 
 
-def default_tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Certificate and host name checks on; only ``ca_file`` trusted when given."""
-    try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise TransportError(
-            f"cannot use the CA file {ca_file}: {exc}", key="smtp.ca_file"
-        ) from None
-
-
-def wire_format(data: bytes) -> bytes:
-    """The DATA payload: CRLF line endings, leading dots doubled, the final ``.`` line."""
-    # What toma builds already ends every line in CRLF; counting is much cheaper
-    # than rewriting every line ending to find that out.
-    plain = data.count(b"\r\n") == data.count(b"\r") == data.count(b"\n")
-    body = data if plain else _LINE_END.sub(b"\r\n", data)
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    if body.startswith(b".") or b"\n." in body:
-        body = _LEADING_DOT.sub(b"..", body)
-    return body + b".\r\n"
-
-
-def _local_hostname() -> str:
-    name = socket.getfqdn()
-    if not name or not name.isascii() or any(c.isspace() or c in "<>[]" for c in name):
-        return "localhost"
-    return name
-
-
-def _reply(response: SMTPResponse) -> str:
-    return one_line(f"{response.code} {response.message}")
-
-
-def _failure(key: str, code: int, detail: str) -> Result:
-    """A refusal before the body went out: 5xx is final, anything else is retryable."""
-    outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
-    return Result(key=key, outcome=outcome, code=code, detail=one_line(detail))
-
-
 class SmtpTransport:
     """Deliver through an SMTP server: TLS verified, authenticated, pooled, rate limited.
 
@@ -213,10 +111,13 @@ class SmtpTransport:
         self._config = config
         self._given_context = ssl_context
         self._tls: ssl.SSLContext | None = None
-        self._password: str | None = None
+        self._sign_in: SignIn | None = None
+        # A sign-in only the owner can mend: no more connections are tried, and the
+        # transport closes with it, so that the tick reports it once.
+        self._signed_out: SignInNeeded | None = None
         self._hostname = "localhost"
-        self._slots: list[_Slot] = []
-        self._idle: asyncio.Queue[_Slot] | None = None
+        self._slots: list[Slot] = []
+        self._idle: asyncio.Queue[Slot] | None = None
         self._rate = RateLimiter(config.rate_per_minute)
 
     @property
@@ -241,17 +142,9 @@ class SmtpTransport:
         else:
             self._tls = self._given_context or default_tls_context(config.ca_file)
         if config.username:
-            # Read once, at open: a missing secret is a configuration error, not a
-            # failure of every message.
-            password = config.password.reveal()
-            if password is None:
-                raise TransportError(
-                    "smtp.username is set but no password: add password_env or password_file",
-                    key="smtp.username",
-                )
-            self._password = password
-        self._hostname = await asyncio.to_thread(_local_hostname)
-        self._slots = [_Slot() for _ in range(self.concurrency)]
+            self._sign_in = await self._signing_in(config)
+        self._hostname = await asyncio.to_thread(local_hostname)
+        self._slots = [Slot() for _ in range(self.concurrency)]
         # Last in, first out: a trickle of messages keeps reusing one warm
         # connection instead of opening every slot in turn.
         self._idle = asyncio.LifoQueue()
@@ -272,16 +165,38 @@ class SmtpTransport:
         # Taking every slot waits for sends in progress to finish.
         slots = [await idle.get() for _ in self._slots]
         await asyncio.gather(*(self._quit(slot) for slot in slots))
-        await _settle([protocol for slot in slots for protocol in slot.closing])
+        await settle([protocol for slot in slots for protocol in slot.closing])
         for slot in slots:
             slot.closing.clear()
-        self._password = None
+        self._sign_in = None
+        signed_out, self._signed_out = self._signed_out, None
+        if signed_out is not None and exc is None:
+            raise signed_out
+
+    @staticmethod
+    async def _signing_in(config: Smtp) -> SignIn:
+        """Read the secret once, at open: a missing one is a configuration error, not a
+        failure of every message; likewise a sign-in that needs the owner."""
+        if config.oauth2 is not None and config.auth != "password":
+            tokens = TokenSource(config.oauth2)
+            # SignInNeeded: one error, nothing tried. An endpoint out of reach may answer by
+            # the first connection; if not, each message fails there, temporarily.
+            with contextlib.suppress(TokenUnavailable):
+                await asyncio.to_thread(tokens.token)
+            return SignIn(config, password=None, tokens=tokens)
+        password = config.password.reveal()
+        if password is None:
+            raise TransportError(
+                "smtp.username is set but no password: add password_env or password_file",
+                key="smtp.username",
+            )
+        return SignIn(config, password=password, tokens=None)
 
     async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
         idle = self._idle
         if idle is None:
             raise TransportError("the SMTP transport is not open (use `async with`)")
-        problem = _check_envelope(envelope)
+        problem = check_envelope(envelope)
         if problem is not None:
             return problem
         slot = await idle.get()
@@ -302,8 +217,10 @@ class SmtpTransport:
         )
         return result
 
-    async def _deliver(self, slot: _Slot, envelope: Envelope, handing: Handing | None) -> Result:
+    async def _deliver(self, slot: Slot, envelope: Envelope, handing: Handing | None) -> Result:
         for _ in range(2):
+            if self._signed_out is not None:
+                return Result(envelope.key, Outcome.TEMPORARY, None, self._signed_out.message)
             fresh = not slot.connected
             try:
                 await self._ready(slot)
@@ -327,7 +244,7 @@ class SmtpTransport:
                 log.debug("smtp reconnect", extra=fields(reason=one_line(str(stale))))
         return Result(envelope.key, Outcome.TEMPORARY, None, "the connection kept dropping")
 
-    async def _ready(self, slot: _Slot) -> None:
+    async def _ready(self, slot: Slot) -> None:
         if slot.connected and slot.needs_reset:
             try:
                 reply = await self._command(slot, b"RSET")
@@ -340,7 +257,7 @@ class SmtpTransport:
             slot.drop()
             await self._connect(slot)
 
-    async def _connect(self, slot: _Slot) -> None:
+    async def _connect(self, slot: Slot) -> None:
         """Give ``slot`` a ready connection (greeted, TLS, logged in) or raise _ConnectFailed."""
         config = self._config
         # Held by the slot from the start, so that a failure half-way (after
@@ -359,8 +276,17 @@ class SmtpTransport:
             await self._hello(smtp)
             if config.security == "starttls":
                 await self._upgrade(smtp)
-            if config.username:
-                await smtp.login(config.username, self._password or "")
+            if self._sign_in is not None:
+                await self._sign_in(smtp)
+        except AuthError as exc:
+            slot.drop()
+            log.warning("smtp sign-in failed", extra=fields(error=exc.message))
+            if isinstance(exc, SignInNeeded):
+                self._signed_out = exc
+            raise _ConnectFailed(exc.message) from None
+        except TransportError as exc:
+            slot.drop()
+            raise _ConnectFailed(exc.message) from None
         except _ConnectFailed:
             slot.drop()
             raise
@@ -404,7 +330,7 @@ class SmtpTransport:
                 raise
             await smtp.helo()
 
-    async def _command(self, slot: _Slot, *args: bytes) -> SMTPResponse:
+    async def _command(self, slot: Slot, *args: bytes) -> SMTPResponse:
         """One command and its answer; a broken connection is dropped and reported."""
         smtp = slot.smtp
         if smtp is None or not smtp.is_connected:
@@ -422,9 +348,7 @@ class SmtpTransport:
             slot.drop()
             raise _Broken(f"unreadable answer: {exc.message}", dropped=False) from None
 
-    async def _transaction(
-        self, slot: _Slot, envelope: Envelope, handing: Handing | None
-    ) -> Result:
+    async def _transaction(self, slot: Slot, envelope: Envelope, handing: Handing | None) -> Result:
         smtp = slot.smtp
         assert smtp is not None  # noqa: S101 - _ready leaves a connection or raises
         key = envelope.key
@@ -459,10 +383,12 @@ class SmtpTransport:
             return Result(key, Outcome.TEMPORARY, None, broken.detail)
         if reply.code == 421:  # the server is closing this connection
             slot.drop()
-            raise _Stale(_reply(reply))
+            raise _Stale(reply_text(reply))
         if reply.code != 250:
             slot.needs_reset = slot.connected
-            return _failure(key, reply.code, f"sender {envelope.sender} refused: {_reply(reply)}")
+            return failure(
+                key, reply.code, f"sender {envelope.sender} refused: {reply_text(reply)}"
+            )
 
         refused: list[tuple[str, SMTPResponse]] = []
         for recipient in envelope.recipients:
@@ -481,8 +407,8 @@ class SmtpTransport:
             final = [item for item in refused if 500 <= item[1].code < 600]
             recipient, reply = (final or refused)[0]
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-            return _failure(
-                key, reply.code, f"recipient {recipient} refused: {_reply(reply)}{more}"
+            return failure(
+                key, reply.code, f"recipient {recipient} refused: {reply_text(reply)}{more}"
             )
 
         if handed is not None and not await handed:
@@ -498,7 +424,7 @@ class SmtpTransport:
                 slot.needs_reset = slot.connected
             else:
                 slot.drop()
-            return _failure(key, reply.code, f"DATA refused: {_reply(reply)}")
+            return failure(key, reply.code, f"DATA refused: {reply_text(reply)}")
 
         protocol = smtp.protocol
         if protocol is None:
@@ -538,20 +464,20 @@ class SmtpTransport:
                 ),
             )
         if reply.code == 250:
-            return Result(key, Outcome.SENT, 250, _reply(reply))
+            return Result(key, Outcome.SENT, 250, reply_text(reply))
         if 400 <= reply.code < 600:
             if reply.code == 421:
                 slot.drop()
-            return _failure(key, reply.code, f"message refused: {_reply(reply)}")
+            return failure(key, reply.code, f"message refused: {reply_text(reply)}")
         slot.drop()
         return Result(
             key,
             Outcome.UNKNOWN,
             reply.code,
-            f"unexpected answer after the message was sent: {_reply(reply)}",
+            f"unexpected answer after the message was sent: {reply_text(reply)}",
         )
 
-    async def _quit(self, slot: _Slot) -> None:
+    async def _quit(self, slot: Slot) -> None:
         smtp = slot.smtp
         # quit() forgets its protocol when it closes; keep it to wait for the close.
         slot.remember(smtp.protocol if smtp is not None else None)
@@ -562,18 +488,3 @@ class SmtpTransport:
             pass  # the goodbye is a courtesy; the connection is closed below either way
         finally:
             slot.drop()
-
-
-def _check_envelope(envelope: Envelope) -> Result | None:
-    """A PERMANENT result for an envelope no server could take, else None."""
-    if not envelope.recipients:
-        return Result(envelope.key, Outcome.PERMANENT, None, "no recipients")
-    for address in (envelope.sender, *envelope.recipients):
-        if _BAD_ADDRESS.search(address):
-            return Result(
-                envelope.key, Outcome.PERMANENT, None, f"not a usable address: {address!r}"
-            )
-    for address in envelope.recipients:
-        if not address:
-            return Result(envelope.key, Outcome.PERMANENT, None, "an empty recipient")
-    return None
