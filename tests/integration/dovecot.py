@@ -344,6 +344,15 @@ class Dovecot:
             raise AssertionError(f"no APPENDUID in {answer!r}")
         return int(found.group(1))
 
+    def empty(self, folder: str) -> None:
+        """Delete every message in ``folder`` (which must exist)."""
+        with self.client() as client:
+            client.select_folder(folder)
+            uids = client.search("ALL")
+            if uids:
+                client.delete_messages(uids)
+                client.expunge()
+
     def flags(self, uid: int, *, folder: str = "INBOX") -> tuple[bytes, ...]:
         with self.client() as client:
             client.select_folder(folder, readonly=True)

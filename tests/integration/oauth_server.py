@@ -386,6 +386,16 @@ def oauth_servers() -> Iterator[tuple[AuthServer, OAuthDovecot, XOAuth2Smtp]]:
         auth.close()
 
 
+@pytest.fixture
+def fresh_servers(
+    oauth_servers: tuple[AuthServer, OAuthDovecot, XOAuth2Smtp],
+) -> tuple[AuthServer, OAuthDovecot, XOAuth2Smtp]:
+    """The module's servers with the Sent folder emptied: the copies of one test's
+    sends must not read, in the next test, as mail the owner wrote to its contacts."""
+    oauth_servers[1].empty(SENT_FOLDER)
+    return oauth_servers
+
+
 @contextlib.contextmanager
 def running(auth: AuthServer) -> Iterator[tuple[OAuthDovecot, XOAuth2Smtp]]:
     dovecot = OAuthDovecot(auth)

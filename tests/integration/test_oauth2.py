@@ -38,7 +38,8 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-servers = oauth_server.oauth_servers
+oauth_servers = oauth_server.oauth_servers
+servers = oauth_server.fresh_servers
 
 
 def project(
