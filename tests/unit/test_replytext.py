@@ -32,6 +32,13 @@ class TestFoldedReplyHeaders:
         body = f"Works for me, see you then.\n\n{header}\n\n> Can we meet on Monday?\n"
         assert new_text(body) == "Works for me, see you then."
 
+    def test_digits_in_the_folded_address_do_not_split_the_header(self) -> None:
+        body = (
+            "Cool!\n\nOn Sun, Jun 9, 2013 at 1:39 PM, eviltrout via Discourse Meta\n"
+            "<reply+a7c8e24f0a9b2f37@meta.discourse.org> wrote:\n\n> hi\n"
+        )
+        assert new_text(body) == "Cool!"
+
     def test_a_line_of_text_before_a_whole_header_is_kept(self) -> None:
         body = "I'll be there at 5\nOn Mon, 2 Jan 2023, Bob <bob@example.com> wrote:\n> hi\n"
         assert new_text(body) == "I'll be there at 5"
@@ -169,6 +176,8 @@ class TestSignOffs:
             "Done.\n\nP.S. --- see the attachment",
             "Agenda:\n\n---\nItem one at 10\nItem two at 11",
             "See you at the Office",
+            "Service desk reply!\n\n/label ~label2",
+            "Great, thanks.\n\n- Jake out",
         ],
     )
     def test_the_writers_own_words_stay(self, body: str) -> None:

@@ -205,7 +205,11 @@ def _folded_attribution(lines: list[str], index: int) -> bool:
         if len(parts) < width - 1 or not all(parts):
             return False
         last = parts[-1]
-        whole = _attribution(last) and (_DIGIT.search(last) or _ATTRIBUTION_START.match(last))
+        # A line that is a whole attribution alone starts with "On"/"Am"/… or has a
+        # date outside the address ("<reply+1234@x> wrote:" is only the fold's end).
+        whole = _attribution(last) and (
+            _ATTRIBUTION_START.match(last) or _DIGIT.search(_ADDRESS.sub("", last))
+        )
         if whole or _ATTRIBUTION_START.match(parts[0]):
             return False  # the attribution starts further down: the line here is text
         candidate = " ".join([stripped, *parts]).replace("< ", "<").replace(" >", ">")

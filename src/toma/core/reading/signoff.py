@@ -66,8 +66,11 @@ _CLOSING = re.compile(
     re.IGNORECASE,
 )
 # The name a writer signs with: one to four words, each starting with a capital
-# ("Stranger", "Michael Scott", "B"), or any short line after "/", "-" or "~".
-_NAME = re.compile(r"^(?:[/~–—-]\s?\S.{0,38}|(?:[A-ZÀ-ÞĀ-Ž][\w'.-]*\s?){1,4})$")
+# but for particles ("Stranger", "Michael Scott", "B", "-Maarten de Jong", "/B").
+_NAME = re.compile(
+    r"^[/~–—-]?\s?[A-ZÀ-ÞĀ-Ž][\w'.-]*"
+    r"(?:\s(?:[A-ZÀ-ÞĀ-Ž][\w'.-]*|de|van|von|der|den|da|di|du|le|la|del|dos|af|av)){0,3}$"
+)
 # Short answers that look like a name but are the message.
 _NOT_NAMES = frozenset(
     [
