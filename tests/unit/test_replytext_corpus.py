@@ -6,6 +6,8 @@ tune them: its figure is the one quoted in the release note.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from tests.replytext_corpus import Reply, load, matches, missing_words
@@ -20,6 +22,13 @@ def test_the_corpus_is_real_sized_and_split() -> None:
     assert len(CORPUS) >= 75
     assert len(parts["held-out"]) >= 20
     assert len({r.language for r in CORPUS}) >= 10
+
+
+def test_the_split_is_the_one_fixed_before_tuning() -> None:
+    """A message's part follows from its name alone (SOURCES.md): none was moved."""
+    for reply in CORPUS:
+        digest = int(hashlib.sha256(reply.name.encode()).hexdigest(), 16)
+        assert reply.part == ("held-out" if digest % 3 == 0 else "tuning"), reply.name
 
 
 @pytest.mark.parametrize("part", sorted(TARGETS))
