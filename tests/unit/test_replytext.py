@@ -177,6 +177,7 @@ class TestSignOffs:
             "Agenda:\n\n---\nItem one at 10\nItem two at 11",
             "See you at the Office",
             "Service desk reply!\n\n/label ~label2",
+            "Which day suits you?\n\nTuesday",
             "Great, thanks.\n\n- Jake out",
         ],
     )

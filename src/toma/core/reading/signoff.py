@@ -72,45 +72,16 @@ _NAME = re.compile(
     r"(?:\s(?:[A-ZÀ-ÞĀ-Ž][\w'.-]*|de|van|von|der|den|da|di|du|le|la|del|dos|af|av)){0,3}$"
 )
 # Short answers that look like a name but are the message.
-_NOT_NAMES = frozenset(
-    [
-        "yes",
-        "no",
-        "ok",
-        "okay",
-        "sure",
-        "thanks",
-        "great",
-        "perfect",
-        "done",
-        "agreed",
-        "fine",
-        "good",
-        "cool",
-        "noted",
-        "ja",
-        "nein",
-        "gut",
-        "danke",
-        "oui",
-        "non",
-        "merci",
-        "parfait",
-        "si",
-        "sí",
-        "vale",
-        "gracias",
-        "perfetto",
-        "nee",
-        "prima",
-        "tak",
-        "nej",
-        "bra",
-        "tack",
-        "sim",
-        "não",
-        "obrigado",
-    ]
+_NOT_NAMES = re.compile(
+    r"^(?:yes|no|ok|okay|sure|thanks|great|perfect|done|agreed|fine|good|cool|noted|"
+    r"ja|nein|gut|danke|oui|non|merci|parfait|si|sí|vale|gracias|perfetto|nee|prima|"
+    r"tak|nej|bra|tack|sim|não|obrigado|tomorrow|today|morgen|heute|demain|mañana|domani|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|"
+    r"lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|"
+    r"lunes|martes|miércoles|jueves|viernes|sábado|domingo|"
+    r"maandag|dinsdag|woensdag|donderdag|vrijdag|zaterdag|zondag)$",
+    re.IGNORECASE,
 )
 # What a card holds: an address, a link or a telephone number.
 _CONTACT = re.compile(r"@|https?:|www\.|\+?\d[\d ()./-]{6,}\d")
@@ -153,7 +124,7 @@ def _drop_name(lines: list[str]) -> list[str]:
     if len(lines) < 3 or lines[-2].strip() or not any(line.strip() for line in lines[:-2]):
         return lines
     last = lines[-1].strip()
-    if len(last) > 40 or last.lower().strip(".!") in _NOT_NAMES or last.endswith((".", "?", ":")):
+    if len(last) > 40 or _NOT_NAMES.match(last.strip(".!")) or last.endswith((".", "?", ":")):
         return lines
     if _NAME.match(last):
         return _trim(lines[:-1])
