@@ -6,6 +6,9 @@ One table for every command::
     1   ERROR      the command could not do what was asked: an error it names
                    (a file, a line, a contact), or problems ``toma check`` found
     2   USAGE      the command line itself is wrong (click's own code)
+    3   WARNINGS   ``toma check`` found nothing wrong, but something to look at:
+                   a template a sequence sends reads like a pitch. It blocks
+                   nothing; errors, when there are any too, give 1
     75  RETRY      could not do all its work for a reason that passes by itself:
                    a server unreachable, a 4xx answer, a timeout. toma tries
                    again at the next tick; nothing for you to do unless it lasts
@@ -33,6 +36,7 @@ class Exit(IntEnum):
     OK = 0
     ERROR = 1
     USAGE = 2
+    WARNINGS = 3
     RETRY = 75
     NEEDS_YOU = 78
 
@@ -46,8 +50,8 @@ REASONS_KEPT = 10  # reasons recorded per tick and per kind; the log has every o
 
 
 def worst(codes: Iterable[Exit]) -> Exit:
-    """The code that matters most: NEEDS_YOU, then RETRY, then the rest by value."""
-    order = {Exit.NEEDS_YOU: 3, Exit.RETRY: 2}
+    """The code that matters most: NEEDS_YOU, then RETRY, then the rest by value; WARNINGS last."""
+    order = {Exit.NEEDS_YOU: 3, Exit.RETRY: 2, Exit.WARNINGS: 0}
     found = list(codes)
     return max(found, key=lambda code: (order.get(code, 1 if code else 0), code), default=Exit.OK)
 

@@ -59,7 +59,8 @@ def check(ctx: Context, connect: bool) -> None:
     \b
     With --connect it also signs in to the servers, sending nothing, and names
     the stage that failed: dns, tcp, tls, login, folder (or path, for a Maildir).
-    Exit status: 0 all good; 1 problems in the files; 75 a server out of reach
+    Exit status: 0 all good; 1 problems in the files; 3 only warnings (a template
+    reads like a pitch: it blocks nothing); 75 a server out of reach
     (may pass by itself); 78 a server refused us (name, certificate, login, folder).
     """
     from toma.project.checks import check_project
@@ -67,6 +68,8 @@ def check(ctx: Context, connect: bool) -> None:
     report = check_project(ctx.config_path)
     for problem in report.problems:
         click.echo(f"error: {problem}", err=True)
+    for warning in report.warnings:
+        click.echo(f"{'note' if warning.note else 'warning'}: {warning}", err=True)
     summary = (
         f"{report.sequences} sequences, {report.templates} templates, "
         f"{report.newsletters} newsletters, "
@@ -74,6 +77,12 @@ def check(ctx: Context, connect: bool) -> None:
     )
     if connect:
         _check_connections(ctx, files_ok=report.ok)
+    if report.ok and report.warned:
+        from toma.exits import Exit
+
+        warned = sum(1 for warning in report.warnings if not warning.note)
+        click.echo(f"{warned} warning(s), nothing wrong ({summary}).", err=True)
+        sys.exit(Exit.WARNINGS)
     if report.ok:
         click.echo(f"All good: {summary}.")
         return

@@ -53,7 +53,7 @@ from toma.core.windows import next_opening
 if TYPE_CHECKING:
     from pathlib import Path  # names the files a value came from; never opened here
 
-KEYS: Final = ("subject", "purpose", "audience", "send_at", "layout")
+KEYS: Final = ("subject", "purpose", "audience", "send_at", "layout", "pitch")
 KEY_PREFIX: Final = "newsletter"
 PURPOSE_REQUIRED: Final = "purpose is required: say why this issue is sent and what the reader gets"
 

@@ -64,8 +64,9 @@ from toma.mail.sandbox import (
 
 LAYOUTS = "layouts"
 # The front matter of a template: ``purpose`` (optional) says why the message is
-# sent, for whoever edits it; it is never sent.
-TEMPLATE_KEYS: Final = ("subject", "layout", "purpose")
+# sent, for whoever edits it; it is never sent. ``pitch: ok`` silences the tone
+# check of `toma check` (toma.core.tone); it is never sent either.
+TEMPLATE_KEYS: Final = ("subject", "layout", "purpose", "pitch")
 # Keys people reach for that a template cannot set: the envelope is the config's.
 _HEADER_KEYS: Final = frozenset({"from", "to", "cc", "bcc", "reply_to", "reply-to", "sender"})
 # The layout variables that show the way out: a layout naming none of them gets

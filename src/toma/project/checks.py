@@ -5,6 +5,11 @@ template for each contact that could receive it: a sequence's templates for
 the contacts it reaches (by its tag or by hand), and a template no sequence
 uses for every contact. All problems are collected, not just the first; the
 same problem for many contacts is one entry naming them.
+
+It also reads the text of every template a sequence sends, and of every
+newsletter issue, for the signs of a pitch (:mod:`toma.core.tone`): those are
+warnings (notes, for newsletters), never problems — they block nothing, and a
+template says it knows with ``pitch: ok`` in its front matter.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from toma.core.contacts import Contact
 from toma.core.invoices import Invoice, invoice_view, make_invoice
 from toma.core.newsletters import recipients
 from toma.core.sequences import Sequence
+from toma.core.tone import SILENCE_KEY, pitch_findings
 from toma.errors import TemplateError, TomaError
 from toma.mail.render import Templates, base_context
 from toma.mail.unsubscribe import Unsubscribe
@@ -29,9 +35,23 @@ from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing
 
 
+@dataclass(frozen=True)
+class ToneWarning:
+    """A template that reads like a pitch: where, why, and what to do about it."""
+
+    file: Path
+    line: int
+    message: str
+    note: bool = False  # a newsletter's: softer, and not counted in the exit status
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
 @dataclass
 class CheckReport:
     problems: list[TomaError] = field(default_factory=list)
+    warnings: list[ToneWarning] = field(default_factory=list)
     templates: int = 0
     sequences: int = 0
     contacts: int = 0
@@ -41,6 +61,11 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def warned(self) -> bool:
+        """True if a template a sequence sends reads like a pitch (notes do not count)."""
+        return any(not warning.note for warning in self.warnings)
 
 
 def check_project(config_path: Path) -> CheckReport:
@@ -110,6 +135,9 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
     for _key, doc in reader.all(ENROLMENTS):
         hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
 
+    for name in sorted(set(used) & set(names) - broken):
+        _check_tone(templates, name, report, note=False)
+
     _check_newsletters(config, contacts, report)
     by_email = {c.email: c for c in contacts}
     invoices = list(billing.all_invoices(reader))
@@ -161,6 +189,7 @@ def _check_newsletters(config: Config, contacts: list[Contact], report: CheckRep
     )
     templates = newsletter_templates(folder, templates_layouts=config.paths.templates / "layouts")
     for issue in issues:
+        _check_tone(templates, issue.name, report, note=True)
         audience = recipients(issue, contacts)
         _render_all(
             templates,
@@ -170,6 +199,53 @@ def _check_newsletters(config: Config, contacts: list[Contact], report: CheckRep
             report,
             extras=[{**links.context(c), "newsletter": issue.view()} for c in audience],
         )
+
+
+def _check_tone(templates: Templates, name: str, report: CheckReport, *, note: bool) -> None:
+    """Warn where the subject or body of *name* reads like a pitch, unless it says it knows.
+
+    A newsletter may point to an offer on a landing page: its links are not
+    counted, and what else is found is a note.
+    """
+    try:
+        if templates.front(name).get(SILENCE_KEY):
+            return
+    except TemplateError:
+        return  # reported as a problem already
+    path = templates.folder / name
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    for finding in pitch_findings(_subject_and_body(text)):
+        if note and finding.kind == "links":
+            continue
+        verb = "may read" if note else "reads"
+        report.warnings.append(
+            ToneWarning(
+                file=path,
+                line=finding.line,
+                message=(
+                    f"{verb} like a pitch: {finding.reason}. Suggestion: {finding.advice}; "
+                    f"or, if you mean it, put '{SILENCE_KEY}: ok' in its front matter"
+                ),
+                note=note,
+            )
+        )
+
+
+def _subject_and_body(text: str) -> str:
+    """*text* with its front matter blanked but for the subject, so lines keep their numbers."""
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip() != "---":
+        return text
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() == "---":
+            break
+        if not lines[index].lstrip().lower().startswith("subject:"):
+            lines[index] = ""
+    lines[0] = ""
+    return "\n".join(lines)
 
 
 def _render_invoices(
