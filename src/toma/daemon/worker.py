@@ -70,7 +70,6 @@ from toma.daemon.tick import (
 )
 from toma.errors import TomaError
 from toma.logs import fields
-from toma.mail.unsubscribe import unsubscriber
 from toma.project.sequences import read_sequences
 from toma.store import (
     CONTACTS,
@@ -342,7 +341,7 @@ class Worker:
         scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
         wake = threading.Event()
         config = load_config(self.config_path)
-        with self.signals(), _watching(config, wake), _serving(config, clock):
+        with self.signals(), _watching(config, wake), _serving_if_asked(config, clock):
             log.info(
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
@@ -409,42 +408,59 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
 
 @contextmanager
 def _serving(
-    config: Config, clock: Clock, listen: tuple[str, int] | None = None
+    config: Config, clock: Clock, listen: tuple[str, int] | None = None, *, required: bool = True
 ) -> Iterator[tuple[str, int] | None]:
-    """The one-click unsubscribe endpoint, when the config gives a public base URL.
+    """The web server: the dashboard, /healthz, /plan.ics and the one-click unsubscribe links.
 
-    It records each unsubscribe durably itself (:class:`toma.web.oneclick.OneClick`)
-    before answering: nothing waits in memory for the tick. Yields the address it
-    listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
+    Each unsubscribe is recorded durably (:class:`toma.web.oneclick.OneClick`)
+    before the answer: nothing waits in memory for the tick. Yields the address it
+    listens on (``listen``, else ``[dashboard] listen``, else ``[unsubscribe]
+    listen``). When the address cannot be had and the server is not ``required``
+    (the daemon with no public unsubscribe links), the daemon goes on without it.
     """
-    if not config.unsubscribe.base_url:
+    from toma.web.app import build, check_exposure
+    from toma.web.oneclick import OneClick
+    from toma.web.server import WebServer
+
+    host, port = listen or config.dashboard.listen or config.unsubscribe.listen
+    check_exposure(config, host)
+    record = OneClick(config.paths.data, clock)
+    built = build(config, clock, record)
+    server = WebServer(built.app, host, port)
+    try:
+        server.start()
+    except OSError as exc:
+        built.close()
+        record.close()
+        message = f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+        if required:
+            raise TomaError(message, key="dashboard.listen") from None
+        log.error("dashboard not served", extra=fields(error=message))
         yield None
         return
-    from toma.web.endpoint import UnsubscribeEndpoint
-    from toma.web.oneclick import OneClick
-
-    record = OneClick(config.paths.data, clock)
-    host, port = listen or config.unsubscribe.listen
-    endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
-    try:
-        endpoint.start()
-    except OSError as exc:
-        record.close()
-        raise TomaError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}", key="unsubscribe.listen"
-        ) from None
     log.info(
-        "unsubscribe endpoint listening",
+        "web server listening",
         extra=fields(
-            address=f"{endpoint.address[0]}:{endpoint.address[1]}",
+            address=f"{server.address[0]}:{server.address[1]}",
             base_url=config.unsubscribe.base_url,
         ),
     )
     try:
-        yield endpoint.address
+        yield server.address
     finally:
-        endpoint.stop()
+        server.stop()
+        built.close()
         record.close()
+
+
+@contextmanager
+def _serving_if_asked(config: Config, clock: Clock) -> Iterator[None]:
+    """``toma run``: serve when there are links to answer or the dashboard is wanted."""
+    if not (config.unsubscribe.base_url or config.dashboard.serve):
+        yield
+        return
+    with _serving(config, clock, required=bool(config.unsubscribe.base_url)):
+        yield
 
 
 def serve(
@@ -455,20 +471,13 @@ def serve(
     stopping: threading.Event | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
 ) -> None:
-    """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
+    """``toma serve``: the dashboard and the one-click links, without ticking, until a signal.
 
     For cron users, whose ``toma run --once`` serves nothing. It takes no
-    daemon lock: the endpoint writes each unsubscribe through a store instance
-    of its own, as safe beside a tick as two processes are (see
-    :class:`toma.web.oneclick.OneClick`), so it runs alongside cron's ticks
-    or the daemon (on another address).
+    daemon lock: the server writes through store instances of its own, as safe
+    beside a tick as two processes are (see :class:`toma.web.oneclick.OneClick`),
+    so it runs alongside cron's ticks or the daemon (on another address).
     """
-    if not config.unsubscribe.base_url:
-        raise TomaError(
-            "nothing to serve: set base_url to the public https address of the "
-            'unsubscribe links (see the README, "Unsubscribe links under cron")',
-            key="unsubscribe.base_url",
-        )
     stop = stopping or threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -483,7 +492,7 @@ def serve(
     )
     try:
         with _serving(config, clock, listen) as address:
-            assert address is not None  # noqa: S101 - base_url is set, checked above
+            assert address is not None  # noqa: S101 - required: it raises instead
             if on_ready is not None:
                 on_ready(address)
             while not stop.wait(timeout=0.5):

@@ -27,6 +27,7 @@ class Row:
     at: datetime  # in the contact's zone
     at_owner: datetime
     note: str = ""
+    waits: str = ""  # why it goes then and not at once (the dashboard shows it)
 
     @property
     def at_theirs(self) -> str:
@@ -88,4 +89,16 @@ def _row(send: PlannedSend | PlannedReminder, now: datetime, owner_zone: ZoneInf
         at=send.local_send_at(),
         at_owner=send.send_at.astimezone(owner_zone),
         note=", ".join(notes),
+        waits=_waits(send, now),
     )
+
+
+def _waits(send: PlannedSend | PlannedReminder, now: datetime) -> str:
+    """Why a send goes at its moment: its step is not due yet, or the window or pace hold it."""
+    if send.send_at <= now:
+        return "due now"
+    if send.due_at > now and send.send_at - send.due_at < timedelta(minutes=1):
+        return f"{'stage' if send.kind == 'invoice' else 'step'} due then"
+    zone = ZoneInfo(send.timezone)
+    due = max(send.due_at, now).astimezone(zone).strftime("%a %d %b %H:%M")
+    return f"due {due} their time; waits for their sending window or the pace between messages"

@@ -145,3 +145,12 @@ def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
         reader, config, contacts=contacts, history=history, now=now, until=now + timedelta(days=400)
     )
     return ageing(all_invoices(reader), today, plan=[r for r in coming if not r.skipped])
+
+
+def of_contact(reader: Reader, contact: str) -> list[Invoice]:
+    """``contact``'s invoices, in every state, newest first."""
+    return sorted(
+        (i for i in all_invoices(reader) if i.contact == contact),
+        key=lambda i: i.issued,
+        reverse=True,
+    )
