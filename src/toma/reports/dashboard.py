@@ -7,6 +7,7 @@ so a page and the command that answers the same question never disagree.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,8 @@ from toma.config import Config
 from toma.core.contacts import Contact
 from toma.exits import Exit
 from toma.reports.plan import Row
-from toma.reports.status import StatusReport, gather
+from toma.reports.status import StatusReport
 from toma.store import CONVERSATIONS, MESSAGES, Reader
-from toma.store.records.contacts import all_contacts
 
 SHOWN_CONTACTS = 200  # rows of the contacts list; a search narrows the rest
 ANSWERED_BY = ("sent",)  # an outgoing message in this state answers a reply before it
@@ -27,24 +27,29 @@ ANSWERED_BY = ("sent",)  # an outgoing message in this state answers a reply bef
 @dataclass(frozen=True)
 class Moment:
     at: datetime
-    contact: str
+    contact: str  # for mail from nobody known: its sender
     kind: str
     subject: str
     detail: str = ""
+    known: bool = True  # tied to a contact
 
 
 @dataclass(frozen=True)
-class Today:
-    since: datetime
-    went_out: tuple[Moment, ...]
-    came_in: tuple[Moment, ...]
-    unanswered: tuple[Moment, ...]  # replies with no message of the owner's after them
-    bounces: tuple[Moment, ...]
-    status: StatusReport
-    held: tuple[str, ...]  # sequences the last tick held (their file has a problem)
+class Traffic:
+    """Every message sent and received, oldest first, and each contact's latest.
+
+    Derived from the whole outbox and inbox record; a page keeps it until they change.
+    """
+
+    sent: tuple[Moment, ...]
+    received: tuple[Moment, ...]
+    last_out: Mapping[str, datetime]  # each contact's latest message sent
+    last_seen: Mapping[str, datetime]  # each contact's latest message either way
 
 
 def _moment(text: Any) -> datetime | None:
+    if not text:
+        return None
     try:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
@@ -52,50 +57,84 @@ def _moment(text: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def today(reader: Reader, *, now: datetime, since: timedelta = timedelta(days=1)) -> Today:
-    """What went out and came in since ``now - since``, and what needs the owner."""
-    start = now - since
-    out: list[Moment] = []
+def traffic(reader: Reader) -> Traffic:
+    sent: list[Moment] = []
     last_out: dict[str, datetime] = {}
     for _key, doc in reader.all(MESSAGES):
+        if doc.get("state") not in ANSWERED_BY:
+            continue
         at = _moment(doc.get("sent_at"))
-        if at is None or doc.get("state") not in ANSWERED_BY:
+        if at is None:
             continue
         contact = doc.get("contact", "")
-        if at > last_out.get(contact, datetime.min.replace(tzinfo=UTC)):
+        if contact not in last_out or at > last_out[contact]:
             last_out[contact] = at
-        if at >= start:
-            subject = doc.get("subject") or doc.get("ref", "")
-            out.append(Moment(at, contact, doc.get("kind", ""), subject, doc.get("ref", "")))
-    came: list[Moment] = []
-    unanswered: list[Moment] = []
-    bounces: list[Moment] = []
+        subject = doc.get("subject") or doc.get("ref", "")
+        sent.append(Moment(at, contact, doc.get("kind", ""), subject, doc.get("ref", "")))
+    received: list[Moment] = []
+    last_seen = dict(last_out)
     for _key, doc in reader.all(CONVERSATIONS):
         at = _moment(doc.get("received_at"))
         if at is None or doc.get("history"):
             continue
-        contact = doc.get("contact") or doc.get("sender") or ""
-        kind = doc.get("kind", "")
-        moment = Moment(
-            at, contact, kind, doc.get("subject", ""), "; ".join(doc.get("actions") or [])
+        contact = doc.get("contact") or ""
+        actions = "; ".join(doc.get("actions") or [])
+        received.append(
+            Moment(
+                at,
+                contact or doc.get("sender") or "",
+                doc.get("kind", ""),
+                doc.get("subject", ""),
+                actions,
+                known=bool(contact),
+            )
         )
-        if at >= start:
-            came.append(moment)
-        if kind == "reply" and doc.get("contact") and last_out.get(contact, at) <= at:
-            unanswered.append(moment)
-        if kind == "bounce" and at >= now - timedelta(days=7):
-            bounces.append(moment)
-    status = gather(reader)
-    held = tuple((status.last_tick or {}).get("held") or ())
-    newest = lambda m: m.at  # noqa: E731
+        if contact and (contact not in last_seen or at > last_seen[contact]):
+            last_seen[contact] = at
+    when = lambda m: m.at  # noqa: E731
+    return Traffic(
+        tuple(sorted(sent, key=when)), tuple(sorted(received, key=when)), last_out, last_seen
+    )
+
+
+@dataclass(frozen=True)
+class Today:
+    since: datetime
+    went_out: tuple[Moment, ...]  # newest first
+    came_in: tuple[Moment, ...]
+    unanswered: tuple[Moment, ...]  # replies with no message of the owner's after them
+    bounces: tuple[Moment, ...]
+    status: StatusReport
+    held: tuple[str, ...]  # sequences the last tick held (their file has a problem)
+
+
+def _since(moments: tuple[Moment, ...], start: datetime) -> tuple[Moment, ...]:
+    first = bisect_left(moments, start, key=lambda m: m.at)
+    return tuple(reversed(moments[first:]))
+
+
+def today(
+    seen: Traffic, status: StatusReport, *, now: datetime, since: timedelta = timedelta(days=1)
+) -> Today:
+    """What went out and came in since ``now - since``, and what needs the owner.
+
+    A reply is answered once a message to its sender went after it.
+    """
+    start = now - since
+    unanswered = [
+        m
+        for m in seen.received
+        if m.kind == "reply" and m.known and seen.last_out.get(m.contact, m.at) <= m.at
+    ]
+    bounces = [m for m in seen.received if m.kind == "bounce" and m.at >= now - timedelta(days=7)]
     return Today(
         since=start,
-        went_out=tuple(sorted(out, key=newest, reverse=True)),
-        came_in=tuple(sorted(came, key=newest, reverse=True)),
-        unanswered=tuple(sorted(unanswered, key=newest, reverse=True)),
-        bounces=tuple(sorted(bounces, key=newest, reverse=True)),
+        went_out=_since(seen.sent, start),
+        came_in=_since(seen.received, start),
+        unanswered=tuple(reversed(unanswered)),
+        bounces=tuple(reversed(bounces)),
         status=status,
-        held=held,
+        held=tuple((status.last_tick or {}).get("held") or ()),
     )
 
 
@@ -113,22 +152,6 @@ class ContactList:
     tags: tuple[str, ...]  # every tag in use, for the filter
 
 
-def last_contacts(reader: Reader) -> dict[str, datetime]:
-    """Each contact's latest message either way (sent, or received)."""
-    latest: dict[str, datetime] = {}
-
-    def seen(contact: Any, at: datetime | None) -> None:
-        if contact and at is not None and (contact not in latest or at > latest[contact]):
-            latest[contact] = at
-
-    for _key, doc in reader.all(MESSAGES):
-        if doc.get("state") == "sent":
-            seen(doc.get("contact"), _moment(doc.get("sent_at")))
-    for _key, doc in reader.all(CONVERSATIONS):
-        seen(doc.get("contact"), _moment(doc.get("received_at")))
-    return latest
-
-
 def next_sends(rows: Iterable[Row]) -> dict[str, Row]:
     """Each contact's first planned send (``rows`` in time order)."""
     first: dict[str, Row] = {}
@@ -138,8 +161,9 @@ def next_sends(rows: Iterable[Row]) -> dict[str, Row]:
 
 
 def contact_list(
-    reader: Reader,
-    plan: Iterable[Row],
+    contacts: Iterable[Contact],
+    seen: Traffic,
+    upcoming: Mapping[str, Row],
     *,
     query: str = "",
     tag: str = "",
@@ -150,7 +174,7 @@ def contact_list(
     needle = query.strip().casefold()
     tags: set[str] = set()
     matching: list[Contact] = []
-    for contact in all_contacts(reader):
+    for contact in contacts:
         tags.update(contact.tags)
         if tag and tag not in contact.tags:
             continue
@@ -162,10 +186,8 @@ def contact_list(
             continue
         matching.append(contact)
     matching.sort(key=lambda c: c.email)
-    latest = last_contacts(reader) if matching else {}
-    upcoming = next_sends(plan)
     rows = tuple(
-        ContactRow(c, latest.get(c.email), upcoming.get(c.email)) for c in matching[:shown]
+        ContactRow(c, seen.last_seen.get(c.email), upcoming.get(c.email)) for c in matching[:shown]
     )
     return ContactList(rows, len(matching), tuple(sorted(tags)))
 
@@ -178,13 +200,12 @@ class Health:
     reasons: tuple[str, ...] = field(default_factory=tuple)
 
 
-def health(reader: Reader, config: Config, *, now: datetime) -> Health:
+def health(report: StatusReport, config: Config, *, now: datetime) -> Health:
     """Healthy when the daemon ticked recently and nothing needs the owner.
 
     Recently: within three tick intervals and a minute (a tick may run long, and
     one may be skipped while the machine sleeps).
     """
-    report = gather(reader)
     tick = report.last_tick
     ticked = _moment(tick.get("now")) if tick else None
     if ticked is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,10 +11,10 @@ from zoneinfo import ZoneInfo
 from toma.config import Config
 from toma.core.agenda import with_paced
 from toma.core.enrolments import tag_enrolments
-from toma.core.planner import PlannedSend, plan
+from toma.core.planner import PlannedSend, PlanState, plan
 from toma.core.reminders import PlannedReminder
 from toma.daemon.cache import plan_state
-from toma.project.sequences import read_sequences
+from toma.project.sequences import Files, read_sequences
 from toma.store import Reader
 from toma.store.records import invoices as billing
 from toma.timeutil import iso
@@ -48,13 +49,22 @@ class Row:
         }
 
 
-def upcoming(reader: Reader, config: Config, *, now: datetime, until: datetime) -> list[Row]:
+def upcoming(
+    reader: Reader,
+    config: Config,
+    *,
+    now: datetime,
+    until: datetime,
+    cached: Callable[[Files], PlanState] | None = None,
+) -> list[Row]:
     """Every send from ``now`` to ``until``, as the daemon would make them.
 
     Contacts whose tag the next tick would enrol are counted as enrolled now.
+    ``cached`` gives the planner's input kept decoded (a
+    :class:`toma.daemon.cache.PlanCache`), where ``reader`` would be read afresh.
     """
     files = read_sequences(config)
-    state = plan_state(reader, config, files)
+    state = cached(files) if cached is not None else plan_state(reader, config, files)
     enrolled = {(e.contact, e.sequence) for e in state.enrolments}
     coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
     if coming:

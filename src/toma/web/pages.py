@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
@@ -30,15 +32,27 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route, Router
 
 from toma.config import Config
-from toma.core.contacts import Status
+from toma.core.contacts import Contact, Status
+from toma.daemon.cache import PlanCache
 from toma.errors import TomaError
 from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
 from toma.reports.plan import Row, upcoming
-from toma.reports.status import gather
-from toma.store import Store, TinyStore
-from toma.store.base import ChangeMark
+from toma.reports.status import StatusReport, gather
+from toma.store import (
+    CONTACTS,
+    CONVERSATIONS,
+    ENROLMENTS,
+    INVOICES,
+    MESSAGES,
+    META,
+    SUPPRESSION,
+    SYNC,
+    TABLES,
+    Store,
+    TinyStore,
+)
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments as enrolled
 from toma.store.records import invoices as billing
@@ -48,12 +62,22 @@ from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
 from toma.web.ics import plan_calendar
 from toma.web.server import BodyTooLarge, read_body
+from toma.web.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PLAN_DAYS = 28
-PLAN_KEPT = timedelta(minutes=1)
+PLAN_KEPT = timedelta(minutes=5)  # a plan a few minutes old still says what goes when
+PLAN_TABLES = (CONTACTS, ENROLMENTS, MESSAGES, INVOICES, SUPPRESSION)
 BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
+
+
+@dataclass(frozen=True)
+class Planned:
+    at: datetime
+    rows: list[Row]
+    first: dict[str, Row]  # each contact's next send
 
 
 class Dashboard:
@@ -64,8 +88,10 @@ class Dashboard:
         self.csrf = Csrf()
         self.ics_token = calendar_token(secret)
         self._store: Store | None = None
-        self._mark: ChangeMark | None = None
-        self._plan: tuple[datetime, list[Row]] | None = None
+        self.snapshot = Snapshot()
+        self.plan_cache = PlanCache()
+        self._memos: dict[str, tuple[object, Any]] = {}
+        self._plan: tuple[tuple[int, ...], Planned] | None = None
         self.templates = Environment(
             loader=PackageLoader("toma.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -96,26 +122,65 @@ class Dashboard:
     # --- reading -------------------------------------------------------------
 
     def store(self) -> Store:
+        """The store, for writing; :meth:`reader` for reading."""
         if self._store is None:
             self._store = TinyStore(self.config.paths.data)
-        else:
-            self._store.refresh()
-        mark, changed = self._store.changes_since(self._mark)
-        if changed is None or changed:
-            self._plan = None
-        self._mark = mark
         return self._store
+
+    def reader(self) -> Snapshot:
+        """The store as it is now (what changed since the last page read in)."""
+        store = self.store()
+        store.refresh()
+        self.snapshot.sync(store)
+        return self.snapshot
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
 
-    def upcoming(self, store: Store, now: datetime) -> list[Row]:
-        if self._plan is None or not self._plan[0] <= now < self._plan[0] + PLAN_KEPT:
-            rows = upcoming(store, self.config, now=now, until=now + timedelta(days=PLAN_DAYS))
-            self._plan = (now, rows)
-        return self._plan[1]
+    def _memo(self, name: str, key: object, compute: Callable[[], T]) -> T:
+        """``compute()``, kept while ``key`` (the versions of the tables it reads) holds."""
+        kept = self._memos.get(name)
+        if kept is not None and kept[0] == key:
+            value: T = kept[1]
+            return value
+        value = compute()
+        self._memos[name] = (key, value)
+        return value
+
+    def upcoming(self, reader: Snapshot, now: datetime) -> Planned:
+        """The plan from ``now``: kept while its tables stay as they were, for PLAN_KEPT."""
+        version = reader.version(*PLAN_TABLES)
+        kept = self._plan
+        if kept is not None and kept[0] == version and kept[1].at <= now < kept[1].at + PLAN_KEPT:
+            return kept[1]
+        store = self.store()
+        rows = upcoming(
+            reader,
+            self.config,
+            now=now,
+            until=now + timedelta(days=PLAN_DAYS),
+            cached=lambda files: self.plan_cache.state(store, self.config, files),
+        )
+        planned = Planned(now, rows, views.next_sends(rows))
+        self._plan = (version, planned)
+        return planned
+
+    def status_report(self, reader: Snapshot) -> StatusReport:
+        key = reader.version(MESSAGES, CONVERSATIONS, SYNC, META)
+        return self._memo("status", key, lambda: gather(reader))
+
+    def traffic(self, reader: Snapshot) -> views.Traffic:
+        key = reader.version(MESSAGES, CONVERSATIONS)
+        return self._memo("traffic", key, lambda: views.traffic(reader))
+
+    def contacts_decoded(self, reader: Snapshot) -> dict[str, Contact]:
+        return self._memo(
+            "contacts",
+            reader.version(CONTACTS),
+            lambda: {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)},
+        )
 
     def _when(self, moment: datetime | str | None, fmt: str = "%a %d %b %H:%M") -> str:
         if moment is None or moment == "":
@@ -138,22 +203,30 @@ class Dashboard:
 
     async def today(self, request: Request) -> Response:
         now = self.clock.now()
-        store = self.store()
-        return self.render("today.html", page="today", now=now, today=views.today(store, now=now))
+        reader = self.reader()
+        today = views.today(self.traffic(reader), self.status_report(reader), now=now)
+        return self.render("today.html", page="today", now=now, today=today)
 
     async def plan(self, request: Request) -> Response:
         now = self.clock.now()
-        rows = self.upcoming(self.store(), now)
-        return self.render("plan.html", page="plan", now=now, days=views.by_day(rows))
+        planned = self.upcoming(self.reader(), now)
+        return self.render(
+            "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
+        )
 
     async def contacts(self, request: Request) -> Response:
         now = self.clock.now()
-        store = self.store()
+        reader = self.reader()
         query = request.query_params.get("q", "")
         tag = request.query_params.get("tag", "")
         status = request.query_params.get("status", "")
         found = views.contact_list(
-            store, self.upcoming(store, now), query=query, tag=tag, status=status
+            self.contacts_decoded(reader).values(),
+            self.traffic(reader),
+            self.upcoming(reader, now).first,
+            query=query,
+            tag=tag,
+            status=status,
         )
         return self.render(
             "contacts.html",
@@ -167,51 +240,57 @@ class Dashboard:
 
     async def contact(self, request: Request) -> Response:
         now = self.clock.now()
-        store = self.store()
+        reader = self.reader()
         email = request.path_params["email"]
         try:
-            contact = addressbook.find(store, email)
+            contact = addressbook.find(reader, email)
         except TomaError:
             return self.render("missing.html", 404, page="contacts", what=f"No contact {email}.")
         return self.render(
             "contact.html",
             page="contacts",
             contact=contact,
-            entries=conversation(store, contact.email, self.zone),
-            enrolments=enrolled.of_contact(store, contact.email),
-            next_steps=[r for r in self.upcoming(store, now) if r.contact == contact.email],
-            invoices=billing.of_contact(store, contact.email),
+            entries=conversation(reader, contact.email, self.zone),
+            enrolments=enrolled.of_contact(reader, contact.email),
+            next_steps=[r for r in self.upcoming(reader, now).rows if r.contact == contact.email],
+            invoices=billing.of_contact(reader, contact.email),
         )
 
     async def invoices(self, request: Request) -> Response:
         now = self.clock.now()
-        store = self.store()
-        ageing = billing.report(store, self.config, now=now)
+        reader = self.reader()
+        ageing = billing.report(
+            reader, self.config, now=now, contacts=self.contacts_decoded(reader)
+        )
         return self.render(
             "invoices.html", page="invoices", ageing=ageing, chart=ageing_svg(ageing)
         )
 
     async def invoice(self, request: Request) -> Response:
-        store = self.store()
+        reader = self.reader()
         number = request.path_params["number"]
         try:
-            invoice = billing.find(store, number)
+            invoice = billing.find(reader, number)
         except TomaError:
             return self.render("missing.html", 404, page="invoices", what=f"No invoice {number}.")
         return self.render(
             "invoice.html",
             page="invoices",
             invoice=invoice,
-            thread=about_invoice(store, invoice.number, invoice.contact, self.zone),
+            thread=about_invoice(reader, invoice.number, invoice.contact, self.zone),
         )
 
     async def newsletters(self, request: Request) -> Response:
-        store = self.store()
-        report = gather(store)
-        names = sorted(set(report.newsletters) | set(issues.scheduled(store)))
+        reader = self.reader()
+        rows = self._memo("newsletters", reader.version(*TABLES), lambda: self._issues(reader))
+        return self.render("newsletters.html", page="newsletters", rows=rows)
+
+    def _issues(self, reader: Snapshot) -> list[dict[str, Any]]:
+        report = self.status_report(reader)
+        names = sorted(set(report.newsletters) | set(issues.scheduled(reader)))
         rows = []
         for name in names:
-            figures = issues.figures(store, name)
+            figures = issues.figures(reader, name)
             try:
                 purpose = issues.load(self.config, name).purpose
             except TomaError:
@@ -220,32 +299,34 @@ class Dashboard:
             rows.append(
                 {**figures, "purpose": purpose, "audience": audience + figures["in_progress"]}
             )
-        return self.render("newsletters.html", page="newsletters", rows=rows)
+        return rows
 
     async def status(self, request: Request) -> Response:
         now = self.clock.now()
-        store = self.store()
-        report = gather(store)
+        report = self.status_report(self.reader())
         return self.render(
             "status.html",
             page="status",
             report=report,
             lines=report.lines(),
-            health=views.health(store, self.config, now=now),
+            health=views.health(report, self.config, now=now),
             ics=f"/plan.ics?token={self.ics_token}",
         )
 
     async def healthz(self, request: Request) -> Response:
-        found = views.health(self.store(), self.config, now=self.clock.now())
+        report = self.status_report(self.reader())
+        found = views.health(report, self.config, now=self.clock.now())
         code = HTTPStatus.OK if found.ok else HTTPStatus.SERVICE_UNAVAILABLE
         return PlainTextResponse(found.reason + "\n", status_code=code.value)
 
     async def ics(self, request: Request) -> Response:
         if not self.calendar_allowed(request.query_params.get("token")):
             return PlainTextResponse("Not found.\n", status_code=HTTPStatus.NOT_FOUND.value)
-        now = self.clock.now()
-        rows = self.upcoming(self.store(), now)
-        return Response(plan_calendar(rows, now=now), media_type="text/calendar; charset=utf-8")
+        planned = self.upcoming(self.reader(), self.clock.now())
+        # The same plan (its tables' versions, its moment) gives the same calendar.
+        key = (self._plan[0] if self._plan else (), planned.at)
+        body = self._memo("ics", key, lambda: plan_calendar(planned.rows, now=planned.at))
+        return Response(body, media_type="text/calendar; charset=utf-8")
 
     def calendar_allowed(self, sent: str | None) -> bool:
         return bool(sent) and hmac.compare_digest(str(sent), self.ics_token)
@@ -295,7 +376,6 @@ class Dashboard:
             "dashboard_action",
             extra=fields(action=action, contact=email, sequence=form.get("sequence")),
         )
-        self._plan = None
         return RedirectResponse(f"/contacts/{quote(email, safe='@')}", status_code=303)
 
     async def invoice_paid(self, request: Request) -> Response:
@@ -311,5 +391,4 @@ class Dashboard:
         except TomaError as exc:
             return self.render("missing.html", 409, page="invoices", what=str(exc))
         log.info("dashboard_action", extra=fields(action="paid", invoice=invoice.number))
-        self._plan = None
         return RedirectResponse(f"/invoices/{quote(number)}", status_code=303)

@@ -128,14 +128,21 @@ def reminders(
     )
 
 
-def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
+def report(
+    reader: Reader,
+    config: Config,
+    *,
+    now: datetime,
+    contacts: Mapping[str, Contact] | None = None,
+) -> Ageing:
     """The ageing report on the owner's today, with the next reminder of each invoice.
 
     The next reminder comes from :func:`reminders`, the plan the daemon sends by
     and ``toma plan`` shows, so the three never disagree.
     """
     today = now.astimezone(ZoneInfo(config.owner.timezone)).date()
-    contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
+    if contacts is None:  # a caller that keeps them decoded passes them
+        contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
     history = {
         key: OutboxRecord.from_doc(doc)
         for key, doc in reader.all(MESSAGES)
