@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from toma.config import Config
@@ -57,44 +58,53 @@ def _moment(text: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def traffic(reader: Reader) -> Traffic:
-    sent: list[Moment] = []
-    last_out: dict[str, datetime] = {}
-    for _key, doc in reader.all(MESSAGES):
-        if doc.get("state") not in ANSWERED_BY:
-            continue
-        at = _moment(doc.get("sent_at"))
-        if at is None:
-            continue
-        contact = doc.get("contact", "")
-        if contact not in last_out or at > last_out[contact]:
-            last_out[contact] = at
-        subject = doc.get("subject") or doc.get("ref", "")
-        sent.append(Moment(at, contact, doc.get("kind", ""), subject, doc.get("ref", "")))
-    received: list[Moment] = []
-    last_seen = dict(last_out)
-    for _key, doc in reader.all(CONVERSATIONS):
-        at = _moment(doc.get("received_at"))
-        if at is None or doc.get("history"):
-            continue
-        contact = doc.get("contact") or ""
-        actions = "; ".join(doc.get("actions") or [])
-        received.append(
-            Moment(
-                at,
-                contact or doc.get("sender") or "",
-                doc.get("kind", ""),
-                doc.get("subject", ""),
-                actions,
-                known=bool(contact),
-            )
-        )
-        if contact and (contact not in last_seen or at > last_seen[contact]):
-            last_seen[contact] = at
-    when = lambda m: m.at  # noqa: E731
-    return Traffic(
-        tuple(sorted(sent, key=when)), tuple(sorted(received, key=when)), last_out, last_seen
+def sent_moment(doc: Mapping[str, Any]) -> Moment | None:
+    """An outbox record as a moment of the traffic, if it went out."""
+    if doc.get("state") not in ANSWERED_BY:
+        return None
+    at = _moment(doc.get("sent_at"))
+    if at is None:
+        return None
+    subject = doc.get("subject") or doc.get("ref", "")
+    return Moment(at, doc.get("contact", ""), doc.get("kind", ""), subject, doc.get("ref", ""))
+
+
+def received_moment(doc: Mapping[str, Any]) -> Moment | None:
+    """An inbox record as a moment of the traffic (not mail imported as history)."""
+    at = _moment(doc.get("received_at"))
+    if at is None or doc.get("history"):
+        return None
+    contact = doc.get("contact") or ""
+    return Moment(
+        at,
+        contact or doc.get("sender") or "",
+        doc.get("kind", ""),
+        doc.get("subject", ""),
+        "; ".join(doc.get("actions") or []),
+        known=bool(contact),
     )
+
+
+def assemble(sent: Iterable[Moment], received: Iterable[Moment]) -> Traffic:
+    """The traffic of these moments: in time order, with each contact's latest."""
+    when = attrgetter("at")
+    outgoing = tuple(sorted(sent, key=when))
+    incoming = tuple(sorted(received, key=when))
+    last_out: dict[str, datetime] = {}
+    for m in outgoing:  # in time order: the last one seen is the latest
+        last_out[m.contact] = m.at
+    last_seen = dict(last_out)
+    for m in incoming:
+        if m.known and (m.contact not in last_seen or m.at > last_seen[m.contact]):
+            last_seen[m.contact] = m.at
+    return Traffic(outgoing, incoming, last_out, last_seen)
+
+
+def traffic(reader: Reader) -> Traffic:
+    """The traffic of the whole outbox and inbox record."""
+    sent = (sent_moment(doc) for _key, doc in reader.all(MESSAGES))
+    received = (received_moment(doc) for _key, doc in reader.all(CONVERSATIONS))
+    return assemble((m for m in sent if m is not None), (m for m in received if m is not None))
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from toma.web.charts import ageing_svg
 from toma.web.ics import plan_calendar
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
+from toma.web.traffic import TrafficView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +91,8 @@ class Dashboard:
         self._store: Store | None = None
         self.snapshot = Snapshot()
         self.plan_cache = PlanCache()
+        self.traffic_view = TrafficView()
+        self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
         self._memos: dict[str, tuple[object, Any]] = {}
         self._plan: tuple[tuple[int, ...], Planned] | None = None
         self.templates = Environment(
@@ -172,8 +175,7 @@ class Dashboard:
         return self._memo("status", key, lambda: gather(reader))
 
     def traffic(self, reader: Snapshot) -> views.Traffic:
-        key = reader.version(MESSAGES, CONVERSATIONS)
-        return self._memo("traffic", key, lambda: views.traffic(reader))
+        return self.traffic_view.traffic(reader)
 
     def contacts_decoded(self, reader: Snapshot) -> dict[str, Contact]:
         return self._memo(
@@ -325,7 +327,9 @@ class Dashboard:
         planned = self.upcoming(self.reader(), self.clock.now())
         # The same plan (its tables' versions, its moment) gives the same calendar.
         key = (self._plan[0] if self._plan else (), planned.at)
-        body = self._memo("ics", key, lambda: plan_calendar(planned.rows, now=planned.at))
+        body = self._memo(
+            "ics", key, lambda: plan_calendar(planned.rows, now=planned.at, made=self._events)
+        )
         return Response(body, media_type="text/calendar; charset=utf-8")
 
     def calendar_allowed(self, sent: str | None) -> bool:
