@@ -1,10 +1,12 @@
 """The dashboard's pages and its few safe actions, server-rendered from Jinja2 templates.
 
-Every page reads one store instance of its own, refreshed before each page (so
-it sees the daemon's writes), on the server's event loop thread: handlers are
-``async`` and do their reading without awaiting, so two never interleave on the
-instance. The plan is the costly part (the planner over every contact); it is
-kept until the store changes or a minute passes.
+Every page reads one store instance of its own through a snapshot of its tables
+(:mod:`toma.web.snapshot`), brought up to date before each page (so it sees the
+daemon's writes), on one reading thread: a store instance is not thread-safe,
+and the server's loop stays free for the unsubscribe links meanwhile. What a
+page derives is kept until the tables it reads change; the plan (the planner
+over every contact, the costly part) for at most five minutes too. The reading
+thread reads everything once as soon as the server starts.
 
 Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
 each one store transaction through the same records functions as the CLI's
@@ -15,9 +17,11 @@ command.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -93,6 +97,10 @@ class Dashboard:
         self.plan_cache = PlanCache()
         self.traffic_view = TrafficView()
         self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
+        # Every read and write of the store and the snapshot happens on this one
+        # thread: a store instance is not thread-safe, and a page taking a second
+        # must not hold up the unsubscribe links on the server's loop.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toma-dashboard")
         self._memos: dict[str, tuple[object, Any]] = {}
         self._plan: tuple[tuple[int, ...], Planned] | None = None
         self.templates = Environment(
@@ -106,21 +114,54 @@ class Dashboard:
         self.style = (resources.files("toma.web") / "static" / "style.css").read_bytes()
         self.router = Router(
             [
-                Route("/", self.today),
-                Route("/plan", self.plan),
-                Route("/contacts", self.contacts),
-                Route("/contacts/{email}", self.contact),
+                Route("/", self.off_loop(self.today)),
+                Route("/plan", self.off_loop(self.plan)),
+                Route("/contacts", self.off_loop(self.contacts)),
+                Route("/contacts/{email}", self.off_loop(self.contact)),
                 Route("/contacts/{email}/{action}", self.contact_action, methods=["POST"]),
-                Route("/invoices", self.invoices),
-                Route("/invoices/{number}", self.invoice),
+                Route("/invoices", self.off_loop(self.invoices)),
+                Route("/invoices/{number}", self.off_loop(self.invoice)),
                 Route("/invoices/{number}/paid", self.invoice_paid, methods=["POST"]),
-                Route("/newsletters", self.newsletters),
-                Route("/status", self.status),
-                Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
-                Route("/plan.ics", self.ics, methods=["GET", "HEAD"]),
+                Route("/newsletters", self.off_loop(self.newsletters)),
+                Route("/status", self.off_loop(self.status)),
+                Route("/healthz", self.off_loop(self.healthz), methods=["GET", "HEAD"]),
+                Route("/plan.ics", self.off_loop(self.ics), methods=["GET", "HEAD"]),
                 Route("/static/style.css", self.stylesheet, methods=["GET", "HEAD"]),
             ]
         )
+        self._worker.submit(self.warm)
+
+    # --- the reading thread ----------------------------------------------------
+
+    def off_loop(
+        self, page: Callable[[Request], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``page`` run on the reading thread, so the server's loop never waits for it."""
+
+        async def handler(request: Request) -> Response:
+            return await self._run(lambda r, _form: page(r), request, {})
+
+        return handler
+
+    async def _run(
+        self,
+        work: Callable[[Request, dict[str, str]], Response],
+        request: Request,
+        form: dict[str, str],
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, work, request, form)
+
+    def warm(self) -> None:
+        """Read the store and make the plan before the first page asks (seconds, at scale)."""
+        try:
+            now = self.clock.now()
+            reader = self.reader()
+            self.traffic(reader)
+            self.status_report(reader)
+            self.calendar(self.upcoming(reader, now))
+        except Exception:
+            log.exception("dashboard_warm_up_failed")
 
     # --- reading -------------------------------------------------------------
 
@@ -138,6 +179,8 @@ class Dashboard:
         return self.snapshot
 
     def close(self) -> None:
+        # After the reading thread: it may be reading the store.
+        self._worker.shutdown(wait=True, cancel_futures=True)
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -203,20 +246,38 @@ class Dashboard:
 
     # --- pages ---------------------------------------------------------------
 
-    async def today(self, request: Request) -> Response:
+    def today(self, request: Request) -> Response:
         now = self.clock.now()
         reader = self.reader()
         today = views.today(self.traffic(reader), self.status_report(reader), now=now)
         return self.render("today.html", page="today", now=now, today=today)
 
-    async def plan(self, request: Request) -> Response:
-        now = self.clock.now()
-        planned = self.upcoming(self.reader(), now)
-        return self.render(
-            "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
+    def plan(self, request: Request) -> Response:
+        planned = self.upcoming(self.reader(), self.clock.now())
+        # Thousands of rows at scale: the page is made once per plan.
+        page = self._memo(
+            "plan page",
+            self._plan_key(planned),
+            lambda: (
+                self.render(
+                    "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
+                ).body
+            ),
+        )
+        return HTMLResponse(page)
+
+    def _plan_key(self, planned: Planned) -> object:
+        """The same plan (its tables' versions, its moment) gives the same page or calendar."""
+        return (self._plan[0] if self._plan else (), planned.at)
+
+    def calendar(self, planned: Planned) -> bytes:
+        return self._memo(
+            "ics",
+            self._plan_key(planned),
+            lambda: plan_calendar(planned.rows, now=planned.at, made=self._events),
         )
 
-    async def contacts(self, request: Request) -> Response:
+    def contacts(self, request: Request) -> Response:
         now = self.clock.now()
         reader = self.reader()
         query = request.query_params.get("q", "")
@@ -240,7 +301,7 @@ class Dashboard:
             statuses=[s.value for s in Status],
         )
 
-    async def contact(self, request: Request) -> Response:
+    def contact(self, request: Request) -> Response:
         now = self.clock.now()
         reader = self.reader()
         email = request.path_params["email"]
@@ -258,7 +319,7 @@ class Dashboard:
             invoices=billing.of_contact(reader, contact.email),
         )
 
-    async def invoices(self, request: Request) -> Response:
+    def invoices(self, request: Request) -> Response:
         now = self.clock.now()
         reader = self.reader()
         ageing = billing.report(
@@ -268,7 +329,7 @@ class Dashboard:
             "invoices.html", page="invoices", ageing=ageing, chart=ageing_svg(ageing)
         )
 
-    async def invoice(self, request: Request) -> Response:
+    def invoice(self, request: Request) -> Response:
         reader = self.reader()
         number = request.path_params["number"]
         try:
@@ -282,7 +343,7 @@ class Dashboard:
             thread=about_invoice(reader, invoice.number, invoice.contact, self.zone),
         )
 
-    async def newsletters(self, request: Request) -> Response:
+    def newsletters(self, request: Request) -> Response:
         reader = self.reader()
         rows = self._memo("newsletters", reader.version(*TABLES), lambda: self._issues(reader))
         return self.render("newsletters.html", page="newsletters", rows=rows)
@@ -303,7 +364,7 @@ class Dashboard:
             )
         return rows
 
-    async def status(self, request: Request) -> Response:
+    def status(self, request: Request) -> Response:
         now = self.clock.now()
         report = self.status_report(self.reader())
         return self.render(
@@ -315,22 +376,17 @@ class Dashboard:
             ics=f"/plan.ics?token={self.ics_token}",
         )
 
-    async def healthz(self, request: Request) -> Response:
+    def healthz(self, request: Request) -> Response:
         report = self.status_report(self.reader())
         found = views.health(report, self.config, now=self.clock.now())
         code = HTTPStatus.OK if found.ok else HTTPStatus.SERVICE_UNAVAILABLE
         return PlainTextResponse(found.reason + "\n", status_code=code.value)
 
-    async def ics(self, request: Request) -> Response:
+    def ics(self, request: Request) -> Response:
         if not self.calendar_allowed(request.query_params.get("token")):
             return PlainTextResponse("Not found.\n", status_code=HTTPStatus.NOT_FOUND.value)
         planned = self.upcoming(self.reader(), self.clock.now())
-        # The same plan (its tables' versions, its moment) gives the same calendar.
-        key = (self._plan[0] if self._plan else (), planned.at)
-        body = self._memo(
-            "ics", key, lambda: plan_calendar(planned.rows, now=planned.at, made=self._events)
-        )
-        return Response(body, media_type="text/calendar; charset=utf-8")
+        return Response(self.calendar(planned), media_type="text/calendar; charset=utf-8")
 
     def calendar_allowed(self, sent: str | None) -> bool:
         return bool(sent) and hmac.compare_digest(str(sent), self.ics_token)
@@ -362,6 +418,9 @@ class Dashboard:
         form = await self._form(request)
         if isinstance(form, Response):
             return form
+        return await self._run(self._contact_action, request, form)
+
+    def _contact_action(self, request: Request, form: dict[str, str]) -> Response:
         email = request.path_params["email"]
         action = request.path_params["action"]
         store = self.store()
@@ -386,6 +445,9 @@ class Dashboard:
         form = await self._form(request)
         if isinstance(form, Response):
             return form
+        return await self._run(self._invoice_paid, request, form)
+
+    def _invoice_paid(self, request: Request, _form: dict[str, str]) -> Response:
         number = request.path_params["number"]
         now = self.clock.now()
         try:
