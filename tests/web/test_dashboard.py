@@ -256,6 +256,17 @@ def test_from_another_address_without_the_password_only_unsubscribe_answers(
     assert doc is not None and doc["status"] == "unsubscribed"
 
 
+def test_a_name_rebound_to_127_0_0_1_is_refused(site: Site) -> None:
+    """DNS rebinding: another site's name resolving to 127.0.0.1 must not read the pages."""
+    port = site.server.address[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        assert ask("127.0.0.1", port, "/contacts", headers={"Host": host}) == 403, host
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        assert ask("127.0.0.1", port, "/contacts", headers={"Host": host}) == 200, host
+    token = unsubscriber(site.config).token(MIA)
+    assert ask("127.0.0.1", port, f"/u/{token}", headers={"Host": "news.example.com"}) == 200
+
+
 def test_without_a_password_only_this_machine_is_served(tmp_path: Path) -> None:
     config_path = make_project(tmp_path, contacts=1, now=NOW)
     config = load_config(config_path)

@@ -11,7 +11,8 @@ Theory of operation
 2. Everything else passes :meth:`Access.refusal` first. With a password hash
    configured, every request must carry the password (HTTP Basic), except
    ``/healthz`` from a loopback peer (a container's own health check).
-   Without one, only loopback peers are served, unless config.toml says a
+   Without one, only loopback peers asking for a loopback name in ``Host``
+   are served (a rebound DNS name is refused), unless config.toml says a
    reverse proxy that authenticates stands in front (``behind_proxy``).
    :func:`check_exposure` refuses to listen beyond loopback with neither.
 3. Then the pages (:mod:`toma.web.pages`).
@@ -73,13 +74,32 @@ class Access:
                 status_code=HTTPStatus.UNAUTHORIZED.value,
                 headers={"WWW-Authenticate": 'Basic realm="toma", charset="UTF-8"'},
             )
-        if self.behind_proxy or is_loopback(peer):
+        if self.behind_proxy:
             return None
+        if is_loopback(peer):
+            if _loopback_host(request.headers.get("host", "")):
+                return None
+            # A page of another site whose name now resolves to 127.0.0.1 (DNS
+            # rebinding) would read the dashboard as its own: only this machine's
+            # names are answered.
+            return PlainTextResponse(
+                "The dashboard answers to 127.0.0.1, [::1] and localhost only.\n",
+                status_code=HTTPStatus.FORBIDDEN.value,
+            )
         return PlainTextResponse(
             "The dashboard answers this machine only (see the README: reaching the dashboard "
             "from another machine).\n",
             status_code=HTTPStatus.FORBIDDEN.value,
         )
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine (``127.0.0.1:8025``, ``[::1]``, ``localhost``)."""
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else ""
+    else:
+        name = host.rsplit(":", 1)[0]
+    return name.lower() == "localhost" or is_loopback(name)
 
 
 def password_hash(config: Config) -> str | None:
