@@ -251,7 +251,7 @@ def serve(ctx: Context, listen: str | None, hash_password: bool) -> None:
         click.echo(make_hash(password))
         return
     from toma.config import parse_listen
-    from toma.daemon.worker import serve as serve_endpoint
+    from toma.daemon.serving import serve as serve_endpoint
     from toma.timeutil import SystemClock
 
     address = None
