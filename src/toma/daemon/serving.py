@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def _serving(
+def serving(
     config: Config, clock: Clock, listen: tuple[str, int] | None = None, *, required: bool = True
 ) -> Iterator[tuple[str, int] | None]:
     """The web server: the dashboard, /healthz, /plan.ics and the one-click unsubscribe links.
@@ -74,7 +74,7 @@ def serving_if_asked(config: Config, clock: Clock) -> Iterator[None]:
     if not (config.unsubscribe.base_url or config.dashboard.serve):
         yield
         return
-    with _serving(config, clock, required=bool(config.unsubscribe.base_url)):
+    with serving(config, clock, required=bool(config.unsubscribe.base_url)):
         yield
 
 
@@ -106,7 +106,7 @@ def serve(
         else {}
     )
     try:
-        with _serving(config, clock, listen) as address:
+        with serving(config, clock, listen) as address:
             assert address is not None  # noqa: S101 - required: it raises instead
             if on_ready is not None:
                 on_ready(address)
