@@ -18,6 +18,8 @@ printed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import gc
+import resource
 import statistics
 import sys
 import tempfile
@@ -130,6 +132,12 @@ def fill(folder: Path, count: int) -> dict[str, int]:
     return sizes
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
 def a_tick(data: Path) -> None:
     """What a quiet tick writes, from another store instance: its report and one message."""
     store = TinyStore(data)
@@ -196,6 +204,8 @@ def main() -> None:
         config = load_config(config_path)
         clock = FixedClock(NOW)
         store = TinyStore(config.paths.data)
+        gc.collect()
+        base_rss = rss_mb()
         started = time.perf_counter()
         rows = upcoming(store, config, now=NOW, until=NOW + timedelta(days=28))
         took = 1000 * (time.perf_counter() - started)
@@ -209,7 +219,8 @@ def main() -> None:
         fetch(base + "/healthz")  # waits for the reading thread's warm-up, begun at build
         print(
             f"warm-up after start (reading the store, making the plan): "
-            f"{1000 * (time.perf_counter() - started):.0f} ms"
+            f"{1000 * (time.perf_counter() - started):.0f} ms; memory {rss_mb():.0f} MB "
+            f"(before the app: {base_rss:.0f} MB, one store instance open)"
         )
         pages = {
             "Today": "/",
