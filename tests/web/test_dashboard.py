@@ -286,3 +286,23 @@ def test_without_a_password_only_this_machine_is_served(tmp_path: Path) -> None:
     finally:
         server.stop()
         built.close()
+
+
+def test_unenroll_and_mark_paid_from_the_pages(site: Site, page: Page) -> None:
+    """Last in this module: it changes Mia's plan and her invoice."""
+    page.goto(site.base + f"/contacts/{MIA}")
+    assert "keep/second" in page.locator("#next-steps").inner_text()
+    page.click("text=Unenroll")
+    assert page.locator("#next-steps").count() == 0  # "Nothing planned."
+    assert "stopped" in page.locator("main table").first.inner_text()
+    page.goto(site.base + "/plan")
+    assert page.locator(f'tr.send[data-contact="{MIA}"]').count() == 0
+
+    page.goto(site.base + "/invoices/2026-007")
+    page.click("#paid")
+    assert page.locator("#invoice-status").inner_text() == "paid"
+    page.goto(site.base + "/invoices")
+    assert "2026-007" not in page.locator("main table").inner_text()
+    with open_store(site.config.paths.data) as store:
+        invoice = store.get("invoices", "2026-007")
+    assert invoice is not None and invoice["status"] == "paid"
