@@ -88,14 +88,33 @@ def test_serve_records_a_one_click_unsubscribe_beside_cron_and_stops_on_sigterm(
     assert "Traceback" not in err
 
 
-def test_serve_without_a_base_url_says_what_to_set(tmp_path: Path) -> None:
+def test_serve_without_a_base_url_serves_the_dashboard(tmp_path: Path) -> None:
+    """No public links to answer: serve still serves the dashboard (issue 16)."""
+    port = free_port()
     config = make_project(tmp_path, contacts=1, now=NOW)
-    ran = subprocess.run(
-        [sys.executable, "-m", "toma", "--config", str(config), "serve"],
-        capture_output=True,
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toma",
+            "--config",
+            str(config),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
-    assert ran.returncode == 1
-    assert "unsubscribe.base_url: nothing to serve" in ran.stderr
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.startswith(f"Serving the dashboard at http://127.0.0.1:{port}/"), ready
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/contacts", timeout=10) as page:
+            assert page.status == 200
+            assert b"person0@example.org" in page.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err

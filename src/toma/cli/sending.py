@@ -63,10 +63,11 @@ def unenroll(ctx: Context, email: str, sequence: str) -> None:
 
 @main.command()
 @click.option("--days", default=14, show_default=True, help="How far ahead to look.")
+@click.option("--ics", "as_ics", is_flag=True, help="Print iCalendar: one event per send.")
 @now_option
 @json_option
 @pass_context
-def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
+def plan(ctx: Context, days: int, as_ics: bool, now_text: str | None, as_json: bool) -> None:
     """What goes to whom, and when: a calendar of the coming days.
 
     Times are shown in the contact's zone and in yours. Tag-based enrolments
@@ -81,6 +82,11 @@ def plan(ctx: Context, days: int, now_text: str | None, as_json: bool) -> None:
         rows = upcoming(store, ctx.config, now=now, until=now + timedelta(days=days))
     if as_json:
         print_json([row.to_json() for row in rows])
+        return
+    if as_ics:
+        from toma.web.ics import plan_calendar
+
+        sys.stdout.buffer.write(plan_calendar(rows, now=now))
         return
     from toma.cli.tables import print_table
 
@@ -213,24 +219,39 @@ def status(ctx: Context, now_text: str | None, as_json: bool) -> None:
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    help="Where to listen (default: [unsubscribe] listen, 127.0.0.1:8025).",
+    help="Where to listen (default: [dashboard] listen, else [unsubscribe] listen, "
+    "127.0.0.1:8025).",
+)
+@click.option(
+    "--hash-password",
+    is_flag=True,
+    help="Read a password from the terminal (or stdin), print its hash for "
+    "[dashboard] password_env or password_file, and exit.",
 )
 @pass_context
-def serve(ctx: Context, listen: str | None) -> None:
-    """Serve the one-click unsubscribe links, without ticking (for cron users).
+def serve(ctx: Context, listen: str | None, hash_password: bool) -> None:
+    """Serve the dashboard and the one-click unsubscribe links, without ticking.
 
     `toma run` serves them itself; under cron (`toma run --once`) nothing does,
     so start this beside it. It takes no lock: it runs alongside cron's ticks.
-    Put it behind an HTTPS reverse proxy and set [unsubscribe] base_url to the
-    public address (README: "Unsubscribe links under cron"). SIGTERM or Ctrl-C
-    stops it.
+    The dashboard answers this machine only unless [dashboard] has a password
+    hash or behind_proxy = true (README: "The dashboard"). For unsubscribe
+    links, put it behind an HTTPS reverse proxy and set [unsubscribe] base_url
+    to the public address (README: "Unsubscribe links under cron"). SIGTERM or
+    Ctrl-C stops it.
 
     \b
     Example:
         toma serve --listen 127.0.0.1:8025
     """
+    if hash_password:
+        from toma.web.auth import hash_password as make_hash
+
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        click.echo(make_hash(password))
+        return
     from toma.config import parse_listen
-    from toma.daemon.worker import serve as serve_endpoint
+    from toma.daemon.serving import serve as serve_endpoint
     from toma.timeutil import SystemClock
 
     address = None
@@ -241,9 +262,14 @@ def serve(ctx: Context, listen: str | None) -> None:
             raise click.BadParameter(str(exc), param_hint="--listen") from None
 
     def ready(where: tuple[str, int]) -> None:
-        click.echo(
-            f"Serving unsubscribe links on http://{where[0]}:{where[1]} "
-            f"(public: {ctx.config.unsubscribe.base_url}); Ctrl-C stops."
-        )
+        base = ctx.config.unsubscribe.base_url
+        here = f"http://{where[0]}:{where[1]}"
+        if base:
+            click.echo(
+                f"Serving unsubscribe links on {here} (public: {base}) and the dashboard "
+                f"at {here}/; Ctrl-C stops."
+            )
+        else:
+            click.echo(f"Serving the dashboard at {here}/; Ctrl-C stops.")
 
     serve_endpoint(ctx.config, SystemClock(), listen=address, on_ready=ready)

@@ -16,6 +16,7 @@ from toma.errors import ConfigError
 
 TOP_LEVEL = {
     "unsubscribe",
+    "dashboard",
     "owner",
     "transport",
     "smtp",
@@ -89,6 +90,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         paths=sections.paths(r, raw),
         daemon=sections.daemon(r, raw),
         unsubscribe=sections.unsubscribe(r, raw),
+        dashboard=sections.dashboard(r, raw),
     )
 
 

@@ -207,6 +207,16 @@ class Unsubscribing:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    """[dashboard]: where the pages are served, and who may read them."""
+
+    serve: bool = True  # toma run serves it (toma serve always does)
+    listen: tuple[str, int] | None = None  # None: [unsubscribe] listen (one server for both)
+    password_hash: Secret | None = None  # where a hash made by `toma serve --hash-password` lives
+    behind_proxy: bool = False  # a reverse proxy that authenticates stands in front
+
+
+@dataclass(frozen=True)
 class Daemon:
     tick_every: Duration = field(default_factory=lambda: parse_duration("1min"))
 
@@ -225,6 +235,7 @@ class Config:
     paths: Paths
     daemon: Daemon
     unsubscribe: Unsubscribing = field(default_factory=Unsubscribing)
+    dashboard: Dashboard = field(default_factory=Dashboard)
 
     @property
     def root(self) -> Path:

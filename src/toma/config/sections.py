@@ -17,6 +17,7 @@ from toma.config.model import (
     MAX_CONCURRENCY,
     MAX_RATE_PER_MINUTE,
     Daemon,
+    Dashboard,
     Imap,
     Inbox,
     Invoices,
@@ -389,4 +390,20 @@ def unsubscribe(r: Reader, raw: Mapping[str, Any]) -> Unsubscribing:
             r.get(t, "unsubscribe", "listen", str, "127.0.0.1:8025"),
             parse_listen,
         ),
+    )
+
+
+def dashboard(r: Reader, raw: Mapping[str, Any]) -> Dashboard:
+    """[dashboard]"""
+    keys = {"serve", "listen", "password_env", "password_file", "password", "behind_proxy"}
+    t = r.table(raw, "dashboard", keys)
+    listen = r.get(t, "dashboard", "listen", str, "")
+    secret = read_secret(r, t, "dashboard") if "password_env" in t or "password_file" in t else None
+    if "password" in t:
+        read_secret(r, t, "dashboard")  # says where a password belongs
+    return Dashboard(
+        serve=r.get(t, "dashboard", "serve", bool, True),
+        listen=r.convert("dashboard", "listen", listen, parse_listen) if listen else None,
+        password_hash=secret,
+        behind_proxy=r.get(t, "dashboard", "behind_proxy", bool, False),
     )

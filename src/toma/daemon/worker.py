@@ -58,6 +58,7 @@ from toma.core.outbox import (
 )
 from toma.daemon.cache import PlanCache
 from toma.daemon.sending import Outgoing, Sender
+from toma.daemon.serving import serving_if_asked
 from toma.daemon.tick import (
     TickReport,
     build_notices,
@@ -69,7 +70,6 @@ from toma.daemon.tick import (
 )
 from toma.errors import TomaError
 from toma.logs import fields
-from toma.mail.unsubscribe import unsubscriber
 from toma.project.sequences import read_sequences
 from toma.store import (
     CONTACTS,
@@ -361,7 +361,7 @@ class Worker:
         scheduler.every(max(1, int(every.total_seconds()))).seconds.do(job)
         wake = threading.Event()
         config = load_config(self.config_path)
-        with self.signals(), _watching(config, wake), _serving(config, clock):
+        with self.signals(), _watching(config, wake), serving_if_asked(config, clock):
             log.info(
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
@@ -424,90 +424,3 @@ def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
         yield
     finally:
         watcher.stop()
-
-
-@contextmanager
-def _serving(
-    config: Config, clock: Clock, listen: tuple[str, int] | None = None
-) -> Iterator[tuple[str, int] | None]:
-    """The one-click unsubscribe endpoint, when the config gives a public base URL.
-
-    It records each unsubscribe durably itself (:class:`toma.web.oneclick.OneClick`)
-    before answering: nothing waits in memory for the tick. Yields the address it
-    listens on (``listen``, else ``[unsubscribe] listen``), or None when it does not.
-    """
-    if not config.unsubscribe.base_url:
-        yield None
-        return
-    from toma.web.endpoint import UnsubscribeEndpoint
-    from toma.web.oneclick import OneClick
-
-    record = OneClick(config.paths.data, clock)
-    host, port = listen or config.unsubscribe.listen
-    endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
-    try:
-        endpoint.start()
-    except OSError as exc:
-        record.close()
-        raise TomaError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}", key="unsubscribe.listen"
-        ) from None
-    log.info(
-        "unsubscribe endpoint listening",
-        extra=fields(
-            address=f"{endpoint.address[0]}:{endpoint.address[1]}",
-            base_url=config.unsubscribe.base_url,
-        ),
-    )
-    try:
-        yield endpoint.address
-    finally:
-        endpoint.stop()
-        record.close()
-
-
-def serve(
-    config: Config,
-    clock: Clock,
-    *,
-    listen: tuple[str, int] | None = None,
-    stopping: threading.Event | None = None,
-    on_ready: Callable[[tuple[str, int]], None] | None = None,
-) -> None:
-    """``toma serve``: the one-click endpoint without ticking, until SIGTERM or SIGINT.
-
-    For cron users, whose ``toma run --once`` serves nothing. It takes no
-    daemon lock: the endpoint writes each unsubscribe through a store instance
-    of its own, as safe beside a tick as two processes are (see
-    :class:`toma.web.oneclick.OneClick`), so it runs alongside cron's ticks
-    or the daemon (on another address).
-    """
-    if not config.unsubscribe.base_url:
-        raise TomaError(
-            "nothing to serve: set base_url to the public https address of the "
-            'unsubscribe links (see the README, "Unsubscribe links under cron")',
-            key="unsubscribe.base_url",
-        )
-    stop = stopping or threading.Event()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
-        stop.set()
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = (
-        {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-        if main_thread
-        else {}
-    )
-    try:
-        with _serving(config, clock, listen) as address:
-            assert address is not None  # noqa: S101 - base_url is set, checked above
-            if on_ready is not None:
-                on_ready(address)
-            while not stop.wait(timeout=0.5):
-                pass
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    log.info("serve stopped")

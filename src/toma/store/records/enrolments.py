@@ -88,3 +88,13 @@ def record_tag_enrolments(store: Store, new: Iterable[Enrolment]) -> list[Enrolm
             tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
             written.append(enrolment)
     return written
+
+
+def of_contact(reader: Reader, contact: str) -> list[Enrolment]:
+    """``contact``'s enrolments, in every state, by sequence name."""
+    found = [
+        Enrolment.from_doc(doc)
+        for _key, doc in reader.all(ENROLMENTS)
+        if doc.get("contact") == contact
+    ]
+    return sorted(found, key=lambda e: e.sequence)

@@ -130,14 +130,21 @@ def reminders(
     )
 
 
-def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
+def report(
+    reader: Reader,
+    config: Config,
+    *,
+    now: datetime,
+    contacts: Mapping[str, Contact] | None = None,
+) -> Ageing:
     """The ageing report on the owner's today, with the next reminder of each invoice.
 
     The next reminder comes from :func:`reminders`, the plan the daemon sends by
     and ``toma plan`` shows, so the three never disagree.
     """
     today = now.astimezone(ZoneInfo(config.owner.timezone)).date()
-    contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
+    if contacts is None:  # a caller that keeps them decoded passes them
+        contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
     history = {
         key: OutboxRecord.from_doc(doc)
         for key, doc in reader.all(MESSAGES)
@@ -147,3 +154,12 @@ def report(reader: Reader, config: Config, *, now: datetime) -> Ageing:
         reader, config, contacts=contacts, history=history, now=now, until=now + timedelta(days=400)
     )
     return ageing(all_invoices(reader), today, plan=[r for r in coming if not r.skipped])
+
+
+def of_contact(reader: Reader, contact: str) -> list[Invoice]:
+    """``contact``'s invoices, in every state, newest first."""
+    return sorted(
+        (i for i in all_invoices(reader) if i.contact == contact),
+        key=lambda i: i.issued,
+        reverse=True,
+    )

@@ -1,0 +1,267 @@
+"""Every dashboard page's time at 10k contacts with a year of history (target < 200 ms).
+
+A project with N contacts (default 10,000) in three zones, each enrolled in three
+sequences over the past year with the steps due by now sent (about 6 messages
+each), a reply from one contact in ten, and an invoice for one in twenty. The
+whole app is served by its real server on 127.0.0.1; as it starts, its reading
+thread reads the store and makes the plan and the calendar (that warm-up is
+timed first). Then each page is fetched over HTTP: once, then five times (the
+median), then once more after a quiet tick wrote its report and one message
+from another process (what derives from them is made again). What a page
+derives is kept until the tables it reads change, the plan for at most five
+minutes. /healthz answers 503 here (no tick before the first). Figures are
+printed; nothing is asserted.
+
+    python bench/dashboard.py [--contacts 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tick import write_project
+
+from toma.config import load_config
+from toma.core.contacts import make_contact
+from toma.core.enrolments import Enrolment
+from toma.core.invoices import make_invoice
+from toma.core.outbox import MessageState, advance, new_record, sequence_key
+from toma.daemon.worker import STATUS_KEY
+from toma.reports.plan import upcoming
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, TinyStore
+from toma.timeutil import FixedClock, iso
+from toma.web.app import build
+from toma.web.oneclick import OneClick
+from toma.web.server import WebServer
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo")
+STEP_DAYS = 30  # bench/tick.py's sequences: steps s0, s1, s2 at 0, 30 and 60 days
+
+
+def fill(folder: Path, count: int) -> dict[str, int]:
+    store = TinyStore(folder / "var" / "data")
+    sizes = dict.fromkeys((CONTACTS, ENROLMENTS, MESSAGES, CONVERSATIONS, INVOICES), 0)
+    batch = 2000
+    for start in range(0, count, batch):
+        with store.transaction() as tx:
+            for n in range(start, min(count, start + batch)):
+                email = f"person{n}@example.org"
+                contact = make_contact(
+                    email,
+                    first_name=f"P{n}",
+                    last_name="Example",
+                    company=f"Firm {n % 300}",
+                    timezone=ZONES[n % 3],
+                    tags=["a", "b", "c", f"group{n % 12}"],
+                    fields={"met_where": "the fair", "met_why": "pricing"},
+                    added_at=iso(NOW - timedelta(days=400)),
+                )
+                tx.put(CONTACTS, email, contact.to_doc())
+                sizes[CONTACTS] += 1
+                # Enrolled a year, half a year and up to two months ago.
+                for name, ago in (("one", 360), ("two", 180), ("three", n % 60)):
+                    enrolled_at = NOW - timedelta(days=ago + n % 30, hours=n % 7)
+                    enrolment = Enrolment(email, name, enrolled_at, source="tag")
+                    tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+                    sizes[ENROLMENTS] += 1
+                    for step in range(3):
+                        at = enrolled_at + timedelta(days=STEP_DAYS * step)
+                        if at > NOW:
+                            break
+                        key = sequence_key(email, name, f"s{step}")
+                        record = new_record(
+                            key=key,
+                            contact=email,
+                            kind="sequence",
+                            ref=f"{name}/s{step}",
+                            template="note.md",
+                            due_at=at,
+                            at=at,
+                            sequence=name,
+                            step=f"s{step}",
+                            state=MessageState.SENDING,
+                        )
+                        sent = advance(
+                            record, MessageState.SENT, at=at, message_id=f"<{n}.{key}@x>"
+                        )
+                        tx.put(MESSAGES, key, {**sent.to_doc(), "subject": f"Hello P{n}"})
+                        sizes[MESSAGES] += 1
+                if n % 10 == 0:
+                    received = NOW - timedelta(days=n % 300, hours=3)
+                    tx.put(
+                        CONVERSATIONS,
+                        f"<r{n}@example.org>",
+                        {
+                            "kind": "reply",
+                            "contact": email,
+                            "received_at": iso(received),
+                            "subject": f"Re: Hello P{n}",
+                            "message_id": f"<r{n}@example.org>",
+                            "text": "Good to hear from you.",
+                            "actions": ["stopped one"],
+                        },
+                    )
+                    sizes[CONVERSATIONS] += 1
+                if n % 20 == 0:
+                    issued = date(2026, 3, 1) - timedelta(days=n % 150)
+                    invoice = make_invoice(
+                        f"2026-{n:05d}",
+                        email,
+                        f"{500 + n % 2000}.00",
+                        "EUR" if n % 3 else "USD",
+                        issued=issued,
+                        due=issued + timedelta(days=14),
+                    )
+                    tx.put(INVOICES, invoice.number, invoice.to_doc())
+                    sizes[INVOICES] += 1
+    store.compact()
+    store.close()
+    return sizes
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def a_tick(data: Path) -> None:
+    """What a quiet tick writes, from another store instance: its report and one message."""
+    store = TinyStore(data)
+    with store.transaction() as tx:
+        tx.put(
+            SYNC,
+            STATUS_KEY,
+            {
+                "now": iso(NOW),
+                "seconds": 0.5,
+                "sent": 1,
+                "failed": 0,
+                "retrying": 0,
+                "unknown": 0,
+                "skipped": 0,
+                "enrolled": 0,
+            },
+        )
+        key = sequence_key("person1@example.org", "three", "s2")
+        record = new_record(
+            key=key,
+            contact="person1@example.org",
+            kind="sequence",
+            ref="three/s2",
+            template="note.md",
+            due_at=NOW,
+            at=NOW,
+            sequence="three",
+            step="s2",
+            state=MessageState.SENDING,
+        )
+        sent = advance(record, MessageState.SENT, at=NOW, message_id="<tick@x>")
+        tx.put(MESSAGES, key, sent.to_doc())
+    store.close()
+
+
+def fetch(url: str, ok: tuple[int, ...] = (200,)) -> float:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as answer:  # noqa: S310 - 127.0.0.1
+            answer.read()
+            status = answer.status
+    except urllib.error.HTTPError as error:
+        with error:
+            error.read()
+            status = error.code
+    assert status in ok or url.endswith("/healthz"), (url, status)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config_path = write_project(folder, smtp=None, connections=1)
+        started = time.perf_counter()
+        sizes = fill(folder, args.contacts)
+        print(
+            f"store: {', '.join(f'{n} {table}' for table, n in sizes.items())} "
+            f"(made in {time.perf_counter() - started:.1f} s)"
+        )
+        config = load_config(config_path)
+        clock = FixedClock(NOW)
+        store = TinyStore(config.paths.data)
+        gc.collect()
+        base_rss = rss_mb()
+        started = time.perf_counter()
+        rows = upcoming(store, config, now=NOW, until=NOW + timedelta(days=28))
+        took = 1000 * (time.perf_counter() - started)
+        print(f"the plan alone, read afresh (28 days, {len(rows)} sends): {took:.0f} ms")
+        store.close()
+        built = build(config, clock, OneClick(config.paths.data, clock))
+        server = WebServer(built.app, "127.0.0.1", 0)
+        server.start()
+        started = time.perf_counter()
+        base = "http://{}:{}".format(*server.address)
+        fetch(base + "/healthz")  # waits for the reading thread's warm-up, begun at build
+        print(
+            f"warm-up after start (reading the store, making the plan): "
+            f"{1000 * (time.perf_counter() - started):.0f} ms; memory {rss_mb():.0f} MB "
+            f"(before the app: {base_rss:.0f} MB, one store instance open)"
+        )
+        pages = {
+            "Today": "/",
+            "Plan": "/plan",
+            "Contacts": "/contacts",
+            "Contacts, searched": "/contacts?q=person77&tag=group5",
+            "Contact": "/contacts/person120@example.org",
+            "Invoices": "/invoices",
+            "Invoice": "/invoices/2026-00120",
+            "Newsletters": "/newsletters",
+            "Status": "/status",
+            "/healthz": "/healthz",
+            "/plan.ics": f"/plan.ics?token={built_token(config)}",
+        }
+        try:
+            figures = {}
+            for name, path in pages.items():
+                first = fetch(base + path)
+                warm = statistics.median(fetch(base + path) for _ in range(5))
+                figures[name] = [first, warm]
+            a_tick(config.paths.data)
+            for name, path in pages.items():
+                figures[name].append(fetch(base + path))
+            print(f"{'page':<20} {'first':>9} {'median of 5':>12} {'after a tick':>13}")
+            for name, (first, warm, after) in figures.items():
+                mark = "" if warm < 0.2 else "  (over 200 ms)"
+                print(
+                    f"{name:<20} {1000 * first:7.0f} ms {1000 * warm:9.0f} ms "
+                    f"{1000 * after:10.0f} ms{mark}"
+                )
+        finally:
+            server.stop()
+            built.close()
+
+
+def built_token(config: object) -> str:
+    from toma.mail.unsubscribe import SECRET_FILE, load_or_create_secret
+    from toma.web.auth import calendar_token
+
+    return calendar_token(load_or_create_secret(config.paths.data / SECRET_FILE))  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

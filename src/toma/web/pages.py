@@ -1,0 +1,460 @@
+"""The dashboard's pages and its few safe actions, server-rendered from Jinja2 templates.
+
+Every page reads one store instance of its own through a snapshot of its tables
+(:mod:`toma.web.snapshot`), brought up to date before each page (so it sees the
+daemon's writes), on one reading thread: a store instance is not thread-safe,
+and the server's loop stays free for the unsubscribe links meanwhile. What a
+page derives is kept until the tables it reads change; the plan (the planner
+over every contact, the costly part) for at most five minutes too. The reading
+thread reads everything once as soon as the server starts.
+
+Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
+each one store transaction through the same records functions as the CLI's
+commands, logged as one event. None sends mail: what follows from them (a
+thank-you for a paid invoice) goes at the daemon's next tick, as after the
+command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route, Router
+
+from toma.config import Config
+from toma.core.contacts import Contact, Status
+from toma.daemon.cache import PlanCache
+from toma.errors import TomaError
+from toma.logs import fields
+from toma.reports import dashboard as views
+from toma.reports.log import about_invoice, conversation
+from toma.reports.plan import Row, upcoming
+from toma.reports.status import StatusReport, gather
+from toma.store import (
+    CONTACTS,
+    CONVERSATIONS,
+    ENROLMENTS,
+    INVOICES,
+    MESSAGES,
+    META,
+    SUPPRESSION,
+    SYNC,
+    TABLES,
+    Store,
+    TinyStore,
+)
+from toma.store.records import contacts as addressbook
+from toma.store.records import enrolments as enrolled
+from toma.store.records import invoices as billing
+from toma.store.records import newsletters as issues
+from toma.timeutil import Clock
+from toma.web.auth import Csrf, calendar_token
+from toma.web.charts import ageing_svg
+from toma.web.ics import plan_calendar
+from toma.web.server import BodyTooLarge, read_body
+from toma.web.snapshot import Snapshot
+from toma.web.traffic import TrafficView
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PLAN_DAYS = 28
+PLAN_KEPT = timedelta(minutes=5)  # a plan a few minutes old still says what goes when
+PLAN_TABLES = (CONTACTS, ENROLMENTS, MESSAGES, INVOICES, SUPPRESSION)
+BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
+
+
+@dataclass(frozen=True)
+class Planned:
+    at: datetime
+    rows: list[Row]
+    first: dict[str, Row]  # each contact's next send
+
+
+class Dashboard:
+    def __init__(self, config: Config, clock: Clock, secret: bytes) -> None:
+        self.config = config
+        self.clock = clock
+        self.zone = ZoneInfo(config.owner.timezone)
+        self.csrf = Csrf()
+        self.ics_token = calendar_token(secret)
+        self._store: Store | None = None
+        self.snapshot = Snapshot()
+        self.plan_cache = PlanCache()
+        self.traffic_view = TrafficView()
+        self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
+        # Every read and write of the store and the snapshot happens on this one
+        # thread: a store instance is not thread-safe, and a page taking a second
+        # must not hold up the unsubscribe links on the server's loop.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toma-dashboard")
+        self._memos: dict[str, tuple[object, Any]] = {}
+        self._plan: tuple[tuple[int, ...], Planned] | None = None
+        self.templates = Environment(
+            loader=PackageLoader("toma.web", "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["when"] = self._when
+        self.templates.filters["quote"] = lambda text: quote(str(text), safe="@")
+        self.style = (resources.files("toma.web") / "static" / "style.css").read_bytes()
+        self.router = Router(
+            [
+                Route("/", self.off_loop(self.today)),
+                Route("/plan", self.off_loop(self.plan)),
+                Route("/contacts", self.off_loop(self.contacts)),
+                Route("/contacts/{email}", self.off_loop(self.contact)),
+                Route("/contacts/{email}/{action}", self.contact_action, methods=["POST"]),
+                Route("/invoices", self.off_loop(self.invoices)),
+                Route("/invoices/{number}", self.off_loop(self.invoice)),
+                Route("/invoices/{number}/paid", self.invoice_paid, methods=["POST"]),
+                Route("/newsletters", self.off_loop(self.newsletters)),
+                Route("/status", self.off_loop(self.status)),
+                Route("/healthz", self.off_loop(self.healthz), methods=["GET", "HEAD"]),
+                Route("/plan.ics", self.off_loop(self.ics), methods=["GET", "HEAD"]),
+                Route("/static/style.css", self.stylesheet, methods=["GET", "HEAD"]),
+            ]
+        )
+        self._worker.submit(self.warm)
+
+    # --- the reading thread ----------------------------------------------------
+
+    def off_loop(
+        self, page: Callable[[Request], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``page`` run on the reading thread, so the server's loop never waits for it."""
+
+        async def handler(request: Request) -> Response:
+            return await self._run(lambda r, _form: page(r), request, {})
+
+        return handler
+
+    async def _run(
+        self,
+        work: Callable[[Request, dict[str, str]], Response],
+        request: Request,
+        form: dict[str, str],
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, work, request, form)
+
+    def warm(self) -> None:
+        """Read the store and make the plan before the first page asks (seconds, at scale)."""
+        try:
+            now = self.clock.now()
+            reader = self.reader()
+            self.traffic(reader)
+            self.status_report(reader)
+            self.calendar(self.upcoming(reader, now))
+        except Exception:
+            log.exception("dashboard_warm_up_failed")
+
+    # --- reading -------------------------------------------------------------
+
+    def store(self) -> Store:
+        """The store, for writing; :meth:`reader` for reading."""
+        if self._store is None:
+            self._store = TinyStore(self.config.paths.data)
+        return self._store
+
+    def reader(self) -> Snapshot:
+        """The store as it is now (what changed since the last page read in)."""
+        store = self.store()
+        store.refresh()
+        self.snapshot.sync(store)
+        return self.snapshot
+
+    def close(self) -> None:
+        # After the reading thread: it may be reading the store.
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _memo(self, name: str, key: object, compute: Callable[[], T]) -> T:
+        """``compute()``, kept while ``key`` (the versions of the tables it reads) holds."""
+        kept = self._memos.get(name)
+        if kept is not None and kept[0] == key:
+            value: T = kept[1]
+            return value
+        value = compute()
+        self._memos[name] = (key, value)
+        return value
+
+    def upcoming(self, reader: Snapshot, now: datetime) -> Planned:
+        """The plan from ``now``: kept while its tables stay as they were, for PLAN_KEPT."""
+        version = reader.version(*PLAN_TABLES)
+        kept = self._plan
+        if kept is not None and kept[0] == version and kept[1].at <= now < kept[1].at + PLAN_KEPT:
+            return kept[1]
+        store = self.store()
+        rows = upcoming(
+            reader,
+            self.config,
+            now=now,
+            until=now + timedelta(days=PLAN_DAYS),
+            cached=lambda files: self.plan_cache.state(store, self.config, files),
+        )
+        planned = Planned(now, rows, views.next_sends(rows))
+        self._plan = (version, planned)
+        return planned
+
+    def status_report(self, reader: Snapshot) -> StatusReport:
+        key = reader.version(MESSAGES, CONVERSATIONS, SYNC, META)
+        return self._memo("status", key, lambda: gather(reader))
+
+    def traffic(self, reader: Snapshot) -> views.Traffic:
+        return self.traffic_view.traffic(reader)
+
+    def contacts_decoded(self, reader: Snapshot) -> dict[str, Contact]:
+        return self._memo(
+            "contacts",
+            reader.version(CONTACTS),
+            lambda: {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)},
+        )
+
+    def _when(self, moment: datetime | str | None, fmt: str = "%a %d %b %H:%M") -> str:
+        if moment is None or moment == "":
+            return ""
+        if isinstance(moment, str):
+            try:
+                parsed = datetime.fromisoformat(moment)
+            except ValueError:
+                return moment
+            return self._when(parsed, fmt)
+        return moment.astimezone(self.zone).strftime(fmt)
+
+    def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        page = self.templates.get_template(name).render(
+            csrf=self.csrf.token, owner=self.config.owner, **context
+        )
+        return HTMLResponse(page, status_code=code)
+
+    # --- pages ---------------------------------------------------------------
+
+    def today(self, request: Request) -> Response:
+        now = self.clock.now()
+        reader = self.reader()
+        today = views.today(self.traffic(reader), self.status_report(reader), now=now)
+        return self.render("today.html", page="today", now=now, today=today)
+
+    def plan(self, request: Request) -> Response:
+        planned = self.upcoming(self.reader(), self.clock.now())
+        # Thousands of rows at scale: the page is made once per plan.
+        page = self._memo(
+            "plan page",
+            self._plan_key(planned),
+            lambda: (
+                self.render(
+                    "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
+                ).body
+            ),
+        )
+        return HTMLResponse(page)
+
+    def _plan_key(self, planned: Planned) -> object:
+        """The same plan (its tables' versions, its moment) gives the same page or calendar."""
+        return (self._plan[0] if self._plan else (), planned.at)
+
+    def calendar(self, planned: Planned) -> bytes:
+        return self._memo(
+            "ics",
+            self._plan_key(planned),
+            lambda: plan_calendar(planned.rows, now=planned.at, made=self._events),
+        )
+
+    def contacts(self, request: Request) -> Response:
+        now = self.clock.now()
+        reader = self.reader()
+        query = request.query_params.get("q", "")
+        tag = request.query_params.get("tag", "")
+        status = request.query_params.get("status", "")
+        found = views.contact_list(
+            self.contacts_decoded(reader).values(),
+            self.traffic(reader),
+            self.upcoming(reader, now).first,
+            query=query,
+            tag=tag,
+            status=status,
+        )
+        return self.render(
+            "contacts.html",
+            page="contacts",
+            found=found,
+            q=query,
+            tag=tag,
+            status=status,
+            statuses=[s.value for s in Status],
+        )
+
+    def contact(self, request: Request) -> Response:
+        now = self.clock.now()
+        reader = self.reader()
+        email = request.path_params["email"]
+        try:
+            contact = addressbook.find(reader, email)
+        except TomaError:
+            return self.render("missing.html", 404, page="contacts", what=f"No contact {email}.")
+        return self.render(
+            "contact.html",
+            page="contacts",
+            contact=contact,
+            entries=conversation(reader, contact.email, self.zone),
+            enrolments=enrolled.of_contact(reader, contact.email),
+            next_steps=[r for r in self.upcoming(reader, now).rows if r.contact == contact.email],
+            invoices=billing.of_contact(reader, contact.email),
+        )
+
+    def invoices(self, request: Request) -> Response:
+        now = self.clock.now()
+        reader = self.reader()
+        ageing = billing.report(
+            reader, self.config, now=now, contacts=self.contacts_decoded(reader)
+        )
+        return self.render(
+            "invoices.html", page="invoices", ageing=ageing, chart=ageing_svg(ageing)
+        )
+
+    def invoice(self, request: Request) -> Response:
+        reader = self.reader()
+        number = request.path_params["number"]
+        try:
+            invoice = billing.find(reader, number)
+        except TomaError:
+            return self.render("missing.html", 404, page="invoices", what=f"No invoice {number}.")
+        return self.render(
+            "invoice.html",
+            page="invoices",
+            invoice=invoice,
+            thread=about_invoice(reader, invoice.number, invoice.contact, self.zone),
+        )
+
+    def newsletters(self, request: Request) -> Response:
+        reader = self.reader()
+        rows = self._memo("newsletters", reader.version(*TABLES), lambda: self._issues(reader))
+        return self.render("newsletters.html", page="newsletters", rows=rows)
+
+    def _issues(self, reader: Snapshot) -> list[dict[str, Any]]:
+        report = self.status_report(reader)
+        names = sorted(set(report.newsletters) | set(issues.scheduled(reader)))
+        rows = []
+        for name in names:
+            figures = issues.figures(reader, name)
+            try:
+                purpose = issues.load(self.config, name).purpose
+            except TomaError:
+                purpose = ""
+            audience = figures["sent"] + figures["failed"] + figures["unknown"]
+            rows.append(
+                {**figures, "purpose": purpose, "audience": audience + figures["in_progress"]}
+            )
+        return rows
+
+    def status(self, request: Request) -> Response:
+        now = self.clock.now()
+        report = self.status_report(self.reader())
+        return self.render(
+            "status.html",
+            page="status",
+            report=report,
+            lines=report.lines(),
+            health=views.health(report, self.config, now=now),
+            ics=f"/plan.ics?token={self.ics_token}",
+        )
+
+    def healthz(self, request: Request) -> Response:
+        report = self.status_report(self.reader())
+        found = views.health(report, self.config, now=self.clock.now())
+        code = HTTPStatus.OK if found.ok else HTTPStatus.SERVICE_UNAVAILABLE
+        return PlainTextResponse(found.reason + "\n", status_code=code.value)
+
+    def ics(self, request: Request) -> Response:
+        if not self.calendar_allowed(request.query_params.get("token")):
+            return PlainTextResponse("Not found.\n", status_code=HTTPStatus.NOT_FOUND.value)
+        planned = self.upcoming(self.reader(), self.clock.now())
+        return Response(self.calendar(planned), media_type="text/calendar; charset=utf-8")
+
+    def calendar_allowed(self, sent: str | None) -> bool:
+        return bool(sent) and hmac.compare_digest(str(sent), self.ics_token)
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.style, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+        )
+
+    # --- actions -------------------------------------------------------------
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return PlainTextResponse("Too large.\n", status_code=413)
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if not self.csrf.valid(form.get("csrf")):
+            log.info("dashboard_csrf_refused", extra=fields(path=request.url.path))
+            return self.render(
+                "missing.html",
+                HTTPStatus.FORBIDDEN.value,
+                page="",
+                what="That form came without its token (reload the page and try again).",
+            )
+        return form
+
+    async def contact_action(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        return await self._run(self._contact_action, request, form)
+
+    def _contact_action(self, request: Request, form: dict[str, str]) -> Response:
+        email = request.path_params["email"]
+        action = request.path_params["action"]
+        store = self.store()
+        now = self.clock.now()
+        try:
+            if action in ("pause", "resume"):
+                status = Status.PAUSED if action == "pause" else Status.ACTIVE
+                addressbook.set_status(store, email, status, now=now, reason=f"{BY} {action}")
+            elif action == "unenroll":
+                enrolled.unenrol(store, email, form.get("sequence", ""))
+            else:
+                return PlainTextResponse("Not found.\n", status_code=404)
+        except TomaError as exc:
+            return self.render("missing.html", 409, page="contacts", what=str(exc))
+        log.info(
+            "dashboard_action",
+            extra=fields(action=action, contact=email, sequence=form.get("sequence")),
+        )
+        return RedirectResponse(f"/contacts/{quote(email, safe='@')}", status_code=303)
+
+    async def invoice_paid(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        return await self._run(self._invoice_paid, request, form)
+
+    def _invoice_paid(self, request: Request, _form: dict[str, str]) -> Response:
+        number = request.path_params["number"]
+        now = self.clock.now()
+        try:
+            invoice = billing.settle(
+                self.store(), number, paid_on=now.astimezone(self.zone).date(), now=now
+            )
+        except TomaError as exc:
+            return self.render("missing.html", 409, page="invoices", what=str(exc))
+        log.info("dashboard_action", extra=fields(action="paid", invoice=invoice.number))
+        return RedirectResponse(f"/invoices/{quote(number)}", status_code=303)
