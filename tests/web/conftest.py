@@ -143,8 +143,11 @@ def serve(config_path: Path, clock: FixedClock, host: str = "127.0.0.1") -> tupl
     return server, built
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package-scoped: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and any test after it that calls asyncio.run() here
+    # would fail ("cannot be called from a running event loop").
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=LOOPBACK_ONLY
