@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import click
 
@@ -118,7 +119,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
     if now_text and not once:
         raise click.UsageError("--now goes with --once: the daemon itself follows the clock")
     if once:
-        _run_once(ctx, now_text)
+        _run_once(ctx, now_text, as_json=as_json)
         return
     config = ctx.config
     with ctx.store() as store, store.daemon_lock():
@@ -128,7 +129,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
         worker.run_forever(clock, config.daemon.tick_every.approx())
 
 
-def _run_once(ctx: Context, now_text: str | None) -> None:
+def _run_once(ctx: Context, now_text: str | None, *, as_json: bool = False) -> None:
     """One tick; the exit status tells cron what became of it (see :mod:`toma.exits`)."""
     from toma.daemon.worker import Worker
     from toma.errors import ConfigError
@@ -147,7 +148,10 @@ def _run_once(ctx: Context, now_text: str | None) -> None:
             for reason in report.temporary:
                 if reason not in report.problems:
                     click.echo(f"will retry: {reason}", err=True)
-            click.echo(f"Tick at {report.now}: {report.summary()}.")
+            if as_json:
+                print_json({**asdict(report), "exit_code": int(report.exit_code())})
+            else:
+                click.echo(f"Tick at {report.now}: {report.summary()}.")
     except ConfigError as exc:
         click.echo(f"toma: {exc}", err=True)
         sys.exit(Exit.NEEDS_YOU)
