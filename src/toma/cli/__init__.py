@@ -135,6 +135,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
 
 def _register() -> None:
     """Import the command modules: each adds its commands to :func:`main`."""
+    import toma.cli.ops
     import toma.cli.outbox  # noqa: F401
     from toma.cli import contacts, inbox, invoices, newsletters, project, sending  # noqa: F401
 

@@ -112,6 +112,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
       1   the tick could not start (an error it names)
     """
     from toma.daemon.worker import Worker
+    from toma.ops.migrate import require_current
     from toma.timeutil import SystemClock
 
     if as_json:
@@ -123,6 +124,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
         return
     config = ctx.config
     with ctx.store() as store, store.daemon_lock():
+        require_current(store)
         worker = Worker(ctx.config_path, store)
         clock = SystemClock()
         worker.recover(resolve_now(now_text))
@@ -134,10 +136,12 @@ def _run_once(ctx: Context, now_text: str | None, *, as_json: bool = False) -> N
     from toma.daemon.worker import Worker
     from toma.errors import ConfigError
     from toma.exits import Exit
+    from toma.ops.migrate import require_current
 
     try:
         ctx.config  # noqa: B018 - a config that cannot be read is the owner's to fix
         with ctx.store() as store, store.daemon_lock():
+            require_current(store)
             worker = Worker(ctx.config_path, store)
             worker.recover(resolve_now(now_text))
             report = worker.run_once(resolve_now(now_text))
