@@ -165,7 +165,9 @@ class Worker:
             log.error("tick failed", extra=fields(error=str(exc)))
         report.seconds = round(monotonic.monotonic() - started, 3)
         self._write_status(report)
-        log.info(
+        # A tick that left work undone or in doubt is worth a look: warning, not info.
+        log.log(
+            logging.WARNING if report.failed or report.unknown or report.problems else logging.INFO,
             "tick done",
             extra=fields(
                 now=report.now,
