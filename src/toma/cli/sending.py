@@ -113,6 +113,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
     """
     from toma.daemon.worker import Worker
     from toma.ops.migrate import require_current
+    from toma.sdnotify import notify
     from toma.timeutil import SystemClock
 
     if as_json:
@@ -128,7 +129,13 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
         worker = Worker(ctx.config_path, store)
         clock = SystemClock()
         worker.recover(resolve_now(now_text))
-        worker.run_forever(clock, config.daemon.tick_every.approx())
+        # Open, locked, recovered and handling signals: what Type=notify waits for.
+        every = config.daemon.tick_every.approx()
+        status = f"READY=1\nSTATUS=ticking every {every.total_seconds():g} s"
+        try:
+            worker.run_forever(clock, every, started=lambda: notify(status))
+        finally:
+            notify("STOPPING=1")
 
 
 def _run_once(ctx: Context, now_text: str | None, *, as_json: bool = False) -> None:

@@ -327,7 +327,9 @@ class Worker:
         with self.signals():
             return eventloop.run(self.tick(now))
 
-    def run_forever(self, clock: Clock, every: timedelta) -> None:
+    def run_forever(
+        self, clock: Clock, every: timedelta, *, started: Callable[[], object] | None = None
+    ) -> None:
         """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight.
 
         Beside the ticks: an IMAP IDLE watcher (where the inbox is IMAP) wakes
@@ -349,6 +351,8 @@ class Worker:
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
             )
+            if started is not None:
+                started()  # signals are handled from here on: systemd's READY=1
             job()
             while not self.stopping.is_set():
                 scheduler.run_pending()
