@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from datetime import datetime
 
 import click
 
@@ -28,11 +29,13 @@ from toma.store.records import contacts as addressbook
 @click.argument("email")
 @click.argument("sequence")
 @now_option
+@json_option
 @pass_context
-def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
+def enroll(ctx: Context, email: str, sequence: str, now_text: str | None, as_json: bool) -> None:
     """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
     from toma.project.sequences import read_sequences
     from toma.store.records.enrolments import enrol
+    from toma.timeutil import iso
 
     files = read_sequences(ctx.config)
     if sequence not in files.sequences:
@@ -45,6 +48,17 @@ def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> Non
     with ctx.store() as store:
         contact = addressbook.find(store, email)
         enrolment = enrol(store, contact.email, sequence, now=resolve_now(now_text))
+    if as_json:
+        print_json(
+            {
+                "contact": enrolment.contact,
+                "sequence": sequence,
+                "enrolled_at": iso(enrolment.enrolled_at)
+                if isinstance(enrolment.enrolled_at, datetime)
+                else enrolment.enrolled_at,
+            }
+        )
+        return
     click.echo(f"{enrolment.contact} is enrolled in {sequence} (since {enrolment.enrolled_at}).")
 
 
