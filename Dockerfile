@@ -8,18 +8,22 @@
 # volume /project; passwords come in as environment variables (config.toml
 # names them). See docs/container.md and compose.yaml.
 
-FROM python:3.11-slim-bookworm AS build
+# Any Debian-based image with python3 (3.11 or newer) and its venv module will do:
+# --build-arg BASE=… where the default cannot be pulled.
+ARG BASE=python:3.11-slim-bookworm
+
+FROM ${BASE} AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements.lock ./
-RUN python -m venv /opt/toma \
+RUN python3 -m venv /opt/toma \
     && /opt/toma/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN /opt/toma/bin/pip install --no-deps . \
     && /opt/toma/bin/python -m compileall -q /opt/toma/lib
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 RUN groupadd --system --gid 10001 toma \
     && useradd --system --uid 10001 --gid toma --home-dir /project --shell /usr/sbin/nologin toma \
     && install -d -o toma -g toma -m 0700 /project
