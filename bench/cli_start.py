@@ -8,6 +8,12 @@ interpreter alone (`python -c pass`) and `python -c "import click"`, so that the
 figures can be read on a busy machine: the goal is under 0.15 s for --version and
 --help. The machine's other load moves the medians; the fastest run is the
 figure closest to what the command costs.
+
+Measured on the 2-core development machine at load average ~7 (15 runs):
+python -c pass 0.017 s median / 0.014 s fastest; import click 0.059 / 0.052;
+toma --version 0.089 / 0.067; toma --help 0.161 / 0.070; toma -h 0.110 / 0.069.
+Before commands were imported lazily, the same --version took 1.385 / 0.911
+and --help 0.679 / 0.590 (10 runs, load ~9).
 """
 
 from __future__ import annotations
