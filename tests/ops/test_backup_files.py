@@ -14,7 +14,7 @@ import pytest
 
 from toma.core.contacts import make_contact
 from toma.errors import StoreError
-from toma.ops.backup import backup, read_backup, restore
+from toma.ops.backup import backup, read_backup, restore, unpack
 from toma.ops.export import rows, safe_cell, to_csv
 from toma.ops.migrate import migrate, pending, require_current
 from toma.store import CONTACTS, SCHEMA_VERSION
@@ -125,6 +125,16 @@ def test_restore_refuses_links_and_directories(tmp_path: Path, archive: Path, ki
     rewrite(archive, bad, {}, [member])
     with pytest.raises(StoreError, match="not a plain file"):
         restore(bad, tmp_path / "restored", now=NOW)
+
+
+def test_an_archive_larger_than_the_limit_is_refused_before_it_fills_the_disk(
+    tmp_path: Path, archive: Path
+) -> None:
+    folder = tmp_path / "staging"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="larger than any store"):
+        unpack(archive, folder, limit=40)
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 40
 
 
 def test_restore_refuses_a_file_changed_after_the_backup(tmp_path: Path, archive: Path) -> None:

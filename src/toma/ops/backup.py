@@ -35,12 +35,13 @@ import os
 import secrets
 import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from toma.core.outbox import MessageState, OutboxRecord, advance
 from toma.durable import fsync_dir
@@ -158,33 +159,70 @@ def _plain_name(member: tarfile.TarInfo, archive: Path) -> str:
     return name
 
 
-def read_backup(archive: Path) -> tuple[BackupInfo, dict[str, bytes]]:
-    """The manifest and the files of ``archive``, every one checked against the manifest."""
-    contents: dict[str, bytes] = {}
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def unpack(archive: Path, folder: Path, *, limit: int = MAX_RESTORE_BYTES) -> BackupInfo:
+    """Write the data files of ``archive`` into ``folder`` (new files), checked as they stream.
+
+    Nothing is held in memory but the manifest; every member is refused or
+    checked against it (see the module docstring) before the caller uses ``folder``.
+    """
+    digests: dict[str, tuple[int, str]] = {}
+    manifest: bytes | None = None
     total = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
                 name = _plain_name(member, archive)
                 total += member.size
-                if total > MAX_RESTORE_BYTES:
+                if total > limit:
                     raise StoreError("the backup is larger than any store: refused", file=archive)
-                if name in contents:
-                    raise StoreError(f"the backup holds {name!r} twice", file=archive)
                 handle = tar.extractfile(member)
                 if handle is None:  # pragma: no cover - isfile() was checked
                     raise StoreError(f"cannot read {name!r}", file=archive)
-                contents[name] = handle.read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                if name == MANIFEST:
+                    if manifest is not None or member.size > MAX_MANIFEST_BYTES:
+                        raise StoreError("the backup's manifest.json is refused", file=archive)
+                    manifest = handle.read()
+                    continue
+                base = name.removeprefix(DATA_PREFIX)
+                if base in digests:
+                    raise StoreError(f"the backup holds {name!r} twice", file=archive)
+                digests[base] = _stream(handle, folder / base)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise StoreError(f"not a readable toma backup ({exc})", file=archive) from None
-    info = _check_manifest(archive, contents)
-    return info, {k.removeprefix(DATA_PREFIX): v for k, v in contents.items() if k != MANIFEST}
+    except OSError as exc:
+        raise StoreError(f"cannot read the backup: {exc.strerror or exc}", file=archive) from None
+    return _check_manifest(archive, manifest, digests)
 
 
-def _check_manifest(archive: Path, contents: dict[str, bytes]) -> BackupInfo:
+def _stream(source: IO[bytes], target: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return size, digest.hexdigest()
+
+
+def read_backup(archive: Path) -> tuple[BackupInfo, dict[str, bytes]]:
+    """The manifest and the files of ``archive``, checked (for inspection: held in memory)."""
+    with tempfile.TemporaryDirectory() as folder:
+        info = unpack(archive, Path(folder))
+        return info, {name: (Path(folder) / name).read_bytes() for name in info.files}
+
+
+def _check_manifest(
+    archive: Path, text: bytes | None, digests: dict[str, tuple[int, str]]
+) -> BackupInfo:
     try:
-        manifest = json.loads(contents[MANIFEST])
-    except (KeyError, ValueError):
+        manifest = json.loads(text if text is not None else b"")
+    except ValueError:
         raise StoreError("the backup has no readable manifest.json", file=archive) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError("not a toma backup (its manifest says otherwise)", file=archive)
@@ -197,16 +235,19 @@ def _check_manifest(archive: Path, contents: dict[str, bytes]) -> BackupInfo:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise StoreError("the backup's manifest lists no files", file=archive)
-    stored = {k.removeprefix(DATA_PREFIX) for k in contents if k != MANIFEST}
-    if stored != set(files):
+    if set(digests) != set(files):
         raise StoreError(
             "the backup's files are not those its manifest lists "
-            f"(extra: {sorted(stored - set(files))}, missing: {sorted(set(files) - stored)})",
+            f"(extra: {sorted(set(digests) - set(files))}, "
+            f"missing: {sorted(set(files) - set(digests))})",
             file=archive,
         )
     for name, entry in files.items():
-        data = contents[DATA_PREFIX + name]
-        if not isinstance(entry, dict) or entry.get("sha256") != hashlib.sha256(data).hexdigest():
+        size, digest = digests[name]
+        if not isinstance(entry, dict) or (entry.get("sha256"), entry.get("size")) != (
+            digest,
+            size,
+        ):
             raise StoreError(f"{name} in the backup is damaged (checksum differs)", file=archive)
     return BackupInfo(
         archive,
@@ -249,7 +290,6 @@ def settle_in_flight(store: TinyStore, *, now: datetime) -> int:
 
 def restore(archive: Path, data_dir: Path, *, now: datetime) -> BackupInfo:
     """Unpack ``archive`` as the store in ``data_dir``, which must not hold one yet."""
-    info, files = read_backup(archive)
     data_dir = data_dir.absolute()
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise StoreError(
@@ -261,12 +301,7 @@ def restore(archive: Path, data_dir: Path, *, now: datetime) -> BackupInfo:
     staging = data_dir.with_name(f".{data_dir.name}.restore-{secrets.token_hex(6)}")
     try:
         staging.mkdir(mode=0o700)
-        for name, data in files.items():
-            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        info = unpack(archive, staging)
         fsync_dir(staging)
         # Opening reads every snapshot document and journal line: a store that
         # does not open is not moved into place.
