@@ -11,9 +11,15 @@ abstract namespace.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+PULSE_SECONDS = 1.0  # how often a running tick says it is alive
 
 
 def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -29,3 +35,49 @@ def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
     except OSError:
         return False  # systemd gone or socket unusable: the daemon goes on regardless
     return True
+
+
+class Watchdog:
+    """``WATCHDOG=1`` at most every half ``WatchdogSec``, each time the daemon shows life.
+
+    systemd passes ``WatchdogSec=`` as ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``,
+    the process meant). :meth:`beat` is called from the daemon's own loop and,
+    during a tick, from the tick's event loop (``Worker.alive``): a daemon whose
+    loop stops turning stops beating, and systemd restarts it after
+    ``WatchdogSec``. Without ``WATCHDOG_USEC`` it is not :attr:`enabled`.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = dict(os.environ if environ is None else environ)
+        usec = self._environ.get("WATCHDOG_USEC", "")
+        pid = self._environ.get("WATCHDOG_PID", "")
+        meant = not pid or (pid.isdigit() and int(pid) == os.getpid())
+        self.interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 and meant else 0.0
+        self._last = -self.interval
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self._last >= self.interval:
+            self._last = now
+            notify("WATCHDOG=1", self._environ)
+
+
+async def pulsing(work: Awaitable[T], alive: Callable[[], object] | None) -> T:
+    """``work``, calling ``alive`` every second while the event loop turns (if there is one)."""
+    if alive is None:
+        return await work
+
+    async def pulse() -> None:
+        while True:
+            alive()
+            await asyncio.sleep(PULSE_SECONDS)
+
+    beating = asyncio.create_task(pulse())
+    try:
+        return await work
+    finally:
+        beating.cancel()

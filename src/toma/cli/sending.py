@@ -127,7 +127,7 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
     """
     from toma.daemon.worker import Worker
     from toma.ops.migrate import require_current
-    from toma.sdnotify import notify
+    from toma.sdnotify import Watchdog, notify
     from toma.timeutil import SystemClock
 
     if as_json:
@@ -146,6 +146,9 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
         # Open, locked, recovered and handling signals: what Type=notify waits for.
         every = config.daemon.tick_every.approx()
         status = f"READY=1\nSTATUS=ticking every {every.total_seconds():g} s"
+        watchdog = Watchdog()
+        if watchdog.enabled:
+            worker.alive = watchdog.beat
         try:
             worker.run_forever(clock, every, started=lambda: notify(status))
         finally:

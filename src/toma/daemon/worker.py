@@ -72,6 +72,7 @@ from toma.errors import TomaError
 from toma.logs import fields
 from toma.mail.unsubscribe import unsubscriber
 from toma.project.sequences import read_sequences
+from toma.sdnotify import pulsing
 from toma.store import (
     CONTACTS,
     MESSAGES,
@@ -104,6 +105,9 @@ class Worker:
     ) -> None:
         self.sync_inbox = sync_inbox
         self.progress: Callable[[Result], None] | None = None
+        # Called while the daemon is alive: every turn of its loop, and every second
+        # of a tick while the tick's event loop turns (systemd's watchdog, toma.sdnotify).
+        self.alive: Callable[[], object] | None = None
         self.config_path = config_path
         self.store = store
         self._plan_cache = PlanCache()
@@ -359,6 +363,8 @@ class Worker:
                 if wake.is_set():
                     wake.clear()
                     job()
+                if self.alive is not None:
+                    self.alive()
                 idle = scheduler.idle_seconds
                 self.stopping.wait(timeout=min(0.5, max(0.05, idle if idle is not None else 0.5)))
         log.info("daemon stopped")
@@ -367,7 +373,7 @@ class Worker:
         if self.stopping.is_set():
             return
         try:
-            eventloop.run(self.tick(clock.now()))
+            eventloop.run(pulsing(self.tick(clock.now()), self.alive))
         except Exception:
             # The daemon keeps serving: the next tick starts afresh from the files.
             log.exception("tick crashed")
