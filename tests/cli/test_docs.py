@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 import pytest
 
-from toma.cli import main
+from toma.cli import _register, main
+
+_register()  # the commands are imported when they run; here all of them are wanted
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 

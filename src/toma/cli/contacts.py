@@ -15,6 +15,7 @@ from toma.cli import (
     now_option,
     pass_context,
     print_json,
+    problem_json,
     resolve_now,
 )
 from toma.core.contacts import Contact, Status, make_contact
@@ -90,8 +91,9 @@ def contacts_add(
 @contacts.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @now_option
+@json_option
 @pass_context
-def contacts_import(ctx: Context, file: Path, now_text: str | None) -> None:
+def contacts_import(ctx: Context, file: Path, now_text: str | None, as_json: bool = False) -> None:
     """Import contacts from a .csv (with a header row) or a .vcf file.
 
     Bad rows are reported with their row number and skipped; the rest is
@@ -100,6 +102,18 @@ def contacts_import(ctx: Context, file: Path, now_text: str | None) -> None:
     """
     with ctx.store() as store:
         report = addressbook.import_file(store, file, now=resolve_now(now_text))
+    if as_json:
+        print_json(
+            {
+                "file": report.file,
+                "added": report.added,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "suppressed": [problem_json(p) for p in report.suppressed],
+                "problems": [problem_json(p) for p in report.problems],
+            }
+        )
+        sys.exit(1 if report.problems else 0)
     for problem in report.problems:
         click.echo(f"skipped: {problem}", err=True)
     for problem in report.suppressed:

@@ -31,8 +31,9 @@ def inbox() -> None:
 
 @inbox.command("sync")
 @now_option
+@json_option
 @pass_context
-def inbox_sync(ctx: Context, now_text: str | None) -> None:
+def inbox_sync(ctx: Context, now_text: str | None, as_json: bool = False) -> None:
     """One pass over the inbox: log what came in and act on it."""
     from toma.inbox.sync import source_for, sync
 
@@ -42,6 +43,11 @@ def inbox_sync(ctx: Context, now_text: str | None) -> None:
             report = sync(store, ctx.config, source, now=resolve_now(now_text))
         finally:
             source.close()
+    if as_json:
+        from dataclasses import asdict
+
+        print_json(asdict(report))
+        return
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
     click.echo(
         f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "

@@ -16,6 +16,7 @@ from toma.cli import (
     now_option,
     pass_context,
     print_json,
+    problem_json,
     resolve_now,
 )
 from toma.config import Config
@@ -101,8 +102,9 @@ def _owner_today(config: Config, now: datetime) -> Any:
 @invoices.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @now_option
+@json_option
 @pass_context
-def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
+def invoices_import(ctx: Context, file: Path, now_text: str | None, as_json: bool = False) -> None:
     """Import invoices from a CSV file; bad rows are reported by row and skipped."""
     from toma.store.records import invoices as billing
 
@@ -110,6 +112,16 @@ def invoices_import(ctx: Context, file: Path, now_text: str | None) -> None:
         report = billing.import_file(
             store, file, ctx.config, today=_owner_today(ctx.config, resolve_now(now_text))
         )
+    if as_json:
+        print_json(
+            {
+                "file": report.file,
+                "added": report.added,
+                "existing": report.existing,
+                "problems": [problem_json(p) for p in report.problems],
+            }
+        )
+        sys.exit(1 if report.problems else 0)
     for problem in report.problems:
         click.echo(f"skipped: {problem}", err=True)
     click.echo(

@@ -12,9 +12,11 @@ import click
 from toma import eventloop
 from toma.cli import (
     Context,
+    json_option,
     main,
     now_option,
     pass_context,
+    print_json,
     resolve_now,
 )
 from toma.core.contacts import Contact
@@ -32,8 +34,9 @@ def newsletter() -> None:
 @newsletter.command("proof")
 @click.argument("file")
 @now_option
+@json_option
 @pass_context
-def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
+def newsletter_proof(ctx: Context, file: str, now_text: str | None, as_json: bool = False) -> None:
     """Send one copy of an issue to yourself (the owner), as a recipient would see it."""
     from toma.mail.compose import Composer
     from toma.mail.unsubscribe import unsubscriber
@@ -72,6 +75,9 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     result = eventloop.run(send())
     if result.outcome != "sent":
         raise TomaError(f"the proof did not go: {result.detail}", file=issue.file)
+    if as_json:
+        print_json({"issue": issue.name, "to": owner.email, "subject": built.subject, "sent": True})
+        return
     click.echo(f"Proof of {issue.name} sent to {owner.email} ({built.subject!r}).")
 
 
@@ -82,9 +88,10 @@ def newsletter_proof(ctx: Context, file: str, now_text: str | None) -> None:
     "--dry-run", is_flag=True, help="List who would get it and when (in their zone); send nothing."
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@json_option
 @pass_context
 def newsletter_send(
-    ctx: Context, file: str, now_text: str | None, dry_run: bool, yes: bool
+    ctx: Context, file: str, now_text: str | None, dry_run: bool, yes: bool, as_json: bool = False
 ) -> None:
     """Send an issue to its audience: from now (or send_at), in each recipient's window.
 
@@ -110,15 +117,24 @@ def newsletter_send(
     start = issue.not_before(ZoneInfo(config.owner.timezone))
     with ctx.store() as store:
         timings = _timetable(store, config, issue, now)
+        if dry_run and as_json:
+            print_json({"issue": issue.name, "recipients": _timetable_json(timings, now)})
+            return
         if dry_run:
             _print_timetable(timings, now, config.owner.timezone)
             return
         if not timings:
+            if as_json:
+                print_json({"issue": issue.name, "outcome": "nobody_left"})
+                return
             click.echo(f"{issue.name}: nobody is left to send it to.")
             return
         _confirm(issue.name, timings, now, yes=yes)
         if start is not None and start > now:
             broadcast.schedule(store, issue, now=now)
+            if as_json:
+                print_json({"issue": issue.name, "outcome": "scheduled", "from": start})
+                return
             click.echo(
                 f"Scheduled {issue.name}: the daemon (`toma run`) sends it from "
                 f"{start.isoformat()} on, in each recipient's working hours."
@@ -130,6 +146,9 @@ def newsletter_send(
                 held.enter_context(store.daemon_lock())
             except StoreLocked:
                 broadcast.schedule(store, issue, now=now)
+                if as_json:
+                    print_json({"issue": issue.name, "outcome": "handed_to_daemon"})
+                    return
                 click.echo(
                     f"The daemon is running: it sends {issue.name} from its next tick, "
                     "in each recipient's working hours."
@@ -140,6 +159,21 @@ def newsletter_send(
                 broadcast.schedule(store, issue, now=now)
             report = _send_issue(ctx, store, issue, now)
     figures = broadcast_figures(ctx, issue.name)
+    if as_json:
+        print_json(
+            {
+                "issue": issue.name,
+                "outcome": "sent",
+                "sent": report.sent,
+                "failed": report.failed,
+                "retrying": report.retrying,
+                "unknown": report.unknown,
+                "later": later,
+                "sent_in_all": figures["sent"],
+                "exit_code": int(report.exit_code()),
+            }
+        )
+        sys.exit(report.exit_code())
     queued = (
         f" {later} wait for their working hours: `toma run` (or cron's `toma run "
         "--once`) sends them as each window opens."
@@ -184,6 +218,18 @@ def _confirm(name: str, timings: list[Any], now: datetime, *, yes: bool) -> None
         )
     if not click.confirm(f"{said}. Send?", default=False):
         raise TomaError("nothing sent")
+
+
+def _timetable_json(timings: list[Any], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "contact": t.contact.email,
+            "at": t.at.isoformat(),
+            "zone": t.zone.key,
+            "now": bool(t.now(now)),
+        }
+        for t in timings
+    ]
 
 
 def _print_timetable(timings: list[Any], now: datetime, owner_zone: str) -> None:

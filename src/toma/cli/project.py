@@ -10,9 +10,12 @@ import click
 
 from toma.cli import (
     Context,
+    json_option,
     main,
     now_option,
     pass_context,
+    print_json,
+    problem_json,
     resolve_now,
 )
 from toma.store.records import contacts as addressbook
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from toma.config import Config
     from toma.core.messages import WayOut
     from toma.core.newsletters import Newsletter
+    from toma.project.checks import CheckReport
 
 # --- init and check ----------------------------------------------------------
 
@@ -50,8 +54,9 @@ def init(folder: Path, now_text: str | None) -> None:
     is_flag=True,
     help="Also sign in to the SMTP and IMAP servers and try the Maildirs (sends nothing).",
 )
+@json_option
 @pass_context
-def check(ctx: Context, connect: bool) -> None:
+def check(ctx: Context, connect: bool, as_json: bool = False) -> None:
     """Validate the config, sequences and templates, rendering each for every contact.
 
     Lists every problem with where it is; exits 0 only when all is well.
@@ -66,6 +71,9 @@ def check(ctx: Context, connect: bool) -> None:
     from toma.project.checks import check_project
 
     report = check_project(ctx.config_path)
+    if as_json:
+        _check_json(ctx, report, connect=connect)
+        return
     for problem in report.problems:
         click.echo(f"error: {problem}", err=True)
     for warning in report.warnings:
@@ -88,6 +96,40 @@ def check(ctx: Context, connect: bool) -> None:
         return
     click.echo(f"{len(report.problems)} problem(s) found ({summary}).", err=True)
     sys.exit(1)
+
+
+def _check_json(ctx: Context, report: CheckReport, *, connect: bool) -> None:
+    """``check --json``: the figures, every problem, each connection; the same exit status."""
+    from toma.exits import Exit, worst
+    from toma.project.connect import check_connections
+
+    probes = check_connections(ctx.config) if connect else []
+    print_json(
+        {
+            "ok": report.ok and all(probe.ok for probe in probes),
+            "sequences": report.sequences,
+            "templates": report.templates,
+            "newsletters": report.newsletters,
+            "contacts": report.contacts,
+            "renders": report.renders,
+            "problems": [problem_json(problem) for problem in report.problems],
+            "connections": [
+                {
+                    "what": probe.what,
+                    "where": probe.where,
+                    "stage": probe.stage,
+                    "detail": probe.detail,
+                    "ok": probe.ok,
+                }
+                for probe in probes
+            ],
+        }
+    )
+    failed = [probe.exit for probe in probes if not probe.ok]
+    if failed:
+        sys.exit(worst(failed))
+    if not report.ok:
+        sys.exit(Exit.ERROR)
 
 
 def _check_connections(ctx: Context, *, files_ok: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
+from datetime import datetime
 
 import click
 
@@ -27,11 +29,13 @@ from toma.store.records import contacts as addressbook
 @click.argument("email")
 @click.argument("sequence")
 @now_option
+@json_option
 @pass_context
-def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> None:
+def enroll(ctx: Context, email: str, sequence: str, now_text: str | None, as_json: bool) -> None:
     """Enrol a contact in SEQUENCE (a sequence's name) by hand."""
     from toma.project.sequences import read_sequences
     from toma.store.records.enrolments import enrol
+    from toma.timeutil import iso
 
     files = read_sequences(ctx.config)
     if sequence not in files.sequences:
@@ -44,6 +48,17 @@ def enroll(ctx: Context, email: str, sequence: str, now_text: str | None) -> Non
     with ctx.store() as store:
         contact = addressbook.find(store, email)
         enrolment = enrol(store, contact.email, sequence, now=resolve_now(now_text))
+    if as_json:
+        print_json(
+            {
+                "contact": enrolment.contact,
+                "sequence": sequence,
+                "enrolled_at": iso(enrolment.enrolled_at)
+                if isinstance(enrolment.enrolled_at, datetime)
+                else enrolment.enrolled_at,
+            }
+        )
+        return
     click.echo(f"{enrolment.contact} is enrolled in {sequence} (since {enrolment.enrolled_at}).")
 
 
@@ -117,6 +132,8 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
       1   the tick could not start (an error it names)
     """
     from toma.daemon.worker import Worker
+    from toma.ops.migrate import require_current
+    from toma.sdnotify import Watchdog, notify
     from toma.timeutil import SystemClock
 
     if as_json:
@@ -124,25 +141,37 @@ def run(ctx: Context, once: bool, now_text: str | None, as_json: bool) -> None:
     if now_text and not once:
         raise click.UsageError("--now goes with --once: the daemon itself follows the clock")
     if once:
-        _run_once(ctx, now_text)
+        _run_once(ctx, now_text, as_json=as_json)
         return
     config = ctx.config
     with ctx.store() as store, store.daemon_lock():
+        require_current(store)
         worker = Worker(ctx.config_path, store)
         clock = SystemClock()
         worker.recover(resolve_now(now_text))
-        worker.run_forever(clock, config.daemon.tick_every.approx())
+        # Open, locked, recovered and handling signals: what Type=notify waits for.
+        every = config.daemon.tick_every.approx()
+        status = f"READY=1\nSTATUS=ticking every {every.total_seconds():g} s"
+        watchdog = Watchdog()
+        if watchdog.enabled:
+            worker.alive = watchdog.beat
+        try:
+            worker.run_forever(clock, every, started=lambda: notify(status))
+        finally:
+            notify("STOPPING=1")
 
 
-def _run_once(ctx: Context, now_text: str | None) -> None:
+def _run_once(ctx: Context, now_text: str | None, *, as_json: bool = False) -> None:
     """One tick; the exit status tells cron what became of it (see :mod:`toma.exits`)."""
     from toma.daemon.worker import Worker
     from toma.errors import ConfigError
     from toma.exits import Exit
+    from toma.ops.migrate import require_current
 
     try:
         ctx.config  # noqa: B018 - a config that cannot be read is the owner's to fix
         with ctx.store() as store, store.daemon_lock():
+            require_current(store)
             worker = Worker(ctx.config_path, store)
             worker.recover(resolve_now(now_text))
             report = worker.run_once(resolve_now(now_text))
@@ -153,7 +182,10 @@ def _run_once(ctx: Context, now_text: str | None) -> None:
             for reason in report.temporary:
                 if reason not in report.problems:
                     click.echo(f"will retry: {reason}", err=True)
-            click.echo(f"Tick at {report.now}: {report.summary()}.")
+            if as_json:
+                print_json({**asdict(report), "exit_code": int(report.exit_code())})
+            else:
+                click.echo(f"Tick at {report.now}: {report.summary()}.")
     except ConfigError as exc:
         click.echo(f"toma: {exc}", err=True)
         sys.exit(Exit.NEEDS_YOU)

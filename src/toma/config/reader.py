@@ -27,6 +27,9 @@ class Reader:
     def __init__(self, file: Path, text: str) -> None:
         self.file = file
         self.lines = text.splitlines()
+        # Every table read and the keys it accepts: the configuration reference
+        # (toma.config.reference) is made from these, so it cannot drift.
+        self.tables: dict[str, frozenset[str]] = {}
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(message, file=self.file, line=self.locate(key), key=key)
@@ -56,6 +59,7 @@ class Reader:
         return None
 
     def table(self, raw: Mapping[str, Any], name: str, allowed: set[str]) -> Mapping[str, Any]:
+        self.tables[name] = frozenset(allowed)
         value = raw.get(name.rpartition(".")[2], {})
         if not isinstance(value, Mapping):
             raise self.error(name, f"[{name}] must be a table")

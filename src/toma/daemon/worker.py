@@ -71,6 +71,7 @@ from toma.daemon.tick import (
 from toma.errors import TomaError
 from toma.logs import fields
 from toma.project.sequences import read_sequences
+from toma.sdnotify import pulsing
 from toma.store import (
     CONTACTS,
     MESSAGES,
@@ -103,6 +104,9 @@ class Worker:
     ) -> None:
         self.sync_inbox = sync_inbox
         self.progress: Callable[[Result], None] | None = None
+        # Called while the daemon is alive: every turn of its loop, and every second
+        # of a tick while the tick's event loop turns (systemd's watchdog, toma.sdnotify).
+        self.alive: Callable[[], object] | None = None
         self.config_path = config_path
         self.store = store
         self._plan_cache = PlanCache()
@@ -164,7 +168,9 @@ class Worker:
             log.error("tick failed", extra=fields(error=str(exc)))
         report.seconds = round(monotonic.monotonic() - started, 3)
         self._write_status(report)
-        log.info(
+        # A tick that left work undone or in doubt is worth a look: warning, not info.
+        log.log(
+            logging.WARNING if report.failed or report.unknown or report.problems else logging.INFO,
             "tick done",
             extra=fields(
                 now=report.now,
@@ -344,7 +350,9 @@ class Worker:
         with self.signals():
             return eventloop.run(self.tick(now))
 
-    def run_forever(self, clock: Clock, every: timedelta) -> None:
+    def run_forever(
+        self, clock: Clock, every: timedelta, *, started: Callable[[], object] | None = None
+    ) -> None:
         """Tick now and then every ``every`` until SIGTERM or SIGINT; finish the tick in flight.
 
         Beside the ticks: an IMAP IDLE watcher (where the inbox is IMAP) wakes
@@ -366,12 +374,16 @@ class Worker:
                 "daemon started",
                 extra=fields(config=str(self.config_path), every=f"{every.total_seconds():g}s"),
             )
+            if started is not None:
+                started()  # signals are handled from here on: systemd's READY=1
             job()
             while not self.stopping.is_set():
                 scheduler.run_pending()
                 if wake.is_set():
                     wake.clear()
                     job()
+                if self.alive is not None:
+                    self.alive()
                 idle = scheduler.idle_seconds
                 self.stopping.wait(timeout=min(0.5, max(0.05, idle if idle is not None else 0.5)))
         log.info("daemon stopped")
@@ -380,7 +392,7 @@ class Worker:
         if self.stopping.is_set():
             return
         try:
-            eventloop.run(self.tick(clock.now()))
+            eventloop.run(pulsing(self.tick(clock.now()), self.alive))
         except Exception:
             # The daemon keeps serving: the next tick starts afresh from the files.
             log.exception("tick crashed")

@@ -318,7 +318,7 @@ class ImapSource:
                 if reused:
                     # A kept connection the server closed while we were away (an
                     # autologout, a restart) is expected: open a new one at once.
-                    log.info(
+                    log.warning(
                         "imap reopen", extra=fields(server=self._connector.where, error=exc.message)
                     )
                     continue

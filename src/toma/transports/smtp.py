@@ -225,7 +225,7 @@ class SmtpTransport:
             try:
                 await self._ready(slot)
             except _ConnectFailed as failed:
-                log.info(
+                log.warning(
                     "smtp connect failed",
                     extra=fields(
                         host=self._config.host,

@@ -267,9 +267,9 @@ def encode_snapshot(
     yield b"\n}\n"
 
 
-def store_meta(generation: int) -> Document:
+def store_meta(generation: int, schema_version: int = SCHEMA_VERSION) -> Document:
     """The store's own document in the meta table (key ``store``)."""
-    return {"schema_version": SCHEMA_VERSION, "generation": generation}
+    return {"schema_version": schema_version, "generation": generation}
 
 
 def file_size(path: Path) -> int:

@@ -69,11 +69,19 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from toma.errors import StoreError, StoreLocked
 from toma.logs import fields
-from toma.store.base import META, TABLES, Changed, ChangeMark, Document, Transaction
+from toma.store.base import (
+    META,
+    SCHEMA_VERSION,
+    TABLES,
+    Changed,
+    ChangeMark,
+    Document,
+    Transaction,
+)
 from toma.store.embedded import journal
 from toma.store.embedded.journal import STORE_META_KEY
 
@@ -391,6 +399,14 @@ class _Memory:
                 yield key, _thaw(frozen)
 
 
+class PinnedFile(NamedTuple):
+    """A file of the data directory, open, and how many of its bytes are the state."""
+
+    name: str
+    handle: BinaryIO
+    size: int
+
+
 # -- checks shared by the store and its transactions -------------------------------------
 
 
@@ -682,6 +698,71 @@ class TinyStore:
             self._catch_up(exclusive=True)
             self._compact()
 
+    # for toma.ops: backups and migrations
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the data as loaded (see :data:`toma.store.base.SCHEMA_VERSION`)."""
+        self._check()
+        return self._schema_version()
+
+    def _schema_version(self) -> int:
+        meta = self._memory.get(META, STORE_META_KEY) or {}
+        version = meta.get("schema_version")
+        return version if isinstance(version, int) else SCHEMA_VERSION
+
+    def set_schema_version(self, version: int) -> None:
+        """Write a new snapshot that says ``version``: the last step of a migration."""
+        self._check()
+        with self._locked(exclusive=True):
+            self._catch_up(exclusive=True)
+            self._compact(schema_version=version)
+
+    @contextmanager
+    def pinned_files(self) -> Iterator[list[PinnedFile]]:
+        """Every file of the data directory as it stands between two commits.
+
+        The shared lock is held only while the files are opened: no commit or
+        compaction runs meanwhile. Afterwards the open handles still give that
+        state while the daemon goes on: a snapshot is never written in place (a
+        compaction writes a new file and removes the old name, not the open
+        file), and the journal only grows past the committed end, which is as
+        far as its handle is to be read. Other files (the unsubscribe key) are
+        written whole by rename, and are taken whole. Lock files and unfinished
+        ``*.tmp`` files are left out.
+        """
+        self._check()
+        pinned: list[PinnedFile] = []
+        try:
+            with self._locked(exclusive=False):
+                self._catch_up(exclusive=False)
+                memory = self._memory
+                current = journal.journal_path(self._dir, memory.generation).name
+                for path in sorted(self._dir.iterdir()):
+                    name = path.name
+                    if name in (STORE_LOCK, DAEMON_LOCK) or name.endswith(journal.TEMP_SUFFIX):
+                        continue
+                    if name.startswith(".") or not path.is_file():
+                        continue
+                    if name.startswith(("snapshot-", "journal-")) and name not in (
+                        current,
+                        journal.snapshot_path(self._dir, memory.generation).name,
+                    ):
+                        continue  # left by a crash or a compaction: not part of the state
+                    handle = path.open("rb")
+                    size = (
+                        memory.journal_end if name == current else os.fstat(handle.fileno()).st_size
+                    )
+                    pinned.append(PinnedFile(name, handle, size))
+            yield pinned
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the store's files: {exc.strerror}", file=self._dir
+            ) from exc
+        finally:
+            for item in pinned:
+                item.handle.close()
+
     def close(self) -> None:
         # No file stays open between calls; closing only forbids further use.
         self._closed = True
@@ -820,11 +901,12 @@ class TinyStore:
             # The commit is durable in the journal; a later commit tries again.
             log.warning("store.compact_failed", extra=fields(dir=str(self._dir), error=str(exc)))
 
-    def _compact(self) -> None:
+    def _compact(self, schema_version: int | None = None) -> None:
         started = time.monotonic()
         memory = self._memory
         old, new = memory.generation, memory.generation + 1
-        meta = journal.store_meta(new)
+        # A compaction keeps the schema version the data has: only a migration raises it.
+        meta = journal.store_meta(new, schema_version or self._schema_version())
         # A journal for the new generation can only be debris; it must not count as commits.
         journal.remove_files([journal.journal_path(self._dir, new)])
         size = journal.atomic_write(
