@@ -23,7 +23,7 @@ import click
 from toma.config import Config, find_config, load_config
 from toma.errors import TomaError
 from toma.logs import configure as configure_logging
-from toma.store import Store, open_store
+from toma.store import Store, open_configured
 from toma.timeutil import parse_moment
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +44,7 @@ class Context:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        store = open_store(self.config.paths.data)
+        store = open_configured(self.config)
         try:
             yield store
         finally:

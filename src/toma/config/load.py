@@ -15,6 +15,7 @@ from toma.config.reader import Reader, close
 from toma.errors import ConfigError
 
 TOP_LEVEL = {
+    "store",
     "unsubscribe",
     "owner",
     "transport",
@@ -88,6 +89,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         paths=sections.paths(r, raw),
         daemon=sections.daemon(r, raw),
         unsubscribe=sections.unsubscribe(r, raw),
+        store=sections.store(r, raw),
     )
 
 

@@ -163,6 +163,14 @@ class Daemon:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """[store]: the embedded store in ``paths.data``, or PostgreSQL at a DSN kept outside."""
+
+    kind: str = "embedded"  # "embedded" or "postgres"
+    dsn: Secret = field(default_factory=Secret)
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     owner: Owner
@@ -176,6 +184,7 @@ class Config:
     paths: Paths
     daemon: Daemon
     unsubscribe: Unsubscribing = field(default_factory=Unsubscribing)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def root(self) -> Path:
