@@ -74,7 +74,7 @@ from toma.logs import fields
 from toma.mail.compose import Composer, Job
 from toma.mail.mime import Built
 from toma.mail.unsubscribe import unsubscriber
-from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction
+from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction, claims
 from toma.timeutil import iso, parse_moment
 from toma.transports import Envelope, Handing, Outcome, Result, Transport, send_all
 
@@ -108,8 +108,9 @@ class Withheld:
     """Why the last check stopped a message, and what becomes of its record.
 
     ``action``: ``"skip"`` (final: ``skipped`` with ``reason``), ``"wait"``
-    (the record stays as it was before the tick) or ``"forget"`` (nothing is
-    written: the contact was forgotten).
+    (the record stays as it was before the tick), ``"forget"`` (nothing is
+    written: the contact was forgotten) or ``"taken"`` (another daemon claimed
+    it: nothing is written, see :mod:`toma.store.claims`).
     """
 
     action: str
@@ -601,7 +602,9 @@ class _Journal:
             for key, record in marks:
                 before = tx.get(MESSAGES, key)
                 stop = (
-                    Withheld("forget", "the notice was withdrawn")
+                    Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims
+                    if claims.taken(before, now)
+                    else Withheld("forget", "the notice was withdrawn")
                     if before is None and record.kind == "notice"
                     else withheld(record, tx.get(CONTACTS, record.contact), now)
                 )
@@ -659,6 +662,8 @@ class _Journal:
             )
             tx.put(MESSAGES, key, skipped.to_doc())
             written.records[key] = skipped
+        elif stop.action == "taken":
+            pass  # another daemon's now: its record is left as that daemon wrote it
         elif stop.action == "wait" and before is not None:
             tx.put(MESSAGES, key, before)  # as it was before the tick: planned again later
         elif tx.get(MESSAGES, key) is not None:
