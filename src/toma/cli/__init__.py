@@ -137,6 +137,7 @@ def _register() -> None:
     """Import the command modules: each adds its commands to :func:`main`."""
     import toma.cli.outbox  # noqa: F401
     from toma.cli import contacts, inbox, invoices, newsletters, project, sending  # noqa: F401
+    from toma.cli import store as _store  # noqa: F401
 
 
 _register()
