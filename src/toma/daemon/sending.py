@@ -600,6 +600,10 @@ class _Journal:
         now = self.now
         with self.store.transaction() as tx:
             for key, record in marks:
+                if key in self.marked:
+                    # Marked (or withdrawn) by an earlier write already, a batch raced it:
+                    # marking again would be refused as another daemon's claim.
+                    continue
                 before = tx.get(MESSAGES, key)
                 stop = (
                     Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims

@@ -78,6 +78,7 @@ from toma.store import (
     SYNC,
     Store,
     claims,
+    open_configured,
 )
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
@@ -420,7 +421,11 @@ def _serving(
     from toma.web.endpoint import UnsubscribeEndpoint
     from toma.web.oneclick import OneClick
 
-    record = OneClick(config.paths.data, clock)
+    record = OneClick(
+        config.paths.data,
+        clock,
+        opener=(lambda: open_configured(config)) if config.store.kind != "embedded" else None,
+    )
     host, port = listen or config.unsubscribe.listen
     endpoint = UnsubscribeEndpoint(unsubscriber(config), record, host=host, port=port)
     try:

@@ -49,6 +49,7 @@ from toma.store.base import (
     Store,
     Transaction,
 )
+from toma.store.records.query import matching
 from toma.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -251,10 +252,9 @@ def forget(store: Store, email: str, *, now: datetime) -> int:
         tx.delete(CONTACTS, contact.email)
         removed += 1
         for table in (ENROLMENTS, MESSAGES, CONVERSATIONS):
-            for key, doc in list(tx.all(table)):
-                if doc.get("contact") == contact.email:
-                    tx.delete(table, key)
-                    removed += 1
+            for key, _doc in list(matching(tx, table, contact=contact.email)):
+                tx.delete(table, key)
+                removed += 1
     return removed
 
 

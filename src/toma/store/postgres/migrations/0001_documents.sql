@@ -17,6 +17,8 @@ CREATE INDEX toma_messages_state ON toma_documents ((doc ->> 'state')) WHERE tbl
 CREATE INDEX toma_messages_contact ON toma_documents ((doc ->> 'contact')) WHERE tbl = 'messages';
 CREATE INDEX toma_messages_kind_ref
     ON toma_documents ((doc ->> 'kind'), (doc ->> 'ref')) WHERE tbl = 'messages';
+CREATE INDEX toma_enrolments_contact
+    ON toma_documents ((doc ->> 'contact')) WHERE tbl = 'enrolments';
 CREATE INDEX toma_conversations_contact
     ON toma_documents ((doc ->> 'contact')) WHERE tbl = 'conversations';
 CREATE INDEX toma_conversations_kind
