@@ -124,9 +124,39 @@ def tick_one(dsn: str, count: int) -> dict[str, float]:
         }
 
 
+def round_trip(server, dsn: str, count: int) -> None:
+    """`toma store copy`'s work at this size: PostgreSQL -> embedded -> a new database,
+    each copy verified by counts and checksums, then the two databases compared."""
+    from toma.store import TABLES, TinyStore
+    from toma.store.copy import copy_store, fingerprint
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        server.database() as second,
+        PgStore(dsn) as source,
+        TinyStore(Path(tmp) / "data") as middle,
+        PgStore(second) as back,
+    ):
+        started = time.perf_counter()
+        copy_store(source, middle)
+        out = time.perf_counter() - started
+        started = time.perf_counter()
+        copy_store(middle, back)
+        home = time.perf_counter() - started
+        same = all(fingerprint(source, t) == fingerprint(back, t) for t in TABLES)
+        docs = sum(fingerprint(back, t).count for t in TABLES)
+    print(
+        f"  store copy of {count} contacts ({docs} documents): postgres -> embedded {out:.1f}s,"
+        f" embedded -> postgres {home:.1f}s, identical after the round trip: {same}",
+        flush=True,
+    )
+    assert same
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
+    parser.add_argument("--copy", type=int, default=100000, help="round-trip this size (0: no)")
     parser.add_argument("--tick-one", nargs=2, metavar=("DSN", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tick_one:
@@ -145,6 +175,8 @@ def main() -> int:
         for size in (int(s) for s in args.sizes.split(",")):
             with server.database() as dsn:
                 filled = fill(dsn, size)
+                if size == args.copy:
+                    round_trip(server, dsn, size)
                 out = subprocess.run(
                     [sys.executable, __file__, "--tick-one", dsn, str(size)],
                     capture_output=True,
