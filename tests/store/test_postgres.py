@@ -11,10 +11,13 @@ import psycopg
 import pytest
 
 from tests.postgres import PgServer
+from toma.core.contacts import make_contact
 from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, new_record
 from toma.errors import StoreError
 from toma.store import MESSAGES, claims
 from toma.store.postgres import PgStore, describe, schema
+from toma.store.records import contacts as addressbook
+from toma.store.records import enrolments
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -117,3 +120,23 @@ def test_an_unreachable_database_is_one_error_without_the_password():
     assert "s3cret" not in str(caught.value)
     assert caught.value.file == f"postgresql://127.0.0.1:{port}/toma"
     assert describe(dsn) == f"postgresql://127.0.0.1:{port}/toma"
+
+
+def test_a_forgotten_contacts_address_is_left_in_no_relation(dsn: str):
+    """Not in the documents, nor in the change feed's keys (readers reload instead)."""
+    with PgStore(dsn) as store:
+        for email in ("ada@example.org", "bo@example.org"):
+            addressbook.add(store, make_contact(email, first_name="X", tags=["t"]), now=NOW)
+            enrolments.enrol(store, email, "keep", now=NOW)
+        mark_before, _ = store.changes_since(None)
+        addressbook.forget(store, "ada@example.org", now=NOW)
+        store.compact()
+        assert store.changes_since(mark_before)[1] is None
+        with psycopg.connect(dsn) as conn:
+            found = conn.execute(
+                "SELECT (SELECT count(*) FROM toma_documents"
+                "        WHERE key LIKE '%%ada@%%' OR doc::text LIKE '%%ada@%%'),"
+                "       (SELECT count(*) FROM toma_changes WHERE key LIKE '%%ada@%%'),"
+                "       (SELECT count(*) FROM toma_changes WHERE key LIKE '%%bo@%%')"
+            ).fetchone()
+        assert found == (0, 0, 2)

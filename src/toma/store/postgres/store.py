@@ -15,7 +15,15 @@ from psycopg_pool import ConnectionPool
 
 from toma.errors import StoreError
 from toma.logs import fields
-from toma.store.base import MESSAGES, META, TABLES, Changed, ChangeMark, Document, Transaction
+from toma.store.base import (
+    MESSAGES,
+    META,
+    TABLES,
+    Changed,
+    ChangeMark,
+    Document,
+    Transaction,
+)
 from toma.store.embedded import journal
 from toma.store.postgres import schema
 from toma.store.postgres.schema import LOCK_CLASS
@@ -178,6 +186,7 @@ class PgTransaction(_Reads):
         self._daemon = daemon
         self._puts: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._changes: dict[str, dict[str, bool]] = {}  # table -> key -> deleted
+        self._forgetting = False
         self._open = True
 
     @contextmanager
@@ -231,25 +240,47 @@ class PgTransaction(_Reads):
             )
 
     def commit_changes(self) -> None:
-        """Write what is left and this transaction's entries of the change feed."""
+        """Write what is left and this transaction's entries of the change feed.
+
+        A transaction that erased a contact (``toma contacts forget``, see
+        :meth:`forget_keys`) leaves no key of what it deleted in the feed, where
+        an address would outlive the person's records: it removes their earlier
+        entries too and moves the feed's floor past everything, so that readers
+        read the store again.
+        """
         self.flush()
+        forgetting = self._forgetting
         entries = [
             (table, key, deleted)
             for table, keys in self._changes.items()
             for key, deleted in keys.items()
+            if not (forgetting and deleted)
         ]
-        if not entries:
-            return
         with _errors(self._where), self._connection.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO toma_changes (tbl, key, deleted) VALUES (%s, %s, %s)", entries
-            )
+            if entries:
+                cur.executemany(
+                    "INSERT INTO toma_changes (tbl, key, deleted) VALUES (%s, %s, %s)", entries
+                )
+            if forgetting:
+                gone = [(t, k) for t, keys in self._changes.items() for k, d in keys.items() if d]
+                cur.executemany("DELETE FROM toma_changes WHERE tbl = %s AND key = %s", gone)
+                cur.execute(
+                    "UPDATE toma_feed SET floor = greatest(floor,"
+                    " (SELECT coalesce(max(seq), 0) FROM toma_changes))"
+                )
+                return
+            if not entries:
+                return
             row = cur.execute("SELECT max(seq), (SELECT floor FROM toma_feed) FROM toma_changes")
             found = row.fetchone()
             if found and found[0] is not None and found[0] - found[1] > 2 * FEED_LIMIT:
                 floor = found[0] - FEED_LIMIT
                 cur.execute("DELETE FROM toma_changes WHERE seq <= %s", (floor,))
                 cur.execute("UPDATE toma_feed SET floor = %s", (floor,))
+
+    def forget_keys(self) -> None:
+        """Keep no trace of the keys this transaction deletes in the change feed."""
+        self._forgetting = True
 
     def abandoned_claims(self) -> list[tuple[str, Document]]:
         """Messages ``sending`` that no living daemon claims (see the package docstring)."""
@@ -397,6 +428,14 @@ class PgStore(_Reads):
         finally:
             self._daemon = self._daemon_conn = None
             conn.close()
+
+    def compact(self) -> None:
+        """VACUUM the store's relations: deleted rows (a forgotten contact) leave the
+        tables' files, as the embedded store's compaction leaves them out of its
+        snapshot. What PostgreSQL's WAL and backups hold is the administrator's."""
+        with self._conn() as conn, _errors(self._where):
+            conn.execute("VACUUM toma_documents")
+            conn.execute("VACUUM toma_changes")
 
     def close(self) -> None:
         if self._closed:

@@ -27,3 +27,10 @@ def matching(reader: Reader, table: str, **equal: str | None) -> Iterator[tuple[
         for key, doc in reader.all(table)
         if all(doc.get(name) == value for name, value in equal.items())
     )
+
+
+@runtime_checkable
+class Forgetting(Protocol):
+    """A transaction that can keep no trace of the keys it deletes (PostgreSQL's feed)."""
+
+    def forget_keys(self) -> None: ...
