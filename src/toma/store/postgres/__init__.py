@@ -24,6 +24,12 @@ sending, the SMTP conversation, runs outside it, in every daemon at once.
 Puts are sent in batches (one pipelined ``executemany``) before the next read
 of the transaction and at its end.
 
+**Connections.** A pool (psycopg_pool) of a few connections, each in
+autocommit between transactions. The store interface is synchronous, as the
+embedded store's is; the daemon already runs its store writes in a worker
+thread (:mod:`toma.daemon.sending`), so its event loop never waits on the
+database, and one interface serves the commands and the daemon alike.
+
 **Reads** go to the database each time and see what is committed; there is
 nothing for :meth:`PgStore.refresh` to catch up with. :meth:`PgStore.all`
 reads a page of rows at a time in insertion order, up to the last row that
