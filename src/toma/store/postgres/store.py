@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -41,7 +42,26 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 # Documents come as text and are decoded here: json.loads on bytes (psycopg's own
 # loader) first guesses their encoding, a third of the time of reading a table.
-_decode = json.JSONDecoder().decode
+_json = json.JSONDecoder().decode
+_intern = sys.intern
+
+
+def _decode(text: str) -> Document:
+    """A document, its string values (and those of its flat lists) interned.
+
+    Every message and enrolment repeats its contact's address, its sequence, its
+    state: decoded apart, each would be a string of its own in the daemon's
+    model of the store, several times the memory (the embedded store shares them
+    the same way). Interned strings are freed with their last user.
+    """
+    doc: Document = _json(text)
+    for name, value in doc.items():
+        kind = type(value)
+        if kind is str:
+            doc[name] = _intern(value)
+        elif kind is list and all(type(item) is str for item in value):
+            doc[name] = [_intern(item) for item in value]
+    return doc
 
 _LIVE_DAEMONS = (
     "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
