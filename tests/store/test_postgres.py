@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from tests.postgres import PgServer
@@ -16,6 +17,7 @@ from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, new_record
 from toma.errors import StoreError
 from toma.store import MESSAGES, claims
 from toma.store.postgres import PgStore, describe, schema
+from toma.store.postgres import store as pg
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments
 
@@ -140,3 +142,28 @@ def test_a_forgotten_contacts_address_is_left_in_no_relation(dsn: str):
                 "       (SELECT count(*) FROM toma_changes WHERE key LIKE '%%bo@%%')"
             ).fetchone()
         assert found == (0, 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("table", "equal"),
+    [
+        ("messages", {"state": "sending"}),
+        ("messages", {"kind": "invoice", "state": "planned"}),
+        ("messages", {"kind": "newsletter", "ref": "issue-1"}),
+        ("messages", {"contact": "a@example.org"}),
+        ("enrolments", {"contact": "a@example.org"}),
+        ("conversations", {"contact": "a@example.org"}),
+        ("conversations", {"kind": "reply"}),
+    ],
+)
+def test_the_records_layers_questions_have_an_index(dsn: str, table: str, equal: dict[str, str]):
+    """Each question the records layer asks matches an index (not a scan of the table)."""
+    PgStore(dsn).close()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET enable_seqscan = off")
+        query = psycopg.sql.SQL("EXPLAIN SELECT key FROM toma_documents WHERE {} ORDER BY ord")
+        plan = "\n".join(
+            row[0] for row in conn.execute(query.format(pg._where_clause(table, equal)))
+        )
+    assert "Seq Scan" not in plan, plan
+    assert "Index" in plan, plan

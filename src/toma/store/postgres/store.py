@@ -170,7 +170,9 @@ class _Reads:
         # began: writes made while the caller iterates never make it read forever.
         self._before_read()
         with self._conn() as conn, _errors(self._where):
-            row = conn.execute("SELECT coalesce(max(ord), 0) FROM toma_documents").fetchone()
+            row = conn.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM toma_order"
+            ).fetchone()
         last = int(row[0]) if row else 0
         after = 0
         while True:
