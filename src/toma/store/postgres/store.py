@@ -63,6 +63,7 @@ def _decode(text: str) -> Document:
             doc[name] = [_intern(item) for item in value]
     return doc
 
+
 _LIVE_DAEMONS = (
     "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
     " AND objsubid = 2 AND granted"
