@@ -167,3 +167,26 @@ def test_the_records_layers_questions_have_an_index(dsn: str, table: str, equal:
         )
     assert "Seq Scan" not in plan, plan
     assert "Index" in plan, plan
+
+
+def test_the_server_probes_a_daemons_session_to_end_a_vanished_machines_claims(dsn: str):
+    with PgStore(dsn) as store, store.daemon_lock(), psycopg.connect(dsn) as admin:
+        holders = admin.execute(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.objsubid = 2",
+            (store.daemon_number,),
+        ).fetchall()
+        assert len(holders) == 1  # one session holds the number: the one probed
+        conn = store._daemon_conn
+        assert conn is not None
+        shown = {
+            name: conn.execute(
+                psycopg.sql.SQL("SHOW {}").format(psycopg.sql.Identifier(name))
+            ).fetchone()[0]  # type: ignore[index]
+            for name, _seconds in pg.KEEPALIVE
+        }
+    assert shown == {
+        "tcp_keepalives_idle": "60",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "3",
+    }

@@ -48,7 +48,9 @@ therefore plan the same message, but only one marks it, and only the marker
 sends it: never one key twice.
 
 A daemon that dies (SIGKILL, a lost machine) loses its connection, and
-PostgreSQL releases its advisory lock. Its claims are then the messages
+PostgreSQL releases its advisory lock (a machine that vanishes without closing
+its socket is found out by the server's TCP keepalive probes, which the
+daemon's session sets to about a minute and a half). Its claims are then the messages
 ``sending`` whose number holds no lock (:meth:`PgTransaction.abandoned_claims`,
 under the write lock); every daemon looks for them at the start of each tick
 and settles them as a restart after a crash does

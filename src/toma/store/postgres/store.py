@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 WRITE_LOCK = 1  # pg_advisory_xact_lock(LOCK_CLASS, WRITE_LOCK): one writer at a time
 DAEMON_CLASS = 0x746F6D62  # "tomb": pg_advisory_lock(DAEMON_CLASS, n) held by daemon n
+KEEPALIVE = (
+    ("tcp_keepalives_idle", 60),
+    ("tcp_keepalives_interval", 10),
+    ("tcp_keepalives_count", 3),
+)
 PAGE = 5000  # documents read per query by all()
 FEED_LIMIT = 1 << 16  # changes kept for the feed; a reader further behind reloads
 QUERY_FIELDS = frozenset({"state", "contact", "kind", "ref", "answers", "status"})
@@ -445,6 +450,13 @@ class PgStore(_Reads):
                 row = conn.execute("SELECT nextval('toma_daemons')::int").fetchone()
                 number = int(row[0]) if row else 0
                 conn.execute("SELECT pg_advisory_lock(%s, %s)", (DAEMON_CLASS, number))
+                # A machine that vanishes (power, network) sends no FIN: the server
+                # probes this idle session and ends it, and so the claims, in about
+                # a minute and a half rather than the system's two hours.
+                for name, seconds in KEEPALIVE:
+                    conn.execute(
+                        sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(seconds))
+                    )
             self._daemon, self._daemon_conn = number, conn
             log.info("daemon registered", extra=fields(number=number, database=self._where))
             yield
