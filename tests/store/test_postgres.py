@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import psycopg.sql
@@ -20,6 +21,8 @@ from toma.store.postgres import PgStore, describe, schema
 from toma.store.postgres import store as pg
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments
+from toma.timeutil import FixedClock
+from toma.web.oneclick import OneClick
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -190,3 +193,17 @@ def test_the_server_probes_a_daemons_session_to_end_a_vanished_machines_claims(d
         "tcp_keepalives_interval": "10",
         "tcp_keepalives_count": "3",
     }
+
+
+def test_a_one_click_unsubscribe_is_recorded_in_the_configured_database(dsn: str, tmp_path: Path):
+    """The endpoint beside a daemon on PostgreSQL writes there, not to a data directory."""
+    with PgStore(dsn) as store:
+        addressbook.add(store, make_contact("ada@example.org", first_name="Ada"), now=NOW)
+    record = OneClick(tmp_path / "data", FixedClock(NOW), opener=lambda: PgStore(dsn))
+    try:
+        record("ada@example.org")
+    finally:
+        record.close()
+    with PgStore(dsn) as store:
+        assert addressbook.find(store, "ada@example.org").status.value == "unsubscribed"
+    assert not (tmp_path / "data").exists()
