@@ -97,6 +97,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "toma.cli.sending",
         "Serve the dashboard and the one-click unsubscribe links, without ticking.",
     ),
+    "store": (
+        "toma.cli.store",
+        "The store itself: moving it between the embedded store and PostgreSQL.",
+    ),
     "status": (
         "toma.cli.sending",
         "What the daemon did last, what is queued, what failed, what is unknown.",
@@ -127,9 +131,9 @@ class Context:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        from toma.store import open_store
+        from toma.store import open_configured
 
-        store = open_store(self.config.paths.data)
+        store = open_configured(self.config)
         try:
             yield store
         finally:

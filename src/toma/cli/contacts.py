@@ -19,7 +19,6 @@ from toma.cli import (
     resolve_now,
 )
 from toma.core.contacts import Contact, Status, make_contact
-from toma.store import TinyStore
 from toma.store.records import contacts as addressbook
 
 # --- contacts ----------------------------------------------------------------
@@ -245,9 +244,9 @@ def contacts_forget(ctx: Context, email: str, yes: bool, now_text: str | None) -
         click.confirm(f"Erase {email} and all their history?", abort=True)
     with ctx.store() as store:
         removed = addressbook.forget(store, email, now=resolve_now(now_text))
-        if isinstance(store, TinyStore):
+        if hasattr(store, "compact"):
             # The journal still holds the erased records as they were written:
-            # a new snapshot leaves them nowhere on disk.
+            # a new snapshot leaves them nowhere on disk (PostgreSQL: a VACUUM).
             store.compact()
     click.echo(
         f"Forgot {email} ({removed} records removed); the address stays on the suppression list."

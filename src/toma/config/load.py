@@ -15,6 +15,7 @@ from toma.config.reader import Reader, close
 from toma.errors import ConfigError
 
 TOP_LEVEL = {
+    "store",
     "unsubscribe",
     "dashboard",
     "owner",
@@ -91,6 +92,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         daemon=sections.daemon(r, raw),
         unsubscribe=sections.unsubscribe(r, raw),
         dashboard=sections.dashboard(r, raw),
+        store=sections.store(r, raw),
     )
 
 

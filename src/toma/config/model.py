@@ -222,6 +222,14 @@ class Daemon:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """[store]: the embedded store in ``paths.data``, or PostgreSQL at a DSN kept outside."""
+
+    kind: str = "embedded"  # "embedded" or "postgres"
+    dsn: Secret = field(default_factory=Secret)
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     owner: Owner
@@ -236,6 +244,7 @@ class Config:
     daemon: Daemon
     unsubscribe: Unsubscribing = field(default_factory=Unsubscribing)
     dashboard: Dashboard = field(default_factory=Dashboard)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def root(self) -> Path:

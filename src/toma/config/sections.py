@@ -25,7 +25,9 @@ from toma.config.model import (
     Owner,
     Pace,
     Paths,
+    Secret,
     Smtp,
+    StoreSettings,
     TransportSettings,
     Unsubscribing,
     Window,
@@ -406,4 +408,40 @@ def dashboard(r: Reader, raw: Mapping[str, Any]) -> Dashboard:
         listen=r.convert("dashboard", "listen", listen, parse_listen) if listen else None,
         password_hash=secret,
         behind_proxy=r.get(t, "dashboard", "behind_proxy", bool, False),
+    )
+
+
+def store(r: Reader, raw: Mapping[str, Any]) -> StoreSettings:
+    """[store]: ``kind = "postgres"`` reads its DSN from ``dsn_env`` or ``dsn_file``.
+
+    A DSN carries a password, so, like one, it never sits in the config itself.
+    """
+    t = r.table(raw, "store", {"kind", "dsn", "dsn_env", "dsn_file"})
+    kind = r.get(t, "store", "kind", str, "embedded")
+    if kind not in ("embedded", "postgres"):
+        raise r.error("store.kind", f'kind must be "embedded" or "postgres", got {kind!r}')
+    if "dsn" in t:
+        raise r.error(
+            "store.dsn",
+            'a DSN holds a password and does not belong in the config: use dsn_env = "VAR" '
+            'or dsn_file = "path"',
+        )
+    env = r.get(t, "store", "dsn_env", str)
+    file = r.get(t, "store", "dsn_file", str)
+    if env and file:
+        raise r.error("store.dsn_file", "give dsn_env or dsn_file, not both")
+    if kind == "postgres" and not (env or file):
+        raise r.error("store.kind", 'kind = "postgres" needs dsn_env = "VAR" or dsn_file = "path"')
+    if kind == "embedded" and (env or file):
+        raise r.error(
+            "store.dsn_env" if env else "store.dsn_file", 'a DSN goes with kind = "postgres"'
+        )
+    return StoreSettings(
+        kind=kind,
+        dsn=Secret(
+            env=env,
+            file=r.path(file),
+            key="store.dsn_env" if env else "store.dsn_file",
+            config_file=str(r.file),
+        ),
     )

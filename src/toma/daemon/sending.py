@@ -75,7 +75,7 @@ from toma.logs import fields
 from toma.mail.compose import Composer, Job
 from toma.mail.mime import Built
 from toma.mail.unsubscribe import unsubscriber
-from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction
+from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction, claims
 from toma.timeutil import iso, parse_moment
 from toma.transports import Envelope, Handing, Outcome, Result, Transport, send_all
 
@@ -109,8 +109,9 @@ class Withheld:
     """Why the last check stopped a message, and what becomes of its record.
 
     ``action``: ``"skip"`` (final: ``skipped`` with ``reason``), ``"wait"``
-    (the record stays as it was before the tick) or ``"forget"`` (nothing is
-    written: the contact was forgotten).
+    (the record stays as it was before the tick), ``"forget"`` (nothing is
+    written: the contact was forgotten) or ``"taken"`` (another daemon claimed
+    it: nothing is written, see :mod:`toma.store.claims`).
     """
 
     action: str
@@ -601,9 +602,15 @@ class _Journal:
         now = self.now
         with self.store.transaction() as tx:
             for key, record in marks:
+                if key in self.marked:
+                    # Marked (or withdrawn) by an earlier write already, a batch raced it:
+                    # marking again would be refused as another daemon's claim.
+                    continue
                 before = tx.get(MESSAGES, key)
                 stop = (
-                    Withheld("forget", "the notice was withdrawn")
+                    Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims
+                    if claims.taken(before, now)
+                    else Withheld("forget", "the notice was withdrawn")
                     if before is None and record.kind == "notice"
                     else withheld(record, tx.get(CONTACTS, record.contact), now)
                 )
@@ -661,6 +668,8 @@ class _Journal:
             )
             tx.put(MESSAGES, key, skipped.to_doc())
             written.records[key] = skipped
+        elif stop.action == "taken":
+            pass  # another daemon's now: its record is left as that daemon wrote it
         elif stop.action == "wait" and before is not None:
             tx.put(MESSAGES, key, before)  # as it was before the tick: planned again later
         elif tx.get(MESSAGES, key) is not None:

@@ -16,6 +16,7 @@ from types import FrameType
 from toma.config import Config
 from toma.errors import TomaError
 from toma.logs import fields
+from toma.store import open_configured
 from toma.timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,12 @@ def serving(
 
     host, port = listen or config.dashboard.listen or config.unsubscribe.listen
     check_exposure(config, host)
-    record = OneClick(config.paths.data, clock)
+    record = OneClick(
+        config.paths.data,
+        clock,
+        # Another store than the embedded one in the data directory ([store]).
+        opener=(lambda: open_configured(config)) if config.store.kind != "embedded" else None,
+    )
     built = build(config, clock, record)
     server = WebServer(built.app, host, port)
     try:

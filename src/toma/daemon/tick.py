@@ -41,6 +41,7 @@ from toma.store import (
     CONVERSATIONS,
     MESSAGES,
     Store,
+    claims,
 )
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
@@ -186,6 +187,8 @@ def record_skipped(
         for send in skipped:
             if tx.get(CONTACTS, send.contact) is None:
                 continue  # forgotten since the tick read the store
+            if claims.taken(tx.get(MESSAGES, send.key), now):
+                continue  # another daemon's since (see toma.store.claims)
             why = f"skipped: {_days(send.late_by)} late, past the pace's max_late"
             record = carry_on(history.get(send.key), send, MessageState.SKIPPED, at=now, detail=why)
             tx.put(MESSAGES, record.key, record.to_doc())
@@ -211,6 +214,8 @@ def plan_invoice_jobs(
             for item in skipped:
                 if tx.get(CONTACTS, item.contact) is None:
                     continue  # forgotten since the tick read the store
+                if claims.taken(tx.get(MESSAGES, item.key), now):
+                    continue  # another daemon's since (see toma.store.claims)
                 record = carry_on(
                     history.get(item.key),
                     item,

@@ -77,6 +77,7 @@ from toma.store import (
     MESSAGES,
     SYNC,
     Store,
+    claims,
 )
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
@@ -121,23 +122,17 @@ class Worker:
 
     # --- recovery ------------------------------------------------------------
 
-    def recover(self, now: datetime) -> int:
+    def recover(self, now: datetime, *, starting: bool = True) -> int:
         """Settle every ``sending`` record a crash left: planned again, or ``unknown``.
 
         One never handed to the server goes at the next tick; one that was may
         have gone, and is ``unknown`` (see :func:`toma.core.outbox.recover_after_crash`).
-        Returns how many are ``unknown``.
+        On a store several daemons share, only a dead daemon's records, at every
+        tick (:func:`toma.store.claims.abandoned`). Returns how many are ``unknown``.
         """
         self.store.refresh()
-        stuck = [
-            OutboxRecord.from_doc(doc)
-            for _key, doc in self.store.all(MESSAGES)
-            if doc.get("state") == MessageState.SENDING
-        ]
-        if not stuck:
-            return 0
-        recovered = recover_after_crash(stuck, at=now)
         with self.store.transaction() as tx:
+            recovered = recover_after_crash(claims.abandoned(tx, starting=starting), at=now)
             for record in recovered:
                 if tx.get(MESSAGES, record.key) is not None:  # not forgotten meanwhile
                     tx.put(MESSAGES, record.key, record.to_doc())
@@ -194,6 +189,8 @@ class Worker:
             report.problems.append(str(problem))
             log.error("sequence held", extra=fields(error=str(problem)))
 
+        if claims.shared(self.store):
+            self.recover(now, starting=False)  # what a daemon that died left in flight
         self.store.refresh()
         state = self._plan_cache.state(self.store, config, files)
         report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)

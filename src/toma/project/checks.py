@@ -30,7 +30,7 @@ from toma.mail.render import Templates, base_context
 from toma.mail.unsubscribe import Unsubscribe
 from toma.project.newsletters import load_newsletters, newsletter_templates
 from toma.project.sequences import load_sequences
-from toma.store import ENROLMENTS, Reader, open_store
+from toma.store import ENROLMENTS, Reader, open_configured
 from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing
 
@@ -76,7 +76,7 @@ def check_project(config_path: Path) -> CheckReport:
     except TomaError as exc:
         report.problems.append(exc)
         return report
-    store = open_store(config.paths.data)
+    store = open_configured(config)
     try:
         check_config_tree(config, store, report)
     finally:

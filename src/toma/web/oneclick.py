@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from toma.logs import fields
-from toma.store import TinyStore
+from toma.store import Store, TinyStore
 from toma.store.records import contacts as addressbook
 from toma.timeutil import Clock
 
@@ -32,18 +33,28 @@ class OneClick:
     """
 
     def __init__(
-        self, data_dir: Path, clock: Clock, *, lock_timeout: float = RECORD_LOCK_TIMEOUT
+        self,
+        data_dir: Path,
+        clock: Clock,
+        *,
+        lock_timeout: float = RECORD_LOCK_TIMEOUT,
+        opener: Callable[[], Store] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.lock_timeout = lock_timeout
-        self._store: TinyStore | None = None
+        self._opener = opener  # another store than the embedded one in data_dir ([store])
+        self._store: Store | None = None
         self._lock = threading.Lock()
 
     def __call__(self, address: str) -> None:
         with self._lock:
             if self._store is None:
-                self._store = TinyStore(self.data_dir, lock_timeout=self.lock_timeout)
+                self._store = (
+                    self._opener()
+                    if self._opener is not None
+                    else TinyStore(self.data_dir, lock_timeout=self.lock_timeout)
+                )
             contact = addressbook.unsubscribe(
                 self._store, address, now=self.clock.now(), by=ONE_CLICK
             )

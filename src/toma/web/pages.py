@@ -55,7 +55,7 @@ from toma.store import (
     SYNC,
     TABLES,
     Store,
-    TinyStore,
+    open_configured,
 )
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments as enrolled
@@ -168,7 +168,7 @@ class Dashboard:
     def store(self) -> Store:
         """The store, for writing; :meth:`reader` for reading."""
         if self._store is None:
-            self._store = TinyStore(self.config.paths.data)
+            self._store = open_configured(self.config)
         return self._store
 
     def reader(self) -> Snapshot:

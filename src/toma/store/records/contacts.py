@@ -47,6 +47,7 @@ from toma.store.base import (
     Store,
     Transaction,
 )
+from toma.store.records.query import Forgetting, matching
 from toma.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -248,11 +249,12 @@ def forget(store: Store, email: str, *, now: datetime) -> int:
         suppress(tx, contact.email, reason, now=now, by="toma contacts forget")
         tx.delete(CONTACTS, contact.email)
         removed += 1
+        if isinstance(tx, Forgetting):
+            tx.forget_keys()  # no key naming them left in a change feed either
         for table in (ENROLMENTS, MESSAGES, CONVERSATIONS):
-            for key, doc in list(tx.all(table)):
-                if doc.get("contact") == contact.email:
-                    tx.delete(table, key)
-                    removed += 1
+            for key, _doc in list(matching(tx, table, contact=contact.email)):
+                tx.delete(table, key)
+                removed += 1
     return removed
 
 

@@ -23,6 +23,7 @@ from toma.core.reminders import PlannedReminder, plan_reminders, split_key
 from toma.core.spreadsheet import decode
 from toma.errors import ImportProblem, TomaError
 from toma.store import CONTACTS, INVOICES, MESSAGES, Reader, Store
+from toma.store.records.query import matching
 
 
 def all_invoices(reader: Reader) -> Iterator[Invoice]:
@@ -94,9 +95,9 @@ def settle(store: Store, number: str, *, paid_on: date | None, now: datetime) ->
             raise InvoiceError(f"invoice {invoice.number} is {invoice.status} already")
         invoice = mark_paid(invoice, paid_on) if paid_on else mark_void(invoice)
         tx.put(INVOICES, invoice.number, invoice.to_doc())
-        for key, doc in list(tx.all(MESSAGES)):
-            found = split_key(key) if doc.get("kind") == "invoice" else None
-            if found and found[0] == invoice.number and doc.get("state") == "planned":
+        for key, doc in list(matching(tx, MESSAGES, kind="invoice", state="planned")):
+            found = split_key(key)
+            if found and found[0] == invoice.number:
                 record = advance(
                     OutboxRecord.from_doc(doc),
                     MessageState.SKIPPED,
@@ -146,9 +147,7 @@ def report(
     if contacts is None:  # a caller that keeps them decoded passes them
         contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
     history = {
-        key: OutboxRecord.from_doc(doc)
-        for key, doc in reader.all(MESSAGES)
-        if doc.get("kind") == "invoice"
+        key: OutboxRecord.from_doc(doc) for key, doc in matching(reader, MESSAGES, kind="invoice")
     }
     coming = reminders(
         reader, config, contacts=contacts, history=history, now=now, until=now + timedelta(days=400)

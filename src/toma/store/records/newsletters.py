@@ -25,6 +25,7 @@ from toma.errors import TomaError
 from toma.mail.compose import Job
 from toma.project.newsletters import load_newsletter
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, SYNC, Reader, Store
+from toma.store.records.query import matching
 from toma.timeutil import iso
 
 PREFIX = "newsletter:"
@@ -158,16 +159,16 @@ def figures(reader: Reader, name: str) -> dict[str, Any]:
     states: Counter[str] = Counter()
     keys: set[str] = set()
     sent_at: dict[str, str] = {}
-    for key, doc in reader.all(MESSAGES):
-        if doc.get("kind") == "newsletter" and doc.get("ref") == name:
-            states[doc["state"]] += 1
-            keys.add(key)
-            if doc.get("sent_at"):
-                sent_at[doc["contact"]] = doc["sent_at"]
+    for key, doc in matching(reader, MESSAGES, kind="newsletter", ref=name):
+        states[doc["state"]] += 1
+        keys.add(key)
+        if doc.get("sent_at"):
+            sent_at[doc["contact"]] = doc["sent_at"]
     answers: Counter[str] = Counter()
-    for _key, doc in reader.all(CONVERSATIONS):
-        if doc.get("answers") in keys:
-            answers[doc.get("kind", "")] += 1
+    for kind in ("bounce", "reply"):
+        for _key, doc in matching(reader, CONVERSATIONS, kind=kind):
+            if doc.get("answers") in keys:
+                answers[kind] += 1
     left = 0
     for email, when in sent_at.items():
         contact = reader.get(CONTACTS, email)

@@ -1,0 +1,222 @@
+"""One daemon's tick on the PostgreSQL store: time and peak memory, from 100k contacts up.
+
+The store of bench/tick.py's ``scale`` (each contact in three sequences with its
+first step sent, 1% of them with a step due now, another 1% due in half an
+hour), written into a fresh database of a throwaway server (tests/postgres.py)
+with COPY, then, in a fresh process so that the peak memory is the daemon's
+own: the store opened, one tick (plan and send to a Maildir), and the next tick
+an hour later. Targets: under 10 s and under 500 MB per daemon.
+
+    python bench/postgres.py [--sizes 100000,300000,1000000] [--copy 100000]
+
+Measured on 2 shared cores (load average about 8), PostgreSQL 15, fsync off:
+
+    contacts   fill     tick   peak RSS  next tick
+     100000   166 s    20.0 s   420 MB     7.3 s
+     300000   128 s    81.3 s  1110 MB    19.3 s   (tick time 1.35x linear)
+    store copy, 100k contacts (700k documents): postgres -> embedded 323 s,
+    embedded -> postgres 178 s, identical after the round trip
+    embedded store, bench/tick.py --scale-one 100000, same hour: open 9.2 s,
+    tick 6.7 s, peak 429 MB, next tick 2.9 s
+
+The first tick reads and decodes the whole store into the planner's model, as on
+the embedded store: time and memory grow with the store, and 1M contacts (7M
+documents) is beyond the targets on this machine; it was not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.postgres
+
+import psycopg
+from tick import AGO, NOW, write_project
+
+from toma.core.contacts import make_contact
+from toma.core.enrolments import Enrolment
+from toma.core.outbox import MessageState, advance, new_record, sequence_key
+from toma.daemon.worker import Worker
+from toma.store import CONTACTS, ENROLMENTS, MESSAGES
+from toma.store.embedded.journal import normalise_doc
+from toma.store.postgres import PgStore
+
+SEQUENCES = ("one", "two", "three")
+
+
+def rows(count: int):
+    """(table, key, JSON text) of bench/tick.py's store with history, in insertion order."""
+    for n in range(count):
+        email = f"person{n}@example.org"
+        contact = make_contact(
+            email,
+            first_name=f"P{n}",
+            tags=["a", "b", "c"],
+            company="Firm",
+            fields={"met_where": "the fair", "met_why": "pricing"},
+        )
+        yield CONTACTS, email, normalise_doc(contact.to_doc())[0].decode()
+        enrolled_at = NOW - AGO.get(n % 100, timedelta(days=10))
+        for name in SEQUENCES:
+            enrolment = Enrolment(
+                contact=email, sequence=name, enrolled_at=enrolled_at, source="tag"
+            )
+            yield ENROLMENTS, enrolment.key, normalise_doc(enrolment.to_doc())[0].decode()
+            key = sequence_key(email, name, "s0")
+            record = new_record(
+                key=key,
+                contact=email,
+                kind="sequence",
+                ref=f"{name}/s0",
+                template="note.md",
+                due_at=enrolled_at,
+                at=enrolled_at,
+                sequence=name,
+                step="s0",
+                state=MessageState.SENDING,
+            )
+            sent = advance(
+                record, MessageState.SENT, at=enrolled_at, message_id=f"<{n}.{name}@example.com>"
+            )
+            yield MESSAGES, key, normalise_doc(sent.to_doc())[0].decode()
+
+
+def fill(dsn: str, count: int) -> float:
+    """Write the store with COPY (the bench's setup, not what it measures)."""
+    PgStore(dsn).close()  # the schema
+    started = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY toma_documents (tbl, key, doc, ord) FROM STDIN") as copy,
+        ):
+            for order, (table, key, text) in enumerate(rows(count), start=1):
+                copy.write_row((table, key, text, order))
+        conn.execute("SELECT setval('toma_order', (SELECT max(ord) FROM toma_documents))")
+        conn.execute("ANALYZE toma_documents")
+    return time.perf_counter() - started
+
+
+def tick_one(dsn: str, count: int) -> dict[str, float]:
+    """Run in a fresh process: open the store and time two ticks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = write_project(folder, smtp=None, connections=1)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        store = PgStore(dsn)
+        opened = time.perf_counter() - started
+        with store.daemon_lock():
+            worker = Worker(config, store, sync_inbox=False)
+            started = time.perf_counter()
+            report = worker.run_once(NOW)
+            tick_seconds = time.perf_counter() - started
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            started = time.perf_counter()
+            following = worker.run_once(NOW + timedelta(hours=1))
+            next_seconds = time.perf_counter() - started
+        store.close()
+        return {
+            "contacts": count,
+            "open_s": opened,
+            "tick_s": tick_seconds,
+            "sent": report.sent,
+            "peak_rss_mb": peak / 1024,
+            "rss_before_mb": rss_before / 1024,
+            "next_tick_s": next_seconds,
+            "next_sent": following.sent,
+            "next_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+
+
+def round_trip(server, dsn: str, count: int) -> None:
+    """`toma store copy`'s work at this size: PostgreSQL -> embedded -> a new database,
+    each copy verified by counts and checksums, then the two databases compared."""
+    from toma.store import TABLES, TinyStore
+    from toma.store.copy import copy_store, fingerprint
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        server.database() as second,
+        PgStore(dsn) as source,
+        TinyStore(Path(tmp) / "data") as middle,
+        PgStore(second) as back,
+    ):
+        started = time.perf_counter()
+        copy_store(source, middle)
+        out = time.perf_counter() - started
+        started = time.perf_counter()
+        copy_store(middle, back)
+        home = time.perf_counter() - started
+        same = all(fingerprint(source, t) == fingerprint(back, t) for t in TABLES)
+        docs = sum(fingerprint(back, t).count for t in TABLES)
+    print(
+        f"  store copy of {count} contacts ({docs} documents): postgres -> embedded {out:.1f}s,"
+        f" embedded -> postgres {home:.1f}s, identical after the round trip: {same}",
+        flush=True,
+    )
+    assert same
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,300000,1000000")
+    parser.add_argument("--copy", type=int, default=100000, help="round-trip this size (0: no)")
+    parser.add_argument("--tick-one", nargs=2, metavar=("DSN", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tick_one:
+        print(json.dumps(tick_one(args.tick_one[0], int(args.tick_one[1]))))
+        return 0
+    from tests.postgres import PgServer
+
+    server = PgServer()
+    try:
+        print("postgres: one tick, contacts in three sequences with history, 1% of them due")
+        print(
+            f"  {'contacts':>9} {'fill':>7} {'open':>6} {'tick':>7} {'peak RSS':>9}"
+            f"  {'per 1k':>7}  {'next tick':>9} {'sent':>6}"
+        )
+        results = []
+        for size in (int(s) for s in args.sizes.split(",")):
+            with server.database() as dsn:
+                filled = fill(dsn, size)
+                if size == args.copy:
+                    round_trip(server, dsn, size)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--tick-one", dsn, str(size)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            assert row["sent"] == size // 100, row
+            results.append(row)
+            print(
+                f"  {size:>9} {filled:6.1f}s {row['open_s']:5.2f}s {row['tick_s']:6.2f}s "
+                f"{row['peak_rss_mb']:7.0f}MB  {1000 * row['tick_s'] / size:6.3f}s"
+                f"  {row['next_tick_s']:8.2f}s {row['sent']:>6}",
+                flush=True,
+            )
+        if len(results) > 1:
+            first, last = results[0], results[-1]
+            growth = (last["tick_s"] / first["tick_s"]) / (last["contacts"] / first["contacts"])
+            print(
+                f"  growth of tick time relative to linear, {first['contacts']} -> "
+                f"{last['contacts']}: {growth:.2f} (1.0 = linear)"
+            )
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Claims: which daemon sends a message, when several share one store.
+
+On the embedded store one daemon holds the data directory, so every message
+it plans is its own, and what a crash left ``sending`` is recovered once, at
+the next start. On PostgreSQL any number of daemons plan the same messages;
+the write that marks a message ``sending`` is its claim (see
+:mod:`toma.store.postgres`). Two rules, the same for both backends:
+
+- :func:`taken`: the mark is refused when the stored record has moved past
+  what a planner sends from since this daemon read it: another daemon marked,
+  sent, or rescheduled it. That write runs under the store's write lock, so
+  exactly one daemon's mark of a record in ``planned`` (or absent) succeeds.
+- :func:`abandoned`: the ``sending`` records no living daemon claims, for a
+  recovery to settle as after a crash. On a shared store these are a dead
+  daemon's, looked for at every tick; on the embedded store, all of them, at
+  the start only (the daemon lock says nobody else is sending).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from toma.core.outbox import MessageState, OutboxRecord
+from toma.store.base import MESSAGES, Document, Store, Transaction
+from toma.store.records.query import matching
+from toma.timeutil import parse_moment
+
+TAKEN = "another daemon took it"
+
+
+@runtime_checkable
+class Claiming(Protocol):
+    """A transaction of a store that several daemons share."""
+
+    def abandoned_claims(self) -> list[tuple[str, Document]]: ...
+
+
+def shared(store: Store) -> bool:
+    """Whether other daemons may be sending from ``store`` at the same time."""
+    return getattr(store, "daemon_number", None) is not None
+
+
+def taken(before: dict[str, Any] | None, now: datetime) -> bool:
+    """Whether a record stored as ``before`` is no longer this daemon's to mark ``sending``.
+
+    Absent, or ``planned`` and due, it may be marked; anything else means
+    another daemon got there first (``sending``, ``sent``, …) or rescheduled
+    it for later.
+    """
+    if before is None:
+        return False
+    if before.get("state") != MessageState.PLANNED:
+        return True
+    retry = before.get("next_attempt_at")
+    if isinstance(retry, str) and retry:
+        try:
+            return parse_moment(retry) > now
+        except ValueError:
+            return False
+    return False
+
+
+def abandoned(tx: Transaction, *, starting: bool) -> list[OutboxRecord]:
+    """The ``sending`` records that no living daemon will finish (see the module docstring)."""
+    if isinstance(tx, Claiming):
+        docs = tx.abandoned_claims()
+    elif starting:
+        docs = list(matching(tx, MESSAGES, state=MessageState.SENDING.value))
+    else:
+        return []
+    return [OutboxRecord.from_doc(doc) for _key, doc in docs]

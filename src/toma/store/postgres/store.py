@@ -1,0 +1,490 @@
+"""PgStore: the store's tables as rows of one PostgreSQL relation (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from toma.errors import StoreError
+from toma.logs import fields
+from toma.store.base import (
+    MESSAGES,
+    META,
+    TABLES,
+    Changed,
+    ChangeMark,
+    Document,
+    Transaction,
+)
+from toma.store.embedded import journal
+from toma.store.postgres import schema
+from toma.store.postgres.schema import LOCK_CLASS
+
+log = logging.getLogger(__name__)
+
+WRITE_LOCK = 1  # pg_advisory_xact_lock(LOCK_CLASS, WRITE_LOCK): one writer at a time
+DAEMON_CLASS = 0x746F6D62  # "tomb": pg_advisory_lock(DAEMON_CLASS, n) held by daemon n
+KEEPALIVE = (
+    ("tcp_keepalives_idle", 60),
+    ("tcp_keepalives_interval", 10),
+    ("tcp_keepalives_count", 3),
+)
+PAGE = 5000  # documents read per query by all()
+FEED_LIMIT = 1 << 16  # changes kept for the feed; a reader further behind reloads
+QUERY_FIELDS = frozenset({"state", "contact", "kind", "ref", "answers", "status"})
+"""The document fields :meth:`PgStore.where` may test: each has an index (migrations)."""
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# Documents come as text and are decoded here: json.loads on bytes (psycopg's own
+# loader) first guesses their encoding, a third of the time of reading a table.
+_json = json.JSONDecoder().decode
+_intern = sys.intern
+
+
+def _decode(text: str) -> Document:
+    """A document, its string values (and those of its flat lists) interned.
+
+    Every message and enrolment repeats its contact's address, its sequence, its
+    state: decoded apart, each would be a string of its own in the daemon's
+    model of the store, several times the memory (the embedded store shares them
+    the same way). Interned strings are freed with their last user.
+    """
+    doc: Document = _json(text)
+    for name, value in doc.items():
+        kind = type(value)
+        if kind is str:
+            doc[name] = _intern(value)
+        elif kind is list and all(type(item) is str for item in value):
+            doc[name] = [_intern(item) for item in value]
+    return doc
+
+
+_LIVE_DAEMONS = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
+    " AND objsubid = 2 AND granted"
+)
+
+
+def _check_table(table: str, where: str) -> None:
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r} (known: {', '.join(TABLES)})", file=where)
+
+
+def _check_key(table: str, key: str, where: str) -> None:
+    _check_table(table, where)
+    if not isinstance(key, str):
+        raise StoreError(f"{table}: a key must be a string, not {key!r}", file=where)
+    if "\x00" in key:
+        raise StoreError(f"{table}: a key cannot hold a NUL character", file=where)
+    if table == META and key == journal.STORE_META_KEY:
+        raise StoreError(f"{META}/{journal.STORE_META_KEY} is kept by the store itself", file=where)
+
+
+def encode(table: str, key: str, doc: Document, where: str) -> str:
+    """The JSON text of ``doc``, refused exactly as the embedded store refuses it."""
+    _check_key(table, key, where)
+    at = f"{table}/{key}"
+    if not isinstance(doc, dict):
+        raise StoreError(f"{at}: a document must be a dict", file=where)
+    if journal.KEY_FIELD in doc:
+        raise StoreError(f"{at}: the field {journal.KEY_FIELD} is reserved", file=where)
+    try:
+        encoded, _copy = journal.normalise_doc(doc)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{at}: the document is not JSON: {exc}", file=where) from exc
+    return encoded.decode()
+
+
+def describe(dsn: str) -> str:
+    """Where a DSN points, without its password: for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql (an unreadable DSN)"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or 5432
+    return f"postgresql://{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
+
+
+@contextmanager
+def _errors(where: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"PostgreSQL: {text}", file=where) from exc
+
+
+def _where_clause(table: str, equal: dict[str, str | None]) -> sql.Composed:
+    parts = [sql.SQL("tbl = {}").format(sql.Literal(table))]
+    for name, value in equal.items():
+        # Literal field names, so that the planner matches the expression indexes.
+        field = sql.SQL("doc ->> {}").format(sql.Literal(name))
+        if value is None:
+            parts.append(sql.SQL("{} IS NULL").format(field))
+        else:
+            parts.append(sql.SQL("{} = {}").format(field, sql.Literal(value)))
+    return sql.SQL(" AND ").join(parts)
+
+
+class _Reads:
+    """The reads both the store and a transaction answer, on a connection given by ``_conn``."""
+
+    _where: str
+
+    @contextmanager
+    def _conn(self) -> Iterator[Conn]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def _before_read(self) -> None:
+        """A transaction writes what it holds first, so that its reads see it."""
+
+    def get(self, table: str, key: str) -> Document | None:
+        _check_table(table, self._where)
+        self._before_read()
+        with self._conn() as conn, _errors(self._where):
+            row = conn.execute(
+                "SELECT doc::text FROM toma_documents WHERE tbl = %s AND key = %s", (table, key)
+            ).fetchone()
+        return None if row is None else _decode(row[0])
+
+    def all(self, table: str) -> Iterator[tuple[str, Document]]:
+        _check_table(table, self._where)
+        return self._pages(sql.SQL("tbl = {}").format(sql.Literal(table)))
+
+    def where(self, table: str, **equal: str | None) -> Iterator[tuple[str, Document]]:
+        """The documents of ``table`` whose fields equal ``equal``, by an indexed query."""
+        _check_table(table, self._where)
+        unknown = set(equal) - QUERY_FIELDS
+        if unknown:
+            raise StoreError(f"no index on {', '.join(sorted(unknown))}", file=self._where)
+        return self._pages(_where_clause(table, equal))
+
+    def _pages(self, condition: sql.Composable) -> Iterator[tuple[str, Document]]:
+        # Pages by insertion order up to the last row that existed when the reading
+        # began: writes made while the caller iterates never make it read forever.
+        self._before_read()
+        with self._conn() as conn, _errors(self._where):
+            row = conn.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM toma_order"
+            ).fetchone()
+        last = int(row[0]) if row else 0
+        after = 0
+        while True:
+            self._before_read()
+            query = sql.SQL(
+                "SELECT key, doc::text, ord FROM toma_documents WHERE {} AND ord > %s AND ord <= %s"
+                " ORDER BY tbl, ord LIMIT {}"
+            ).format(condition, sql.Literal(PAGE))
+            with self._conn() as conn, _errors(self._where):
+                rows = conn.execute(query, (after, last)).fetchall()
+            for key, text, _ord in rows:
+                yield key, _decode(text)
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][2]
+
+    def count(self, table: str) -> int:
+        _check_table(table, self._where)
+        self._before_read()
+        with self._conn() as conn, _errors(self._where):
+            row = conn.execute(
+                "SELECT count(*) FROM toma_documents WHERE tbl = %s", (table,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+
+class PgTransaction(_Reads):
+    """One database transaction under the store's write lock; puts are sent in batches."""
+
+    def __init__(self, conn: Conn, where: str, daemon: int | None) -> None:
+        self._connection = conn
+        self._where = where
+        self._daemon = daemon
+        self._puts: dict[tuple[str, str], tuple[str, int | None]] = {}
+        self._changes: dict[str, dict[str, bool]] = {}  # table -> key -> deleted
+        self._forgetting = False
+        self._open = True
+
+    @contextmanager
+    def _conn(self) -> Iterator[Conn]:
+        if not self._open:
+            raise StoreError("the transaction is over; open a new one", file=self._where)
+        yield self._connection
+
+    def _before_read(self) -> None:
+        self.flush()
+
+    def put(self, table: str, key: str, doc: Document) -> None:
+        if not self._open:
+            raise StoreError("the transaction is over; open a new one", file=self._where)
+        text = encode(table, key, doc, self._where)
+        # A message marked `sending` is this daemon's claim (see the package docstring).
+        claim = self._daemon if table == MESSAGES and doc.get("state") == "sending" else None
+        self._puts.pop((table, key), None)
+        self._puts[(table, key)] = (text, claim)
+        self._changes.setdefault(table, {})[key] = False
+
+    def delete(self, table: str, key: str) -> None:
+        if not self._open:
+            raise StoreError("the transaction is over; open a new one", file=self._where)
+        _check_key(table, key, self._where)
+        self._puts.pop((table, key), None)
+        self.flush()
+        with _errors(self._where):
+            gone = self._connection.execute(
+                "DELETE FROM toma_documents WHERE tbl = %s AND key = %s RETURNING key",
+                (table, key),
+            ).fetchone()
+        if gone is not None:
+            self._changes.setdefault(table, {})[key] = True
+        elif not self._changes.get(table, {}).get(key, True):
+            # Put and deleted within this transaction: nothing of it remains.
+            del self._changes[table][key]
+
+    def flush(self) -> None:
+        if not self._puts:
+            return
+        rows = [(table, key, text, claim) for (table, key), (text, claim) in self._puts.items()]
+        self._puts = {}
+        with _errors(self._where), self._connection.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO toma_documents (tbl, key, doc, ord, claimed_by)"
+                " VALUES (%s, %s, %s::json, nextval('toma_order'), %s)"
+                " ON CONFLICT (tbl, key) DO UPDATE"
+                " SET doc = EXCLUDED.doc, claimed_by = EXCLUDED.claimed_by",
+                rows,
+            )
+
+    def commit_changes(self) -> None:
+        """Write what is left and this transaction's entries of the change feed.
+
+        A transaction that erased a contact (``toma contacts forget``, see
+        :meth:`forget_keys`) leaves no key of what it deleted in the feed, where
+        an address would outlive the person's records: it removes their earlier
+        entries too and moves the feed's floor past everything, so that readers
+        read the store again.
+        """
+        self.flush()
+        forgetting = self._forgetting
+        entries = [
+            (table, key, deleted)
+            for table, keys in self._changes.items()
+            for key, deleted in keys.items()
+            if not (forgetting and deleted)
+        ]
+        with _errors(self._where), self._connection.cursor() as cur:
+            if entries:
+                cur.executemany(
+                    "INSERT INTO toma_changes (tbl, key, deleted) VALUES (%s, %s, %s)", entries
+                )
+            if forgetting:
+                gone = [(t, k) for t, keys in self._changes.items() for k, d in keys.items() if d]
+                cur.executemany("DELETE FROM toma_changes WHERE tbl = %s AND key = %s", gone)
+                cur.execute(
+                    "UPDATE toma_feed SET floor = greatest(floor,"
+                    " (SELECT coalesce(max(seq), 0) FROM toma_changes))"
+                )
+                return
+            if not entries:
+                return
+            row = cur.execute("SELECT max(seq), (SELECT floor FROM toma_feed) FROM toma_changes")
+            found = row.fetchone()
+            if found and found[0] is not None and found[0] - found[1] > 2 * FEED_LIMIT:
+                floor = found[0] - FEED_LIMIT
+                cur.execute("DELETE FROM toma_changes WHERE seq <= %s", (floor,))
+                cur.execute("UPDATE toma_feed SET floor = %s", (floor,))
+
+    def forget_keys(self) -> None:
+        """Keep no trace of the keys this transaction deletes in the change feed."""
+        self._forgetting = True
+
+    def abandoned_claims(self) -> list[tuple[str, Document]]:
+        """Messages ``sending`` that no living daemon claims (see the package docstring)."""
+        self.flush()
+        with _errors(self._where):
+            rows = self._connection.execute(
+                "SELECT key, doc::text FROM toma_documents WHERE tbl = 'messages'"
+                " AND doc ->> 'state' = 'sending'"
+                " AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT objid::bigint FROM pg_locks"
+                " WHERE locktype = 'advisory' AND classid::bigint = %s AND objsubid = 2"
+                " AND granted))"
+                " ORDER BY ord",
+                (DAEMON_CLASS,),
+            ).fetchall()
+        return [(key, _decode(text)) for key, text in rows]
+
+    def close(self) -> None:
+        self._open = False
+
+
+class PgStore(_Reads):
+    """The PostgreSQL :class:`~toma.store.base.Store` (see the package docstring).
+
+    Opening connects, applies the migrations the database lacks, and keeps a
+    pool of ``pool_size`` connections. Every failure is a :class:`StoreError`
+    naming the database (never its password).
+    """
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
+        self._dsn = dsn
+        self._where = describe(dsn)
+        self._in_transaction = False
+        self._daemon: int | None = None
+        self._daemon_conn: Conn | None = None
+        self._closed = False
+        with _errors(self._where), psycopg.connect(dsn, autocommit=True) as conn:
+            schema.migrate(conn, where=self._where)
+            row = conn.execute("SELECT id FROM toma_feed").fetchone()
+        self._feed = ("postgres", row[0] if row else "")
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        with _errors(self._where):
+            self._pool.open(wait=True, timeout=timeout)
+
+    @property
+    def daemon_number(self) -> int | None:
+        """This process's number while it holds :meth:`daemon_lock`."""
+        return self._daemon
+
+    @contextmanager
+    def _conn(self) -> Iterator[Conn]:
+        if self._closed:
+            raise StoreError("the store is closed", file=self._where)
+        with _errors(self._where), self._pool.connection() as conn:
+            yield conn
+
+    def changes_since(self, mark: ChangeMark | None) -> tuple[ChangeMark, list[Changed] | None]:
+        """See :meth:`toma.store.base.Store.changes_since` and the package docstring."""
+        ours = mark is not None and mark.source == self._feed
+        after = mark.position if mark is not None and ours else -1
+        with self._conn() as conn:
+            feed = conn.execute(
+                "SELECT f.floor, c.seq, c.tbl, c.key, c.deleted FROM toma_feed f"
+                " LEFT JOIN toma_changes c ON c.seq > greatest(%s, f.floor) ORDER BY c.seq",
+                (after,),
+            ).fetchall()
+        floor = int(feed[0][0]) if feed else 0
+        rows = [row for row in feed if row[1] is not None]
+        last = int(rows[-1][1]) if rows else max(after, floor)
+        new = ChangeMark(self._feed, last)
+        if not ours or after < floor:
+            return new, None
+        return new, [(table, key, deleted) for _floor, _seq, table, key, deleted in rows]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        if self._closed:
+            raise StoreError("the store is closed", file=self._where)
+        if self._in_transaction:
+            raise StoreError(
+                "a transaction is already open on this store; nested transactions are not "
+                "supported",
+                file=self._where,
+            )
+        self._in_transaction = True
+        try:
+            with self._conn() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, WRITE_LOCK))
+                self._check_alive(conn)
+                tx = PgTransaction(conn, self._where, self._daemon)
+                try:
+                    yield tx
+                    tx.commit_changes()
+                finally:
+                    tx.close()
+        finally:
+            self._in_transaction = False
+
+    def _check_alive(self, conn: Conn) -> None:
+        """A daemon writes only while it still holds its number: others may recover it."""
+        if self._daemon is None:
+            return
+        row = conn.execute(
+            f"SELECT %s IN ({_LIVE_DAEMONS})", (self._daemon, DAEMON_CLASS)
+        ).fetchone()
+        if not (row and row[0]):
+            raise StoreError(
+                f"this daemon (number {self._daemon}) lost its connection to the database: "
+                "its messages in flight are another daemon's to recover; start it again",
+                file=self._where,
+            )
+
+    def refresh(self) -> None:
+        # Reads always see what is committed: there is nothing to catch up with.
+        if self._closed:
+            raise StoreError("the store is closed", file=self._where)
+
+    @contextmanager
+    def daemon_lock(self) -> Iterator[None]:
+        """Take a daemon number and hold its advisory lock: any number of daemons may run.
+
+        The lock lives with this connection: a daemon that dies loses it, and its
+        claims become the others' to recover (see the package docstring).
+        """
+        if self._closed:
+            raise StoreError("the store is closed", file=self._where)
+        if self._daemon is not None:
+            raise StoreError("this store is a daemon's already", file=self._where)
+        with _errors(self._where):
+            conn = psycopg.connect(self._dsn, autocommit=True)
+        try:
+            with _errors(self._where):
+                row = conn.execute("SELECT nextval('toma_daemons')::int").fetchone()
+                number = int(row[0]) if row else 0
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (DAEMON_CLASS, number))
+                # A machine that vanishes (power, network) sends no FIN: the server
+                # probes this idle session and ends it, and so the claims, in about
+                # a minute and a half rather than the system's two hours.
+                for name, seconds in KEEPALIVE:
+                    conn.execute(
+                        sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(seconds))
+                    )
+            self._daemon, self._daemon_conn = number, conn
+            log.info("daemon registered", extra=fields(number=number, database=self._where))
+            yield
+        finally:
+            self._daemon = self._daemon_conn = None
+            conn.close()
+
+    def compact(self) -> None:
+        """VACUUM the store's relations: deleted rows (a forgotten contact) leave the
+        tables' files, as the embedded store's compaction leaves them out of its
+        snapshot. What PostgreSQL's WAL and backups hold is the administrator's."""
+        with self._conn() as conn, _errors(self._where):
+            conn.execute("VACUUM toma_documents")
+            conn.execute("VACUUM toma_changes")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,110 @@
+"""The records layer's questions answered alike by both backends (indexed on PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from toma.core.contacts import make_contact
+from toma.core.invoices import make_invoice
+from toma.core.outbox import MessageState, advance, new_record
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, Store
+from toma.store.records import contacts as addressbook
+from toma.store.records import enrolments, invoices, newsletters
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def message(key: str, contact: str, kind: str, ref: str, state: MessageState) -> dict[str, object]:
+    record = new_record(
+        key=key, contact=contact, kind=kind, ref=ref, template="t.md", due_at=NOW, at=NOW,  # type: ignore[arg-type]
+        state=MessageState.SENDING if state is not MessageState.PLANNED else MessageState.PLANNED,
+    )  # fmt: skip
+    if state is not MessageState.PLANNED and state is not MessageState.SENDING:
+        record = advance(record, state, at=NOW)
+    return record.to_doc()
+
+
+def people(store: Store, *emails: str) -> None:
+    for email in emails:
+        addressbook.add(store, make_contact(email, first_name="X", tags=["t"]), now=NOW)
+        enrolments.enrol(store, email, "keep", now=NOW)
+
+
+def test_forget_erases_one_persons_records_and_nobody_elses(store: Store):
+    people(store, "ada@example.org", "bo@example.org")
+    with store.transaction() as tx:
+        for who in ("ada", "bo"):
+            email = f"{who}@example.org"
+            tx.put(
+                MESSAGES,
+                f"m-{who}",
+                message(f"m-{who}", email, "sequence", "keep/a", MessageState.SENT),
+            )
+            tx.put(
+                CONVERSATIONS,
+                f"c-{who}",
+                {"contact": email, "kind": "reply", "answers": f"m-{who}"},
+            )
+    assert addressbook.forget(store, "ada@example.org", now=NOW) == 4
+    assert [k for k, _ in store.all(CONTACTS)] == ["bo@example.org"]
+    assert [d["contact"] for _k, d in store.all(ENROLMENTS)] == ["bo@example.org"]
+    assert [k for k, _ in store.all(MESSAGES)] == ["m-bo"]
+    assert [k for k, _ in store.all(CONVERSATIONS)] == ["c-bo"]
+
+
+def test_settling_an_invoice_skips_its_planned_reminders_only(store: Store):
+    people(store, "ada@example.org")
+    for number in ("A-1", "A-2"):
+        invoices.add(
+            store,
+            make_invoice(
+                number,
+                "ada@example.org",
+                "100",
+                "EUR",
+                issued=date(2026, 2, 1),
+                due=date(2026, 3, 1),
+            ),
+        )
+    with store.transaction() as tx:
+        for key, state in (
+            ("invoice:A-1:+3d", MessageState.PLANNED),
+            ("invoice:A-1:-3d", MessageState.SENT),
+            ("invoice:A-2:+3d", MessageState.PLANNED),
+        ):
+            tx.put(MESSAGES, key, message(key, "ada@example.org", "invoice", key, state))
+    invoices.settle(store, "A-1", paid_on=date(2026, 3, 2), now=NOW)
+    states = {key: doc["state"] for key, doc in store.all(MESSAGES)}
+    assert states == {
+        "invoice:A-1:+3d": "skipped",
+        "invoice:A-1:-3d": "sent",
+        "invoice:A-2:+3d": "planned",
+    }
+
+
+def test_a_newsletters_figures_count_its_own_messages_and_answers(store: Store):
+    people(store, "ada@example.org", "bo@example.org", "cy@example.org")
+    with store.transaction() as tx:
+        for key, who, ref, state in (
+            ("n1-ada", "ada", "issue-1", MessageState.SENT),
+            ("n1-bo", "bo", "issue-1", MessageState.FAILED),
+            ("n1-cy", "cy", "issue-1", MessageState.UNKNOWN),
+            ("n2-ada", "ada", "issue-2", MessageState.SENT),
+        ):
+            tx.put(MESSAGES, key, message(key, f"{who}@example.org", "newsletter", ref, state))
+        tx.put(
+            CONVERSATIONS,
+            "r1",
+            {"contact": "ada@example.org", "kind": "reply", "answers": "n1-ada"},
+        )
+        tx.put(
+            CONVERSATIONS,
+            "r2",
+            {"contact": "ada@example.org", "kind": "reply", "answers": "n2-ada"},
+        )
+        tx.put(
+            CONVERSATIONS, "b1", {"contact": "bo@example.org", "kind": "bounce", "answers": "n1-bo"}
+        )
+    found = newsletters.figures(store, "issue-1")
+    assert (found["sent"], found["failed"], found["unknown"]) == (1, 1, 1)
+    assert (found["replies"], found["bounced"], found["in_progress"]) == (1, 1, 0)
