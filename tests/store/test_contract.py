@@ -11,7 +11,7 @@ import pytest
 from tests.store.conftest import Opener
 from toma.errors import StoreError
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, META, Store
-from toma.store.embedded import tinydb
+from toma.store.embedded import memory, tinydb
 from toma.store.postgres import store as pg
 from toma.store.records.query import matching
 
@@ -223,7 +223,7 @@ class TestChangeFeed:
     def test_a_reader_too_far_behind_reads_everything(
         self, store: Store, monkeypatch: pytest.MonkeyPatch
     ):
-        monkeypatch.setattr(tinydb, "_FEED_LIMIT", 4)
+        monkeypatch.setattr(memory, "_FEED_LIMIT", 4)
         monkeypatch.setattr(pg, "FEED_LIMIT", 4)
         old, _ = store.changes_since(None)
         for n in range(20):

@@ -35,7 +35,7 @@ from toma.store import (
     TinyStore,
     open_store,
 )
-from toma.store.embedded import journal, tinydb
+from toma.store.embedded import journal, memory
 
 CHILD_TIMEOUT = 20
 
@@ -272,7 +272,7 @@ class TestMemoryLayout:
     def test_equal_flat_lists_and_dicts_are_one_object(self):
         """Tags and custom fields equal to another document's are shared with it; lists
         of numbers are not (1, 1.0 and true are equal in Python, not in JSON)."""
-        freezer = tinydb._Freezer()
+        freezer = memory.Freezer()
         one = freezer.freeze({"tags": ["a", "b"], "fields": {"x": "y"}, "n": [1, 2]})
         two = freezer.freeze(
             {"tags": [fresh("a"), fresh("b")], "fields": {fresh("x"): fresh("y")}, "n": [1, 2]}
@@ -280,13 +280,13 @@ class TestMemoryLayout:
         other = freezer.freeze({"tags": ["a", "b"], "fields": {"x": "y"}, "n": [True, 2.0]})
         assert one[0] is two[0] and one[1] is two[1]
         assert one[2] is not two[2]
-        assert tinydb._thaw(other) == {"tags": ["a", "b"], "fields": {"x": "y"}, "n": [True, 2.0]}
-        assert [type(v) for v in tinydb._thaw(other)["n"]] == [bool, float]
+        assert memory.thaw(other) == {"tags": ["a", "b"], "fields": {"x": "y"}, "n": [True, 2.0]}
+        assert [type(v) for v in memory.thaw(other)["n"]] == [bool, float]
 
     def test_prune_keeps_only_what_several_places_hold(self):
         """After a prune, a value held in one place (a message id) is forgotten, one held in
         many (a state) is still found, and a value nothing holds any more is let go."""
-        freezer = tinydb._Freezer()
+        freezer = memory.Freezer()
         docs = [freezer.freeze({"id": f"<{n}@x>", "state": fresh("sent")}) for n in range(20)]
         gone = freezer.freeze({"id": fresh("<gone@x>"), "state": fresh("sent")})
         gone_id = gone[0]
@@ -301,7 +301,7 @@ class TestMemoryLayout:
         self, store: TinyStore, monkeypatch: pytest.MonkeyPatch
     ):
         """Values of documents since replaced are not kept alive by the tables."""
-        monkeypatch.setattr(tinydb, "_PRUNE_MIN", 64)
+        monkeypatch.setattr(memory, "_PRUNE_MIN", 64)
         for n in range(20):
             with store.transaction() as tx:
                 for m in range(50):
@@ -678,7 +678,7 @@ class TestChangeFeed:
         self, store: TinyStore, monkeypatch: pytest.MonkeyPatch
     ):
         """The feed keeps a bounded number of writes; an older mark says reload."""
-        monkeypatch.setattr(tinydb, "_FEED_LIMIT", 8)
+        monkeypatch.setattr(memory, "_FEED_LIMIT", 8)
         old, _ = store.changes_since(None)
         with store.transaction() as tx:
             for n in range(6):

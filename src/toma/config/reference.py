@@ -34,6 +34,8 @@ WINDOW = "windows.NAME"
 REFUSED = {
     "password": "refused, with a message: a password belongs in the environment "
     "(password_env) or a file (password_file), never in config.toml",
+    "dsn": "refused, with a message: a DSN holds a password and belongs in the environment "
+    "(dsn_env) or a file (dsn_file), never in config.toml",
 }
 
 _SECTION = re.compile(r"^#?\s*\[([A-Za-z_][\w.]*)\]\s*$")
