@@ -37,7 +37,7 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -48,6 +48,7 @@ import schedule
 
 from toma import eventloop
 from toma.config import Config, load_config
+from toma.config.senders import each_sender, unknown_owners
 from toma.core.agenda import PACED_AHEAD, decide
 from toma.core.contacts import Contact
 from toma.core.newsletters import Newsletter
@@ -57,6 +58,7 @@ from toma.core.outbox import (
     recover_after_crash,
 )
 from toma.daemon.cache import PlanCache
+from toma.daemon.senders import owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.tick import (
     TickReport,
@@ -228,13 +230,22 @@ class Worker:
         )
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
-            await self._send(config, outgoing, now, report)
+            await self._send(config, outgoing, now, report, owners_of(state.contacts.values()))
         await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
+        # A maildir inbox is one folder for everyone; over IMAP each sender has a mailbox.
+        views = each_sender(config) if config.inbox.kind == "imap" else (config,)
+        for seen_by in views:
+            if self.stopping.is_set():
+                break
+            await self._sync_mailbox(seen_by, now, report)
+
+    async def _sync_mailbox(self, config: Config, now: datetime, report: TickReport) -> None:
         from toma.inbox.base import InboxUnavailable
         from toma.inbox.sync import budget_for, source_for, sync
 
+        where = f"inbox of {config.sender}" if config.sender else "inbox"
         try:
             source = source_for(config)
             try:
@@ -252,15 +263,37 @@ class Worker:
             finally:
                 source.close()
         except TomaError as exc:
-            # The inbox being out of reach must not stop the sending.
-            report.problems.append(f"inbox: {exc}")
+            # The inbox being out of reach must not stop the sending, nor another's inbox.
+            report.problems.append(f"{where}: {exc}")
             if isinstance(exc, InboxUnavailable):
-                report.temporary.append(f"inbox: {exc}")
-            log.error("inbox sync failed", extra=fields(error=str(exc)))
+                report.temporary.append(f"{where}: {exc}")
+            log.error("inbox sync failed", extra=fields(error=str(exc), sender=config.sender))
             return
-        report.inbound = inbox.recorded
+        report.inbound += inbox.recorded
 
     async def _send(
+        self,
+        config: Config,
+        outgoing: Outgoing,
+        now: datetime,
+        report: TickReport,
+        owners: Mapping[str, str],
+    ) -> None:
+        """Each sender's share of ``outgoing`` through its own transport, one after another."""
+        parts, held = split(outgoing, owners, config)
+        if held:
+            problems = unknown_owners(
+                config, ((r.contact, owners.get(r.contact, "")) for r in held)
+            )
+            for problem in problems:
+                report.problems.append(str(problem))
+                log.error("held: no such sender", extra=fields(error=str(problem)))
+        for seen_by, part in parts:
+            if self.stopping.is_set():
+                break
+            await self._send_as(seen_by, part, now, report)
+
+    async def _send_as(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
     ) -> None:
         def observe(result: Result) -> None:
@@ -309,7 +342,7 @@ class Worker:
         if on_start is not None:
             on_start(report.due)
         if outgoing.jobs:
-            await self._send(config, outgoing, now, report)
+            await self._send(config, outgoing, now, report, owners_of(contacts))
             await self._copy_sent(config, now)
         return report
 
@@ -319,17 +352,20 @@ class Worker:
         from toma.inbox.sentcopy import copy_sent
         from toma.inbox.sync import budget_for
 
-        try:
-            await asyncio.to_thread(
-                copy_sent,
-                self.store,
-                config,
-                now,
-                budget=budget_for(config),
-                should_stop=self.stopping.is_set,
-            )
-        except TomaError as exc:
-            log.warning("sent copy postponed", extra=fields(error=str(exc)))
+        for seen_by in each_sender(config):  # each into its own Sent folder
+            try:
+                await asyncio.to_thread(
+                    copy_sent,
+                    self.store,
+                    seen_by,
+                    now,
+                    budget=budget_for(seen_by),
+                    should_stop=self.stopping.is_set,
+                )
+            except TomaError as exc:
+                log.warning(
+                    "sent copy postponed", extra=fields(error=str(exc), sender=seen_by.sender)
+                )
 
     def _write_status(self, report: TickReport) -> None:
         try:
@@ -412,18 +448,21 @@ class Worker:
 
 @contextmanager
 def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
-    """An IMAP IDLE watcher that sets ``wake`` when mail arrives (IMAP inboxes only)."""
+    """An IMAP IDLE watcher per sender's mailbox, setting ``wake`` when mail arrives (IMAP
+    inboxes only)."""
     if config.inbox.kind != "imap":
         yield
         return
     from toma.inbox.imapwatch import ImapWatcher
 
-    watcher = ImapWatcher(config.imap, wake.set)
-    watcher.start()
+    watchers = [ImapWatcher(seen_by.imap, wake.set) for seen_by in each_sender(config)]
+    for watcher in watchers:
+        watcher.start()
     try:
         yield
     finally:
-        watcher.stop()
+        for watcher in watchers:
+            watcher.stop()
 
 
 @contextmanager
