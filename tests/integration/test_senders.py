@@ -24,7 +24,7 @@ from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, open_store
 from toma.timeutil import iso
 
 from . import dovecot
-from .conftest import Received, RecordingHandler, SmtpdOptions, SmtpServer
+from .conftest import Received, RecordingHandler, SmtpdOptions, SmtpServer, free_port
 from .dovecot import Dovecot
 from .projects import make_project, table, tick
 from .test_sent_folder import in_folder, message_ids
@@ -179,3 +179,29 @@ def test_each_contact_is_written_to_and_read_from_its_owners_mailbox(
     assert b"person0@example.org" in alex_notices[0].data
     assert b"person2@example.org" in ann_notices[0].data
     assert ann_notices[0].mail_from == ANN
+
+
+def test_check_connect_tries_each_senders_own_servers(
+    tmp_path: Path, dovecot_server: Dovecot, smtp_config: Smtp, ann_server: SmtpServer
+) -> None:
+    """[owner]'s servers answer; Ann's SMTP server is down and her folder does not exist:
+    each failure is named with her address, and nothing is sent."""
+    folders = {
+        name: dovecot_server.new_folder() for name in ("alex", "alex sent", "ann", "ann sent")
+    }
+    config = project(tmp_path, smtp_config, ann_server, dovecot_server, folders)
+    config.write_text(
+        config.read_text()
+        .replace(f"port = {ann_server.port},", f"port = {free_port()},")
+        .replace(f'folder = "{folders["ann"]}"', 'folder = "nowhere"'),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "check", "--connect"])
+    assert result.exit_code != 0
+    lines = result.output.splitlines()
+    mine = [line for line in lines if f"({ANN})" in line]
+    assert any(line.startswith("smtp ") and ": tcp:" in line for line in mine), result.output
+    assert any(line.startswith("imap ") and ": folder:" in line for line in mine), result.output
+    assert any(line.startswith("ok: smtp ") and ANN not in line for line in lines), result.output
+    assert any(line.startswith("ok: imap ") and ANN not in line for line in lines), result.output
+    assert ann_server.handler.messages == []
