@@ -193,3 +193,13 @@ def test_a_tick_is_split_by_the_sender_owning_each_contact(tmp_path: Path) -> No
     assert notice_config(config, "ann@example.com", contacts).sender == "ann@example.com"
     assert notice_config(config, "b@example.org", contacts).sender == "ann@example.com"
     assert notice_config(config, "c@example.org", contacts).sender == ""
+
+
+def test_auth_login_knows_each_senders_oauth2_account(tmp_path: Path) -> None:
+    from toma.auth.login import accounts
+
+    oauth = '\n[oauth2]\nclient_id = "app"\n'
+    config = load_config(write(tmp_path, BASE + oauth + ANN.replace(', auth = "password"', "")))
+    assert [(a.account, a.token_file.name) for a in accounts(config)] == [
+        ("ann@example.com", "ann@example.com.json")
+    ]
