@@ -48,3 +48,17 @@ def test_assign_gives_contacts_to_a_sender_all_or_none(project: Path, toma: Invo
     assert result.exit_code == 0, result.output
     assert set(owners(toma).values()) == {""}
     assert toma("check").exit_code == 0
+
+
+def test_preview_is_made_as_the_contacts_sender_sends_it(project: Path, toma: Invoke) -> None:
+    config = project / "config.toml"
+    config.write_text(config.read_text() + ANN)
+    toma("contacts", "add", "c@example.org", "--first-name", "Cleo")
+    template = next(p for p in (project / "templates").rglob("*.md") if "layouts" not in p.parts)
+    name = str(template.relative_to(project / "templates"))
+    before = toma("preview", name, "--contact", "c@example.org")
+    assert before.exit_code == 0, before.output
+    assert "From: Ann Able" not in before.output
+    toma("contacts", "assign", "c@example.org", "--to", "Ann Able")
+    after = toma("preview", name, "--contact", "c@example.org")
+    assert "From: Ann Able <ann@example.com>" in after.output, after.output
