@@ -203,3 +203,36 @@ def test_auth_login_knows_each_senders_oauth2_account(tmp_path: Path) -> None:
     assert [(a.account, a.token_file.name) for a in accounts(config)] == [
         ("ann@example.com", "ann@example.com.json")
     ]
+
+
+def test_the_daily_digest_tells_each_sender_of_its_own_contacts(tmp_path: Path) -> None:
+    from toma.daemon.tick import queue_digest
+    from toma.store import CONVERSATIONS, MESSAGES, open_store
+
+    daily = '\n[inbox]\nnotify = "daily"\ndigest_at = "08:00"\n'
+    config = load_config(write(tmp_path, BASE + daily + ANN))
+    contacts = {
+        c.email: c
+        for c in (
+            make_contact("a@example.org"),
+            make_contact("b@example.org", owner="ann@example.com"),
+            make_contact("c@example.org", owner="gone@example.com"),
+        )
+    }
+    with open_store(tmp_path / "data") as store:
+        with store.transaction() as tx:
+            for address in contacts:
+                tx.put(CONVERSATIONS, f"in:{address}", {"contact": address, "notified": False})
+        queued = [queue_digest(store, view, NOW, contacts) for view in each_sender(config)]
+        told = {doc["contact"]: doc["digest"] for _k, doc in store.all(CONVERSATIONS)}
+        records = dict(store.all(MESSAGES))
+    default, ann = queued
+    assert default is not None and ann is not None
+    assert (default.contact, ann.contact) == ("alex@example.com", "ann@example.com")
+    # The contact of an unknown sender is told to the default sender.
+    assert told == {
+        "a@example.org": default.ref,
+        "b@example.org": ann.ref,
+        "c@example.org": default.ref,
+    }
+    assert default.ref != ann.ref and set(records) == {default.key, ann.key}
