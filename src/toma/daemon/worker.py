@@ -58,6 +58,7 @@ from toma.core.outbox import (
     recover_after_crash,
 )
 from toma.daemon.cache import PlanCache
+from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
 from toma.daemon.senders import owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.tick import (
@@ -234,42 +235,7 @@ class Worker:
         await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
-        # A maildir inbox is one folder for everyone; over IMAP each sender has a mailbox.
-        views = each_sender(config) if config.inbox.kind == "imap" else (config,)
-        for seen_by in views:
-            if self.stopping.is_set():
-                break
-            await self._sync_mailbox(seen_by, now, report)
-
-    async def _sync_mailbox(self, config: Config, now: datetime, report: TickReport) -> None:
-        from toma.inbox.base import InboxUnavailable
-        from toma.inbox.sync import budget_for, source_for, sync
-
-        where = f"inbox of {config.sender}" if config.sender else "inbox"
-        try:
-            source = source_for(config)
-            try:
-                # Within a budget and stopping on SIGTERM: due mail goes out this tick
-                # however much is waiting in the inbox; the rest is read next tick.
-                inbox = await asyncio.to_thread(
-                    sync,
-                    self.store,
-                    config,
-                    source,
-                    now=now,
-                    should_stop=self.stopping.is_set,
-                    budget=budget_for(config),
-                )
-            finally:
-                source.close()
-        except TomaError as exc:
-            # The inbox being out of reach must not stop the sending, nor another's inbox.
-            report.problems.append(f"{where}: {exc}")
-            if isinstance(exc, InboxUnavailable):
-                report.temporary.append(f"{where}: {exc}")
-            log.error("inbox sync failed", extra=fields(error=str(exc), sender=config.sender))
-            return
-        report.inbound += inbox.recorded
+        await sync_mailboxes(self.store, config, now, report, self.stopping.is_set)
 
     async def _send(
         self,
@@ -347,25 +313,7 @@ class Worker:
         return report
 
     async def _copy_sent(self, config: Config, now: datetime) -> None:
-        """The Sent copy of what went (toma.inbox.sentcopy): its own step, after the send;
-        what it cannot do now is done at a later tick, and it never touches a send."""
-        from toma.inbox.sentcopy import copy_sent
-        from toma.inbox.sync import budget_for
-
-        for seen_by in each_sender(config):  # each into its own Sent folder
-            try:
-                await asyncio.to_thread(
-                    copy_sent,
-                    self.store,
-                    seen_by,
-                    now,
-                    budget=budget_for(seen_by),
-                    should_stop=self.stopping.is_set,
-                )
-            except TomaError as exc:
-                log.warning(
-                    "sent copy postponed", extra=fields(error=str(exc), sender=seen_by.sender)
-                )
+        await copy_sent_all(self.store, config, now, self.stopping.is_set)
 
     def _write_status(self, report: TickReport) -> None:
         try:
