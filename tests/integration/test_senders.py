@@ -205,3 +205,26 @@ def test_check_connect_tries_each_senders_own_servers(
     assert any(line.startswith("ok: smtp ") and ANN not in line for line in lines), result.output
     assert any(line.startswith("ok: imap ") and ANN not in line for line in lines), result.output
     assert ann_server.handler.messages == []
+
+
+def test_inbox_sync_reads_each_senders_mailbox(
+    tmp_path: Path, dovecot_server: Dovecot, smtp_config: Smtp, ann_server: SmtpServer
+) -> None:
+    folders = {
+        name: dovecot_server.new_folder() for name in ("alex", "alex sent", "ann", "ann sent")
+    }
+    config = project(tmp_path, smtp_config, ann_server, dovecot_server, folders)
+    tick(config, NOW)
+    ids = {d["contact"]: d["message_id"] for d in table(config, MESSAGES).values()}
+    dovecot_server.append(
+        reply("person3@example.org", ANN, str(ids["person3@example.org"]), 3),
+        folder=folders["ann"],
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "inbox", "sync"])
+    assert result.exit_code == 0, result.output
+    first, second = [line for line in result.output.splitlines() if " recorded (" in line]
+    assert first.startswith("0 recorded")
+    assert second.startswith(f"{ANN}: 1 recorded (1 reply)"), result.output
+    states = {d["contact"]: d["state"] for d in table(config, ENROLMENTS).values()}
+    assert states["person3@example.org"] == "stopped"
+    assert states["person2@example.org"] == "active"
