@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from toma.cli import main
 from toma.config import Smtp
 from toma.core.contacts import make_contact
+from toma.daemon.worker import Worker
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, open_store
 from toma.timeutil import iso
 
@@ -228,3 +229,45 @@ def test_inbox_sync_reads_each_senders_mailbox(
     states = {d["contact"]: d["state"] for d in table(config, ENROLMENTS).values()}
     assert states["person3@example.org"] == "stopped"
     assert states["person2@example.org"] == "active"
+
+
+def test_one_senders_servers_down_do_not_stop_the_others(
+    tmp_path: Path,
+    dovecot_server: Dovecot,
+    smtp_config: Smtp,
+    smtpd_handler: RecordingHandler,
+    ann_server: SmtpServer,
+) -> None:
+    """Ann's SMTP server is down and her IMAP password wrong: [owner]'s mail goes and his
+    mailbox is read; Ann's messages wait to be retried, her inbox is reported."""
+    folders = {
+        name: dovecot_server.new_folder() for name in ("alex", "alex sent", "ann", "ann sent")
+    }
+    config = project(tmp_path, smtp_config, ann_server, dovecot_server, folders)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not the password\n", encoding="utf-8")
+    text = config.read_text()
+    at = text.index("[senders.imap]")
+    ann_password = f'password_file = "{dovecot_server.password_file}"'
+    config.write_text(text[:at] + text[at:].replace(ann_password, f'password_file = "{wrong}"'))
+    ann_server.stop()
+    dovecot_server.append(reply("person0@example.org", ALEX, "<none@example.org>", 4),
+                          folder=folders["alex"])  # fmt: skip
+
+    with open_store(tmp_path / "var" / "data") as store:
+        report = Worker(config, store, in_tick_retry=timedelta(0)).run_once(NOW)
+    assert any(problem.startswith(f"inbox of {ANN}:") for problem in report.problems)
+    assert report.inbound == 1  # [owner]'s mailbox was read
+    assert {m.rcpt_tos[0] for m in smtpd_handler.messages} == {
+        "person0@example.org",
+        "person1@example.org",
+        ALEX,  # the notice of person0's message
+    }
+    records = {d["contact"]: d for d in table(config, MESSAGES).values()}
+    assert records["person0@example.org"]["state"] == records["person1@example.org"]["state"]
+    assert records["person0@example.org"]["state"] == "sent"
+    for ann_contact in ("person2@example.org", "person3@example.org"):
+        # Planned again, for a later attempt through her own server, not through [owner]'s.
+        assert records[ann_contact]["state"] == "planned"
+        assert records[ann_contact]["next_attempt_at"] > iso(NOW)
+    assert report.retrying == 2
