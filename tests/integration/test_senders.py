@@ -21,7 +21,7 @@ from toma.cli import main
 from toma.config import Smtp
 from toma.core.contacts import make_contact
 from toma.daemon.worker import Worker
-from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, open_store
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, SYNC, open_store
 from toma.timeutil import iso
 
 from . import dovecot
@@ -221,14 +221,25 @@ def test_inbox_sync_reads_each_senders_mailbox(
         reply("person3@example.org", ANN, str(ids["person3@example.org"]), 3),
         folder=folders["ann"],
     )
+    # Ann's contact writes to [owner]'s address: the notice is Ann's all the same.
+    dovecot_server.append(
+        reply("person2@example.org", ALEX, str(ids["person2@example.org"]), 5),
+        folder=folders["alex"],
+    )
     result = CliRunner().invoke(main, ["--config", str(config), "inbox", "sync"])
     assert result.exit_code == 0, result.output
     first, second = [line for line in result.output.splitlines() if " recorded (" in line]
-    assert first.startswith("0 recorded")
+    assert first.startswith("1 recorded (1 reply)")
+    notices = {
+        d["ref"]: d["contact"] for d in table(config, MESSAGES).values() if d["kind"] == "notice"
+    }
+    conversations = {d["contact"]: k for k, d in table(config, CONVERSATIONS).items()}
+    assert notices[conversations["person2@example.org"]] == ANN
+    assert notices[conversations["person3@example.org"]] == ANN
     assert second.startswith(f"{ANN}: 1 recorded (1 reply)"), result.output
     states = {d["contact"]: d["state"] for d in table(config, ENROLMENTS).values()}
     assert states["person3@example.org"] == "stopped"
-    assert states["person2@example.org"] == "active"
+    assert states["person2@example.org"] == "stopped"
 
 
 def test_one_senders_servers_down_do_not_stop_the_others(

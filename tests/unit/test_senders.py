@@ -236,3 +236,14 @@ def test_the_daily_digest_tells_each_sender_of_its_own_contacts(tmp_path: Path) 
         "c@example.org": default.ref,
     }
     assert default.ref != ann.ref and set(records) == {default.key, ann.key}
+
+
+def test_a_notice_goes_to_the_contacts_owner(tmp_path: Path) -> None:
+    from toma.config.senders import notice_to, sender_config
+
+    config = load_config(write(tmp_path, BASE + ANN))
+    ann = sender_config(config, "ann@example.com")
+    for mailbox in (config, ann):
+        assert notice_to(mailbox, "ann@example.com") == "ann@example.com"
+        assert notice_to(mailbox, "") == "alex@example.com"
+    assert notice_to(ann, "gone@example.com") == "ann@example.com"  # the mailbox's sender

@@ -184,6 +184,16 @@ def owner_key(config: Config, owner: str) -> str | None:
     return found.email if found is not None else None
 
 
+def notice_to(config: Config, owner: str) -> str:
+    """Where the notice about a contact whose ``owner`` field this is goes: its sender's
+    address; for an owner no sender has, the sender ``config`` speaks for (whose
+    mailbox the mail came into)."""
+    key = owner_key(config, owner)
+    if key is None:
+        return config.owner.email
+    return key or default_of(config).email
+
+
 def sender_config(config: Config, sender: str) -> Config:
     """``config`` as the sender ``sender`` (its address; "" for ``[owner]``) sees it."""
     default = default_of(config)
