@@ -1,8 +1,8 @@
 """``toma auth login`` and ``toma auth status`` as library calls: which accounts, signing in.
 
-The accounts are those of ``[smtp]`` and ``[imap]`` with ``auth`` other than
-``"password"``; a mailbox whose SMTP and IMAP sign in as the same user is one
-account with one token file, which serves both.
+The accounts are those of ``[smtp]`` and ``[imap]`` (and of each ``[[senders]]``
+entry's own) with ``auth`` other than ``"password"``; a mailbox whose SMTP and
+IMAP sign in as the same user is one account with one token file, which serves both.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from toma.auth import flows, store
 from toma.auth.errors import AuthError
 from toma.auth.tokens import Token
 from toma.config import Config, OAuth2
+from toma.config.senders import each_sender
 from toma.logs import fields
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 def accounts(config: Config) -> list[OAuth2]:
     """The OAuth2 accounts the config signs in to, one per token file, scopes merged."""
     found: dict[str, OAuth2] = {}
-    for section in (config.smtp, config.imap):
+    servers = [server for view in each_sender(config) for server in (view.smtp, view.imap)]
+    for section in servers:
         oauth2 = section.oauth2
         if oauth2 is None or section.auth == "password":
             continue

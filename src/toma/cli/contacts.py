@@ -173,6 +173,7 @@ def contacts_show(ctx: Context, email: str, as_json: bool) -> None:
         ("name", contact.name),
         ("company", contact.company),
         ("timezone", contact.timezone or "(the owner's)"),
+        ("owner", contact.owner or "(the default sender)"),
         ("status", contact.status.value),
         ("tags", " ".join(contact.tags)),
         ("added", contact.added_at),
@@ -205,6 +206,22 @@ def contacts_untag(ctx: Context, email: str, tags: tuple[str, ...]) -> None:
     with ctx.store() as store:
         contact = addressbook.retag(store, email, tags, remove=True)
     click.echo(f"{contact.email}: {' '.join(contact.tags) or '(no tags)'}")
+
+
+@contacts.command("assign")
+@click.argument("emails", nargs=-1, required=True)
+@click.option("--to", "sender", required=True, help="The sender: its address or its name.")
+@pass_context
+def contacts_assign(ctx: Context, emails: tuple[str, ...], sender: str) -> None:
+    """Give contacts to a sender: their mail goes out from it, their replies are read in
+    its mailbox. The [owner]'s address gives them back to the default sender."""
+    from toma.config.senders import resolve_sender
+
+    owner = resolve_sender(ctx.config, sender)
+    with ctx.store() as store:
+        changed = addressbook.assign(store, emails, owner)
+    for contact in changed:
+        click.echo(f"{contact.email}: from {contact.owner or ctx.config.owner.email}")
 
 
 def _status_command(name: str, status: Status, doc: str) -> None:

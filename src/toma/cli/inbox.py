@@ -34,25 +34,37 @@ def inbox() -> None:
 @json_option
 @pass_context
 def inbox_sync(ctx: Context, now_text: str | None, as_json: bool = False) -> None:
-    """One pass over the inbox: log what came in and act on it."""
+    """One pass over the inbox (each sender's, with [[senders]]): log what came in and act on it."""
+    from dataclasses import asdict
+
+    from toma.config.senders import each_sender
     from toma.inbox.sync import source_for, sync
 
-    with ctx.store() as store:
-        source = source_for(ctx.config)
-        try:
-            report = sync(store, ctx.config, source, now=resolve_now(now_text))
-        finally:
-            source.close()
+    config = ctx.config
+    views = each_sender(config) if config.inbox.kind == "imap" else (config,)
+    reports = []
+    for seen_by in views:
+        with ctx.store() as store:
+            source = source_for(seen_by)
+            try:
+                report = sync(store, seen_by, source, now=resolve_now(now_text))
+            finally:
+                source.close()
+        reports.append((seen_by.sender, report))
+        if as_json:
+            continue
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items()))
+        click.echo(
+            (f"{seen_by.sender}: " if seen_by.sender else "")
+            + f"{report.recorded} recorded ({kinds or 'nothing new'}); {report.aside} kept aside, "
+            f"{report.duplicates} already known."
+        )
     if as_json:
-        from dataclasses import asdict
-
-        print_json(asdict(report))
-        return
-    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.by_kind.items())) or "nothing new"
-    click.echo(
-        f"{report.recorded} recorded ({kinds}); {report.aside} kept aside, "
-        f"{report.duplicates} already known."
-    )
+        # One mailbox: its report, as before [[senders]]; several: one report per sender.
+        if len(reports) == 1:
+            print_json(asdict(reports[0][1]))
+        else:
+            print_json([{"sender": sender, **asdict(report)} for sender, report in reports])
 
 
 @inbox.command("explain")

@@ -174,13 +174,15 @@ def preview(
         toma preview acquaintance/nice-to-meet.md --contact mira@example.org
         toma preview newsletters/2026-12-year-in-review.md --contact mira@example.org
     """
+    from toma.config.senders import owner_key, sender_config
     from toma.daemon.builder import build_one
     from toma.mail.compose import Composer, Job
     from toma.mail.unsubscribe import unsubscriber
 
-    config = ctx.config
     with ctx.store() as store:
         contact = addressbook.find(store, email)
+    # As the contact's own sender sends it (the default one when that sender is unknown).
+    config = sender_config(ctx.config, owner_key(ctx.config, contact.owner) or "")
     now = resolve_now(now_text)
     issue = _newsletter(config, template)
     if issue is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from toma.config import sections
 from toma.config.model import Config
 from toma.config.reader import Reader, close
+from toma.config.senders import read_senders
 from toma.errors import ConfigError
 
 TOP_LEVEL = {
@@ -29,6 +30,7 @@ TOP_LEVEL = {
     "paths",
     "daemon",
     "oauth2",
+    "senders",
 }
 
 
@@ -78,6 +80,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
     inbox = sections.inbox(r, raw, owner.timezone)
     if inbox.kind == "imap" and "imap" not in raw:
         raise r.error("inbox.kind", 'kind = "imap" needs an [imap] section (host, username, …)')
+    senders = read_senders(r, raw, owner, transport=transport.kind, inbox=inbox.kind)
     return Config(
         file=file,
         owner=owner,
@@ -93,6 +96,7 @@ def parse_config(raw: Mapping[str, Any], *, file: Path, text: str = "") -> Confi
         unsubscribe=sections.unsubscribe(r, raw),
         dashboard=sections.dashboard(r, raw),
         store=sections.store(r, raw),
+        senders=senders,
     )
 
 

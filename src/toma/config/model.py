@@ -230,6 +230,23 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class SenderSettings:
+    """One of ``[[senders]]``: who a contact's mail comes from, and through which servers.
+
+    ``owner`` holds the name, address, signature and postal address as ``[owner]`` does
+    for the default sender; ``smtp`` and ``imap`` are that sender's own servers.
+    """
+
+    owner: Owner
+    smtp: Smtp
+    imap: Imap
+
+    @property
+    def email(self) -> str:
+        return self.owner.email
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     owner: Owner
@@ -245,6 +262,12 @@ class Config:
     unsubscribe: Unsubscribing = field(default_factory=Unsubscribing)
     dashboard: Dashboard = field(default_factory=Dashboard)
     store: StoreSettings = field(default_factory=StoreSettings)
+    # The senders besides [owner] (see toma.config.senders); [owner] is the default one.
+    senders: tuple[SenderSettings, ...] = ()
+    # The sender this config speaks for: "" is [owner], else one of ``senders``' address;
+    # then ``default_sender`` keeps [owner] and its servers (see toma.config.senders).
+    sender: str = ""
+    default_sender: SenderSettings | None = None
 
     @property
     def root(self) -> Path:

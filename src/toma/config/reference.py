@@ -26,6 +26,7 @@ from pathlib import Path
 from toma.config import sections
 from toma.config.load import TOP_LEVEL
 from toma.config.reader import Reader
+from toma.config.senders import SENDER_KEYS
 from toma.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "project" / "starter" / "config.toml"
@@ -38,7 +39,7 @@ REFUSED = {
     "(dsn_env) or a file (dsn_file), never in config.toml",
 }
 
-_SECTION = re.compile(r"^#?\s*\[([A-Za-z_][\w.]*)\]\s*$")
+_SECTION = re.compile(r"^#?\s*\[\[?([A-Za-z_][\w.]*)\]\]?\s*$")  # [table], [[array]]
 _KEY = re.compile(r"^(#?)\s*([A-Za-z_]\w*)\s*=\s*(.*)$")
 _ALIAS = re.compile(r"\bor:\s*([A-Za-z_]\w*)\s*=\s*(.*)$")
 
@@ -56,10 +57,19 @@ def accepted_keys() -> dict[str, frozenset[str]]:
         function = getattr(sections, name, None)
         if function is None:
             continue
-        extra = len(inspect.signature(function).parameters) - 2
+        required = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        extra = len(required) - 2
         with contextlib.suppress(ConfigError):
             function(reader, raw, *(["UTC"] * extra))
-    return {_section_name(name): keys for name, keys in reader.tables.items()}
+    accepted = {_section_name(name): keys for name, keys in reader.tables.items()}
+    # [[senders]] is an array of tables, read by toma.config.senders, not by a section.
+    accepted["senders"] = frozenset(SENDER_KEYS)
+    return accepted
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,17 @@ def transport(r: Reader, raw: Mapping[str, Any]) -> TransportSettings:
     )
 
 
-def smtp(r: Reader, raw: Mapping[str, Any]) -> Smtp:
-    """[smtp]"""
+def smtp(
+    r: Reader,
+    raw: Mapping[str, Any],
+    *,
+    within: Mapping[str, Any] | None = None,
+    section: str = "smtp",
+) -> Smtp:
+    """[smtp], or a sender's own (``section`` in the table ``within``: see toma.config.senders)"""
     t = r.table(
-        raw,
-        "smtp",
+        raw if within is None else within,
+        section,
         {
             "host",
             "port",
@@ -103,41 +109,41 @@ def smtp(r: Reader, raw: Mapping[str, Any]) -> Smtp:
             "auth",
         },
     )
-    found = read_provider(r, t, "smtp")
-    security = r.get(t, "smtp", "security", str, found.smtp_security if found else "starttls")
+    found = read_provider(r, t, section)
+    security = r.get(t, section, "security", str, found.smtp_security if found else "starttls")
     if security not in ("starttls", "tls", "none"):
         raise r.error(
-            "smtp.security", f'security must be "starttls", "tls" or "none", got {security!r}'
+            f"{section}.security", f'security must be "starttls", "tls" or "none", got {security!r}'
         )
     port = {"tls": 465, "starttls": 587, "none": 25}[security]
     if found and security == found.smtp_security:
         port = found.smtp_port
-    username = r.get(t, "smtp", "username", str)
-    auth = read_auth(r, t, "smtp", found)
+    username = r.get(t, section, "username", str)
+    auth = read_auth(r, t, section, found)
     data = paths(r, raw).data
     return Smtp(
-        host=r.get(t, "smtp", "host", str, found.smtp_host if found else "localhost"),
-        port=read_port(r, t, "smtp", port),
+        host=r.get(t, section, "host", str, found.smtp_host if found else "localhost"),
+        port=read_port(r, t, section, port),
         security=security,
         username=username,
-        password=read_secret(r, t, "smtp"),
-        concurrency=read_whole(r, t, "smtp", "concurrency", 4, most=MAX_CONCURRENCY),
+        password=read_secret(r, t, section),
+        concurrency=read_whole(r, t, section, "concurrency", 4, most=MAX_CONCURRENCY),
         rate_per_minute=read_whole(
             r,
             t,
-            "smtp",
+            section,
             "rate_per_minute",
             found.rate_per_minute if found else 600,
             most=MAX_RATE_PER_MINUTE,
         ),
-        timeout=read_timeout(r, t, "smtp", 30.0),
+        timeout=read_timeout(r, t, section, 30.0),
         retry_for=r.convert(
-            "smtp", "retry_for", r.get(t, "smtp", "retry_for", str, "1h"), parse_duration
+            section, "retry_for", r.get(t, section, "retry_for", str, "1h"), parse_duration
         ),
-        ca_file=read_ca_file(r, t, "smtp"),
+        ca_file=read_ca_file(r, t, section),
         provider=found.name if found else "",
         auth=auth,
-        oauth2=read_oauth2(r, raw, "smtp", auth=auth, username=username, found=found, data=data),
+        oauth2=read_oauth2(r, raw, section, auth=auth, username=username, found=found, data=data),
     )
 
 
@@ -182,11 +188,18 @@ def inbox(r: Reader, raw: Mapping[str, Any], owner_zone: str) -> Inbox:
     )
 
 
-def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
-    """[imap]"""
+def imap(
+    r: Reader,
+    raw: Mapping[str, Any],
+    *,
+    within: Mapping[str, Any] | None = None,
+    section: str = "imap",
+) -> Imap:
+    """[imap], or a sender's own (``section`` in the table ``within``: see toma.config.senders)"""
+    holder = raw if within is None else within
     t = r.table(
-        raw,
-        "imap",
+        holder,
+        section,
         {
             "host",
             "port",
@@ -207,18 +220,19 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
             "auth",
         },
     )
-    found = read_provider(r, t, "imap")
-    isecurity = r.get(t, "imap", "security", str, found.imap_security if found else "tls")
+    found = read_provider(r, t, section)
+    isecurity = r.get(t, section, "security", str, found.imap_security if found else "tls")
     if isecurity not in ("starttls", "tls", "none"):
         raise r.error(
-            "imap.security", f'security must be "tls", "starttls" or "none", got {isecurity!r}'
+            f"{section}.security",
+            f'security must be "tls", "starttls" or "none", got {isecurity!r}',
         )
     port = 993 if isecurity == "tls" else 143
     if found and isecurity == found.imap_security:
         port = found.imap_port
-    username = r.get(t, "imap", "username", str)
-    auth = read_auth(r, t, "imap", found)
-    smtp_raw = raw.get("smtp", {})
+    username = r.get(t, section, "username", str)
+    auth = read_auth(r, t, section, found)
+    smtp_raw = holder.get("smtp", {})
     same_provider = (
         found is not None
         and isinstance(smtp_raw, Mapping)
@@ -227,23 +241,23 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
         and raw["transport"].get("kind") == "smtp"
     )
     return Imap(
-        host=r.get(t, "imap", "host", str, found.imap_host if found else "localhost"),
-        port=read_port(r, t, "imap", port),
+        host=r.get(t, section, "host", str, found.imap_host if found else "localhost"),
+        port=read_port(r, t, section, port),
         security=isecurity,
         username=username,
-        password=read_secret(r, t, "imap"),
-        folder=r.get(t, "imap", "folder", str, "INBOX"),
-        ca_file=read_ca_file(r, t, "imap"),
-        idle=r.get(t, "imap", "idle", bool, True),
-        poll_every=read_interval(r, t, "imap", "poll_every", "5min"),
-        folders=_folders(r, t),
-        sent_folder=r.get(t, "imap", "sent_folder", str, ""),
-        sent_copy=_sent_copy(r, t),
-        read_sent=r.get(t, "imap", "read_sent", bool, True),
+        password=read_secret(r, t, section),
+        folder=r.get(t, section, "folder", str, "INBOX"),
+        ca_file=read_ca_file(r, t, section),
+        idle=r.get(t, section, "idle", bool, True),
+        poll_every=read_interval(r, t, section, "poll_every", "5min"),
+        folders=_folders(r, t, section),
+        sent_folder=r.get(t, section, "sent_folder", str, ""),
+        sent_copy=_sent_copy(r, t, section),
+        read_sent=r.get(t, section, "read_sent", bool, True),
         provider=found.name if found else "",
         auth=auth,
         oauth2=read_oauth2(
-            r, raw, "imap", auth=auth, username=username, found=found, data=paths(r, raw).data
+            r, raw, section, auth=auth, username=username, found=found, data=paths(r, raw).data
         ),
         provider_sent_folder=found.sent_folder if found else "",
         files_sent_itself=same_provider and found is not None and found.files_sent_itself,
@@ -253,26 +267,28 @@ def imap(r: Reader, raw: Mapping[str, Any]) -> Imap:
 SENT_COPY = ("auto", "always", "never")
 
 
-def _folders(r: Reader, t: Mapping[str, Any]) -> tuple[str, ...]:
+def _folders(r: Reader, t: Mapping[str, Any], section: str) -> tuple[str, ...]:
     """[imap] folders: a list of folder names, each once; empty means ``folder`` alone."""
-    raw = r.get(t, "imap", "folders", list, [])
+    raw = r.get(t, section, "folders", list, [])
     folders: list[str] = []
     for name in raw:
         if not isinstance(name, str) or not name.strip():
-            raise r.error("imap.folders", f"folders must be a list of folder names, got {name!r}")
+            raise r.error(
+                f"{section}.folders", f"folders must be a list of folder names, got {name!r}"
+            )
         if name in folders:
-            raise r.error("imap.folders", f"the folder {name!r} is named twice in folders")
+            raise r.error(f"{section}.folders", f"the folder {name!r} is named twice in folders")
         folders.append(name)
     if "folders" in t and "folder" in t:
-        raise r.error("imap.folders", "set folders (several) or folder (one), not both")
+        raise r.error(f"{section}.folders", "set folders (several) or folder (one), not both")
     return tuple(folders)
 
 
-def _sent_copy(r: Reader, t: Mapping[str, Any]) -> str:
-    value = r.get(t, "imap", "sent_copy", str, "auto")
+def _sent_copy(r: Reader, t: Mapping[str, Any], section: str) -> str:
+    value = r.get(t, section, "sent_copy", str, "auto")
     if value not in SENT_COPY:
         raise r.error(
-            "imap.sent_copy",
+            f"{section}.sent_copy",
             f'sent_copy must be "auto", "always" or "never", got {value!r}',
         )
     return str(value)

@@ -42,6 +42,7 @@ _ALIASES = {
     "time_zone": "timezone",
     "tag": "tags",
     "categories": "tags",
+    "sender": "owner",
 }
 
 
@@ -100,6 +101,7 @@ def parse_csv(text: str, *, file: str, added_at: str = "") -> ImportResult:
                 tags=split_tags(values.get("tags", "")),
                 fields=custom,
                 added_at=added_at,
+                owner=values.get("owner", ""),
             )
         except ContactError as exc:
             problems.append(
@@ -126,7 +128,7 @@ def parse_csv(text: str, *, file: str, added_at: str = "") -> ImportResult:
 
 
 def parse_vcards(text: str, *, file: str, added_at: str = "") -> ImportResult:
-    """Contacts from vCard text (FN, N, EMAIL, ORG, NOTE, CATEGORIES)."""
+    """Contacts from vCard text (FN, N, EMAIL, ORG, NOTE, CATEGORIES, X-TOMA-OWNER)."""
     import vobject  # imported here: only this path needs it, and it is slow to import
 
     contacts: list[Contact] = []
@@ -166,6 +168,7 @@ def parse_vcards(text: str, *, file: str, added_at: str = "") -> ImportResult:
                 tags=[t for t in (tag.strip().replace(" ", "-") for tag in tags) if t],
                 fields={"note": " ".join(note.split())} if note else {},
                 added_at=added_at,
+                owner=_vtext(card, "x-toma-owner"),
             )
         except ContactError as exc:
             problems.append(

@@ -21,7 +21,7 @@ from toma.core._frozen import maker
 from toma.errors import ContactError
 from toma.timeutil import is_zone
 
-KNOWN_FIELDS = ("email", "first_name", "last_name", "company", "timezone", "tags")
+KNOWN_FIELDS = ("email", "first_name", "last_name", "company", "timezone", "tags", "owner")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG = re.compile(r"^[\w][\w.-]*$")
 
@@ -53,6 +53,7 @@ class Contact:
     status_reason: str = ""
     hold_until: str = ""  # ISO moment: no automated mail before it (an out-of-office return)
     soft_bounces: int = 0  # temporary delivery failures since the last successful reply
+    owner: str = ""  # the sender whose contact this is (its address); empty: the default one
 
     @property
     def name(self) -> str:
@@ -95,6 +96,8 @@ class Contact:
             "status_reason": self.status_reason,
             "hold_until": self.hold_until,
             "soft_bounces": self.soft_bounces,
+            # Only when set: most contacts are the default sender's, and stay as they were.
+            **({"owner": self.owner} if self.owner else {}),
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class Contact:
             status_reason=doc.get("status_reason", ""),
             hold_until=doc.get("hold_until", ""),
             soft_bounces=int(doc.get("soft_bounces", 0)),
+            owner=doc.get("owner", ""),
         )
 
 
@@ -191,6 +195,7 @@ def make_contact(
     tags: Iterable[str] = (),
     fields: Mapping[str, str] | None = None,
     added_at: str = "",
+    owner: str = "",
 ) -> Contact:
     """A validated new contact; :class:`ContactError` says what is wrong."""
     address = normalize_address(email)
@@ -216,6 +221,7 @@ def make_contact(
             tags=clean_tags(tags),
             fields=MappingProxyType(custom),
             added_at=added_at,
+            owner=owner_address(owner),
         )
     except ContactError as exc:
         exc.contact = address
@@ -241,7 +247,18 @@ def merge(existing: Contact | None, incoming: Contact) -> Contact:
         timezone=incoming.timezone or existing.timezone,
         tags=clean_tags((*existing.tags, *incoming.tags)),
         fields=MappingProxyType(fields),
+        owner=incoming.owner or existing.owner,
     )
+
+
+def owner_address(text: str) -> str:
+    """A contact's ``owner`` as stored: a sender's address, normalised; "" for the default."""
+    if not text.strip():
+        return ""
+    try:
+        return normalize_address(text)
+    except ContactError as exc:
+        raise ContactError(f"owner: {exc.message}") from None
 
 
 def with_status(contact: Contact, status: Status, *, at: str, reason: str = "") -> Contact:

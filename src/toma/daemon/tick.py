@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from toma import exits
 from toma.config import Config
+from toma.config.senders import each_sender, route
 from toma.core.contacts import Contact
 from toma.core.enrolments import tag_enrolments
 from toma.core.invoices import invoice_view
@@ -31,6 +32,7 @@ from toma.core.outbox import (
 from toma.core.planner import PlannedSend, PlanState
 from toma.core.reminders import PlannedReminder
 from toma.core.sequences import Sequence
+from toma.daemon.senders import notice_config, owners_of
 from toma.daemon.sending import Outgoing, Tally
 from toma.errors import TomaError
 from toma.exits import Exit
@@ -100,8 +102,8 @@ def build_notices(
 ) -> None:
     from toma.mail.notices import compose_notice, pending
 
-    queued = queue_digest(store, config, now)
-    waiting = pending(history, now) + ([queued] if queued else [])
+    queued = [queue_digest(store, seen_by, now, contacts) for seen_by in each_sender(config)]
+    waiting = pending(history, now) + [record for record in queued if record]
     for record in waiting:
         digest: list[Mapping[str, Any]] | None = None
         if record.template == "notice:digest":
@@ -119,7 +121,8 @@ def build_notices(
         built = compose_notice(
             record,
             conversation,
-            config,
+            # Composed as the sender it goes to, or from: the sender owning the contact.
+            notice_config(config, record.contact, contacts),
             now=now,
             digest=digest,
             contact_name=about.name if about else "",
@@ -127,21 +130,29 @@ def build_notices(
         outgoing.add_built(advance(record, MessageState.SENDING, at=now), built)
 
 
-def queue_digest(store: Store, config: Config, now: datetime) -> OutboxRecord | None:
-    """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in."""
+def queue_digest(
+    store: Store, config: Config, now: datetime, contacts: Mapping[str, Contact] | None = None
+) -> OutboxRecord | None:
+    """With ``notify = "daily"``: once a day, from digest_at on, one notice of what came in,
+    to each sender about its own contacts (``config`` as that sender sees it)."""
     if config.inbox.notify != "daily":
         return None
     local = now.astimezone(ZoneInfo(config.owner.timezone))
     if local.time() < config.inbox.digest_at:
         return None
     day = local.date().isoformat()
-    key = f"notice:digest:{day}"
+    ref = f"{day} {config.sender}" if config.sender else day
+    key = f"notice:digest:{ref}".replace(" ", ":")
     if store.get(MESSAGES, key) is not None:
         return None
+    owners = owners_of((contacts or {}).values())
     waiting = [
         (k, d)
         for k, d in store.all(CONVERSATIONS)
-        if not d.get("notified", True) and d.get("contact")
+        if not d.get("notified", True)
+        and d.get("contact")
+        # A contact whose sender is unknown is told to the default sender.
+        and (route([d["contact"]], owners, config)[d["contact"]] or "") == config.sender
     ]
     if not waiting:
         return None
@@ -149,16 +160,16 @@ def queue_digest(store: Store, config: Config, now: datetime) -> OutboxRecord | 
         key=key,
         contact=config.owner.email,
         kind="notice",
-        ref=day,
+        ref=ref,
         template="notice:digest",
         due_at=now,
         at=now,
     )
     with store.transaction() as tx:
         for conv_key, doc in waiting:
-            tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": day})
+            tx.put(CONVERSATIONS, conv_key, {**doc, "notified": True, "digest": ref})
         tx.put(MESSAGES, key, record.to_doc())
-    log.info("digest queued", extra=fields(day=day, messages=len(waiting)))
+    log.info("digest queued", extra=fields(day=day, messages=len(waiting), sender=config.sender))
     return record
 
 

@@ -37,7 +37,7 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -48,6 +48,7 @@ import schedule
 
 from toma import eventloop
 from toma.config import Config, load_config
+from toma.config.senders import each_sender, unknown_owners
 from toma.core.agenda import PACED_AHEAD, decide
 from toma.core.contacts import Contact
 from toma.core.newsletters import Newsletter
@@ -57,6 +58,8 @@ from toma.core.outbox import (
     recover_after_crash,
 )
 from toma.daemon.cache import PlanCache
+from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
+from toma.daemon.senders import owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.serving import serving_if_asked
 from toma.daemon.tick import (
@@ -231,39 +234,35 @@ class Worker:
         )
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
-            await self._send(config, outgoing, now, report)
+            await self._send(config, outgoing, now, report, owners_of(state.contacts.values()))
         await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
-        from toma.inbox.base import InboxUnavailable
-        from toma.inbox.sync import budget_for, source_for, sync
-
-        try:
-            source = source_for(config)
-            try:
-                # Within a budget and stopping on SIGTERM: due mail goes out this tick
-                # however much is waiting in the inbox; the rest is read next tick.
-                inbox = await asyncio.to_thread(
-                    sync,
-                    self.store,
-                    config,
-                    source,
-                    now=now,
-                    should_stop=self.stopping.is_set,
-                    budget=budget_for(config),
-                )
-            finally:
-                source.close()
-        except TomaError as exc:
-            # The inbox being out of reach must not stop the sending.
-            report.problems.append(f"inbox: {exc}")
-            if isinstance(exc, InboxUnavailable):
-                report.temporary.append(f"inbox: {exc}")
-            log.error("inbox sync failed", extra=fields(error=str(exc)))
-            return
-        report.inbound = inbox.recorded
+        await sync_mailboxes(self.store, config, now, report, self.stopping.is_set)
 
     async def _send(
+        self,
+        config: Config,
+        outgoing: Outgoing,
+        now: datetime,
+        report: TickReport,
+        owners: Mapping[str, str],
+    ) -> None:
+        """Each sender's share of ``outgoing`` through its own transport, one after another."""
+        parts, held = split(outgoing, owners, config)
+        if held:
+            problems = unknown_owners(
+                config, ((r.contact, owners.get(r.contact, "")) for r in held)
+            )
+            for problem in problems:
+                report.problems.append(str(problem))
+                log.error("held: no such sender", extra=fields(error=str(problem)))
+        for seen_by, part in parts:
+            if self.stopping.is_set():
+                break
+            await self._send_as(seen_by, part, now, report)
+
+    async def _send_as(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
     ) -> None:
         def observe(result: Result) -> None:
@@ -312,27 +311,12 @@ class Worker:
         if on_start is not None:
             on_start(report.due)
         if outgoing.jobs:
-            await self._send(config, outgoing, now, report)
+            await self._send(config, outgoing, now, report, owners_of(contacts))
             await self._copy_sent(config, now)
         return report
 
     async def _copy_sent(self, config: Config, now: datetime) -> None:
-        """The Sent copy of what went (toma.inbox.sentcopy): its own step, after the send;
-        what it cannot do now is done at a later tick, and it never touches a send."""
-        from toma.inbox.sentcopy import copy_sent
-        from toma.inbox.sync import budget_for
-
-        try:
-            await asyncio.to_thread(
-                copy_sent,
-                self.store,
-                config,
-                now,
-                budget=budget_for(config),
-                should_stop=self.stopping.is_set,
-            )
-        except TomaError as exc:
-            log.warning("sent copy postponed", extra=fields(error=str(exc)))
+        await copy_sent_all(self.store, config, now, self.stopping.is_set)
 
     def _write_status(self, report: TickReport) -> None:
         try:
@@ -421,15 +405,18 @@ class Worker:
 
 @contextmanager
 def _watching(config: Config, wake: threading.Event) -> Iterator[None]:
-    """An IMAP IDLE watcher that sets ``wake`` when mail arrives (IMAP inboxes only)."""
+    """An IMAP IDLE watcher per sender's mailbox, setting ``wake`` when mail arrives (IMAP
+    inboxes only)."""
     if config.inbox.kind != "imap":
         yield
         return
     from toma.inbox.imapwatch import ImapWatcher
 
-    watcher = ImapWatcher(config.imap, wake.set)
-    watcher.start()
+    watchers = [ImapWatcher(seen_by.imap, wake.set) for seen_by in each_sender(config)]
+    for watcher in watchers:
+        watcher.start()
     try:
         yield
     finally:
-        watcher.stop()
+        for watcher in watchers:
+            watcher.stop()

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from toma.config import Config
+from toma.config.senders import notice_to
 from toma.core.contacts import Contact
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, new_record
@@ -387,7 +388,9 @@ def _apply(
         doc.update(answers=found.answers.key, answers_ref=found.answers.ref)
     tx.put(CONVERSATIONS, conv_key, doc)
     if notify and config.inbox.notify == "immediately":
-        _notice(tx, f"notice:inbound:{conv_key}", config.owner.email, "inbound", conv_key, now)
+        stored = tx.get(CONTACTS, found.contact) if found.contact else None
+        to = notice_to(config, (stored or {}).get("owner", ""))
+        _notice(tx, f"notice:inbound:{conv_key}", to, "inbound", conv_key, now)
     if decision.confirm_unsubscribe and found.contact:
         _notice(
             tx, f"notice:unsubscribed:{found.contact}", found.contact, "unsubscribed", conv_key, now

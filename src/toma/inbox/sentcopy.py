@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from toma.config import Config
+from toma.config.senders import spool_name
 from toma.inbox.base import InboxError, InboxUnavailable
 from toma.logs import fields
 from toma.store import MESSAGES, Store
@@ -112,7 +113,8 @@ class Spool:
 
     @classmethod
     def of(cls, config: Config) -> Spool:
-        return cls(config.paths.data / SPOOL)
+        # Each sender's copies wait apart: each goes to that sender's own Sent folder.
+        return cls(config.paths.data / spool_name(config, SPOOL))
 
     def path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]

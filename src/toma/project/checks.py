@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from toma.config import Config, load_config
+from toma.config.senders import owner_key, sender_config, unknown_owners
 from toma.core.contacts import Contact
 from toma.core.invoices import Invoice, invoice_view, make_invoice
 from toma.core.newsletters import recipients
@@ -131,6 +132,7 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
 
     contacts = list(addressbook.all_contacts(reader))
     report.contacts = len(contacts)
+    report.problems.extend(unknown_owners(config, ((c.email, c.owner) for c in contacts)))
     hand_enrolled: dict[str, set[str]] = {}
     for _key, doc in reader.all(ENROLMENTS):
         hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
@@ -294,11 +296,16 @@ def _render_all(
 ) -> None:
     grouped: dict[tuple[str | None, int | None, str], list[str]] = {}
     first: dict[tuple[str | None, int | None, str], TemplateError] = {}
+    views: dict[str, Config] = {"": config}  # each contact is rendered as its sender sends
     for index, contact in enumerate(audience):
         report.renders += 1
         extra = extras[index] if extras else {}
+        if contact.owner not in views:
+            owner = owner_key(config, contact.owner)
+            views[contact.owner] = sender_config(config, owner) if owner else config
+        seen_by = views[contact.owner]
         try:
-            templates.render(name, base_context(config, contact, **extra), contact=contact.email)
+            templates.render(name, base_context(seen_by, contact, **extra), contact=contact.email)
         except TemplateError as exc:
             key = (exc.file, exc.line, exc.message)
             grouped.setdefault(key, []).append(contact.email)

@@ -37,7 +37,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +47,7 @@ from imapclient import IMAPClient
 from toma import eventloop
 from toma.auth import AuthError, TokenSource, TokenUnavailable
 from toma.config import Config, Imap, Smtp
+from toma.config.senders import each_sender
 from toma.errors import TomaError, TransportError
 from toma.exits import Exit
 from toma.inbox.imap import find_sent_folder
@@ -83,7 +84,8 @@ def check_connections(
     smtp_tls: ssl.SSLContext | None = None,
     imap_tls: ssl.SSLContext | None = None,
 ) -> list[Probe]:
-    """Try the transport and the inbox that ``config`` names, in that order."""
+    """Try the transport and the inbox that ``config`` names, in that order; then each
+    of ``[[senders]]``' own servers (``where`` says whose)."""
     probes: list[Probe] = []
     if config.transport.kind == "smtp":
         probes.append(probe_smtp(config.smtp, timeout=timeout, tls=smtp_tls))
@@ -97,6 +99,17 @@ def check_connections(
         )
     elif config.inbox.path is not None:
         probes.append(probe_maildir("inbox", config.inbox.path))
+    for seen_by in each_sender(config)[1:]:
+        own: list[Probe] = []
+        if config.transport.kind == "smtp":
+            own.append(probe_smtp(seen_by.smtp, timeout=timeout, tls=smtp_tls))
+        if config.inbox.kind == "imap":
+            own.extend(
+                probe_imap(
+                    seen_by.imap, timeout=timeout, tls=imap_tls, folders=seen_by.imap.inbox_folders
+                )
+            )
+        probes.extend(replace(p, where=f"{p.where} ({seen_by.sender})") for p in own)
     return probes
 
 

@@ -168,6 +168,17 @@ def retag(store: Store, email: str, tags: Iterable[str], *, remove: bool = False
     return contact
 
 
+def assign(store: Store, emails: Iterable[str], owner: str) -> list[Contact]:
+    """Give every contact of ``emails`` to the sender ``owner`` ("" the default), all or none."""
+    changed = []
+    with store.transaction() as tx:
+        for email in emails:
+            contact = replace(find(tx, email), owner=owner)
+            tx.put(CONTACTS, contact.email, contact.to_doc())
+            changed.append(contact)
+    return changed
+
+
 _ALLOWED = {
     # new status: the statuses it may be reached from
     Status.PAUSED: {Status.ACTIVE},
