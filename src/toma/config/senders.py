@@ -46,6 +46,7 @@ class _EntryReader(Reader):
     def __init__(self, parent: Reader, index: int) -> None:
         self.file = parent.file
         self.lines = parent.lines
+        self.tables = parent.tables  # the keys each table takes, as the parent records them
         self._parent = parent
         self.index = index
         self._start, self._end = _block(parent.lines, index)
