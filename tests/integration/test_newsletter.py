@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from toma.config import Smtp, load_config
-from toma.daemon.sending import CHUNKS_IN_FLIGHT, MARK_AHEAD, in_doubt_at_most
+from toma.daemon.outboxwriter import MARK_AHEAD
+from toma.daemon.sending import CHUNKS_IN_FLIGHT, in_doubt_at_most
 from toma.mail.unsubscribe import unsubscriber
 from toma.store import CONTACTS, MESSAGES, open_store
 

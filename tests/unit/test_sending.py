@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from toma.core.lastcheck import Withheld, withheld
 from toma.core.outbox import MessageKind, OutboxRecord, new_record
-from toma.daemon.sending import Withheld, withheld
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

@@ -95,7 +95,7 @@ def outbox_release(
     Example:
         toma outbox release sequence/keep/hello/mira@example.org
     """
-    from toma.daemon.sending import release_unknown
+    from toma.store.records.outbox import release_unknown
 
     if not keys and not contacts:
         raise click.UsageError("name the messages: KEY… or --contact EMAIL")

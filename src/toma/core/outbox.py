@@ -52,7 +52,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -425,3 +425,22 @@ def carry_on(
     if old is not None:
         return advance(old, to, at=at, detail=detail)
     return planned.to_record(at=at, state=to, detail=detail)
+
+
+# --------------------------------------------------------------------------- retries
+
+# A temporary failure is tried again after FIRST_RETRY, then after twice as long
+# each time, at most LONGEST_RETRY apart, until [smtp] retry_for has passed.
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before attempt ``attempts + 1``: doubling from a minute, at most half an hour."""
+    doubled: timedelta = FIRST_RETRY * 2 ** max(0, attempts - 1)
+    return min(LONGEST_RETRY, doubled)
+
+
+def retried_for(attempts: int) -> timedelta:
+    """How long retrying has taken after ``attempts`` failed attempts (by the schedule above)."""
+    return sum((retry_delay(n) for n in range(1, attempts + 1)), timedelta())

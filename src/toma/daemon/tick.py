@@ -32,8 +32,9 @@ from toma.core.outbox import (
 from toma.core.planner import PlannedSend, PlanState
 from toma.core.reminders import PlannedReminder
 from toma.core.sequences import Sequence
+from toma.daemon.outboxwriter import Tally
 from toma.daemon.senders import notice_config, owners_of
-from toma.daemon.sending import Outgoing, Tally
+from toma.daemon.sending import Outgoing
 from toma.errors import TomaError
 from toma.exits import Exit
 from toma.logs import fields

@@ -1,0 +1,465 @@
+"""The store's one writer while a tick sends: ``sending`` ahead, handed, outcomes after.
+
+Theory of operation: see :mod:`toma.daemon.sending` (at most once rests on a
+message being durably ``sending`` before its first byte goes, and durably
+handed before the server could first take it). :class:`OutboxWriter` does the
+writes, grouped, in a worker thread; :class:`Marking` is the transport the
+sender sends through, asking the writer for each mark before the hand-over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as monotonic
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from toma.core.invoices import Invoice, with_thread
+from toma.core.lastcheck import Withheld, withheld
+from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, OutboxRecord, advance
+from toma.core.reminders import number_of_ref
+from toma.errors import TomaError
+from toma.inbox.sentcopy import Spool
+from toma.logs import fields
+from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction, claims
+from toma.timeutil import iso
+from toma.transports import Envelope, Handing, Outcome, Result, Transport
+
+log = logging.getLogger(__name__)
+
+RESULT_BATCH = 20
+RESULT_EVERY = 0.1
+HAND_GATHER = 0.001  # seconds a hand-over waits for others to share its write
+MARK_BATCH = 8  # marked `sending` in one write
+MARK_AHEAD = 2 * MARK_BATCH  # at most this many marked and not yet sent, per chunk in flight
+
+
+@dataclass
+class Tally:
+    """What became of the messages handed over."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    unknown: int = 0
+    withheld: int = 0  # stopped by the last check before the hand-over
+    problems: list[str] = field(default_factory=list)
+
+
+class OutboxWriter:
+    """The store's one writer during a send: ``sending`` ahead, handed, outcomes after.
+
+    Marks: a send whose record is not yet written marks the next
+    ``MARK_BATCH`` and waits; once fewer than ``MARK_BATCH`` marked messages
+    are left ahead of a send, the next batch is written in the background. So
+    at most ``MARK_AHEAD`` messages of a chunk are marked and not yet sent.
+
+    Hand-overs: :meth:`hand` queues its message and waits for the next write,
+    which takes every hand-over queued by then (started at once when no write
+    is under way).
+
+    Outcomes ride with the next write, which in a steady stream comes with the
+    next hand-over. Without one to come (the last messages, a trickle) they
+    are written on their own once ``RESULT_BATCH`` have gathered or
+    ``RESULT_EVERY`` seconds have passed.
+
+    One write at a time, in a worker thread, so that an fsync holds up no send.
+    Every write checks the contacts of the messages it marks (see the module
+    docstring); what it decides is applied here, in the event loop, once the
+    write is done.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        records: dict[str, OutboxRecord],
+        now: datetime,
+        tally: Tally,
+        settle: Callable[[OutboxRecord, Result], OutboxRecord],
+    ) -> None:
+        self.store = store
+        self.records = records
+        self.now = now
+        self.tally = tally
+        self.settle = settle
+        self.order: list[str] = []
+        self.position: dict[str, int] = {}
+        self.marked: set[str] = set()  # marked sending, or withdrawn at the mark
+        self.withdrawn: dict[str, str] = {}  # key -> why the last check stopped it
+        self.before: dict[str, dict[str, Any] | None] = {}  # the record before its mark
+        self.pending: list[Result] = []  # outcomes not yet written
+        self.writing = asyncio.Lock()
+        self.ahead: asyncio.Task[None] | None = None  # marks written in the background
+        self._ahead_keys: frozenset[str] = frozenset()
+        self.recording: asyncio.Task[None] | None = None  # outcomes written on their own
+        self.handing: list[str] = []  # hand-overs waiting for the next write
+        self._handed = self._new_group()
+        self._hand_write_due = False
+        self.tasks: set[asyncio.Task[None]] = set()  # every background write under way
+        self.failures: list[BaseException] = []  # what the background writes raised
+        self._flushed = monotonic.monotonic()
+
+    def extend(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.position[key] = len(self.order)
+            self.order.append(key)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        # Every write's error is retrieved here, whoever else waits for it: close() raises it.
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failures.append(task.exception())  # type: ignore[arg-type]
+
+    @staticmethod
+    def _new_group() -> asyncio.Future[None]:
+        group: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved even when nobody waits for it: its error is raised by close().
+        group.add_done_callback(_retrieve)
+        return group
+
+    # ------------------------------------------------------------------ marks
+
+    async def ensure(self, key: str) -> None:
+        """Return once ``key`` is durably ``sending``, or withdrawn (see :attr:`withdrawn`)."""
+        while key not in self.marked:
+            if self.ahead is not None and key in self._ahead_keys:
+                await asyncio.shield(self.ahead)  # a cancelled send leaves the write alone
+                continue
+            async with self.writing:
+                if key not in self.marked:  # else marked by another send while this one waited
+                    await self._write(self._batch(self.position[key]))
+        self._look_ahead(self.position[key])
+
+    def _look_ahead(self, position: int) -> None:
+        if self._marking_ahead:
+            return
+        if self.ahead is not None:
+            self.ahead.result()  # a write that failed ends the send
+        probe = position + MARK_BATCH
+        if probe >= len(self.order) or self.order[probe] in self.marked:
+            return
+        start = next(
+            (at for at in range(position + 1, probe) if self.order[at] not in self.marked), probe
+        )
+        batch = self._batch(start)
+        if batch:
+            self._ahead_keys = frozenset(batch)
+            self.ahead = self._spawn(self._write_when_free(batch))
+
+    @property
+    def _marking_ahead(self) -> bool:
+        return self.ahead is not None and not self.ahead.done()
+
+    def _batch(self, start: int) -> list[str]:
+        return [
+            key
+            for key in self.order[start : start + MARK_BATCH]
+            if key not in self.marked and key not in self._ahead_keys
+        ]
+
+    # ------------------------------------------------------------------ hand-overs
+
+    def hand(self, key: str) -> asyncio.Future[bool]:
+        """Queue ``key``'s hand-over for the next write: True once it is durable, False if
+        the last check withdrew it (the transport's ``handing``)."""
+        self.withdrawn.pop(key, None)
+        self.handing.append(key)
+        group = self._handed
+        if not self._hand_write_due:
+            self._hand_write_due = True
+            self._spawn(self._hand_soon())
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def settle(written: asyncio.Future[None]) -> None:
+            if answer.done():
+                return
+            if written.cancelled():
+                answer.cancel()
+            elif written.exception() is not None:
+                answer.set_exception(written.exception())  # type: ignore[arg-type]
+            else:
+                answer.set_result(key not in self.withdrawn)
+
+        group.add_done_callback(settle)
+        # A send that ends before its hand-over (a refused RCPT) never awaits it.
+        answer.add_done_callback(_retrieve)
+        return answer
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def collect(self, result: Result) -> None:
+        if result.outcome is Outcome.WITHDRAWN:
+            self.tally.withheld += 1  # its record was written by the check that stopped it
+            log.info(
+                "withheld",
+                extra=fields(
+                    ref=self.records[result.key].ref,
+                    why=self.withdrawn.get(result.key, result.detail),
+                ),
+            )
+            return
+        self.pending.append(result)
+        while self.recording is not None and not self.recording.done():
+            if len(self.pending) < RESULT_BATCH:
+                return  # the next write takes these
+            await self.recording  # a whole batch waiting: the disk sets the pace
+        if len(self.pending) < RESULT_BATCH and (
+            monotonic.monotonic() - self._flushed <= RESULT_EVERY
+            or self._marking_ahead
+            or self._hand_write_due
+        ):
+            return  # the next write takes these (the marks or hand-overs under way, most likely)
+        if self.recording is not None:
+            self.recording.result()  # a write that failed ends the send
+        self.recording = self._spawn(self._write_when_free([]))
+
+    async def close(self) -> None:
+        """Wait for the writes under way, then write the last outcomes; raise a write's error."""
+        await asyncio.gather(*self.tasks, return_exceptions=True)  # their errors: _reap
+        # Here, not in a thread: this may run while the tick is being cancelled.
+        async with self.writing:
+            try:
+                self._apply(self._put([], [], self._take([])))
+            except TomaError:
+                if not self.failures:
+                    raise
+        if self.failures:
+            raise self.failures[0]
+
+    # ------------------------------------------------------------------ writing
+
+    async def _hand_soon(self) -> None:
+        # The hand-overs asked meanwhile (other connections starting a transaction) share
+        # this write: fewer fsyncs, while MAIL and RCPT still hide the wait.
+        await asyncio.sleep(HAND_GATHER)
+        await self._write_when_free([])
+
+    async def _write_when_free(self, marks: list[str]) -> None:
+        async with self.writing:
+            await self._write(marks)
+
+    async def _write(self, marks: list[str]) -> None:
+        """Mark ``marks``, the hand-overs queued and the outcomes gathered: one transaction."""
+        docs = [(key, replace(self.records[key], handover=HANDOVER_PENDING)) for key in marks]
+        outcomes = self._take(marks)
+        # Taken only when there are some: hand-overs queued while this write is
+        # under way belong to the next one, and wait for it.
+        handing: list[str] = []
+        group = self._handed
+        if self.handing:
+            handing, self.handing = self.handing, []
+            self._handed, self._hand_write_due = self._new_group(), False
+        try:
+            if docs or outcomes or handing:
+                self._apply(await asyncio.to_thread(self._put, docs, handing, outcomes))
+        except BaseException as exc:
+            if handing:
+                if isinstance(exc, asyncio.CancelledError):
+                    group.cancel()
+                else:
+                    group.set_exception(exc)
+            raise
+        self.marked.update(marks)
+        if handing:
+            group.set_result(None)
+
+    def _take(self, marks: list[str]) -> list[Result]:
+        """The outcomes to write with ``marks``.
+
+        Only messages marked ``sending`` have an outcome to write. One that was
+        never marked was never handed over (a stop came first): its record is as
+        it was, and the next tick plans it. One whose marks are still to be
+        written waits for them.
+        """
+        self._flushed = monotonic.monotonic()
+        marking = set(marks)
+        taken, waiting = [], []
+        for result in self.pending:
+            if result.key in self.marked or result.key in marking:
+                taken.append(result)
+            elif result.key in self._ahead_keys and self._marking_ahead:
+                waiting.append(result)
+        self.pending = waiting
+        return taken
+
+    def _put(
+        self, marks: list[tuple[str, OutboxRecord]], handing: list[str], outcomes: list[Result]
+    ) -> Written:
+        """One transaction (in a worker thread: it changes nothing of this object)."""
+        written = Written()
+        if not marks and not handing and not outcomes:
+            return written
+        now = self.now
+        with self.store.transaction() as tx:
+            for key, record in marks:
+                if key in self.marked:
+                    # Marked (or withdrawn) by an earlier write already, a batch raced it:
+                    # marking again would be refused as another daemon's claim.
+                    continue
+                before = tx.get(MESSAGES, key)
+                stop = (
+                    Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims
+                    if claims.taken(before, now)
+                    else Withheld("forget", "the notice was withdrawn")
+                    if before is None and record.kind == "notice"
+                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                )
+                if stop is None:
+                    tx.put(MESSAGES, key, record.to_doc())
+                    written.records[key] = record
+                    written.before[key] = before
+                else:
+                    self._withdraw(tx, key, record, stop, before, written)
+            for key in handing:
+                record = written.records.get(key, self.records[key])
+                current = tx.get(MESSAGES, key)
+                stop = (
+                    Withheld("forget", "the record was erased")
+                    if current is None
+                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                )
+                if stop is None:
+                    record = replace(record, handover=HANDED)
+                    tx.put(MESSAGES, key, record.to_doc())
+                    written.records[key] = record
+                else:
+                    self._withdraw(tx, key, record, stop, self.before.get(key), written)
+            for result in outcomes:
+                record = self.settle(
+                    written.records.get(result.key, self.records[result.key]), result
+                )
+                written.records[result.key] = record
+                written.settled.append(record)
+                if tx.get(MESSAGES, record.key) is None:
+                    # Forgotten since it was marked: nothing about them is written again.
+                    written.erased.append(record)
+                    continue
+                tx.put(MESSAGES, record.key, record.to_doc())
+                if record.kind == "invoice" and record.state is MessageState.SENT:
+                    _remember_thread(tx, record)
+        return written
+
+    def _withdraw(
+        self,
+        tx: Transaction,
+        key: str,
+        record: OutboxRecord,
+        stop: Withheld,
+        before: dict[str, Any] | None,
+        written: Written,
+    ) -> None:
+        written.withdrawn[key] = stop.reason
+        if stop.action == "skip":
+            skipped = advance(
+                replace(record, state=MessageState.SENDING),
+                MessageState.SKIPPED,
+                at=self.now,
+                detail=stop.reason,
+            )
+            tx.put(MESSAGES, key, skipped.to_doc())
+            written.records[key] = skipped
+        elif stop.action == "taken":
+            pass  # another daemon's now: its record is left as that daemon wrote it
+        elif stop.action == "wait" and before is not None:
+            tx.put(MESSAGES, key, before)  # as it was before the tick: planned again later
+        elif tx.get(MESSAGES, key) is not None:
+            tx.delete(MESSAGES, key)
+
+    def _apply(self, written: Written) -> None:
+        """What a write did, applied in the event loop once it is durable."""
+        self.records.update(written.records)
+        self.before.update(written.before)
+        self.withdrawn.update(written.withdrawn)
+        self.marked.update(written.withdrawn)
+        for record in written.erased:
+            log.warning(
+                "forgotten while sending", extra=fields(ref=record.ref, outcome=record.state.value)
+            )
+        for record in written.settled:
+            if record in written.erased:
+                continue
+            level = logging.INFO if record.state is MessageState.SENT else logging.WARNING
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    record.state.value,
+                    extra=fields(
+                        contact=record.contact,
+                        ref=record.ref,
+                        message_id=record.message_id,
+                        code=record.code,
+                        detail=record.detail or None,
+                        retry_at=iso(record.next_attempt_at) if record.next_attempt_at else None,
+                    ),
+                )
+
+
+@dataclass
+class Written:
+    """What one write of the journal did (see :meth:`OutboxWriter._put`)."""
+
+    records: dict[str, OutboxRecord] = field(default_factory=dict)
+    before: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    withdrawn: dict[str, str] = field(default_factory=dict)
+    settled: list[OutboxRecord] = field(default_factory=list)
+    erased: list[OutboxRecord] = field(default_factory=list)
+
+
+class Marking:
+    """A transport that marks each message ``sending`` (see :class:`OutboxWriter`) before
+    sending it, and handed right before the hand-over."""
+
+    def __init__(
+        self, inner: Transport, journal: OutboxWriter, copies: Spool | None = None
+    ) -> None:
+        self.inner = inner
+        self.journal = journal
+        self.copies = copies
+
+    @property
+    def concurrency(self) -> int:
+        return self.inner.concurrency
+
+    async def __aenter__(self) -> Marking:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
+        await self.journal.ensure(envelope.key)
+        why = self.journal.withdrawn.get(envelope.key)
+        if why is not None:
+            return Result(envelope.key, Outcome.WITHDRAWN, None, why)
+        result = await self.inner.send(envelope, self.journal.hand)
+        if self.copies is not None and result.outcome is Outcome.SENT:
+            # Before its outcome is recorded: a record that says sent has its bytes kept.
+            # In a thread: a file's creation takes milliseconds on a busy disk.
+            await asyncio.to_thread(self.copies.keep, envelope.key, envelope.data)
+        return result
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's error as heard: the write's task reports it (see OutboxWriter._reap)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _remember_thread(tx: Transaction, record: OutboxRecord) -> None:
+    """The first message about an invoice starts its thread; later ones answer it."""
+    number = number_of_ref(record.ref)
+    doc = tx.get(INVOICES, number)
+    if doc is None or not record.message_id:
+        return
+    invoice = Invoice.from_doc(doc)
+    if invoice.thread_id is None:
+        tx.put(INVOICES, number, with_thread(invoice, record.message_id).to_doc())
