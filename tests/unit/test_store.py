@@ -35,7 +35,7 @@ from toma.store import (
     TinyStore,
     open_store,
 )
-from toma.store.embedded import journal, memory
+from toma.store.embedded import journal, memory, snapshot
 
 CHILD_TIMEOUT = 20
 
@@ -956,7 +956,7 @@ WRITE_LOOP_CHILD = """
 ATOMIC_WRITE_CHILD = """
     import json, sys
     from pathlib import Path
-    from toma.store.embedded.journal import atomic_write
+    from toma.durable import atomic_write
     path = Path(sys.argv[1])
     for n in range(3000):
         head = json.dumps({"n": n, "pad": ""})[:-2].encode()
@@ -1069,5 +1069,5 @@ def _typed(value: Any) -> Any:
 @given(st.dictionaries(st.text(max_size=6) | st.integers(), _values, max_size=6))
 def test_a_put_document_is_what_its_json_reads_back_as(doc: dict[Any, Any]) -> None:
     """The shortcut for flat documents gives what decoding the JSON gives, types and all."""
-    data, copy = journal.normalise_doc(doc)
+    data, copy = snapshot.normalise_doc(doc)
     assert _typed(copy) == _typed(json.loads(data))

@@ -1,6 +1,6 @@
 """Where a sign-in's tokens are kept: one JSON file per account, owner-only.
 
-The file is replaced whole (:func:`toma.store.embedded.journal.atomic_write`,
+The file is replaced whole (:func:`toma.durable.atomic_write`,
 created 0600) so a crash leaves the old tokens or the new ones, never half.
 Refreshing happens under an exclusive ``flock`` on a lock file beside it, taken
 by every reader that may refresh: a provider that rotates refresh tokens spends
@@ -21,7 +21,7 @@ from typing import Any
 from toma.auth.errors import AuthError
 from toma.auth.tokens import BadTokenAnswer, Token
 from toma.config import OAuth2
-from toma.store.embedded.journal import atomic_write
+from toma.durable import atomic_write
 
 MAX_FILE = 256 * 1024
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from toma.errors import StoreError
 from toma.store.base import META, TABLES, Document, Reader, Store
-from toma.store.embedded.journal import STORE_META_KEY
+from toma.store.embedded.snapshot import STORE_META_KEY
 
 BATCH = 10_000
 _MOD = 1 << 256

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 from toma.errors import StoreError
 from toma.store.base import META, TABLES, Changed, ChangeMark, Document
-from toma.store.embedded import journal
-from toma.store.embedded.journal import STORE_META_KEY
+from toma.store.embedded import journal, snapshot
+from toma.store.embedded.snapshot import STORE_META_KEY
 
 # Changes remembered for the change feed; a reader further behind reloads everything.
 _FEED_LIMIT = 1 << 16
@@ -403,10 +403,10 @@ class MemoryTransaction:
         where = f"{table}/{key}"
         if not isinstance(doc, dict):
             raise StoreError(f"{where}: a document must be a dict", file=self._dir)
-        if journal.KEY_FIELD in doc:
-            raise StoreError(f"{where}: the field {journal.KEY_FIELD} is reserved", file=self._dir)
+        if snapshot.KEY_FIELD in doc:
+            raise StoreError(f"{where}: the field {snapshot.KEY_FIELD} is reserved", file=self._dir)
         try:
-            encoded, copy = journal.normalise_doc(doc)
+            encoded, copy = snapshot.normalise_doc(doc)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{where}: the document is not JSON: {exc}", file=self._dir) from exc
         self._writes.setdefault(table, {})[key] = Write(encoded, self._freezer.freeze(copy))

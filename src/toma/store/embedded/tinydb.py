@@ -68,6 +68,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
+from toma.durable import TEMP_SUFFIX, atomic_write
 from toma.errors import StoreError, StoreLocked
 from toma.logs import fields
 from toma.store.base import (
@@ -79,8 +80,7 @@ from toma.store.base import (
     Document,
     Transaction,
 )
-from toma.store.embedded import journal
-from toma.store.embedded.journal import STORE_META_KEY
+from toma.store.embedded import journal, snapshot
 from toma.store.embedded.locks import (
     describe_holder,
     make_private_dir,
@@ -95,6 +95,7 @@ from toma.store.embedded.memory import (
     Write,
     check_table,
 )
+from toma.store.embedded.snapshot import STORE_META_KEY
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class TinyStore:
                 current = journal.journal_path(self._dir, memory.generation).name
                 for path in sorted(self._dir.iterdir()):
                     name = path.name
-                    if name in (STORE_LOCK, DAEMON_LOCK) or name.endswith(journal.TEMP_SUFFIX):
+                    if name in (STORE_LOCK, DAEMON_LOCK) or name.endswith(TEMP_SUFFIX):
                         continue
                     if name.startswith(".") or not path.is_file():
                         continue
@@ -332,23 +333,23 @@ class TinyStore:
         tables: list[tuple[str, list[tuple[str, Document]]]] = [
             (name, []) for name in TABLES if name != META
         ]
-        tables.append((META, [(STORE_META_KEY, journal.store_meta(1))]))
-        journal.atomic_write(journal.snapshot_path(self._dir, 1), journal.encode_snapshot(tables))
+        tables.append((META, [(STORE_META_KEY, snapshot.store_meta(1))]))
+        atomic_write(journal.snapshot_path(self._dir, 1), snapshot.encode_snapshot(tables))
 
     def _load(self, generation: int) -> Memory:
         path = journal.snapshot_path(self._dir, generation)
-        memory = Memory(generation, journal.file_size(path))
+        memory = Memory(generation, snapshot.file_size(path))
         freezer = memory.freezer
         freeze, share = freezer.freeze, freezer.share
         tables = memory.tables
-        for table, key, doc in journal.read_snapshot(path):
+        for table, key, doc in snapshot.read_snapshot(path):
             docs = tables.get(table)
             if docs is None:
                 docs = tables[table] = {}
             elif key in docs:
                 raise StoreError(f"table {table}: key {key!r} is stored twice", file=path)
             docs[share(key)] = freeze(doc)
-        journal.check_meta(memory.get(META, STORE_META_KEY), path, generation)
+        snapshot.check_meta(memory.get(META, STORE_META_KEY), path, generation)
         self._replay(memory)
         freezer.prune()
         memory.feeding = True
@@ -424,7 +425,7 @@ class TinyStore:
 
     def _damage_note(self, tail: journal.TornTail) -> Write:
         doc = {**tail.to_doc(), "cut_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        encoded, copy = journal.normalise_doc(doc)
+        encoded, copy = snapshot.normalise_doc(doc)
         return Write(encoded, self._memory.freezer.freeze(copy))
 
     def _compact_after_commit(self) -> None:
@@ -439,12 +440,12 @@ class TinyStore:
         memory = self._memory
         old, new = memory.generation, memory.generation + 1
         # A compaction keeps the schema version the data has: only a migration raises it.
-        meta = journal.store_meta(new, schema_version or self._schema_version())
+        meta = snapshot.store_meta(new, schema_version or self._schema_version())
         # A journal for the new generation can only be debris; it must not count as commits.
         journal.remove_files([journal.journal_path(self._dir, new)])
-        size = journal.atomic_write(
+        size = atomic_write(
             journal.snapshot_path(self._dir, new),
-            journal.encode_snapshot(
+            snapshot.encode_snapshot(
                 (name, memory.snapshot_docs(name, meta)) for name in memory.tables
             ),
         )

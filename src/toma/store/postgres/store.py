@@ -25,7 +25,7 @@ from toma.store.base import (
     Document,
     Transaction,
 )
-from toma.store.embedded import journal
+from toma.store.embedded import snapshot
 from toma.store.postgres import schema
 from toma.store.postgres.schema import LOCK_CLASS
 
@@ -86,8 +86,10 @@ def _check_key(table: str, key: str, where: str) -> None:
         raise StoreError(f"{table}: a key must be a string, not {key!r}", file=where)
     if "\x00" in key:
         raise StoreError(f"{table}: a key cannot hold a NUL character", file=where)
-    if table == META and key == journal.STORE_META_KEY:
-        raise StoreError(f"{META}/{journal.STORE_META_KEY} is kept by the store itself", file=where)
+    if table == META and key == snapshot.STORE_META_KEY:
+        raise StoreError(
+            f"{META}/{snapshot.STORE_META_KEY} is kept by the store itself", file=where
+        )
 
 
 def encode(table: str, key: str, doc: Document, where: str) -> str:
@@ -96,10 +98,10 @@ def encode(table: str, key: str, doc: Document, where: str) -> str:
     at = f"{table}/{key}"
     if not isinstance(doc, dict):
         raise StoreError(f"{at}: a document must be a dict", file=where)
-    if journal.KEY_FIELD in doc:
-        raise StoreError(f"{at}: the field {journal.KEY_FIELD} is reserved", file=where)
+    if snapshot.KEY_FIELD in doc:
+        raise StoreError(f"{at}: the field {snapshot.KEY_FIELD} is reserved", file=where)
     try:
-        encoded, _copy = journal.normalise_doc(doc)
+        encoded, _copy = snapshot.normalise_doc(doc)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{at}: the document is not JSON: {exc}", file=where) from exc
     return encoded.decode()
