@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from toma.core.reading.autoreply import guess_language, read_return, return_date
 from toma.core.reading.classify import Reading, read_message
-from toma.core.reading.mimetext import html_to_text
+from toma.core.reading.plaintext import html_to_text
 from toma.core.reading.replytext import new_text
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"

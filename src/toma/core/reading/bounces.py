@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from toma.core.reading import mimetext
+from toma.core.reading import mimetext, plaintext
+from toma.core.reading.dsn import BASIC, ENHANCED, MAILBOX_FULL, Recipient, dsn_blocks, read_dsn
 
 _Detector = Callable[[Any], tuple[frozenset[bytes], frozenset[bytes]]]
 all_failures: _Detector | None
@@ -115,8 +116,6 @@ _ORIGINAL_START = re.compile(
     re.IGNORECASE,
 )
 _HEADER_LINE = re.compile(r"^(?:return-path|received|message-id|dkim-signature|x-[\w-]+):", re.I)
-_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-_BASIC = re.compile(r"(?<![\d.\w-])([45])([0-5]\d)(?![\d.])(?=[\s:-])")
 _SOFT_WORDS = re.compile(
     r"quota|mailbox (?:is )?full|mailbox full|mail ?box space|mailfolder is full|storage|"
     r"over ?quota|exceed(?:ed|s)? (?:its|the|their|his|her)? ?(?:storage|size|limit)|"
@@ -141,13 +140,6 @@ _HARD_WORDS = re.compile(
     r"wrong or no longer valid|has not been collected|no longer",
     re.IGNORECASE,
 )
-_MAILBOX_FULL = re.compile(
-    r"quota|mailbox (?:is )?full|mail ?box space|mailfolder is full|over ?quota|"
-    r"mailbox exceeds|exceeds (?:the )?allowed size|"
-    r"too much mail|exceed(?:ed|s|ing)? (?:their|the|its|his|her)? ?(?:quota|storage|size)|"
-    r"insufficient (?:storage|space)|disk space",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -157,12 +149,6 @@ class BounceReport:
     reason: str
     hard: bool | None
     recipients: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Recipient:
-    address: str
-    hard: bool
 
 
 def read_bounce(
@@ -181,15 +167,15 @@ def read_bounce(
     *own* holds the addresses the notice was sent to (ours): never a failed recipient.
     *check* is called between steps (see :func:`toma.core.reading.classify.read_message`).
     """
-    dsn_blocks = _dsn_blocks(msg, problems, check)
+    blocks = dsn_blocks(msg, problems, check)
     notice = _notice_text(msg, problems, check)
     check()
-    dsn = _read_dsn(dsn_blocks, notice)
+    dsn = read_dsn(blocks, notice)
     report_type = mimetext.param(msg, "report-type")
 
     if dsn is not None and not dsn.failed and dsn.delivered:
         return None  # a positive delivery report: automatic, but not a failure
-    signals = _signals(sender, sender_name, subject, headers, notice, report_type, dsn_blocks)
+    signals = _signals(sender, sender_name, subject, headers, notice, report_type, blocks)
     if not signals:
         return None
 
@@ -205,7 +191,7 @@ def read_bounce(
             or _text_recipients(notice, ignore)
         )
         recipients = [
-            _Recipient(a, _hardness(_about(notice, a, chosen), subject, "", fallback=notice))
+            Recipient(a, _hardness(_about(notice, a, chosen), subject, "", fallback=notice))
             for a in chosen
             if a not in own
         ]
@@ -284,120 +270,6 @@ def _signals(
     return "bounce: " + ", ".join(parts) if score >= 4 else ""
 
 
-# ------------------------------------------------------------- RFC 3464 reports
-
-
-@dataclass(frozen=True)
-class _Dsn:
-    failed: list[_Recipient]
-    delivered: bool
-    status: str
-
-
-def _dsn_blocks(msg: Message, problems: list[str], check: mimetext.Check) -> list[dict[str, str]]:
-    """The per-recipient field blocks of every message/delivery-status part."""
-    blocks: list[dict[str, str]] = []
-    for part in mimetext.walk(msg, check=check):
-        if mimetext.content_type(part) != "message/delivery-status":
-            continue
-        try:
-            payload = part.get_payload()
-        except Exception:  # noqa: BLE001 - a broken report part
-            problems.append("unreadable delivery-status part")
-            continue
-        if isinstance(payload, list):
-            for block in payload:
-                if isinstance(block, Message):
-                    fields: dict[str, str] = {}
-                    for key, value in block.items():
-                        value = str(value)[: mimetext.VALUE_LIMIT]
-                        text = " ".join(mimetext.fix_text(value).split())
-                        fields.setdefault(key.lower(), text)
-                    blocks.append(fields)
-        else:
-            blocks.extend(_parse_fields(mimetext.decode_part(part, problems)))
-    return blocks
-
-
-def _parse_fields(text: str) -> list[dict[str, str]]:
-    blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-            current, last = {}, ""
-        elif line[0] in " \t" and last:
-            current[last] += " " + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            last = key.strip().lower()
-            current.setdefault(last, value.strip())
-    if current:
-        blocks.append(current)
-    return blocks
-
-
-def _read_dsn(blocks: list[dict[str, str]], notice: str) -> _Dsn | None:
-    if not blocks:
-        return None
-    failed: list[_Recipient] = []
-    delivered = False
-    statuses: list[str] = []
-    for block in blocks:
-        action = block.get("action", "").lower()
-        if not action and "final-recipient" not in block:
-            continue  # the per-message block
-        status = _status(block)
-        if action.startswith(("delivered", "relayed", "expanded")):
-            delivered = True
-            continue
-        address = _dsn_address(block)
-        if address is None:
-            continue
-        diagnostic = " ".join(
-            block.get(k, "")
-            for k in ("status", "diagnostic-code", "x-supplementary-info", "action")
-        )
-        if not status or status.endswith(".0.0"):
-            # "5.0.0" says nothing; the notice often does ("disk quota exceeded").
-            diagnostic += " " + notice[:4000]
-        failed.append(_Recipient(address, _hard_from_status(action, status, diagnostic)))
-        if status:
-            statuses.append(status)
-    return _Dsn(failed=failed, delivered=delivered, status=statuses[0] if statuses else "")
-
-
-def _status(block: dict[str, str]) -> str:
-    for key in ("status", "diagnostic-code"):
-        match = _ENHANCED.search(block.get(key, ""))
-        if match:
-            return match.group(0)
-    match = _BASIC.search(block.get("status", "") + " " + block.get("diagnostic-code", ""))
-    return f"{match.group(1)}.0.0" if match else ""
-
-
-def _dsn_address(block: dict[str, str]) -> str | None:
-    for key in ("original-recipient", "final-recipient", "x-actual-recipient"):
-        value = block.get(key, "")
-        kind, _, rest = value.partition(";")
-        if not rest:
-            kind, rest = "rfc822", value
-        if kind.strip().lower() not in {"rfc822", ""}:
-            continue
-        address = mimetext.normalise_address(rest)
-        if address:
-            return address
-    return None
-
-
-def _hard_from_status(action: str, status: str, diagnostic: str) -> bool:
-    if action.startswith("delayed") or status.startswith("4"):
-        return False
-    return not (status.startswith("5.2.2") or _MAILBOX_FULL.search(diagnostic))
-
-
 # ------------------------------------------------------------- free-text notices
 
 
@@ -412,7 +284,7 @@ def _notice_text(msg: Message, problems: list[str], check: mimetext.Check) -> st
     text = (
         body.plain
         if body.plain and body.plain.strip()
-        else (mimetext.html_to_text(body.html, keep_quotes=True, check=check) if body.html else "")
+        else (plaintext.html_to_text(body.html, keep_quotes=True, check=check) if body.html else "")
     )
     lines = [line[: mimetext.LINE_LIMIT] for line in text.splitlines()[:_NOTICE_LINES]]
     for index, line in enumerate(lines):
@@ -519,24 +391,24 @@ def _hardness(notice: str, subject: str, status: str, *, fallback: str = "") -> 
         fallback
         and notice is not fallback
         and not (
-            _ENHANCED.search(notice)
-            or _BASIC.search(notice)
+            ENHANCED.search(notice)
+            or BASIC.search(notice)
             or _SOFT_WORDS.search(notice)
             or _HARD_WORDS.search(notice)
         )
     ):
         notice = fallback  # the lines about this address say nothing: read the whole notice
     text = f"{subject}\n{notice[:8000]}"
-    enhanced = [m.group(0) for m in _ENHANCED.finditer(text) if m.group(1) in "45"]
+    enhanced = [m.group(0) for m in ENHANCED.finditer(text) if m.group(1) in "45"]
     if status:
         enhanced.insert(0, status)
     if any(code.startswith("5") and not code.startswith("5.2.2") for code in enhanced):
-        return not _MAILBOX_FULL.search(text)
+        return not MAILBOX_FULL.search(text)
     if enhanced:
         return False  # only 4.x.x or 5.2.2 (mailbox full)
-    if _MAILBOX_FULL.search(text):
+    if MAILBOX_FULL.search(text):
         return False
-    basic = [m.group(1) for m in _BASIC.finditer(text)]
+    basic = [m.group(1) for m in BASIC.finditer(text)]
     if "5" in basic:
         return not _SOFT_WORDS.search(text) or bool(_HARD_WORDS.search(text))
     if "4" in basic:

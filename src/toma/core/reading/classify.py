@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Literal
 
-from toma.core.reading import autoreply, bounces, mimetext, replytext
+from toma.core.reading import autoreply, bounces, mimetext, plaintext, replytext
 
 Kind = Literal["reply", "auto-reply", "bounce", "unsubscribe", "unknown"]
 
@@ -237,7 +237,7 @@ def _read(
     hit = sorted(wanted & own)
     if hit:
         body = mimetext.body(msg, problems, check)
-        text = replytext.new_text(mimetext.readable_text(body, check=check), check=check)
+        text = replytext.new_text(plaintext.readable_text(body, check=check), check=check)
         return reading("unsubscribe", f"sent to the unsubscribe address {hit[0]}", text=text)
 
     automatic = autoreply.automatic_signal(headers, subject)
@@ -250,7 +250,7 @@ def _read(
     if automatic is not None:
         body = mimetext.body(msg, problems, check)
         written = when.date() if when else (now.date() if now else None)
-        notice = f"{subject}\n{mimetext.readable_text(body, keep_quotes=True, check=check)}"
+        notice = f"{subject}\n{plaintext.readable_text(body, keep_quotes=True, check=check)}"
         check()
         back = autoreply.read_return(notice, written=written)
         return reading(
@@ -262,7 +262,7 @@ def _read(
         )
 
     body = mimetext.body(msg, problems, check)
-    text = replytext.new_text(mimetext.readable_text(body, check=check), check=check)
+    text = replytext.new_text(plaintext.readable_text(body, check=check), check=check)
     check()
     request = _stop_request(subject, text)
     if request:
@@ -322,7 +322,7 @@ def _original_id(msg: Message, problems: list[str], check: mimetext.Check) -> st
             if found:
                 return found
     body = mimetext.body(msg, problems, check)
-    return _quoted_id(mimetext.readable_text(body, keep_quotes=True, check=check))
+    return _quoted_id(plaintext.readable_text(body, keep_quotes=True, check=check))
 
 
 def _payload(part: Message) -> object:

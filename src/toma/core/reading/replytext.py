@@ -25,7 +25,7 @@ writer's program ("> a long line that goes\\non here") is not an answer.
 
 Then the end of what is left goes, when a signature, a mail program's footer, a
 closing or the writer's name (see :mod:`toma.core.reading.signoff`). HTML-only
-mail is made plain first (see :func:`toma.core.reading.mimetext.html_to_text`),
+mail is made plain first (see :func:`toma.core.reading.plaintext.html_to_text`),
 which already drops ``<blockquote>``.
 """
 
