@@ -106,6 +106,8 @@ class Smtp:
     password: Secret = field(default_factory=Secret)
     concurrency: int = 4
     rate_per_minute: int = 600
+    # Messages in any 24 hours, as the provider counts them; 0: no daily limit.
+    per_day: int = 0
     timeout: float = 30.0
     retry_for: Duration = field(default_factory=lambda: parse_duration("1h"))
     ca_file: Path | None = None

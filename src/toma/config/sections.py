@@ -102,6 +102,7 @@ def smtp(
             "password",
             "concurrency",
             "rate_per_minute",
+            "per_day",
             "timeout",
             "retry_for",
             "ca_file",
@@ -136,6 +137,7 @@ def smtp(
             found.rate_per_minute if found else 600,
             most=MAX_RATE_PER_MINUTE,
         ),
+        per_day=read_per_day(r, t, section, found.per_day if found else 0),
         timeout=read_timeout(r, t, section, 30.0),
         retry_for=r.convert(
             section, "retry_for", r.get(t, section, "retry_for", str, "1h"), parse_duration
@@ -145,6 +147,17 @@ def smtp(
         auth=auth,
         oauth2=read_oauth2(r, raw, section, auth=auth, username=username, found=found, data=data),
     )
+
+
+def read_per_day(r: Reader, t: Mapping[str, Any], section: str, default: int) -> int:
+    """``per_day``: the provider's daily limit (0: none), at most MAX_RATE_PER_MINUTE a day."""
+    value: int = r.get(t, section, "per_day", int, default)
+    if not 0 <= value <= MAX_RATE_PER_MINUTE:
+        raise r.error(
+            f"{section}.per_day",
+            f"per_day must be between 0 (no daily limit) and {MAX_RATE_PER_MINUTE}, got {value}",
+        )
+    return value
 
 
 def inbox(r: Reader, raw: Mapping[str, Any], owner_zone: str) -> Inbox:

@@ -57,3 +57,14 @@ def notice_config(config: Config, to: str, contacts: Mapping[str, Contact]) -> C
     owners = {to: contacts[to].owner} if to in contacts and contacts[to].owner else {}
     sender = route([to], owners, config)[to]
     return sender_config(config, sender or "")
+
+
+def first(outgoing: Outgoing, count: int) -> tuple[Outgoing, int]:
+    """The first ``count`` messages of ``outgoing`` (in the order the tick made them:
+    invoice mail, then sequences, newsletters and notices), and how many were left out.
+    Those left out are not written ``sending``: they are planned again next tick."""
+    keys = list(outgoing.records)[:count]
+    kept = Outgoing(records={key: outgoing.records[key] for key in keys})
+    kept.jobs = [job for job in outgoing.jobs if job.key in kept.records]
+    kept.prebuilt = [envelope for envelope in outgoing.prebuilt if envelope.key in kept.records]
+    return kept, len(outgoing.records) - len(keys)

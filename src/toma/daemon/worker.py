@@ -37,7 +37,7 @@ import signal
 import ssl
 import threading
 import time as monotonic
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -48,9 +48,10 @@ import schedule
 
 from toma import eventloop
 from toma.config import Config, load_config
-from toma.config.senders import each_sender, unknown_owners
+from toma.config.senders import each_sender, route, unknown_owners
 from toma.core.agenda import PACED_AHEAD, decide
 from toma.core.contacts import Contact
+from toma.core.daylimit import counts_today, room_left
 from toma.core.newsletters import Newsletter
 from toma.core.outbox import (
     MessageState,
@@ -59,7 +60,7 @@ from toma.core.outbox import (
 )
 from toma.daemon.cache import PlanCache
 from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
-from toma.daemon.senders import owners_of, split
+from toma.daemon.senders import first, owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.serving import serving_if_asked
 from toma.daemon.tick import (
@@ -234,7 +235,14 @@ class Worker:
         )
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
         if outgoing.records:
-            await self._send(config, outgoing, now, report, owners_of(state.contacts.values()))
+            await self._send(
+                config,
+                outgoing,
+                now,
+                report,
+                owners_of(state.contacts.values()),
+                history=state.history.values(),
+            )
         await self._copy_sent(config, now)
 
     async def _sync_inbox(self, config: Config, now: datetime, report: TickReport) -> None:
@@ -247,8 +255,11 @@ class Worker:
         now: datetime,
         report: TickReport,
         owners: Mapping[str, str],
+        history: Iterable[OutboxRecord] = (),
     ) -> None:
-        """Each sender's share of ``outgoing`` through its own transport, one after another."""
+        """Each sender's share of ``outgoing`` through its own transport, one after another,
+        each within its provider's daily limit (``[smtp] per_day``; ``history`` the records
+        that count against it)."""
         parts, held = split(outgoing, owners, config)
         if held:
             problems = unknown_owners(
@@ -257,10 +268,38 @@ class Worker:
             for problem in problems:
                 report.problems.append(str(problem))
                 log.error("held: no such sender", extra=fields(error=str(problem)))
+        recent = [record for record in history if counts_today(record, now)]
         for seen_by, part in parts:
             if self.stopping.is_set():
                 break
-            await self._send_as(seen_by, part, now, report)
+            part = self._within_day(seen_by, part, recent, owners, now)
+            if part.records:
+                await self._send_as(seen_by, part, now, report)
+
+    def _within_day(
+        self,
+        config: Config,
+        part: Outgoing,
+        recent: list[OutboxRecord],
+        owners: Mapping[str, str],
+        now: datetime,
+    ) -> Outgoing:
+        """``part`` cut to what its sender's daily limit leaves room for; the rest stays
+        planned for a later tick (see :mod:`toma.core.daylimit`)."""
+        if config.transport.kind != "smtp":
+            return part
+        routes = route({record.contact for record in recent}, owners, config)
+        room = room_left(
+            recent, now, config.smtp.per_day, lambda r: routes[r.contact] == config.sender
+        )
+        if room is None or len(part.records) <= room:
+            return part
+        kept, waiting = first(part, room)
+        log.warning(
+            "daily limit reached",
+            extra=fields(sender=config.owner.email, per_day=config.smtp.per_day, waiting=waiting),
+        )
+        return kept
 
     async def _send_as(
         self, config: Config, outgoing: Outgoing, now: datetime, report: TickReport
@@ -304,6 +343,13 @@ class Worker:
             for key, doc in self.store.all(MESSAGES)
             if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
         }
+        recent = [
+            record
+            for record in map(
+                OutboxRecord.from_doc, (doc for _key, doc in self.store.all(MESSAGES))
+            )
+            if counts_today(record, now)
+        ]
         outgoing = Outgoing()
         for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)
@@ -311,7 +357,7 @@ class Worker:
         if on_start is not None:
             on_start(report.due)
         if outgoing.jobs:
-            await self._send(config, outgoing, now, report, owners_of(contacts))
+            await self._send(config, outgoing, now, report, owners_of(contacts), history=recent)
             await self._copy_sent(config, now)
         return report
 
