@@ -214,20 +214,15 @@ def invoices_show(ctx: Context, number: str, as_json: bool, now_text: str | None
     Times are in your zone ([owner] timezone).
     """
     from toma.core.money import format_money
-    from toma.core.reminders import split_key
     from toma.reports.log import about_invoice
-    from toma.store import MESSAGES
     from toma.store.records import invoices as billing
+    from toma.store.records import outbox
     from toma.timeutil import zone
 
     owner_zone = zone(ctx.config.owner.timezone)
     with ctx.store() as store:
         invoice = billing.find(store, number)
-        messages = [
-            doc
-            for key, doc in store.all(MESSAGES)
-            if doc.get("kind") == "invoice" and (split_key(key) or ("",))[0] == invoice.number
-        ]
+        messages = [record.to_doc() for record in outbox.of_invoice(store, invoice.number)]
         thread = about_invoice(store, invoice.number, invoice.contact, owner_zone)
     if as_json:
         print_json(

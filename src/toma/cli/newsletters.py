@@ -189,16 +189,12 @@ def newsletter_send(
 
 
 def _timetable(store: Store, config: Any, issue: Any, now: datetime) -> list[Any]:
-    from toma.core.outbox import OutboxRecord
-    from toma.store import CONTACTS, MESSAGES
+    from toma.store.records import contacts as addressbook
     from toma.store.records import newsletters as broadcast
+    from toma.store.records import outbox
 
-    contacts = [Contact.from_doc(doc) for _key, doc in store.all(CONTACTS)]
-    history = {
-        key: OutboxRecord.from_doc(doc)
-        for key, doc in store.all(MESSAGES)
-        if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
-    }
+    contacts = list(addressbook.all_contacts(store))
+    history = outbox.of_issue(store, issue.name)
     return broadcast.timetable(issue, config, contacts, history, now=now)
 
 

@@ -8,7 +8,7 @@ import socket
 import click
 
 from toma.cli import Context, json_option, main, now_option, pass_context, print_json, resolve_now
-from toma.core.outbox import MessageState, OutboxRecord
+from toma.core.outbox import MessageState
 
 
 @main.group()
@@ -37,16 +37,11 @@ def outbox() -> None:
 def outbox_list(ctx: Context, state: str | None, contact: str | None, as_json: bool) -> None:
     """The messages of the outbox, oldest change first, with their keys."""
     from toma.core.contacts import normalize_address
-    from toma.store import MESSAGES
+    from toma.store.records import outbox
 
     person = normalize_address(contact) if contact else None
     with ctx.store() as store:
-        records = [
-            OutboxRecord.from_doc(doc)
-            for _key, doc in store.all(MESSAGES)
-            if (state is None or doc.get("state") == state)
-            and (person is None or doc.get("contact") == person)
-        ]
+        records = outbox.records(store, state=state, contact=person)
     records.sort(key=lambda r: (r.updated_at or r.due_at, r.key))
     if as_json:
         print_json(

@@ -46,6 +46,7 @@ from toma.store import (
     Store,
     claims,
 )
+from toma.store.records import conversations
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.store.records.enrolments import record_tag_enrolments
@@ -110,12 +111,11 @@ def build_notices(
         if record.template == "notice:digest":
             digest = [
                 {**doc, "name": _name(contacts, doc.get("contact"))}
-                for _key, doc in store.all(CONVERSATIONS)
-                if doc.get("digest") == record.ref
+                for doc in conversations.in_digest(store, record.ref)
             ]
             conversation = None
         else:
-            conversation = store.get(CONVERSATIONS, record.ref)
+            conversation = conversations.find(store, record.ref)
         about = contacts.get(record.contact) or contacts.get(
             (conversation or {}).get("contact") or ""
         )
@@ -149,11 +149,9 @@ def queue_digest(
     owners = owners_of((contacts or {}).values())
     waiting = [
         (k, d)
-        for k, d in store.all(CONVERSATIONS)
-        if not d.get("notified", True)
-        and d.get("contact")
+        for k, d in conversations.not_notified(store)
         # A contact whose sender is unknown is told to the default sender.
-        and (route([d["contact"]], owners, config)[d["contact"]] or "") == config.sender
+        if (route([d["contact"]], owners, config)[d["contact"]] or "") == config.sender
     ]
     if not waiting:
         return None

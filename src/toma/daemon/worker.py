@@ -50,7 +50,6 @@ from toma import eventloop
 from toma.config import Config, load_config
 from toma.config.senders import each_sender, route, unknown_owners
 from toma.core.agenda import PACED_AHEAD, decide
-from toma.core.contacts import Contact
 from toma.core.daylimit import counts_today, room_left
 from toma.core.newsletters import Newsletter
 from toma.core.outbox import (
@@ -77,14 +76,15 @@ from toma.logs import fields
 from toma.project.sequences import read_sequences
 from toma.sdnotify import pulsing
 from toma.store import (
-    CONTACTS,
     MESSAGES,
     SYNC,
     Store,
     claims,
 )
+from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
+from toma.store.records import outbox
 from toma.timeutil import Clock, iso
 from toma.transports import Result, Transport, transport_for
 
@@ -337,19 +337,9 @@ class Worker:
         report = TickReport(now=iso(now))
         config = load_config(self.config_path)
         self.store.refresh()
-        contacts = [Contact.from_doc(doc) for _key, doc in self.store.all(CONTACTS)]
-        history = {
-            key: OutboxRecord.from_doc(doc)
-            for key, doc in self.store.all(MESSAGES)
-            if doc.get("kind") == "newsletter" and doc.get("ref") == issue.name
-        }
-        recent = [
-            record
-            for record in map(
-                OutboxRecord.from_doc, (doc for _key, doc in self.store.all(MESSAGES))
-            )
-            if counts_today(record, now)
-        ]
+        contacts = list(addressbook.all_contacts(self.store))
+        history = outbox.of_issue(self.store, issue.name)
+        recent = [record for record in outbox.records(self.store) if counts_today(record, now)]
         outgoing = Outgoing()
         for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)

@@ -45,7 +45,7 @@ from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, new_record
 from toma.core.reading.classify import Reading
 from toma.core.reading.decide import Decision, decide
-from toma.core.reading.match import Match, Sent, match, sent_index
+from toma.core.reading.match import Match, Sent, match
 from toma.core.reminders import number_of_ref
 from toma.core.sequences import Sequence as SequenceFile
 from toma.inbox.base import Cursor, Inbound
@@ -55,6 +55,7 @@ from toma.project.sequences import read_sequences
 from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
 from toma.store.base import Transaction
 from toma.store.records import contacts as addressbook
+from toma.store.records import enrolments, outbox
 from toma.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -116,13 +117,10 @@ class _Context:
     def load(cls, tx: Transaction, config: Config) -> _Context:
         # Who is enrolled where, read once: an inbound message concerns one
         # contact, and the table may be large.
-        enrolled: dict[str, list[str]] = {}
-        for enrolment_key, doc in tx.all(ENROLMENTS):
-            enrolled.setdefault(doc["contact"], []).append(enrolment_key)
         return cls(
-            sent=sent_index(tx.all(MESSAGES)),
-            contacts={k for k, _d in tx.all(CONTACTS)},
-            enrolled=enrolled,
+            sent=outbox.sent_index_of(tx),
+            contacts=addressbook.addresses(tx),
+            enrolled=enrolments.keys_by_contact(tx),
             sequences=read_sequences(config).sequences,
             owner=config.owner.email.lower(),
             tokens=unsubscriber(config),

@@ -54,7 +54,8 @@ from toma.inbox.record import (
     location,
 )
 from toma.logs import fields
-from toma.store import CONVERSATIONS, SYNC, Store
+from toma.store import SYNC, Store
+from toma.store.records import conversations
 
 __all__ = [
     "ASIDE_PREFIX",
@@ -197,12 +198,7 @@ def sync(
         return budget is not None and handled[0] > 0 and clock() - started >= budget
 
     store.refresh()
-    seen: set[str] = set()
-    aside: set[str] = set()
-    for _k, conv in store.all(CONVERSATIONS):
-        seen.add(conv.get("source_key") or "")
-        if conv.get("set_aside") and conv.get("sha256"):
-            aside.add(conv["sha256"])
+    seen, aside = conversations.read_sources(store)
     for key, folder, sent in readings(config, source):
         doc = store.get(SYNC, key)
         cursor = Cursor.from_doc(doc["cursor"]) if doc else None

@@ -48,6 +48,7 @@ from toma.durable import fsync_dir
 from toma.errors import StoreError
 from toma.store.base import MESSAGES
 from toma.store.embedded.tinydb import TinyStore
+from toma.store.records import outbox
 
 FORMAT = "toma-backup"
 FORMAT_VERSION = 1
@@ -276,11 +277,7 @@ def in_doubt_after_restore(records: list[OutboxRecord], *, at: datetime) -> list
 
 def settle_in_flight(store: TinyStore, *, now: datetime) -> int:
     """Apply :func:`in_doubt_after_restore` to ``store``; how many became ``unknown``."""
-    records = [
-        OutboxRecord.from_doc(doc)
-        for _key, doc in store.all(MESSAGES)
-        if doc.get("state") == MessageState.SENDING
-    ]
+    records = outbox.records(store, state=MessageState.SENDING)
     settled = in_doubt_after_restore(records, at=now)
     with store.transaction() as tx:
         for record in settled:

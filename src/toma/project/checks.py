@@ -31,8 +31,9 @@ from toma.mail.render import Templates, base_context
 from toma.mail.unsubscribe import Unsubscribe
 from toma.project.newsletters import load_newsletters, newsletter_templates
 from toma.project.sequences import load_sequences
-from toma.store import ENROLMENTS, Reader, open_configured
+from toma.store import Reader, open_configured
 from toma.store.records import contacts as addressbook
+from toma.store.records import enrolments
 from toma.store.records import invoices as billing
 
 
@@ -134,8 +135,8 @@ def check_config_tree(config: Config, reader: Reader, report: CheckReport) -> No
     report.contacts = len(contacts)
     report.problems.extend(unknown_owners(config, ((c.email, c.owner) for c in contacts)))
     hand_enrolled: dict[str, set[str]] = {}
-    for _key, doc in reader.all(ENROLMENTS):
-        hand_enrolled.setdefault(doc["sequence"], set()).add(doc["contact"])
+    for enrolment in enrolments.all_enrolments(reader):
+        hand_enrolled.setdefault(enrolment.sequence, set()).add(enrolment.contact)
 
     for name in sorted(set(used) & set(names) - broken):
         _check_tone(templates, name, report, note=False)

@@ -19,7 +19,8 @@ from toma.core.contacts import Contact
 from toma.exits import Exit
 from toma.reports.plan import Row
 from toma.reports.status import StatusReport
-from toma.store import CONVERSATIONS, MESSAGES, Reader
+from toma.store import Reader
+from toma.store.records import conversations, outbox
 
 SHOWN_CONTACTS = 200  # rows of the contacts list; a search narrows the rest
 ANSWERED_BY = ("sent",)  # an outgoing message in this state answers a reply before it
@@ -102,8 +103,8 @@ def assemble(sent: Iterable[Moment], received: Iterable[Moment]) -> Traffic:
 
 def traffic(reader: Reader) -> Traffic:
     """The traffic of the whole outbox and inbox record."""
-    sent = (sent_moment(doc) for _key, doc in reader.all(MESSAGES))
-    received = (received_moment(doc) for _key, doc in reader.all(CONVERSATIONS))
+    sent = (sent_moment(doc) for doc in outbox.documents(reader))
+    received = (received_moment(doc) for doc in conversations.documents(reader))
     return assemble((m for m in sent if m is not None), (m for m in received if m is not None))
 
 

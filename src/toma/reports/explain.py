@@ -10,9 +10,11 @@ from typing import Any
 
 from toma.config import Config
 from toma.core.reading.classify import READ_BUDGET, read_message
-from toma.core.reading.match import Sent, match, sent_index
+from toma.core.reading.match import Sent, match
 from toma.inbox.sync import unsubscribe_addresses
-from toma.store import CONTACTS, MESSAGES, Reader
+from toma.store import Reader
+from toma.store.records import contacts as addressbook
+from toma.store.records import outbox
 
 
 def explain_files(
@@ -32,8 +34,8 @@ def explain_files(
     sent: dict[str, Sent] = {}
     contacts: set[str] = set()
     if reader is not None:
-        sent = sent_index(reader.all(MESSAGES))
-        contacts = {key for key, _doc in reader.all(CONTACTS)}
+        sent = outbox.sent_index_of(reader)
+        contacts = addressbook.addresses(reader)
     rows = []
     for path in files:
         reading = read_message(

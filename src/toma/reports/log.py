@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from toma.store import CONVERSATIONS, MESSAGES, Reader
+from toma.store import Reader
+from toma.store.records import conversations, outbox
 
 _SHOWN_STATES = {"sent", "failed", "unknown", "sending", "skipped"}
 
@@ -54,8 +55,8 @@ class Entry:
 def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
     """Everything to and from ``email``, oldest first, each moment in ``zone`` (ISO 8601)."""
     entries: list[Entry] = []
-    for _key, doc in reader.all(MESSAGES):
-        if doc.get("contact") != email or doc.get("state") not in _SHOWN_STATES:
+    for doc in outbox.documents(reader, contact=email):
+        if doc.get("state") not in _SHOWN_STATES:
             continue
         state = doc["state"]
         detail = state if state == "sent" else f"{state}: {doc.get('detail', '')}".strip(": ")
@@ -69,10 +70,7 @@ def conversation(reader: Reader, email: str, zone: tzinfo = UTC) -> list[Entry]:
                 extra={"ref": doc.get("ref"), "state": state, "message_id": doc.get("message_id")},
             )
         )
-    for _key, doc in reader.all(CONVERSATIONS):
-        # An untied bounce that names the contact belongs to nobody, but is shown here too.
-        if doc.get("contact") != email and email not in (doc.get("named") or ()):
-            continue
+    for doc in conversations.about(reader, email):
         actions = "; ".join(doc.get("actions") or [])
         if doc.get("untied"):
             actions = f"from {doc.get('sender')} — {actions}"

@@ -11,8 +11,9 @@ from toma import exits
 from toma.core.outbox import MessageState, OutboxRecord
 from toma.daemon.worker import STATUS_KEY
 from toma.exits import Exit
-from toma.store import CONVERSATIONS, MESSAGES, META, SYNC, Reader
+from toma.store import META, SYNC, Reader
 from toma.store.embedded.journal import DAMAGE_META_KEY
+from toma.store.records import conversations, outbox
 
 
 @dataclass
@@ -172,7 +173,7 @@ def gather(reader: Reader) -> StatusReport:
     states: Counter[str] = Counter()
     failed, unknown, retrying = [], [], []
     newsletters: dict[str, None] = {}
-    for _key, doc in reader.all(MESSAGES):
+    for doc in outbox.documents(reader):
         state = doc.get("state", "")
         if doc.get("kind") == "newsletter":
             newsletters[doc.get("ref", "")] = None
@@ -205,8 +206,7 @@ def gather(reader: Reader) -> StatusReport:
             )
             if doc.get(k) is not None
         }
-        for _key, doc in reader.all(CONVERSATIONS)
-        if doc.get("set_aside") or doc.get("untied")
+        for doc in conversations.set_aside_or_untied(reader)
     ]
     return StatusReport(
         inbox_aside=sorted(aside, key=lambda d: str(d.get("received_at", ""))),

@@ -224,7 +224,7 @@ class Dashboard:
         return self._memo(
             "contacts",
             reader.version(CONTACTS),
-            lambda: {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)},
+            lambda: {contact.email: contact for contact in addressbook.all_contacts(reader)},
         )
 
     def _when(self, moment: datetime | str | None, fmt: str = "%a %d %b %H:%M") -> str:

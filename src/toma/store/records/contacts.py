@@ -60,6 +60,11 @@ def all_contacts(reader: Reader) -> Iterator[Contact]:
         yield Contact.from_doc(doc)
 
 
+def addresses(reader: Reader) -> set[str]:
+    """Every contact's address (the table's keys), without decoding a contact."""
+    return {key for key, _doc in reader.all(CONTACTS)}
+
+
 def find(reader: Reader, email: str) -> Contact:
     """The contact for ``email`` (any spelling), or a :class:`ContactError`."""
     key = normalize_address(email)

@@ -98,3 +98,17 @@ def of_contact(reader: Reader, contact: str) -> list[Enrolment]:
         if doc.get("contact") == contact
     ]
     return sorted(found, key=lambda e: e.sequence)
+
+
+def all_enrolments(reader: Reader) -> list[Enrolment]:
+    """Every enrolment, in store order."""
+    return [Enrolment.from_doc(doc) for _key, doc in reader.all(ENROLMENTS)]
+
+
+def keys_by_contact(reader: Reader) -> dict[str, list[str]]:
+    """Each contact's enrolment keys, read in one pass (an inbound message concerns one
+    contact, and the table may be large)."""
+    found: dict[str, list[str]] = {}
+    for key, doc in reader.all(ENROLMENTS):
+        found.setdefault(doc["contact"], []).append(key)
+    return found

@@ -1,21 +1,65 @@
-"""The outbox table's records: what the owner does to them by hand.
+"""The outbox table's records: the questions asked of it, and the owner's changes.
 
-The daemon writes the outbox as it sends (:mod:`toma.daemon.outboxwriter`); this
-module holds the changes a command makes (``toma outbox release``).
+The daemon writes the outbox as it sends (:mod:`toma.daemon.outboxwriter`) and
+the planner reads it whole, decoded (:mod:`toma.daemon.cache`); everything else
+asks here, by the fields PostgreSQL indexes (:func:`~toma.store.records.query.matching`),
+and ``toma outbox release`` changes it here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from toma.core.outbox import MessageState, OutboxRecord
+from toma.core.reading.match import Sent, sent_index
 from toma.errors import TomaError
 from toma.logs import fields
-from toma.store import MESSAGES, Store
+from toma.store import MESSAGES, Document, Reader, Store
+from toma.store.records.query import matching
 
 log = logging.getLogger(__name__)
+
+
+def records(
+    reader: Reader,
+    *,
+    state: str | None = None,
+    contact: str | None = None,
+    kind: str | None = None,
+    ref: str | None = None,
+) -> list[OutboxRecord]:
+    """The messages whose fields equal those given (all of them when none is), in store order."""
+    asked = {
+        name: value
+        for name, value in (("state", state), ("contact", contact), ("kind", kind), ("ref", ref))
+        if value is not None
+    }
+    return [OutboxRecord.from_doc(doc) for _key, doc in matching(reader, MESSAGES, **asked)]
+
+
+def documents(reader: Reader, **equal: str) -> Iterator[Document]:
+    """The stored documents of the messages whose fields equal ``equal`` (all when none),
+    for reports that show them as written."""
+    return (doc for _key, doc in matching(reader, MESSAGES, **equal))
+
+
+def sent_index_of(reader: Reader) -> dict[str, Sent]:
+    """Every Message-ID toma sent, with what it was (see ``match.sent_index``)."""
+    return sent_index(reader.all(MESSAGES))
+
+
+def of_issue(reader: Reader, name: str) -> dict[str, OutboxRecord]:
+    """The copies of the newsletter issue ``name``, by key."""
+    return {record.key: record for record in records(reader, kind="newsletter", ref=name)}
+
+
+def of_invoice(reader: Reader, number: str) -> list[OutboxRecord]:
+    """The reminders and the thank-you of invoice ``number``."""
+    from toma.core.reminders import number_of_ref
+
+    return [r for r in records(reader, kind="invoice") if number_of_ref(r.ref) == number]
 
 
 def release_unknown(
