@@ -12,12 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from toma.core.contacts import Status
 from toma.core.outbox import OutboxRecord
 from toma.errors import TomaError
 from toma.timeutil import parse_moment
+
+# Who receives what, by the contact's status: the one rule the planners apply as
+# they plan (core/planner, core/reminders) and the outbox writer applies again just
+# before the hand-over (withheld). Unsubscribing stops keep-in-touch mail and
+# newsletters, not the reminders of a transaction; a bounced or paused contact gets
+# nothing. Notices go to the owner and are not checked.
+RECEIVES: Mapping[str, frozenset[Status]] = MappingProxyType(
+    {
+        "sequence": frozenset({Status.ACTIVE}),
+        "newsletter": frozenset({Status.ACTIVE}),
+        "invoice": frozenset({Status.ACTIVE, Status.UNSUBSCRIBED}),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -51,13 +65,14 @@ def withheld(
     # Read from the document as it is: this runs inside the send's writes, where a
     # value that does not decode must not stop everybody's mail.
     status = contact.get("status") or Status.ACTIVE
-    if status == Status.BOUNCED:
-        return Withheld("skip", "skipped: the address bounced before the message went")
-    if status == Status.UNSUBSCRIBED and record.kind != "invoice":
-        return Withheld("skip", "skipped: the contact unsubscribed before the message went")
-    if status == Status.PAUSED:
-        return Withheld("wait", "the contact was paused before the message went")
-    if status != Status.ACTIVE and record.kind != "invoice":
+    if status not in RECEIVES.get(record.kind, RECEIVES["sequence"]):
+        # A final status ends the message; any other leaves it for when it changes.
+        if status == Status.BOUNCED:
+            return Withheld("skip", "skipped: the address bounced before the message went")
+        if status == Status.UNSUBSCRIBED:
+            return Withheld("skip", "skipped: the contact unsubscribed before the message went")
+        if status == Status.PAUSED:
+            return Withheld("wait", "the contact was paused before the message went")
         return Withheld("wait", f"the contact's status is {status!r}")
     hold = contact.get("hold_until")
     if record.kind == "sequence" and isinstance(hold, str) and hold:

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from toma.core.contacts import Status
+from toma.core.lastcheck import RECEIVES
 from toma.core.outbox import (
     ATTEMPTED,
     PACED_STATES,
@@ -110,7 +110,7 @@ _SENT = MessageState.SENT
 _UNKNOWN = MessageState.UNKNOWN
 _FAILED = MessageState.FAILED
 _SKIPPED = MessageState.SKIPPED
-_ACTIVE = Status.ACTIVE
+_RECEIVE = RECEIVES["sequence"]  # who may get a sequence's step (core/lastcheck)
 _PACED_1, _PACED_2, _PACED_3 = PACED_STATES
 
 
@@ -250,7 +250,7 @@ def plan(state: PlanState, now: datetime, *, until: datetime | None = None) -> P
                     continue
         email = enrolment.contact
         contact = contacts.get(email)
-        if contact is None or contact.status is not _ACTIVE:
+        if contact is None or contact.status not in _RECEIVE:
             continue
         so_far = progress[enrolment.sequence]
         last = so_far.last.get(email, _NO_STEP)

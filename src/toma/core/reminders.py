@@ -66,8 +66,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from toma.config import DEFAULT_WINDOW, InvoiceStage, Window
-from toma.core.contacts import Contact, Status
+from toma.core.contacts import Contact
 from toma.core.invoices import Invoice
+from toma.core.lastcheck import RECEIVES
 from toma.core.outbox import ATTEMPTED, MessageState, OutboxRecord, new_record
 from toma.core.windows import Zones
 from toma.timeutil import Duration, parse_duration
@@ -78,8 +79,8 @@ KEY_PREFIX = "invoice:"
 
 _OPEN = "open"
 _PAID = "paid"
-# Unsubscribing stops keep-in-touch mail, not the reminders of a transaction.
-_SENDABLE = frozenset({Status.ACTIVE, Status.UNSUBSCRIBED})
+# Unsubscribing stops keep-in-touch mail, not the reminders of a transaction (core/lastcheck).
+_SENDABLE = RECEIVES["invoice"]
 
 # --------------------------------------------------------------------------- keys
 
