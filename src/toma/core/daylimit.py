@@ -14,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from toma.core.outbox import MessageState, OutboxRecord
+from toma.core.outbox import OutboxRecord, counts_for_pace
 
 DAY = timedelta(days=1)
-_HANDED = frozenset({MessageState.SENT, MessageState.UNKNOWN, MessageState.SENDING})
 
 
 def counts_today(record: OutboxRecord, now: datetime) -> bool:
     """Whether ``record`` was handed to the server in the day before ``now``."""
-    if record.state not in _HANDED:
+    if not counts_for_pace(record.state):  # sent, or in doubt: sending, unknown
         return False
     moment = record.sent_at or record.updated_at
     return moment is not None and now - DAY < moment <= now

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from toma.config import Config
-from toma.config.senders import route, sender_config
+from toma.config.senders import each_sender, route, sender_config
 from toma.core.contacts import Contact
 from toma.core.outbox import OutboxRecord
 from toma.daemon.sending import Outgoing
@@ -68,3 +68,10 @@ def first(outgoing: Outgoing, count: int) -> tuple[Outgoing, int]:
     kept.jobs = [job for job in outgoing.jobs if job.key in kept.records]
     kept.prebuilt = [envelope for envelope in outgoing.prebuilt if envelope.key in kept.records]
     return kept, len(outgoing.records) - len(keys)
+
+
+def day_limited(config: Config) -> bool:
+    """Whether any sender's SMTP account has a daily limit (``[smtp] per_day``) to count."""
+    return config.transport.kind == "smtp" and any(
+        view.smtp.per_day > 0 for view in each_sender(config)
+    )

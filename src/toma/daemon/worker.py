@@ -59,7 +59,7 @@ from toma.core.outbox import (
 )
 from toma.daemon.cache import PlanCache
 from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
-from toma.daemon.senders import first, owners_of, split
+from toma.daemon.senders import day_limited, first, owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.serving import serving_if_asked
 from toma.daemon.tick import (
@@ -268,7 +268,9 @@ class Worker:
             for problem in problems:
                 report.problems.append(str(problem))
                 log.error("held: no such sender", extra=fields(error=str(problem)))
-        recent = [record for record in history if counts_today(record, now)]
+        # Read through the whole history only where a daily limit asks for it.
+        limited = day_limited(config)
+        recent = [record for record in history if counts_today(record, now)] if limited else []
         for seen_by, part in parts:
             if self.stopping.is_set():
                 break
@@ -286,7 +288,7 @@ class Worker:
     ) -> Outgoing:
         """``part`` cut to what its sender's daily limit leaves room for; the rest stays
         planned for a later tick (see :mod:`toma.core.daylimit`)."""
-        if config.transport.kind != "smtp":
+        if config.transport.kind != "smtp" or config.smtp.per_day <= 0:
             return part
         routes = route({record.contact for record in recent}, owners, config)
         room = room_left(
@@ -339,7 +341,7 @@ class Worker:
         self.store.refresh()
         contacts = list(addressbook.all_contacts(self.store))
         history = outbox.of_issue(self.store, issue.name)
-        recent = [record for record in outbox.records(self.store) if counts_today(record, now)]
+        recent = outbox.records(self.store) if day_limited(config) else []
         outgoing = Outgoing()
         for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)
