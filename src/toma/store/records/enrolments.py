@@ -17,6 +17,7 @@ from toma.core.enrolments import Enrolment, enrolment_key
 from toma.errors import TomaError
 from toma.store import CONTACTS, ENROLMENTS, Reader, Store
 from toma.store.records.contacts import suppression_of
+from toma.store.records.query import matching
 
 
 def refusal(reader: Reader, contact: str) -> str | None:
@@ -92,11 +93,7 @@ def record_tag_enrolments(store: Store, new: Iterable[Enrolment]) -> list[Enrolm
 
 def of_contact(reader: Reader, contact: str) -> list[Enrolment]:
     """``contact``'s enrolments, in every state, by sequence name."""
-    found = [
-        Enrolment.from_doc(doc)
-        for _key, doc in reader.all(ENROLMENTS)
-        if doc.get("contact") == contact
-    ]
+    found = [Enrolment.from_doc(doc) for _key, doc in matching(reader, ENROLMENTS, contact=contact)]
     return sorted(found, key=lambda e: e.sequence)
 
 

@@ -23,6 +23,7 @@ from toma.core.reminders import PlannedReminder, plan_reminders, split_key
 from toma.core.spreadsheet import decode
 from toma.errors import ImportProblem, TomaError
 from toma.store import CONTACTS, INVOICES, MESSAGES, Reader, Store
+from toma.store.records import contacts as addressbook
 from toma.store.records.query import matching
 
 
@@ -66,7 +67,7 @@ def import_file(store: Store, path: Path, config: Config, *, today: date) -> Inv
     text, _encoding = decode(raw, file=str(path))
     added = existing = 0
     with store.transaction() as tx:
-        known = {key for key, _doc in tx.all(CONTACTS)}
+        known = addressbook.addresses(tx)
         invoices, problems = parse_invoices_csv(
             text,
             file=str(path),
@@ -145,7 +146,7 @@ def report(
     """
     today = now.astimezone(ZoneInfo(config.owner.timezone)).date()
     if contacts is None:  # a caller that keeps them decoded passes them
-        contacts = {key: Contact.from_doc(doc) for key, doc in reader.all(CONTACTS)}
+        contacts = {contact.email: contact for contact in addressbook.all_contacts(reader)}
     history = {
         key: OutboxRecord.from_doc(doc) for key, doc in matching(reader, MESSAGES, kind="invoice")
     }
@@ -158,7 +159,7 @@ def report(
 def of_contact(reader: Reader, contact: str) -> list[Invoice]:
     """``contact``'s invoices, in every state, newest first."""
     return sorted(
-        (i for i in all_invoices(reader) if i.contact == contact),
+        (Invoice.from_doc(doc) for _key, doc in matching(reader, INVOICES, contact=contact)),
         key=lambda i: i.issued,
         reverse=True,
     )
