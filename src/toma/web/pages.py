@@ -4,9 +4,11 @@ Every page reads one store instance of its own through a snapshot of its tables
 (:mod:`toma.web.snapshot`), brought up to date before each page (so it sees the
 daemon's writes), on one reading thread: a store instance is not thread-safe,
 and the server's loop stays free for the unsubscribe links meanwhile. What a
-page derives is kept until the tables it reads change; the plan (the planner
-over every contact, the costly part) for at most five minutes too. The reading
-thread reads everything once as soon as the server starts.
+page derives is kept until the tables it reads change. The plan (the planner
+over every contact, the costly part) is kept by :mod:`toma.web.planview`, which
+plans again only the contacts written to; the Plan page keeps each row's HTML
+while the row is planned. The reading thread reads everything once as soon as
+the server starts, and makes a plan growing old again between pages.
 
 Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
 each one store transaction through the same records functions as the CLI's
@@ -20,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from http import HTTPStatus
 from importlib import resources
 from typing import Any, TypeVar
@@ -31,27 +33,24 @@ from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 
 from toma.config import Config
 from toma.core.contacts import Contact, Status
-from toma.daemon.cache import PlanCache
 from toma.errors import TomaError
 from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
-from toma.reports.plan import Row, upcoming
+from toma.reports.plan import Row
 from toma.reports.status import StatusReport, gather
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
-    ENROLMENTS,
-    INVOICES,
     MESSAGES,
     META,
-    SUPPRESSION,
     SYNC,
     TABLES,
     Store,
@@ -65,6 +64,7 @@ from toma.timeutil import Clock
 from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
 from toma.web.ics import plan_calendar
+from toma.web.planview import PLAN_FRESHENED, Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
 from toma.web.traffic import TrafficView
@@ -72,17 +72,8 @@ from toma.web.traffic import TrafficView
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PLAN_DAYS = 28
-PLAN_KEPT = timedelta(minutes=5)  # a plan a few minutes old still says what goes when
-PLAN_TABLES = (CONTACTS, ENROLMENTS, MESSAGES, INVOICES, SUPPRESSION)
+REFRESH_EVERY = PLAN_FRESHENED / 5  # how often the reading thread looks at the plan's age
 BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
-
-
-@dataclass(frozen=True)
-class Planned:
-    at: datetime
-    rows: list[Row]
-    first: dict[str, Row]  # each contact's next send
 
 
 class Dashboard:
@@ -94,7 +85,7 @@ class Dashboard:
         self.ics_token = calendar_token(secret)
         self._store: Store | None = None
         self.snapshot = Snapshot()
-        self.plan_cache = PlanCache()
+        self.plan_view = PlanView(config)
         self.traffic_view = TrafficView()
         self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
         # Every read and write of the store and the snapshot happens on this one
@@ -102,7 +93,7 @@ class Dashboard:
         # must not hold up the unsubscribe links on the server's loop.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toma-dashboard")
         self._memos: dict[str, tuple[object, Any]] = {}
-        self._plan: tuple[tuple[int, ...], Planned] | None = None
+        self._sends: dict[Row, tuple[str, Markup]] = {}  # the plan page's rows: (day, HTML)
         self.templates = Environment(
             loader=PackageLoader("toma.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -130,6 +121,11 @@ class Dashboard:
             ]
         )
         self._worker.submit(self.warm)
+        self._stopping = threading.Event()
+        self._refresher = threading.Thread(
+            target=self._refreshing, name="toma-dashboard-refresh", daemon=True
+        )
+        self._refresher.start()
 
     # --- the reading thread ----------------------------------------------------
 
@@ -143,6 +139,10 @@ class Dashboard:
 
         return handler
 
+    def run_on_reader(self, work: Callable[[], T]) -> T:
+        """``work()`` on the reading thread, waited for (for a caller off the server's loop)."""
+        return self._worker.submit(work).result()
+
     async def _run(
         self,
         work: Callable[[Request, dict[str, str]], Response],
@@ -152,16 +152,38 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, work, request, form)
 
-    def warm(self) -> None:
-        """Read the store and make the plan before the first page asks (seconds, at scale)."""
+    def warm(self, *, everyone: bool = False) -> None:
+        """Read the store and make the plan before the first page asks (seconds, at scale).
+
+        ``everyone``: plan everyone again, however young the plan is.
+        """
         try:
             now = self.clock.now()
             reader = self.reader()
             self.traffic(reader)
             self.status_report(reader)
-            self.calendar(self.upcoming(reader, now))
+            planned = self.plan_view.planned(reader, self.store(), now, everyone=everyone)
+            self.calendar(planned)
+            self.plan_page(planned)
         except Exception:
             log.exception("dashboard_warm_up_failed")
+
+    def _refreshing(self) -> None:
+        """Every REFRESH_EVERY, have the reading thread make a plan growing old again."""
+        while not self._stopping.wait(REFRESH_EVERY.total_seconds()):
+            try:
+                self._worker.submit(self.refresh)
+            except RuntimeError:  # the reading thread has stopped
+                return
+
+    def refresh(self) -> None:
+        """Make the plan again for everyone, if it is growing old, before a page asks."""
+        try:
+            now = self.clock.now()
+            if self.plan_view.stale(now):
+                self.warm(everyone=True)
+        except Exception:
+            log.exception("dashboard_refresh_failed")
 
     # --- reading -------------------------------------------------------------
 
@@ -179,6 +201,8 @@ class Dashboard:
         return self.snapshot
 
     def close(self) -> None:
+        self._stopping.set()
+        self._refresher.join()
         # After the reading thread: it may be reading the store.
         self._worker.shutdown(wait=True, cancel_futures=True)
         if self._store is not None:
@@ -196,22 +220,8 @@ class Dashboard:
         return value
 
     def upcoming(self, reader: Snapshot, now: datetime) -> Planned:
-        """The plan from ``now``: kept while its tables stay as they were, for PLAN_KEPT."""
-        version = reader.version(*PLAN_TABLES)
-        kept = self._plan
-        if kept is not None and kept[0] == version and kept[1].at <= now < kept[1].at + PLAN_KEPT:
-            return kept[1]
-        store = self.store()
-        rows = upcoming(
-            reader,
-            self.config,
-            now=now,
-            until=now + timedelta(days=PLAN_DAYS),
-            cached=lambda files: self.plan_cache.state(store, self.config, files),
-        )
-        planned = Planned(now, rows, views.next_sends(rows))
-        self._plan = (version, planned)
-        return planned
+        """The plan of the store as it is now (see :mod:`toma.web.planview`)."""
+        return self.plan_view.planned(reader, self.store(), now)
 
     def status_report(self, reader: Snapshot) -> StatusReport:
         key = reader.version(MESSAGES, CONVERSATIONS, SYNC, META)
@@ -253,27 +263,37 @@ class Dashboard:
         return self.render("today.html", page="today", now=now, today=today)
 
     def plan(self, request: Request) -> Response:
-        planned = self.upcoming(self.reader(), self.clock.now())
-        # Thousands of rows at scale: the page is made once per plan.
-        page = self._memo(
-            "plan page",
-            self._plan_key(planned),
-            lambda: (
-                self.render(
-                    "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
-                ).body
-            ),
-        )
-        return HTMLResponse(page)
+        return HTMLResponse(self.plan_page(self.upcoming(self.reader(), self.clock.now())))
 
-    def _plan_key(self, planned: Planned) -> object:
-        """The same plan (its tables' versions, its moment) gives the same page or calendar."""
-        return (self._plan[0] if self._plan else (), planned.at)
+    def plan_page(self, planned: Planned) -> bytes:
+        """The Plan page, made once per plan.
+
+        Thousands of rows at scale: each row's HTML is kept while the row is
+        planned, so a plan that changed for a few contacts costs a few rows.
+        """
+
+        def make() -> bytes:
+            made = {row: self._sends.get(row) or self._send_html(row) for row in planned.rows}
+            self._sends = made
+            days: dict[str, list[Markup]] = {}
+            for row in planned.rows:
+                day, html = made[row]
+                days.setdefault(day, []).append(html)
+            # Markup.join: the rows are Markup already, so none is escaped twice.
+            shown = {day: Markup("").join(html) for day, html in days.items()}
+            page = self.render("plan.html", page="plan", planned=planned, days=shown).body
+            return bytes(page)
+
+        return self._memo("plan page", planned.version, make)
+
+    def _send_html(self, row: Row) -> tuple[str, Markup]:
+        html: Markup = self.templates.get_template("send.html").module.send(row)  # type: ignore[attr-defined]
+        return views.day_of(row), html
 
     def calendar(self, planned: Planned) -> bytes:
         return self._memo(
             "ics",
-            self._plan_key(planned),
+            planned.version,
             lambda: plan_calendar(planned.rows, now=planned.at, made=self._events),
         )
 
@@ -315,7 +335,7 @@ class Dashboard:
             contact=contact,
             entries=conversation(reader, contact.email, self.zone),
             enrolments=enrolled.of_contact(reader, contact.email),
-            next_steps=[r for r in self.upcoming(reader, now).rows if r.contact == contact.email],
+            next_steps=self.upcoming(reader, now).by_contact.get(contact.email, []),
             invoices=billing.of_contact(reader, contact.email),
         )
 
