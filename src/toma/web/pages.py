@@ -45,7 +45,7 @@ from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
 from toma.reports.plan import Row
-from toma.reports.status import StatusReport, gather
+from toma.reports.status import StatusReport
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
@@ -67,6 +67,7 @@ from toma.web.ics import plan_calendar
 from toma.web.planview import PLAN_FRESHENED, Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
+from toma.web.statusview import StatusView
 from toma.web.traffic import TrafficView
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Dashboard:
         self.snapshot = Snapshot()
         self.plan_view = PlanView(config)
         self.traffic_view = TrafficView()
+        self.status_view = StatusView()
         self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
         # Every read and write of the store and the snapshot happens on this one
         # thread: a store instance is not thread-safe, and a page taking a second
@@ -225,7 +227,7 @@ class Dashboard:
 
     def status_report(self, reader: Snapshot) -> StatusReport:
         key = reader.version(MESSAGES, CONVERSATIONS, SYNC, META)
-        return self._memo("status", key, lambda: gather(reader))
+        return self._memo("status", key, lambda: self.status_view.report(reader))
 
     def traffic(self, reader: Snapshot) -> views.Traffic:
         return self.traffic_view.traffic(reader)
