@@ -49,6 +49,8 @@ from toma.reports.status import StatusReport
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
+    ENROLMENTS,
+    INVOICES,
     MESSAGES,
     META,
     SYNC,
@@ -74,7 +76,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REFRESH_EVERY = PLAN_FRESHENED / 5  # how often the reading thread looks at the plan's age
-BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
+BY = "toma dashboard"
+# The fields the pages ask the tables by (through toma.store.records): indexed at start.
+ASKED = (
+    (MESSAGES, ("contact", "kind", "ref")),
+    (CONVERSATIONS, ("contact", "kind")),
+    (ENROLMENTS, ("contact",)),
+    (INVOICES, ("contact",)),
+)  # how the actions are recorded, as the CLI's say "toma contacts pause"
 
 
 class Dashboard:
@@ -162,8 +171,11 @@ class Dashboard:
         try:
             now = self.clock.now()
             reader = self.reader()
+            for table, fields in ASKED:
+                reader.prepare(table, *fields)
             self.traffic(reader)
             self.status_report(reader)
+            self.contacts_decoded(reader)
             planned = self.plan_view.planned(reader, self.store(), now, everyone=everyone)
             self.calendar(planned)
             self.plan_page(planned)

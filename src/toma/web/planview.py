@@ -35,7 +35,7 @@ from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
 from toma.daemon.cache import PlanCache
 from toma.inbox.handwritten import CONTACTED_PREFIX
-from toma.project.sequences import Files, read_sequences
+from toma.project.sequences import read_sequences
 from toma.reports.dashboard import next_sends
 from toma.reports.plan import Row, plan_rows, restricted, row_order
 from toma.store import CONTACTS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
@@ -98,18 +98,24 @@ class PlanView:
         self._position = reader.position
         kept, before = self._planned, self._state
         self._state = state
+        if written is None or before is None:
+            self._reindex(reader, state)
+            touched = None
+        else:
+            touched = self._touched(written, reader, before, state)
         signature = (files.sequences, files.held)
         if (
             everyone
             or kept is None
-            or before is None
-            or written is None
+            or touched is None
             or signature != self._files
             or not kept.at <= now < kept.at + PLAN_KEPT
         ):
             self._files = signature
-            return self._everyone(reader, state, files, now)
-        touched = self._touched(written, reader, before, state)
+            rows = plan_rows(
+                reader, self.config, state, files, now=now, until=now + timedelta(days=PLAN_DAYS)
+            )
+            return self._keep(now, rows, _by_contact(rows))
         if not touched:
             return kept
         self.replanned += len(touched)
@@ -133,17 +139,14 @@ class PlanView:
         by_contact.update(_by_contact(fresh))
         return self._keep(kept.at, rows, by_contact)
 
-    def _everyone(self, reader: Snapshot, state: PlanState, files: Files, now: datetime) -> Planned:
-        rows = plan_rows(
-            reader, self.config, state, files, now=now, until=now + timedelta(days=PLAN_DAYS)
-        )
+    def _reindex(self, reader: Snapshot, state: PlanState) -> None:
+        """Whose each document is, read afresh (else kept up to date by :meth:`_touched`)."""
         self._invoice_contact = {
             number: str(doc.get("contact", "")) for number, doc in reader.all(INVOICES)
         }
         self._history_of, self._reminders = {}, set()
         for key, record in state.history.items():
             self._index(key, record)
-        return self._keep(now, rows, _by_contact(rows))
 
     def _keep(self, at: datetime, rows: list[Row], by_contact: dict[str, list[Row]]) -> Planned:
         self._versions += 1

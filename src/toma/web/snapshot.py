@@ -107,6 +107,11 @@ class Snapshot:
             if all(doc.get(name) == value for name, value in equal.items()):
                 yield key, doc
 
+    def prepare(self, table: str, *names: str) -> None:
+        """Make the indexes of these fields now, before the first question needs them."""
+        for name in names:
+            self._index(table, name)
+
     def _index(self, table: str, name: str) -> _Index:
         index = self._indexes.get((table, name))
         if index is None:
