@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
 from typing import Any, TypeVar
@@ -66,7 +66,7 @@ from toma.timeutil import Clock
 from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
 from toma.web.ics import plan_calendar
-from toma.web.planview import PLAN_FRESHENED, Planned, PlanView
+from toma.web.planview import Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
 from toma.web.statusview import StatusView
@@ -75,7 +75,7 @@ from toma.web.traffic import TrafficView
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-REFRESH_EVERY = PLAN_FRESHENED / 5  # how often the reading thread looks at the plan's age
+REFRESH_EVERY = timedelta(seconds=10)  # how often the reading thread looks at the plan's age
 BY = "toma dashboard"
 # The fields the pages ask the tables by (through toma.store.records): indexed at start.
 ASKED = (

@@ -91,7 +91,18 @@ class PlanView:
         """The plan of the store as ``reader`` sees it now (``reader`` synced just before).
 
         ``everyone``: made again for everyone at ``now``, however young the plan kept.
+        A failure forgets the plan kept, so that the next call plans everyone rather
+        than miss the contacts this one was to plan again.
         """
+        try:
+            return self._planned_now(reader, store, now, everyone=everyone)
+        except BaseException:
+            self._planned = self._state = None
+            raise
+
+    def _planned_now(
+        self, reader: Snapshot, store: Store, now: datetime, *, everyone: bool
+    ) -> Planned:
         files = read_sequences(self.config)
         state = self.cache.state(store, self.config, files)
         written = reader.written_since(self._position)
