@@ -76,14 +76,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REFRESH_EVERY = timedelta(seconds=10)  # how often the reading thread looks at the plan's age
-BY = "toma dashboard"
+BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
 # The fields the pages ask the tables by (through toma.store.records): indexed at start.
 ASKED = (
     (MESSAGES, ("contact", "kind", "ref")),
     (CONVERSATIONS, ("contact", "kind")),
     (ENROLMENTS, ("contact",)),
     (INVOICES, ("contact",)),
-)  # how the actions are recorded, as the CLI's say "toma contacts pause"
+)
 
 
 class Dashboard:
@@ -171,8 +171,8 @@ class Dashboard:
         try:
             now = self.clock.now()
             reader = self.reader()
-            for table, fields in ASKED:
-                reader.prepare(table, *fields)
+            for table, names in ASKED:
+                reader.prepare(table, *names)
             self.traffic(reader)
             self.status_report(reader)
             self.contacts_decoded(reader)
