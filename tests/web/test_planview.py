@@ -201,8 +201,9 @@ def test_each_write_plans_again_only_whom_it_touched_and_the_plan_is_the_stores(
 
 def test_a_plan_growing_old_is_made_again_for_everyone(viewed: Viewed) -> None:
     at = NOW + timedelta(minutes=5)
-    viewed.planned(at)
     view = viewed.view
+    assert not view.stale(at)  # no plan yet: the first page makes it
+    viewed.planned(at)
     assert not view.stale(at + PLAN_FRESHENED - timedelta(seconds=1))
     assert view.stale(at + PLAN_FRESHENED)
     sent(viewed.other, PEOPLE[2], "second", at)

@@ -81,9 +81,13 @@ class PlanView:
         self.replanned = 0  # contacts planned again one by one (for the tests)
 
     def stale(self, now: datetime) -> bool:
-        """Whether the plan should be made again for everyone before a page asks."""
+        """Whether the plan should be made again for everyone before a page asks.
+
+        Without a plan (none made yet, or making one failed), the next page makes
+        it: the reading thread does not try again and again meanwhile.
+        """
         kept = self._planned
-        return kept is None or not kept.at <= now < kept.at + PLAN_FRESHENED
+        return kept is not None and not kept.at <= now < kept.at + PLAN_FRESHENED
 
     def planned(
         self, reader: Snapshot, store: Store, now: datetime, *, everyone: bool = False
