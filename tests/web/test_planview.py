@@ -213,6 +213,56 @@ def test_a_plan_growing_old_is_made_again_for_everyone(viewed: Viewed) -> None:
     assert not view.stale(older)
 
 
+def test_a_plan_made_a_part_at_a_time_between_writes_is_the_stores(viewed: Viewed) -> None:
+    at = NOW + timedelta(minutes=5)
+    old = viewed.planned(at)
+    view, other = viewed.view, viewed.other
+    later = at + PLAN_FRESHENED
+    assert view.stale(later)
+    view.begin(later, steps=4)
+    assert view.making and not view.stale(later)
+
+    def pause_many() -> None:  # some of them planned already at the new moment
+        for email in PEOPLE[3:12]:
+            addressbook.set_status(other, email, Status.PAUSED, now=later)
+
+    writes = [
+        lambda: sent(other, PEOPLE[2], "second", later),
+        lambda: enrolled.unenrol(other, PEOPLE[1], "keep"),
+        pause_many,
+    ]
+    steps = 0
+    while True:
+        if steps < len(writes):
+            writes[steps]()
+        viewed.store.refresh()
+        viewed.snapshot.sync(viewed.store)
+        more = view.step(viewed.snapshot, viewed.store, later)
+        steps += 1
+        shown = view.planned(viewed.snapshot, viewed.store, later)
+        if not more:
+            break
+        # Meanwhile the pages show the plan kept, its contacts written to planned again.
+        assert shown.at == at and shown.rows == viewed.afresh(at)
+        assert steps < 20
+    assert steps >= 4  # twelve contacts, three a step, and some planned again
+    assert not view.making
+    assert shown.at == later
+    assert shown.rows == viewed.afresh(later) != old
+
+
+def test_a_plan_made_a_part_at_a_time_gives_way_to_a_newer_one(viewed: Viewed) -> None:
+    at = NOW + timedelta(minutes=5)
+    viewed.planned(at)
+    view = viewed.view
+    view.begin(at + PLAN_FRESHENED, steps=4)
+    view.step(viewed.snapshot, viewed.store, at + PLAN_FRESHENED)
+    too_late = at + PLAN_KEPT  # a page plans everyone: the plan being made is dropped
+    assert viewed.planned(too_late) == viewed.afresh(too_late)
+    assert not view.making
+    assert not view.step(viewed.snapshot, viewed.store, too_late)
+
+
 def test_edited_sequence_files_plan_everyone_again(viewed: Viewed) -> None:
     at = NOW + timedelta(minutes=5)
     viewed.planned(at)
@@ -235,12 +285,20 @@ def test_the_dashboard_refreshes_a_plan_growing_old_without_a_page(tmp_path: Pat
     config = load_config(config_path)
     clock = FixedClock(NOW + timedelta(minutes=5))
     dashboard = Dashboard(config, clock, load_or_create_secret(config.paths.data / SECRET_FILE))
+    view = dashboard.plan_view
     try:
         dashboard.run_on_reader(dashboard.refresh)  # after the warm-up
-        assert not dashboard.plan_view.stale(clock.now())
+        assert not view.stale(clock.now())
         clock.advance(PLAN_FRESHENED)
-        assert dashboard.plan_view.stale(clock.now())
+        assert view.stale(clock.now())
         dashboard.run_on_reader(dashboard.refresh)
-        assert not dashboard.plan_view.stale(clock.now())
+        for _ in range(20):  # each step runs after the tasks queued before it
+            if not dashboard.run_on_reader(lambda: view.making):
+                break
+        assert not view.making and not view.stale(clock.now())
+        planned = dashboard.run_on_reader(
+            lambda: dashboard.upcoming(dashboard.reader(), clock.now())
+        )
+        assert planned.at == clock.now()
     finally:
         dashboard.close()

@@ -6,9 +6,10 @@ daemon's writes), on one reading thread: a store instance is not thread-safe,
 and the server's loop stays free for the unsubscribe links meanwhile. What a
 page derives is kept until the tables it reads change. The plan (the planner
 over every contact, the costly part) is kept by :mod:`toma.web.planview`, which
-plans again only the contacts written to; the Plan page keeps each row's HTML
-while the row is planned. The reading thread reads everything once as soon as
-the server starts, and makes a plan growing old again between pages.
+plans again only the contacts written to; the Plan page and the calendar keep
+each row's HTML and event while the row is planned (:mod:`toma.web.planpages`).
+The reading thread reads everything once as soon as the server starts, and
+makes a plan growing old again between pages, a part at a time.
 
 Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
 each one store transaction through the same records functions as the CLI's
@@ -20,6 +21,7 @@ command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import threading
@@ -33,7 +35,6 @@ from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
@@ -44,7 +45,6 @@ from toma.errors import TomaError
 from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
-from toma.reports.plan import Row
 from toma.reports.status import StatusReport
 from toma.store import (
     CONTACTS,
@@ -65,7 +65,7 @@ from toma.store.records import newsletters as issues
 from toma.timeutil import Clock
 from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
-from toma.web.ics import plan_calendar
+from toma.web.planpages import PlanPages
 from toma.web.planview import Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
@@ -98,13 +98,11 @@ class Dashboard:
         self.plan_view = PlanView(config)
         self.traffic_view = TrafficView()
         self.status_view = StatusView()
-        self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
         # Every read and write of the store and the snapshot happens on this one
         # thread: a store instance is not thread-safe, and a page taking a second
         # must not hold up the unsubscribe links on the server's loop.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toma-dashboard")
         self._memos: dict[str, tuple[object, Any]] = {}
-        self._sends: dict[Row, tuple[str, Markup]] = {}  # the plan page's rows: (day, HTML)
         self.templates = Environment(
             loader=PackageLoader("toma.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -114,6 +112,7 @@ class Dashboard:
         self.templates.filters["when"] = self._when
         self.templates.filters["quote"] = lambda text: quote(str(text), safe="@")
         self.style = (resources.files("toma.web") / "static" / "style.css").read_bytes()
+        self.plan_pages = PlanPages(self.templates, self.page_bytes)
         self.router = Router(
             [
                 Route("/", self.off_loop(self.today)),
@@ -163,11 +162,8 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, work, request, form)
 
-    def warm(self, *, everyone: bool = False) -> None:
-        """Read the store and make the plan before the first page asks (seconds, at scale).
-
-        ``everyone``: plan everyone again, however young the plan is.
-        """
+    def warm(self) -> None:
+        """Read the store and make the plan before the first page asks (seconds, at scale)."""
         try:
             now = self.clock.now()
             reader = self.reader()
@@ -176,7 +172,7 @@ class Dashboard:
             self.traffic(reader)
             self.status_report(reader)
             self.contacts_decoded(reader)
-            planned = self.plan_view.planned(reader, self.store(), now, everyone=everyone)
+            planned = self.upcoming(reader, now)
             self.calendar(planned)
             self.plan_page(planned)
         except Exception:
@@ -191,13 +187,33 @@ class Dashboard:
                 return
 
     def refresh(self) -> None:
-        """Make the plan again for everyone, if it is growing old, before a page asks."""
+        """Begin making the plan again for everyone, if it is growing old, before a page asks.
+
+        A part at a time (:meth:`PlanView.step`), each part a task of its own on
+        the reading thread, so that a page asked meanwhile runs between two parts.
+        """
         try:
             now = self.clock.now()
             if self.plan_view.stale(now):
-                self.warm(everyone=True)
+                self.plan_view.begin(now)
+                self._step()
         except Exception:
             log.exception("dashboard_refresh_failed")
+
+    def _step(self) -> None:
+        try:
+            reader = self.reader()
+            more = self.plan_view.step(reader, self.store(), self.clock.now())
+            if not more:  # the new plan's page and calendar, before a page asks
+                planned = self.upcoming(reader, self.clock.now())
+                self.calendar(planned)
+                self.plan_page(planned)
+        except Exception:
+            log.exception("dashboard_refresh_failed")
+            return
+        if more:
+            with contextlib.suppress(RuntimeError):  # the reading thread has stopped
+                self._worker.submit(self._step)
 
     # --- reading -------------------------------------------------------------
 
@@ -262,6 +278,9 @@ class Dashboard:
             return self._when(parsed, fmt)
         return moment.astimezone(self.zone).strftime(fmt)
 
+    def page_bytes(self, name: str, **context: Any) -> bytes:
+        return bytes(self.render(name, **context).body)
+
     def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         page = self.templates.get_template(name).render(
             csrf=self.csrf.token, owner=self.config.owner, **context
@@ -280,36 +299,10 @@ class Dashboard:
         return HTMLResponse(self.plan_page(self.upcoming(self.reader(), self.clock.now())))
 
     def plan_page(self, planned: Planned) -> bytes:
-        """The Plan page, made once per plan.
-
-        Thousands of rows at scale: each row's HTML is kept while the row is
-        planned, so a plan that changed for a few contacts costs a few rows.
-        """
-
-        def make() -> bytes:
-            made = {row: self._sends.get(row) or self._send_html(row) for row in planned.rows}
-            self._sends = made
-            days: dict[str, list[Markup]] = {}
-            for row in planned.rows:
-                day, html = made[row]
-                days.setdefault(day, []).append(html)
-            # Markup.join: the rows are Markup already, so none is escaped twice.
-            shown = {day: Markup("").join(html) for day, html in days.items()}
-            page = self.render("plan.html", page="plan", planned=planned, days=shown).body
-            return bytes(page)
-
-        return self._memo("plan page", planned.version, make)
-
-    def _send_html(self, row: Row) -> tuple[str, Markup]:
-        html: Markup = self.templates.get_template("send.html").module.send(row)  # type: ignore[attr-defined]
-        return views.day_of(row), html
+        return self.plan_pages.page(planned)
 
     def calendar(self, planned: Planned) -> bytes:
-        return self._memo(
-            "ics",
-            planned.version,
-            lambda: plan_calendar(planned.rows, now=planned.at, made=self._events),
-        )
+        return self.plan_pages.calendar(planned)
 
     def contacts(self, request: Request) -> Response:
         now = self.clock.now()

@@ -17,11 +17,15 @@ says when ``at`` was.
 
 A plan grows old as time passes even when nothing is written (a step falls
 due, the horizon moves on): one older than ``PLAN_KEPT`` is not shown but made
-again for everyone. :meth:`PlanView.stale` tells the dashboard's reading thread
-to make it again well before then, between pages (see
-:meth:`toma.web.pages.Dashboard.refresh`), so that a page seldom waits for it.
-Edited sequence files, a snapshot read afresh, or a record of writes too long
-to follow also plan everyone again.
+again for everyone, in the page that asks. So the dashboard's reading thread
+makes it again well before then, between pages (when :meth:`PlanView.stale`
+says so; see :meth:`toma.web.pages.Dashboard.refresh`), and a part at a time
+(:meth:`PlanView.begin`, :meth:`PlanView.step`): a tenth of the contacts per
+step, each step a task of its own, so that a page asked meanwhile waits for
+one step at most. Until the last step the pages show the plan kept; a contact
+written to meanwhile is planned (again) at the new moment before the new plan
+is shown. Edited sequence files, a snapshot read afresh, or a record of writes
+too long to follow also plan everyone again.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
 from toma.daemon.cache import PlanCache
 from toma.inbox.handwritten import CONTACTED_PREFIX
-from toma.project.sequences import read_sequences
+from toma.project.sequences import Files, read_sequences
 from toma.reports.dashboard import next_sends
 from toma.reports.plan import Row, plan_rows, restricted, row_order
 from toma.store import CONTACTS, ENROLMENTS, INVOICES, MESSAGES, SYNC, Store
@@ -57,6 +61,16 @@ class Planned:
     version: int = 0
 
 
+@dataclass
+class _Making:
+    """A plan of everyone at ``at``, made a part at a time (:meth:`PlanView.step`)."""
+
+    at: datetime
+    pending: set[str]  # the contacts still to plan
+    size: int  # how many a step plans
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+
+
 def _by_contact(rows: Iterable[Row]) -> dict[str, list[Row]]:
     found: dict[str, list[Row]] = {}
     for row in rows:
@@ -71,6 +85,7 @@ class PlanView:
         self._planned: Planned | None = None
         self._state: PlanState | None = None  # the planner's input the rows came from
         self._files: tuple[object, ...] | None = None
+        self._read: Files | None = None  # the sequence files the rows kept were planned with
         self._position: tuple[int, int] | None = None
         self._invoice_contact: dict[str, str] = {}  # whose each invoice was, by number
         # The keys of the history, by contact; every invoice reminder's too (see
@@ -78,36 +93,81 @@ class PlanView:
         self._history_of: dict[str, set[str]] = {}
         self._reminders: set[str] = set()
         self._versions = 0
+        self._making: _Making | None = None
         self.replanned = 0  # contacts planned again one by one (for the tests)
 
     def stale(self, now: datetime) -> bool:
         """Whether the plan should be made again for everyone before a page asks.
 
         Without a plan (none made yet, or making one failed), the next page makes
-        it: the reading thread does not try again and again meanwhile.
+        it: the reading thread does not try again and again meanwhile. Nor while
+        one is being made.
         """
         kept = self._planned
-        return kept is not None and not kept.at <= now < kept.at + PLAN_FRESHENED
+        if kept is None or self._making is not None:
+            return False
+        return not kept.at <= now < kept.at + PLAN_FRESHENED
 
-    def planned(
-        self, reader: Snapshot, store: Store, now: datetime, *, everyone: bool = False
-    ) -> Planned:
+    @property
+    def making(self) -> bool:
+        """Whether a plan of everyone is being made a part at a time."""
+        return self._making is not None
+
+    def begin(self, now: datetime, steps: int = 10) -> None:
+        """Start making the plan of everyone at ``now``, in ``steps`` calls of :meth:`step`."""
+        if self._state is None:
+            return
+        everyone = set(self._state.contacts)
+        self._making = _Making(now, everyone, max(1, -(-len(everyone) // steps)))
+
+    def step(self, reader: Snapshot, store: Store, now: datetime) -> bool:
+        """Plan the next part of the contacts (``reader`` synced just before).
+
+        The last step puts the new plan in place. False when no step remains.
+        """
+        self.planned(reader, store, now)  # follow the writes: whom to plan again
+        making, state, files = self._making, self._state, self._read
+        if making is None or state is None or files is None:
+            return False
+        if not making.at <= now < making.at + PLAN_KEPT:
+            self._making = None  # too old before it was done: begin again
+            return False
+        part = {making.pending.pop() for _ in range(min(making.size, len(making.pending)))}
+        keys = set(self._reminders)
+        for email in part:
+            keys.update(self._history_of.get(email, ()))
+            making.rows.pop(email, None)
+        rows = plan_rows(
+            reader,
+            self.config,
+            restricted(state, part, keys),
+            files,
+            now=making.at,
+            until=making.at + timedelta(days=PLAN_DAYS),
+        )
+        making.rows.update(_by_contact(rows))
+        if making.pending:
+            return True
+        self._making = None
+        everyone = [row for contact_rows in making.rows.values() for row in contact_rows]
+        everyone.sort(key=row_order)
+        self._keep(making.at, everyone, making.rows)
+        return False
+
+    def planned(self, reader: Snapshot, store: Store, now: datetime) -> Planned:
         """The plan of the store as ``reader`` sees it now (``reader`` synced just before).
 
-        ``everyone``: made again for everyone at ``now``, however young the plan kept.
         A failure forgets the plan kept, so that the next call plans everyone rather
         than miss the contacts this one was to plan again.
         """
         try:
-            return self._planned_now(reader, store, now, everyone=everyone)
+            return self._planned_now(reader, store, now)
         except BaseException:
-            self._planned = self._state = None
+            self._planned = self._state = self._making = None
             raise
 
-    def _planned_now(
-        self, reader: Snapshot, store: Store, now: datetime, *, everyone: bool
-    ) -> Planned:
-        files = read_sequences(self.config)
+    def _planned_now(self, reader: Snapshot, store: Store, now: datetime) -> Planned:
+        files = self._read = read_sequences(self.config)
         state = self.cache.state(store, self.config, files)
         written = reader.written_since(self._position)
         self._position = reader.position
@@ -120,17 +180,19 @@ class PlanView:
             touched = self._touched(written, reader, before, state)
         signature = (files.sequences, files.held)
         if (
-            everyone
-            or kept is None
+            kept is None
             or touched is None
             or signature != self._files
             or not kept.at <= now < kept.at + PLAN_KEPT
         ):
             self._files = signature
+            self._making = None  # superseded
             rows = plan_rows(
                 reader, self.config, state, files, now=now, until=now + timedelta(days=PLAN_DAYS)
             )
             return self._keep(now, rows, _by_contact(rows))
+        if self._making is not None:
+            self._making.pending |= touched  # planned again at the new moment too
         if not touched:
             return kept
         self.replanned += len(touched)
