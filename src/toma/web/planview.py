@@ -123,8 +123,16 @@ class PlanView:
     def step(self, reader: Snapshot, store: Store, now: datetime) -> bool:
         """Plan the next part of the contacts (``reader`` synced just before).
 
-        The last step puts the new plan in place. False when no step remains.
+        The last step puts the new plan in place. False when no step remains. A
+        failure drops the plan being made (the next :meth:`stale` says so again).
         """
+        try:
+            return self._step(reader, store, now)
+        except BaseException:
+            self._making = None
+            raise
+
+    def _step(self, reader: Snapshot, store: Store, now: datetime) -> bool:
         self.planned(reader, store, now)  # follow the writes: whom to plan again
         making, state, files = self._making, self._state, self._read
         if making is None or state is None or files is None:
