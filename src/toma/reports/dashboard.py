@@ -231,9 +231,6 @@ def health(report: StatusReport, config: Config, *, now: datetime) -> Health:
     return Health(True, "ok", ticked, tuple(reasons))
 
 
-def by_day(rows: Iterable[Row]) -> Mapping[str, list[Row]]:
-    """Plan rows grouped by the owner's day ("Mon 2026-03-02"), in order."""
-    days: dict[str, list[Row]] = {}
-    for row in rows:
-        days.setdefault(row.at_owner.strftime("%a %Y-%m-%d"), []).append(row)
-    return days
+def day_of(row: Row) -> str:
+    """The owner's day a plan row goes on ("Mon 2026-03-02"): the Plan page's heading."""
+    return row.at_owner.strftime("%a %Y-%m-%d")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,19 @@ def upcoming(
     """
     files = read_sequences(config)
     state = cached(files) if cached is not None else plan_state(reader, config, files)
+    return plan_rows(reader, config, state, files, now=now, until=until)
+
+
+def plan_rows(
+    reader: Reader,
+    config: Config,
+    state: PlanState,
+    files: Files,
+    *,
+    now: datetime,
+    until: datetime,
+) -> list[Row]:
+    """:func:`upcoming`'s rows from the planner's input (see :func:`restricted`)."""
     enrolled = {(e.contact, e.sequence) for e in state.enrolments}
     coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
     if coming:
@@ -80,7 +94,46 @@ def upcoming(
     owner_zone = ZoneInfo(config.owner.timezone)
     sends: list[PlannedSend | PlannedReminder] = [*decided.sends, *reminders]
     rows = [_row(send, now, owner_zone) for send in sends]
-    return sorted(rows, key=lambda row: (row.at_owner, row.contact, row.ref))
+    return sorted(rows, key=row_order)
+
+
+def row_order(row: Row) -> tuple[datetime, str, str]:
+    """The order of a plan's rows: by the moment, then the contact and what goes."""
+    return (row.at_owner, row.contact, row.ref)
+
+
+def restricted(
+    state: PlanState, contacts: Collection[str], history: Iterable[str] | None = None
+) -> PlanState:
+    """``state`` with only the documents of ``contacts``: the planner's input for them.
+
+    The planner decides for each contact from that contact's documents alone
+    (its enrolments, its history, its invoices) and the files and config shared
+    by all; so :func:`plan_rows` of this state gives exactly the rows a plan of
+    everyone gives ``contacts``, and a caller that keeps a plan can make again
+    just the contacts whose documents changed (:class:`toma.web.planview.PlanView`).
+    Every invoice reminder's record stays: the reminders already sent are known
+    by the invoice's number, whoever the invoice's contact was at the time.
+
+    ``history``, when the caller keeps them, are the keys of those records (the
+    contacts' and every invoice reminder's), to be taken without a look at the rest.
+    """
+    wanted = contacts if isinstance(contacts, (set, frozenset)) else set(contacts)
+    everything = state.history
+    if history is None:
+        kept = {
+            key: r for key, r in everything.items() if r.contact in wanted or r.kind == "invoice"
+        }
+    else:
+        kept = {key: everything[key] for key in history if key in everything}
+    return replace(
+        state,
+        contacts=MappingProxyType(
+            {email: state.contacts[email] for email in wanted if email in state.contacts}
+        ),
+        enrolments=tuple(e for e in state.enrolments if e.contact in wanted),
+        history=MappingProxyType(kept),
+    )
 
 
 def _row(send: PlannedSend | PlannedReminder, now: datetime, owner_zone: ZoneInfo) -> Row:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from toma.core.outbox import MessageState, OutboxRecord
 from toma.daemon.worker import STATUS_KEY
 from toma.exits import Exit
 from toma.store import META, SYNC, Reader
+from toma.store.base import Document
 from toma.store.embedded.journal import DAMAGE_META_KEY
 from toma.store.records import conversations, outbox
 
@@ -169,22 +171,53 @@ def _latest(items: list[dict[str, Any]], shown: int = 20) -> list[dict[str, Any]
     return items[-shown:]
 
 
-def gather(reader: Reader) -> StatusReport:
-    states: Counter[str] = Counter()
-    failed, unknown, retrying = [], [], []
-    newsletters: dict[str, None] = {}
-    for doc in outbox.documents(reader):
+class OutboxTally:
+    """What the report says of the outbox, tallied one message at a time.
+
+    :func:`gather` tallies every message; a caller that keeps a tally (the
+    dashboard, :mod:`toma.web.statusview`) takes out a message's old document
+    and adds its new one after each write instead.
+    """
+
+    def __init__(self) -> None:
+        self.states: Counter[str] = Counter()
+        self.newsletters: Counter[str] = Counter()
+        self.noted: dict[Hashable, tuple[str, OutboxRecord]] = {}  # failed, unknown, retrying
+
+    def add(self, key: Hashable, doc: Document, sign: int = 1) -> None:
+        """Count ``doc``, known by ``key``, in (``sign`` -1: out, as it was counted in)."""
         state = doc.get("state", "")
         if doc.get("kind") == "newsletter":
-            newsletters[doc.get("ref", "")] = None
-        states[state] += 1
-        if state == MessageState.FAILED:
-            failed.append(OutboxRecord.from_doc(doc))
+            self.newsletters[doc.get("ref", "")] += sign
+        self.states[state] += sign
+        if sign < 0:
+            self.noted.pop(key, None)
+        elif state == MessageState.FAILED:
+            self.noted[key] = ("failed", OutboxRecord.from_doc(doc))
         elif state == MessageState.UNKNOWN:
-            unknown.append(OutboxRecord.from_doc(doc))
+            self.noted[key] = ("unknown", OutboxRecord.from_doc(doc))
         elif state == MessageState.PLANNED and doc.get("next_attempt_at"):
-            retrying.append(OutboxRecord.from_doc(doc))
-    order = lambda r: (r.updated_at or r.due_at, r.contact)  # noqa: E731
+            self.noted[key] = ("retrying", OutboxRecord.from_doc(doc))
+
+    def fields(self) -> dict[str, Any]:
+        """The report's fields that come from the outbox."""
+        order = lambda r: (r.updated_at or r.due_at, r.contact)  # noqa: E731
+        found: dict[str, list[OutboxRecord]] = {"failed": [], "unknown": [], "retrying": []}
+        for which, record in self.noted.values():
+            found[which].append(record)
+        return {
+            "states": {state: n for state, n in self.states.items() if n > 0},
+            "newsletters": sorted(ref for ref, n in self.newsletters.items() if n > 0),
+            **{which: sorted(records, key=order) for which, records in found.items()},
+        }
+
+
+def gather(reader: Reader, tally: OutboxTally | None = None) -> StatusReport:
+    """The report of ``reader``; ``tally``: its outbox tallied already (else read here)."""
+    if tally is None:
+        tally = OutboxTally()
+        for number, doc in enumerate(outbox.documents(reader)):
+            tally.add(number, doc)
     aside = [
         {
             k: doc.get(k)
@@ -211,10 +244,6 @@ def gather(reader: Reader) -> StatusReport:
     return StatusReport(
         inbox_aside=sorted(aside, key=lambda d: str(d.get("received_at", ""))),
         last_tick=reader.get(SYNC, STATUS_KEY),
-        states=dict(states),
-        failed=sorted(failed, key=order),
-        unknown=sorted(unknown, key=order),
-        retrying=sorted(retrying, key=order),
-        newsletters=sorted(newsletters),
         journal_damage=reader.get(META, DAMAGE_META_KEY),
+        **tally.fields(),
     )

@@ -24,6 +24,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -36,6 +37,9 @@ from toma.timeutil import Clock
 from toma.web.auth import Gate, is_password_hash
 from toma.web.endpoint import Unsubscriber
 from toma.web.server import ConnectionClose
+
+if TYPE_CHECKING:
+    from toma.web.pages import Dashboard
 
 DASHBOARD_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -132,6 +136,7 @@ def check_exposure(config: Config, host: str) -> None:
 class Built:
     app: ASGIApp
     close: Callable[[], None]
+    dashboard: Dashboard | None = None  # its pages, for a caller that times them (bench/)
 
 
 def build(
@@ -166,4 +171,4 @@ def build(
         links.close()
         dashboard.close()
 
-    return Built(ConnectionClose(app, DASHBOARD_HEADERS), close)
+    return Built(ConnectionClose(app, DASHBOARD_HEADERS), close, dashboard)

@@ -4,9 +4,12 @@ Every page reads one store instance of its own through a snapshot of its tables
 (:mod:`toma.web.snapshot`), brought up to date before each page (so it sees the
 daemon's writes), on one reading thread: a store instance is not thread-safe,
 and the server's loop stays free for the unsubscribe links meanwhile. What a
-page derives is kept until the tables it reads change; the plan (the planner
-over every contact, the costly part) for at most five minutes too. The reading
-thread reads everything once as soon as the server starts.
+page derives is kept until the tables it reads change. The plan (the planner
+over every contact, the costly part) is kept by :mod:`toma.web.planview`, which
+plans again only the contacts written to; the Plan page and the calendar keep
+each row's HTML and event while the row is planned (:mod:`toma.web.planpages`).
+The reading thread reads everything once as soon as the server starts, and
+makes a plan growing old again between pages, a part at a time.
 
 Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
 each one store transaction through the same records functions as the CLI's
@@ -18,11 +21,12 @@ command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
@@ -37,13 +41,11 @@ from starlette.routing import Route, Router
 
 from toma.config import Config
 from toma.core.contacts import Contact, Status
-from toma.daemon.cache import PlanCache
 from toma.errors import TomaError
 from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
-from toma.reports.plan import Row, upcoming
-from toma.reports.status import StatusReport, gather
+from toma.reports.status import StatusReport
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
@@ -51,7 +53,6 @@ from toma.store import (
     INVOICES,
     MESSAGES,
     META,
-    SUPPRESSION,
     SYNC,
     TABLES,
     Store,
@@ -64,25 +65,25 @@ from toma.store.records import newsletters as issues
 from toma.timeutil import Clock
 from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
-from toma.web.ics import plan_calendar
+from toma.web.planpages import PlanPages
+from toma.web.planview import Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot
+from toma.web.statusview import StatusView
 from toma.web.traffic import TrafficView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PLAN_DAYS = 28
-PLAN_KEPT = timedelta(minutes=5)  # a plan a few minutes old still says what goes when
-PLAN_TABLES = (CONTACTS, ENROLMENTS, MESSAGES, INVOICES, SUPPRESSION)
+REFRESH_EVERY = timedelta(seconds=10)  # how often the reading thread looks at the plan's age
 BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
-
-
-@dataclass(frozen=True)
-class Planned:
-    at: datetime
-    rows: list[Row]
-    first: dict[str, Row]  # each contact's next send
+# The fields the pages ask the tables by (through toma.store.records): indexed at start.
+ASKED = (
+    (MESSAGES, ("contact", "kind", "ref")),
+    (CONVERSATIONS, ("contact", "kind")),
+    (ENROLMENTS, ("contact",)),
+    (INVOICES, ("contact",)),
+)
 
 
 class Dashboard:
@@ -94,15 +95,14 @@ class Dashboard:
         self.ics_token = calendar_token(secret)
         self._store: Store | None = None
         self.snapshot = Snapshot()
-        self.plan_cache = PlanCache()
+        self.plan_view = PlanView(config)
         self.traffic_view = TrafficView()
-        self._events: dict[Row, bytes] = {}  # the calendar's events, by plan row
+        self.status_view = StatusView()
         # Every read and write of the store and the snapshot happens on this one
         # thread: a store instance is not thread-safe, and a page taking a second
         # must not hold up the unsubscribe links on the server's loop.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toma-dashboard")
         self._memos: dict[str, tuple[object, Any]] = {}
-        self._plan: tuple[tuple[int, ...], Planned] | None = None
         self.templates = Environment(
             loader=PackageLoader("toma.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -112,6 +112,7 @@ class Dashboard:
         self.templates.filters["when"] = self._when
         self.templates.filters["quote"] = lambda text: quote(str(text), safe="@")
         self.style = (resources.files("toma.web") / "static" / "style.css").read_bytes()
+        self.plan_pages = PlanPages(self.templates, self.page_bytes)
         self.router = Router(
             [
                 Route("/", self.off_loop(self.today)),
@@ -130,6 +131,11 @@ class Dashboard:
             ]
         )
         self._worker.submit(self.warm)
+        self._stopping = threading.Event()
+        self._refresher = threading.Thread(
+            target=self._refreshing, name="toma-dashboard-refresh", daemon=True
+        )
+        self._refresher.start()
 
     # --- the reading thread ----------------------------------------------------
 
@@ -142,6 +148,10 @@ class Dashboard:
             return await self._run(lambda r, _form: page(r), request, {})
 
         return handler
+
+    def run_on_reader(self, work: Callable[[], T]) -> T:
+        """``work()`` on the reading thread, waited for (for a caller off the server's loop)."""
+        return self._worker.submit(work).result()
 
     async def _run(
         self,
@@ -157,11 +167,53 @@ class Dashboard:
         try:
             now = self.clock.now()
             reader = self.reader()
+            for table, names in ASKED:
+                reader.prepare(table, *names)
             self.traffic(reader)
             self.status_report(reader)
-            self.calendar(self.upcoming(reader, now))
+            self.contacts_decoded(reader)
+            planned = self.upcoming(reader, now)
+            self.calendar(planned)
+            self.plan_page(planned)
         except Exception:
             log.exception("dashboard_warm_up_failed")
+
+    def _refreshing(self) -> None:
+        """Every REFRESH_EVERY, have the reading thread make a plan growing old again."""
+        while not self._stopping.wait(REFRESH_EVERY.total_seconds()):
+            try:
+                self._worker.submit(self.refresh)
+            except RuntimeError:  # the reading thread has stopped
+                return
+
+    def refresh(self) -> None:
+        """Begin making the plan again for everyone, if it is growing old, before a page asks.
+
+        A part at a time (:meth:`PlanView.step`), each part a task of its own on
+        the reading thread, so that a page asked meanwhile runs between two parts.
+        """
+        try:
+            now = self.clock.now()
+            if self.plan_view.stale(now):
+                self.plan_view.begin(now)
+                self._step()
+        except Exception:
+            log.exception("dashboard_refresh_failed")
+
+    def _step(self) -> None:
+        try:
+            reader = self.reader()
+            more = self.plan_view.step(reader, self.store(), self.clock.now())
+            if not more:  # the new plan's page and calendar, before a page asks
+                planned = self.upcoming(reader, self.clock.now())
+                self.calendar(planned)
+                self.plan_page(planned)
+        except Exception:
+            log.exception("dashboard_refresh_failed")
+            return
+        if more:
+            with contextlib.suppress(RuntimeError):  # the reading thread has stopped
+                self._worker.submit(self._step)
 
     # --- reading -------------------------------------------------------------
 
@@ -179,6 +231,8 @@ class Dashboard:
         return self.snapshot
 
     def close(self) -> None:
+        self._stopping.set()
+        self._refresher.join()
         # After the reading thread: it may be reading the store.
         self._worker.shutdown(wait=True, cancel_futures=True)
         if self._store is not None:
@@ -196,26 +250,12 @@ class Dashboard:
         return value
 
     def upcoming(self, reader: Snapshot, now: datetime) -> Planned:
-        """The plan from ``now``: kept while its tables stay as they were, for PLAN_KEPT."""
-        version = reader.version(*PLAN_TABLES)
-        kept = self._plan
-        if kept is not None and kept[0] == version and kept[1].at <= now < kept[1].at + PLAN_KEPT:
-            return kept[1]
-        store = self.store()
-        rows = upcoming(
-            reader,
-            self.config,
-            now=now,
-            until=now + timedelta(days=PLAN_DAYS),
-            cached=lambda files: self.plan_cache.state(store, self.config, files),
-        )
-        planned = Planned(now, rows, views.next_sends(rows))
-        self._plan = (version, planned)
-        return planned
+        """The plan of the store as it is now (see :mod:`toma.web.planview`)."""
+        return self.plan_view.planned(reader, self.store(), now)
 
     def status_report(self, reader: Snapshot) -> StatusReport:
         key = reader.version(MESSAGES, CONVERSATIONS, SYNC, META)
-        return self._memo("status", key, lambda: gather(reader))
+        return self._memo("status", key, lambda: self.status_view.report(reader))
 
     def traffic(self, reader: Snapshot) -> views.Traffic:
         return self.traffic_view.traffic(reader)
@@ -238,6 +278,9 @@ class Dashboard:
             return self._when(parsed, fmt)
         return moment.astimezone(self.zone).strftime(fmt)
 
+    def page_bytes(self, name: str, **context: Any) -> bytes:
+        return bytes(self.render(name, **context).body)
+
     def render(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         page = self.templates.get_template(name).render(
             csrf=self.csrf.token, owner=self.config.owner, **context
@@ -253,29 +296,13 @@ class Dashboard:
         return self.render("today.html", page="today", now=now, today=today)
 
     def plan(self, request: Request) -> Response:
-        planned = self.upcoming(self.reader(), self.clock.now())
-        # Thousands of rows at scale: the page is made once per plan.
-        page = self._memo(
-            "plan page",
-            self._plan_key(planned),
-            lambda: (
-                self.render(
-                    "plan.html", page="plan", planned=planned, days=views.by_day(planned.rows)
-                ).body
-            ),
-        )
-        return HTMLResponse(page)
+        return HTMLResponse(self.plan_page(self.upcoming(self.reader(), self.clock.now())))
 
-    def _plan_key(self, planned: Planned) -> object:
-        """The same plan (its tables' versions, its moment) gives the same page or calendar."""
-        return (self._plan[0] if self._plan else (), planned.at)
+    def plan_page(self, planned: Planned) -> bytes:
+        return self.plan_pages.page(planned)
 
     def calendar(self, planned: Planned) -> bytes:
-        return self._memo(
-            "ics",
-            self._plan_key(planned),
-            lambda: plan_calendar(planned.rows, now=planned.at, made=self._events),
-        )
+        return self.plan_pages.calendar(planned)
 
     def contacts(self, request: Request) -> Response:
         now = self.clock.now()
@@ -315,7 +342,7 @@ class Dashboard:
             contact=contact,
             entries=conversation(reader, contact.email, self.zone),
             enrolments=enrolled.of_contact(reader, contact.email),
-            next_steps=[r for r in self.upcoming(reader, now).rows if r.contact == contact.email],
+            next_steps=self.upcoming(reader, now).by_contact.get(contact.email, []),
             invoices=billing.of_contact(reader, contact.email),
         )
 

@@ -7,12 +7,18 @@ each page applies only the writes the store's change feed names (the daemon's,
 the CLI's, the dashboard's own), as :class:`toma.daemon.cache.PlanCache` does
 for the planner.
 
+A page asking for some documents by their fields (a contact's messages, the
+invoice reminders: :func:`toma.store.records.query.matching`) is answered from
+an index of that field (:meth:`Snapshot.where`), made at the first such
+question and kept up to date by :meth:`sync`, rather than by reading the whole
+table (80k records: some 60 ms a question).
+
 The documents handed out are shared between pages: readers never change them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from toma.store import TABLES, Document, Store
 from toma.store.base import ChangeMark
@@ -32,6 +38,7 @@ class Snapshot:
         # something derived up to date (:meth:`written_since`).
         self._epoch = 0
         self._written: list[tuple[str, str]] = []
+        self._indexes: dict[tuple[str, str], _Index] = {}  # by (table, field)
 
     def sync(self, store: Store) -> bool:
         """Catch up with ``store``; True when anything changed since the last call."""
@@ -41,19 +48,22 @@ class Snapshot:
             self._written = []
         if changes is None:
             self._tables = {table: dict(store.all(table)) for table in TABLES}
+            self._indexes.clear()
             for table in TABLES:
                 self._bump(table)
         else:
             for table in {table for table, _key, _deleted in changes}:
                 self._bump(table)
             self._written.extend((table, key) for table, key, _deleted in changes)
+            indexed = {table for table, _field in self._indexes}
             for table, key, deleted in changes:
                 rows = self._tables.setdefault(table, {})
                 doc = None if deleted else store.get(table, key)
-                if doc is None:
-                    rows.pop(key, None)
-                else:
+                old = rows.pop(key, None) if doc is None else rows.get(key)
+                if doc is not None:
                     rows[key] = doc
+                if table in indexed:
+                    self._reindex(table, key, old, doc)
         self._store, self._mark = store, mark
         return changes is None or bool(changes)
 
@@ -83,3 +93,77 @@ class Snapshot:
 
     def count(self, table: str) -> int:
         return len(self._tables.get(table, {}))
+
+    def where(self, table: str, **equal: str | None) -> Iterator[tuple[str, Document]]:
+        """The documents whose fields equal ``equal``, in the table's order (see
+        :func:`toma.store.records.query.matching`), from the index of one field."""
+        rows = self._tables.get(table, {})
+        if not equal:
+            yield from rows.items()
+            return
+        keys = min((self._index(table, name).keys(value) for name, value in equal.items()), key=len)
+        for key in keys:
+            doc = rows[key]
+            if all(doc.get(name) == value for name, value in equal.items()):
+                yield key, doc
+
+    def prepare(self, table: str, *names: str) -> None:
+        """Make the indexes of these fields now, before the first question needs them."""
+        for name in names:
+            self._index(table, name)
+
+    def _index(self, table: str, name: str) -> _Index:
+        index = self._indexes.get((table, name))
+        if index is None:
+            rows = self._tables.setdefault(table, {})
+            index = self._indexes[table, name] = _Index(name, rows)
+        return index
+
+    def _reindex(self, table: str, key: str, old: Document | None, new: Document | None) -> None:
+        for (indexed, _name), index in self._indexes.items():
+            if indexed == table:
+                index.move(key, old, new)
+
+
+class _Index:
+    """The keys of one table's documents by the value of one field, each in the table's order.
+
+    A key keeps its place in its table when its document is written again; so
+    a key whose value changed goes into its new list out of order, and that
+    list is made again from the table when next asked (seldom: the fields
+    asked for, such as a message's contact, hardly ever change).
+    """
+
+    def __init__(self, name: str, rows: dict[str, Document]) -> None:
+        self.name = name
+        self._rows = rows
+        self._keys: dict[Hashable, dict[str, None]] = {}
+        self._unordered: set[Hashable] = set()
+        for key, doc in rows.items():
+            self._keys.setdefault(_value(doc, name), {})[key] = None
+
+    def keys(self, value: Hashable) -> dict[str, None]:
+        if value in self._unordered:
+            self._unordered.discard(value)
+            self._keys[value] = {
+                key: None for key, doc in self._rows.items() if _value(doc, self.name) == value
+            }
+        return self._keys.get(value, {})
+
+    def move(self, key: str, old: Document | None, new: Document | None) -> None:
+        """Follow one write: ``key``'s document was ``old``, is now ``new`` (None: absent)."""
+        was = None if old is None else _value(old, self.name)
+        now = None if new is None else _value(new, self.name)
+        if old is not None and (new is None or was != now):
+            self._keys.get(was, {}).pop(key, None)
+        if new is not None and (old is None or was != now):
+            self._keys.setdefault(now, {})[key] = None
+            if old is not None:
+                self._unordered.add(now)  # the key kept its old place in the table
+
+
+def _value(doc: Document, name: str) -> Hashable:
+    value = doc.get(name)
+    # A list (or any value no dict can hold) equals no string asked for: it is
+    # kept under its text, where no question finds it.
+    return value if isinstance(value, Hashable) else ("unhashable", repr(value))
