@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from toma.core.earliest import Earliest
 from toma.errors import StoreError
 from toma.logs import fields
 from toma.store.base import (
@@ -26,7 +28,7 @@ from toma.store.base import (
     Transaction,
 )
 from toma.store.embedded import snapshot
-from toma.store.postgres import schema
+from toma.store.postgres import due, schema
 from toma.store.postgres.schema import LOCK_CLASS
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ PAGE = 5000  # documents read per query by all()
 FEED_LIMIT = 1 << 16  # changes kept for the feed; a reader further behind reloads
 QUERY_FIELDS = frozenset({"state", "contact", "kind", "ref", "answers", "status"})
 """The document fields :meth:`PgStore.where` may test: each has an index (migrations)."""
+RANGE_FIELDS = frozenset({"updated_at"})  # :meth:`PgStore.where_from`'s, indexed (0002)
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -172,6 +175,54 @@ class _Reads:
         if unknown:
             raise StoreError(f"no index on {', '.join(sorted(unknown))}", file=self._where)
         return self._pages(_where_clause(table, equal))
+
+    def where_any(
+        self, table: str, name: str, values: Collection[str]
+    ) -> Iterator[tuple[str, Document]]:
+        """The documents of ``table`` whose key (``name`` "key") or field ``name`` is one of
+        ``values``, in store order within each batch of values, by an indexed query."""
+        _check_table(table, self._where)
+        if name != "key" and name not in QUERY_FIELDS:
+            raise StoreError(f"no index on {name}", file=self._where)
+        field = sql.SQL("key") if name == "key" else sql.SQL("doc ->> {}").format(sql.Literal(name))
+        query = sql.SQL(
+            "SELECT key, doc::text FROM toma_documents WHERE tbl = {} AND {} = ANY(%s) ORDER BY ord"
+        ).format(sql.Literal(table), field)
+        wanted = sorted(set(values))
+        for start in range(0, len(wanted), PAGE):
+            self._before_read()
+            with self._conn() as conn, _errors(self._where):
+                rows = conn.execute(query, (wanted[start : start + PAGE],)).fetchall()
+            for key, text in rows:
+                yield key, _decode(text)
+
+    def where_from(self, table: str, name: str, lowest: str) -> Iterator[tuple[str, Document]]:
+        """The documents of ``table`` whose field ``name`` is ``lowest`` or after, as text."""
+        _check_table(table, self._where)
+        if name not in RANGE_FIELDS:
+            raise StoreError(f"no index on {name}", file=self._where)
+        field = sql.SQL("doc ->> {}").format(sql.Literal(name))
+        return self._pages(
+            sql.SQL("tbl = {} AND {} >= {}").format(sql.Literal(table), field, sql.Literal(lowest))
+        )
+
+    def due_contacts(self, earliest: Earliest, horizon: datetime) -> set[str]:
+        """The contacts that can have a sequence step ready by ``horizon``
+        (:mod:`toma.store.postgres.due`)."""
+        self._before_read()
+        with self._conn() as conn, _errors(self._where):
+            return due.due_contacts(conn, earliest, horizon)
+
+    def tagged_unenrolled(
+        self, tag: str, sequence: str, among: Collection[str] | None = None
+    ) -> set[str]:
+        """Active contacts carrying ``tag`` and never enrolled in ``sequence`` (among
+        ``among`` when given): those a tag rule may enrol."""
+        self._before_read()
+        with self._conn() as conn, _errors(self._where):
+            return due.tagged_unenrolled(
+                conn, tag, sequence, None if among is None else sorted(among)
+            )
 
     def _pages(self, condition: sql.Composable) -> Iterator[tuple[str, Document]]:
         # Pages by insertion order up to the last row that existed when the reading
