@@ -158,3 +158,14 @@ def test_the_same_fortnight_on_both_stores_sends_the_same(
         for config in (embedded_config, pg_config)
     ]
     assert counts[0] == counts[1] == sent[str(embedded_config)] == sent[str(pg_config)] > 40
+    # What the triggers kept through the daemon's writes is what the documents say.
+    assert isinstance(pg, PgStore)
+    kept = progress(pg)
+    with pg._conn() as conn:
+        conn.execute("SELECT toma_progress_rebuild()")
+    assert kept == progress(pg)
+
+
+def progress(store: PgStore) -> list[tuple[Any, ...]]:
+    with store._conn() as conn:
+        return conn.execute("SELECT * FROM toma_progress ORDER BY contact, sequence").fetchall()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -267,3 +268,37 @@ def test_migration_rebuilds_what_a_database_held_before(pg: PgStore) -> None:
     with pg.transaction() as tx:
         tx.put(MESSAGES, record.key, record.to_doc())
     assert [(r[0], r[1], r[6]) for r in rebuilt(pg)] == [("x@example.com", "keep", NOT_YET)]
+
+
+def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore) -> None:
+    """The first daemon looks at everyone; the next, at the contacts changed since."""
+    from toma.daemon.scoped import TAG_RULES_KEY, Scope
+    from toma.store import SYNC
+
+    friends = {"intro": replace(SEQUENCES["intro"], enroll_tag="friend")}
+    with pg.transaction() as tx:
+        for n in range(5):
+            email = f"f{n}@example.com"
+            tx.put(CONTACTS, email, make_contact(email, tags=["friend"]).to_doc())
+    assert Scope().enrol_by_tag(pg, friends, START) == 5
+    mark = pg.get(SYNC, TAG_RULES_KEY)
+    assert mark is not None and mark["rules"] == [["friend", "intro"]]
+    # An enrolment removed by hand behind the rules' back is not looked at again
+    # (the mark is past it) until its contact changes.
+    with pg.transaction() as tx:
+        tx.delete(ENROLMENTS, "intro/f0@example.com")
+        tx.put(
+            CONTACTS, "late@example.com", make_contact("late@example.com", tags=["friend"]).to_doc()
+        )
+    with pg.transaction() as tx:
+        tx.put(SYNC, TAG_RULES_KEY, {**mark, "position": pg.changes_since(None)[0].position})
+    assert Scope().enrol_by_tag(pg, friends, START) == 0
+    with pg.transaction() as tx:
+        doc = tx.get(CONTACTS, "late@example.com")
+        assert doc is not None
+        tx.put(CONTACTS, "late@example.com", {**doc, "first_name": "Late"})
+    assert Scope().enrol_by_tag(pg, friends, START) == 1  # a new daemon, from the stored mark
+    assert pg.get(ENROLMENTS, "intro/late@example.com") is not None
+    # New rules: everyone is looked at again.
+    friends["keep"] = replace(SEQUENCES["keep"], enroll_tag="friend")
+    assert Scope().enrol_by_tag(pg, friends, START) == 6 + 1  # keep for all, intro for f0

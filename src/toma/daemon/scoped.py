@@ -8,10 +8,11 @@ store. A store that keeps where each enrolment stands (PostgreSQL, see
 :mod:`toma.store.records.due`) lets a tick read only what it may act on:
 
 1. **Tags.** Active contacts carrying a sequence's ``enroll_tag`` and never
-   enrolled in it are asked of the store: all of them at the daemon's first
-   tick and whenever the tag rules change, afterwards only among the contacts
-   and enrolments the store's change feed names (or all again, when the feed
-   cannot say what changed).
+   enrolled in it are asked of the store: all of them the first time and
+   whenever the tag rules change, afterwards only among the contacts and
+   enrolments the store's change feed names since the rules were last applied
+   (kept in the store, so a new daemon carries on where the last one stopped;
+   all again when the feed cannot say what changed).
 2. **Who.** The contacts with an enrolment that can have a step ready now
    (:mod:`toma.core.earliest`), the clients of every invoice (the reminders'
    plan reads the invoices whole, as on the embedded store), and, while a
@@ -45,7 +46,7 @@ from toma.core.sequences import Sequence
 from toma.daemon.cache import plan_state_of
 from toma.logs import fields
 from toma.project.sequences import Files
-from toma.store import CONTACTS, ENROLMENTS, Store
+from toma.store import CONTACTS, ENROLMENTS, SYNC, Store
 from toma.store.base import ChangeMark
 from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing
@@ -65,22 +66,29 @@ class TagIndexed(Protocol):
     ) -> set[str]: ...
 
 
-class Scope:
-    """What one daemon remembers between its ticks on a large store: where the
-    change feed stood when the tag rules were last applied, and which rules."""
+TAG_RULES_KEY = "tag-rules"
+"""The sync document saying which tag rules were applied, through which change."""
 
-    def __init__(self) -> None:
-        self._mark: ChangeMark | None = None
-        self._tagged: tuple[tuple[str, str], ...] | None = None
+
+class Scope:
+    """A daemon's ticks on a large store (see the module docstring)."""
 
     def enrol_by_tag(self, store: Store, sequences: Mapping[str, Sequence], now: datetime) -> int:
-        """Enrol the active contacts carrying a sequence's tag (step 1); how many were."""
+        """Enrol the active contacts carrying a sequence's tag (step 1); how many were.
+
+        Where the feed stood when the rules were last applied is kept in the
+        store (``sync`` table), for every daemon: only the first daemon on a
+        store, or the first after the rules change, asks about every contact.
+        Two daemons applying the same rules at once enrol nobody twice
+        (:func:`~toma.store.records.enrolments.record_tag_enrolments` looks
+        again as it writes), and the mark either leaves behind was taken
+        before its own check: at worst some contacts are looked at again.
+        """
         if not isinstance(store, TagIndexed):
             raise TypeError("a scoped tick needs a store that answers tagged_unenrolled")
-        tagged = tuple(
-            sorted((s.enroll_tag, name) for name, s in sequences.items() if s.enroll_tag)
-        )
-        mark, changes = store.changes_since(self._mark if tagged == self._tagged else None)
+        tagged = sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
+        applied = _applied(store, tagged)
+        mark, changes = store.changes_since(applied)
         among: set[str] | None = None
         if changes is not None:
             among = set()
@@ -94,7 +102,20 @@ class Scope:
             for tag, name in tagged:
                 found |= store.tagged_unenrolled(tag, name, among)
         written = self._enrol(store, found, sequences, now) if found else 0
-        self._mark, self._tagged = mark, tagged
+        if mark != applied:
+            # Kept up with even when nothing relevant changed: a mark left behind
+            # would fall off the end of the feed and cost a check of everyone.
+            with store.transaction() as tx:
+                source = mark.source
+                tx.put(
+                    SYNC,
+                    TAG_RULES_KEY,
+                    {
+                        "rules": tagged,
+                        "source": list(source) if isinstance(source, tuple) else None,
+                        "position": mark.position,
+                    },
+                )
         return written
 
     @staticmethod
@@ -147,3 +168,14 @@ class Scope:
             extra=fields(contacts=len(state.contacts), enrolments=len(state.enrolments)),
         )
         return state
+
+
+def _applied(store: Store, tagged: list[list[str]]) -> ChangeMark | None:
+    """Where the feed stood when ``tagged`` were last applied; None: never, or other rules."""
+    doc = store.get(SYNC, TAG_RULES_KEY)
+    if doc is None or doc.get("rules") != tagged:
+        return None
+    source, position = doc.get("source"), doc.get("position")
+    if not isinstance(source, list) or not isinstance(position, int):
+        return None
+    return ChangeMark(tuple(source), position)

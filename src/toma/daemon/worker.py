@@ -182,11 +182,13 @@ class Worker:
                 unknown=report.unknown,
                 skipped=report.skipped,
                 seconds=report.seconds,
+                deciding=report.deciding,
             ),
         )
         return report
 
     async def _tick(self, now: datetime, report: TickReport) -> None:
+        started = monotonic.monotonic()
         config = load_config(self.config_path)
         if self.sync_inbox:
             await self._sync_inbox(config, now, report)
@@ -242,6 +244,7 @@ class Worker:
             self.store, config, state.contacts, state.history, now, report, outgoing
         )
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
+        report.deciding = round(monotonic.monotonic() - started, 3)
         if outgoing.records:
             await self._send(
                 config,

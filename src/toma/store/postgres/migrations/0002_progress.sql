@@ -27,7 +27,8 @@ CREATE TABLE toma_progress (
     retry_at    timestamptz,
     PRIMARY KEY (contact, sequence)
 );
-CREATE INDEX toma_progress_due ON toma_progress (sequence, anchor_step, since)
+-- The contact included: the range scans read the index alone.
+CREATE INDEX toma_progress_due ON toma_progress (sequence, anchor_step, since) INCLUDE (contact)
     WHERE enrolled AND receives;
 CREATE INDEX toma_progress_retry ON toma_progress (retry_at)
     WHERE enrolled AND receives AND retry_at IS NOT NULL;
@@ -76,6 +77,58 @@ BEGIN
         anchor_step = EXCLUDED.anchor_step,
         since = coalesce(EXCLUDED.anchor, p.enrolled_at),
         retry_at = EXCLUDED.retry_at;
+END $$;
+
+-- The common write, made cheap: a message of this enrolment attempted at a moment
+-- later than any before (a send marked `sending`, then `sent`), or written again
+-- unchanged in what counts here. Anything else (a retry waiting, a moment moved
+-- back, a record going back to `planned`, a tie) reads the messages again.
+CREATE FUNCTION toma_progress_sent(before json, after json) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    tried constant text[] := ARRAY['sending', 'sent', 'unknown', 'failed', 'skipped'];
+    step constant text := coalesce(after ->> 'step', '');
+    moment timestamptz;
+    previous timestamptz;
+    latest timestamptz;
+BEGIN
+    IF NOT coalesce(after ->> 'state' = ANY(tried), false) THEN
+        RETURN false;
+    END IF;
+    moment := toma_moment(coalesce(nullif(after ->> 'sent_at', ''),
+                                   nullif(after ->> 'updated_at', ''), after ->> 'due_at'));
+    IF moment IS NULL THEN
+        RETURN false;
+    END IF;
+    IF before IS NOT NULL THEN
+        IF before ->> 'state' = 'planned' AND coalesce(before ->> 'next_attempt_at', '') <> '' THEN
+            RETURN false;
+        END IF;
+        IF coalesce(before ->> 'state' = ANY(tried), false) THEN
+            IF coalesce(before ->> 'step', '') <> step THEN
+                RETURN false;
+            END IF;
+            previous := toma_moment(coalesce(nullif(before ->> 'sent_at', ''),
+                                             nullif(before ->> 'updated_at', ''),
+                                             before ->> 'due_at'));
+            IF previous = moment THEN
+                RETURN true;  -- the same attempt at the same moment: nothing changes here
+            END IF;
+            IF previous IS NULL OR previous > moment THEN
+                RETURN false;
+            END IF;
+        END IF;
+    END IF;
+    SELECT anchor INTO latest FROM toma_progress
+    WHERE contact = after ->> 'contact' AND sequence = after ->> 'sequence';
+    IF NOT FOUND OR moment <= latest THEN
+        RETURN false;
+    END IF;
+    UPDATE toma_progress
+    SET anchor = moment, since = moment,
+        anchor_step = CASE WHEN step ~ '^repeat-[0-9]+$' THEN anchor_step ELSE step END
+    WHERE contact = after ->> 'contact' AND sequence = after ->> 'sequence';
+    RETURN true;
 END $$;
 
 -- The enrolment's side: whether it is planned at all, and from when.
@@ -143,7 +196,11 @@ BEGIN
     IF TG_OP <> 'DELETE' AND NEW.doc ->> 'sequence' IS NOT NULL
        AND NEW.doc ->> 'contact' IS NOT NULL THEN
         IF NEW.tbl = 'messages' THEN
-            PERFORM toma_progress_messages(NEW.doc ->> 'contact', NEW.doc ->> 'sequence');
+            IF was_messages OR NOT toma_progress_sent(
+                CASE WHEN TG_OP = 'UPDATE' AND OLD.tbl = 'messages' THEN OLD.doc END, NEW.doc
+            ) THEN
+                PERFORM toma_progress_messages(NEW.doc ->> 'contact', NEW.doc ->> 'sequence');
+            END IF;
         ELSIF NEW.tbl = 'enrolments' THEN
             PERFORM toma_progress_enrolment(NEW.doc ->> 'contact', NEW.doc ->> 'sequence', NEW.doc);
         END IF;
