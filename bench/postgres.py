@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.postgre
 import psycopg
 from tick import AGO, NOW, write_project
 
+from toma.config import load_config
 from toma.core.contacts import make_contact
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, advance, new_record, sequence_key
-from toma.config import load_config
 from toma.daemon.scoped import Scope
 from toma.daemon.worker import Worker
 from toma.project.sequences import read_sequences
