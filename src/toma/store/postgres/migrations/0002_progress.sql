@@ -139,9 +139,25 @@ LANGUAGE sql IMMUTABLE AS $$
                                     AND coalesce(doc ->> 'paused_until', '') <> ''))
 $$;
 
+-- A contact's field, from a document that may hold what PostgreSQL cannot turn into
+-- text (a NUL character, written as \u0000: ->> on such a document fails, whatever
+-- field it asks for). Messages and enrolments cannot hold one: their expression
+-- indexes would refuse the document first.
+CREATE FUNCTION toma_field(doc json, name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN doc ->> name;
+EXCEPTION WHEN others THEN
+    BEGIN
+        RETURN replace(doc::text, '\u0000', '')::json ->> name;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+END $$;
+
 CREATE FUNCTION toma_receives(who text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT coalesce(doc ->> 'status', 'active') = 'active'
+    SELECT coalesce((SELECT coalesce(toma_field(doc, 'status'), 'active') = 'active'
                      FROM toma_documents WHERE tbl = 'contacts' AND key = who), false)
 $$;
 
@@ -181,12 +197,6 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF TG_OP <> 'INSERT' AND OLD.tbl = 'contacts' THEN
-        UPDATE toma_progress SET receives = toma_receives(OLD.key) WHERE contact = OLD.key;
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.tbl = 'contacts' THEN
-        UPDATE toma_progress SET receives = toma_receives(NEW.key) WHERE contact = NEW.key;
-    END IF;
     IF was_messages THEN
         PERFORM toma_progress_messages(OLD.doc ->> 'contact', OLD.doc ->> 'sequence');
     END IF;
@@ -208,14 +218,30 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A contact written or deleted: whether its enrolments are planned.
+CREATE FUNCTION toma_progress_contact() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    who constant text := CASE WHEN TG_OP = 'DELETE' THEN OLD.key ELSE NEW.key END;
+BEGIN
+    UPDATE toma_progress SET receives = toma_receives(who) WHERE contact = who;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER toma_progress_contact_insert AFTER INSERT ON toma_documents FOR EACH ROW
+    WHEN (NEW.tbl = 'contacts') EXECUTE FUNCTION toma_progress_contact();
+CREATE TRIGGER toma_progress_contact_update AFTER UPDATE ON toma_documents FOR EACH ROW
+    WHEN (NEW.tbl = 'contacts') EXECUTE FUNCTION toma_progress_contact();
+CREATE TRIGGER toma_progress_contact_delete AFTER DELETE ON toma_documents FOR EACH ROW
+    WHEN (OLD.tbl = 'contacts') EXECUTE FUNCTION toma_progress_contact();
+
 CREATE TRIGGER toma_progress_insert AFTER INSERT ON toma_documents FOR EACH ROW
-    WHEN (NEW.tbl IN ('messages', 'enrolments', 'contacts')) EXECUTE FUNCTION toma_progress_touch();
+    WHEN (NEW.tbl IN ('messages', 'enrolments')) EXECUTE FUNCTION toma_progress_touch();
 CREATE TRIGGER toma_progress_update AFTER UPDATE ON toma_documents FOR EACH ROW
-    WHEN (OLD.tbl IN ('messages', 'enrolments', 'contacts')
-          OR NEW.tbl IN ('messages', 'enrolments', 'contacts'))
+    WHEN (OLD.tbl IN ('messages', 'enrolments') OR NEW.tbl IN ('messages', 'enrolments'))
     EXECUTE FUNCTION toma_progress_touch();
 CREATE TRIGGER toma_progress_delete AFTER DELETE ON toma_documents FOR EACH ROW
-    WHEN (OLD.tbl IN ('messages', 'enrolments', 'contacts')) EXECUTE FUNCTION toma_progress_touch();
+    WHEN (OLD.tbl IN ('messages', 'enrolments')) EXECUTE FUNCTION toma_progress_touch();
 
 -- Every row again from the documents: for a database written before this version, and
 -- for a bulk load made with the trigger switched off.
@@ -258,7 +284,7 @@ BEGIN
     UPDATE toma_progress AS p SET receives = true
     FROM toma_documents AS c
     WHERE c.tbl = 'contacts' AND c.key = p.contact
-      AND coalesce(c.doc ->> 'status', 'active') = 'active';
+      AND coalesce(toma_field(c.doc, 'status'), 'active') = 'active';
 END $$;
 
 SELECT toma_progress_rebuild();
