@@ -17,8 +17,7 @@ from toma.core.contacts import make_contact
 from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, new_record
 from toma.errors import StoreError
 from toma.store import MESSAGES, claims
-from toma.store.postgres import PgStore, describe, schema
-from toma.store.postgres import reads
+from toma.store.postgres import PgStore, describe, reads, schema
 from toma.store.postgres import store as pg
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments
