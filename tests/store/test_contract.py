@@ -12,7 +12,7 @@ from tests.store.conftest import Opener
 from toma.errors import StoreError
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, META, Store
 from toma.store.embedded import memory, tinydb
-from toma.store.postgres import store as pg
+from toma.store.postgres import reads as pg
 from toma.store.records.query import matching
 
 

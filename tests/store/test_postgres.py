@@ -17,7 +17,7 @@ from toma.core.contacts import make_contact
 from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, new_record
 from toma.errors import StoreError
 from toma.store import MESSAGES, claims
-from toma.store.postgres import PgStore, describe, schema
+from toma.store.postgres import PgStore, describe, reads, schema
 from toma.store.postgres import store as pg
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments
@@ -166,7 +166,7 @@ def test_the_records_layers_questions_have_an_index(dsn: str, table: str, equal:
         conn.execute("SET enable_seqscan = off")
         query = psycopg.sql.SQL("EXPLAIN SELECT key FROM toma_documents WHERE {} ORDER BY ord")
         plan = "\n".join(
-            row[0] for row in conn.execute(query.format(pg._where_clause(table, equal)))
+            row[0] for row in conn.execute(query.format(reads._where_clause(table, equal)))
         )
     assert "Seq Scan" not in plan, plan
     assert "Index" in plan, plan

@@ -17,7 +17,7 @@ store's change feed (:meth:`~toma.store.base.Store.changes_since`) names.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +33,7 @@ from toma.inbox.handwritten import CONTACTED_PREFIX
 from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, Reader, Store
 from toma.store.base import Changed, ChangeMark, Document
+from toma.store.records.query import matching_any
 from toma.timeutil import parse_moment
 
 
@@ -43,6 +44,36 @@ def plan_state(reader: Reader, config: Config, files: Files) -> PlanState:
     history = _decode_all(reader, MESSAGES, OutboxRecord.from_doc)
     state = _state(contacts, tuple(enrolments.values()), history, _holds(contacts), config, files)
     return replace(state, last_contacted=MappingProxyType(_contacted(reader)))
+
+
+def plan_state_of(
+    reader: Reader, config: Config, files: Files, emails: Collection[str]
+) -> PlanState:
+    """The planner's input for the contacts ``emails`` only, read by indexed queries.
+
+    The planner plans each contact from its own documents alone (and the
+    files), so for these contacts its plan is the one it makes from the whole
+    store: what :mod:`toma.store.records.due` finds can be due is all a tick
+    on a large store decodes.
+    """
+    with _collector_paused():
+        decode = _ContactDecoder()
+        contacts = {key: decode(doc) for key, doc in matching_any(reader, CONTACTS, "key", emails)}
+        enrolments = tuple(
+            Enrolment.from_doc(doc)
+            for _key, doc in matching_any(reader, ENROLMENTS, "contact", emails)
+        )
+        history = {
+            key: OutboxRecord.from_doc(doc)
+            for key, doc in matching_any(reader, MESSAGES, "contact", emails)
+        }
+    contacted = {
+        key[len(CONTACTED_PREFIX) :]: parse_moment(doc["at"])
+        for key, doc in matching_any(reader, SYNC, "key", [CONTACTED_PREFIX + e for e in emails])
+        if isinstance(doc.get("at"), str)
+    }
+    state = _state(contacts, enrolments, history, _holds(contacts), config, files)
+    return replace(state, last_contacted=MappingProxyType(contacted))
 
 
 def _contacted(reader: Reader) -> dict[str, datetime]:

@@ -66,6 +66,9 @@ class TickReport(Tally):
     inbound: int = 0
     held: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Of which deciding what to send (reading the store, planning): what grows with
+    # the store; the rest is building, sending and recording, per message.
+    deciding: float = 0.0
     # For the exit status (see toma.exits): reasons that need the owner, and the
     # problems and reasons that only need time.
     needs_you: list[str] = field(default_factory=list)

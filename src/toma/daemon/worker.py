@@ -59,6 +59,7 @@ from toma.core.outbox import (
 )
 from toma.daemon.cache import PlanCache
 from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
+from toma.daemon.scoped import Scope
 from toma.daemon.senders import day_limited, first, owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.serving import serving_if_asked
@@ -82,9 +83,9 @@ from toma.store import (
     claims,
 )
 from toma.store.records import contacts as addressbook
+from toma.store.records import due, outbox
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
-from toma.store.records import outbox
 from toma.timeutil import Clock, iso
 from toma.transports import Result, Transport, transport_for
 
@@ -115,6 +116,8 @@ class Worker:
         self.config_path = config_path
         self.store = store
         self._plan_cache = PlanCache()
+        # A store that says who can be due is not read whole (toma.daemon.scoped).
+        self._scope = Scope() if due.indexed(store) else None
         self._frozen = False  # decoded store, kept from tick to tick
         self._transport_factory = transport_factory or (
             lambda config: transport_for(config, ssl_context=ssl_context)
@@ -179,11 +182,13 @@ class Worker:
                 unknown=report.unknown,
                 skipped=report.skipped,
                 seconds=report.seconds,
+                deciding=report.deciding,
             ),
         )
         return report
 
     async def _tick(self, now: datetime, report: TickReport) -> None:
+        started = monotonic.monotonic()
         config = load_config(self.config_path)
         if self.sync_inbox:
             await self._sync_inbox(config, now, report)
@@ -196,15 +201,20 @@ class Worker:
         if claims.shared(self.store):
             self.recover(now, starting=False)  # what a daemon that died left in flight
         self.store.refresh()
-        state = self._plan_cache.state(self.store, config, files)
-        report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)
-        if report.enrolled:
+        if self._scope is not None:
+            # A large store: only the contacts that can have something due are read.
+            report.enrolled = self._scope.enrol_by_tag(self.store, files.sequences, now)
+            state = self._scope.state(self.store, config, files, now)
+        else:
             state = self._plan_cache.state(self.store, config, files)
-        if not self._frozen:
-            # The decoded store lives as long as the daemon: keep the collector
-            # from walking it again at every collection.
-            gc.freeze()
-            self._frozen = True
+            report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)
+            if report.enrolled:
+                state = self._plan_cache.state(self.store, config, files)
+            if not self._frozen:
+                # The decoded store lives as long as the daemon: keep the collector
+                # from walking it again at every collection.
+                gc.freeze()
+                self._frozen = True
         # Invoice reminders first: they wait for nobody, and a keep-in-touch message
         # must not land on the day of one (the pace counts them, even when planned).
         invoice_plan = billing.reminders(
@@ -234,6 +244,7 @@ class Worker:
             self.store, config, state.contacts, state.history, now, report, outgoing
         )
         build_notices(self.store, config, state.contacts, state.history, now, outgoing)
+        report.deciding = round(monotonic.monotonic() - started, 3)
         if outgoing.records:
             await self._send(
                 config,
@@ -270,7 +281,11 @@ class Worker:
                 log.error("held: no such sender", extra=fields(error=str(problem)))
         # Read through the whole history only where a daily limit asks for it.
         limited = day_limited(config)
-        recent = [record for record in history if counts_today(record, now)] if limited else []
+        recent: list[OutboxRecord] = []
+        if limited and self._scope is not None:
+            recent = outbox.handed_in_day(self.store, now)
+        elif limited:
+            recent = [record for record in history if counts_today(record, now)]
         for seen_by, part in parts:
             if self.stopping.is_set():
                 break
@@ -341,7 +356,7 @@ class Worker:
         self.store.refresh()
         contacts = list(addressbook.all_contacts(self.store))
         history = outbox.of_issue(self.store, issue.name)
-        recent = outbox.records(self.store) if day_limited(config) else []
+        recent = outbox.handed_in_day(self.store, now) if day_limited(config) else []
         outgoing = Outgoing()
         for item in broadcast.plan_issue(issue, config, contacts, history, now=now):
             outgoing.add_job(item.record, item.job)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -19,7 +16,6 @@ from toma.logs import fields
 from toma.store.base import (
     MESSAGES,
     META,
-    TABLES,
     Changed,
     ChangeMark,
     Document,
@@ -27,9 +23,18 @@ from toma.store.base import (
 )
 from toma.store.embedded import snapshot
 from toma.store.postgres import schema
+from toma.store.postgres.reads import (
+    Conn,
+    Reads,
+    check_table,
+    decode,
+    pg_errors,
+)
 from toma.store.postgres.schema import LOCK_CLASS
 
 log = logging.getLogger(__name__)
+
+FEED_LIMIT = 1 << 16  # changes kept for the feed; a reader further behind reloads
 
 WRITE_LOCK = 1  # pg_advisory_xact_lock(LOCK_CLASS, WRITE_LOCK): one writer at a time
 DAEMON_CLASS = 0x746F6D62  # "tomb": pg_advisory_lock(DAEMON_CLASS, n) held by daemon n
@@ -38,50 +43,14 @@ KEEPALIVE = (
     ("tcp_keepalives_interval", 10),
     ("tcp_keepalives_count", 3),
 )
-PAGE = 5000  # documents read per query by all()
-FEED_LIMIT = 1 << 16  # changes kept for the feed; a reader further behind reloads
-QUERY_FIELDS = frozenset({"state", "contact", "kind", "ref", "answers", "status"})
-"""The document fields :meth:`PgStore.where` may test: each has an index (migrations)."""
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-# Documents come as text and are decoded here: json.loads on bytes (psycopg's own
-# loader) first guesses their encoding, a third of the time of reading a table.
-_json = json.JSONDecoder().decode
-_intern = sys.intern
-
-
-def _decode(text: str) -> Document:
-    """A document, its string values (and those of its flat lists) interned.
-
-    Every message and enrolment repeats its contact's address, its sequence, its
-    state: decoded apart, each would be a string of its own in the daemon's
-    model of the store, several times the memory (the embedded store shares them
-    the same way). Interned strings are freed with their last user.
-    """
-    doc: Document = _json(text)
-    for name, value in doc.items():
-        kind = type(value)
-        if kind is str:
-            doc[name] = _intern(value)
-        elif kind is list and all(type(item) is str for item in value):
-            doc[name] = [_intern(item) for item in value]
-    return doc
-
-
 _LIVE_DAEMONS = (
     "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
     " AND objsubid = 2 AND granted"
 )
 
 
-def _check_table(table: str, where: str) -> None:
-    if table not in TABLES:
-        raise StoreError(f"unknown table {table!r} (known: {', '.join(TABLES)})", file=where)
-
-
 def _check_key(table: str, key: str, where: str) -> None:
-    _check_table(table, where)
+    check_table(table, where)
     if not isinstance(key, str):
         raise StoreError(f"{table}: a key must be a string, not {key!r}", file=where)
     if "\x00" in key:
@@ -118,96 +87,7 @@ def describe(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
 
 
-@contextmanager
-def _errors(where: str) -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"PostgreSQL: {text}", file=where) from exc
-
-
-def _where_clause(table: str, equal: dict[str, str | None]) -> sql.Composed:
-    parts = [sql.SQL("tbl = {}").format(sql.Literal(table))]
-    for name, value in equal.items():
-        # Literal field names, so that the planner matches the expression indexes.
-        field = sql.SQL("doc ->> {}").format(sql.Literal(name))
-        if value is None:
-            parts.append(sql.SQL("{} IS NULL").format(field))
-        else:
-            parts.append(sql.SQL("{} = {}").format(field, sql.Literal(value)))
-    return sql.SQL(" AND ").join(parts)
-
-
-class _Reads:
-    """The reads both the store and a transaction answer, on a connection given by ``_conn``."""
-
-    _where: str
-
-    @contextmanager
-    def _conn(self) -> Iterator[Conn]:
-        raise NotImplementedError
-        yield  # pragma: no cover
-
-    def _before_read(self) -> None:
-        """A transaction writes what it holds first, so that its reads see it."""
-
-    def get(self, table: str, key: str) -> Document | None:
-        _check_table(table, self._where)
-        self._before_read()
-        with self._conn() as conn, _errors(self._where):
-            row = conn.execute(
-                "SELECT doc::text FROM toma_documents WHERE tbl = %s AND key = %s", (table, key)
-            ).fetchone()
-        return None if row is None else _decode(row[0])
-
-    def all(self, table: str) -> Iterator[tuple[str, Document]]:
-        _check_table(table, self._where)
-        return self._pages(sql.SQL("tbl = {}").format(sql.Literal(table)))
-
-    def where(self, table: str, **equal: str | None) -> Iterator[tuple[str, Document]]:
-        """The documents of ``table`` whose fields equal ``equal``, by an indexed query."""
-        _check_table(table, self._where)
-        unknown = set(equal) - QUERY_FIELDS
-        if unknown:
-            raise StoreError(f"no index on {', '.join(sorted(unknown))}", file=self._where)
-        return self._pages(_where_clause(table, equal))
-
-    def _pages(self, condition: sql.Composable) -> Iterator[tuple[str, Document]]:
-        # Pages by insertion order up to the last row that existed when the reading
-        # began: writes made while the caller iterates never make it read forever.
-        self._before_read()
-        with self._conn() as conn, _errors(self._where):
-            row = conn.execute(
-                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM toma_order"
-            ).fetchone()
-        last = int(row[0]) if row else 0
-        after = 0
-        while True:
-            self._before_read()
-            query = sql.SQL(
-                "SELECT key, doc::text, ord FROM toma_documents WHERE {} AND ord > %s AND ord <= %s"
-                " ORDER BY tbl, ord LIMIT {}"
-            ).format(condition, sql.Literal(PAGE))
-            with self._conn() as conn, _errors(self._where):
-                rows = conn.execute(query, (after, last)).fetchall()
-            for key, text, _ord in rows:
-                yield key, _decode(text)
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][2]
-
-    def count(self, table: str) -> int:
-        _check_table(table, self._where)
-        self._before_read()
-        with self._conn() as conn, _errors(self._where):
-            row = conn.execute(
-                "SELECT count(*) FROM toma_documents WHERE tbl = %s", (table,)
-            ).fetchone()
-        return int(row[0]) if row else 0
-
-
-class PgTransaction(_Reads):
+class PgTransaction(Reads):
     """One database transaction under the store's write lock; puts are sent in batches."""
 
     def __init__(self, conn: Conn, where: str, daemon: int | None) -> None:
@@ -244,7 +124,7 @@ class PgTransaction(_Reads):
         _check_key(table, key, self._where)
         self._puts.pop((table, key), None)
         self.flush()
-        with _errors(self._where):
+        with pg_errors(self._where):
             gone = self._connection.execute(
                 "DELETE FROM toma_documents WHERE tbl = %s AND key = %s RETURNING key",
                 (table, key),
@@ -260,7 +140,7 @@ class PgTransaction(_Reads):
             return
         rows = [(table, key, text, claim) for (table, key), (text, claim) in self._puts.items()]
         self._puts = {}
-        with _errors(self._where), self._connection.cursor() as cur:
+        with pg_errors(self._where), self._connection.cursor() as cur:
             cur.executemany(
                 "INSERT INTO toma_documents (tbl, key, doc, ord, claimed_by)"
                 " VALUES (%s, %s, %s::json, nextval('toma_order'), %s)"
@@ -286,7 +166,7 @@ class PgTransaction(_Reads):
             for key, deleted in keys.items()
             if not (forgetting and deleted)
         ]
-        with _errors(self._where), self._connection.cursor() as cur:
+        with pg_errors(self._where), self._connection.cursor() as cur:
             if entries:
                 cur.executemany(
                     "INSERT INTO toma_changes (tbl, key, deleted) VALUES (%s, %s, %s)", entries
@@ -315,7 +195,7 @@ class PgTransaction(_Reads):
     def abandoned_claims(self) -> list[tuple[str, Document]]:
         """Messages ``sending`` that no living daemon claims (see the package docstring)."""
         self.flush()
-        with _errors(self._where):
+        with pg_errors(self._where):
             rows = self._connection.execute(
                 "SELECT key, doc::text FROM toma_documents WHERE tbl = 'messages'"
                 " AND doc ->> 'state' = 'sending'"
@@ -325,13 +205,19 @@ class PgTransaction(_Reads):
                 " ORDER BY ord",
                 (DAEMON_CLASS,),
             ).fetchall()
-        return [(key, _decode(text)) for key, text in rows]
+        return [(key, decode(text)) for key, text in rows]
 
     def close(self) -> None:
         self._open = False
 
 
-class PgStore(_Reads):
+def _configure(conn: Conn) -> None:
+    # toma asks short, indexed questions; at a million rows their estimates cross
+    # the JIT's thresholds, and compiling costs far more (~0.7 s) than it saves.
+    conn.execute("SET jit = off")
+
+
+class PgStore(Reads):
     """The PostgreSQL :class:`~toma.store.base.Store` (see the package docstring).
 
     Opening connects, applies the migrations the database lacks, and keeps a
@@ -346,7 +232,7 @@ class PgStore(_Reads):
         self._daemon: int | None = None
         self._daemon_conn: Conn | None = None
         self._closed = False
-        with _errors(self._where), psycopg.connect(dsn, autocommit=True) as conn:
+        with pg_errors(self._where), psycopg.connect(dsn, autocommit=True) as conn:
             schema.migrate(conn, where=self._where)
             row = conn.execute("SELECT id FROM toma_feed").fetchone()
         self._feed = ("postgres", row[0] if row else "")
@@ -356,9 +242,10 @@ class PgStore(_Reads):
             max_size=pool_size,
             timeout=timeout,
             kwargs={"autocommit": True},
+            configure=_configure,
             open=False,
         )
-        with _errors(self._where):
+        with pg_errors(self._where):
             self._pool.open(wait=True, timeout=timeout)
 
     @property
@@ -370,7 +257,7 @@ class PgStore(_Reads):
     def _conn(self) -> Iterator[Conn]:
         if self._closed:
             raise StoreError("the store is closed", file=self._where)
-        with _errors(self._where), self._pool.connection() as conn:
+        with pg_errors(self._where), self._pool.connection() as conn:
             yield conn
 
     def changes_since(self, mark: ChangeMark | None) -> tuple[ChangeMark, list[Changed] | None]:
@@ -445,10 +332,10 @@ class PgStore(_Reads):
             raise StoreError("the store is closed", file=self._where)
         if self._daemon is not None:
             raise StoreError("this store is a daemon's already", file=self._where)
-        with _errors(self._where):
+        with pg_errors(self._where):
             conn = psycopg.connect(self._dsn, autocommit=True)
         try:
-            with _errors(self._where):
+            with pg_errors(self._where):
                 row = conn.execute("SELECT nextval('toma_daemons')::int").fetchone()
                 number = int(row[0]) if row else 0
                 conn.execute("SELECT pg_advisory_lock(%s, %s)", (DAEMON_CLASS, number))
@@ -470,7 +357,7 @@ class PgStore(_Reads):
         """VACUUM the store's relations: deleted rows (a forgotten contact) leave the
         tables' files, as the embedded store's compaction leaves them out of its
         snapshot. What PostgreSQL's WAL and backups hold is the administrator's."""
-        with self._conn() as conn, _errors(self._where):
+        with self._conn() as conn, pg_errors(self._where):
             conn.execute("VACUUM toma_documents")
             conn.execute("VACUUM toma_changes")
 

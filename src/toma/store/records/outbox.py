@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+from toma.core.daylimit import DAY, counts_today
 from toma.core.outbox import MessageState, OutboxRecord
 from toma.core.reading.match import Sent, sent_index
 from toma.errors import TomaError
 from toma.logs import fields
 from toma.store import MESSAGES, Document, Reader, Store
-from toma.store.records.query import matching
+from toma.store.records.query import matching, matching_from
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,26 @@ def documents(reader: Reader, **equal: str) -> Iterator[Document]:
 def sent_index_of(reader: Reader) -> dict[str, Sent]:
     """Every Message-ID toma sent, with what it was (see ``match.sent_index``)."""
     return sent_index(reader.all(MESSAGES))
+
+
+def handed_in_day(reader: Reader, now: datetime) -> list[OutboxRecord]:
+    """The messages handed to a server in the day before ``now``: what a daily limit
+    counts (:func:`toma.core.daylimit.counts_today`).
+
+    Asked as the records written since a day and 14 hours before, compared as
+    text (on PostgreSQL, by index): a record's ``updated_at`` is never before
+    its ``sent_at``, and a moment's local time is never more than 14 hours
+    from UTC.
+    """
+    lowest = (now - DAY - timedelta(hours=14)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return [
+        record
+        for record in (
+            OutboxRecord.from_doc(doc)
+            for _key, doc in matching_from(reader, MESSAGES, "updated_at", lowest)
+        )
+        if counts_today(record, now)
+    ]
 
 
 def of_issue(reader: Reader, name: str) -> dict[str, OutboxRecord]:

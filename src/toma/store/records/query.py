@@ -7,7 +7,7 @@ The records modules ask through :func:`matching`, so the difference lives here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Protocol, runtime_checkable
 
 from toma.store.base import Document, Reader
@@ -34,3 +34,42 @@ class Forgetting(Protocol):
     """A transaction that can keep no trace of the keys it deletes (PostgreSQL's feed)."""
 
     def forget_keys(self) -> None: ...
+
+
+@runtime_checkable
+class QueryingAny(Protocol):
+    def where_any(
+        self, table: str, name: str, values: Collection[str]
+    ) -> Iterator[tuple[str, Document]]: ...
+
+
+def matching_any(
+    reader: Reader, table: str, name: str, values: Collection[str]
+) -> Iterator[tuple[str, Document]]:
+    """The documents of ``table`` whose key (``name`` "key") or field ``name`` is one of
+    ``values``: an indexed query on PostgreSQL, a reading of the table elsewhere."""
+    if isinstance(reader, QueryingAny):
+        return reader.where_any(table, name, values)
+    wanted = set(values)
+    if name == "key":
+        return ((key, doc) for key, doc in reader.all(table) if key in wanted)
+    return ((key, doc) for key, doc in reader.all(table) if doc.get(name) in wanted)
+
+
+@runtime_checkable
+class QueryingFrom(Protocol):
+    def where_from(self, table: str, name: str, lowest: str) -> Iterator[tuple[str, Document]]: ...
+
+
+def matching_from(
+    reader: Reader, table: str, name: str, lowest: str
+) -> Iterator[tuple[str, Document]]:
+    """The documents of ``table`` whose text field ``name`` is ``lowest`` or after, compared
+    as text: an indexed range on PostgreSQL, a reading of the table elsewhere."""
+    if isinstance(reader, QueryingFrom):
+        return reader.where_from(table, name, lowest)
+    return (
+        (key, doc)
+        for key, doc in reader.all(table)
+        if isinstance(doc.get(name), str) and doc[name] >= lowest
+    )

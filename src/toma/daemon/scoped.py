@@ -1,0 +1,181 @@
+"""A tick on a store too large to hold decoded: the contacts that can have something due.
+
+Theory of operation
+-------------------
+On the embedded store the daemon keeps every table decoded from one tick to
+the next (:class:`toma.daemon.cache.PlanCache`): time and memory grow with the
+store. A store that keeps where each enrolment stands (PostgreSQL, see
+:mod:`toma.store.records.due`) lets a tick read only what it may act on:
+
+1. **Tags.** Active contacts carrying a sequence's ``enroll_tag`` and never
+   enrolled in it are asked of the store: all of them the first time and
+   whenever the tag rules change, afterwards only among the contacts and
+   enrolments the store's change feed names since the rules were last applied
+   (kept in the store, so a new daemon carries on where the last one stopped;
+   all again when the feed cannot say what changed).
+2. **Who.** The contacts with an enrolment that can have a step ready now
+   (:mod:`toma.core.earliest`), the clients of every invoice (the reminders'
+   plan reads the invoices whole, as on the embedded store), and, while a
+   newsletter issue is scheduled, its audience.
+3. **What.** Those contacts' documents, read by indexed queries
+   (:func:`toma.daemon.cache.plan_state_of`), and the records a tick looks up
+   beside them: the notices waiting, the scheduled issues' copies.
+
+The planner plans each contact from its own documents, so what it decides
+for these contacts is what it would decide from the whole store, and nobody
+else can have anything due (the store's index is a lower bound of every due
+time, never later than the planner's).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+from toma.config import Config
+from toma.core.contacts import Contact
+from toma.core.earliest import earliest
+from toma.core.enrolments import Enrolment, tag_enrolments
+from toma.core.outbox import OutboxRecord
+from toma.core.planner import PlanState
+from toma.core.sequences import Sequence
+from toma.daemon.cache import plan_state_of
+from toma.logs import fields
+from toma.project.sequences import Files
+from toma.store import CONTACTS, ENROLMENTS, SYNC, Store
+from toma.store.base import ChangeMark
+from toma.store.records import contacts as addressbook
+from toma.store.records import invoices as billing
+from toma.store.records import newsletters as broadcast
+from toma.store.records import outbox
+from toma.store.records.due import can_be_due
+from toma.store.records.enrolments import record_tag_enrolments
+from toma.store.records.query import matching_any
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TagIndexed(Protocol):
+    def tagged_unenrolled(
+        self, tag: str, sequence: str, among: Collection[str] | None = None
+    ) -> set[str]: ...
+
+
+TAG_RULES_KEY = "tag-rules"
+"""The sync document saying which tag rules were applied, through which change."""
+
+
+class Scope:
+    """A daemon's ticks on a large store (see the module docstring)."""
+
+    def enrol_by_tag(self, store: Store, sequences: Mapping[str, Sequence], now: datetime) -> int:
+        """Enrol the active contacts carrying a sequence's tag (step 1); how many were.
+
+        Where the feed stood when the rules were last applied is kept in the
+        store (``sync`` table), for every daemon: only the first daemon on a
+        store, or the first after the rules change, asks about every contact.
+        Two daemons applying the same rules at once enrol nobody twice
+        (:func:`~toma.store.records.enrolments.record_tag_enrolments` looks
+        again as it writes), and the mark either leaves behind was taken
+        before its own check: at worst some contacts are looked at again.
+        """
+        if not isinstance(store, TagIndexed):
+            raise TypeError("a scoped tick needs a store that answers tagged_unenrolled")
+        tagged = sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
+        applied = _applied(store, tagged)
+        mark, changes = store.changes_since(applied)
+        among: set[str] | None = None
+        if changes is not None:
+            among = set()
+            for table, key, _deleted in changes:
+                if table == CONTACTS:
+                    among.add(key)
+                elif table == ENROLMENTS:
+                    among.add(key.partition("/")[2])  # sequence/contact
+        found: set[str] = set()
+        if among is None or among:
+            for tag, name in tagged:
+                found |= store.tagged_unenrolled(tag, name, among)
+        written = self._enrol(store, found, sequences, now) if found else 0
+        if mark != applied:
+            # Kept up with even when nothing relevant changed: a mark left behind
+            # would fall off the end of the feed and cost a check of everyone.
+            with store.transaction() as tx:
+                source = mark.source
+                tx.put(
+                    SYNC,
+                    TAG_RULES_KEY,
+                    {
+                        "rules": tagged,
+                        "source": list(source) if isinstance(source, tuple) else None,
+                        "position": mark.position,
+                    },
+                )
+        return written
+
+    @staticmethod
+    def _enrol(
+        store: Store, emails: Collection[str], sequences: Mapping[str, Sequence], now: datetime
+    ) -> int:
+        contacts = [
+            Contact.from_doc(doc) for _key, doc in matching_any(store, CONTACTS, "key", emails)
+        ]
+        enrolled = {
+            (doc["contact"], doc["sequence"])
+            for _key, doc in matching_any(store, ENROLMENTS, "contact", emails)
+        }
+        new: list[Enrolment] = tag_enrolments(contacts, sequences, enrolled, now=now)
+        # Checked again as it is written (a contact forgotten or gone meanwhile).
+        new = record_tag_enrolments(store, new)
+        for enrolment in new:
+            log.info(
+                "enrolled",
+                extra=fields(contact=enrolment.contact, sequence=enrolment.sequence, by="tag"),
+            )
+        return len(new)
+
+    def state(self, store: Store, config: Config, files: Files, now: datetime) -> PlanState:
+        """The planner's input for the contacts this tick may act on (steps 2 and 3)."""
+        asked = earliest(files.sequences, config.windows, files.held)
+        emails = can_be_due(store, asked, now)
+        if emails is None:
+            raise TypeError("a scoped tick needs a store that says who can be due")
+        emails |= {invoice.contact for invoice in billing.all_invoices(store)}
+        extra: dict[str, OutboxRecord] = {
+            record.key: record for record in outbox.records(store, kind="notice", state="planned")
+        }
+        scheduled = broadcast.scheduled(store)
+        for name in scheduled:
+            extra.update(outbox.of_issue(store, name))
+        state = plan_state_of(store, config, files, emails)
+        contacts = state.contacts
+        if scheduled:
+            # An issue's audience is found among every contact (core/audience).
+            contacts = MappingProxyType(
+                {c.email: c for c in addressbook.all_contacts(store)} | dict(contacts)
+            )
+        if extra or scheduled:
+            state = replace(
+                state, contacts=contacts, history=MappingProxyType({**extra, **state.history})
+            )
+        log.debug(
+            "scoped",
+            extra=fields(contacts=len(state.contacts), enrolments=len(state.enrolments)),
+        )
+        return state
+
+
+def _applied(store: Store, tagged: list[list[str]]) -> ChangeMark | None:
+    """Where the feed stood when ``tagged`` were last applied; None: never, or other rules."""
+    doc = store.get(SYNC, TAG_RULES_KEY)
+    if doc is None or doc.get("rules") != tagged:
+        return None
+    source, position = doc.get("source"), doc.get("position")
+    if not isinstance(source, list) or not isinstance(position, int):
+        return None
+    return ChangeMark(tuple(source), position)
