@@ -12,7 +12,8 @@ from tests.store.conftest import Opener
 from toma.errors import StoreError
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, META, Store
 from toma.store.embedded import memory, tinydb
-from toma.store.postgres import reads as pg
+from toma.store.postgres import reads as pg_reads
+from toma.store.postgres import store as pg_store
 from toma.store.records.query import matching
 
 
@@ -85,7 +86,7 @@ class TestDocuments:
 
     def test_all_reads_large_tables_whole(self, store: Store, monkeypatch: pytest.MonkeyPatch):
         """Read a page at a time, every document comes once, in order."""
-        monkeypatch.setattr(pg, "PAGE", 7)
+        monkeypatch.setattr(pg_reads, "PAGE", 7)
         with store.transaction() as tx:
             for n in range(50):
                 tx.put(MESSAGES, f"m{n:02}", {"n": n})
@@ -224,7 +225,7 @@ class TestChangeFeed:
         self, store: Store, monkeypatch: pytest.MonkeyPatch
     ):
         monkeypatch.setattr(memory, "_FEED_LIMIT", 4)
-        monkeypatch.setattr(pg, "FEED_LIMIT", 4)
+        monkeypatch.setattr(pg_store, "FEED_LIMIT", 4)
         old, _ = store.changes_since(None)
         for n in range(20):
             put(store, MESSAGES, f"m{n}", {})
