@@ -302,26 +302,3 @@ def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore)
     # New rules: everyone is looked at again.
     friends["keep"] = replace(SEQUENCES["keep"], enroll_tag="friend")
     assert Scope().enrol_by_tag(pg, friends, START) == 6 + 1  # keep for all, intro for f0
-
-
-def test_living_daemons_share_who_can_be_due(pg_server: PgServer, config: Config) -> None:
-    """Each daemon plans its part; together, everyone; one alone, everyone."""
-    with pg_server.database() as dsn:
-        stores = [PgStore(dsn, pool_size=1) for _ in range(3)]
-        try:
-            fill(stores[0], random.Random(7), 60)
-            asked = earliest(SEQUENCES, config.windows)
-            everyone = can_be_due(stores[0], asked, START)
-            assert everyone is not None and len(everyone) > 40
-            with stores[0].daemon_lock():
-                assert can_be_due(stores[0], asked, START) == everyone
-                with stores[1].daemon_lock(), stores[2].daemon_lock():
-                    parts = [can_be_due(store, asked, START) or set() for store in stores]
-                assert all(parts)
-                assert set().union(*parts) == everyone
-                assert sum(len(part) for part in parts) == len(everyone)
-                # The others gone, the one left takes everyone again.
-                assert can_be_due(stores[0], asked, START) == everyone
-        finally:
-            for store in stores:
-                store.close()

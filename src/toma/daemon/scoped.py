@@ -37,7 +37,6 @@ from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from toma.config import Config
-from toma.core.contacts import Contact
 from toma.core.earliest import earliest
 from toma.core.enrolments import Enrolment, tag_enrolments
 from toma.core.outbox import OutboxRecord
@@ -122,9 +121,7 @@ class Scope:
     def _enrol(
         store: Store, emails: Collection[str], sequences: Mapping[str, Sequence], now: datetime
     ) -> int:
-        contacts = [
-            Contact.from_doc(doc) for _key, doc in matching_any(store, CONTACTS, "key", emails)
-        ]
+        contacts = addressbook.of_addresses(store, emails)
         enrolled = {
             (doc["contact"], doc["sequence"])
             for _key, doc in matching_any(store, ENROLMENTS, "contact", emails)

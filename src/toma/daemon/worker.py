@@ -284,6 +284,9 @@ class Worker:
         recent: list[OutboxRecord] = []
         if limited and self._scope is not None:
             recent = outbox.handed_in_day(self.store, now)
+            # Whose sender sent them: the tick read only the contacts it plans.
+            whose = {record.contact for record in recent} - owners.keys()
+            owners = {**owners_of(addressbook.of_addresses(self.store, whose)), **owners}
         elif limited:
             recent = [record for record in history if counts_today(record, now)]
         for seen_by, part in parts:

@@ -11,8 +11,7 @@ anchor_step, since)``: one index descent per distinct pair, a few dozen at
 most, however many enrolments there are. Then one range scan per pair asks for
 ``since <= horizon - delay``: the enrolments that can be ready, and no others.
 Finished enrolments (their latest step was the last, no repeat) are never
-scanned. Retries come from their own partial index. Several daemons share
-the answer by a hash of the address (:meth:`PgStore.due_contacts`).
+scanned. Retries come from their own partial index.
 """
 
 from __future__ import annotations
@@ -44,21 +43,17 @@ SELECT sequence, anchor_step FROM pairs
 _READY = (
     "SELECT contact FROM toma_progress"
     " WHERE enrolled AND receives AND sequence = %s AND anchor_step = %s AND since <= %s"
-    " AND mod(hashtext(contact) & 2147483647, %s) = %s"
 )
 
 _RETRIES = (
     "SELECT contact FROM toma_progress"
     " WHERE enrolled AND receives AND retry_at IS NOT NULL AND retry_at <= %s"
-    " AND sequence = ANY(%s) AND mod(hashtext(contact) & 2147483647, %s) = %s"
+    " AND sequence = ANY(%s)"
 )
 
 
-def due_contacts(
-    conn: Conn, earliest: Earliest, horizon: datetime, share: tuple[int, int] = (1, 0)
-) -> set[str]:
-    """The contacts with an enrolment that can have a step ready by ``horizon``; of those,
-    with ``share`` (parts, which), the part whose address hashes to it."""
+def due_contacts(conn: Conn, earliest: Earliest, horizon: datetime) -> set[str]:
+    """The contacts with an enrolment that can have a step ready by ``horizon``."""
     found: set[str] = set()
     pairs = conn.execute(_PAIRS).fetchall()
     with conn.cursor() as cur:
@@ -70,9 +65,9 @@ def due_contacts(
                 latest = horizon - delay
             except OverflowError:
                 continue  # a delay longer than the calendar: never
-            cur.execute(_READY, (sequence, anchor_step, latest, *share))
+            cur.execute(_READY, (sequence, anchor_step, latest))
             found.update(row[0] for row in cur)
-        cur.execute(_RETRIES, (horizon, list(earliest.otherwise), *share))
+        cur.execute(_RETRIES, (horizon, list(earliest.otherwise)))
         found.update(row[0] for row in cur)
     return found
 

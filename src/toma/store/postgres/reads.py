@@ -10,11 +10,13 @@ import json
 import sys
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from toma.core.earliest import Earliest
 from toma.errors import StoreError
 from toma.store.base import TABLES, Document
 from toma.store.postgres import due
@@ -150,6 +152,13 @@ class Reads:
         return self._pages(
             sql.SQL("tbl = {} AND {} >= {}").format(sql.Literal(table), field, sql.Literal(lowest))
         )
+
+    def due_contacts(self, earliest: Earliest, horizon: datetime) -> set[str]:
+        """The contacts that can have a sequence step ready by ``horizon``
+        (:mod:`toma.store.postgres.due`)."""
+        self._before_read()
+        with self._conn() as conn, pg_errors(self._where):
+            return due.due_contacts(conn, earliest, horizon)
 
     def tagged_unenrolled(
         self, tag: str, sequence: str, among: Collection[str] | None = None

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from types import TracebackType
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from toma.core.earliest import Earliest
 from toma.errors import StoreError
 from toma.logs import fields
 from toma.store.base import (
@@ -24,7 +22,7 @@ from toma.store.base import (
     Transaction,
 )
 from toma.store.embedded import snapshot
-from toma.store.postgres import due, schema
+from toma.store.postgres import schema
 from toma.store.postgres.reads import (
     Conn,
     Reads,
@@ -322,25 +320,6 @@ class PgStore(Reads):
         # Reads always see what is committed: there is nothing to catch up with.
         if self._closed:
             raise StoreError("the store is closed", file=self._where)
-
-    def due_contacts(self, earliest: Earliest, horizon: datetime) -> set[str]:
-        """The contacts that can have a sequence step ready by ``horizon``
-        (:mod:`toma.store.postgres.due`): this daemon's share of them, while it is one.
-
-        The living daemons share the contacts by a hash of the address, each
-        taking the part its rank among their numbers gives it, so that each
-        renders only the messages it will send. A daemon that starts or dies
-        meanwhile may leave a part planned twice (the claims settle who sends)
-        or by nobody for one tick (it is due again at the next).
-        """
-        with self._conn() as conn, pg_errors(self._where):
-            share = (1, 0)
-            if self._daemon is not None:
-                rows = conn.execute(_LIVE_DAEMONS, (DAEMON_CLASS,)).fetchall()
-                living = sorted(int(row[0]) for row in rows)
-                if self._daemon in living:
-                    share = (len(living), living.index(self._daemon))
-            return due.due_contacts(conn, earliest, horizon, share)
 
     @contextmanager
     def daemon_lock(self) -> Iterator[None]:

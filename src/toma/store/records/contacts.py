@@ -18,7 +18,7 @@ import base64
 import binascii
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ from toma.store.base import (
     Store,
     Transaction,
 )
-from toma.store.records.query import Forgetting, matching
+from toma.store.records.query import Forgetting, matching, matching_any
 from toma.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ SUPPRESSION_SECRET_KEY = "suppression"  # noqa: S105 - its document in the meta 
 def all_contacts(reader: Reader) -> Iterator[Contact]:
     for _key, doc in reader.all(CONTACTS):
         yield Contact.from_doc(doc)
+
+
+def of_addresses(reader: Reader, emails: Collection[str]) -> list[Contact]:
+    """The contacts of ``emails`` that exist (an indexed query on PostgreSQL)."""
+    return [Contact.from_doc(doc) for _key, doc in matching_any(reader, CONTACTS, "key", emails)]
 
 
 def addresses(reader: Reader) -> set[str]:
