@@ -38,11 +38,12 @@ from typing import Protocol, runtime_checkable
 
 from toma.config import Config
 from toma.core.earliest import earliest
-from toma.core.enrolments import Enrolment, tag_enrolments
+from toma.core.enrolments import tag_enrolments
 from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
 from toma.core.sequences import Sequence
 from toma.daemon.cache import plan_state_of
+from toma.daemon.tick import write_enrolments
 from toma.logs import fields
 from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, SYNC, Store
@@ -52,7 +53,6 @@ from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.store.records import outbox
 from toma.store.records.due import can_be_due
-from toma.store.records.enrolments import record_tag_enrolments
 from toma.store.records.query import matching_any
 
 log = logging.getLogger(__name__)
@@ -126,15 +126,7 @@ class Scope:
             (doc["contact"], doc["sequence"])
             for _key, doc in matching_any(store, ENROLMENTS, "contact", emails)
         }
-        new: list[Enrolment] = tag_enrolments(contacts, sequences, enrolled, now=now)
-        # Checked again as it is written (a contact forgotten or gone meanwhile).
-        new = record_tag_enrolments(store, new)
-        for enrolment in new:
-            log.info(
-                "enrolled",
-                extra=fields(contact=enrolment.contact, sequence=enrolment.sequence, by="tag"),
-            )
-        return len(new)
+        return write_enrolments(store, tag_enrolments(contacts, sequences, enrolled, now=now))
 
     def state(self, store: Store, config: Config, files: Files, now: datetime) -> PlanState:
         """The planner's input for the contacts this tick may act on (steps 2 and 3)."""

@@ -20,7 +20,7 @@ from toma import exits
 from toma.config import Config
 from toma.config.senders import each_sender, route
 from toma.core.contacts import Contact
-from toma.core.enrolments import tag_enrolments
+from toma.core.enrolments import Enrolment, tag_enrolments
 from toma.core.invoices import invoice_view
 from toma.core.outbox import (
     MessageState,
@@ -177,7 +177,13 @@ def queue_digest(
 
 def enrol_by_tag(store: Store, state: PlanState, sequences: dict[str, Any], now: datetime) -> int:
     enrolled = {(e.contact, e.sequence) for e in state.enrolments}
-    new = tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
+    return write_enrolments(
+        store, tag_enrolments(state.contacts.values(), sequences, enrolled, now=now)
+    )
+
+
+def write_enrolments(store: Store, new: list[Enrolment]) -> int:
+    """Write and log the enrolments the tag rules decided; how many were written."""
     if not new:
         return 0
     # A contact forgotten, unsubscribed or suppressed since the tick read the

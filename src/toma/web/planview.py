@@ -141,19 +141,9 @@ class PlanView:
             self._making = None  # too old before it was done: begin again
             return False
         part = {making.pending.pop() for _ in range(min(making.size, len(making.pending)))}
-        keys = set(self._reminders)
         for email in part:
-            keys.update(self._history_of.get(email, ()))
             making.rows.pop(email, None)
-        rows = plan_rows(
-            reader,
-            self.config,
-            restricted(state, part, keys),
-            files,
-            now=making.at,
-            until=making.at + timedelta(days=PLAN_DAYS),
-        )
-        making.rows.update(_by_contact(rows))
+        making.rows.update(_by_contact(self._plan_some(reader, state, files, part, making.at)))
         if making.pending:
             return True
         self._making = None
@@ -161,6 +151,22 @@ class PlanView:
         everyone.sort(key=row_order)
         self._keep(making.at, everyone, making.rows)
         return False
+
+    def _plan_some(
+        self, reader: Snapshot, state: PlanState, files: Files, emails: set[str], at: datetime
+    ) -> list[Row]:
+        """The plan of ``emails`` alone at ``at`` (the invoices' reminders kept whole)."""
+        keys = set(self._reminders)
+        for email in emails:
+            keys.update(self._history_of.get(email, ()))
+        return plan_rows(
+            reader,
+            self.config,
+            restricted(state, emails, keys),
+            files,
+            now=at,
+            until=at + timedelta(days=PLAN_DAYS),
+        )
 
     def planned(self, reader: Snapshot, store: Store, now: datetime) -> Planned:
         """The plan of the store as ``reader`` sees it now (``reader`` synced just before).
@@ -204,17 +210,7 @@ class PlanView:
         if not touched:
             return kept
         self.replanned += len(touched)
-        keys = set(self._reminders)
-        for email in touched:
-            keys.update(self._history_of.get(email, ()))
-        fresh = plan_rows(
-            reader,
-            self.config,
-            restricted(state, touched, keys),
-            files,
-            now=kept.at,
-            until=kept.at + timedelta(days=PLAN_DAYS),
-        )
+        fresh = self._plan_some(reader, state, files, touched, kept.at)
         rows = [row for row in kept.rows if row.contact not in touched]
         rows.extend(fresh)
         rows.sort(key=row_order)
