@@ -56,7 +56,7 @@ from toma.config import load_config
 from toma.core.contacts import make_contact
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, advance, new_record, sequence_key
-from toma.daemon.scoped import Scope
+from toma.daemon.scoped import enrol_by_tag
 from toma.daemon.worker import Worker
 from toma.project.sequences import read_sequences
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES
@@ -151,7 +151,7 @@ def tick_one(dsn: str, count: int) -> dict[str, float]:
             # The tag rules applied once to every contact, as the first daemon on a
             # store does (the next ones carry on from the mark it leaves).
             started = time.perf_counter()
-            Scope().enrol_by_tag(store, read_sequences(load_config(config)).sequences, NOW)
+            enrol_by_tag(store, read_sequences(load_config(config)).sequences, NOW)
             tags_seconds = time.perf_counter() - started
             started = time.perf_counter()
             report = worker.run_once(NOW)

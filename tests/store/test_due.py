@@ -272,7 +272,7 @@ def test_migration_rebuilds_what_a_database_held_before(pg: PgStore) -> None:
 
 def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore) -> None:
     """The first daemon looks at everyone; the next, at the contacts changed since."""
-    from toma.daemon.scoped import TAG_RULES_KEY, Scope
+    from toma.daemon.scoped import TAG_RULES_KEY, enrol_by_tag
     from toma.store import SYNC
 
     friends = {"intro": replace(SEQUENCES["intro"], enroll_tag="friend")}
@@ -280,7 +280,7 @@ def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore)
         for n in range(5):
             email = f"f{n}@example.com"
             tx.put(CONTACTS, email, make_contact(email, tags=["friend"]).to_doc())
-    assert Scope().enrol_by_tag(pg, friends, START) == 5
+    assert enrol_by_tag(pg, friends, START) == 5
     mark = pg.get(SYNC, TAG_RULES_KEY)
     assert mark is not None and mark["rules"] == [["friend", "intro"]]
     # An enrolment removed by hand behind the rules' back is not looked at again
@@ -292,13 +292,13 @@ def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore)
         )
     with pg.transaction() as tx:
         tx.put(SYNC, TAG_RULES_KEY, {**mark, "position": pg.changes_since(None)[0].position})
-    assert Scope().enrol_by_tag(pg, friends, START) == 0
+    assert enrol_by_tag(pg, friends, START) == 0
     with pg.transaction() as tx:
         doc = tx.get(CONTACTS, "late@example.com")
         assert doc is not None
         tx.put(CONTACTS, "late@example.com", {**doc, "first_name": "Late"})
-    assert Scope().enrol_by_tag(pg, friends, START) == 1  # a new daemon, from the stored mark
+    assert enrol_by_tag(pg, friends, START) == 1  # a new daemon, from the stored mark
     assert pg.get(ENROLMENTS, "intro/late@example.com") is not None
     # New rules: everyone is looked at again.
     friends["keep"] = replace(SEQUENCES["keep"], enroll_tag="friend")
-    assert Scope().enrol_by_tag(pg, friends, START) == 6 + 1  # keep for all, intro for f0
+    assert enrol_by_tag(pg, friends, START) == 6 + 1  # keep for all, intro for f0

@@ -34,7 +34,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
 
 from toma.config import Config
 from toma.core.earliest import earliest
@@ -52,111 +51,100 @@ from toma.store.records import contacts as addressbook
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.store.records import outbox
-from toma.store.records.due import can_be_due
+from toma.store.records.due import can_be_due, tagged_unenrolled
 from toma.store.records.query import matching_any
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class TagIndexed(Protocol):
-    def tagged_unenrolled(
-        self, tag: str, sequence: str, among: Collection[str] | None = None
-    ) -> set[str]: ...
 
 
 TAG_RULES_KEY = "tag-rules"
 """The sync document saying which tag rules were applied, through which change."""
 
 
-class Scope:
-    """A daemon's ticks on a large store (see the module docstring)."""
+def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime) -> int:
+    """Enrol the active contacts carrying a sequence's tag (step 1); how many were.
 
-    def enrol_by_tag(self, store: Store, sequences: Mapping[str, Sequence], now: datetime) -> int:
-        """Enrol the active contacts carrying a sequence's tag (step 1); how many were.
-
-        Where the feed stood when the rules were last applied is kept in the
-        store (``sync`` table), for every daemon: only the first daemon on a
-        store, or the first after the rules change, asks about every contact.
-        Two daemons applying the same rules at once enrol nobody twice
-        (:func:`~toma.store.records.enrolments.record_tag_enrolments` looks
-        again as it writes), and the mark either leaves behind was taken
-        before its own check: at worst some contacts are looked at again.
-        """
-        if not isinstance(store, TagIndexed):
-            raise TypeError("a scoped tick needs a store that answers tagged_unenrolled")
-        tagged = sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
-        applied = _applied(store, tagged)
-        mark, changes = store.changes_since(applied)
-        among: set[str] | None = None
-        if changes is not None:
-            among = set()
-            for table, key, _deleted in changes:
-                if table == CONTACTS:
-                    among.add(key)
-                elif table == ENROLMENTS:
-                    among.add(key.partition("/")[2])  # sequence/contact
-        found: set[str] = set()
-        if among is None or among:
-            for tag, name in tagged:
-                found |= store.tagged_unenrolled(tag, name, among)
-        written = self._enrol(store, found, sequences, now) if found else 0
-        if mark != applied:
-            # Kept up with even when nothing relevant changed: a mark left behind
-            # would fall off the end of the feed and cost a check of everyone.
-            with store.transaction() as tx:
-                source = mark.source
-                tx.put(
-                    SYNC,
-                    TAG_RULES_KEY,
-                    {
-                        "rules": tagged,
-                        "source": list(source) if isinstance(source, tuple) else None,
-                        "position": mark.position,
-                    },
-                )
-        return written
-
-    @staticmethod
-    def _enrol(
-        store: Store, emails: Collection[str], sequences: Mapping[str, Sequence], now: datetime
-    ) -> int:
-        contacts = addressbook.of_addresses(store, emails)
-        enrolled = {
-            (doc["contact"], doc["sequence"])
-            for _key, doc in matching_any(store, ENROLMENTS, "contact", emails)
-        }
-        return write_enrolments(store, tag_enrolments(contacts, sequences, enrolled, now=now))
-
-    def state(self, store: Store, config: Config, files: Files, now: datetime) -> PlanState:
-        """The planner's input for the contacts this tick may act on (steps 2 and 3)."""
-        asked = earliest(files.sequences, config.windows, files.held)
-        emails = can_be_due(store, asked, now)
-        if emails is None:
-            raise TypeError("a scoped tick needs a store that says who can be due")
-        emails |= {invoice.contact for invoice in billing.all_invoices(store)}
-        extra: dict[str, OutboxRecord] = {
-            record.key: record for record in outbox.records(store, kind="notice", state="planned")
-        }
-        scheduled = broadcast.scheduled(store)
-        for name in scheduled:
-            extra.update(outbox.of_issue(store, name))
-        state = plan_state_of(store, config, files, emails)
-        contacts = state.contacts
-        if scheduled:
-            # An issue's audience is found among every contact (core/audience).
-            contacts = MappingProxyType(
-                {c.email: c for c in addressbook.all_contacts(store)} | dict(contacts)
+    Where the feed stood when the rules were last applied is kept in the
+    store (``sync`` table), for every daemon: only the first daemon on a
+    store, or the first after the rules change, asks about every contact.
+    Two daemons applying the same rules at once enrol nobody twice
+    (:func:`~toma.store.records.enrolments.record_tag_enrolments` looks
+    again as it writes), and the mark either leaves behind was taken
+    before its own check: at worst some contacts are looked at again.
+    """
+    tagged = sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
+    applied = _applied(store, tagged)
+    mark, changes = store.changes_since(applied)
+    among: set[str] | None = None
+    if changes is not None:
+        among = set()
+        for table, key, _deleted in changes:
+            if table == CONTACTS:
+                among.add(key)
+            elif table == ENROLMENTS:
+                among.add(key.partition("/")[2])  # sequence/contact
+    found: set[str] = set()
+    if among is None or among:
+        for tag, name in tagged:
+            found |= tagged_unenrolled(store, tag, name, among)
+    written = _enrol(store, found, sequences, now) if found else 0
+    if mark != applied:
+        # Kept up with even when nothing relevant changed: a mark left behind
+        # would fall off the end of the feed and cost a check of everyone.
+        with store.transaction() as tx:
+            source = mark.source
+            tx.put(
+                SYNC,
+                TAG_RULES_KEY,
+                {
+                    "rules": tagged,
+                    "source": list(source) if isinstance(source, tuple) else None,
+                    "position": mark.position,
+                },
             )
-        if extra or scheduled:
-            state = replace(
-                state, contacts=contacts, history=MappingProxyType({**extra, **state.history})
-            )
-        log.debug(
-            "scoped",
-            extra=fields(contacts=len(state.contacts), enrolments=len(state.enrolments)),
+    return written
+
+
+def plan_state(store: Store, config: Config, files: Files, now: datetime) -> PlanState:
+    """The planner's input for the contacts this tick may act on (steps 2 and 3)."""
+    asked = earliest(files.sequences, config.windows, files.held)
+    emails = can_be_due(store, asked, now)
+    if emails is None:
+        raise TypeError("a scoped tick needs a store that says who can be due")
+    emails |= {invoice.contact for invoice in billing.all_invoices(store)}
+    extra: dict[str, OutboxRecord] = {
+        record.key: record for record in outbox.records(store, kind="notice", state="planned")
+    }
+    scheduled = broadcast.scheduled(store)
+    for name in scheduled:
+        extra.update(outbox.of_issue(store, name))
+    state = plan_state_of(store, config, files, emails)
+    contacts = state.contacts
+    if scheduled:
+        # An issue's audience is found among every contact (core/audience).
+        contacts = MappingProxyType(
+            {c.email: c for c in addressbook.all_contacts(store)} | dict(contacts)
         )
-        return state
+    if extra or scheduled:
+        state = replace(
+            state, contacts=contacts, history=MappingProxyType({**extra, **state.history})
+        )
+    log.debug(
+        "scoped",
+        extra=fields(contacts=len(state.contacts), enrolments=len(state.enrolments)),
+    )
+    return state
+
+
+def _enrol(
+    store: Store, emails: Collection[str], sequences: Mapping[str, Sequence], now: datetime
+) -> int:
+    contacts = addressbook.of_addresses(store, emails)
+    enrolled = {
+        (doc["contact"], doc["sequence"])
+        for _key, doc in matching_any(store, ENROLMENTS, "contact", emails)
+    }
+    return write_enrolments(store, tag_enrolments(contacts, sequences, enrolled, now=now))
 
 
 def _applied(store: Store, tagged: list[list[str]]) -> ChangeMark | None:

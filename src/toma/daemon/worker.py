@@ -57,9 +57,9 @@ from toma.core.outbox import (
     OutboxRecord,
     recover_after_crash,
 )
+from toma.daemon import scoped
 from toma.daemon.cache import PlanCache
 from toma.daemon.mailboxes import copy_sent_all, sync_mailboxes
-from toma.daemon.scoped import Scope
 from toma.daemon.senders import day_limited, first, owners_of, split
 from toma.daemon.sending import Outgoing, Sender
 from toma.daemon.serving import serving_if_asked
@@ -117,7 +117,7 @@ class Worker:
         self.store = store
         self._plan_cache = PlanCache()
         # A store that says who can be due is not read whole (toma.daemon.scoped).
-        self._scope = Scope() if due.indexed(store) else None
+        self._scoped = due.indexed(store)
         self._frozen = False  # decoded store, kept from tick to tick
         self._transport_factory = transport_factory or (
             lambda config: transport_for(config, ssl_context=ssl_context)
@@ -201,10 +201,10 @@ class Worker:
         if claims.shared(self.store):
             self.recover(now, starting=False)  # what a daemon that died left in flight
         self.store.refresh()
-        if self._scope is not None:
+        if self._scoped:
             # A large store: only the contacts that can have something due are read.
-            report.enrolled = self._scope.enrol_by_tag(self.store, files.sequences, now)
-            state = self._scope.state(self.store, config, files, now)
+            report.enrolled = scoped.enrol_by_tag(self.store, files.sequences, now)
+            state = scoped.plan_state(self.store, config, files, now)
         else:
             state = self._plan_cache.state(self.store, config, files)
             report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)
@@ -282,7 +282,7 @@ class Worker:
         # Read through the whole history only where a daily limit asks for it.
         limited = day_limited(config)
         recent: list[OutboxRecord] = []
-        if limited and self._scope is not None:
+        if limited and self._scoped:
             recent = outbox.handed_in_day(self.store, now)
             # Whose sender sent them: the tick read only the contacts it plans.
             whose = {record.contact for record in recent} - owners.keys()
