@@ -30,7 +30,7 @@ time, never later than the planner's).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
@@ -38,6 +38,7 @@ from types import MappingProxyType
 from toma.config import Config
 from toma.core.earliest import earliest
 from toma.core.enrolments import tag_enrolments
+from toma.core.invoices import Invoice
 from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
 from toma.core.sequences import Sequence
@@ -48,7 +49,6 @@ from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, SYNC, Store
 from toma.store.base import ChangeMark
 from toma.store.records import contacts as addressbook
-from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.store.records import outbox
 from toma.store.records.due import can_be_due, tagged_unenrolled
@@ -105,13 +105,16 @@ def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime)
     return written
 
 
-def plan_state(store: Store, config: Config, files: Files, now: datetime) -> PlanState:
-    """The planner's input for the contacts this tick may act on (steps 2 and 3)."""
+def plan_state(
+    store: Store, config: Config, files: Files, now: datetime, invoices: Iterable[Invoice]
+) -> PlanState:
+    """The planner's input for the contacts this tick may act on (steps 2 and 3), with the
+    clients of ``invoices`` (every invoice, which the reminders' plan reads whole)."""
     asked = earliest(files.sequences, config.windows, files.held)
     emails = can_be_due(store, asked, now)
     if emails is None:
         raise TypeError("a scoped tick needs a store that says who can be due")
-    emails |= {invoice.contact for invoice in billing.all_invoices(store)}
+    emails |= {invoice.contact for invoice in invoices}
     extra: dict[str, OutboxRecord] = {
         record.key: record for record in outbox.records(store, kind="notice", state="planned")
     }

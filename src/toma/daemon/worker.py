@@ -201,10 +201,12 @@ class Worker:
         if claims.shared(self.store):
             self.recover(now, starting=False)  # what a daemon that died left in flight
         self.store.refresh()
+        invoices = None
         if self._scoped:
             # A large store: only the contacts that can have something due are read.
             report.enrolled = scoped.enrol_by_tag(self.store, files.sequences, now)
-            state = scoped.plan_state(self.store, config, files, now)
+            invoices = list(billing.all_invoices(self.store))
+            state = scoped.plan_state(self.store, config, files, now, invoices)
         else:
             state = self._plan_cache.state(self.store, config, files)
             report.enrolled = enrol_by_tag(self.store, state, files.sequences, now)
@@ -224,6 +226,7 @@ class Worker:
             history=state.history,
             now=now,
             until=now + PACED_AHEAD,
+            invoices=invoices,
         )
         decided = decide(state, invoice_plan, now)
         for problem in decided.problems:

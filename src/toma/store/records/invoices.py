@@ -7,7 +7,7 @@ thank-yous, ageing — are pure and live in :mod:`toma.core.invoices` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -117,10 +117,12 @@ def reminders(
     history: Mapping[str, OutboxRecord],
     now: datetime,
     until: datetime | None = None,
+    invoices: Iterable[Invoice] | None = None,
 ) -> list[PlannedReminder]:
-    """The reminders and thank-yous due by ``until`` (or now), and the skips decided now."""
+    """The reminders and thank-yous due by ``until`` (or now), and the skips decided now;
+    of ``invoices`` when the caller read them already, else of every invoice."""
     return plan_reminders(
-        list(all_invoices(reader)),
+        list(all_invoices(reader) if invoices is None else invoices),
         contacts,
         history,
         config.invoices.stages,
