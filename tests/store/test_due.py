@@ -302,3 +302,33 @@ def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore)
     # New rules: everyone is looked at again.
     friends["keep"] = replace(SEQUENCES["keep"], enroll_tag="friend")
     assert enrol_by_tag(pg, friends, START) == 6 + 1  # keep for all, intro for f0
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"rules": [["friend", "intro"]], "source": "not a list", "position": 3},
+        {"rules": [["friend", "intro"]], "source": ["postgres", "x"], "position": "3"},
+        {"rules": "friend"},
+        {},
+        {"rules": [["friend", "intro"]], "source": None, "position": 10**12},  # source below
+    ],
+)
+def test_a_damaged_tag_rules_mark_means_looking_at_everyone(
+    pg: PgStore, forged: dict[str, object]
+) -> None:
+    """A mark nobody can read (a hand edit, another version) costs a full check, not a
+    contact left unenrolled nor a failed tick."""
+    from toma.daemon.scoped import TAG_RULES_KEY, enrol_by_tag
+    from toma.store import SYNC
+
+    friends = {"intro": replace(SEQUENCES["intro"], enroll_tag="friend")}
+    with pg.transaction() as tx:
+        tx.put(CONTACTS, "f@example.com", make_contact("f@example.com", tags=["friend"]).to_doc())
+        if forged.get("position") == 10**12:
+            # A mark from this very feed, but past its newest change.
+            forged = {**forged, "source": list(pg.changes_since(None)[0].source)}
+        tx.put(SYNC, TAG_RULES_KEY, forged)
+    assert enrol_by_tag(pg, friends, START) == 1
+    mark = pg.get(SYNC, TAG_RULES_KEY)
+    assert mark is not None and isinstance(mark["position"], int)

@@ -266,17 +266,20 @@ class PgStore(Reads):
         after = mark.position if mark is not None and ours else -1
         with self._conn() as conn:
             feed = conn.execute(
-                "SELECT f.floor, c.seq, c.tbl, c.key, c.deleted FROM toma_feed f"
+                "SELECT greatest(f.floor, (SELECT coalesce(max(seq), 0) FROM toma_changes)),"
+                " f.floor, c.seq, c.tbl, c.key, c.deleted FROM toma_feed f"
                 " LEFT JOIN toma_changes c ON c.seq > greatest(%s, f.floor) ORDER BY c.seq",
                 (after,),
             ).fetchall()
-        floor = int(feed[0][0]) if feed else 0
-        rows = [row for row in feed if row[1] is not None]
-        last = int(rows[-1][1]) if rows else max(after, floor)
+        newest, floor = (int(feed[0][0]), int(feed[0][1])) if feed else (0, 0)
+        rows = [row for row in feed if row[2] is not None]
+        last = int(rows[-1][2]) if rows else max(min(after, newest), floor)
         new = ChangeMark(self._feed, last)
-        if not ours or after < floor:
+        # A mark past the newest change was not made by this feed (a damaged one kept in
+        # the store, say): nothing can be said of what changed since.
+        if not ours or after < floor or after > newest:
             return new, None
-        return new, [(table, key, deleted) for _floor, _seq, table, key, deleted in rows]
+        return new, [(table, key, deleted) for _n, _f, _seq, table, key, deleted in rows]
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
