@@ -176,6 +176,18 @@ class TestFailures:
         assert smtpd_handler.count("RSET") == 1
         assert smtpd_handler.count("EHLO") == 1
 
+    @pytest.mark.smtpd_options(
+        rcpt_answers={"nobody@example.com": "550 5.1.1 no\x00such\x1b[2J user\x7f"}
+    )
+    def test_control_characters_in_a_refusal_are_not_kept(
+        self, smtp_config: Smtp, smtpd_handler: RecordingHandler
+    ) -> None:
+        """A server's text goes into the message's record and the log: a NUL (which
+        PostgreSQL cannot store) or a terminal escape in it is replaced."""
+        (result,) = run(send_batch(smtp_config, [envelope(1, to="nobody@example.com")]))
+        assert result.outcome is Outcome.PERMANENT
+        assert result.detail.endswith("550 5.1.1 no\ufffdsuch\ufffd[2J user\ufffd")
+
     @pytest.mark.smtpd_options(rcpt_answers={"nobody@example.com": "550 5.1.1 no such user"})
     def test_several_recipients_go_all_or_nothing(
         self, smtp_config: Smtp, smtpd_handler: RecordingHandler

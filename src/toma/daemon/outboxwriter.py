@@ -24,7 +24,8 @@ from toma.core.reminders import number_of_ref
 from toma.errors import TomaError
 from toma.inbox.sentcopy import Spool
 from toma.logs import fields
-from toma.store import CONTACTS, INVOICES, MESSAGES, Store, Transaction, claims
+from toma.store import CONTACTS, INVOICES, MESSAGES, Document, Store, Transaction, claims
+from toma.store.records.query import by_keys
 from toma.timeutil import iso
 from toma.transports import Envelope, Handing, Outcome, Result, Transport
 
@@ -300,50 +301,67 @@ class OutboxWriter:
             return written
         now = self.now
         with self.store.transaction() as tx:
+            # Everything this write looks at, read at once: on PostgreSQL a round trip
+            # per message and per contact cost more than all the rest of the write.
+            # ``current`` then follows this transaction's own writes.
+            current = by_keys(
+                tx, MESSAGES, [k for k, _ in marks] + handing + [r.key for r in outcomes]
+            )
+            people = by_keys(
+                tx,
+                CONTACTS,
+                {record.contact for _, record in marks}
+                | {self.records[key].contact for key in handing},
+            )
+
+            def put(key: str, record: OutboxRecord) -> None:
+                doc = record.to_doc()
+                tx.put(MESSAGES, key, doc)
+                current[key] = doc
+
             for key, record in marks:
                 if key in self.marked:
                     # Marked (or withdrawn) by an earlier write already, a batch raced it:
                     # marking again would be refused as another daemon's claim.
                     continue
-                before = tx.get(MESSAGES, key)
+                before = current.get(key)
                 stop = (
                     Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims
                     if claims.taken(before, now)
                     else Withheld("forget", "the notice was withdrawn")
                     if before is None and record.kind == "notice"
-                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                    else withheld(record, people.get(record.contact), now)
                 )
                 if stop is None:
-                    tx.put(MESSAGES, key, record.to_doc())
+                    put(key, record)
                     written.records[key] = record
                     written.before[key] = before
                 else:
-                    self._withdraw(tx, key, record, stop, before, written)
+                    self._withdraw(tx, current, key, record, stop, before, written)
             for key in handing:
                 record = written.records.get(key, self.records[key])
-                current = tx.get(MESSAGES, key)
                 stop = (
                     Withheld("forget", "the record was erased")
-                    if current is None
-                    else withheld(record, tx.get(CONTACTS, record.contact), now)
+                    if current.get(key) is None
+                    else withheld(record, people.get(record.contact), now)
                 )
                 if stop is None:
                     record = replace(record, handover=HANDED)
-                    tx.put(MESSAGES, key, record.to_doc())
+                    put(key, record)
                     written.records[key] = record
                 else:
-                    self._withdraw(tx, key, record, stop, self.before.get(key), written)
+                    self._withdraw(tx, current, key, record, stop, self.before.get(key), written)
             for result in outcomes:
                 record = self.settle(
                     written.records.get(result.key, self.records[result.key]), result
                 )
                 written.records[result.key] = record
                 written.settled.append(record)
-                if tx.get(MESSAGES, record.key) is None:
+                if current.get(record.key) is None:
                     # Forgotten since it was marked: nothing about them is written again.
                     written.erased.append(record)
                     continue
-                tx.put(MESSAGES, record.key, record.to_doc())
+                put(record.key, record)
                 if record.kind == "invoice" and record.state is MessageState.SENT:
                     _remember_thread(tx, record)
         return written
@@ -351,10 +369,11 @@ class OutboxWriter:
     def _withdraw(
         self,
         tx: Transaction,
+        current: dict[str, Document],
         key: str,
         record: OutboxRecord,
         stop: Withheld,
-        before: dict[str, Any] | None,
+        before: Document | None,
         written: Written,
     ) -> None:
         written.withdrawn[key] = stop.reason
@@ -365,13 +384,15 @@ class OutboxWriter:
                 at=self.now,
                 detail=stop.reason,
             )
-            tx.put(MESSAGES, key, skipped.to_doc())
+            current[key] = skipped.to_doc()
+            tx.put(MESSAGES, key, current[key])
             written.records[key] = skipped
         elif stop.action == "taken":
             pass  # another daemon's now: its record is left as that daemon wrote it
         elif stop.action == "wait" and before is not None:
             tx.put(MESSAGES, key, before)  # as it was before the tick: planned again later
-        elif tx.get(MESSAGES, key) is not None:
+            current[key] = before
+        elif current.pop(key, None) is not None:
             tx.delete(MESSAGES, key)
 
     def _apply(self, written: Written) -> None:

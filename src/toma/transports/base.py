@@ -41,6 +41,7 @@ import asyncio
 import inspect
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -119,9 +120,18 @@ class Transport(Protocol):
         ...
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def one_line(text: str, limit: int = 500) -> str:
-    """Collapse a multi-line server answer or error text to one bounded line."""
-    flat = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """Collapse a multi-line server answer or error text to one bounded line.
+
+    The text is the server's: its control characters (a NUL, which PostgreSQL
+    cannot store in a document; a terminal escape, which would reach the log and
+    the screen) become U+FFFD.
+    """
+    lines = str(text).splitlines()
+    flat = " ".join(_CONTROL.sub("\ufffd", part.strip()) for part in lines if part.strip())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -43,6 +43,20 @@ class QueryingAny(Protocol):
     ) -> Iterator[tuple[str, Document]]: ...
 
 
+def by_keys(reader: Reader, table: str, keys: Collection[str]) -> dict[str, Document]:
+    """The documents of ``table`` under ``keys``, those that exist: one indexed query on
+    PostgreSQL (a round trip per key would cost more than the rest of a write), a
+    lookup per key elsewhere."""
+    if isinstance(reader, QueryingAny):
+        return dict(reader.where_any(table, "key", keys))
+    found = {}
+    for key in keys:
+        doc = reader.get(table, key)
+        if doc is not None:
+            found[key] = doc
+    return found
+
+
 def matching_any(
     reader: Reader, table: str, name: str, values: Collection[str]
 ) -> Iterator[tuple[str, Document]]:
