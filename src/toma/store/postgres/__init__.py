@@ -21,8 +21,10 @@ here as it does on one machine), and the change feed's numbers
 at mark *n* misses nothing by asking for what is above *n*. A write holds the
 lock for milliseconds (a batch of marks or outcomes); the slow part of
 sending, the SMTP conversation, runs outside it, in every daemon at once.
-Puts are sent in batches (one pipelined ``executemany``) before the next read
-of the transaction and at its end.
+Puts are sent in batches (one ``INSERT ... SELECT FROM unnest`` of arrays sent
+in binary) before the next read of the transaction and at its end: a statement
+per document costs the daemon more in the driver than the database spends on
+it, and arrays sent as text are escaped a character at a time.
 
 **Connections.** A pool (psycopg_pool) of a few connections, each in
 autocommit between transactions. The store interface is synchronous, as the

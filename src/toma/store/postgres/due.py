@@ -89,6 +89,6 @@ def tagged_unenrolled(
     """Active contacts carrying ``tag`` with no enrolment in ``sequence`` (in any state),
     among ``among`` when given (the enrolment's key: see
     :func:`toma.core.enrolments.enrolment_key`)."""
-    query = _UNENROLLED if among is None else _UNENROLLED + " AND c.key = ANY(%(among)s)"
+    query = _UNENROLLED if among is None else _UNENROLLED + " AND c.key = ANY(%(among)b::text[])"
     rows = conn.execute(query, {"tag": tag, "sequence": sequence, "among": among}).fetchall()
     return {row[0] for row in rows}

@@ -122,7 +122,7 @@ class Reads:
             raise StoreError(f"no index on {name}", file=self._where)
         if name == "key":
             query = sql.SQL(
-                "SELECT key, doc::text FROM toma_documents WHERE tbl = {} AND key = ANY(%s)"
+                "SELECT key, doc::text FROM toma_documents WHERE tbl = {} AND key = ANY(%b::text[])"
                 " ORDER BY ord"
             ).format(sql.Literal(table))
         else:
@@ -131,7 +131,7 @@ class Reads:
             # read the whole table (seconds) than probe (milliseconds). OFFSET 0
             # keeps it from flattening the probe into a join.
             query = sql.SQL(
-                "SELECT d.key, d.doc::text FROM unnest(%s::text[]) AS wanted(value)"
+                "SELECT d.key, d.doc::text FROM unnest(%b::text[]) AS wanted(value)"
                 " CROSS JOIN LATERAL (SELECT key, doc, ord FROM toma_documents"
                 " WHERE tbl = {} AND doc ->> {} = wanted.value OFFSET 0) AS d ORDER BY d.ord"
             ).format(sql.Literal(table), sql.Literal(name))

@@ -52,7 +52,7 @@ _LIVE_DAEMONS = (
 
 _ADD_CHANGES = (
     "INSERT INTO toma_changes (tbl, key, deleted)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::boolean[])"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::boolean[])"
 )
 # ... and the newest change with the feed's floor, to know when to trim it.
 _ADD_CHANGES_COUNTED = sql.SQL(
@@ -173,7 +173,7 @@ class PgTransaction(Reads):
             self._connection.execute(
                 "INSERT INTO toma_documents (tbl, key, doc, ord, claimed_by)"
                 " SELECT tbl, key, doc::json, nextval('toma_order'), claimed_by"
-                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[])"
                 " AS batch(tbl, key, doc, claimed_by)"
                 " ON CONFLICT (tbl, key) DO UPDATE"
                 " SET doc = EXCLUDED.doc, claimed_by = EXCLUDED.claimed_by",
