@@ -215,3 +215,72 @@ class TestHandOver:
 
 def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
+
+
+class TestGrouping:
+    """The sends under way share each trip to a thread, and each fsync of new/."""
+
+    def test_concurrent_sends_share_the_fsyncs_of_new(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from toma import durable
+        from toma.transports import maildir
+
+        synced: list[Path] = []
+        real = durable.fsync_dir
+
+        def counting(path: Path) -> None:
+            synced.append(path)
+            real(path)
+
+        monkeypatch.setattr(maildir, "fsync_dir", counting)
+
+        def handed(key: str) -> asyncio.Future[bool]:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_result(True)
+            return answer
+
+        async def go(envelopes: list[Envelope]) -> list[Result]:
+            async with MaildirTransport(tmp_path, concurrency=16) as transport:
+
+                class Handing:
+                    concurrency = transport.concurrency
+
+                    async def send(self, envelope: Envelope) -> Result:
+                        return await transport.send(envelope, handed)
+
+                return await send_all(Handing(), envelopes)  # type: ignore[arg-type]
+
+        envelopes = [envelope(n) for n in range(64)]
+        results = run(go(envelopes))
+        assert [r.outcome for r in results] == [Outcome.SENT] * 64
+        assert len(names(tmp_path / "new")) == 64 and names(tmp_path / "tmp") == []
+        # Every message is in new/ before its send ends, and new/ was fsynced after it.
+        assert synced and all(path == tmp_path / "new" for path in synced)
+        assert len(synced) <= 64 // 4, len(synced)
+
+    def test_a_group_answers_each_caller_its_own_result_or_the_error(self) -> None:
+        from toma.transports.maildir import Grouped
+
+        calls: list[list[int]] = []
+
+        def double(items: list[int]) -> list[int]:
+            calls.append(items)
+            return [2 * item for item in items]
+
+        def broken(items: list[int]) -> list[int]:
+            raise OSError(5, "Input/output error")
+
+        async def go() -> tuple[list[int], list[BaseException | int]]:
+            doubling = Grouped(double)
+            answers = await asyncio.gather(*(doubling.run(n) for n in range(10)))
+            failing = Grouped(broken)
+            errors = await asyncio.gather(
+                *(failing.run(n) for n in range(3)), return_exceptions=True
+            )
+            return answers, errors
+
+        answers, errors = run(go())
+        assert answers == [2 * n for n in range(10)]
+        assert len(calls) < 10 and sorted(n for call in calls for n in call) == list(range(10))
+        assert [type(e) for e in errors] == [OSError] * 3

@@ -25,9 +25,10 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from toma.durable import fsync_dir, write_new
 from toma.errors import TransportError
@@ -35,6 +36,9 @@ from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _SUBDIRS = ("tmp", "new", "cur")
 # Part of every file name; process-wide because uniqueness must hold across all
@@ -58,14 +62,57 @@ def unique_name(host: str) -> str:
     return f"{seconds}.M{micros:06d}P{os.getpid()}Q{next(_SEQUENCE)}R{secrets.token_hex(4)}.{host}"
 
 
+class Grouped(Generic[T, R]):
+    """Calls of a blocking function, gathered: what is asked while one call runs in a
+    thread is run by the next, as one list.
+
+    A thread's start and its answer each cost a hand-over of the interpreter
+    lock; at a thousand messages a second, sent a few at a time, those
+    hand-overs cost more CPU than the files themselves.
+    """
+
+    def __init__(self, run_all: Callable[[list[T]], list[R]]) -> None:
+        self._run_all = run_all
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def run(self, item: T) -> R:
+        answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._drain())
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    results = await asyncio.to_thread(self._run_all, [item for item, _ in group])
+                except BaseException as exc:
+                    for _, answer in group:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, answer), result in zip(group, results, strict=True):
+                    if not answer.done():
+                        answer.set_result(result)
+        finally:
+            self._running = None
+
+
 class MaildirTransport:
     """Write each envelope's message into the Maildir at ``path`` (created if missing)."""
 
-    def __init__(self, path: Path, *, concurrency: int = 4) -> None:
+    def __init__(self, path: Path, *, concurrency: int = 16) -> None:
         self._path = Path(path)
         self._concurrency = max(1, concurrency)
         self._host = _host()
         self._open = False
+        self._staging = Grouped(self._stage_all)
+        self._publishing = Grouped(self._publish_all)
 
     @property
     def path(self) -> Path:
@@ -82,6 +129,10 @@ class MaildirTransport:
             raise TransportError(
                 f"cannot use the Maildir {self._path}: {exc.strerror or exc}", key="transport.path"
             ) from None
+        # The sends under way share each trip to a thread: one for the files written
+        # into tmp/ meanwhile, one for those moved into new/ (and one fsync of new/).
+        self._staging = Grouped(self._stage_all)
+        self._publishing = Grouped(self._publish_all)
         self._open = True
         return self
 
@@ -104,7 +155,7 @@ class MaildirTransport:
         if handing is None:
             return await asyncio.to_thread(self.deliver, envelope)
         handed = handing(envelope.key)  # noted by the caller while the message is written
-        written = await asyncio.to_thread(self._stage, envelope)
+        written = await self._staging.run(envelope)
         if isinstance(written, Result):
             return written
         try:
@@ -115,12 +166,17 @@ class MaildirTransport:
         if not go_on:
             await asyncio.to_thread(self._discard, self._path / "tmp" / written)
             return Result(envelope.key, Outcome.WITHDRAWN, None, "withdrawn before the hand-over")
-        return await asyncio.to_thread(self._publish, envelope, written)
+        return await self._publishing.run((envelope, written))
 
     def deliver(self, envelope: Envelope) -> Result:
         """Deliver one message, blocking (``send`` runs this in a thread)."""
         written = self._stage(envelope)
-        return written if isinstance(written, Result) else self._publish(envelope, written)
+        if isinstance(written, Result):
+            return written
+        return self._publish_all([(envelope, written)])[0]
+
+    def _stage_all(self, envelopes: list[Envelope]) -> list[str | Result]:
+        return [self._stage(envelope) for envelope in envelopes]
 
     def _stage(self, envelope: Envelope) -> str | Result:
         """The message written under ``tmp/``: its name, or a TEMPORARY result."""
@@ -136,26 +192,33 @@ class MaildirTransport:
                 one_line(f"cannot write into {self._path / 'tmp'}: {exc}"),
             )
 
-    def _publish(self, envelope: Envelope, name: str) -> Result:
-        """Move the message written under ``tmp/`` into ``new/``: delivered."""
-        try:
-            self._move_to_new(name)
-        except OSError as exc:
-            self._discard(self._path / "tmp" / name)
-            return Result(
-                envelope.key,
-                Outcome.TEMPORARY,
-                None,
-                one_line(f"cannot deliver into {self._path / 'new'}: {exc}"),
-            )
+    def _publish_all(self, staged: list[tuple[Envelope, str]]) -> list[Result]:
+        """Move messages written under ``tmp/`` into ``new/``: delivered, once ``new/`` is
+        fsynced (once for them all)."""
+        results: list[Result] = []
+        for envelope, name in staged:
+            try:
+                self._move_to_new(name)
+            except OSError as exc:
+                self._discard(self._path / "tmp" / name)
+                results.append(
+                    Result(
+                        envelope.key,
+                        Outcome.TEMPORARY,
+                        None,
+                        one_line(f"cannot deliver into {self._path / 'new'}: {exc}"),
+                    )
+                )
+            else:
+                results.append(Result(envelope.key, Outcome.SENT, None, f"new/{name}"))
         try:
             fsync_dir(self._path / "new")
         except OSError as exc:
-            # The message is in new/ for every reader; only its durability is in doubt.
+            # The messages are in new/ for every reader; only their durability is in doubt.
             log.warning(
                 "maildir fsync failed", extra=fields(path=str(self._path / "new"), error=str(exc))
             )
-        return Result(envelope.key, Outcome.SENT, None, f"new/{name}")
+        return results
 
     def _write_tmp(self, data: bytes) -> str:
         for attempt in range(_ATTEMPTS):
