@@ -22,8 +22,8 @@ import asyncio
 import multiprocessing
 import os
 import threading
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
@@ -34,7 +34,7 @@ from toma.mail.mime import Built
 
 PARALLEL_FROM = 300  # messages in one tick before a worker process pays for itself
 CHUNK = 100
-LOCAL_CHUNKS = 3  # built in this process while the worker starts
+LOCAL_CHUNKS = 1  # built in this process at least, and more while the worker starts
 WORKER_NICENESS = 10
 
 
@@ -80,6 +80,10 @@ def _end_with(parent: BaseProcess) -> None:
     """
     parent.join()
     os._exit(0)
+
+
+def _ready() -> None:
+    """Nothing: answered once the worker has started."""
 
 
 def _build_chunk(jobs: Sequence[Job]) -> list[Built | Failure]:
@@ -139,29 +143,28 @@ async def build_chunks(
     ) as pool:
         chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
 
-        def submit(indexes: Iterable[int]) -> list[Future[list[Built | Failure]]]:
-            return [pool.submit(_build_chunk, chunks[index]) for index in indexes]
+        def submit(index: int) -> asyncio.Future[list[Built | Failure]]:
+            return asyncio.wrap_future(pool.submit(_build_chunk, chunks[index]))
 
-        # The first submit starts the worker, and waits until the fork server has
-        # forked it (the first time, after importing toma): a few tenths of a second,
-        # spent in a thread while the first chunks are built here and sent. Two
-        # chunks queued ahead keep the worker busy after that.
-        local = min(LOCAL_CHUNKS, len(chunks))
-        first = range(local, min(local + 2, len(chunks)))
-        starting = asyncio.ensure_future(asyncio.to_thread(submit, first))
+        # The worker starts in a thread: the first submit forks it and waits (the
+        # first time, while the fork server imports toma: most of a second on a
+        # busy machine). Chunks are built here until it is ready, so that no send
+        # waits for it; then two chunks queued ahead keep it busy.
+        starting = asyncio.ensure_future(asyncio.to_thread(lambda: pool.submit(_ready).result()))
+        index = 0
         try:
-            for index in range(local):
+            while index < len(chunks) and (index < LOCAL_CHUNKS or not starting.done()):
                 yield build_all(composer, chunks[index])
+                index += 1
                 await asyncio.sleep(0)
-            futures = {
-                index: asyncio.wrap_future(future)
-                for index, future in zip(first, await starting, strict=True)
-            }
-            for index in range(local, len(chunks)):
-                if index + 2 < len(chunks):
-                    futures[index + 2] = asyncio.wrap_future(submit([index + 2])[0])
-                built = await futures.pop(index)
-                yield list(zip(chunks[index], built, strict=True))
+            if index < len(chunks):
+                await starting  # a worker that failed to start ends the batch here
+            futures = {ahead: submit(ahead) for ahead in range(index, min(index + 2, len(chunks)))}
+            for at in range(index, len(chunks)):
+                if at + 2 < len(chunks):
+                    futures[at + 2] = submit(at + 2)
+                built = await futures.pop(at)
+                yield list(zip(chunks[at], built, strict=True))
         finally:
             # Stopped early, the worker must have started before the pool can close; and
             # a start that failed unseen must not be left as an unretrieved error.

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 RESULT_BATCH = 20
 RESULT_EVERY = 0.1
 HAND_GATHER = 0.001  # seconds a hand-over waits for others to share its write
-MARK_BATCH = 8  # marked `sending` in one write
+MARK_BATCH = 32  # marked `sending` in one write
 MARK_AHEAD = 2 * MARK_BATCH  # at most this many marked and not yet sent, per chunk in flight
 
 
