@@ -10,10 +10,23 @@ next tick an hour later. ``deciding`` is the part of a tick that reads and
 plans (TickReport.deciding); the rest is rendering, building, delivering and
 recording each message. Targets: under 10 s and under 500 MB per daemon.
 
-    python bench/postgres.py [--sizes 100000,300000,1000000] [--copy 100000]
+    python bench/postgres.py [--sizes 100000,300000,1000000] [--copy 100000] [--where DIR]
 
-Measured on 2 shared cores, PostgreSQL 15, fsync off, a tick reading only the
-contacts that can have something due (store/postgres/due):
+Measured on 2 shared cores, PostgreSQL 15, fsync off, the Maildir on the same
+disk outside /tmp (``--where``; this machine's /tmp creates files 15-40 times
+slower), ``--sizes 100000,300000,1000000 --copy 0``:
+
+    contacts   fill   tags    tick deciding per send  peak RSS  next tick deciding   sent
+     100000   65.3s   2.0s   1.70s    0.28s   1.43ms      82MB      1.91s    0.39s   1000
+     300000  195.9s   9.2s   7.44s    1.62s   1.94ms     113MB      5.54s    1.41s   3000
+    1000000  683.1s  17.5s  15.48s    2.99s   1.25ms     172MB     14.55s    3.53s  10000
+
+A send is written three times (marked sending, handed over, its outcome); each
+write of the journal reads its messages and contacts in two queries and writes
+in one statement (arrays in binary), the progress trigger parses each document
+once (schema version 3), the Maildir groups its file operations. Before those,
+with a round trip per document and per Maildir file operation (the Maildir in
+/tmp then, which made little difference to that code: 4.3-5.0 s at 100k either way):
 
     contacts   fill   tags    tick deciding per send  peak RSS  next tick deciding   sent
      100000   59.2s   2.1s   4.10s    0.28s   3.82ms      83MB      4.39s    0.29s   1000
@@ -29,9 +42,11 @@ Before, when every tick decoded the whole store (load average about 8):
     embedded -> postgres 178 s, identical after the round trip
 
 Deciding grows with the contacts due (1% of the store here), memory barely with
-the store; the rest of the tick is the same few milliseconds per message sent
-at any size, so at 1M contacts the 10,000 messages due, not the store, put the
-tick over 10 s on one daemon of these machines.
+the store; the rest of the tick is about the same 1.2-2 ms per message sent at
+any size (the daemon, the database and the builder process share two cores:
+about 1.7 ms of CPU per message between them), so at 1M contacts the 10,000
+messages due, not the store, put the tick over 10 s on one daemon of these
+machines.
 """
 
 from __future__ import annotations

@@ -131,6 +131,7 @@ class MaildirTransport:
             ) from None
         # The sends under way share each trip to a thread: one for the files written
         # into tmp/ meanwhile, one for those moved into new/ (and one fsync of new/).
+        # Made afresh at each opening: a group belongs to the event loop it ran in.
         self._staging = Grouped(self._stage_all)
         self._publishing = Grouped(self._publish_all)
         self._open = True
