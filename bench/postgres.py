@@ -44,7 +44,7 @@ Before, when every tick decoded the whole store (load average about 8):
 Deciding grows with the contacts due (1% of the store here), memory barely with
 the store; the rest of the tick is about the same 1.2-2 ms per message sent at
 any size (the daemon, the database and the builder process share two cores:
-about 1.7 ms of CPU per message between them), so at 1M contacts the 10,000
+about 1.9 ms of CPU per message between them), so at 1M contacts the 10,000
 messages due, not the store, put the tick over 10 s on one daemon of these
 machines.
 """
