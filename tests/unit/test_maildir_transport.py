@@ -284,3 +284,33 @@ class TestGrouping:
         assert answers == [2 * n for n in range(10)]
         assert len(calls) < 10 and sorted(n for call in calls for n in call) == list(range(10))
         assert [type(e) for e in errors] == [OSError] * 3
+
+    def test_a_group_cancelled_leaves_nobody_waiting(self) -> None:
+        """The loop ending cancels the group's task: its callers, and those waiting for the
+        next group, are cancelled too instead of waiting for ever."""
+        import threading
+
+        from toma.transports.maildir import Grouped
+
+        started, release = threading.Event(), threading.Event()
+
+        def slow(items: list[int]) -> list[int]:
+            started.set()
+            release.wait(10)
+            return items
+
+        async def go() -> list[BaseException | int]:
+            grouped = Grouped(slow)
+            first = asyncio.ensure_future(grouped.run(1))
+            await asyncio.to_thread(started.wait, 10)
+            second = asyncio.ensure_future(grouped.run(2))  # for the next group
+            await asyncio.sleep(0)
+            assert grouped._running is not None
+            grouped._running.cancel()  # as the loop's end does
+            try:
+                return list(await asyncio.gather(first, second, return_exceptions=True))
+            finally:
+                release.set()
+
+        outcomes = run(go())
+        assert [type(o) for o in outcomes] == [asyncio.CancelledError] * 2

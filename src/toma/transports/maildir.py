@@ -84,23 +84,27 @@ class Grouped(Generic[T, R]):
         return await answer
 
     async def _drain(self) -> None:
+        group: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 try:
                     results = await asyncio.to_thread(self._run_all, [item for item, _ in group])
-                except BaseException as exc:
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
                     for _, answer in group:
                         if not answer.done():
                             answer.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
                     continue
                 for (_, answer), result in zip(group, results, strict=True):
                     if not answer.done():
                         answer.set_result(result)
+                group = []
         finally:
             self._running = None
+            # Ended otherwise (the loop cancelled it): nobody will run what waits.
+            for _, answer in group + self._waiting:
+                answer.cancel()
+            self._waiting = []
 
 
 class MaildirTransport:
