@@ -18,39 +18,23 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import PgServer
+from tests.sequences import sequence
 from toma.config import Config, parse_config
 from toma.core.contacts import make_contact
 from toma.core.earliest import NOT_YET, earliest
 from toma.core.enrolments import Enrolment
 from toma.core.outbox import MessageState, OutboxRecord, advance, carry_on, sequence_key
 from toma.core.planner import Plan, PlannedSend, plan
-from toma.core.sequences import OnReply, Repeat, Sequence, Step
 from toma.daemon.cache import plan_state, plan_state_of
 from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, TinyStore
 from toma.store.postgres import PgStore
 from toma.store.records.due import can_be_due
-from toma.timeutil import parse_duration
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati", "")
 TICK = timedelta(hours=13)
 TICKS = 70
-
-
-def sequence(
-    name: str, steps: list[tuple[str, str]], *, repeat: str | None = None, window: str = "default"
-) -> Sequence:
-    return Sequence(
-        name=name,
-        description="",
-        enroll_tag=None,
-        on_reply=OnReply("stop"),
-        window=window,
-        steps=tuple(Step(i, parse_duration(a), f"{i}.md") for i, a in steps),
-        repeat=Repeat(parse_duration(repeat), "repeat.md") if repeat else None,
-        file=Path(f"sequences/{name}.toml"),
-    )
 
 
 SEQUENCES = {

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.sequences import sequence
 from toma.config import Pace, Window
 from toma.core.contacts import Contact, Status, make_contact
 from toma.core.enrolments import Enrolment
@@ -40,25 +41,6 @@ BOB = "bob@example.com"
 
 def berlin(*args: int) -> datetime:
     return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
-
-
-def sequence(
-    name: str,
-    steps: Iterable[tuple[str, str]],
-    *,
-    repeat: str | None = None,
-    window: str = "default",
-) -> Sequence:
-    return Sequence(
-        name=name,
-        description="",
-        enroll_tag=None,
-        on_reply=OnReply("stop"),
-        window=window,
-        steps=tuple(Step(i, parse_duration(a), f"{name}/{i}.md") for i, a in steps),
-        repeat=Repeat(parse_duration(repeat), f"{name}/repeat.md") if repeat else None,
-        file=Path(f"sequences/{name}.toml"),
-    )
 
 
 def enrol(contact: str, name: str, at: datetime, **changes: object) -> Enrolment:
