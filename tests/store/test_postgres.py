@@ -82,11 +82,14 @@ def test_a_daemon_whose_session_ended_refuses_to_write(dsn: str):
     with PgStore(dsn) as store, store.daemon_lock():
         mark(store, "m1")
         with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+            # Termination is a signal: without the timeout the call returns before the
+            # session has ended, and the lock may still be held when the daemon looks.
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND objid = %s AND objsubid = 2",
                 (store.daemon_number,),
-            )
+            ).fetchall()
+            assert ended == [(True,)]
         with pytest.raises(StoreError, match="lost its connection"), store.transaction() as tx:
             tx.put(MESSAGES, "m2", sending("m2", HANDOVER_PENDING))
         assert store.get(MESSAGES, "m2") is None
