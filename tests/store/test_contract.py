@@ -14,7 +14,7 @@ from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, META, Store
 from toma.store.embedded import memory, tinydb
 from toma.store.postgres import reads as pg_reads
 from toma.store.postgres import store as pg_store
-from toma.store.records.query import by_keys, matching
+from toma.store.records.query import by_keys, matching, matching_any
 
 
 def put(store: Store, table: str, key: str, doc: dict[str, Any]) -> None:
@@ -273,6 +273,54 @@ class TestQueries:
         assert by_keys(store, MESSAGES, ["3", "1"]) == {"3": {"state": "planned"}}
         assert by_keys(store, MESSAGES, []) == {}
         assert by_keys(store, CONTACTS, ["2"]) == {}
+
+    def test_reads_of_many_pages_begun_together_answer_whole(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ):
+        """Reads by many values run page by page (on PostgreSQL the next page is fetched
+        while the last is decoded, and reads begun together run at once): each answers
+        every document it asks for, in store order within a page of values."""
+        monkeypatch.setattr(pg_reads, "ANY_PAGE", 7)
+        with store.transaction() as tx:
+            for n in range(60):
+                tx.put(CONTACTS, f"c{n:02}", {"email": f"c{n:02}"})
+                tx.put(MESSAGES, f"m{n:02}", {"contact": f"c{n % 20:02}", "n": n})
+        people = matching_any(store, CONTACTS, "key", [f"c{n:02}" for n in range(0, 60, 2)])
+        sent = matching_any(store, MESSAGES, "contact", [f"c{n:02}" for n in range(20)])
+        none = matching_any(store, MESSAGES, "contact", ["nobody"])
+        assert sorted(key for key, _ in sent) == [f"m{n:02}" for n in range(60)]
+        assert [key for key, _ in people] == [f"c{n:02}" for n in range(0, 60, 2)]
+        assert list(none) == []
+        with store.transaction() as tx:
+            # In a transaction the pages come one after the other, its own puts seen.
+            tx.put(MESSAGES, "m99", {"contact": "c05", "n": 99})
+            mine = [doc["n"] for _, doc in matching_any(tx, MESSAGES, "contact", ["c05"])]
+            assert mine == [5, 25, 45, 99]
+
+    def test_a_read_left_unfinished_holds_nothing_up(
+        self, backend: Opener, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A read of many pages dropped halfway, or still unread when the store closes,
+        leaves nothing waiting: the store closes, and the read either ends whole (what the
+        embedded store already holds) or says why the next page cannot come."""
+        monkeypatch.setattr(pg_reads, "ANY_PAGE", 3)
+        keys = [f"c{n:02}" for n in range(30)]
+        with backend() as store:
+            with store.transaction() as tx:
+                for key in keys:
+                    tx.put(CONTACTS, key, {"email": key})
+            dropped = matching_any(store, CONTACTS, "key", keys)
+            assert next(iter(dropped))[0] == "c00"
+            del dropped
+            unread = iter(matching_any(store, CONTACTS, "key", keys))
+            assert next(unread)[0] == "c00"
+            store.close()
+            try:
+                rest = [key for key, _ in unread]
+            except StoreError as exc:
+                assert "closed" in str(exc)
+            else:
+                assert rest == keys[1:]
 
 
 class TestBatches:

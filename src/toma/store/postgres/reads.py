@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 from collections.abc import Collection, Iterator
+from concurrent.futures import CancelledError, Executor, Future
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,7 @@ from toma.store.base import TABLES, Document
 from toma.store.postgres import due
 
 PAGE = 5000  # documents read per query by all()
+ANY_PAGE = 2000  # values asked per query by where_any(), the next page fetched meanwhile
 QUERY_FIELDS = frozenset({"state", "contact", "kind", "ref", "answers", "status"})
 """The document fields :meth:`PgStore.where` may test: each has an index (migrations)."""
 RANGE_FIELDS = frozenset({"updated_at"})  # :meth:`PgStore.where_from`'s, indexed (0002)
@@ -82,6 +85,9 @@ class Reads:
     """The reads both the store and a transaction answer, on a connection given by ``_conn``."""
 
     _where: str
+    # Where the store fetches a read's next page while its caller decodes the last
+    # one; None in a transaction, whose reads share its one connection.
+    _ahead: Executor | None = None
 
     @contextmanager
     def _conn(self) -> Iterator[Conn]:
@@ -136,12 +142,55 @@ class Reads:
                 " WHERE tbl = {} AND doc ->> {} = wanted.value OFFSET 0) AS d ORDER BY d.ord"
             ).format(sql.Literal(table), sql.Literal(name))
         wanted = sorted(set(values))
-        for start in range(0, len(wanted), PAGE):
-            self._before_read()
-            with self._conn() as conn, pg_errors(self._where):
-                rows = conn.execute(query, (wanted[start : start + PAGE],)).fetchall()
-            for key, text in rows:
+        pages = [wanted[start : start + ANY_PAGE] for start in range(0, len(wanted), ANY_PAGE)]
+        return self._each_page(query, pages)
+
+    def _each_page(
+        self, query: sql.Composed, pages: list[list[str]]
+    ) -> Iterator[tuple[str, Document]]:
+        """The rows of ``query`` for each page of values, decoded.
+
+        On the store, the first page is asked for at once, and each next one
+        while the caller works through the last: the server's time is spent
+        while this process decodes, and several reads begun together (a tick's
+        contacts, enrolments and messages) run at once. Two pages at most are
+        held per read.
+        """
+        ahead = self._ahead
+        if ahead is None or not pages:
+            return self._pages_in_turn(query, pages)
+        asked: deque[Future[list[tuple[str, str]]]] = deque(
+            [ahead.submit(self._fetch_page, query, pages[0])]
+        )
+
+        def rows() -> Iterator[tuple[str, Document]]:
+            try:
+                for index in range(len(pages)):
+                    try:
+                        page = asked.popleft().result()
+                        if index + 1 < len(pages):
+                            asked.append(ahead.submit(self._fetch_page, query, pages[index + 1]))
+                    except (RuntimeError, CancelledError):  # the store closed meanwhile
+                        raise StoreError("the store is closed", file=self._where) from None
+                    for key, text in page:
+                        yield key, decode(text)
+            finally:
+                for future in asked:  # left unread: nobody waits for what it holds
+                    future.cancel()
+
+        return rows()
+
+    def _pages_in_turn(
+        self, query: sql.Composed, pages: list[list[str]]
+    ) -> Iterator[tuple[str, Document]]:
+        for page in pages:
+            for key, text in self._fetch_page(query, page):
                 yield key, decode(text)
+
+    def _fetch_page(self, query: sql.Composed, page: list[str]) -> list[tuple[str, str]]:
+        self._before_read()
+        with self._conn() as conn, pg_errors(self._where):
+            return conn.execute(query, (page,)).fetchall()
 
     def where_from(self, table: str, name: str, lowest: str) -> Iterator[tuple[str, Document]]:
         """The documents of ``table`` whose field ``name`` is ``lowest`` or after, as text."""

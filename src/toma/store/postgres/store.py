@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -275,6 +276,9 @@ class PgStore(Reads):
         )
         with pg_errors(self._where):
             self._pool.open(wait=True, timeout=timeout)
+        # Reads fetch their next pages here (see Reads._each_page), leaving one
+        # connection of the pool for everything else.
+        self._ahead = ThreadPoolExecutor(max(1, pool_size - 1), thread_name_prefix="toma-pg-read")
 
     @property
     def daemon_number(self) -> int | None:
@@ -401,6 +405,8 @@ class PgStore(Reads):
         if self._closed:
             return
         self._closed = True
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True, cancel_futures=True)
         self._pool.close()
 
     def __enter__(self) -> PgStore:
