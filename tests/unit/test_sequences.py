@@ -99,10 +99,15 @@ BAD = [
     ("duplicate id", 'id = "useful-article"', 'id = "nice-to-meet"', "steps[1].id", 13, "used"),
     ("id not a slug", 'id = "useful-article"', 'id = "Useful Article"', "steps[1].id", 13, "slug"),
     ("reserved id", 'id = "useful-article"', 'id = "repeat-2"', "steps[1].id", 13, "reserved"),
+    # A line end after a slug: it would become part of every key and ref written.
+    ("id ends a line", '"useful-article"', '"useful-article\\n"', "steps[1].id", 13, "slug"),
+    ("id with a NUL", 'id = "useful-article"', 'id = "useful\\u0000"', "steps[1].id", 13, "slug"),
+    ("reserved, line end", '"useful-article"', '"repeat-2\\n"', "steps[1].id", 13, "slug"),
     ("unknown window", 'window = "default"', 'window = "defualt"', "window", 5, "mean 'default'"),
     ("bad on_reply", '"pause 30d"', '"ignore"', "on_reply", 4, "on_reply must be"),
     ("bad pause", '"pause 30d"', '"pause soon"', "on_reply", 4, "not a duration"),
     ("name not slug", '"new-acquaintance"', '"New Acquaintance"', "name", 1, "slug"),
+    ("name ends a line", '"new-acquaintance"', '"new-acquaintance\\n"', "name", 1, "slug"),
     ("name not string", '"new-acquaintance"', "7", "name", 1, "must be a string"),
     (
         "missing template",

@@ -22,8 +22,8 @@ from toma.errors import ContactError
 from toma.timeutil import is_zone
 
 KNOWN_FIELDS = ("email", "first_name", "last_name", "company", "timezone", "tags", "owner")
-FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TAG = re.compile(r"^[\w][\w.-]*$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_TAG = re.compile(r"^[\w][\w.-]*\Z")
 
 
 class Status(StrEnum):

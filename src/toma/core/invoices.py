@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 MAX_DELIVERED_LINE = 300
-_NUMBER = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+_NUMBER = re.compile(r"^[A-Za-z0-9._/-]{1,64}\Z")
 
 
 class InvoiceError(TomaError):

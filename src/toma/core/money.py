@@ -59,8 +59,8 @@ CURRENCIES: frozenset[str] = frozenset(MINOR_DIGITS)
 
 # Large enough for any invoice, small enough that a slip (a pasted IBAN) is caught.
 _MAX_INTEGER_DIGITS = 15
-_AMOUNT = re.compile(r"^\d+(\.\d+)?$")
-_CODE = re.compile(r"^[A-Z]{3}$")
+_AMOUNT = re.compile(r"^\d+(\.\d+)?\Z")
+_CODE = re.compile(r"^[A-Z]{3}\Z")
 _SYMBOLS = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY"}
 
 

@@ -110,7 +110,7 @@ HANDOVER_PENDING = "pending"
 HANDED = "handed"
 
 REPEAT_PREFIX = "repeat-"
-_REPEAT = re.compile(r"^repeat-(\d+)$")
+_REPEAT = re.compile(r"^repeat-(\d+)\Z")
 
 
 def ever_attempted(state: MessageState) -> bool:

@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 
 ReplyAction = Literal["stop", "continue", "pause"]
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-REPEAT_STEP = re.compile(r"^repeat-(\d+)$")
+# \Z, not $: $ also matches before a last line end, which would then be part of a key.
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
+REPEAT_STEP = re.compile(r"^repeat-(\d+)\Z")
 
 TOP_KEYS = frozenset(
     {
