@@ -45,6 +45,15 @@ def encode_doc(doc: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(doc).encode()
 
 
+def json_text(doc: Mapping[str, Any]) -> str:
+    """The JSON of one document as text, refused as :func:`encode_doc` refuses it: for
+    a store that keeps no copy (PostgreSQL), with neither the bytes nor the copy made."""
+    text = _ENCODER.encode(doc)
+    if not text.isascii():
+        text.encode()  # a lone surrogate has no UTF-8: UnicodeEncodeError, as encode_doc
+    return text
+
+
 def normalise_doc(doc: Mapping[str, Any]) -> tuple[bytes, Document]:
     """The JSON of ``doc`` and the document that JSON reads back as (a deep copy).
 

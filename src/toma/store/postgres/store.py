@@ -93,10 +93,9 @@ def encode(table: str, key: str, doc: Document, where: str) -> str:
     if snapshot.KEY_FIELD in doc:
         raise StoreError(f"{at}: the field {snapshot.KEY_FIELD} is reserved", file=where)
     try:
-        encoded, _copy = snapshot.normalise_doc(doc)
+        return snapshot.json_text(doc)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{at}: the document is not JSON: {exc}", file=where) from exc
-    return encoded.decode()
 
 
 def describe(dsn: str) -> str:
