@@ -250,3 +250,30 @@ def test_inbox_since_unset_is_the_first_sync(tmp_path: Path) -> None:
     path.write_text(GOOD + '\n[inbox]\nsince = "June"\n')
     with pytest.raises(ConfigError, match=r"inbox\.since"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ('[owner]\nname = "A\\u0000"\nemail = "a@example.com"\n', "owner.name"),
+        (
+            '[owner]\nname = "A"\nemail = "a@example.com"\n'
+            '[invoices]\nstages = [{ at = "-3d", template = "x\\u0000.md" }]\n',
+            "invoices.stages[0].template",
+        ),
+        (
+            '[owner]\nname = "A"\nemail = "a@example.com"\n[invoices]\nthank_you = "t\\u0000.md"\n',
+            "invoices.thank_you",
+        ),
+    ],
+    ids=["owner.name", "stage template", "thank_you"],
+)
+def test_a_nul_in_a_setting_is_refused_at_load(tmp_path: Path, section: str, key: str) -> None:
+    """No setting has a use for a NUL, and one that reached a message's record (a
+    template's name) would fail every write of a send on PostgreSQL."""
+    path = write(tmp_path, section)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == key, str(caught.value)
+    assert "NUL" in str(caught.value)
+    assert str(caught.value).startswith(f"{path.resolve()}:")

@@ -81,6 +81,14 @@ def test_on_reply(text: str, expected: OnReply) -> None:
     assert sequence.on_reply == expected
 
 
+def test_a_description_may_run_over_several_lines() -> None:
+    text = GOOD.replace('"A note within 72 hours', '"""A note\n\twithin 72 hours').replace(
+        'light touches"', 'light touches"""'
+    )
+    sequence = parse_sequence(FILE, text, windows=WINDOWS)
+    assert sequence.description.startswith("A note\n\twithin")
+
+
 def test_repeat_only_sequence() -> None:
     """A keep-in-touch cadence without steps is a sequence too."""
     text = 'name = "hello"\n[repeat]\nevery = "90d"\ntemplate = "hello.md"\n'
@@ -99,15 +107,25 @@ BAD = [
     ("duplicate id", 'id = "useful-article"', 'id = "nice-to-meet"', "steps[1].id", 13, "used"),
     ("id not a slug", 'id = "useful-article"', 'id = "Useful Article"', "steps[1].id", 13, "slug"),
     ("reserved id", 'id = "useful-article"', 'id = "repeat-2"', "steps[1].id", 13, "reserved"),
-    # A line end after a slug: it would become part of every key and ref written.
-    ("id ends a line", '"useful-article"', '"useful-article\\n"', "steps[1].id", 13, "slug"),
-    ("id with a NUL", 'id = "useful-article"', 'id = "useful\\u0000"', "steps[1].id", 13, "slug"),
-    ("reserved, line end", '"useful-article"', '"repeat-2\\n"', "steps[1].id", 13, "slug"),
+    # A line end after a slug would become part of every key and ref written.
+    ("id ends a line", '"useful-article"', '"useful-article\\n"', "steps[1].id", 13, "control"),
+    ("id with a NUL", '"useful-article"', '"useful\\u0000"', "steps[1].id", 13, "control"),
+    ("reserved, line end", '"useful-article"', '"repeat-2\\n"', "steps[1].id", 13, "control"),
     ("unknown window", 'window = "default"', 'window = "defualt"', "window", 5, "mean 'default'"),
     ("bad on_reply", '"pause 30d"', '"ignore"', "on_reply", 4, "on_reply must be"),
     ("bad pause", '"pause 30d"', '"pause soon"', "on_reply", 4, "not a duration"),
     ("name not slug", '"new-acquaintance"', '"New Acquaintance"', "name", 1, "slug"),
-    ("name ends a line", '"new-acquaintance"', '"new-acquaintance\\n"', "name", 1, "slug"),
+    ("name ends a line", '"new-acquaintance"', '"new-acquaintance\\n"', "name", 1, "control"),
+    ("bad window", 'window = "default"', 'window = "default\\u001b"', "window", 5, "control"),
+    (
+        "template ends",
+        '"acquaintance/useful-article.md"',
+        '"a.md\\r"',
+        "steps[1].template",
+        15,
+        "control",
+    ),
+    ("NUL described", '"A note within', '"A\\u0000 note within', "description", 2, "control"),
     ("name not string", '"new-acquaintance"', "7", "name", 1, "must be a string"),
     (
         "missing template",

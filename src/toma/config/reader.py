@@ -94,6 +94,10 @@ class Reader:
             )
         if not isinstance(value, kind):
             raise self.error(f"{section}.{key}", f"{key} must be {_kind_name(kind)}, got {value!r}")
+        if isinstance(value, str) and "\x00" in value:
+            # No setting has a use for one, and PostgreSQL cannot store one: a template
+            # named with it would fail the write of a whole send.
+            raise self.error(f"{section}.{key}", f"{key} cannot hold a NUL character")
         return value
 
     def convert(self, section: str, key: str, value: Any, parse: Callable[[Any], T]) -> T:

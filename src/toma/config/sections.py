@@ -364,7 +364,8 @@ def invoices(r: Reader, raw: Mapping[str, Any]) -> Invoices:
         ):
             raise r.error("invoices.stages", f'{key} must be {{ at = "-3d", template = "…" }}')
         at = r.convert("invoices", "stages", stage["at"], lambda v: parse_duration(v, signed=True))
-        stages.append(InvoiceStage(at=at, template=str(stage["template"])))
+        template = r.get(stage, key, "template", str)
+        stages.append(InvoiceStage(at=at, template=template))
     return Invoices(
         terms=r.convert(
             "invoices", "terms", r.get(t, "invoices", "terms", str, "30d"), parse_duration

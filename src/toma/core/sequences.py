@@ -54,6 +54,8 @@ ReplyAction = Literal["stop", "continue", "pause"]
 # \Z, not $: $ also matches before a last line end, which would then be part of a key.
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 REPEAT_STEP = re.compile(r"^repeat-(\d+)\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PROSE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # line ends and tabs allowed
 
 TOP_KEYS = frozenset(
     {
@@ -275,7 +277,13 @@ class _Parser:
                 )
 
     def string(
-        self, table: Mapping[str, Any], key: str, place: str, *, required: bool = True
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        place: str,
+        *,
+        required: bool = True,
+        lines: bool = False,
     ) -> str | None:
         if key not in table:
             if required:
@@ -284,6 +292,10 @@ class _Parser:
         value = table[key]
         if not isinstance(value, str):
             raise self.error(place, f"{place} must be a string, got {value!r}")
+        if (_PROSE_CONTROL if lines else _CONTROL).search(value):
+            # A name, a file, a short phrase on one line (or, with ``lines``, prose): what
+            # a control character would do in the records written from it, nobody knows.
+            raise self.error(place, f"{place} cannot hold a control character, got {value!r}")
         return value
 
     def duration(self, table: Mapping[str, Any], key: str, place: str) -> Duration:
@@ -307,7 +319,9 @@ class _Parser:
                 f"name {name!r} must be a slug: lower-case letters, digits, '-' and '_' "
                 "(it is part of what records each send)",
             )
-        description = self.string(raw, "description", "description", required=False) or ""
+        description = (
+            self.string(raw, "description", "description", required=False, lines=True) or ""
+        )
 
         enroll_tag = self.string(raw, "enroll_tag", "enroll_tag", required=False)
         if enroll_tag is not None:

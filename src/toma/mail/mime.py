@@ -109,7 +109,7 @@ class Built:
     data: bytes  # RFC 5322, CRLF line ends
     envelope_sender: str  # MAIL FROM
     envelope_recipient: str  # RCPT TO
-    subject: str = ""  # as rendered, for the record of what was sent
+    subject: str = ""  # as its header says it, for the record of what was sent
 
 
 def one_line(value: str) -> str:
@@ -383,5 +383,7 @@ def build_message(
         data=message.as_bytes(policy=_POLICY),
         envelope_sender=sender,
         envelope_recipient=recipient,
-        subject=rendered.subject,
+        # As its header says it: a control character in a record is nobody's to read,
+        # and one PostgreSQL cannot store (NUL) would fail the write of the whole send.
+        subject=one_line(rendered.subject),
     )
