@@ -168,10 +168,13 @@ class Reads:
                 for index in range(len(pages)):
                     try:
                         page = asked.popleft().result()
-                        if index + 1 < len(pages):
-                            asked.append(ahead.submit(self._fetch_page, query, pages[index + 1]))
-                    except (RuntimeError, CancelledError):  # the store closed meanwhile
+                    except CancelledError:  # by the store's closing
                         raise StoreError("the store is closed", file=self._where) from None
+                    if index + 1 < len(pages):
+                        try:
+                            asked.append(ahead.submit(self._fetch_page, query, pages[index + 1]))
+                        except RuntimeError:  # the store closed meanwhile: no new work
+                            raise StoreError("the store is closed", file=self._where) from None
                     for key, text in page:
                         yield key, decode(text)
             finally:
