@@ -120,3 +120,21 @@ def pg_server() -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+def progress(store: Any) -> list[tuple[object, ...]]:
+    """What the progress index of a :class:`~toma.store.postgres.PgStore` holds, in order."""
+    with store._conn() as conn:
+        rows: list[tuple[object, ...]] = conn.execute(
+            "SELECT contact, sequence, enrolled, receives, enrolled_at, anchor, anchor_step, since,"
+            " retry_at"
+            " FROM toma_progress ORDER BY contact, sequence"
+        ).fetchall()
+    return rows
+
+
+def rebuilt(store: Any) -> list[tuple[object, ...]]:
+    """The progress index as a rebuild from the documents makes it."""
+    with store._conn() as conn:
+        conn.execute("SELECT toma_progress_rebuild()")
+    return progress(store)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.projects import make_project
-from tests.postgres import PgServer
+from tests.postgres import PgServer, progress, rebuilt
 from toma.config import load_config
 from toma.core.contacts import make_contact
 from toma.core.invoices import make_invoice
@@ -160,12 +160,4 @@ def test_the_same_fortnight_on_both_stores_sends_the_same(
     assert counts[0] == counts[1] == sent[str(embedded_config)] == sent[str(pg_config)] > 40
     # What the triggers kept through the daemon's writes is what the documents say.
     assert isinstance(pg, PgStore)
-    kept = progress(pg)
-    with pg._conn() as conn:
-        conn.execute("SELECT toma_progress_rebuild()")
-    assert kept == progress(pg)
-
-
-def progress(store: PgStore) -> list[tuple[Any, ...]]:
-    with store._conn() as conn:
-        return conn.execute("SELECT * FROM toma_progress ORDER BY contact, sequence").fetchall()
+    assert progress(pg) == rebuilt(pg)

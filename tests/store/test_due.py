@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import PgServer
+from tests.postgres import PgServer, progress, rebuilt
 from tests.sequences import sequence
 from toma.config import Config, parse_config
 from toma.core.contacts import make_contact
@@ -71,21 +71,6 @@ def config() -> Config:
 def pg(pg_server: PgServer) -> Iterator[PgStore]:
     with pg_server.database() as dsn, PgStore(dsn, pool_size=2) as store:
         yield store
-
-
-def progress(store: PgStore) -> list[tuple[object, ...]]:
-    with store._conn() as conn:
-        return conn.execute(
-            "SELECT contact, sequence, enrolled, receives, enrolled_at, anchor, anchor_step, since,"
-            " retry_at"
-            " FROM toma_progress ORDER BY contact, sequence"
-        ).fetchall()
-
-
-def rebuilt(store: PgStore) -> list[tuple[object, ...]]:
-    with store._conn() as conn:
-        conn.execute("SELECT toma_progress_rebuild()")
-    return progress(store)
 
 
 def compare(store: PgStore, config: Config, files: Files, now: datetime) -> tuple[Plan, int]:
