@@ -19,7 +19,8 @@ from toma.config import load_config
 from toma.daemon.worker import Worker
 from toma.errors import SequenceError
 from toma.project.sequences import read_sequences
-from toma.store import MESSAGES
+from toma.store import MESSAGES, open_store
+from toma.store.copy import copy_store
 from toma.store.postgres import PgStore
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
@@ -40,9 +41,6 @@ def test_a_subject_with_control_characters_is_sent_and_recorded_as_one_clean_lin
     with pg_server.database() as dsn:
         monkeypatch.setenv("TOMA_HOSTILE_DSN", dsn)
         # The contacts were written to the embedded store by make_project: copy them over.
-        from toma.store import open_store
-        from toma.store.copy import copy_store
-
         with open_store(tmp_path / "var" / "data") as source, PgStore(dsn) as target:
             copy_store(source, target)
         with PgStore(dsn) as store:
