@@ -1,9 +1,9 @@
 """The last check before the hand-over: a contact changed by someone else mid-tick.
 
 The server holds every message at DATA until the test lets it go, so a tick
-has messages in flight, marked ahead and not yet marked while another
-TinyStore (another process, or the one-click endpoint) unsubscribes,
-forgets or pauses people.
+has messages in flight (recorded handed) and messages not yet begun (not yet
+written at all) while another TinyStore (another process, or the one-click
+endpoint) unsubscribes, forgets or pauses people.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from aiosmtpd.smtp import Envelope, Session
 
 from toma.config import Smtp
 from toma.core.contacts import Status
-from toma.core.outbox import HANDED, HANDOVER_PENDING, sequence_key
-from toma.daemon.outboxwriter import MARK_AHEAD
+from toma.core.outbox import HANDED, sequence_key
+from toma.daemon.sending import CHUNKS_IN_FLIGHT
 from toma.daemon.tick import TickReport
 from toma.daemon.worker import Worker
 from toma.reports.status import gather
@@ -32,8 +32,8 @@ from .conftest import RecordingHandler, SmtpdOptions
 from .projects import make_project, recipient
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
-# More than a mark ahead of the first sends: some are still to mark when DATA is reached.
-CONTACTS_IN_TICK = MARK_AHEAD + 24
+# More than the sends in flight: some are still to begin when DATA is reached.
+CONTACTS_IN_TICK = 64
 
 
 class GatedHandler(RecordingHandler):
@@ -98,15 +98,17 @@ def test_unsubscribe_forget_and_pause_mid_tick_stop_what_is_not_yet_handed(
             if doc["state"] == "sending"
         }
         in_data = [address for address, stage in handover.items() if stage == HANDED]
-        marked = sorted(address for address, stage in handover.items() if stage == HANDOVER_PENDING)
-        unmarked = sorted(
+        unwritten = sorted(
             recipient(n) for n in range(CONTACTS_IN_TICK) if other.get(MESSAGES, key(n)) is None
         )
-        # A tick in full flight: messages at DATA, marked ahead, and still to mark.
-        assert in_data and len(marked) >= 3 and len(unmarked) >= 3, (in_data, marked, unmarked)
-        unsubscribed = [marked[0], unmarked[0]]
-        forgotten = [marked[1], unmarked[1], in_data[0]]
-        paused = [marked[2], unmarked[2]]
+        # A tick in full flight: messages at DATA, and others still to begin; nothing is
+        # written ahead of its hand-over.
+        assert set(handover.values()) == {HANDED}, handover
+        assert 0 < len(in_data) <= CHUNKS_IN_FLIGHT * smtp_config.concurrency, in_data
+        assert len(unwritten) >= 6, unwritten
+        unsubscribed = [unwritten[0], unwritten[3]]
+        forgotten = [unwritten[1], unwritten[4], in_data[0]]
+        paused = [unwritten[2], unwritten[5]]
         for address in unsubscribed:
             addressbook.set_status(
                 other, address, Status.UNSUBSCRIBED, now=NOW, reason="one-click unsubscribe"

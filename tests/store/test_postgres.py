@@ -76,6 +76,44 @@ def test_a_living_daemons_claims_are_nobody_elses_a_dead_ones_are(dsn: str):
         alive.close()
 
 
+def test_a_message_claimed_by_one_daemon_is_not_anothers_until_let_go(dsn: str):
+    """Claims keep two daemons from talking to their servers about one message: each
+    gets what nobody else holds, and a message let go can be claimed again."""
+    with (
+        PgStore(dsn) as first,
+        PgStore(dsn) as second,
+        first.daemon_lock(),
+        second.daemon_lock(),
+    ):
+        assert claims.claimer(first) is first
+        assert first.claim(["m1", "m2"]) == {"m1", "m2"}
+        assert second.claim(["m2", "m3"]) == {"m3"}
+        first.release(["m2"])
+        assert second.claim(["m2"]) == {"m2"}
+        assert second.claim(["m1"]) == set()
+        first.release(["m1"])
+        assert second.claim(["m1"]) == {"m1"}
+
+
+def test_a_dead_daemons_claims_end_with_it(dsn: str):
+    """A claim is part of the daemon's session: nothing is left for anybody to clear."""
+    with PgStore(dsn) as other, other.daemon_lock():
+        gone = PgStore(dsn)
+        with gone.daemon_lock():
+            assert gone.claim(["m1"]) == {"m1"}
+            assert other.claim(["m1"]) == set()
+        gone.close()
+        assert other.claim(["m1"]) == {"m1"}
+
+
+def test_outside_a_daemon_every_message_is_ones_own(dsn: str):
+    """A command that sends without the daemon lock shares with nobody: no claims."""
+    with PgStore(dsn) as store:
+        assert claims.claimer(store) is None
+        assert store.claim(["m1"]) == {"m1"}
+        store.release(["m1"])
+
+
 def test_a_daemon_whose_session_ended_refuses_to_write(dsn: str):
     """Cut off (its session killed, as a network cut would), a daemon may have been
     recovered by the others already: it writes nothing more and says why."""

@@ -1,10 +1,11 @@
-"""The store's one writer while a tick sends: ``sending`` ahead, handed, outcomes after.
+"""The store's one writer while a tick sends: each message handed, then its outcome.
 
 Theory of operation: see :mod:`toma.daemon.sending` (at most once rests on a
-message being durably ``sending`` before its first byte goes, and durably
-handed before the server could first take it). :class:`OutboxWriter` does the
-writes, grouped, in a worker thread; :class:`Marking` is the transport the
-sender sends through, asking the writer for each mark before the hand-over.
+message being durably ``sending`` and handed before the server could first
+take it). :class:`OutboxWriter` does the writes, grouped, in a worker thread;
+:class:`Marking` is the transport the sender sends through: it claims each
+message (on a shared store) before sending it, and asks the writer for the
+hand-over's record before the hand-over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from toma.core.invoices import Invoice, with_thread
 from toma.core.lastcheck import Withheld, withheld
-from toma.core.outbox import HANDED, HANDOVER_PENDING, MessageState, OutboxRecord, advance
+from toma.core.outbox import HANDED, MessageState, OutboxRecord, advance
 from toma.core.reminders import number_of_ref
 from toma.errors import TomaError
 from toma.inbox.sentcopy import Spool
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 RESULT_BATCH = 20
 RESULT_EVERY = 0.1
 HAND_GATHER = 0.001  # seconds a hand-over waits for others to share its write
-MARK_BATCH = 32  # marked `sending` in one write
-MARK_AHEAD = 2 * MARK_BATCH  # at most this many marked and not yet sent, per chunk in flight
+CLAIM_BATCH = 32  # claimed in one round trip, on a store several daemons share
+CLAIM_AHEAD = 2 * CLAIM_BATCH  # at most this many claimed and not yet sent, per chunk in flight
 
 
 @dataclass
@@ -51,16 +52,21 @@ class Tally:
 
 
 class OutboxWriter:
-    """The store's one writer during a send: ``sending`` ahead, handed, outcomes after.
+    """The store's one writer during a send: hand-overs, then outcomes.
 
-    Marks: a send whose record is not yet written marks the next
-    ``MARK_BATCH`` and waits; once fewer than ``MARK_BATCH`` marked messages
-    are left ahead of a send, the next batch is written in the background. So
-    at most ``MARK_AHEAD`` messages of a chunk are marked and not yet sent.
+    Claims (only on a store several daemons share, see
+    :mod:`toma.store.claims`): a send whose message is not yet claimed claims
+    the next ``CLAIM_BATCH`` and waits; once fewer than ``CLAIM_BATCH``
+    claimed messages are left ahead of a send, the next batch is claimed in
+    the background. So at most ``CLAIM_AHEAD`` messages of a chunk are
+    claimed and not yet sent; each claim is let go once its outcome is
+    written (or at the end, for those never sent).
 
     Hand-overs: :meth:`hand` queues its message and waits for the next write,
     which takes every hand-over queued by then (started at once when no write
-    is under way).
+    is under way). A message's first hand-over is its first write: a message
+    that never reaches one leaves the store as it was, and the next tick plans
+    it again.
 
     Outcomes ride with the next write, which in a steady stream comes with the
     next hand-over. Without one to come (the last messages, a trickle) they
@@ -68,9 +74,9 @@ class OutboxWriter:
     ``RESULT_EVERY`` seconds have passed.
 
     One write at a time, in a worker thread, so that an fsync holds up no send.
-    Every write checks the contacts of the messages it marks (see the module
-    docstring); what it decides is applied here, in the event loop, once the
-    write is done.
+    Every hand-over's write checks the message's contact (the last check, see
+    :mod:`toma.daemon.sending`); what it decides is applied here, in the event
+    loop, once the write is done.
     """
 
     def __init__(
@@ -82,18 +88,23 @@ class OutboxWriter:
         settle: Callable[[OutboxRecord, Result], OutboxRecord],
     ) -> None:
         self.store = store
+        self.claimer = claims.claimer(store)
         self.records = records
         self.now = now
         self.tally = tally
         self.settle = settle
         self.order: list[str] = []
         self.position: dict[str, int] = {}
-        self.marked: set[str] = set()  # marked sending, or withdrawn at the mark
-        self.withdrawn: dict[str, str] = {}  # key -> why the last check stopped it
-        self.before: dict[str, dict[str, Any] | None] = {}  # the record before its mark
+        self.claimed: set[str] = set()  # claimed (or refused at the claim: see withdrawn)
+        self.holding: set[str] = set()  # claimed and not yet let go
+        self.attempted: set[str] = set()  # a send began: its outcome is written
+        self.written: set[str] = set()  # recorded `sending` by a hand-over's write
+        self.withdrawn: dict[str, str] = {}  # key -> why the last check (or a claim) stopped it
+        self.before: dict[str, dict[str, Any] | None] = {}  # the record before its first write
         self.pending: list[Result] = []  # outcomes not yet written
         self.writing = asyncio.Lock()
-        self.ahead: asyncio.Task[None] | None = None  # marks written in the background
+        self.claiming = asyncio.Lock()
+        self.ahead: asyncio.Task[None] | None = None  # claims made in the background
         self._ahead_keys: frozenset[str] = frozenset()
         self.recording: asyncio.Task[None] | None = None  # outcomes written on their own
         self.handing: list[str] = []  # hand-overs waiting for the next write
@@ -127,45 +138,71 @@ class OutboxWriter:
         group.add_done_callback(_retrieve)
         return group
 
-    # ------------------------------------------------------------------ marks
+    # ------------------------------------------------------------------ claims
 
     async def ensure(self, key: str) -> None:
-        """Return once ``key`` is durably ``sending``, or withdrawn (see :attr:`withdrawn`)."""
-        while key not in self.marked:
+        """Return once ``key`` is this daemon's to send, or withdrawn (see :attr:`withdrawn`)."""
+        self.attempted.add(key)
+        if self.claimer is None:
+            self.claimed.add(key)
+            return
+        while key not in self.claimed:
             if self.ahead is not None and key in self._ahead_keys:
-                await asyncio.shield(self.ahead)  # a cancelled send leaves the write alone
+                await asyncio.shield(self.ahead)  # a cancelled send leaves the claim alone
                 continue
-            async with self.writing:
-                if key not in self.marked:  # else marked by another send while this one waited
-                    await self._write(self._batch(self.position[key]))
+            async with self.claiming:
+                if key not in self.claimed:  # else claimed by another send while this one waited
+                    await self._claim(self._batch(self.position[key]))
         self._look_ahead(self.position[key])
 
     def _look_ahead(self, position: int) -> None:
-        if self._marking_ahead:
+        if self._claiming_ahead:
             return
         if self.ahead is not None:
-            self.ahead.result()  # a write that failed ends the send
-        probe = position + MARK_BATCH
-        if probe >= len(self.order) or self.order[probe] in self.marked:
+            self.ahead.result()  # a claim that failed ends the send
+        probe = position + CLAIM_BATCH
+        if probe >= len(self.order) or self.order[probe] in self.claimed:
             return
         start = next(
-            (at for at in range(position + 1, probe) if self.order[at] not in self.marked), probe
+            (at for at in range(position + 1, probe) if self.order[at] not in self.claimed), probe
         )
         batch = self._batch(start)
         if batch:
             self._ahead_keys = frozenset(batch)
-            self.ahead = self._spawn(self._write_when_free(batch))
+            self.ahead = self._spawn(self._claim_when_free(batch))
 
     @property
-    def _marking_ahead(self) -> bool:
+    def _claiming_ahead(self) -> bool:
         return self.ahead is not None and not self.ahead.done()
 
     def _batch(self, start: int) -> list[str]:
         return [
             key
-            for key in self.order[start : start + MARK_BATCH]
-            if key not in self.marked and key not in self._ahead_keys
+            for key in self.order[start : start + CLAIM_BATCH]
+            if key not in self.claimed and key not in self._ahead_keys
         ]
+
+    async def _claim_when_free(self, keys: list[str]) -> None:
+        async with self.claiming:
+            await self._claim(keys)
+
+    async def _claim(self, keys: list[str]) -> None:
+        assert self.claimer is not None  # noqa: S101 - only called on a shared store
+        got = await asyncio.to_thread(self.claimer.claim, keys)
+        for key in keys:
+            if key not in got:
+                self.withdrawn[key] = claims.TAKEN
+        self.holding.update(got)
+        self.claimed.update(keys)
+
+    async def _let_go(self, keys: list[str]) -> None:
+        """Release the claims of ``keys`` (those this daemon holds)."""
+        if self.claimer is None:
+            return
+        done = [key for key in keys if key in self.holding]
+        if done:
+            self.holding.difference_update(done)
+            await asyncio.to_thread(self.claimer.release, done)
 
     # ------------------------------------------------------------------ hand-overs
 
@@ -207,6 +244,8 @@ class OutboxWriter:
                     why=self.withdrawn.get(result.key, result.detail),
                 ),
             )
+            if result.key in self.holding:
+                self._spawn(self._let_go([result.key]))
             return
         self.pending.append(result)
         while self.recording is not None and not self.recording.done():
@@ -214,22 +253,29 @@ class OutboxWriter:
                 return  # the next write takes these
             await self.recording  # a whole batch waiting: the disk sets the pace
         if len(self.pending) < RESULT_BATCH and (
-            monotonic.monotonic() - self._flushed <= RESULT_EVERY
-            or self._marking_ahead
-            or self._hand_write_due
+            monotonic.monotonic() - self._flushed <= RESULT_EVERY or self._hand_write_due
         ):
-            return  # the next write takes these (the marks or hand-overs under way, most likely)
+            return  # the next write takes these (the hand-overs under way, most likely)
         if self.recording is not None:
             self.recording.result()  # a write that failed ends the send
-        self.recording = self._spawn(self._write_when_free([]))
+        self.recording = self._spawn(self._write_when_free())
 
     async def close(self) -> None:
-        """Wait for the writes under way, then write the last outcomes; raise a write's error."""
+        """Wait for the writes under way, then write the last outcomes and let go of every
+        claim; raise a write's error."""
         await asyncio.gather(*self.tasks, return_exceptions=True)  # their errors: _reap
         # Here, not in a thread: this may run while the tick is being cancelled.
         async with self.writing:
             try:
-                self._apply(self._put([], [], self._take([])))
+                self._apply(self._put([], self._take()))
+            except TomaError:
+                if not self.failures:
+                    raise
+        if self.claimer is not None and self.holding:
+            # Here too: claimed and never sent (a stop came first), or the last ones.
+            try:
+                self.claimer.release(sorted(self.holding))
+                self.holding.clear()
             except TomaError:
                 if not self.failures:
                     raise
@@ -242,16 +288,15 @@ class OutboxWriter:
         # The hand-overs asked meanwhile (other connections starting a transaction) share
         # this write: fewer fsyncs, while MAIL and RCPT still hide the wait.
         await asyncio.sleep(HAND_GATHER)
-        await self._write_when_free([])
+        await self._write_when_free()
 
-    async def _write_when_free(self, marks: list[str]) -> None:
+    async def _write_when_free(self) -> None:
         async with self.writing:
-            await self._write(marks)
+            await self._write()
 
-    async def _write(self, marks: list[str]) -> None:
-        """Mark ``marks``, the hand-overs queued and the outcomes gathered: one transaction."""
-        docs = [(key, replace(self.records[key], handover=HANDOVER_PENDING)) for key in marks]
-        outcomes = self._take(marks)
+    async def _write(self) -> None:
+        """The hand-overs queued and the outcomes gathered: one transaction."""
+        outcomes = self._take()
         # Taken only when there are some: hand-overs queued while this write is
         # under way belong to the next one, and wait for it.
         handing: list[str] = []
@@ -260,8 +305,8 @@ class OutboxWriter:
             handing, self.handing = self.handing, []
             self._handed, self._hand_write_due = self._new_group(), False
         try:
-            if docs or outcomes or handing:
-                self._apply(await asyncio.to_thread(self._put, docs, handing, outcomes))
+            if outcomes or handing:
+                self._apply(await asyncio.to_thread(self._put, handing, outcomes))
         except BaseException as exc:
             if handing:
                 if isinstance(exc, asyncio.CancelledError):
@@ -269,49 +314,38 @@ class OutboxWriter:
                 else:
                     group.set_exception(exc)
             raise
-        self.marked.update(marks)
         if handing:
             group.set_result(None)
+        if outcomes and self.claimer is not None:
+            self._spawn(self._let_go([result.key for result in outcomes]))
 
-    def _take(self, marks: list[str]) -> list[Result]:
-        """The outcomes to write with ``marks``.
+    def _take(self) -> list[Result]:
+        """The outcomes to write.
 
-        Only messages marked ``sending`` have an outcome to write. One that was
-        never marked was never handed over (a stop came first): its record is as
-        it was, and the next tick plans it. One whose marks are still to be
-        written waits for them.
+        Only a message whose send began has one: one that never began (a stop
+        came first) leaves its record as it was, and the next tick plans it.
         """
         self._flushed = monotonic.monotonic()
-        marking = set(marks)
-        taken, waiting = [], []
-        for result in self.pending:
-            if result.key in self.marked or result.key in marking:
-                taken.append(result)
-            elif result.key in self._ahead_keys and self._marking_ahead:
-                waiting.append(result)
-        self.pending = waiting
+        taken = [result for result in self.pending if result.key in self.attempted]
+        self.pending = []
         return taken
 
-    def _put(
-        self, marks: list[tuple[str, OutboxRecord]], handing: list[str], outcomes: list[Result]
-    ) -> Written:
+    def _put(self, handing: list[str], outcomes: list[Result]) -> Written:
         """One transaction (in a worker thread: it changes nothing of this object)."""
         written = Written()
-        if not marks and not handing and not outcomes:
+        if not handing and not outcomes:
             return written
         now = self.now
         with self.store.transaction() as tx:
             # Everything this write looks at, read at once: on PostgreSQL a round trip
             # per message and per contact cost more than all the rest of the write.
             # ``current`` then follows this transaction's own writes.
-            current = by_keys(
-                tx, MESSAGES, [k for k, _ in marks] + handing + [r.key for r in outcomes]
-            )
+            current = by_keys(tx, MESSAGES, handing + [r.key for r in outcomes])
+            unwritten = [
+                r.key for r in outcomes if r.key not in self.written and r.key not in handing
+            ]
             people = by_keys(
-                tx,
-                CONTACTS,
-                {record.contact for _, record in marks}
-                | {self.records[key].contact for key in handing},
+                tx, CONTACTS, {self.records[key].contact for key in [*handing, *unwritten]}
             )
 
             def put(key: str, record: OutboxRecord) -> None:
@@ -319,52 +353,58 @@ class OutboxWriter:
                 tx.put(MESSAGES, key, doc)
                 current[key] = doc
 
-            for key, record in marks:
-                if key in self.marked:
-                    # Marked (or withdrawn) by an earlier write already, a batch raced it:
-                    # marking again would be refused as another daemon's claim.
-                    continue
-                before = current.get(key)
-                stop = (
-                    Withheld("taken", claims.TAKEN)  # the claim: see toma.store.claims
-                    if claims.taken(before, now)
-                    else Withheld("forget", "the notice was withdrawn")
-                    if before is None and record.kind == "notice"
-                    else withheld(record, people.get(record.contact), now)
-                )
-                if stop is None:
-                    put(key, record)
-                    written.records[key] = record
-                    written.before[key] = before
-                else:
-                    self._withdraw(tx, current, key, record, stop, before, written)
             for key in handing:
                 record = written.records.get(key, self.records[key])
-                stop = (
-                    Withheld("forget", "the record was erased")
-                    if current.get(key) is None
-                    else withheld(record, people.get(record.contact), now)
-                )
+                first = key not in self.written and key not in written.handed
+                before = current.get(key) if first else self.before.get(key)
+                stop = self._stop(record, current.get(key), people, first=first)
                 if stop is None:
                     record = replace(record, handover=HANDED)
                     put(key, record)
                     written.records[key] = record
+                    written.handed.add(key)
+                    if first:
+                        written.before[key] = before
                 else:
-                    self._withdraw(tx, current, key, record, stop, self.before.get(key), written)
+                    self._withdraw(tx, current, key, record, stop, before, written, first=first)
             for result in outcomes:
-                record = self.settle(
-                    written.records.get(result.key, self.records[result.key]), result
-                )
-                written.records[result.key] = record
+                key = result.key
+                stored = current.get(key)
+                ours = key in self.written or key in written.handed
+                if not ours and claims.taken(stored, now):
+                    continue  # never handed over, and another daemon's since
+                record = self.settle(written.records.get(key, self.records[key]), result)
+                written.records[key] = record
                 written.settled.append(record)
-                if current.get(record.key) is None:
-                    # Forgotten since it was marked: nothing about them is written again.
+                if (
+                    stored is None
+                    if ours or record.kind == "notice"
+                    else record.contact not in people
+                ):
+                    # Forgotten meanwhile: nothing about them is written again.
                     written.erased.append(record)
                     continue
-                put(record.key, record)
+                put(key, record)
                 if record.kind == "invoice" and record.state is MessageState.SENT:
                     _remember_thread(tx, record)
         return written
+
+    def _stop(
+        self,
+        record: OutboxRecord,
+        stored: Document | None,
+        people: dict[str, Document],
+        *,
+        first: bool,
+    ) -> Withheld | None:
+        """Whether the hand-over's write must call ``record`` back (the last check)."""
+        if first and claims.taken(stored, self.now):
+            return Withheld("taken", claims.TAKEN)  # see toma.store.claims
+        if stored is None and not first:
+            return Withheld("forget", "the record was erased")
+        if stored is None and record.kind == "notice":
+            return Withheld("forget", "the notice was withdrawn")
+        return withheld(record, people.get(record.contact), self.now)
 
     def _withdraw(
         self,
@@ -375,6 +415,8 @@ class OutboxWriter:
         stop: Withheld,
         before: Document | None,
         written: Written,
+        *,
+        first: bool,
     ) -> None:
         written.withdrawn[key] = stop.reason
         if stop.action == "skip":
@@ -387,8 +429,8 @@ class OutboxWriter:
             current[key] = skipped.to_doc()
             tx.put(MESSAGES, key, current[key])
             written.records[key] = skipped
-        elif stop.action == "taken":
-            pass  # another daemon's now: its record is left as that daemon wrote it
+        elif stop.action == "taken" or (first and stop.action == "wait"):
+            pass  # another daemon's now, or left as it was: planned again later
         elif stop.action == "wait" and before is not None:
             tx.put(MESSAGES, key, before)  # as it was before the tick: planned again later
             current[key] = before
@@ -398,9 +440,10 @@ class OutboxWriter:
     def _apply(self, written: Written) -> None:
         """What a write did, applied in the event loop once it is durable."""
         self.records.update(written.records)
-        self.before.update(written.before)
+        self.written.update(written.handed)
+        for key, before in written.before.items():
+            self.before.setdefault(key, before)
         self.withdrawn.update(written.withdrawn)
-        self.marked.update(written.withdrawn)
         for record in written.erased:
             log.warning(
                 "forgotten while sending", extra=fields(ref=record.ref, outcome=record.state.value)
@@ -429,6 +472,7 @@ class Written:
     """What one write of the journal did (see :meth:`OutboxWriter._put`)."""
 
     records: dict[str, OutboxRecord] = field(default_factory=dict)
+    handed: set[str] = field(default_factory=set)
     before: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     withdrawn: dict[str, str] = field(default_factory=dict)
     settled: list[OutboxRecord] = field(default_factory=list)
@@ -436,8 +480,8 @@ class Written:
 
 
 class Marking:
-    """A transport that marks each message ``sending`` (see :class:`OutboxWriter`) before
-    sending it, and handed right before the hand-over."""
+    """A transport that claims each message (see :class:`OutboxWriter`) before sending it,
+    and records it ``sending`` and handed right before the hand-over."""
 
     def __init__(
         self, inner: Transport, journal: OutboxWriter, copies: Spool | None = None

@@ -8,36 +8,39 @@ record. :meth:`Sender.send` builds the jobs a chunk at a time (in a worker
 process when there are many, see :mod:`toma.daemon.builder`) and sends each chunk
 while the next is built.
 
-At most once rests on one rule: a message is durably ``sending`` before its
-first byte goes to the server, and durably *handed* before the server could
-first take it. The store's one writer during a send
-(:class:`~toma.daemon.outboxwriter.OutboxWriter`) marks the records ``sending``
-(``handover`` pending) ahead of the transport,
-``MARK_BATCH`` at a time (one fsync), the next batch started while the last
-ones are still being sent, so that no send waits for a disk. The transport
-then asks, as each attempt starts (SMTP: before MAIL), for the message to be
-marked handed, and waits for that mark right before the hand-over (SMTP:
+At most once rests on one rule: a message is durably ``sending``, and
+*handed*, before the server could first take it. The store's one writer
+during a send (:class:`~toma.daemon.outboxwriter.OutboxWriter`) writes that
+record as the transport asks for it: as each attempt starts (SMTP: before
+MAIL), and the transport waits for it right before the hand-over (SMTP:
 before DATA), so that the write runs while MAIL and RCPT go back and forth.
 Those requests are grouped: every write takes all that have gathered (a group
 commit; the first waits ``HAND_GATHER`` for others to join it), together with
-the marks and outcomes due, so a send waits for at most one write under way
-and the next one. Outcomes go with the next write,
-or on their own once ``RESULT_BATCH`` have gathered or ``RESULT_EVERY``
-seconds have passed; the sends wait only when the disk falls a whole batch
-behind.
+the outcomes due, so a send waits for at most one write under way and the
+next one. Outcomes go with the next write, or on their own once
+``RESULT_BATCH`` have gathered or ``RESULT_EVERY`` seconds have passed; the
+sends wait only when the disk falls a whole batch behind. Two writes a
+message, then, each shared with others: the hand-over and the outcome.
 
 A crash therefore leaves in doubt only what was handed and not yet recorded
-(:func:`in_doubt_at_most`); a message marked ``sending`` and never handed is
-planned again at the next start (:func:`toma.core.outbox.recover_after_crash`).
+(:func:`in_doubt_at_most`); a message never handed was never written, and the
+next tick plans it as before. (A record ``sending`` with its hand-over still
+pending, written by earlier versions ahead of the transport, is planned again
+at the next start: :func:`toma.core.outbox.recover_after_crash`.)
+
+On a store several daemons share, each first claims the messages it is about
+to send (:mod:`toma.store.claims`, ``CLAIM_BATCH`` at a time, ahead of the
+sends), so that two daemons do not both talk to the server about one message;
+the hand-over's write still checks that no other daemon sent it meanwhile.
 
 **The last check.** The store is shared with other processes (``toma
 contacts unsubscribe``, ``forget``, ``pause``, the one-click endpoint), and a
-write catches up with what they committed. So the write that marks a message
-``sending`` reads its contact and withdraws it (:func:`toma.core.lastcheck.withheld`) when the
-contact is gone, unsubscribed, bounced, paused or held, and the write that
-marks it handed checks again. That second check is the last: another
-process's change committed before it is seen (it holds the store's lock), one
-committed after it comes too late for that message. The window from the last
+write catches up with what they committed. So the write that records a
+message handed reads its contact and withdraws it
+(:func:`toma.core.lastcheck.withheld`) when the contact is gone, unsubscribed,
+bounced, paused or held. That check is the last: another process's change
+committed before it is seen (it holds the store's lock), one committed after
+it comes too late for that message. The window from the last
 check to DATA is bounded: that write's fsync, or the MAIL and RCPT round trips
 under way when the check ran, whichever ends later (each within ``[smtp]
 timeout``; on a loopback server, about a millisecond). A withdrawn message is ``skipped`` with
@@ -91,8 +94,8 @@ def in_doubt_at_most(concurrency: int) -> int:
     Only messages durably handed can be: those in flight (``concurrency``),
     and those sent whose outcome is not yet on disk: a batch being written and
     the next one filling, each at most ``RESULT_BATCH`` plus one result from
-    every other send that finished while the sends waited for the disk. The
-    messages marked ahead and never handed are planned again.
+    every other send that finished while the sends waited for the disk. A
+    message never handed was never written: the next tick plans it again.
     """
     waiting = CHUNKS_IN_FLIGHT * concurrency
     return concurrency + 2 * (RESULT_BATCH + waiting)

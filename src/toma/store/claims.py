@@ -2,15 +2,22 @@
 
 On the embedded store one daemon holds the data directory, so every message
 it plans is its own, and what a crash left ``sending`` is recovered once, at
-the next start. On PostgreSQL any number of daemons plan the same messages;
-the write that marks a message ``sending`` is its claim (see
-:mod:`toma.store.postgres`). Two rules, the same for both backends:
+the next start. On PostgreSQL any number of daemons plan the same messages.
+Three rules:
 
-- :func:`taken`: the mark is refused when the stored record has moved past
-  what a planner sends from since this daemon read it: another daemon marked,
-  sent, or rescheduled it. That write runs under the store's write lock, so
-  exactly one daemon's mark of a record in ``planned`` (or absent) succeeds.
-- :func:`abandoned`: the ``sending`` records no living daemon claims, for a
+- :func:`taken`: the write that first records a message ``sending`` (right
+  before its hand-over, see :mod:`toma.daemon.sending`) leaves it alone when
+  the stored record has moved past what a planner sends from since this
+  daemon read it: another daemon sent or rescheduled it. That write runs under
+  the store's write lock, so exactly one daemon's write of a record in
+  ``planned`` (or absent) succeeds: never one key twice, on either backend.
+- :class:`Claimer`: on a shared store a daemon first *claims* the messages it
+  is about to send, a batch at a time, and sends only those it got. This costs
+  no write: it keeps the daemons from all rendering, connecting and asking the
+  server to take the same message only for the last check to call all but one
+  back. A dead daemon's claims end with its session. The rule above, not the
+  claim, is what holds at most once.
+- :func:`abandoned`: the ``sending`` records no living daemon will finish, for a
   recovery to settle as after a crash. On a shared store these are a dead
   daemon's, looked for at every tick; on the embedded store, all of them, at
   the start only (the daemon lock says nobody else is sending).
@@ -18,6 +25,7 @@ the write that marks a message ``sending`` is its claim (see
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,15 +44,33 @@ class Claiming(Protocol):
     def abandoned_claims(self) -> list[tuple[str, Document]]: ...
 
 
+@runtime_checkable
+class Claimer(Protocol):
+    """A store that several daemons share: claims of the messages a daemon is about to send."""
+
+    def claim(self, keys: Collection[str]) -> set[str]:
+        """Of ``keys``, those this daemon now holds: none of them held by another."""
+        ...
+
+    def release(self, keys: Collection[str]) -> None:
+        """Let others claim ``keys`` again (each claimed by this daemon, once)."""
+        ...
+
+
+def claimer(store: Store) -> Claimer | None:
+    """Where ``store``'s daemons claim their messages; None when nobody else sends."""
+    return store if shared(store) and isinstance(store, Claimer) else None
+
+
 def shared(store: Store) -> bool:
     """Whether other daemons may be sending from ``store`` at the same time."""
     return getattr(store, "daemon_number", None) is not None
 
 
 def taken(before: dict[str, Any] | None, now: datetime) -> bool:
-    """Whether a record stored as ``before`` is no longer this daemon's to mark ``sending``.
+    """Whether a record stored as ``before`` is no longer this daemon's to send.
 
-    Absent, or ``planned`` and due, it may be marked; anything else means
+    Absent, or ``planned`` and due, it may be sent; anything else means
     another daemon got there first (``sending``, ``sent``, …) or rescheduled
     it for later.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
@@ -45,6 +45,11 @@ KEEPALIVE = (
     ("tcp_keepalives_interval", 10),
     ("tcp_keepalives_count", 3),
 )
+# A claim: a session-level advisory lock on the daemon's own connection, keyed by a
+# 64-bit hash of the message's key (the one-number form, apart from the two-number
+# locks above). Two keys sharing a hash only make one of them wait for a later tick.
+_CLAIM = "pg_try_advisory_lock(hashtextextended('toma:' || k, 0))"
+_UNCLAIM = "pg_advisory_unlock(hashtextextended('toma:' || k, 0))"
 _LIVE_DAEMONS = (
     "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
     " AND objsubid = 2 AND granted"
@@ -391,6 +396,36 @@ class PgStore(Reads):
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock_all()")
             conn.close()
+
+    def claim(self, keys: Collection[str]) -> set[str]:
+        """Of ``keys``, those this daemon now holds (see :mod:`toma.store.claims`).
+
+        Each is an advisory lock of the daemon's session: one round trip for the
+        batch, nothing written, and a daemon that dies leaves nothing to clear.
+        Outside :meth:`daemon_lock` nobody else sends: every key is this process's.
+        """
+        conn = self._daemon_conn
+        if conn is None:
+            return set(keys)
+        if not keys:
+            return set()
+        with pg_errors(self._where):
+            rows = conn.execute(
+                f"SELECT k FROM unnest(%b::text[]) AS k WHERE {_CLAIM}",  # noqa: S608 - constant
+                (list(keys),),
+            ).fetchall()
+        return {key for (key,) in rows}
+
+    def release(self, keys: Collection[str]) -> None:
+        """Let other daemons claim ``keys`` again."""
+        conn = self._daemon_conn
+        if conn is None or not keys:
+            return
+        with pg_errors(self._where):
+            conn.execute(
+                f"SELECT count(*) FILTER (WHERE {_UNCLAIM}) FROM unnest(%b::text[]) AS k",  # noqa: S608
+                (list(keys),),
+            )
 
     def compact(self) -> None:
         """VACUUM the store's relations: deleted rows (a forgotten contact) leave the
