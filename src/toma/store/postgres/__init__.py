@@ -40,27 +40,33 @@ existed when it began.
 **Several daemons.** :meth:`PgStore.daemon_lock` does not exclude anybody: it
 takes a number from the sequence ``toma_daemons`` and holds the session-level
 advisory lock ``(DAEMON_CLASS, number)`` on a connection of its own for the
-daemon's whole life. A message is *claimed* by the write that marks it
-``sending``: that write stores the daemon's number beside the document
+daemon's whole life. On that connection it also *claims* the messages it is
+about to send (:meth:`PgStore.claim`): a session-level advisory lock per
+message, keyed by a hash of its key, taken a batch at a time and let go once
+the message's outcome is written. Claims keep daemons from all talking to
+their servers about one message; they are not what holds at most once. That
+is the write that first records a message ``sending``, right before its
+hand-over: it stores the daemon's number beside the document
 (``claimed_by``), and, being a write, it runs under the write lock and reads
 the record as the last daemon left it. A daemon that finds the message
-already past ``planned`` (another daemon claimed or sent it since this one
-planned) leaves it alone (:func:`toma.store.claims.taken`). Two daemons can
-therefore plan the same message, but only one marks it, and only the marker
-sends it: never one key twice.
+already past ``planned`` (another daemon sent or rescheduled it since this
+one planned it) leaves it alone (:func:`toma.store.claims.taken`). Two
+daemons can therefore plan the same message, but only one records it
+``sending``, and only that one hands it over: never one key twice.
 
 A daemon that dies (SIGKILL, a lost machine) loses its connection, and
-PostgreSQL releases its advisory lock (a machine that vanishes without closing
-its socket is found out by the server's TCP keepalive probes, which the
-daemon's session sets to about a minute and a half). Its claims are then the messages
-``sending`` whose number holds no lock (:meth:`PgTransaction.abandoned_claims`,
-under the write lock); every daemon looks for them at the start of each tick
-and settles them as a restart after a crash does
-(:func:`toma.core.outbox.recover_after_crash`): planned again if never
-handed to the server, ``unknown`` if it may have been. A daemon that lost its
-own lock while still running (a network cut long enough for the server to
-drop the session) refuses to write any more, since its claims may already be
-somebody else's: it stops with a :class:`~toma.errors.StoreError`.
+PostgreSQL releases its advisory locks, its claims with them (a machine that
+vanishes without closing its socket is found out by the server's TCP
+keepalive probes, which the daemon's session sets to about a minute and a
+half). What it had recorded ``sending`` is then the messages ``sending`` whose
+number holds no lock (:meth:`PgTransaction.abandoned_claims`, under the write
+lock); every daemon looks for them at the start of each tick and settles them
+as a restart after a crash does (:func:`toma.core.outbox.recover_after_crash`):
+``unknown``, since they may have been handed over (or planned again, for a
+record an earlier version wrote ahead of its hand-over). A daemon that lost
+its own lock while still running (a network cut long enough for the server to
+drop the session) refuses to write any more, since what it has in flight may
+already be somebody else's: it stops with a :class:`~toma.errors.StoreError`.
 """
 
 from __future__ import annotations

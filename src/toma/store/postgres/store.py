@@ -139,7 +139,8 @@ class PgTransaction(Reads):
         if not self._open:
             raise StoreError("the transaction is over; open a new one", file=self._where)
         text = encode(table, key, doc, self._where)
-        # A message marked `sending` is this daemon's claim (see the package docstring).
+        # A message recorded `sending` carries the daemon's number, for its recovery should
+        # the daemon die (see the package docstring).
         claim = self._daemon if table == MESSAGES and doc.get("state") == "sending" else None
         self._puts.pop((table, key), None)
         self._puts[(table, key)] = (text, claim)
