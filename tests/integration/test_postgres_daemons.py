@@ -1,8 +1,9 @@
 """Several `toma run` processes on one PostgreSQL database and one SMTP server.
 
-Every message is claimed in the database before it is sent (toma.store.claims), so
-however many daemons tick at once, each message reaches the server once; a daemon
-killed mid-tick leaves its claims to the others, who settle them as after a crash.
+Every message is claimed before it is sent, and its first write checks that no other
+daemon sent it (toma.store.claims), so however many daemons tick at once, each
+message reaches the server once; a daemon killed mid-tick leaves what it had in
+flight to the others, who settle it as after a crash.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.integration.conftest import RecordingHandler
@@ -27,7 +29,8 @@ from toma.config import Smtp
 from toma.config.model import MAX_RATE_PER_MINUTE
 from toma.core.contacts import make_contact
 from toma.core.enrolments import Enrolment
-from toma.daemon.sending import in_doubt_at_most
+from toma.daemon.outboxwriter import CLAIM_AHEAD, RESULT_BATCH
+from toma.daemon.sending import CHUNKS_IN_FLIGHT, in_doubt_at_most
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES
 from toma.store.postgres import PgStore
 from toma.timeutil import iso
@@ -95,6 +98,15 @@ def sent_by_each(config: Path) -> list[int]:
     return [log.read_text(encoding="utf-8").count(" sent contact=") for log in logs]
 
 
+def claims_held(dsn: str) -> int:
+    """The claims held now, by every daemon (advisory locks of the one-number form)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def received(handler: RecordingHandler) -> Counter[str]:
     return Counter(rcpt for message in handler.messages for rcpt in message.rcpt_tos)
 
@@ -112,7 +124,16 @@ def test_daemons_on_one_database_send_every_message_exactly_once(
     """N daemons tick at once over 2,000 due messages: each arrives once, none is left."""
     config = project(tmp_path, smtp_config, dsn)
     daemons = [start(config, dsn) for _ in range(count)]
+    # Claims live in the server's shared lock table: each daemon holds a bounded few
+    # (a chunk's claims ahead, the sends in flight, outcomes still to write).
+    most = 0
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while any(daemon.poll() is None for daemon in daemons) and time.monotonic() < deadline:
+        most = max(most, claims_held(dsn))
+        time.sleep(0.01)
     finish(daemons)
+    assert 0 < most <= count * (CHUNKS_IN_FLIGHT * (CLAIM_AHEAD + CONCURRENCY) + 2 * RESULT_BATCH)
+    assert claims_held(dsn) == 0
     got = received(smtpd_handler)
     assert [who for who, times in got.items() if times > 1] == []
     assert states(dsn) == Counter({"sent": MESSAGES_DUE})

@@ -16,7 +16,10 @@ Three rules:
   no write: it keeps the daemons from all rendering, connecting and asking the
   server to take the same message only for the last check to call all but one
   back. A dead daemon's claims end with its session. The rule above, not the
-  claim, is what holds at most once.
+  claim, is what holds at most once. On PostgreSQL claims are advisory locks,
+  kept in the server's shared lock table: a daemon holds a bounded few (about
+  two batches ahead of each chunk in flight, the sends in flight and the
+  outcomes not yet written; some 200 with the defaults), never a tick's all.
 - :func:`abandoned`: the ``sending`` records no living daemon will finish, for a
   recovery to settle as after a crash. On a shared store these are a dead
   daemon's, looked for at every tick; on the embedded store, all of them, at
