@@ -20,11 +20,13 @@ the outcomes due, so a send waits for at most one write under way and the
 next one. Outcomes go with the next write, or on their own once
 ``RESULT_BATCH`` have gathered or ``RESULT_EVERY`` seconds have passed; the
 sends wait only when the disk falls a whole batch behind. Two writes a
-message, then, each shared with others: the hand-over and the outcome.
+message, then, each shared with others: the hand-over and the outcome. (An
+outcome reached before any hand-over, a refused recipient or no connection,
+is that message's only write.)
 
 A crash therefore leaves in doubt only what was handed and not yet recorded
 (:func:`in_doubt_at_most`); a message never handed was never written, and the
-next tick plans it as before. (A record ``sending`` with its hand-over still
+next tick plans it again. (A record ``sending`` with its hand-over still
 pending, written by earlier versions ahead of the transport, is planned again
 at the next start: :func:`toma.core.outbox.recover_after_crash`.)
 

@@ -13,13 +13,15 @@ Three rules:
   ``planned`` (or absent) succeeds: never one key twice, on either backend.
 - :class:`Claimer`: on a shared store a daemon first *claims* the messages it
   is about to send, a batch at a time, and sends only those it got. This costs
-  no write: it keeps the daemons from all rendering, connecting and asking the
-  server to take the same message only for the last check to call all but one
-  back. A dead daemon's claims end with its session. The rule above, not the
-  claim, is what holds at most once. On PostgreSQL claims are advisory locks,
-  kept in the server's shared lock table: a daemon holds a bounded few (about
-  two batches ahead of each chunk in flight, the sends in flight and the
-  outcomes not yet written; some 200 with the defaults), never a tick's all.
+  no write: it keeps the daemons from all talking to their servers about the
+  same message (MAIL, RCPT, a file under the Maildir's ``tmp/``) only for the
+  check above to call all but one back. (Each daemon still renders every
+  message it planned, claimed or not.) A dead daemon's claims end with its
+  session. The rule above, not the claim, is what holds at most once. On
+  PostgreSQL claims are advisory locks, kept in the server's shared lock
+  table: a daemon holds a bounded few (about two batches ahead of each chunk
+  in flight, the sends in flight and the outcomes not yet written; some 200
+  with the defaults), never a tick's all.
 - :func:`abandoned`: the ``sending`` records no living daemon will finish, for a
   recovery to settle as after a crash. On a shared store these are a dead
   daemon's, looked for at every tick; on the embedded store, all of them, at
