@@ -14,19 +14,30 @@ recording each message. Targets: under 10 s and under 500 MB per daemon.
 
 Measured on 2 shared cores, PostgreSQL 15, fsync off, the Maildir on the same
 disk outside /tmp (``--where``; this machine's /tmp creates files 15-40 times
-slower), ``--sizes 100000,300000,1000000 --copy 0``:
+slower), ``--sizes 1000000 --copy 0``, with a send written twice (handed over,
+then its outcome), on a day when this machine filled the store 1.5 times slower
+than on the day of the next table:
+
+    contacts   fill   tags    tick deciding per send  peak RSS  next tick deciding   sent
+    1000000 1053.9s  31.9s  26.54s    5.66s   2.09ms     173MB     29.78s    5.90s  10000
+
+Against the version before it, which also marked each send ``sending`` ahead of
+the transport, one tick at 1M on copies of one filled database, runs
+alternated: 21.5-25.1 s (mean 23.0 s, PostgreSQL's CPU 7.7-8.4 s) against
+24.6-33.4 s (mean 28.7 s, 9.3-10.4 s); at 100k the difference is lost in the
+noise of the disk. That version, ``--sizes 100000,300000,1000000 --copy 0``:
 
     contacts   fill   tags    tick deciding per send  peak RSS  next tick deciding   sent
      100000   65.3s   2.0s   1.70s    0.28s   1.43ms      82MB      1.91s    0.39s   1000
      300000  195.9s   9.2s   7.44s    1.62s   1.94ms     113MB      5.54s    1.41s   3000
     1000000  683.1s  17.5s  15.48s    2.99s   1.25ms     172MB     14.55s    3.53s  10000
 
-A send is written three times (marked sending, handed over, its outcome); each
-write of the journal reads its messages and contacts in two queries and writes
-in one statement (arrays in binary), the progress trigger parses each document
-once (schema version 3), the Maildir groups its file operations. Before those,
-with a round trip per document and per Maildir file operation (the Maildir in
-/tmp then, which made little difference to that code: 4.3-5.0 s at 100k either way):
+Each write of the journal reads its messages and contacts in two queries and
+writes in one statement (arrays in binary), the progress trigger parses each
+document once (schema version 3), the Maildir groups its file operations.
+Before those, with a round trip per document and per Maildir file operation (the
+Maildir in /tmp then, which made little difference to that code: 4.3-5.0 s at
+100k either way):
 
     contacts   fill   tags    tick deciding per send  peak RSS  next tick deciding   sent
      100000   59.2s   2.1s   4.10s    0.28s   3.82ms      83MB      4.39s    0.29s   1000
@@ -43,10 +54,11 @@ Before, when every tick decoded the whole store (load average about 8):
 
 Deciding grows with the contacts due (1% of the store here), memory barely with
 the store; the rest of the tick is about the same 1.2-2 ms per message sent at
-any size (the daemon, the database and the builder process share two cores:
-about 1.9 ms of CPU per message between them), so at 1M contacts the 10,000
-messages due, not the store, put the tick over 10 s on one daemon of these
-machines.
+any size. The daemon, the database and the builder process share two cores,
+each taking about a third of the 3.3 ms of CPU a message costs at 1M (deciding
+included; 32-37 CPU-seconds a tick), so at 1M contacts the 10,000 messages due,
+not the store, put the tick over 10 s on one daemon of these machines: two cores
+need 16 s for that much CPU, however well it overlaps.
 """
 
 from __future__ import annotations
