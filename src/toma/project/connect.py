@@ -52,6 +52,7 @@ from toma.errors import TomaError, TransportError
 from toma.exits import Exit
 from toma.inbox.imap import find_sent_folder
 from toma.transports.smtp_login import SignIn
+from toma.transports.smtp_slot import settle
 
 TIMEOUT = 10.0  # seconds for each stage: resolve, connect, each command
 T = TypeVar("T")
@@ -321,7 +322,12 @@ async def _smtp_session(
             Exit.NEEDS_YOU if needs or stage == "login" else Exit.RETRY,
         )
     finally:
+        # A TLS connection's goodbye takes a round trip: waited for (or cut short), so
+        # that the connection does not outlive the event loop closed right after.
+        protocol = smtp.protocol
         smtp.close()
+        if protocol is not None:
+            await settle([protocol])
     how = f" with {config.auth.upper()}" if config.auth != "password" else ""
     signed = f", signed in as {config.username}{how}" if config.username else ""
     return Probe("smtp", where, "ok", f"{config.security}{signed}; nothing sent")
