@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -143,6 +144,19 @@ def test_a_record_past_planned_is_taken():
     assert claims.taken({"state": "planned", "next_attempt_at": later}, NOW)
     for state in ("sending", "sent", "failed", "unknown", "skipped"):
         assert claims.taken({"state": state}, NOW)
+
+
+def test_daemons_start_their_walk_through_a_tick_far_apart():
+    """Daemons numbered one after another start in different places of the same tick's
+    messages, so none of them finds every claim taken before it gets there."""
+    count = 2000
+    starts = sorted(claims.starting_point(count, number) for number in range(1, 9))
+    assert all(0 <= start < count for start in starts)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    gaps.append(starts[0] + count - starts[-1])
+    assert min(gaps) >= count // 16, starts
+    assert claims.starting_point(0, 3) == 0
+    assert claims.starting_point(1, 3) == 0
 
 
 def test_migrations_run_once_and_a_newer_schema_is_refused(dsn: str):

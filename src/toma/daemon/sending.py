@@ -82,7 +82,7 @@ from toma.logs import fields
 from toma.mail.compose import Composer, Job
 from toma.mail.mime import Built
 from toma.mail.unsubscribe import unsubscriber
-from toma.store import Store
+from toma.store import Store, claims
 from toma.transports import Envelope, Outcome, Result, Transport, send_all
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class Sender:
             if outgoing.prebuilt:
                 await start(outgoing.prebuilt)
             composer = Composer(self.config, unsubscribe=unsubscriber(self.config))
-            async with contextlib.aclosing(build_chunks(composer, outgoing.jobs)) as chunks:
+            async with contextlib.aclosing(build_chunks(composer, self._walk(outgoing))) as chunks:
                 async for chunk in chunks:
                     if self.stop.is_set():
                         break
@@ -223,6 +223,17 @@ class Sender:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def _walk(self, outgoing: Outgoing) -> list[Job]:
+        """The jobs in the order this daemon sends them: the planner's, or on a store
+        several daemons share, from this daemon's starting point round (see
+        :func:`toma.store.claims.starting_point`)."""
+        jobs = outgoing.jobs
+        number = getattr(self.store, "daemon_number", None)
+        if claims.claimer(self.store) is None or not isinstance(number, int):
+            return jobs
+        start = claims.starting_point(len(jobs), number)
+        return jobs[start:] + jobs[:start]
 
     def _envelopes(
         self, chunk: list[BuildOutcome], outgoing: Outgoing, tally: Tally

@@ -22,6 +22,10 @@ Three rules:
   table: a daemon holds a bounded few (about two batches ahead of each chunk
   in flight, the sends in flight and the outcomes not yet written; some 200
   with the defaults), never a tick's all.
+- :func:`starting_point`: daemons that walked a tick's messages in one order
+  would all claim the same next batch, and the slowest to get there could
+  lose every claim of the tick. Each daemon starts its walk elsewhere (by its
+  number, spread by the golden ratio) and goes round.
 - :func:`abandoned`: the ``sending`` records no living daemon will finish, for a
   recovery to settle as after a crash. On a shared store these are a dead
   daemon's, looked for at every tick; on the embedded store, all of them, at
@@ -65,6 +69,16 @@ class Claimer(Protocol):
 def claimer(store: Store) -> Claimer | None:
     """Where ``store``'s daemons claim their messages; None when nobody else sends."""
     return store if shared(store) and isinstance(store, Claimer) else None
+
+
+_GOLDEN = 0.6180339887498949  # consecutive numbers land far apart, whatever their count
+
+
+def starting_point(count: int, daemon: int) -> int:
+    """Where daemon number ``daemon`` starts in a tick's ``count`` messages (see above)."""
+    if count <= 0:
+        return 0
+    return int(count * ((daemon * _GOLDEN) % 1.0)) % count
 
 
 def shared(store: Store) -> bool:
