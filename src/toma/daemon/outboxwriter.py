@@ -95,7 +95,7 @@ class OutboxWriter:
         self.settle = settle
         self.order: list[str] = []
         self.position: dict[str, int] = {}
-        self.claimed: set[str] = set()  # claimed (or refused at the claim: see withdrawn)
+        self.claimed: set[str] = set()  # claimed, or refused (see withdrawn); shared stores only
         self.holding: set[str] = set()  # claimed and not yet let go
         self.attempted: set[str] = set()  # a send began: its outcome is written
         self.written: set[str] = set()  # recorded `sending` by a hand-over's write
@@ -144,8 +144,7 @@ class OutboxWriter:
         """Return once ``key`` is this daemon's to send, or withdrawn (see :attr:`withdrawn`)."""
         self.attempted.add(key)
         if self.claimer is None:
-            self.claimed.add(key)
-            return
+            return  # nobody else sends: every message is this daemon's
         while key not in self.claimed:
             if self.ahead is not None and key in self._ahead_keys:
                 await asyncio.shield(self.ahead)  # a cancelled send leaves the claim alone
@@ -341,9 +340,12 @@ class OutboxWriter:
             # per message and per contact cost more than all the rest of the write.
             # ``current`` then follows this transaction's own writes.
             current = by_keys(tx, MESSAGES, handing + [r.key for r in outcomes])
-            unwritten = [
-                r.key for r in outcomes if r.key not in self.written and r.key not in handing
-            ]
+
+            def recorded(key: str) -> bool:
+                """Whether this send has recorded ``key`` ``sending`` (earlier, or here)."""
+                return key in self.written or key in written.handed
+
+            unwritten = [r.key for r in outcomes if not recorded(r.key) and r.key not in handing]
             people = by_keys(
                 tx, CONTACTS, {self.records[key].contact for key in [*handing, *unwritten]}
             )
@@ -355,7 +357,7 @@ class OutboxWriter:
 
             for key in handing:
                 record = written.records.get(key, self.records[key])
-                first = key not in self.written and key not in written.handed
+                first = not recorded(key)
                 before = current.get(key) if first else self.before.get(key)
                 stop = self._stop(record, current.get(key), people, first=first)
                 if stop is None:
@@ -370,7 +372,7 @@ class OutboxWriter:
             for result in outcomes:
                 key = result.key
                 stored = current.get(key)
-                ours = key in self.written or key in written.handed
+                ours = recorded(key)
                 if not ours and claims.taken(stored, now):
                     continue  # never handed over, and another daemon's since
                 record = self.settle(written.records.get(key, self.records[key]), result)
