@@ -6,7 +6,8 @@ down (late steps are skipped), one person unsubscribing, another held, an
 enrolment paused, an invoice whose reminders come due, a newsletter issue
 scheduled. The daemon ticks every five
 hours on each; at the end both stores hold the same outbox, message for
-message, and both Maildirs the same number of messages.
+message, both Maildirs the same number of messages, and `toma plan` showed the
+same rows on both along the way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from toma.config import load_config
 from toma.core.contacts import make_contact
 from toma.core.invoices import make_invoice
 from toma.daemon.worker import Worker
+from toma.reports.plan import Row, upcoming
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, Store, TinyStore
 from toma.store.postgres import PgStore
 from toma.store.records import invoices as billing
@@ -132,12 +134,19 @@ def test_the_same_fortnight_on_both_stores_sends_the_same(
     stores: tuple[tuple[Path, Store], tuple[Path, Store]],
 ) -> None:
     sent: dict[str, int] = {}
+    plans: dict[str, list[list[Row]]] = {}
     for config, store in stores:
         worker = Worker(config, store, sync_inbox=False)
         total = 0
+        plans[str(config)] = []
         for n in range(TICKS):
             now = START + n * TICK
             happen(store, config, n, now)
+            if n % 6 == 0:
+                # `toma plan`: on PostgreSQL from who can be due in those days only.
+                until = now + timedelta(days=3)
+                rows = upcoming(store, load_config(config), now=now, until=until)
+                plans[str(config)].append(rows)
             if 36 <= n < 56:
                 continue  # the machine is down for four days: late steps are skipped
             report = worker.run_once(now)
@@ -147,6 +156,9 @@ def test_the_same_fortnight_on_both_stores_sends_the_same(
     (embedded_config, embedded), (pg_config, pg) = stores
     mine, theirs = outbox(embedded), outbox(pg)
     assert mine == theirs
+    assert plans[str(embedded_config)] == plans[str(pg_config)]
+    planned = {row.kind for rows in plans[str(pg_config)] for row in rows}
+    assert {"sequence", "invoice"} <= planned, planned
     kinds = {doc["kind"] for _key, doc in pg.all(MESSAGES)}
     states = {value[0] for value in mine.values()}
     # Everything the fortnight was meant to exercise did happen.

@@ -27,6 +27,7 @@ from toma.core.outbox import MessageState, OutboxRecord, advance, carry_on, sequ
 from toma.core.planner import Plan, PlannedSend, plan
 from toma.daemon.cache import plan_state, plan_state_of
 from toma.project.sequences import Files
+from toma.reports.plan import plan_rows, read_ahead
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, TinyStore
 from toma.store.postgres import PgStore
 from toma.store.records.due import can_be_due
@@ -39,7 +40,9 @@ TICKS = 70
 
 SEQUENCES = {
     "intro": sequence("intro", [("hello", "0d"), ("check", "3d"), ("last", "2w")]),
-    "keep": sequence("keep", [("first", "1d")], repeat="10d", window="always"),
+    "keep": replace(
+        sequence("keep", [("first", "1d")], repeat="10d", window="always"), enroll_tag="friend"
+    ),
     "long": sequence("long", [("a", "2d"), ("b", "1mo"), ("c", "1d")]),
 }
 # The file edited mid-way: "check" removed, "b" and "c" swapped, a step added last.
@@ -73,22 +76,30 @@ def pg(pg_server: PgServer) -> Iterator[PgStore]:
         yield store
 
 
-def compare(store: PgStore, config: Config, files: Files, now: datetime) -> tuple[Plan, int]:
-    whole = plan(plan_state(store, config, files), now)
+def compare(store: PgStore, config: Config, files: Files, now: datetime) -> tuple[Plan, int, int]:
+    everyone = plan_state(store, config, files)
+    whole = plan(everyone, now)
     asked = can_be_due(store, earliest(files.sequences, config.windows, files.held), now)
     assert asked is not None
     scoped = plan(plan_state_of(store, config, files, asked), now)
     assert scoped.due == whole.due
     assert scoped.skipped == whole.skipped
     assert scoped.problems == whole.problems
-    return whole, len(asked)
+    # `toma plan`: the days ahead, read from the contacts that can have something due
+    # by their end (and those a tag rule would enrol), are those read from everyone.
+    until = now + timedelta(days=2)
+    ahead, enrolling = read_ahead(store, config, files, until)
+    rows = plan_rows(store, config, ahead, files, now=now, until=until, enrolling=enrolling)
+    assert rows == plan_rows(store, config, everyone, files, now=now, until=until)
+    return whole, len(asked), len(ahead.contacts)
 
 
 def fill(store: PgStore, rng: random.Random, people: int) -> list[str]:
     emails = [f"p{n}@example.com" for n in range(people)]
     with store.transaction() as tx:
         for email in emails:
-            contact = make_contact(email, first_name="P", tags=[])
+            # Some carry the tag of "keep": those never enrolled in it, `toma plan` enrols.
+            contact = make_contact(email, first_name="P", tags=rng.choice([[], [], ["friend"]]))
             zone = rng.choice(ZONES)
             tx.put(CONTACTS, email, {**contact.to_doc(), "timezone": zone})
             for name in SEQUENCES:
@@ -161,21 +172,23 @@ def test_the_index_names_everyone_the_planner_plans(pg: PgStore, config: Config,
     rng = random.Random(seed)
     emails = fill(pg, rng, 40)
     files = Files(dict(SEQUENCES))
-    sent = asked_least = 0
+    sent = asked_least = ahead_least = 0
     for n in range(TICKS):
         now = START + n * TICK + timedelta(minutes=rng.randint(0, 59))
         if n == TICKS // 2:
             files = Files(dict(EDITED))
-        decided, asked = compare(pg, config, files, now)
+        decided, asked, read_ahead = compare(pg, config, files, now)
         act(pg, rng, decided, now, emails)
         sent += len(decided.due)
         asked_least = min(asked_least or asked, asked)
+        ahead_least = min(ahead_least or read_ahead, read_ahead)
         if n % 10 == 0:
             assert progress(pg) == rebuilt(pg)
     assert progress(pg) == rebuilt(pg)
     # Not a vacuous equality: mail went, and the index left most contacts unread.
     assert sent > 60
     assert asked_least < len(emails) // 2
+    assert ahead_least < len(emails)
 
 
 def test_a_held_sequence_and_a_finished_enrolment_are_never_asked_for(

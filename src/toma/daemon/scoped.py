@@ -46,7 +46,7 @@ from toma.daemon.cache import plan_state_of
 from toma.daemon.tick import write_enrolments
 from toma.logs import fields
 from toma.project.sequences import Files
-from toma.store import CONTACTS, ENROLMENTS, SYNC, Store
+from toma.store import CONTACTS, ENROLMENTS, SYNC, Reader, Store
 from toma.store.base import ChangeMark
 from toma.store.records import contacts as addressbook
 from toma.store.records import newsletters as broadcast
@@ -106,15 +106,28 @@ def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime)
 
 
 def plan_state(
-    store: Store, config: Config, files: Files, now: datetime, invoices: Iterable[Invoice]
+    store: Reader,
+    config: Config,
+    files: Files,
+    now: datetime,
+    invoices: Iterable[Invoice],
+    *,
+    also: Collection[str] = (),
 ) -> PlanState:
-    """The planner's input for the contacts this tick may act on (steps 2 and 3), with the
-    clients of ``invoices`` (every invoice, which the reminders' plan reads whole)."""
+    """The planner's input for the contacts that can have something due by ``now`` (steps
+    2 and 3), with the clients of ``invoices`` (every invoice, which the reminders' plan
+    reads whole) and the contacts ``also``.
+
+    ``now`` is a tick's now, or the end of the days ``toma plan`` shows. More
+    contacts than can be due never change the plan of anyone: each is planned
+    from their own documents.
+    """
     asked = earliest(files.sequences, config.windows, files.held)
     emails = can_be_due(store, asked, now)
     if emails is None:
         raise TypeError("a scoped tick needs a store that says who can be due")
     emails |= {invoice.contact for invoice in invoices}
+    emails |= set(also)
     extra: dict[str, OutboxRecord] = {
         record.key: record for record in outbox.records(store, kind="notice", state="planned")
     }

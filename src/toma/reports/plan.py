@@ -14,10 +14,12 @@ from toma.core.agenda import decide
 from toma.core.enrolments import tag_enrolments
 from toma.core.planner import PlannedSend, PlanState
 from toma.core.reminders import PlannedReminder
+from toma.daemon import scoped
 from toma.daemon.cache import plan_state
 from toma.project.sequences import Files, read_sequences
 from toma.store import Reader
 from toma.store.records import invoices as billing
+from toma.store.records.due import indexed, tagged_unenrolled
 from toma.timeutil import iso
 
 
@@ -65,8 +67,32 @@ def upcoming(
     :class:`toma.daemon.cache.PlanCache`), where ``reader`` would be read afresh.
     """
     files = read_sequences(config)
+    if cached is None and indexed(reader):
+        state, enrolling = read_ahead(reader, config, files, until)
+        return plan_rows(reader, config, state, files, now=now, until=until, enrolling=enrolling)
     state = cached(files) if cached is not None else plan_state(reader, config, files)
     return plan_rows(reader, config, state, files, now=now, until=until)
+
+
+def read_ahead(
+    reader: Reader, config: Config, files: Files, until: datetime
+) -> tuple[PlanState, set[str]]:
+    """The planner's input up to ``until`` from a store that says who can be due
+    (PostgreSQL), and the contacts a tag rule would enrol.
+
+    Only the contacts that can have something due by ``until`` are read, as a
+    tick reads them (:mod:`toma.daemon.scoped`), with those a tag rule would
+    enrol: a plan of a week reads a week's worth of the address book.
+    """
+    enrolling = {
+        email
+        for name, sequence in files.sequences.items()
+        if sequence.enroll_tag
+        for email in tagged_unenrolled(reader, sequence.enroll_tag, name)
+    }
+    invoices = billing.all_invoices(reader)
+    state = scoped.plan_state(reader, config, files, until, invoices, also=enrolling)
+    return state, enrolling
 
 
 def plan_rows(
@@ -77,10 +103,22 @@ def plan_rows(
     *,
     now: datetime,
     until: datetime,
+    enrolling: Collection[str] | None = None,
 ) -> list[Row]:
-    """:func:`upcoming`'s rows from the planner's input (see :func:`restricted`)."""
+    """:func:`upcoming`'s rows from the planner's input (see :func:`restricted`).
+
+    Contacts whose tag the next tick would enrol count as enrolled now: found
+    among ``state``'s contacts, or those of ``enrolling`` when the state holds
+    the enrolments of only some of its contacts (:func:`read_ahead`: a scheduled
+    newsletter brings in its whole audience).
+    """
     enrolled = {(e.contact, e.sequence) for e in state.enrolments}
-    coming = tag_enrolments(state.contacts.values(), files.sequences, enrolled, now=now)
+    candidates = (
+        state.contacts.values()
+        if enrolling is None
+        else [state.contacts[email] for email in sorted(enrolling) if email in state.contacts]
+    )
+    coming = tag_enrolments(candidates, files.sequences, enrolled, now=now)
     if coming:
         state = replace(state, enrolments=[*state.enrolments, *coming])
     reminders = [
