@@ -277,3 +277,17 @@ def test_a_nul_in_a_setting_is_refused_at_load(tmp_path: Path, section: str, key
     assert caught.value.key == key, str(caught.value)
     assert "NUL" in str(caught.value)
     assert str(caught.value).startswith(f"{path.resolve()}:")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("-1", r"0 \(no limit\) or more"), ("true", "not true/false"), ('"many"', "must be")],
+)
+def test_dashboard_max_documents_is_a_count(tmp_path: Path, value: str, words: str) -> None:
+    path = write(tmp_path, f"{GOOD}\n[dashboard]\nmax_documents = {value}\n")
+    with pytest.raises(ConfigError, match=words) as caught:
+        load_config(path)
+    assert caught.value.key == "dashboard.max_documents"
+    limit = load_config(write(tmp_path, f"{GOOD}\n[dashboard]\nmax_documents = 0\n"))
+    assert limit.dashboard.max_documents == 0
+    assert load_config(write(tmp_path, GOOD)).dashboard.max_documents == 200_000

@@ -216,6 +216,8 @@ class Dashboard:
     listen: tuple[str, int] | None = None  # None: [unsubscribe] listen (one server for both)
     password_hash: Secret | None = None  # where a hash made by `toma serve --hash-password` lives
     behind_proxy: bool = False  # a reverse proxy that authenticates stands in front
+    # On PostgreSQL: the most documents the pages read into memory (0: no limit).
+    max_documents: int = 200_000
 
 
 @dataclass(frozen=True)

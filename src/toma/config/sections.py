@@ -427,17 +427,29 @@ def unsubscribe(r: Reader, raw: Mapping[str, Any]) -> Unsubscribing:
 
 def dashboard(r: Reader, raw: Mapping[str, Any]) -> Dashboard:
     """[dashboard]"""
-    keys = {"serve", "listen", "password_env", "password_file", "password", "behind_proxy"}
+    keys = {
+        "serve",
+        "listen",
+        "password_env",
+        "password_file",
+        "password",
+        "behind_proxy",
+        "max_documents",
+    }
     t = r.table(raw, "dashboard", keys)
     listen = r.get(t, "dashboard", "listen", str, "")
     secret = read_secret(r, t, "dashboard") if "password_env" in t or "password_file" in t else None
     if "password" in t:
         read_secret(r, t, "dashboard")  # says where a password belongs
+    most = r.get(t, "dashboard", "max_documents", int, 200_000)
+    if most < 0:
+        raise r.error("dashboard.max_documents", f"must be 0 (no limit) or more, got {most}")
     return Dashboard(
         serve=r.get(t, "dashboard", "serve", bool, True),
         listen=r.convert("dashboard", "listen", listen, parse_listen) if listen else None,
         password_hash=secret,
         behind_proxy=r.get(t, "dashboard", "behind_proxy", bool, False),
+        max_documents=most,
     )
 
 

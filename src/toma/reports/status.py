@@ -12,10 +12,11 @@ from toma import exits
 from toma.core.outbox import MessageState, OutboxRecord
 from toma.daemon.worker import STATUS_KEY
 from toma.exits import Exit
-from toma.store import META, SYNC, Reader
+from toma.store import MESSAGES, META, SYNC, Reader
 from toma.store.base import Document
 from toma.store.embedded.journal import DAMAGE_META_KEY
 from toma.store.records import conversations, outbox
+from toma.store.records.query import matching
 
 
 @dataclass
@@ -210,6 +211,18 @@ class OutboxTally:
             "newsletters": sorted(ref for ref, n in self.newsletters.items() if n > 0),
             **{which: sorted(records, key=order) for which, records in found.items()},
         }
+
+
+def needing_attention(reader: Reader) -> StatusReport:
+    """What says whether the owner is needed (:meth:`StatusReport.attention`), asked of
+    ``reader`` by state: the messages failed, unknown or waiting for a retry, never
+    the whole outbox (so ``states`` counts those alone), with the last tick, the
+    mail set aside and the journal's damage, as :func:`gather` finds them."""
+    tally = OutboxTally()
+    for state in (MessageState.FAILED, MessageState.UNKNOWN, MessageState.PLANNED):
+        for key, doc in matching(reader, MESSAGES, state=state.value):
+            tally.add(key, doc)
+    return gather(reader, tally)
 
 
 def gather(reader: Reader, tally: OutboxTally | None = None) -> StatusReport:

@@ -45,7 +45,7 @@ from toma.errors import TomaError
 from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
-from toma.reports.status import StatusReport
+from toma.reports.status import StatusReport, needing_attention
 from toma.store import (
     CONTACTS,
     CONVERSATIONS,
@@ -68,7 +68,7 @@ from toma.web.charts import ageing_svg
 from toma.web.planpages import PlanPages
 from toma.web.planview import Planned, PlanView
 from toma.web.server import BodyTooLarge, read_body
-from toma.web.snapshot import Snapshot
+from toma.web.snapshot import Snapshot, TooLargeToHold
 from toma.web.statusview import StatusView
 from toma.web.traffic import TrafficView
 
@@ -94,7 +94,10 @@ class Dashboard:
         self.csrf = Csrf()
         self.ics_token = calendar_token(secret)
         self._store: Store | None = None
-        self.snapshot = Snapshot()
+        # Only a store that keeps its documents elsewhere can outgrow the memory: the
+        # embedded store holds them all in this process already.
+        most = config.dashboard.max_documents if config.store.kind == "postgres" else 0
+        self.snapshot = Snapshot(most=most or None)
         self.plan_view = PlanView(config)
         self.traffic_view = TrafficView()
         self.status_view = StatusView()
@@ -159,8 +162,14 @@ class Dashboard:
         request: Request,
         form: dict[str, str],
     ) -> Response:
+        def answer(request: Request, form: dict[str, str]) -> Response:
+            try:
+                return work(request, form)
+            except TooLargeToHold as exc:
+                return self.render("unavailable.html", code=503, what=str(exc))
+
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, work, request, form)
+        return await loop.run_in_executor(self._worker, answer, request, form)
 
     def warm(self) -> None:
         """Read the store and make the plan before the first page asks (seconds, at scale)."""
@@ -175,6 +184,8 @@ class Dashboard:
             planned = self.upcoming(reader, now)
             self.calendar(planned)
             self.plan_page(planned)
+        except TooLargeToHold:
+            pass  # logged once, by the snapshot
         except Exception:
             log.exception("dashboard_warm_up_failed")
 
@@ -194,7 +205,7 @@ class Dashboard:
         """
         try:
             now = self.clock.now()
-            if self.plan_view.stale(now):
+            if not self.snapshot.refused and self.plan_view.stale(now):
                 self.plan_view.begin(now)
                 self._step()
         except Exception:
@@ -208,6 +219,8 @@ class Dashboard:
                 planned = self.upcoming(reader, self.clock.now())
                 self.calendar(planned)
                 self.plan_page(planned)
+        except TooLargeToHold:
+            return
         except Exception:
             log.exception("dashboard_refresh_failed")
             return
@@ -224,7 +237,8 @@ class Dashboard:
         return self._store
 
     def reader(self) -> Snapshot:
-        """The store as it is now (what changed since the last page read in)."""
+        """The store as it is now (what changed since the last page read in); a store
+        too large to hold (``[dashboard] max_documents``) raises :class:`TooLargeToHold`."""
         store = self.store()
         store.refresh()
         self.snapshot.sync(store)
@@ -404,7 +418,10 @@ class Dashboard:
         )
 
     def healthz(self, request: Request) -> Response:
-        report = self.status_report(self.reader())
+        try:
+            report = self.status_report(self.reader())
+        except TooLargeToHold:
+            report = needing_attention(self.store())  # asked of the store by state
         found = views.health(report, self.config, now=self.clock.now())
         code = HTTPStatus.OK if found.ok else HTTPStatus.SERVICE_UNAVAILABLE
         return PlainTextResponse(found.reason + "\n", status_code=code.value)
