@@ -108,3 +108,39 @@ def test_a_newsletters_figures_count_its_own_messages_and_answers(store: Store):
     found = newsletters.figures(store, "issue-1")
     assert (found["sent"], found["failed"], found["unknown"]) == (1, 1, 1)
     assert (found["replies"], found["bounced"], found["in_progress"]) == (1, 1, 0)
+
+
+def test_status_counts_the_outbox_as_reading_every_message_would(store: Store):
+    """`toma status` counts by state and issue in the database (PostgreSQL): the same
+    figures, and the same messages listed, as a tally of every message read."""
+    from toma.reports.status import OutboxTally, gather
+    from toma.store.records.query import counted_by
+
+    states = [MessageState.SENT] * 5 + [
+        MessageState.FAILED,
+        MessageState.UNKNOWN,
+        MessageState.SKIPPED,
+        MessageState.PLANNED,
+        MessageState.SENDING,
+    ]
+    with store.transaction() as tx:
+        for n, state in enumerate(states):
+            kind, ref = ("newsletter", f"issue-{n % 2}") if n % 3 == 0 else ("sequence", "s/a")
+            tx.put(MESSAGES, f"m{n}", message(f"m{n}", f"p{n}@example.org", kind, ref, state))
+        retry = message("r", "r@example.org", "sequence", "s/b", MessageState.PLANNED)
+        tx.put(MESSAGES, "r", {**retry, "next_attempt_at": NOW.isoformat()})
+    read = OutboxTally()
+    for key, doc in store.all(MESSAGES):
+        read.add(key, doc)
+    report = gather(store)
+    expected = read.fields()
+    assert report.states == expected["states"]
+    assert report.newsletters == expected["newsletters"] == ["issue-0", "issue-1"]
+    for which in ("failed", "unknown", "retrying"):
+        assert [r.key for r in getattr(report, which)] == [r.key for r in expected[which]]
+        assert getattr(report, which)  # one of each
+    assert counted_by(store, MESSAGES, "state", kind="newsletter") == {
+        "sent": 2,
+        "unknown": 1,
+        "sending": 1,
+    }

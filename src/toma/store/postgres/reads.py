@@ -247,6 +247,20 @@ class Reads:
                 return
             after = rows[-1][2]
 
+    def counted_by(self, table: str, name: str, **equal: str | None) -> dict[str, int]:
+        """How many documents of ``table`` whose fields equal ``equal`` hold each value of
+        the field ``name`` (``""``: none), counted by the database."""
+        check_table(table, self._where)
+        unknown = ({name} | set(equal)) - QUERY_FIELDS
+        if unknown:
+            raise StoreError(f"no index on {', '.join(sorted(unknown))}", file=self._where)
+        query = sql.SQL(
+            "SELECT coalesce(doc ->> {}, ''), count(*) FROM toma_documents WHERE {} GROUP BY 1"
+        ).format(sql.Literal(name), _where_clause(table, equal))
+        self._before_read()
+        with self._conn() as conn, pg_errors(self._where):
+            return {str(value): int(count) for value, count in conn.execute(query).fetchall()}
+
     def count(self, table: str) -> int:
         check_table(table, self._where)
         self._before_read()

@@ -7,6 +7,7 @@ The records modules ask through :func:`matching`, so the difference lives here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +35,23 @@ class Forgetting(Protocol):
     """A transaction that can keep no trace of the keys it deletes (PostgreSQL's feed)."""
 
     def forget_keys(self) -> None: ...
+
+
+@runtime_checkable
+class Counting(Protocol):
+    def counted_by(self, table: str, name: str, **equal: str | None) -> dict[str, int]: ...
+
+
+def counted_by(reader: Reader, table: str, name: str, **equal: str | None) -> dict[str, int]:
+    """How many documents of ``table`` whose fields equal ``equal`` hold each value of the
+    field ``name`` (``""`` for none): counted by PostgreSQL, by reading them elsewhere."""
+    if isinstance(reader, Counting):
+        return reader.counted_by(table, name, **equal)
+    counts: Counter[str] = Counter()
+    for _key, doc in matching(reader, table, **equal):
+        value = doc.get(name)
+        counts["" if value is None else str(value)] += 1
+    return dict(counts)
 
 
 @runtime_checkable
