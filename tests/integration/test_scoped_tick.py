@@ -173,3 +173,46 @@ def test_the_same_fortnight_on_both_stores_sends_the_same(
     # What the triggers kept through the daemon's writes is what the documents say.
     assert isinstance(pg, PgStore)
     assert progress(pg) == rebuilt(pg)
+
+
+def test_a_scheduled_issue_keeps_only_the_contacts_it_waits_for(
+    tmp_path: Path, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audience is looked for among every contact, a page at a time; a tick keeps
+    only those the issue still waits for, not the whole address book."""
+    from toma.core.newsletters import newsletter_key
+    from toma.core.outbox import MessageState, advance, new_record
+    from toma.daemon import scoped
+    from toma.project.sequences import read_sequences
+
+    with pg_server.database() as dsn:
+        monkeypatch.setenv("TOMA_SCOPED_DSN", dsn)
+        config = load_config(project(tmp_path / "postgres", "postgres"))
+        friends = {f"f{n}@example.org" for n in range(12)}
+        with PgStore(dsn) as store:
+            with store.transaction() as tx:
+                for n in range(36):
+                    email = f"f{n // 3}@example.org" if n % 3 == 0 else f"c{n}@example.org"
+                    tags = ["friend"] if email in friends else ["client"]
+                    tx.put(CONTACTS, email, make_contact(email, tags=tags).to_doc())
+                tx.put(
+                    CONTACTS,
+                    "gone@example.org",
+                    {
+                        **make_contact("gone@example.org", tags=["friend"]).to_doc(),
+                        "status": "unsubscribed",
+                    },
+                )
+            issue = broadcast.load(config, "spring.md")
+            broadcast.schedule(store, issue, now=START)
+            key = newsletter_key(issue.name, "f0@example.org")
+            copy = new_record(
+                key=key, contact="f0@example.org", kind="newsletter", ref=issue.name,
+                template=issue.name, due_at=START, at=START, state=MessageState.SENDING,
+            )  # fmt: skip
+            with store.transaction() as tx:
+                tx.put(MESSAGES, key, advance(copy, MessageState.SENT, at=START).to_doc())
+            state = scoped.plan_state(store, config, read_sequences(config), START, [])
+            # Nobody is enrolled: the contacts held are those the issue waits for.
+            assert set(state.contacts) == friends - {"f0@example.org"}
+            assert key in state.history

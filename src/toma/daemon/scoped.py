@@ -16,7 +16,8 @@ store. A store that keeps where each enrolment stands (PostgreSQL, see
 2. **Who.** The contacts with an enrolment that can have a step ready now
    (:mod:`toma.core.earliest`), the clients of every invoice (the reminders'
    plan reads the invoices whole, as on the embedded store), and, while a
-   newsletter issue is scheduled, its audience.
+   newsletter issue is scheduled, those of its audience it still waits for
+   (every contact is looked at, a page at a time, and only those are kept).
 3. **What.** Those contacts' documents, read by indexed queries
    (:func:`toma.daemon.cache.plan_state_of`), and the records a tick looks up
    beside them: the notices waiting, the scheduled issues' copies.
@@ -29,6 +30,7 @@ time, never later than the planner's).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
@@ -36,14 +38,17 @@ from datetime import datetime
 from types import MappingProxyType
 
 from toma.config import Config
+from toma.core.contacts import Contact
 from toma.core.earliest import earliest
 from toma.core.enrolments import tag_enrolments
 from toma.core.invoices import Invoice
+from toma.core.newsletters import pending
 from toma.core.outbox import OutboxRecord
 from toma.core.planner import PlanState
 from toma.core.sequences import Sequence
 from toma.daemon.cache import plan_state_of
 from toma.daemon.tick import write_enrolments
+from toma.errors import TomaError
 from toma.logs import fields
 from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, SYNC, Reader, Store
@@ -55,6 +60,8 @@ from toma.store.records.due import can_be_due, tagged_unenrolled
 from toma.store.records.query import matching_any
 
 log = logging.getLogger(__name__)
+
+WAITING_PAGE = 5000  # contacts looked at together for the scheduled issues
 
 
 TAG_RULES_KEY = "tag-rules"
@@ -137,10 +144,8 @@ def plan_state(
     state = plan_state_of(store, config, files, emails)
     contacts = state.contacts
     if scheduled:
-        # An issue's audience is found among every contact (core/audience).
-        contacts = MappingProxyType(
-            {c.email: c for c in addressbook.all_contacts(store)} | dict(contacts)
-        )
+        waiting = _waiting_for(store, config, scheduled, extra)
+        contacts = MappingProxyType(waiting | dict(contacts))
     if extra or scheduled:
         state = replace(
             state, contacts=contacts, history=MappingProxyType({**extra, **state.history})
@@ -150,6 +155,37 @@ def plan_state(
         extra=fields(contacts=len(state.contacts), enrolments=len(state.enrolments)),
     )
     return state
+
+
+def _waiting_for(
+    store: Reader, config: Config, names: list[str], copies: Mapping[str, OutboxRecord]
+) -> dict[str, Contact]:
+    """The contacts a scheduled issue still waits for (:func:`toma.core.newsletters.pending`).
+
+    An issue's audience is an expression over every contact's tags and fields
+    (:mod:`toma.core.audience`), so every contact is read, a page at a time; only
+    those in an audience with no copy of its issue attempted yet are kept: the
+    tick's memory grows with the copies still to send, not with the store. An
+    issue that cannot be read waits for nobody (the tick reports it).
+    """
+    issues = []
+    for name in names:
+        with contextlib.suppress(TomaError):
+            issues.append(broadcast.load(config, name))
+    kept: dict[str, Contact] = {}
+    page: list[Contact] = []
+
+    def keep() -> None:
+        waiting = {c.email for issue in issues for c in pending(issue, page, copies)}
+        kept.update((c.email, c) for c in page if c.email in waiting)  # in the store's order
+        page.clear()
+
+    for contact in addressbook.all_contacts(store):
+        page.append(contact)
+        if len(page) >= WAITING_PAGE:
+            keep()
+    keep()
+    return kept
 
 
 def _enrol(
