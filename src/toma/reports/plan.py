@@ -110,7 +110,7 @@ def plan_rows(
     Contacts whose tag the next tick would enrol count as enrolled now: found
     among ``state``'s contacts, or those of ``enrolling`` when the state holds
     the enrolments of only some of its contacts (:func:`read_ahead`: a scheduled
-    newsletter brings in its whole audience).
+    newsletter brings in those of its audience it still waits for).
     """
     enrolled = {(e.contact, e.sequence) for e in state.enrolments}
     candidates = (
