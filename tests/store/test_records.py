@@ -144,3 +144,21 @@ def test_status_counts_the_outbox_as_reading_every_message_would(store: Store):
         "unknown": 1,
         "sending": 1,
     }
+
+
+def test_contacts_carrying_one_of_some_tags(store: Store):
+    """What a scheduled issue reads of the address book: asked of PostgreSQL by tag."""
+    with store.transaction() as tx:
+        for n, tags in enumerate([["a"], ["b", "c"], [], ["c"], ["A"], ["a", "b"]]):
+            email = f"p{n}@example.org"
+            tx.put(CONTACTS, email, make_contact(email, tags=tags).to_doc())
+        tx.put(CONTACTS, "odd@example.org", {"email": "odd@example.org", "tags": {"a": 1}})
+        tx.put(CONTACTS, "odder@example.org", {"email": "odder@example.org", "tags": [{"a": 1}]})
+    found = [c.email for c in addressbook.tagged_any(store, {"a", "b"})]
+    # Tags are kept in lower case; tags that are not a list are none.
+    assert found == ["p0@example.org", "p1@example.org", "p4@example.org", "p5@example.org"]
+    assert [c.email for c in addressbook.tagged_any(store, {"c"})] == [
+        "p1@example.org",
+        "p3@example.org",
+    ]
+    assert len(list(addressbook.tagged_any(store, None))) == 8

@@ -263,3 +263,38 @@ def test_any_tree_round_trips(tree: Node) -> None:
     """str() of any tree parses back to an equal tree."""
     audience = Audience(tree)
     assert parse_audience(str(audience)) == audience
+
+
+@pytest.mark.parametrize(
+    ("text", "needs"),
+    [
+        ("", None),
+        ("client", {"client"}),
+        ("client and not no-news", {"client"}),
+        ("(client or past-client) and not paused", {"client", "past-client"}),
+        ("(a or b) and client", {"client"}),  # any one operand's tags will do: the fewest
+        ('client or company = "Acme"', None),  # the comparison selects without a tag
+        ("not client", None),
+        ('country in ("DE") and (a or b)', {"a", "b"}),
+    ],
+)
+def test_tags_an_audience_needs(text: str, needs: set[str] | None) -> None:
+    found = parse_audience(text).needs_one_of()
+    assert found == (frozenset(needs) if needs is not None else None)
+
+
+@given(
+    st.recursive(_leaves, _extend, max_leaves=12),
+    st.lists(st.sampled_from(["a", "b", "client", "no-news", "v1.2", "in", "x"]), max_size=4),
+    st.sampled_from(["", "DE", "Acme", 'a "b']),
+)
+def test_whoever_an_audience_selects_carries_a_tag_it_needs(
+    tree: Node, tags: list[str], value: str
+) -> None:
+    """What a store reads for an audience (its contacts carrying one of these tags) holds
+    everyone the audience selects."""
+    audience = Audience(tree)
+    contact = person(*tags, company=value, country=value)
+    needs = audience.needs_one_of()
+    if audience.matches(contact) and needs is not None:
+        assert not needs.isdisjoint(contact.tags)

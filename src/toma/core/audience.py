@@ -186,6 +186,15 @@ class Audience:
         """Every tag named, so that a check can warn about a tag no contact has."""
         return frozenset(node.name for node in _walk(self.expression) if isinstance(node, Tag))
 
+    def needs_one_of(self) -> frozenset[str] | None:
+        """Tags of which every contact the audience selects carries at least one; None
+        when the expression demands no tag (everyone, a comparison, a ``not``).
+
+        A store that can find contacts by tag reads only those (see
+        :mod:`toma.daemon.scoped`); the expression still decides, contact by contact.
+        """
+        return _needs_one_of(self.expression) if self.expression is not None else None
+
     def fields(self) -> frozenset[str]:
         """Every field named in a comparison."""
         return frozenset(
@@ -197,6 +206,23 @@ class Audience:
 
 
 EVERYONE: Final = Audience()
+
+
+def _needs_one_of(node: Node) -> frozenset[str] | None:
+    # A contact that matches `and` matches each operand, so any operand's tags do
+    # (the fewest read least); one that matches `or` matches some operand, so only
+    # when every operand needs a tag does the union hold.
+    if isinstance(node, Tag):
+        return frozenset({node.name})
+    if isinstance(node, And):
+        found = [tags for o in node.operands if (tags := _needs_one_of(o)) is not None]
+        return min(found, key=len) if found else None
+    if isinstance(node, Or):
+        every = [_needs_one_of(o) for o in node.operands]
+        if any(tags is None for tags in every):
+            return None
+        return frozenset().union(*(tags for tags in every if tags is not None))
+    return None
 
 
 def _walk(node: Node | None) -> list[Node]:

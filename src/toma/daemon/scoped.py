@@ -17,7 +17,8 @@ store. A store that keeps where each enrolment stands (PostgreSQL, see
    (:mod:`toma.core.earliest`), the clients of every invoice (the reminders'
    plan reads the invoices whole, as on the embedded store), and, while a
    newsletter issue is scheduled, those of its audience it still waits for
-   (every contact is looked at, a page at a time, and only those are kept).
+   (every contact the audience may select is looked at, a page at a time: those
+   carrying a tag it needs, else everyone; only those waiting are kept).
 3. **What.** Those contacts' documents, read by indexed queries
    (:func:`toma.daemon.cache.plan_state_of`), and the records a tick looks up
    beside them: the notices waiting, the scheduled issues' copies.
@@ -163,15 +164,19 @@ def _waiting_for(
     """The contacts a scheduled issue still waits for (:func:`toma.core.newsletters.pending`).
 
     An issue's audience is an expression over every contact's tags and fields
-    (:mod:`toma.core.audience`), so every contact is read, a page at a time; only
-    those in an audience with no copy of its issue attempted yet are kept: the
-    tick's memory grows with the copies still to send, not with the store. An
-    issue that cannot be read waits for nobody (the tick reports it).
+    (:mod:`toma.core.audience`), so every contact it may select is read, a page at
+    a time: those carrying a tag it needs (:meth:`Audience.needs_one_of`), else
+    everyone. Only those in an audience with no copy of its issue attempted yet
+    are kept: the tick's memory grows with the copies still to send, not with the
+    store. An issue that cannot be read waits for nobody (the tick reports it).
     """
     issues = []
     for name in names:
         with contextlib.suppress(TomaError):
             issues.append(broadcast.load(config, name))
+    # Only the contacts carrying a tag some audience needs, where each audience needs one.
+    needed = [issue.audience.needs_one_of() for issue in issues]
+    tags = None if None in needed else frozenset().union(*(t for t in needed if t is not None))
     kept: dict[str, Contact] = {}
     page: list[Contact] = []
 
@@ -180,7 +185,7 @@ def _waiting_for(
         kept.update((c.email, c) for c in page if c.email in waiting)  # in the store's order
         page.clear()
 
-    for contact in addressbook.all_contacts(store):
+    for contact in addressbook.tagged_any(store, tags):
         page.append(contact)
         if len(page) >= WAITING_PAGE:
             keep()

@@ -110,6 +110,14 @@ class Reads:
         check_table(table, self._where)
         return self._pages(sql.SQL("tbl = {}").format(sql.Literal(table)))
 
+    def tagged_any(self, tags: Collection[str]) -> Iterator[tuple[str, Document]]:
+        """The contacts whose ``tags`` hold at least one of ``tags``, in store order."""
+        condition = sql.SQL(
+            "tbl = 'contacts' AND json_typeof(doc -> 'tags') = 'array'"
+            " AND (doc -> 'tags')::jsonb ?| {}"
+        ).format(sql.Literal(sorted(tags)))
+        return self._pages(condition)
+
     def where(self, table: str, **equal: str | None) -> Iterator[tuple[str, Document]]:
         """The documents of ``table`` whose fields equal ``equal``, by an indexed query."""
         check_table(table, self._where)

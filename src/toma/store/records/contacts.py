@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from toma.core.contactfiles import ImportResult, parse_csv, parse_vcards
 from toma.core.contacts import (
@@ -43,6 +44,7 @@ from toma.store.base import (
     MESSAGES,
     META,
     SUPPRESSION,
+    Document,
     Reader,
     Store,
     Transaction,
@@ -58,6 +60,28 @@ SUPPRESSION_SECRET_KEY = "suppression"  # noqa: S105 - its document in the meta 
 def all_contacts(reader: Reader) -> Iterator[Contact]:
     for _key, doc in reader.all(CONTACTS):
         yield Contact.from_doc(doc)
+
+
+@runtime_checkable
+class TagReading(Protocol):
+    def tagged_any(self, tags: Collection[str]) -> Iterator[tuple[str, Document]]: ...
+
+
+def tagged_any(reader: Reader, tags: Collection[str] | None) -> Iterator[Contact]:
+    """The contacts carrying at least one of ``tags`` (every contact when None), in store
+    order: asked of PostgreSQL, read and filtered elsewhere. Tags that are not a list
+    are none."""
+    if tags is None:
+        return all_contacts(reader)
+    wanted = frozenset(tags)
+    if isinstance(reader, TagReading):
+        return (Contact.from_doc(doc) for _key, doc in reader.tagged_any(wanted))
+    return (
+        Contact.from_doc(doc)
+        for _key, doc in reader.all(CONTACTS)
+        if isinstance(found := doc.get("tags"), list)
+        and any(isinstance(tag, str) and tag in wanted for tag in found)
+    )
 
 
 def of_addresses(reader: Reader, emails: Collection[str]) -> list[Contact]:
