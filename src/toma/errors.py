@@ -14,6 +14,7 @@ line can print it in one or two lines instead of a traceback::
     ├── InvoiceError           an invoice that cannot be accepted or changed (core.invoices)
     ├── AudienceError          a newsletter audience that cannot be read (core.audience)
     ├── IllegalTransition      an outbox record asked to move backwards (core.outbox)
+    ├── TooLargeToHold         a store larger than the dashboard may hold (web.snapshot)
     ├── StoreError             the data directory: unreadable, corrupt
     │   └── StoreLocked        another toma process holds the data directory
     ├── TransportError         sending failed (see ``transports``)

@@ -4,6 +4,9 @@ The pages read the whole store into memory (toma.web.snapshot), about 1.6 kB a
 document: on a large PostgreSQL store, served by `toma run`, that would take the
 daemon's memory with it. Above `[dashboard] max_documents` the pages say so
 instead, nothing is read, and /healthz still answers, from the store itself.
+
+Here rather than in tests/web: each project here is ticked with asyncio.run(),
+which cannot run in the thread where the web tests' browser keeps its loop.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pytest
 
 from tests.integration.projects import make_project
 from tests.postgres import PgServer
-from tests.web.conftest import serve
+from tests.web.conftest import serve  # the dashboard served as the web tests serve it
 from tests.web.test_dashboard import fetch
 from toma.config import load_config
 from toma.core.contacts import make_contact
