@@ -18,12 +18,20 @@ own, and beside each the way it was done before, with the ratio:
     python bench/pg_reports.py [--size 100000] [--dsn DSN]
 
 ``--dsn`` measures a database filled already (by this script or bench/postgres.py).
-Measured on 2 shared cores, PostgreSQL 15 (fsync off), the machine otherwise quiet:
+Measured on 2 shared cores, PostgreSQL 15 (fsync off), the machine otherwise quiet;
+about 66 MB of each peak is the process and its imports:
 
-    100000 contacts (700000 documents)     now          before        ratio
-      toma plan, 7 days                    3.3 s  83 MB   17.3 s 420 MB   5.2x
-      toma status                          1.5 s  64 MB    6.4 s  80 MB   4.3x
-      dashboard, first read                0.1 s  37 MB   11.7 s 1108 MB   (refused)
+      100000 contacts                      now            before    ratio
+      toma plan, 7 days                 4.5s    84MB    17.5s   422MB    3.9x  5000
+      toma status                       1.0s    66MB     6.0s    81MB    5.9x  {'sent': 300000}
+      dashboard, first read             0.1s    66MB    13.2s  1137MB  130.6x  refused (700000)
+      issue waiting, tag audience       0.6s    66MB     2.5s    77MB    4.2x  0
+
+      1000000 contacts                     now            before    ratio
+      toma plan, 7 days                54.8s   197MB   197.6s  3541MB    3.6x  50000
+      toma status                       8.6s    66MB    57.7s    84MB    6.7x  {'sent': 3000000}
+      dashboard, first read             0.7s    66MB  refused (7000000)
+      issue waiting, tag audience       5.6s    66MB    29.1s    79MB    5.2x  0
 """
 
 from __future__ import annotations
@@ -99,7 +107,7 @@ def measure(name: str, dsn: str) -> dict[str, Any]:
                 snapshot.sync(store)
                 found = "read"
             except TooLargeToHold as refused:
-                found = f"refused ({refused.count} documents)"
+                found = f"refused ({refused.count})"
         else:
             found = len(scoped._waiting_for(store, config, ["news.md"], {}))
         seconds = time.perf_counter() - started
