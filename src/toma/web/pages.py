@@ -166,7 +166,7 @@ class Dashboard:
             try:
                 return work(request, form)
             except TooLargeToHold as exc:
-                return self.render("unavailable.html", code=503, what=str(exc))
+                return self.render("missing.html", 503, heading="Not shown here", what=str(exc))
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, answer, request, form)
