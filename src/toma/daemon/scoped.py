@@ -69,6 +69,21 @@ TAG_RULES_KEY = "tag-rules"
 """The sync document saying which tag rules were applied, through which change."""
 
 
+def tag_rules(sequences: Mapping[str, Sequence]) -> list[list[str]]:
+    """Each sequence's ``enroll_tag`` with the sequence's name, in order: the tag rules."""
+    return sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
+
+
+def enrollable(
+    store: Reader, rules: list[list[str]], among: Collection[str] | None = None
+) -> set[str]:
+    """The active contacts a tag rule would enrol (among ``among`` when given)."""
+    found: set[str] = set()
+    for tag, name in rules:
+        found |= tagged_unenrolled(store, tag, name, among)
+    return found
+
+
 def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime) -> int:
     """Enrol the active contacts carrying a sequence's tag (step 1); how many were.
 
@@ -80,7 +95,7 @@ def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime)
     again as it writes), and the mark either leaves behind was taken
     before its own check: at worst some contacts are looked at again.
     """
-    tagged = sorted([s.enroll_tag, name] for name, s in sequences.items() if s.enroll_tag)
+    tagged = tag_rules(sequences)
     applied = _applied(store, tagged)
     mark, changes = store.changes_since(applied)
     among: set[str] | None = None
@@ -91,10 +106,7 @@ def enrol_by_tag(store: Store, sequences: Mapping[str, Sequence], now: datetime)
                 among.add(key)
             elif table == ENROLMENTS:
                 among.add(key.partition("/")[2])  # sequence/contact
-    found: set[str] = set()
-    if among is None or among:
-        for tag, name in tagged:
-            found |= tagged_unenrolled(store, tag, name, among)
+    found = enrollable(store, tagged, among) if among is None or among else set()
     written = _enrol(store, found, sequences, now) if found else 0
     if mark != applied:
         # Kept up with even when nothing relevant changed: a mark left behind

@@ -19,7 +19,7 @@ from toma.daemon.cache import plan_state
 from toma.project.sequences import Files, read_sequences
 from toma.store import Reader
 from toma.store.records import invoices as billing
-from toma.store.records.due import indexed, tagged_unenrolled
+from toma.store.records.due import indexed
 from toma.timeutil import iso
 
 
@@ -84,12 +84,7 @@ def read_ahead(
     tick reads them (:mod:`toma.daemon.scoped`), with those a tag rule would
     enrol: a plan of a week reads a week's worth of the address book.
     """
-    enrolling = {
-        email
-        for name, sequence in files.sequences.items()
-        if sequence.enroll_tag
-        for email in tagged_unenrolled(reader, sequence.enroll_tag, name)
-    }
+    enrolling = scoped.enrollable(reader, scoped.tag_rules(files.sequences))
     invoices = billing.all_invoices(reader)
     state = scoped.plan_state(reader, config, files, until, invoices, also=enrolling)
     return state, enrolling
