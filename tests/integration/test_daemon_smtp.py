@@ -70,6 +70,50 @@ def test_500_messages_are_sent_once_each(
     assert set(received) == {recipient(n) for n in range(500)}
 
 
+@pytest.mark.smtpd_options(tls="starttls", auth=True)
+def test_a_refused_password_is_tried_once_until_it_changes(
+    tmp_path: Path,
+    smtp_config: Smtp,
+    smtpd_handler: RecordingHandler,
+    auth_credentials: tuple[str, str],
+) -> None:
+    """A wrong password is refused once: the tick's other messages and its retries do not
+    try it again (a server counting refusals, fail2ban or a provider's lockout, would shut
+    the address or the account out), nor do the daemon's next ticks until the pause is
+    over. Written anew into the password file, it is tried at the next tick."""
+    secret = tmp_path / "smtp-password"
+    secret.write_text("not the password\n", encoding="utf-8")
+    config = make_project(tmp_path, smtp=smtp_config, contacts=6, now=NOW)
+    login = (
+        f'ca_file = "{smtp_config.ca_file}"\n'
+        f'username = "{auth_credentials[0]}"\npassword_file = "{secret}"\n'
+    )
+    config.write_text(
+        config.read_text().replace('retry_for = "1h"\n', f'retry_for = "1h"\n{login}')
+    )
+    store = open_store(config.parent / "var" / "data")
+    try:
+        # The daemon's own in-tick retries (20 s): none of them is spent on the password.
+        worker = Worker(config, store)
+        first = worker.run_once(NOW)
+        assert (first.sent, first.retrying, smtpd_handler.count("AUTH")) == (0, 6, 1)
+        assert any("535" in reason for reason in first.needs_you), first.needs_you
+        # Due again (retried a minute later, then two), within the pause: not tried.
+        for minutes in (2, 5):
+            again = worker.run_once(NOW + timedelta(minutes=minutes))
+            assert (again.retrying, smtpd_handler.count("AUTH")) == (6, 1), minutes
+            assert any("not tried again" in reason for reason in again.needs_you)
+        secret.write_text(f"{auth_credentials[1]}\n", encoding="utf-8")
+        fixed = worker.run_once(NOW + timedelta(minutes=10))
+        assert (fixed.sent, fixed.retrying) == (6, 0)
+        # One sign-in per connection now: the first alone, then the others of the pool.
+        assert 2 <= smtpd_handler.count("AUTH") <= 1 + smtp_config.concurrency
+        assert fixed.needs_you == []
+    finally:
+        store.close()
+    assert len(smtpd_handler.messages) == 6
+
+
 @pytest.mark.smtpd_options(refuse_for=1.5)
 def test_server_refusing_for_a_while_then_accepting(
     tmp_path: Path, smtp_config: Smtp, smtpd_handler: RecordingHandler

@@ -87,7 +87,7 @@ from toma.store.records import due, outbox
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.timeutil import Clock, iso
-from toma.transports import Result, Transport, transport_for
+from toma.transports import Refusals, Result, Transport, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ class Worker:
         # A store that says who can be due is not read whole (toma.daemon.scoped).
         self._scoped = due.indexed(store)
         self._frozen = False  # decoded store, kept from tick to tick
-        self._transport_factory = transport_factory or (
-            lambda config: transport_for(config, ssl_context=ssl_context)
-        )
+        self._transport_factory = transport_factory
+        self._ssl_context = ssl_context
+        self._refusals = Refusals()  # passwords refused, not tried at every tick
         self.in_tick_retry = in_tick_retry
         self._sender: Sender | None = None  # while sending: what a stop must reach
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,7 +332,14 @@ class Worker:
             if self.progress is not None:
                 self.progress(result)
 
-        async with self._transport_factory(config) as transport:
+        transport = (
+            self._transport_factory(config)
+            if self._transport_factory is not None
+            else transport_for(
+                config, ssl_context=self._ssl_context, refusals=self._refusals, now=now
+            )
+        )
+        async with transport:
             sender = Sender(
                 self.store,
                 config,

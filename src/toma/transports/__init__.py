@@ -12,6 +12,7 @@ See :mod:`toma.transports.base` for what each outcome promises.
 from __future__ import annotations
 
 import ssl
+from datetime import datetime
 
 from toma.config import Config
 from toma.errors import TransportError
@@ -27,6 +28,7 @@ from toma.transports.base import (
 )
 from toma.transports.maildir import MaildirTransport
 from toma.transports.smtp import RateLimiter, SmtpTransport
+from toma.transports.smtp_login import Refusals
 
 __all__ = [
     "Backoff",
@@ -35,6 +37,7 @@ __all__ = [
     "MaildirTransport",
     "Outcome",
     "RateLimiter",
+    "Refusals",
     "Result",
     "ResultCallback",
     "SmtpTransport",
@@ -44,10 +47,20 @@ __all__ = [
 ]
 
 
-def transport_for(config: Config, *, ssl_context: ssl.SSLContext | None = None) -> Transport:
-    """The transport ``[transport]`` names: ``smtp`` with ``[smtp]``, or ``maildir`` at ``path``."""
+def transport_for(
+    config: Config,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    refusals: Refusals | None = None,
+    now: datetime | None = None,
+) -> Transport:
+    """The transport ``[transport]`` names: ``smtp`` with ``[smtp]``, or ``maildir`` at ``path``.
+
+    A daemon passes its :class:`Refusals` and the tick's moment, so that a password
+    the server refused is not tried again at every tick.
+    """
     if config.transport.kind == "smtp":
-        return SmtpTransport(config.smtp, ssl_context=ssl_context)
+        return SmtpTransport(config.smtp, ssl_context=ssl_context, refusals=refusals, now=now)
     if config.transport.kind == "maildir":
         if config.transport.path is None:
             raise TransportError(

@@ -85,12 +85,17 @@ Handing = Callable[[str], "asyncio.Future[bool]"]
 
 @dataclass(frozen=True)
 class Result:
-    """What became of one envelope. ``detail`` is one line: the server's answer or the error."""
+    """What became of one envelope. ``detail`` is one line: the server's answer or the error.
+
+    ``retry_soon`` is False for a TEMPORARY result that another try within the
+    batch cannot mend (a refused login): it ends the envelope's retries there.
+    """
 
     key: str
     outcome: Outcome
     code: int | None
     detail: str
+    retry_soon: bool = True
 
 
 class Transport(Protocol):
@@ -189,9 +194,9 @@ async def send_all(
     - Up to ``transport.concurrency`` sends run at once.
     - A TEMPORARY result is retried after a back-off while the next attempt can
       start before ``retry_until`` (an aware datetime, or a duration in seconds
-      or as a timedelta, measured on the monotonic clock). ``None`` means one
-      attempt only. Past the deadline the envelope ends as TEMPORARY, for a later
-      tick to pick up.
+      or as a timedelta, measured on the monotonic clock), unless it says another
+      try cannot help (``retry_soon``). ``None`` means one attempt only. Past the
+      deadline the envelope ends as TEMPORARY, for a later tick to pick up.
     - When ``stop`` is set no new send starts; sends in progress finish. What was
       not attempted, or was waiting for a retry, ends as TEMPORARY.
     - ``on_result`` (plain or async) is called once per envelope with its final
@@ -240,7 +245,12 @@ async def send_all(
             last[index] = result
             attempts[index] += 1
             wait = policy.delay(attempts[index])
-            if stop.is_set() or deadline is None or time.monotonic() + wait >= deadline:
+            if (
+                stop.is_set()
+                or not result.retry_soon
+                or deadline is None
+                or time.monotonic() + wait >= deadline
+            ):
                 await finish(index, result)
                 continue
             log.debug(

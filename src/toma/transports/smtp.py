@@ -14,7 +14,9 @@ message.
 The transaction is written out command by command instead of calling
 ``sendmail``, because at-most-once depends on knowing *where* it failed::
 
-    connect / EHLO / STARTTLS / AUTH   failure -> TEMPORARY (nothing was sent)
+    connect / EHLO / STARTTLS / AUTH   failure -> TEMPORARY (nothing was sent);
+                                       a 5xx to AUTH is not tried again in the
+                                       batch (see smtp_login.Gate)
     MAIL, RCPT                         4xx -> TEMPORARY, 5xx -> PERMANENT,
                                        drop or timeout -> TEMPORARY
     (hand-over)                        the caller's ``handing``, asked before
@@ -36,9 +38,9 @@ a later retry cannot deliver twice to the recipients that were accepted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -53,13 +55,13 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from toma.auth import AuthError, SignInNeeded, TokenSource, TokenUnavailable
+from toma.auth import AuthError, SignInNeeded
 from toma.config import Smtp
 from toma.errors import TransportError
 from toma.hosts import is_loopback
 from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
-from toma.transports.smtp_login import SignIn
+from toma.transports.smtp_login import Gate, Refusals, SignIn
 from toma.transports.smtp_slot import Slot, settle
 from toma.transports.smtp_wire import (
     RateLimiter,
@@ -79,10 +81,11 @@ _QUIT_TIMEOUT = 5.0
 
 
 class _ConnectFailed(Exception):
-    def __init__(self, detail: str, code: int | None = None) -> None:
+    def __init__(self, detail: str, code: int | None = None, *, again: bool = True) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code
+        self.again = again  # whether another connection within the batch could succeed
 
 
 class _Broken(Exception):
@@ -107,11 +110,22 @@ class SmtpTransport:
     ``security = "none"`` towards a host that is not this machine.
     """
 
-    def __init__(self, config: Smtp, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: Smtp,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        refusals: Refusals | None = None,
+        now: datetime | None = None,
+    ) -> None:
         self._config = config
         self._given_context = ssl_context
         self._tls: ssl.SSLContext | None = None
         self._sign_in: SignIn | None = None
+        # A daemon's memory of refused passwords, and the tick's moment (smtp_login.Gate).
+        self._refusals = refusals
+        self._now = now
+        self._gate = Gate(config, None, None, None)
         # A sign-in only the owner can mend: no more connections are tried, and the
         # transport closes with it, so that the tick reports it once.
         self._signed_out: SignInNeeded | None = None
@@ -142,7 +156,8 @@ class SmtpTransport:
         else:
             self._tls = self._given_context or default_tls_context(config.ca_file)
         if config.username:
-            self._sign_in = await self._signing_in(config)
+            self._sign_in = await SignIn.open(config)
+        self._gate = Gate(config, self._sign_in, self._refusals, self._now)
         self._hostname = await asyncio.to_thread(local_hostname)
         self._slots = [Slot() for _ in range(self.concurrency)]
         # Last in, first out: a trickle of messages keeps reusing one warm
@@ -173,25 +188,6 @@ class SmtpTransport:
         if signed_out is not None and exc is None:
             raise signed_out
 
-    @staticmethod
-    async def _signing_in(config: Smtp) -> SignIn:
-        """Read the secret once, at open: a missing one is a configuration error, not a
-        failure of every message; likewise a sign-in that needs the owner."""
-        if config.oauth2 is not None and config.auth != "password":
-            tokens = TokenSource(config.oauth2)
-            # SignInNeeded: one error, nothing tried. An endpoint out of reach may answer by
-            # the first connection; if not, each message fails there, temporarily.
-            with contextlib.suppress(TokenUnavailable):
-                await asyncio.to_thread(tokens.token)
-            return SignIn(config, password=None, tokens=tokens)
-        password = config.password.reveal()
-        if password is None:
-            raise TransportError(
-                "smtp.username is set but no password: add password_env or password_file",
-                key="smtp.username",
-            )
-        return SignIn(config, password=password, tokens=None)
-
     async def send(self, envelope: Envelope, handing: Handing | None = None) -> Result:
         idle = self._idle
         if idle is None:
@@ -219,22 +215,29 @@ class SmtpTransport:
 
     async def _deliver(self, slot: Slot, envelope: Envelope, handing: Handing | None) -> Result:
         for _ in range(2):
+            key = envelope.key
             if self._signed_out is not None:
-                return Result(envelope.key, Outcome.TEMPORARY, None, self._signed_out.message)
+                message = self._signed_out.message
+                return Result(key, Outcome.TEMPORARY, None, message, retry_soon=False)
+            if self._gate.closed is not None:
+                code, detail = self._gate.closed  # logged once, when it was refused
+                return Result(key, Outcome.TEMPORARY, code, detail, retry_soon=False)
             fresh = not slot.connected
             try:
                 await self._ready(slot)
             except _ConnectFailed as failed:
-                log.warning(
-                    "smtp connect failed",
-                    extra=fields(
-                        host=self._config.host,
-                        port=self._config.port,
-                        code=failed.code,
-                        error=one_line(failed.detail),
-                    ),
-                )
-                return Result(envelope.key, Outcome.TEMPORARY, failed.code, one_line(failed.detail))
+                if failed.again:
+                    log.warning(
+                        "smtp connect failed",
+                        extra=fields(
+                            host=self._config.host,
+                            port=self._config.port,
+                            code=failed.code,
+                            error=one_line(failed.detail),
+                        ),
+                    )
+                detail = one_line(failed.detail)
+                return Result(key, Outcome.TEMPORARY, failed.code, detail, retry_soon=failed.again)
             await self._rate.acquire()
             try:
                 return await self._transaction(slot, envelope, handing)
@@ -255,7 +258,9 @@ class SmtpTransport:
             slot.needs_reset = False
         if not slot.connected:
             slot.drop()
-            await self._connect(slot)
+            if not await self._gate.through(lambda: self._connect(slot)):
+                code, detail = self._gate.closed or (None, "the login was refused")
+                raise _ConnectFailed(detail, code, again=False)
 
     async def _connect(self, slot: Slot) -> None:
         """Give ``slot`` a ready connection (greeted, TLS, logged in) or raise _ConnectFailed."""
@@ -292,9 +297,13 @@ class SmtpTransport:
             raise
         except SMTPAuthenticationError as exc:
             slot.drop()
-            raise _ConnectFailed(
-                f"authentication as {config.username} failed: {exc.code} {exc.message}", exc.code
-            ) from None
+            detail = one_line(
+                f"authentication as {config.username} failed: {exc.code} {exc.message}"
+            )
+            if 500 <= exc.code < 600:  # the server's last word: see smtp_login
+                self._gate.refuse(exc.code, detail)
+                raise _ConnectFailed(detail, exc.code, again=False) from None
+            raise _ConnectFailed(detail, exc.code) from None
         except SMTPResponseException as exc:
             slot.drop()
             raise _ConnectFailed(f"{exc.code} {exc.message}", exc.code) from None

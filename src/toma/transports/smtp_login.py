@@ -9,24 +9,45 @@ What keeps toma from getting a token at all is an :class:`~toma.auth.AuthError`.
 OAUTHBEARER (RFC 7628) is written out here because aiosmtplib speaks only
 XOAUTH2: on failure the server sends a JSON challenge (334) and the client
 must answer with a lone ``\\x01`` before the server gives its final 535.
+
+A password the server refuses (a 5xx to AUTH) is tried once: servers count
+refusals (fail2ban bans the address after a handful, providers lock the
+account), and no retry mends a wrong password. :class:`Refusals` is the
+daemon's memory of it from one tick to the next: the same password is not
+tried again for ``LOGIN_PAUSE`` after its refusal, and a new one (the
+password file rewritten) is tried at the next tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import aiosmtplib
 from aiosmtplib import SMTPAuthenticationError
 
-from toma.auth import TokenSource
+from toma.auth import TokenSource, TokenUnavailable
 from toma.config import Smtp
 from toma.errors import TransportError
+from toma.logs import fields
+from toma.timeutil import iso
+
+log = logging.getLogger(__name__)
 
 
 def _gs2_name(user: str) -> str:
     # RFC 5801: "," and "=" in the authorisation identity are escaped.
     return user.replace("=", "=3D").replace(",", "=2C")
+
+
+# PLAIN and LOGIN over the TLS the transport insists on; CRAM-MD5 only where nothing else is.
+_PASSWORD_MECHANISMS = ("plain", "login", "cram-md5")
 
 
 class SignIn:
@@ -37,15 +58,39 @@ class SignIn:
         self._password = password
         self._tokens = tokens
 
+    @classmethod
+    async def open(cls, config: Smtp) -> SignIn:
+        """Read the secret once, at open: a missing one is a configuration error, not a
+        failure of every message; likewise a sign-in that needs the owner."""
+        if config.oauth2 is not None and config.auth != "password":
+            tokens = TokenSource(config.oauth2)
+            # SignInNeeded: one error, nothing tried. An endpoint out of reach may answer by
+            # the first connection; if not, each message fails there, temporarily.
+            with contextlib.suppress(TokenUnavailable):
+                await asyncio.to_thread(tokens.token)
+            return cls(config, password=None, tokens=tokens)
+        password = config.password.reveal()
+        if password is None:
+            raise TransportError(
+                "smtp.username is set but no password: add password_env or password_file",
+                key="smtp.username",
+            )
+        return cls(config, password=password, tokens=None)
+
     @property
     def needed(self) -> bool:
         return bool(self._config.username)
+
+    @property
+    def password(self) -> str | None:
+        """The password this sign-in gives; None with OAuth2, whose tokens change."""
+        return self._password if self._tokens is None else None
 
     async def __call__(self, smtp: aiosmtplib.SMTP) -> None:
         config = self._config
         user = config.username or ""
         if self._tokens is None:
-            await smtp.login(user, self._password or "")
+            await self._password_login(smtp, user, self._password or "")
             return
         if config.auth not in smtp.server_auth_methods:
             raise TransportError(
@@ -59,6 +104,27 @@ class SignIn:
         except SMTPAuthenticationError:
             token = await asyncio.to_thread(tokens.refused, token)
             await self._bearer(smtp, user, token)
+
+    async def _password_login(self, smtp: aiosmtplib.SMTP, user: str, password: str) -> None:
+        """One AUTH, by the first mechanism both sides speak.
+
+        Not ``aiosmtplib.SMTP.login``: on a refusal it tries every other mechanism the
+        server offers, and a server counts each of those as one more wrong password.
+        """
+        if smtp.is_ehlo_or_helo_needed:  # after STARTTLS the server is asked again
+            await smtp.ehlo()
+        offered = smtp.server_auth_methods
+        for mechanism in _PASSWORD_MECHANISMS:
+            if mechanism in offered:
+                await getattr(smtp, f"auth_{mechanism.replace('-', '')}")(user, password)
+                return
+        host = self._config.host
+        if not smtp.supports_extension("auth"):
+            raise TransportError(f"{host} does not offer AUTH: check smtp.host", key="smtp.host")
+        raise TransportError(
+            f"{host} offers AUTH {' '.join(offered).upper()}, none of PLAIN, LOGIN or CRAM-MD5",
+            key="smtp.username",
+        )
 
     async def _bearer(self, smtp: aiosmtplib.SMTP, user: str, token: str) -> None:
         if self._config.auth == "xoauth2":
@@ -76,3 +142,126 @@ class SignIn:
             reply = await smtp.execute_command(b"AQ==")  # "\x01": end the failed exchange
         if reply.code != 235:
             raise SMTPAuthenticationError(reply.code, reply.message)
+
+
+LOGIN_PAUSE = timedelta(minutes=15)  # fail2ban's default counts 5 refusals in 10 minutes
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A server's refusal of a password: its answer, and when."""
+
+    code: int
+    detail: str
+    at: datetime
+    until: datetime
+    secret: str  # a digest of the password refused, never the password
+
+
+class Refusals:
+    """The passwords SMTP servers refused, kept by a daemon from tick to tick (see above)."""
+
+    def __init__(self, pause: timedelta = LOGIN_PAUSE) -> None:
+        self.pause = pause
+        self._refused: dict[tuple[str, int, str], Refused] = {}
+
+    def standing(self, config: Smtp, password: str, now: datetime) -> Refused | None:
+        """The refusal that still holds for ``password``: the same, and within the pause."""
+        found = self._refused.get(_account(config))
+        if found is None or found.secret != _digest(config, password):
+            return None
+        if not found.at <= now < found.until:  # a clock set back ends the pause too
+            return None
+        return found
+
+    def refused(
+        self, config: Smtp, password: str, now: datetime, code: int, detail: str
+    ) -> Refused:
+        found = Refused(code, detail, now, now + self.pause, _digest(config, password))
+        self._refused[_account(config)] = found
+        return found
+
+    def accepted(self, config: Smtp) -> None:
+        self._refused.pop(_account(config), None)
+
+
+def _account(config: Smtp) -> tuple[str, int, str]:
+    return (config.host.lower(), config.port, config.username or "")
+
+
+def _digest(config: Smtp, password: str) -> str:
+    return hashlib.sha256(f"{_account(config)}\0{password}".encode()).hexdigest()
+
+
+class Gate:
+    """One batch's connections as they sign in (see the module docstring).
+
+    Until a connection has signed in, connections open one at a time, so that
+    a wrong password is refused once and not once per slot. A refusal closes
+    the gate for the rest of the batch: :attr:`closed` is then the server's
+    code and answer, for every message not sent.
+    """
+
+    def __init__(
+        self,
+        config: Smtp,
+        sign_in: SignIn | None,
+        refusals: Refusals | None,
+        now: datetime | None,
+    ) -> None:
+        self._config = config
+        self._password = sign_in.password if sign_in is not None else None
+        # What remembers a refusal from batch to batch: a daemon's, with the tick's moment.
+        self._memory = refusals if now is not None and self._password is not None else None
+        self._now = now
+        self._signed_in = sign_in is None
+        self._first = asyncio.Lock()
+        self.closed: tuple[int, str] | None = None
+        if self._memory is not None and self._password is not None and now is not None:
+            found = self._memory.standing(config, self._password, now)
+            if found is not None:
+                log.warning(
+                    "smtp login not tried",
+                    extra=fields(
+                        host=config.host,
+                        username=config.username,
+                        refused_at=iso(found.at),
+                        until=iso(found.until),
+                    ),
+                )
+                self.closed = (
+                    found.code,
+                    f"{found.detail} (at {iso(found.at)}; the same password is not tried "
+                    f"again before {iso(found.until)}: correct it and the next tick tries it)",
+                )
+
+    async def through(self, connect: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``connect`` once the gate lets it; False, untried, once it is closed."""
+        if self._signed_in:
+            await connect()
+            return True
+        async with self._first:
+            if self.closed is not None:
+                return False
+            await connect()
+            self._signed_in = True
+        if self._memory is not None:
+            self._memory.accepted(self._config)
+        return True
+
+    def refuse(self, code: int, detail: str) -> None:
+        """The server refused the login for good (a 5xx to AUTH): close the gate."""
+        config = self._config
+        log.warning(
+            "smtp login refused",
+            extra=fields(
+                host=config.host,
+                port=config.port,
+                username=config.username,
+                code=code,
+                error=detail,
+            ),
+        )
+        if self._memory is not None and self._password is not None and self._now is not None:
+            self._memory.refused(config, self._password, self._now, code, detail)
+        self.closed = (code, detail)
