@@ -335,3 +335,41 @@ def test_a_worker_without_the_signer_fails_the_batch(tmp_path: Path) -> None:
     assert not isinstance(caught.value, TemplateError)
     assert caught.value.contact == recipient(0)
     assert "unsubscribe" in caught.value.message
+
+
+@pytest.mark.parametrize("count", [PARALLEL_FROM - 1, PARALLEL_FROM + 250])
+def test_only_the_jobs_kept_are_built_in_either_process(tmp_path: Path, count: int) -> None:
+    """What `keep` leaves out of a chunk (another daemon sent it) is never built; a chunk
+    left empty is not yielded; the rest comes out in order, in-process or from the worker."""
+    import asyncio
+
+    from toma.daemon.builder import CHUNK, build_chunks
+    from toma.mail.compose import Job
+    from toma.mail.mime import Built
+
+    config = project(tmp_path, contacts=1)
+    contact = contacts_of(config)[recipient(0)].to_doc()
+    jobs = [
+        Job(key=f"k{n:04d}", template="hello.md", contact=contact, now=NOW, unsubscribe="none")
+        for n in range(count)
+    ]
+    gone_chunk = {job.key for job in jobs[CHUNK : 2 * CHUNK]}  # sent elsewhere, all of it
+    asked: list[list[str]] = []
+
+    async def keep(chunk: list[Job]) -> list[Job]:
+        asked.append([job.key for job in chunk])
+        return [j for j in chunk if j.key not in gone_chunk and int(j.key[1:]) % 3 != 0]
+
+    async def build() -> list[list[str]]:
+        out = []
+        async for chunk in build_chunks(Composer(load_config(config)), jobs, keep):
+            assert chunk, "an empty chunk was yielded"
+            assert all(isinstance(built, Built) for _job, built in chunk)
+            out.append([job.key for job, _built in chunk])
+        return out
+
+    chunks = asyncio.run(build())
+    assert asked == [[j.key for j in jobs[at : at + CHUNK]] for at in range(0, count, CHUNK)]
+    expected = [j.key for j in jobs if j.key not in gone_chunk and int(j.key[1:]) % 3 != 0]
+    assert [key for chunk in chunks for key in chunk] == expected
+    assert len(chunks) == len(asked) - 1

@@ -22,7 +22,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -54,6 +54,8 @@ class Failure:
 
 
 BuildOutcome = tuple[Job, Built | Failure]
+# Of a chunk about to be built, the jobs still to build (see build_chunks).
+Keep = Callable[[list[Job]], Awaitable[list[Job]]]
 
 _composer: Composer | None = None  # one per worker process, made by _start_worker
 
@@ -121,17 +123,25 @@ def _build(composer: Composer, job: Job) -> Built | Failure:
         return Failure(exc.message, exc.file, exc.line, exc.key)
 
 
+async def _kept(jobs: list[Job], keep: Keep | None) -> list[Job]:
+    return jobs if keep is None else await keep(jobs)
+
+
 async def build_chunks(
-    composer: Composer, jobs: Sequence[Job]
+    composer: Composer, jobs: Sequence[Job], keep: Keep | None = None
 ) -> AsyncGenerator[list[BuildOutcome], None]:
     """The outcomes of ``jobs``, in order, a chunk at a time.
 
-    A :class:`toma.errors.TomaError` other than a template's (a message that
-    needs unsubscribe links from a composer without the signer) ends the batch.
+    ``keep``, asked of each chunk right before it is built, leaves out the jobs
+    no longer to send (another daemon's by then); a chunk left empty is not
+    yielded. A :class:`toma.errors.TomaError` other than a template's (a message
+    that needs unsubscribe links from a composer without the signer) ends the batch.
     """
     if len(jobs) < PARALLEL_FROM:
         for start in range(0, len(jobs), CHUNK):
-            yield build_all(composer, jobs[start : start + CHUNK])
+            chunk = await _kept(list(jobs[start : start + CHUNK]), keep)
+            if chunk:
+                yield build_all(composer, chunk)
             await asyncio.sleep(0)  # let the sends of the previous chunk go on
         return
     context = multiprocessing.get_context("forkserver")
@@ -141,9 +151,12 @@ async def build_chunks(
     with ProcessPoolExecutor(
         max_workers=1, mp_context=context, initializer=_start_worker, initargs=(composer.recipe(),)
     ) as pool:
-        chunks = [jobs[start : start + CHUNK] for start in range(0, len(jobs), CHUNK)]
+        chunks = [list(jobs[start : start + CHUNK]) for start in range(0, len(jobs), CHUNK)]
 
-        def submit(index: int) -> asyncio.Future[list[Built | Failure]]:
+        async def submit(index: int) -> asyncio.Future[list[Built | Failure]] | None:
+            chunks[index] = await _kept(chunks[index], keep)
+            if not chunks[index]:
+                return None
             return asyncio.wrap_future(pool.submit(_build_chunk, chunks[index]))
 
         # The worker starts in a thread: the first submit forks it and waits (the
@@ -154,17 +167,23 @@ async def build_chunks(
         index = 0
         try:
             while index < len(chunks) and (index < LOCAL_CHUNKS or not starting.done()):
-                yield build_all(composer, chunks[index])
+                chunk = await _kept(chunks[index], keep)
+                if chunk:
+                    yield build_all(composer, chunk)
                 index += 1
                 await asyncio.sleep(0)
             if index < len(chunks):
                 await starting  # a worker that failed to start ends the batch here
-            futures = {ahead: submit(ahead) for ahead in range(index, min(index + 2, len(chunks)))}
+            futures = {
+                ahead: await submit(ahead) for ahead in range(index, min(index + 2, len(chunks)))
+            }
             for at in range(index, len(chunks)):
                 if at + 2 < len(chunks):
-                    futures[at + 2] = submit(at + 2)
-                built = await futures.pop(at)
-                yield list(zip(chunks[at], built, strict=True))
+                    futures[at + 2] = await submit(at + 2)
+                building = futures.pop(at)
+                if building is not None:
+                    built = await building
+                    yield list(zip(chunks[at], built, strict=True))
         finally:
             # Stopped early, the worker must have started before the pool can close; and
             # a start that failed unseen must not be left as an unretrieved error.

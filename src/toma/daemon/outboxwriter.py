@@ -4,8 +4,8 @@ Theory of operation: see :mod:`toma.daemon.sending` (at most once rests on a
 message being durably ``sending`` and handed before the server could first
 take it). :class:`OutboxWriter` does the writes, grouped, in a worker thread;
 :class:`Marking` is the transport the sender sends through: it claims each
-message (on a shared store) before sending it, and asks the writer for the
-hand-over's record before the hand-over.
+message (on a shared store, :mod:`toma.daemon.claiming`) before sending it,
+and asks the writer for the hand-over's record before the hand-over.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from toma.core.invoices import Invoice, with_thread
 from toma.core.lastcheck import Withheld, withheld
 from toma.core.outbox import HANDED, MessageState, OutboxRecord, advance
 from toma.core.reminders import number_of_ref
+from toma.daemon.claiming import ClaimsAhead
 from toma.errors import TomaError
 from toma.inbox.sentcopy import Spool
 from toma.logs import fields
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 RESULT_BATCH = 20
 RESULT_EVERY = 0.1
 HAND_GATHER = 0.001  # seconds a hand-over waits for others to share its write
-CLAIM_BATCH = 32  # claimed in one round trip, on a store several daemons share
-CLAIM_AHEAD = 2 * CLAIM_BATCH  # at most this many claimed and not yet sent, per chunk in flight
 
 
 @dataclass
@@ -54,13 +53,8 @@ class Tally:
 class OutboxWriter:
     """The store's one writer during a send: hand-overs, then outcomes.
 
-    Claims (only on a store several daemons share, see
-    :mod:`toma.store.claims`): a send whose message is not yet claimed claims
-    the next ``CLAIM_BATCH`` and waits; once fewer than ``CLAIM_BATCH``
-    claimed messages are left ahead of a send, the next batch is claimed in
-    the background. So at most ``CLAIM_AHEAD`` messages of a chunk are
-    claimed and not yet sent; each claim is let go once its outcome is
-    written (or at the end, for those never sent).
+    Claims (only on a store several daemons share): see
+    :class:`~toma.daemon.claiming.ClaimsAhead`.
 
     Hand-overs: :meth:`hand` queues its message and waits for the next write,
     which takes every hand-over queued by then (started at once when no write
@@ -88,24 +82,16 @@ class OutboxWriter:
         settle: Callable[[OutboxRecord, Result], OutboxRecord],
     ) -> None:
         self.store = store
-        self.claimer = claims.claimer(store)
         self.records = records
         self.now = now
         self.tally = tally
         self.settle = settle
-        self.order: list[str] = []
-        self.position: dict[str, int] = {}
-        self.claimed: set[str] = set()  # claimed, or refused (see withdrawn); shared stores only
-        self.holding: set[str] = set()  # claimed and not yet let go
         self.attempted: set[str] = set()  # a send began: its outcome is written
         self.written: set[str] = set()  # recorded `sending` by a hand-over's write
         self.withdrawn: dict[str, str] = {}  # key -> why the last check (or a claim) stopped it
         self.before: dict[str, dict[str, Any] | None] = {}  # the record before its first write
         self.pending: list[Result] = []  # outcomes not yet written
         self.writing = asyncio.Lock()
-        self.claiming = asyncio.Lock()
-        self.ahead: asyncio.Task[None] | None = None  # claims made in the background
-        self._ahead_keys: frozenset[str] = frozenset()
         self.recording: asyncio.Task[None] | None = None  # outcomes written on their own
         self.handing: list[str] = []  # hand-overs waiting for the next write
         self._handed = self._new_group()
@@ -113,11 +99,10 @@ class OutboxWriter:
         self.tasks: set[asyncio.Task[None]] = set()  # every background write under way
         self.failures: list[BaseException] = []  # what the background writes raised
         self._flushed = monotonic.monotonic()
+        self.claims = ClaimsAhead(store, self.withdrawn, self._spawn)
 
     def extend(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.position[key] = len(self.order)
-            self.order.append(key)
+        self.claims.extend(keys)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -138,70 +123,10 @@ class OutboxWriter:
         group.add_done_callback(_retrieve)
         return group
 
-    # ------------------------------------------------------------------ claims
-
     async def ensure(self, key: str) -> None:
         """Return once ``key`` is this daemon's to send, or withdrawn (see :attr:`withdrawn`)."""
         self.attempted.add(key)
-        if self.claimer is None:
-            return  # nobody else sends: every message is this daemon's
-        while key not in self.claimed:
-            if self.ahead is not None and key in self._ahead_keys:
-                await asyncio.shield(self.ahead)  # a cancelled send leaves the claim alone
-                continue
-            async with self.claiming:
-                if key not in self.claimed:  # else claimed by another send while this one waited
-                    await self._claim(self._batch(self.position[key]))
-        self._look_ahead(self.position[key])
-
-    def _look_ahead(self, position: int) -> None:
-        if self._claiming_ahead:
-            return
-        if self.ahead is not None:
-            self.ahead.result()  # a claim that failed ends the send
-        probe = position + CLAIM_BATCH
-        if probe >= len(self.order) or self.order[probe] in self.claimed:
-            return
-        start = next(
-            (at for at in range(position + 1, probe) if self.order[at] not in self.claimed), probe
-        )
-        batch = self._batch(start)
-        if batch:
-            self._ahead_keys = frozenset(batch)
-            self.ahead = self._spawn(self._claim_when_free(batch))
-
-    @property
-    def _claiming_ahead(self) -> bool:
-        return self.ahead is not None and not self.ahead.done()
-
-    def _batch(self, start: int) -> list[str]:
-        return [
-            key
-            for key in self.order[start : start + CLAIM_BATCH]
-            if key not in self.claimed and key not in self._ahead_keys
-        ]
-
-    async def _claim_when_free(self, keys: list[str]) -> None:
-        async with self.claiming:
-            await self._claim(keys)
-
-    async def _claim(self, keys: list[str]) -> None:
-        assert self.claimer is not None  # noqa: S101 - only called on a shared store
-        got = await asyncio.to_thread(self.claimer.claim, keys)
-        for key in keys:
-            if key not in got:
-                self.withdrawn[key] = claims.TAKEN
-        self.holding.update(got)
-        self.claimed.update(keys)
-
-    async def _let_go(self, keys: list[str]) -> None:
-        """Release the claims of ``keys`` (those this daemon holds)."""
-        if self.claimer is None:
-            return
-        done = [key for key in keys if key in self.holding]
-        if done:
-            self.holding.difference_update(done)
-            await asyncio.to_thread(self.claimer.release, done)
+        await self.claims.ensure(key)
 
     # ------------------------------------------------------------------ hand-overs
 
@@ -243,8 +168,7 @@ class OutboxWriter:
                     why=self.withdrawn.get(result.key, result.detail),
                 ),
             )
-            if result.key in self.holding:
-                self._spawn(self._let_go([result.key]))
+            self.claims.let_go_soon([result.key])
             return
         self.pending.append(result)
         while self.recording is not None and not self.recording.done():
@@ -270,14 +194,12 @@ class OutboxWriter:
             except TomaError:
                 if not self.failures:
                     raise
-        if self.claimer is not None and self.holding:
-            # Here too: claimed and never sent (a stop came first), or the last ones.
-            try:
-                self.claimer.release(sorted(self.holding))
-                self.holding.clear()
-            except TomaError:
-                if not self.failures:
-                    raise
+        # Here too: claimed and never sent (a stop came first), or the last ones.
+        try:
+            self.claims.let_go_all()
+        except TomaError:
+            if not self.failures:
+                raise
         if self.failures:
             raise self.failures[0]
 
@@ -315,8 +237,8 @@ class OutboxWriter:
             raise
         if handing:
             group.set_result(None)
-        if outcomes and self.claimer is not None:
-            self._spawn(self._let_go([result.key for result in outcomes]))
+        if outcomes:
+            self.claims.let_go_soon([result.key for result in outcomes])
 
     def _take(self) -> list[Result]:
         """The outcomes to write.

@@ -30,8 +30,9 @@ next tick plans it again. (A record ``sending`` with its hand-over still
 pending, written by earlier versions ahead of the transport, is planned again
 at the next start: :func:`toma.core.outbox.recover_after_crash`.)
 
-On a store several daemons share, each first claims the messages it is about
-to send (:mod:`toma.store.claims`, ``CLAIM_BATCH`` at a time, ahead of the
+On a store several daemons share, each leaves out of a chunk, before building
+it, what the others have handed over already, then claims the messages it is
+about to send (:mod:`toma.daemon.claiming`, a batch at a time, ahead of the
 sends), so that two daemons do not both talk to the server about one message;
 the hand-over's write still checks that no other daemon sent it meanwhile.
 
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -76,6 +78,7 @@ from toma.core.outbox import (
     retry_delay,
 )
 from toma.daemon.builder import BuildOutcome, Failure, build_chunks
+from toma.daemon.claiming import left_to_send
 from toma.daemon.outboxwriter import RESULT_BATCH, Marking, OutboxWriter, Tally
 from toma.inbox.sentcopy import sent_spool
 from toma.logs import fields
@@ -204,7 +207,11 @@ class Sender:
             if outgoing.prebuilt:
                 await start(outgoing.prebuilt)
             composer = Composer(self.config, unsubscribe=unsubscriber(self.config))
-            async with contextlib.aclosing(build_chunks(composer, self._walk(outgoing))) as chunks:
+            keep = None
+            if claims.claimer(self.store) is not None:
+                keep = functools.partial(self._left_to_send, outgoing, now, tally)
+            walk = build_chunks(composer, self._walk(outgoing), keep)
+            async with contextlib.aclosing(walk) as chunks:
                 async for chunk in chunks:
                     if self.stop.is_set():
                         break
@@ -234,6 +241,21 @@ class Sender:
             return jobs
         start = claims.starting_point(len(jobs), number)
         return jobs[start:] + jobs[:start]
+
+    async def _left_to_send(
+        self, outgoing: Outgoing, now: datetime, tally: Tally, jobs: list[Job]
+    ) -> list[Job]:
+        """Of a chunk about to be built, the jobs no other daemon has handed over yet
+        (:mod:`toma.daemon.claiming`); the others count as withheld, as a lost claim does."""
+        left = await asyncio.to_thread(left_to_send, self.store, [job.key for job in jobs], now)
+        if len(left) == len(jobs):
+            return jobs
+        for job in jobs:
+            if job.key not in left:
+                outgoing.records.pop(job.key, None)
+        tally.withheld += len(jobs) - len(left)
+        log.info("sent by other daemons", extra=fields(messages=len(jobs) - len(left)))
+        return [job for job in jobs if job.key in left]
 
     def _envelopes(
         self, chunk: list[BuildOutcome], outgoing: Outgoing, tally: Tally

@@ -15,9 +15,10 @@ Three rules:
   is about to send, a batch at a time, and sends only those it got. This costs
   no write: it keeps the daemons from all talking to their servers about the
   same message (MAIL, RCPT, a file under the Maildir's ``tmp/``) only for the
-  check above to call all but one back. (Each daemon still renders every
-  message it planned, claimed or not.) A dead daemon's claims end with its
-  session. The rule above, not the claim, is what holds at most once. On
+  check above to call all but one back. (Before that, a daemon leaves out
+  of the chunk it is about to build what others have handed over already:
+  :mod:`toma.daemon.claiming`.) A dead daemon's claims end with its session.
+  The rule above, not the claim, is what holds at most once. On
   PostgreSQL claims are advisory locks, kept in the server's shared lock
   table: a daemon holds a bounded few (about two batches ahead of each chunk
   in flight, the sends in flight and the outcomes not yet written; some 200
