@@ -11,11 +11,7 @@ each row's HTML and event while the row is planned (:mod:`toma.web.planpages`).
 The reading thread reads everything once as soon as the server starts, and
 makes a plan growing old again between pages, a part at a time.
 
-Actions (pause, resume, unenroll, mark paid) are POSTs carrying the CSRF token,
-each one store transaction through the same records functions as the CLI's
-commands, logged as one event. None sends mail: what follows from them (a
-thank-you for a paid invoice) goes at the daemon's next tick, as after the
-command.
+The few actions (pause, resume, unenroll, mark paid) are :mod:`toma.web.actions`.
 """
 
 from __future__ import annotations
@@ -31,18 +27,17 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, Router
 
 from toma.config import Config
 from toma.core.contacts import Contact, Status
 from toma.errors import TomaError
-from toma.logs import fields
 from toma.reports import dashboard as views
 from toma.reports.log import about_invoice, conversation
 from toma.reports.status import StatusReport, needing_attention
@@ -63,11 +58,11 @@ from toma.store.records import enrolments as enrolled
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as issues
 from toma.timeutil import Clock
+from toma.web.actions import Actions
 from toma.web.auth import Csrf, calendar_token
 from toma.web.charts import ageing_svg
 from toma.web.planpages import PlanPages
 from toma.web.planview import Planned, PlanView
-from toma.web.server import BodyTooLarge, read_body
 from toma.web.snapshot import Snapshot, TooLargeToHold
 from toma.web.statusview import StatusView
 from toma.web.traffic import TrafficView
@@ -76,7 +71,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REFRESH_EVERY = timedelta(seconds=10)  # how often the reading thread looks at the plan's age
-BY = "toma dashboard"  # how the actions are recorded, as the CLI's say "toma contacts pause"
 # The fields the pages ask the tables by (through toma.store.records): indexed at start.
 ASKED = (
     (MESSAGES, ("contact", "kind", "ref")),
@@ -116,16 +110,17 @@ class Dashboard:
         self.templates.filters["quote"] = lambda text: quote(str(text), safe="@")
         self.style = (resources.files("toma.web") / "static" / "style.css").read_bytes()
         self.plan_pages = PlanPages(self.templates, self.page_bytes)
+        actions = Actions(self)
         self.router = Router(
             [
                 Route("/", self.off_loop(self.today)),
                 Route("/plan", self.off_loop(self.plan)),
                 Route("/contacts", self.off_loop(self.contacts)),
                 Route("/contacts/{email}", self.off_loop(self.contact)),
-                Route("/contacts/{email}/{action}", self.contact_action, methods=["POST"]),
+                Route("/contacts/{email}/{action}", actions.contact_action, methods=["POST"]),
                 Route("/invoices", self.off_loop(self.invoices)),
                 Route("/invoices/{number}", self.off_loop(self.invoice)),
-                Route("/invoices/{number}/paid", self.invoice_paid, methods=["POST"]),
+                Route("/invoices/{number}/paid", actions.invoice_paid, methods=["POST"]),
                 Route("/newsletters", self.off_loop(self.newsletters)),
                 Route("/status", self.off_loop(self.status)),
                 Route("/healthz", self.off_loop(self.healthz), methods=["GET", "HEAD"]),
@@ -148,7 +143,7 @@ class Dashboard:
         """``page`` run on the reading thread, so the server's loop never waits for it."""
 
         async def handler(request: Request) -> Response:
-            return await self._run(lambda r, _form: page(r), request, {})
+            return await self.answer(lambda r, _form: page(r), request, {})
 
         return handler
 
@@ -156,12 +151,14 @@ class Dashboard:
         """``work()`` on the reading thread, waited for (for a caller off the server's loop)."""
         return self._worker.submit(work).result()
 
-    async def _run(
+    async def answer(
         self,
         work: Callable[[Request, dict[str, str]], Response],
         request: Request,
         form: dict[str, str],
     ) -> Response:
+        """``work``'s answer to ``request`` (and its form), made on the reading thread."""
+
         def answer(request: Request, form: dict[str, str]) -> Response:
             try:
                 return work(request, form)
@@ -439,66 +436,3 @@ class Dashboard:
         return Response(
             self.style, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
         )
-
-    # --- actions -------------------------------------------------------------
-
-    async def _form(self, request: Request) -> dict[str, str] | Response:
-        try:
-            body = await read_body(request)
-        except BodyTooLarge:
-            return PlainTextResponse("Too large.\n", status_code=413)
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        if not self.csrf.valid(form.get("csrf")):
-            log.info("dashboard_csrf_refused", extra=fields(path=request.url.path))
-            return self.render(
-                "missing.html",
-                HTTPStatus.FORBIDDEN.value,
-                page="",
-                what="That form came without its token (reload the page and try again).",
-            )
-        return form
-
-    async def contact_action(self, request: Request) -> Response:
-        form = await self._form(request)
-        if isinstance(form, Response):
-            return form
-        return await self._run(self._contact_action, request, form)
-
-    def _contact_action(self, request: Request, form: dict[str, str]) -> Response:
-        email = request.path_params["email"]
-        action = request.path_params["action"]
-        store = self.store()
-        now = self.clock.now()
-        try:
-            if action in ("pause", "resume"):
-                status = Status.PAUSED if action == "pause" else Status.ACTIVE
-                addressbook.set_status(store, email, status, now=now, reason=f"{BY} {action}")
-            elif action == "unenroll":
-                enrolled.unenrol(store, email, form.get("sequence", ""))
-            else:
-                return PlainTextResponse("Not found.\n", status_code=404)
-        except TomaError as exc:
-            return self.render("missing.html", 409, page="contacts", what=str(exc))
-        log.info(
-            "dashboard_action",
-            extra=fields(action=action, contact=email, sequence=form.get("sequence")),
-        )
-        return RedirectResponse(f"/contacts/{quote(email, safe='@')}", status_code=303)
-
-    async def invoice_paid(self, request: Request) -> Response:
-        form = await self._form(request)
-        if isinstance(form, Response):
-            return form
-        return await self._run(self._invoice_paid, request, form)
-
-    def _invoice_paid(self, request: Request, _form: dict[str, str]) -> Response:
-        number = request.path_params["number"]
-        now = self.clock.now()
-        try:
-            invoice = billing.settle(
-                self.store(), number, paid_on=now.astimezone(self.zone).date(), now=now
-            )
-        except TomaError as exc:
-            return self.render("missing.html", 409, page="invoices", what=str(exc))
-        log.info("dashboard_action", extra=fields(action="paid", invoice=invoice.number))
-        return RedirectResponse(f"/invoices/{quote(number)}", status_code=303)
