@@ -32,8 +32,17 @@ from toma.store import CONTACTS, ENROLMENTS, MESSAGES, TinyStore
 from toma.store.postgres import PgStore
 from toma.store.records.due import can_be_due
 
-START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati", "")
+# The weeks when summer time begins in New York (8 March), then in Europe and at
+# Troll, whose clocks move two hours (29 March): where the index allows least slack.
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+ZONES = (
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Pacific/Kiritimati",
+    "Antarctica/Troll",
+    "",
+)
 TICK = timedelta(hours=13)
 TICKS = 70
 
@@ -79,7 +88,9 @@ def pg(pg_server: PgServer) -> Iterator[PgStore]:
 def compare(store: PgStore, config: Config, files: Files, now: datetime) -> tuple[Plan, int, int]:
     everyone = plan_state(store, config, files)
     whole = plan(everyone, now)
-    asked = can_be_due(store, earliest(files.sequences, config.windows, files.held), now)
+    asked = can_be_due(
+        store, earliest(files.sequences, config.windows, files.held, horizon=now), now
+    )
     assert asked is not None
     scoped = plan(plan_state_of(store, config, files, asked), now)
     assert scoped.due == whole.due
@@ -213,19 +224,50 @@ def test_a_held_sequence_and_a_finished_enrolment_are_never_asked_for(
             )
             tx.put(MESSAGES, record.key, record.to_doc())
     files = Files(dict(SEQUENCES), held=frozenset({"long"}))
-    asked = earliest(files.sequences, config.windows, files.held)
+    asked = earliest(files.sequences, config.windows, files.held, horizon=START)
     assert asked.delay("intro", "last") is None  # finished
     assert asked.delay("long", NOT_YET) is None  # held
     assert asked.delay("keep", "first") == asked.delays["keep"]["first"]  # the repeat's
     assert can_be_due(pg, asked, START + timedelta(days=3000)) == set()
     # Released, the held sequence's enrolment is asked for again.
-    asked = earliest(files.sequences, config.windows)
+    asked = earliest(files.sequences, config.windows, horizon=START)
     assert can_be_due(pg, asked, START) == {"held@example.com"}
+
+
+def test_clocks_moving_two_hours_ahead_are_allowed_for_and_no_more(
+    pg: PgStore, config: Config
+) -> None:
+    """At Troll the clocks go from UTC+0 to UTC+2 on 29 March 2026. A step three days
+    after noon on the 28th is due at noon on the 31st there: 10:00 UTC, two hours before
+    three days have passed. The index asks with those two hours of slack, the largest
+    rise of any zone around then, and not the day a date-line jump would need."""
+    email = "troll@example.com"
+    troll = sequence("troll", [("first", "0d"), ("second", "3d")], window="always")
+    sent_at = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    with pg.transaction() as tx:
+        tx.put(CONTACTS, email, {**make_contact(email).to_doc(), "timezone": "Antarctica/Troll"})
+        enrolment = Enrolment(email, "troll", sent_at, source="hand")
+        tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+        record = carry_on(None, _send(email, "troll", "first"), MessageState.SENDING, at=sent_at)
+        record = advance(
+            record, MessageState.SENT, at=sent_at, sent_at=sent_at, message_id="<first@x.org>"
+        )
+        tx.put(MESSAGES, record.key, record.to_doc())
+    files = Files({"troll": troll})
+    due = datetime(2026, 3, 31, 10, 0, tzinfo=UTC)
+    assert [send.step for send in plan(plan_state(pg, config, files), due).due] == ["second"]
+    assert plan(plan_state(pg, config, files), due - timedelta(minutes=1)).due == ()
+    asked = earliest(files.sequences, config.windows, horizon=due)
+    assert asked.delay("troll", "first") == timedelta(days=3, hours=-2)
+    assert can_be_due(pg, asked, due) == {email}
+    # A year later no zone moves its clocks by more than an hour at the end of March.
+    later = earliest(files.sequences, config.windows, horizon=due + timedelta(days=365))
+    assert later.delay("troll", "first") >= timedelta(days=3, hours=-2)
 
 
 def test_the_embedded_store_cannot_say(tmp_path: Path, config: Config) -> None:
     with TinyStore(tmp_path / "data") as store:
-        assert can_be_due(store, earliest(SEQUENCES, config.windows), START) is None
+        assert can_be_due(store, earliest(SEQUENCES, config.windows, horizon=START), START) is None
 
 
 def _send(email: str, name: str, step: str) -> PlannedSend:

@@ -7,6 +7,10 @@ whole history and drops it early when ``anchor + floor`` is past the horizon:
 ``anchor`` is when the enrolment's latest attempted message went (else when
 the contact was enrolled), ``floor`` a lower bound of the next step's delay
 (:func:`toma.core.turns._floor`, which allows for months and clock changes).
+Here the clock changes allowed for are those the tz database holds around the
+horizon (:mod:`toma.core.offsets`: an hour or two in most years), not the
+rarest of all: each hour of slack is an hour's worth of contacts read ahead of
+their time at every tick.
 
 A store with many contacts can keep, per enrolment, just the facts this test
 needs: ``since`` (that anchor), ``anchor_step`` (the step of its latest
@@ -34,12 +38,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from toma.config import Window
+from toma.core.offsets import largest_rise
 from toma.core.sequences import Sequence
-from toma.core.turns import _CALENDAR_ERRORS, _track
+from toma.core.turns import _CALENDAR_ERRORS, _floor, _track
+from toma.timeutil import Duration
+
+_MONTH_AT_MOST = timedelta(days=31)
+_AROUND = timedelta(days=2)  # the span reckoned reaches this far past the delays
 
 NOT_YET = ""  # anchor_step of an enrolment with no attempted step (repeats aside)
 
@@ -68,8 +77,12 @@ def earliest(
     sequences: Mapping[str, Sequence],
     windows: Mapping[str, Window],
     held: frozenset[str] = frozenset(),
+    *,
+    horizon: datetime,
 ) -> Earliest:
-    """The delays to ask the store for, from the sequences the planner would plan."""
+    """The delays to ask the store for, from the sequences the planner would plan, for
+    the question "what can be due by ``horizon``"."""
+    slack = _slack(sequences, horizon)
     delays: dict[str, Mapping[str, timedelta]] = {}
     finished: dict[str, frozenset[str]] = {}
     otherwise: dict[str, timedelta] = {}
@@ -78,11 +91,11 @@ def earliest(
         if name in held or window is None or not window.days:
             continue  # the planner leaves these out too
         try:
-            track = _track(sequence, window)
+            _track(sequence, window)
         except _CALENDAR_ERRORS:
             continue  # broken: the planner reports it and plans none of it
-        repeat = (track.repeat_floor,) if sequence.repeat is not None else ()
-        floors = track.floors
+        repeat = (_floor(sequence.repeat.every, slack),) if sequence.repeat is not None else ()
+        floors = tuple(_floor(step.after, slack) for step in sequence.steps)
         by_step: dict[str, timedelta] = {}
         done: set[str] = set()
         first = floors[:1] or repeat
@@ -102,3 +115,23 @@ def earliest(
         finished=MappingProxyType(finished),
         otherwise=MappingProxyType(otherwise),
     )
+
+
+def _slack(sequences: Mapping[str, Sequence], horizon: datetime) -> timedelta:
+    """The largest rise of a UTC offset that can lie between an anchor and a due time
+    that matter: an anchor older than the longest delay before ``horizon`` passes the
+    question whatever the slack."""
+    longest = max(
+        (
+            _longest(duration)
+            for sequence in sequences.values()
+            for duration in [step.after for step in sequence.steps]
+            + ([sequence.repeat.every] if sequence.repeat else [])
+        ),
+        default=timedelta(0),
+    )
+    return largest_rise(horizon - longest - _AROUND, horizon + _AROUND)
+
+
+def _longest(duration: Duration) -> timedelta:
+    return abs(duration.months) * _MONTH_AT_MOST + abs(timedelta(seconds=duration.seconds))

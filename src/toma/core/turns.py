@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from toma.config import Pace, Window
 from toma.core.contacts import Contact
+from toma.core.offsets import RAREST
 from toma.core.outbox import repeat_step, sequence_key
 from toma.core.plans import PlannedSend
 from toma.core.sequences import Sequence, SequenceProblem
@@ -24,8 +25,9 @@ from toma.core.windows import Zones
 from toma.timeutil import Duration
 
 # Wall-clock arithmetic differs from UTC arithmetic by the change of UTC offset
-# in between (an hour for DST; a day for a zone that jumped the date line).
-_OFFSET_SLACK = timedelta(days=1, hours=1)
+# in between (an hour for DST; a day for a zone that jumped the date line). The
+# planner allows the rarest; a store's index asks the tz database (core.offsets).
+_OFFSET_SLACK = RAREST
 _SHORTEST_MONTH = timedelta(days=28)
 # What calendar arithmetic raises when a moment leaves the years 1 to 9999.
 _CALENDAR_ERRORS = (ArithmeticError, ValueError)
@@ -42,8 +44,10 @@ class _Track:
     repeat_floor: timedelta
 
 
-def _floor(duration: Duration) -> timedelta:
-    return duration.months * _SHORTEST_MONTH + timedelta(seconds=duration.seconds) - _OFFSET_SLACK
+def _floor(duration: Duration, slack: timedelta = _OFFSET_SLACK) -> timedelta:
+    """No wall-clock ``duration`` after a moment is sooner in UTC, for offsets that rise by at
+    most ``slack`` meanwhile."""
+    return duration.months * _SHORTEST_MONTH + timedelta(seconds=duration.seconds) - slack
 
 
 def _track(sequence: Sequence, window: Window) -> _Track:
