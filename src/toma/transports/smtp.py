@@ -258,9 +258,7 @@ class SmtpTransport:
             slot.needs_reset = False
         if not slot.connected:
             slot.drop()
-            if not await self._gate.through(lambda: self._connect(slot)):
-                code, detail = self._gate.closed or (None, "the login was refused")
-                raise _ConnectFailed(detail, code, again=False)
+            await self._connect(slot)
 
     async def _connect(self, slot: Slot) -> None:
         """Give ``slot`` a ready connection (greeted, TLS, logged in) or raise _ConnectFailed."""
@@ -281,8 +279,10 @@ class SmtpTransport:
             await self._hello(smtp)
             if config.security == "starttls":
                 await self._upgrade(smtp)
-            if self._sign_in is not None:
-                await self._sign_in(smtp)
+            sign_in = self._sign_in
+            if sign_in is not None and not await self._gate.through(lambda: sign_in(smtp)):
+                code, detail = self._gate.closed or (None, "the login was refused")
+                raise _ConnectFailed(detail, code, again=False)  # noqa: TRY301 - dropped below
         except AuthError as exc:
             slot.drop()
             log.warning("smtp sign-in failed", extra=fields(error=exc.message))
@@ -300,10 +300,9 @@ class SmtpTransport:
             detail = one_line(
                 f"authentication as {config.username} failed: {exc.code} {exc.message}"
             )
-            if 500 <= exc.code < 600:  # the server's last word: see smtp_login
-                self._gate.refuse(exc.code, detail)
-                raise _ConnectFailed(detail, exc.code, again=False) from None
-            raise _ConnectFailed(detail, exc.code) from None
+            # A 5xx is the server's last word: the gate closed on it (see smtp_login).
+            again = self._gate.closed is None
+            raise _ConnectFailed(detail, exc.code, again=again) from None
         except SMTPResponseException as exc:
             slot.drop()
             raise _ConnectFailed(f"{exc.code} {exc.message}", exc.code) from None

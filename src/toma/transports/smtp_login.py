@@ -37,6 +37,7 @@ from toma.config import Smtp
 from toma.errors import TransportError
 from toma.logs import fields
 from toma.timeutil import iso
+from toma.transports.base import one_line
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +197,11 @@ def _digest(config: Smtp, password: str) -> str:
 class Gate:
     """One batch's connections as they sign in (see the module docstring).
 
-    Until a connection has signed in, connections open one at a time, so that
-    a wrong password is refused once and not once per slot. A refusal closes
-    the gate for the rest of the batch: :attr:`closed` is then the server's
-    code and answer, for every message not sent.
+    Until a connection has signed in, connections sign in one at a time (they
+    connect and start TLS at once), so that a wrong password is refused once
+    and not once per slot. A refusal closes the gate for the rest of the
+    batch: :attr:`closed` is then the server's code and answer, for every
+    message not sent.
     """
 
     def __init__(
@@ -235,23 +237,32 @@ class Gate:
                     f"again before {iso(found.until)}: correct it and the next tick tries it)",
                 )
 
-    async def through(self, connect: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``connect`` once the gate lets it; False, untried, once it is closed."""
+    async def through(self, sign_in: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``sign_in`` once the gate lets it; False, untried, once it is closed."""
         if self._signed_in:
-            await connect()
+            await self._signing(sign_in)
             return True
         async with self._first:
             if self.closed is not None:
                 return False
-            await connect()
+            await self._signing(sign_in)  # refused, closed before the next in line tries
             self._signed_in = True
         if self._memory is not None:
             self._memory.accepted(self._config)
         return True
 
-    def refuse(self, code: int, detail: str) -> None:
+    async def _signing(self, sign_in: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await sign_in()
+        except SMTPAuthenticationError as exc:
+            if 500 <= exc.code < 600:
+                self._refuse(exc.code, exc.message)
+            raise
+
+    def _refuse(self, code: int, answer: str) -> None:
         """The server refused the login for good (a 5xx to AUTH): close the gate."""
         config = self._config
+        detail = one_line(f"authentication as {config.username} failed: {code} {answer}")
         log.warning(
             "smtp login refused",
             extra=fields(
