@@ -22,6 +22,7 @@ import pytest
 from toma.config import Smtp
 from toma.core.outbox import MessageState
 from toma.daemon.sending import in_doubt_at_most
+from toma.daemon.tick import TickReport
 from toma.daemon.worker import Worker
 from toma.errors import StoreError
 from toma.store import MESSAGES, Store, Transaction, open_store
@@ -79,8 +80,10 @@ def test_a_refused_password_is_tried_once_until_it_changes(
 ) -> None:
     """A wrong password is refused once: the tick's other messages and its retries do not
     try it again (a server counting refusals, fail2ban or a provider's lockout, would shut
-    the address or the account out), nor do the daemon's next ticks until the pause is
-    over. Written anew into the password file, it is tried at the next tick."""
+    the address or the account out), nor do the next ticks until the pause is over, be
+    they the daemon's or cron's (each tick here is a new worker, as a cron run is: the
+    refusal is kept in the store). Written anew into the password file, it is tried at
+    the next tick."""
     secret = tmp_path / "smtp-password"
     secret.write_text("not the password\n", encoding="utf-8")
     config = make_project(tmp_path, smtp=smtp_config, contacts=6, now=NOW)
@@ -91,26 +94,31 @@ def test_a_refused_password_is_tried_once_until_it_changes(
     config.write_text(
         config.read_text().replace('retry_for = "1h"\n', f'retry_for = "1h"\n{login}')
     )
-    store = open_store(config.parent / "var" / "data")
-    try:
-        # The daemon's own in-tick retries (20 s): none of them is spent on the password.
-        worker = Worker(config, store)
-        first = worker.run_once(NOW)
-        assert (first.sent, first.retrying, smtpd_handler.count("AUTH")) == (0, 6, 1)
-        assert any("535" in reason for reason in first.needs_you), first.needs_you
-        # Due again (retried a minute later, then two), within the pause: not tried.
-        for minutes in (2, 5):
-            again = worker.run_once(NOW + timedelta(minutes=minutes))
-            assert (again.retrying, smtpd_handler.count("AUTH")) == (6, 1), minutes
-            assert any("not tried again" in reason for reason in again.needs_you)
-        secret.write_text(f"{auth_credentials[1]}\n", encoding="utf-8")
-        fixed = worker.run_once(NOW + timedelta(minutes=10))
-        assert (fixed.sent, fixed.retrying) == (6, 0)
-        # One sign-in per connection now: the first alone, then the others of the pool.
-        assert 2 <= smtpd_handler.count("AUTH") <= 1 + smtp_config.concurrency
-        assert fixed.needs_you == []
-    finally:
-        store.close()
+
+    def run_once(now: datetime) -> TickReport:
+        store = open_store(config.parent / "var" / "data")
+        try:
+            # The daemon's own in-tick retries (20 s): none of them is spent on the password.
+            return Worker(config, store).run_once(now)
+        finally:
+            store.close()
+
+    first = run_once(NOW)
+    assert (first.sent, first.retrying, smtpd_handler.count("AUTH")) == (0, 6, 1)
+    assert any("535" in reason for reason in first.needs_you), first.needs_you
+    # Due again (retried a minute later, then two), within the pause: not tried.
+    for minutes in (2, 5):
+        again = run_once(NOW + timedelta(minutes=minutes))
+        assert (again.retrying, smtpd_handler.count("AUTH")) == (6, 1), minutes
+        assert any("not tried again" in reason for reason in again.needs_you)
+    kept = [f.read_bytes() for f in (config.parent / "var" / "data").rglob("*") if f.is_file()]
+    assert kept and not any(b"not the password" in data for data in kept)
+    secret.write_text(f"{auth_credentials[1]}\n", encoding="utf-8")
+    fixed = run_once(NOW + timedelta(minutes=10))
+    assert (fixed.sent, fixed.retrying) == (6, 0)
+    # One sign-in per connection now: the first alone, then the others of the pool.
+    assert 2 <= smtpd_handler.count("AUTH") <= 1 + smtp_config.concurrency
+    assert fixed.needs_you == []
     assert len(smtpd_handler.messages) == 6
 
 

@@ -83,11 +83,11 @@ from toma.store import (
     claims,
 )
 from toma.store.records import contacts as addressbook
-from toma.store.records import due, outbox
+from toma.store.records import due, logins, outbox
 from toma.store.records import invoices as billing
 from toma.store.records import newsletters as broadcast
 from toma.timeutil import Clock, iso
-from toma.transports import Refusals, Result, Transport, transport_for
+from toma.transports import Result, Transport, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,6 @@ class Worker:
         self._frozen = False  # decoded store, kept from tick to tick
         self._transport_factory = transport_factory
         self._ssl_context = ssl_context
-        self._refusals = Refusals()  # passwords refused, not tried at every tick
         self.in_tick_retry = in_tick_retry
         self._sender: Sender | None = None  # while sending: what a stop must reach
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,29 +331,36 @@ class Worker:
             if self.progress is not None:
                 self.progress(result)
 
+        refused = logins.refusals(self.store)  # passwords refused lately: not tried again
+        before = refused.to_doc()
         transport = (
             self._transport_factory(config)
             if self._transport_factory is not None
-            else transport_for(
-                config, ssl_context=self._ssl_context, refusals=self._refusals, now=now
-            )
+            else transport_for(config, ssl_context=self._ssl_context, refusals=refused, now=now)
         )
-        async with transport:
-            sender = Sender(
-                self.store,
-                config,
-                self.config_path,
-                transport,
-                retry_within=self.in_tick_retry,
-                progress=observe,
-            )
-            self._sender, self._loop = sender, asyncio.get_running_loop()
-            if self.stopping.is_set():
-                sender.stop.set()
-            try:
-                await sender.send(outgoing, now, report)
-            finally:
-                self._sender = self._loop = None
+        try:
+            async with transport:
+                sender = Sender(
+                    self.store,
+                    config,
+                    self.config_path,
+                    transport,
+                    retry_within=self.in_tick_retry,
+                    progress=observe,
+                )
+                self._sender, self._loop = sender, asyncio.get_running_loop()
+                if self.stopping.is_set():
+                    sender.stop.set()
+                try:
+                    await sender.send(outgoing, now, report)
+                finally:
+                    self._sender = self._loop = None
+        finally:
+            if refused.to_doc() != before:
+                try:
+                    logins.keep(self.store, refused)
+                except TomaError as exc:
+                    log.warning("cannot keep the refused logins", extra=fields(error=str(exc)))
 
     async def send_newsletter(
         self, issue: Newsletter, now: datetime, *, on_start: Callable[[int], None] | None = None

@@ -15,6 +15,7 @@ import ssl
 from datetime import datetime
 
 from toma.config import Config
+from toma.core.refusals import Refusals
 from toma.errors import TransportError
 from toma.transports.base import (
     Backoff,
@@ -28,7 +29,6 @@ from toma.transports.base import (
 )
 from toma.transports.maildir import MaildirTransport
 from toma.transports.smtp import RateLimiter, SmtpTransport
-from toma.transports.smtp_login import Refusals
 
 __all__ = [
     "Backoff",
@@ -56,7 +56,7 @@ def transport_for(
 ) -> Transport:
     """The transport ``[transport]`` names: ``smtp`` with ``[smtp]``, or ``maildir`` at ``path``.
 
-    A daemon passes its :class:`Refusals` and the tick's moment, so that a password
+    A tick passes the :class:`Refusals` the store keeps and its moment, so that a password
     the server refused is not tried again at every tick.
     """
     if config.transport.kind == "smtp":

@@ -57,11 +57,12 @@ from aiosmtplib import (
 
 from toma.auth import AuthError, SignInNeeded
 from toma.config import Smtp
+from toma.core.refusals import Refusals
 from toma.errors import TransportError
 from toma.hosts import is_loopback
 from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
-from toma.transports.smtp_login import Gate, Refusals, SignIn
+from toma.transports.smtp_login import Gate, SignIn
 from toma.transports.smtp_slot import Slot, settle
 from toma.transports.smtp_wire import (
     RateLimiter,
@@ -122,7 +123,7 @@ class SmtpTransport:
         self._given_context = ssl_context
         self._tls: ssl.SSLContext | None = None
         self._sign_in: SignIn | None = None
-        # A daemon's memory of refused passwords, and the tick's moment (smtp_login.Gate).
+        # The refused passwords the store keeps, and the tick's moment (smtp_login.Gate).
         self._refusals = refusals
         self._now = now
         self._gate = Gate(config, None, None, None)

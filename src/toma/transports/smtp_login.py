@@ -12,10 +12,9 @@ must answer with a lone ``\\x01`` before the server gives its final 535.
 
 A password the server refuses (a 5xx to AUTH) is tried once: servers count
 refusals (fail2ban bans the address after a handful, providers lock the
-account), and no retry mends a wrong password. :class:`Refusals` is the
-daemon's memory of it from one tick to the next: the same password is not
-tried again for ``LOGIN_PAUSE`` after its refusal, and a new one (the
-password file rewritten) is tried at the next tick.
+account), and no retry mends a wrong password. :class:`Gate` holds that within
+a batch; :mod:`toma.core.refusals`, kept in the store, from one tick (or cron
+run) to the next.
 """
 
 from __future__ import annotations
@@ -23,17 +22,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import aiosmtplib
 from aiosmtplib import SMTPAuthenticationError
 
 from toma.auth import TokenSource, TokenUnavailable
 from toma.config import Smtp
+from toma.core.refusals import Account, Refusals
 from toma.errors import TransportError
 from toma.logs import fields
 from toma.timeutil import iso
@@ -145,55 +143,6 @@ class SignIn:
             raise SMTPAuthenticationError(reply.code, reply.message)
 
 
-LOGIN_PAUSE = timedelta(minutes=15)  # fail2ban's default counts 5 refusals in 10 minutes
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A server's refusal of a password: its answer, and when."""
-
-    code: int
-    detail: str
-    at: datetime
-    until: datetime
-    secret: str  # a digest of the password refused, never the password
-
-
-class Refusals:
-    """The passwords SMTP servers refused, kept by a daemon from tick to tick (see above)."""
-
-    def __init__(self, pause: timedelta = LOGIN_PAUSE) -> None:
-        self.pause = pause
-        self._refused: dict[tuple[str, int, str], Refused] = {}
-
-    def standing(self, config: Smtp, password: str, now: datetime) -> Refused | None:
-        """The refusal that still holds for ``password``: the same, and within the pause."""
-        found = self._refused.get(_account(config))
-        if found is None or found.secret != _digest(config, password):
-            return None
-        if not found.at <= now < found.until:  # a clock set back ends the pause too
-            return None
-        return found
-
-    def refused(
-        self, config: Smtp, password: str, now: datetime, code: int, detail: str
-    ) -> Refused:
-        found = Refused(code, detail, now, now + self.pause, _digest(config, password))
-        self._refused[_account(config)] = found
-        return found
-
-    def accepted(self, config: Smtp) -> None:
-        self._refused.pop(_account(config), None)
-
-
-def _account(config: Smtp) -> tuple[str, int, str]:
-    return (config.host.lower(), config.port, config.username or "")
-
-
-def _digest(config: Smtp, password: str) -> str:
-    return hashlib.sha256(f"{_account(config)}\0{password}".encode()).hexdigest()
-
-
 class Gate:
     """One batch's connections as they sign in (see the module docstring).
 
@@ -213,14 +162,14 @@ class Gate:
     ) -> None:
         self._config = config
         self._password = sign_in.password if sign_in is not None else None
-        # What remembers a refusal from batch to batch: a daemon's, with the tick's moment.
+        # The refusals the store keeps, and the tick's moment: a refusal outlives the batch.
         self._memory = refusals if now is not None and self._password is not None else None
         self._now = now
         self._signed_in = sign_in is None
         self._first = asyncio.Lock()
         self.closed: tuple[int, str] | None = None
         if self._memory is not None and self._password is not None and now is not None:
-            found = self._memory.standing(config, self._password, now)
+            found = self._memory.standing(_account(config), self._password, now)
             if found is not None:
                 log.warning(
                     "smtp login not tried",
@@ -248,7 +197,7 @@ class Gate:
             await self._signing(sign_in)  # refused, closed before the next in line tries
             self._signed_in = True
         if self._memory is not None:
-            self._memory.accepted(self._config)
+            self._memory.accepted(_account(self._config))
         return True
 
     async def _signing(self, sign_in: Callable[[], Awaitable[None]]) -> None:
@@ -274,5 +223,9 @@ class Gate:
             ),
         )
         if self._memory is not None and self._password is not None and self._now is not None:
-            self._memory.refused(config, self._password, self._now, code, detail)
+            self._memory.refused(_account(config), self._password, self._now, code, detail)
         self.closed = (code, detail)
+
+
+def _account(config: Smtp) -> Account:
+    return Account(config.host, config.port, config.username or "")
