@@ -9,6 +9,7 @@ paid invoice) goes at the daemon's next tick, as after the command.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
@@ -55,10 +56,19 @@ class Actions:
         return form
 
     async def contact_action(self, request: Request) -> Response:
+        return await self._post(request, self._contact_action)
+
+    async def invoice_paid(self, request: Request) -> Response:
+        return await self._post(request, self._invoice_paid)
+
+    async def _post(
+        self, request: Request, work: Callable[[Request, dict[str, str]], Response]
+    ) -> Response:
+        """``work``'s answer to a POST whose form carries the CSRF token."""
         form = await self._form(request)
         if isinstance(form, Response):
             return form
-        return await self.pages.answer(self._contact_action, request, form)
+        return await self.pages.answer(work, request, form)
 
     def _contact_action(self, request: Request, form: dict[str, str]) -> Response:
         email = request.path_params["email"]
@@ -80,12 +90,6 @@ class Actions:
             extra=fields(action=action, contact=email, sequence=form.get("sequence")),
         )
         return RedirectResponse(f"/contacts/{quote(email, safe='@')}", status_code=303)
-
-    async def invoice_paid(self, request: Request) -> Response:
-        form = await self._form(request)
-        if isinstance(form, Response):
-            return form
-        return await self.pages.answer(self._invoice_paid, request, form)
 
     def _invoice_paid(self, request: Request, _form: dict[str, str]) -> Response:
         number = request.path_params["number"]
