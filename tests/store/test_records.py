@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime
 from toma.core.contacts import make_contact
 from toma.core.invoices import make_invoice
 from toma.core.outbox import MessageState, advance, new_record
-from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, Store
+from toma.store import CONTACTS, CONVERSATIONS, ENROLMENTS, MESSAGES, SYNC, Store
 from toma.store.records import contacts as addressbook
 from toma.store.records import enrolments, invoices, newsletters
+from toma.store.records.query import keyed_from, matching
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -162,3 +163,31 @@ def test_contacts_carrying_one_of_some_tags(store: Store):
         "p3@example.org",
     ]
     assert len(list(addressbook.tagged_any(store, None))) == 8
+
+
+def test_documents_by_the_start_of_their_key(store: Store):
+    """What a tick asks of the sync table: the issues scheduled, not every contact written
+    to by hand. The prefix is text, never a pattern."""
+    prefix = newsletters.PREFIX
+    with store.transaction() as tx:
+        for key in (f"{prefix}b", "contacted:x@example.org", f"{prefix}a", prefix[:-1], "a%_\\b"):
+            tx.put(SYNC, key, {"name": key.removeprefix(prefix)})
+        tx.put(SYNC, "a%_\\", {"name": "the prefix itself"})
+        tx.put(SYNC, "aX_\\b", {"name": "matched by a LIKE pattern"})
+    assert [key for key, _doc in keyed_from(store, SYNC, prefix)] == [f"{prefix}b", f"{prefix}a"]
+    assert newsletters.scheduled(store) == ["a", "b"]
+    assert [key for key, _doc in keyed_from(store, SYNC, "a%_\\")] == ["a%_\\b", "a%_\\"]
+    assert list(keyed_from(store, SYNC, "zzz")) == []
+
+
+def test_a_value_holding_percent_signs_is_text(store: Store):
+    """An address may hold a % (RFC 5322 allows it in the local part): asked by it, the
+    database compares it as text, never as a placeholder of the query."""
+    email = "a%s%b%%@example.org"
+    with store.transaction() as tx:
+        tx.put(MESSAGES, "m1", message("m1", email, "sequence", "keep/s0", MessageState.SENT))
+        tx.put(
+            MESSAGES, "m2", message("m2", "b@example.org", "sequence", "keep/s0", MessageState.SENT)
+        )
+    assert [key for key, _doc in matching(store, MESSAGES, contact=email)] == ["m1"]
+    assert [key for key, _doc in matching(store, MESSAGES, kind="sequence")] == ["m1", "m2"]

@@ -33,7 +33,7 @@ from toma.inbox.handwritten import CONTACTED_PREFIX
 from toma.project.sequences import Files
 from toma.store import CONTACTS, ENROLMENTS, MESSAGES, SYNC, Reader, Store
 from toma.store.base import Changed, ChangeMark, Document
-from toma.store.records.query import matching_any
+from toma.store.records.query import keyed_from, matching_any
 from toma.timeutil import parse_moment
 
 
@@ -78,8 +78,8 @@ def plan_state_of(
 def _contacted(reader: Reader) -> dict[str, datetime]:
     """When the owner last wrote to each contact by hand (see toma.inbox.handwritten)."""
     found: dict[str, datetime] = {}
-    for key, doc in reader.all(SYNC):
-        if key.startswith(CONTACTED_PREFIX) and isinstance(doc.get("at"), str):
+    for key, doc in keyed_from(reader, SYNC, CONTACTED_PREFIX):
+        if isinstance(doc.get("at"), str):
             found[key[len(CONTACTED_PREFIX) :]] = parse_moment(doc["at"])
     return found
 

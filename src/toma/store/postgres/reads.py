@@ -110,6 +110,13 @@ class Reads:
         check_table(table, self._where)
         return self._pages(sql.SQL("tbl = {}").format(sql.Literal(table)))
 
+    def keyed_from(self, table: str, prefix: str) -> Iterator[tuple[str, Document]]:
+        """The documents of ``table`` whose key starts with ``prefix``, in store order: the
+        keys are tested, only the documents found are read."""
+        check_table(table, self._where)
+        condition = sql.SQL("tbl = {} AND starts_with(key, {})")
+        return self._pages(condition.format(sql.Literal(table), sql.Literal(prefix)))
+
     def tagged_any(self, tags: Collection[str]) -> Iterator[tuple[str, Document]]:
         """The contacts whose ``tags`` hold at least one of ``tags``, in store order."""
         condition = sql.SQL(
@@ -243,12 +250,14 @@ class Reads:
         after = 0
         while True:
             self._before_read()
+            # Every value a literal, and no parameters: a value holding a % (an address
+            # may) is then never read as a placeholder.
             query = sql.SQL(
-                "SELECT key, doc::text, ord FROM toma_documents WHERE {} AND ord > %s AND ord <= %s"
+                "SELECT key, doc::text, ord FROM toma_documents WHERE {} AND ord > {} AND ord <= {}"
                 " ORDER BY tbl, ord LIMIT {}"
-            ).format(condition, sql.Literal(PAGE))
+            ).format(condition, sql.Literal(after), sql.Literal(last), sql.Literal(PAGE))
             with self._conn() as conn, pg_errors(self._where):
-                rows = conn.execute(query, (after, last)).fetchall()
+                rows = conn.execute(query).fetchall()
             for key, text, _ord in rows:
                 yield key, decode(text)
             if len(rows) < PAGE:

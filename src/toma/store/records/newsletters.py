@@ -25,7 +25,7 @@ from toma.errors import TomaError
 from toma.mail.compose import Job
 from toma.project.newsletters import load_newsletter
 from toma.store import CONTACTS, CONVERSATIONS, MESSAGES, SYNC, Reader, Store
-from toma.store.records.query import matching
+from toma.store.records.query import keyed_from, matching
 from toma.timeutil import iso
 
 PREFIX = "newsletter:"
@@ -55,7 +55,9 @@ def schedule(store: Store, newsletter: Newsletter, *, now: datetime) -> None:
 
 
 def scheduled(reader: Reader) -> list[str]:
-    return sorted(doc["name"] for key, doc in reader.all(SYNC) if key.startswith(PREFIX))
+    """The issues scheduled, by name: asked at every tick, of a table that also holds a
+    document per contact written to by hand."""
+    return sorted(doc["name"] for _key, doc in keyed_from(reader, SYNC, PREFIX))
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,19 @@ def matching_any(
 
 
 @runtime_checkable
+class QueryingKeys(Protocol):
+    def keyed_from(self, table: str, prefix: str) -> Iterator[tuple[str, Document]]: ...
+
+
+def keyed_from(reader: Reader, table: str, prefix: str) -> Iterator[tuple[str, Document]]:
+    """The documents of ``table`` whose key starts with ``prefix``, in store order: only
+    those are read from PostgreSQL, the table is read elsewhere."""
+    if isinstance(reader, QueryingKeys):
+        return reader.keyed_from(table, prefix)
+    return ((key, doc) for key, doc in reader.all(table) if key.startswith(prefix))
+
+
+@runtime_checkable
 class QueryingFrom(Protocol):
     def where_from(self, table: str, name: str, lowest: str) -> Iterator[tuple[str, Document]]: ...
 
