@@ -44,7 +44,7 @@ from types import MappingProxyType
 from toma.config import Window
 from toma.core.offsets import largest_rise
 from toma.core.sequences import Sequence
-from toma.core.turns import _CALENDAR_ERRORS, _floor, _track
+from toma.core.turns import _CALENDAR_ERRORS, _floor
 from toma.timeutil import Duration
 
 _MONTH_AT_MOST = timedelta(days=31)
@@ -91,11 +91,10 @@ def earliest(
         if name in held or window is None or not window.days:
             continue  # the planner leaves these out too
         try:
-            _track(sequence, window)
+            repeat = (_floor(sequence.repeat.every, slack),) if sequence.repeat else ()
+            floors = tuple(_floor(step.after, slack) for step in sequence.steps)
         except _CALENDAR_ERRORS:
             continue  # broken: the planner reports it and plans none of it
-        repeat = (_floor(sequence.repeat.every, slack),) if sequence.repeat is not None else ()
-        floors = tuple(_floor(step.after, slack) for step in sequence.steps)
         by_step: dict[str, timedelta] = {}
         done: set[str] = set()
         first = floors[:1] or repeat
