@@ -161,15 +161,20 @@ class Gate:
         now: datetime | None,
     ) -> None:
         self._config = config
-        self._password = sign_in.password if sign_in is not None else None
-        # The refusals the store keeps, and the tick's moment: a refusal outlives the batch.
-        self._memory = refusals if now is not None and self._password is not None else None
-        self._now = now
+        password = sign_in.password if sign_in is not None else None
+        # The refusals the store keeps, the password and the tick's moment: a refusal of
+        # this password outlives the batch (OAuth2 tokens change: none is kept).
+        self._memory = (
+            (refusals, password, now)
+            if refusals is not None and password is not None and now is not None
+            else None
+        )
         self._signed_in = sign_in is None
         self._first = asyncio.Lock()
         self.closed: tuple[int, str] | None = None
-        if self._memory is not None and self._password is not None and now is not None:
-            found = self._memory.standing(_account(config), self._password, now)
+        if self._memory is not None:
+            memory, password, now = self._memory
+            found = memory.standing(_account(config), password, now)
             if found is not None:
                 log.warning(
                     "smtp login not tried",
@@ -197,7 +202,7 @@ class Gate:
             await self._signing(sign_in)  # refused, closed before the next in line tries
             self._signed_in = True
         if self._memory is not None:
-            self._memory.accepted(_account(self._config))
+            self._memory[0].accepted(_account(self._config))
         return True
 
     async def _signing(self, sign_in: Callable[[], Awaitable[None]]) -> None:
@@ -222,8 +227,9 @@ class Gate:
                 error=detail,
             ),
         )
-        if self._memory is not None and self._password is not None and self._now is not None:
-            self._memory.refused(_account(config), self._password, self._now, code, detail)
+        if self._memory is not None:
+            memory, password, now = self._memory
+            memory.refused(_account(config), password, now, code, detail)
         self.closed = (code, detail)
 
 
