@@ -127,7 +127,7 @@ def progress(store: Any) -> list[tuple[object, ...]]:
     with store._conn() as conn:
         rows: list[tuple[object, ...]] = conn.execute(
             "SELECT contact, sequence, enrolled, receives, enrolled_at, anchor, anchor_step, since,"
-            " retry_at"
+            " retry_at, paced_at"
             " FROM toma_progress ORDER BY contact, sequence"
         ).fetchall()
     return rows

@@ -88,9 +88,8 @@ def pg(pg_server: PgServer) -> Iterator[PgStore]:
 def compare(store: PgStore, config: Config, files: Files, now: datetime) -> tuple[Plan, int, int]:
     everyone = plan_state(store, config, files)
     whole = plan(everyone, now)
-    asked = can_be_due(
-        store, earliest(files.sequences, config.windows, files.held, horizon=now), now
-    )
+    found = earliest(files.sequences, config.windows, files.held, horizon=now, pace=config.pace)
+    asked = can_be_due(store, found, now)
     assert asked is not None
     scoped = plan(plan_state_of(store, config, files, asked), now)
     assert scoped.due == whole.due
@@ -263,6 +262,54 @@ def test_clocks_moving_two_hours_ahead_are_allowed_for_and_no_more(
     # A year later no zone moves its clocks by more than an hour at the end of March.
     later = earliest(files.sequences, config.windows, horizon=due + timedelta(days=365))
     assert later.delay("troll", "first") >= timedelta(days=3, hours=-2)
+
+
+def test_a_contact_the_pace_holds_back_is_read_once_the_gap_has_passed(
+    pg: PgStore, config: Config
+) -> None:
+    """Handed one step, a contact whose other sequences have steps due waits out the
+    pace's gap (a day here): meanwhile the index leaves them out, and the planner,
+    reading everyone, sends them nothing either. Once the gap has passed, or once
+    the step turns out to have failed, they are asked for again."""
+    email = "busy@example.com"
+    # Tuesday 3 March, 10:00 in Berlin: the first steps of "intro" and "keep" are due.
+    now = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    with pg.transaction() as tx:
+        tx.put(CONTACTS, email, {**make_contact(email).to_doc(), "timezone": "Europe/Berlin"})
+        for name in ("intro", "long", "keep"):
+            enrolment = Enrolment(email, name, now - timedelta(hours=25), source="hand")
+            tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+    files = Files(dict(SEQUENCES))
+
+    def asked(now: datetime) -> set[str] | None:
+        found = earliest(files.sequences, config.windows, horizon=now, pace=config.pace)
+        return can_be_due(pg, found, now)
+
+    def due(now: datetime) -> tuple[PlannedSend, ...]:
+        return plan(plan_state(pg, config, files), now).due
+
+    assert asked(now) == {email}
+    (first,) = due(now)
+    sending = carry_on(None, first, MessageState.SENDING, at=now)
+    with pg.transaction() as tx:
+        tx.put(MESSAGES, sending.key, sending.to_doc())
+    # The other is still due, but cannot go before the gate opens a day later.
+    for hours in (1, 12, 23):
+        assert due(now + timedelta(hours=hours)) == ()
+    # Read again only from an hour before (the slack for clocks that move).
+    assert asked(now + timedelta(hours=1)) == asked(now + timedelta(hours=22)) == set()
+    assert asked(now + timedelta(hours=23)) == {email}
+    without_pace = earliest(files.sequences, config.windows, horizon=now)
+    assert can_be_due(pg, without_pace, now + timedelta(hours=1)) == {email}
+    assert len(due(now + timedelta(days=1))) == 1
+    assert asked(now + timedelta(days=1)) == {email}
+    # The message turns out to have failed: it took no turn, the next one can go now.
+    failed = advance(sending, MessageState.FAILED, at=now + timedelta(hours=2), detail="refused")
+    with pg.transaction() as tx:
+        tx.put(MESSAGES, failed.key, failed.to_doc())
+    assert asked(now + timedelta(hours=3)) == {email}
+    assert len(due(now + timedelta(hours=3))) == 1
+    assert progress(pg) == rebuilt(pg)
 
 
 def test_the_embedded_store_cannot_say(tmp_path: Path, config: Config) -> None:

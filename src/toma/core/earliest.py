@@ -32,6 +32,17 @@ a window, mail written by hand) only ever makes it later. When the last step
 was the latest attempted and there is no repeat, nothing follows: the
 enrolment is finished and never asked for. A step the file no longer has
 bounds with the smallest floor of all (:attr:`Earliest.otherwise`).
+
+**The pace.** A contact's every turn is at or after the pace gate, ``[pace]
+min_gap`` after their latest message that counts for it
+(:func:`toma.core.turns._plan_contact`), so nothing can go to them by
+``horizon`` while ``paced + gap > horizon``, where ``gap`` is the gap's floor
+(:attr:`Earliest.gap`). Without this, a contact who was just sent one step
+while steps of their other sequences are due is read and planned again at
+every tick until the gate opens: days of ticks. The store knows only the
+moments of sequence messages that pace; the planner's latest message is at or
+after the latest of those (newsletters, invoice reminders and mail written by
+hand count too), so this leaves out nobody the planner would plan.
 """
 
 from __future__ import annotations
@@ -41,13 +52,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from toma.config import Window
+from toma.config import Pace, Window
 from toma.core.offsets import largest_rise
 from toma.core.sequences import Sequence
 from toma.core.turns import _CALENDAR_ERRORS, _floor
 from toma.timeutil import Duration
 
 _MONTH_AT_MOST = timedelta(days=31)
+_ZERO = timedelta(0)
 _AROUND = timedelta(days=2)  # the span reckoned reaches this far past the delays
 
 NOT_YET = ""  # anchor_step of an enrolment with no attempted step (repeats aside)
@@ -65,6 +77,9 @@ class Earliest:
     delays: Mapping[str, Mapping[str, timedelta]]
     finished: Mapping[str, frozenset[str]]
     otherwise: Mapping[str, timedelta]
+    # The least wait after a contact's latest paced sequence message before anything
+    # else can go to them (the pace gate); None: the pace was not given.
+    gap: timedelta | None = None
 
     def delay(self, sequence: str, anchor_step: str) -> timedelta | None:
         """The least delay for this (sequence, anchor_step); None: nothing can follow."""
@@ -79,10 +94,17 @@ def earliest(
     held: frozenset[str] = frozenset(),
     *,
     horizon: datetime,
+    pace: Pace | None = None,
 ) -> Earliest:
     """The delays to ask the store for, from the sequences the planner would plan, for
-    the question "what can be due by ``horizon``"."""
-    slack = _slack(sequences, horizon)
+    the question "what can be due by ``horizon``"; with ``pace``, the gap too."""
+    slack = _slack(sequences, horizon, (pace.min_gap,) if pace else ())
+    gap = None
+    if pace is not None:
+        try:
+            gap = _floor(pace.min_gap, slack)
+        except _CALENDAR_ERRORS:
+            gap = None  # the planner reports it; the store leaves nobody out for it
     delays: dict[str, Mapping[str, timedelta]] = {}
     finished: dict[str, frozenset[str]] = {}
     otherwise: dict[str, timedelta] = {}
@@ -113,22 +135,23 @@ def earliest(
         delays=MappingProxyType(delays),
         finished=MappingProxyType(finished),
         otherwise=MappingProxyType(otherwise),
+        gap=gap,
     )
 
 
-def _slack(sequences: Mapping[str, Sequence], horizon: datetime) -> timedelta:
+def _slack(
+    sequences: Mapping[str, Sequence], horizon: datetime, also: tuple[Duration, ...] = ()
+) -> timedelta:
     """The largest rise of a UTC offset that can lie between an anchor and a due time
-    that matter: an anchor older than the longest delay before ``horizon`` passes the
-    question whatever the slack."""
-    longest = max(
-        (
-            _longest(duration)
-            for sequence in sequences.values()
-            for duration in [step.after for step in sequence.steps]
-            + ([sequence.repeat.every] if sequence.repeat else [])
-        ),
-        default=timedelta(0),
-    )
+    that matter: an anchor older than the longest delay (or ``also``) before ``horizon``
+    passes the question whatever the slack."""
+    durations = [
+        duration
+        for sequence in sequences.values()
+        for duration in [step.after for step in sequence.steps]
+        + ([sequence.repeat.every] if sequence.repeat else [])
+    ]
+    longest = max((_longest(duration) for duration in durations + list(also)), default=_ZERO)
     return largest_rise(horizon - longest - _AROUND, horizon + _AROUND)
 
 

@@ -142,7 +142,7 @@ def plan_state(
     contacts than can be due never change the plan of anyone: each is planned
     from their own documents.
     """
-    asked = earliest(files.sequences, config.windows, files.held, horizon=now)
+    asked = earliest(files.sequences, config.windows, files.held, horizon=now, pace=config.pace)
     emails = can_be_due(store, asked, now)
     if emails is None:
         raise TypeError("a scoped tick needs a store that says who can be due")

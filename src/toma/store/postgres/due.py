@@ -11,11 +11,14 @@ anchor_step, since)``: one index descent per distinct pair, a few dozen at
 most, however many enrolments there are. Then one range scan per pair asks for
 ``since <= horizon - delay``: the enrolments that can be ready, and no others.
 Finished enrolments (their latest step was the last, no repeat) are never
-scanned. Retries come from their own partial index.
+scanned. Retries come from their own partial index. A contact the pace holds
+back (a sequence message that paces went less than the gap ago, ``paced_at``)
+is left out of both, by one probe of the primary key per contact found.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -40,21 +43,31 @@ WITH RECURSIVE pairs AS (
 SELECT sequence, anchor_step FROM pairs
 """
 
+# A contact the pace holds back (paced_at, version 4) has nothing ready, whatever is
+# due: a NULL bound holds nobody back.
 _READY = (
-    "SELECT contact FROM toma_progress"
+    "SELECT contact FROM toma_progress AS p"
     " WHERE enrolled AND receives AND sequence = %s AND anchor_step = %s AND since <= %s"
+    " AND NOT EXISTS (SELECT 1 FROM toma_progress AS paced"
+    " WHERE paced.contact = p.contact AND paced.paced_at > %s)"
 )
 
 _RETRIES = (
-    "SELECT contact FROM toma_progress"
+    "SELECT contact FROM toma_progress AS p"
     " WHERE enrolled AND receives AND retry_at IS NOT NULL AND retry_at <= %s"
     " AND sequence = ANY(%s)"
+    " AND NOT EXISTS (SELECT 1 FROM toma_progress AS paced"
+    " WHERE paced.contact = p.contact AND paced.paced_at > %s)"
 )
 
 
 def due_contacts(conn: Conn, earliest: Earliest, horizon: datetime) -> set[str]:
     """The contacts with an enrolment that can have a step ready by ``horizon``."""
     found: set[str] = set()
+    paced = None
+    if earliest.gap is not None:
+        with contextlib.suppress(OverflowError):  # a gap past the calendar holds none back
+            paced = horizon - earliest.gap
     pairs = conn.execute(_PAIRS).fetchall()
     with conn.cursor() as cur:
         for sequence, anchor_step in pairs:
@@ -65,9 +78,9 @@ def due_contacts(conn: Conn, earliest: Earliest, horizon: datetime) -> set[str]:
                 latest = horizon - delay
             except OverflowError:
                 continue  # a delay longer than the calendar: never
-            cur.execute(_READY, (sequence, anchor_step, latest))
+            cur.execute(_READY, (sequence, anchor_step, latest, paced))
             found.update(row[0] for row in cur)
-        cur.execute(_RETRIES, (horizon, list(earliest.otherwise)))
+        cur.execute(_RETRIES, (horizon, list(earliest.otherwise), paced))
         found.update(row[0] for row in cur)
     return found
 
