@@ -9,12 +9,14 @@ index kept by triggers must equal one rebuilt from the documents.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.postgres import PgServer, progress, rebuilt
@@ -339,6 +341,62 @@ def test_migration_rebuilds_what_a_database_held_before(pg: PgStore) -> None:
     with pg.transaction() as tx:
         tx.put(MESSAGES, record.key, record.to_doc())
     assert [(r[0], r[1], r[6]) for r in rebuilt(pg)] == [("x@example.com", "keep", NOT_YET)]
+
+
+def test_version_4_learns_the_pace_from_the_messages_already_written(
+    pg_server: PgServer,
+) -> None:
+    """A database of version 3 upgraded: each enrolment's latest paced moment is what
+    a rebuild finds, among sent, handed, failed and retried messages and notices."""
+    from toma.store.postgres import schema
+
+    email = "old@example.com"
+    earlier = [(v, text) for v, _name, text in schema.migrations() if v <= 3]
+    with pg_server.database() as dsn:
+        with psycopg.connect(dsn) as conn:
+            for _version, text in earlier:
+                conn.execute(text.encode())
+            conn.execute(
+                "CREATE TABLE toma_schema (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for version, _text in earlier:
+                conn.execute("INSERT INTO toma_schema VALUES (%s, 'old')", (version,))
+            docs = [(CONTACTS, email, make_contact(email).to_doc())]
+            for name in SEQUENCES:
+                enrolment = Enrolment(email, name, START - timedelta(days=9), source="hand")
+                docs.append((ENROLMENTS, enrolment.key, enrolment.to_doc()))
+            for name, step, state, hours in (
+                ("intro", "hello", MessageState.SENT, 50),
+                ("intro", "check", MessageState.FAILED, 2),
+                ("long", "a", MessageState.SENDING, 30),
+                ("long", "b", MessageState.PLANNED, 1),
+                ("keep", "first", MessageState.SKIPPED, 5),
+            ):
+                at = START - timedelta(hours=hours)
+                send = replace(_send(email, name, step), due_at=at)
+                record = carry_on(None, send, MessageState.SENDING, at=at)
+                retry = at + timedelta(days=1) if state is MessageState.PLANNED else None
+                if state is not MessageState.SENDING:
+                    record = advance(record, state, at=at, next_attempt_at=retry)
+                docs.append((MESSAGES, record.key, record.to_doc()))
+            about = replace(_send(email, "keep", "x"), kind="notice")
+            notice = carry_on(None, about, MessageState.SENDING, at=START)
+            docs.append((MESSAGES, "notice/x", notice.to_doc()))
+            for table, key, doc in docs:
+                conn.execute(
+                    "INSERT INTO toma_documents (tbl, key, doc, ord)"
+                    " VALUES (%s, %s, %s, nextval('toma_order'))",
+                    (table, key, json.dumps(doc)),
+                )
+        with PgStore(dsn) as store:
+            paced = {row[1]: row[-1] for row in progress(store)}
+            assert paced == {
+                "intro": START - timedelta(hours=50),
+                "long": START - timedelta(hours=30),
+                "keep": None,
+            }
+            assert progress(store) == rebuilt(store)
 
 
 def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore) -> None:

