@@ -13,7 +13,8 @@ most, however many enrolments there are. Then one range scan per pair asks for
 Finished enrolments (their latest step was the last, no repeat) are never
 scanned. Retries come from their own partial index. A contact the pace holds
 back (a sequence message that paces went less than the gap ago, ``paced_at``)
-is left out of both, by one probe of the primary key per contact found.
+is left out of both: the few sent to within the gap come from an index of
+their own (``toma_progress_paced``), not from a look-up of every contact found.
 """
 
 from __future__ import annotations
