@@ -62,7 +62,7 @@ from toma.errors import TransportError
 from toma.hosts import is_loopback
 from toma.logs import fields
 from toma.transports.base import Envelope, Handing, Outcome, Result, one_line
-from toma.transports.smtp_login import Gate, SignIn
+from toma.transports.smtp_login import Gate, SignIn, login_failed
 from toma.transports.smtp_slot import Slot, settle
 from toma.transports.smtp_wire import (
     RateLimiter,
@@ -298,9 +298,7 @@ class SmtpTransport:
             raise
         except SMTPAuthenticationError as exc:
             slot.drop()
-            detail = one_line(
-                f"authentication as {config.username} failed: {exc.code} {exc.message}"
-            )
+            detail = login_failed(config, exc.code, exc.message)
             # A 5xx is the server's last word: the gate closed on it (see smtp_login).
             again = self._gate.closed is None
             raise _ConnectFailed(detail, exc.code, again=again) from None

@@ -216,7 +216,7 @@ class Gate:
     def _refuse(self, code: int, answer: str) -> None:
         """The server refused the login for good (a 5xx to AUTH): close the gate."""
         config = self._config
-        detail = one_line(f"authentication as {config.username} failed: {code} {answer}")
+        detail = login_failed(config, code, answer)
         log.warning(
             "smtp login refused",
             extra=fields(
@@ -231,6 +231,11 @@ class Gate:
             memory, password, now = self._memory
             memory.refused(_account(config), password, now, code, detail)
         self.closed = (code, detail)
+
+
+def login_failed(config: Smtp, code: int, answer: str) -> str:
+    """What a message not sent says of a refused login."""
+    return one_line(f"authentication as {config.username} failed: {code} {answer}")
 
 
 def _account(config: Smtp) -> Account:
