@@ -407,6 +407,58 @@ def test_version_4_learns_the_pace_from_the_messages_already_written(
             assert progress(store) == rebuilt(store)
 
 
+def test_each_write_of_the_journal_leaves_the_index_as_a_rebuild_does(pg: PgStore) -> None:
+    """Each write a send makes, one statement at a time, leaves the index as a rebuild
+    makes it (the trigger's common case: the anchor moved forward, or left), and so do
+    the writes it reads the messages again for: an older attempt, a failure, a retry,
+    two rows of one enrolment in one statement, a message moved to another contact,
+    one deleted, one whose key or table an UPDATE by hand changed."""
+    email, other = "one@example.com", "two@example.com"
+    with pg.transaction() as tx:
+        for who in (email, other):
+            tx.put(CONTACTS, who, make_contact(who).to_doc())
+            for name in ("intro", "long", "keep"):
+                enrolment = Enrolment(who, name, START - timedelta(days=9), source="hand")
+                tx.put(ENROLMENTS, enrolment.key, enrolment.to_doc())
+
+    def put(*records: OutboxRecord) -> None:
+        with pg.transaction() as tx:
+            for record in records:
+                tx.put(MESSAGES, record.key, record.to_doc())
+        assert progress(pg) == rebuilt(pg)
+
+    later = START + timedelta(hours=3)
+    hello = carry_on(None, _send(email, "intro", "hello"), MessageState.SENDING, at=START)
+    put(hello)  # handed: the enrolment's first attempt
+    put(advance(hello, MessageState.SENT, at=START, sent_at=START))  # at the same moment
+    put(advance(hello, MessageState.SENT, at=later, sent_at=later))  # later: moves on
+    earlier = START - timedelta(days=1)
+    put(carry_on(None, _send(email, "intro", "check"), MessageState.SKIPPED, at=earlier))
+    a = carry_on(None, _send(email, "long", "a"), MessageState.SENDING, at=START)
+    put(a)
+    put(advance(a, MessageState.FAILED, at=later, detail="refused"))  # no longer paces
+    retry = advance(a, MessageState.PLANNED, at=later, next_attempt_at=later)
+    put(retry)
+    put(carry_on(retry, _send(email, "long", "a"), MessageState.SENDING, at=later))
+    first = carry_on(None, _send(email, "keep", "first"), MessageState.SENDING, at=START)
+    again = carry_on(None, _send(email, "keep", "repeat-1"), MessageState.SENDING, at=later)
+    put(first, again)  # two rows of one enrolment in one statement
+    put(replace(advance(first, MessageState.SENT, at=later, sent_at=later), contact=other))
+    with pg.transaction() as tx:
+        tx.delete(MESSAGES, again.key)
+    assert progress(pg) == rebuilt(pg)
+    with pg._conn() as conn:
+        conn.execute(
+            "UPDATE toma_documents SET key = key || '-moved' WHERE tbl = 'messages' AND key = %s",
+            (hello.key,),
+        )
+        conn.execute(
+            "UPDATE toma_documents SET tbl = 'conversations' WHERE tbl = 'messages' AND key = %s",
+            (a.key,),
+        )
+    assert progress(pg) == rebuilt(pg)
+
+
 def test_tag_rules_carry_on_from_where_the_last_daemon_applied_them(pg: PgStore) -> None:
     """The first daemon looks at everyone; the next, at the contacts changed since."""
     from toma.daemon.scoped import TAG_RULES_KEY, enrol_by_tag
