@@ -13,6 +13,10 @@ rendering, building, delivering and recording each message. Targets: under 10 s
 and under 500 MB per daemon.
 
     python bench/postgres.py [--sizes 100000,300000,1000000] [--copy 100000] [--where DIR]
+                             [--copy-built]
+
+``--copy-built`` leaves building out (a copy of one built message each time), so
+that the tick's time is the daemon's, the database's and the Maildir's alone.
 
 Measured on 2 shared cores, PostgreSQL 15, fsync off, the Maildir on the same
 disk outside /tmp (``--where``; this machine's /tmp creates files 15-40 times
@@ -73,6 +77,7 @@ need 16 s for that much CPU, however well it overlaps.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -173,6 +178,23 @@ def fill(dsn: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+def copy_built() -> None:
+    """Building replaced, in this process, by a copy of one built message per template
+    (its Message-ID changed): what is left of a tick is the daemon's own work, the
+    journal's writes above all (``--copy-built``)."""
+    from toma.daemon import builder
+
+    build, built = builder._build, {}
+
+    def copied(composer, job):
+        if job.template not in built:
+            built[job.template] = build(composer, job)
+        return dataclasses.replace(built[job.template], message_id=f"<{job.key}@bench>")
+
+    builder.PARALLEL_FROM = sys.maxsize
+    builder._build = copied
+
+
 def tick_one(dsn: str, count: int, where: str | None = None) -> dict[str, float]:
     """Run in a fresh process: open the store and time two ticks (the project and its
     Maildir in a temporary directory under ``where``)."""
@@ -258,8 +280,15 @@ def main() -> int:
         help="the directory the daemon's project and Maildir go in (default: the system's"
         " temporary directory)",
     )
+    parser.add_argument(
+        "--copy-built",
+        action="store_true",
+        help="replace building by a copy of one built message: the journal sets the pace",
+    )
     parser.add_argument("--tick-one", nargs=2, metavar=("DSN", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.copy_built:
+        copy_built()
     if args.tick_one:
         print(json.dumps(tick_one(args.tick_one[0], int(args.tick_one[1]), args.where)))
         return 0
@@ -280,6 +309,7 @@ def main() -> int:
                 if size == args.copy:
                     round_trip(server, dsn, size)
                 where = ["--where", args.where] if args.where else []
+                where += ["--copy-built"] if args.copy_built else []
                 out = subprocess.run(
                     [sys.executable, __file__, "--tick-one", dsn, str(size), *where],
                     capture_output=True,

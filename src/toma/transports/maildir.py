@@ -109,11 +109,11 @@ class Grouped(Generic[T, R]):
 
 # Messages delivered at once. Each hand-over waits for the journal's next write, which
 # takes every hand-over queued by then: the more deliveries under way, the fewer
-# writes. On PostgreSQL at 1M contacts, a tick of 10,000 messages with the building
-# left out (so that the journal sets the pace) made 1,424 writes over its two ticks at
-# 16, 760 at 64, and took 12.3-15.5 s against 9.6-12.0 s (bench/postgres.py's store,
-# Maildir on tmpfs, four runs each, alternated). With building, on disk, where this
-# machine's CPU was the limit, 15.2-21.1 s against 15.6-17.3 s.
+# writes. On PostgreSQL at 1M contacts, two ticks of 10,000 messages with building
+# left out, so that the journal sets the pace (the daemon of ``bench/postgres.py
+# --copy-built``, Maildir on tmpfs, runs alternated), made 1,424 writes at 16 and 760
+# at 64; the ticks took 12.3-15.5 s and 9.6-12.0 s (four each). With building, on
+# disk, where this machine's CPU was the limit: 15.2-21.1 s and 15.6-17.3 s.
 CONCURRENCY = 64
 
 
