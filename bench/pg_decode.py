@@ -13,12 +13,13 @@ runs alternated:
 
     python bench/pg_decode.py [--dsn DSN --ahead 30]
 
-Measured on 2 shared cores; documents (median of 5, the interning included):
+Measured on 2 shared cores; documents (median of 5, the interning included), on a
+busy moment and then a quiet one:
 
-    table          json  msgspec  ratio
-    contacts      9.5us    5.4us  0.57
-    enrolments    6.7us    3.3us  0.49
-    messages     14.8us    5.8us  0.39
+    table          json  msgspec  ratio      json  msgspec  ratio
+    contacts      9.5us    5.4us  0.57      6.7us    4.3us  0.64
+    enrolments    6.7us    3.3us  0.49      3.5us    1.9us  0.53
+    messages     14.8us    5.8us  0.39      7.6us    4.7us  0.62
 
 A tick's read at 1M contacts (``--dsn`` on a copy of bench/postgres.py's store,
 ``--ahead 30``: 20,000 contacts with their 60,000 enrolments and 60,000 messages),
