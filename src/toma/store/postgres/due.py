@@ -46,19 +46,21 @@ SELECT sequence, anchor_step FROM pairs
 
 # A contact the pace holds back (paced_at, version 4) has nothing ready, whatever is
 # due: a NULL bound holds nobody back.
-_READY = (
-    "SELECT contact FROM toma_progress AS p"
-    " WHERE enrolled AND receives AND sequence = %s AND anchor_step = %s AND since <= %s"
-    " AND NOT EXISTS (SELECT 1 FROM toma_progress AS paced"
+_NOT_PACED = (
+    "NOT EXISTS (SELECT 1 FROM toma_progress AS paced"
     " WHERE paced.contact = p.contact AND paced.paced_at > %s)"
 )
 
+_READY = (
+    "SELECT contact FROM toma_progress AS p"  # noqa: S608 - constants only
+    " WHERE enrolled AND receives AND sequence = %s AND anchor_step = %s AND since <= %s"
+    f" AND {_NOT_PACED}"
+)
+
 _RETRIES = (
-    "SELECT contact FROM toma_progress AS p"
+    "SELECT contact FROM toma_progress AS p"  # noqa: S608 - constants only
     " WHERE enrolled AND receives AND retry_at IS NOT NULL AND retry_at <= %s"
-    " AND sequence = ANY(%s)"
-    " AND NOT EXISTS (SELECT 1 FROM toma_progress AS paced"
-    " WHERE paced.contact = p.contact AND paced.paced_at > %s)"
+    f" AND sequence = ANY(%s) AND {_NOT_PACED}"
 )
 
 
